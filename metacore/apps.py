@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class MetacoreConfig(AppConfig):
+    name = "metacore"
+    verbose_name = "Metacore addons"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        # Wiring only: system checks and signal receivers. Runtime addon models are built
+        # lazily from the stored manifests on first use (no database access at import).
+        from metacore.host import checks  # noqa: F401

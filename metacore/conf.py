@@ -1,0 +1,87 @@
+"""`settings.METACORE`: documented defaults, dotted-path imports, clear errors.
+
+Shaped like DRF's `api_settings`: `metacore_settings.NAME` reads the host's value or the
+default; names listed in IMPORT_STRINGS are imported on first access.
+"""
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+DEFAULTS = {
+    # Bundles
+    "ALLOW_UNSIGNED_BUNDLES": False,
+    "TRUSTED_KEYS": [],  # ed25519 public keys (base64 or PEM) allowed to sign bundles
+    "BUNDLE_DIR": None,  # catalog directory of installable bundles
+    "DATA_DIR": None,  # where extracted bundles and the wasm cache live; default: BASE_DIR/var
+    "MAX_BUNDLE_BYTES": 50 * 1024 * 1024,
+    # Store
+    "DEFAULT_PER_PAGE": 20,
+    "MAX_PER_PAGE": 200,
+    "TENANT_RESOLVER": "metacore.store.tenancy.default_tenant_resolver",
+    # Security
+    "ENFORCER_DEFAULT_MODE": "enforce",
+    "HTTP_RESOLVER": "socket.getaddrinfo",
+    # Audit
+    "AUDIT_SINKS": ["metacore.audit.sinks.LogSink", "metacore.audit.sinks.DatabaseSink"],
+    "AUDIT_READS": False,
+    # Sandbox
+    "WASM_FUEL": 2_000_000_000,
+    "WASM_DEFAULT_MEMORY_MB": 64,
+    "WASM_DEFAULT_TIMEOUT_MS": 10_000,
+    # Hub
+    "HUB_COALESCE_MS": 100,
+    "HUB_MAX_BACKLOG": 500,
+    "HUB_MAX_FRAME_BYTES": 64 * 1024,
+    # Kernel parts a host may replace
+    "KERNEL_CLASS": "metacore.kernel.Kernel",
+}
+
+IMPORT_STRINGS = {"TENANT_RESOLVER", "KERNEL_CLASS", "HTTP_RESOLVER"}
+
+
+class MetacoreSettings:
+    def __init__(self, defaults=None):
+        self.defaults = defaults or DEFAULTS
+        self._cached = set()
+
+    @property
+    def user_settings(self):
+        return getattr(settings, "METACORE", {}) or {}
+
+    def __getattr__(self, name):
+        if name not in self.defaults:
+            raise AttributeError(f"Invalid metacore setting: {name!r}")
+        value = self.user_settings.get(name, self.defaults[name])
+        if name in IMPORT_STRINGS and isinstance(value, str):
+            try:
+                value = import_string(value)
+            except ImportError as exc:
+                raise ImportError(f"METACORE[{name!r}] = {value!r} cannot be imported: {exc}") from exc
+        self._cached.add(name)
+        setattr(self, name, value)
+        return value
+
+    def reload(self):
+        for name in self._cached:
+            delattr(self, name)
+        self._cached.clear()
+
+
+metacore_settings = MetacoreSettings()
+
+
+def _reload(*, setting, **kwargs):
+    if setting == "METACORE":
+        metacore_settings.reload()
+
+
+setting_changed.connect(_reload)
+
+
+def data_dir():
+    from pathlib import Path
+
+    base = metacore_settings.DATA_DIR or Path(getattr(settings, "BASE_DIR", ".")) / "var"
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,29 @@
+"""System checks (`manage.py check`): misconfiguration found before the first request."""
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+@register("metacore")
+def check_settings(app_configs, **kwargs):
+    from metacore.conf import DEFAULTS, metacore_settings
+
+    errors = []
+    user = getattr(settings, "METACORE", {}) or {}
+    if not isinstance(user, dict):
+        return [Error("settings.METACORE must be a dict", id="metacore.E001")]
+    for name in user:
+        if name not in DEFAULTS:
+            errors.append(Error(f"Unknown METACORE setting {name!r}", hint=f"Known: {', '.join(sorted(DEFAULTS))}", id="metacore.E002"))
+    for name in ("TENANT_RESOLVER", "KERNEL_CLASS", "HTTP_RESOLVER"):
+        try:
+            getattr(metacore_settings, name)
+        except ImportError as exc:
+            errors.append(Error(str(exc), id="metacore.E003"))
+    if user.get("ENFORCER_DEFAULT_MODE", "enforce") not in ("enforce", "shadow"):
+        errors.append(Error("METACORE['ENFORCER_DEFAULT_MODE'] must be 'enforce' or 'shadow'", id="metacore.E004"))
+    if "rest_framework" not in settings.INSTALLED_APPS:
+        errors.append(Error("metacore needs 'rest_framework' in INSTALLED_APPS", id="metacore.E005"))
+    engine = settings.DATABASES.get("default", {}).get("ENGINE", "")
+    if not any(v in engine for v in ("sqlite3", "postgresql")):
+        errors.append(Warning(f"metacore is tested on SQLite and PostgreSQL, not {engine}", id="metacore.W001"))
+    return errors

@@ -1,0 +1,2 @@
+"""WebSocket routes (hub subsystem)."""
+websocket_urlpatterns = []

@@ -1,0 +1,77 @@
+"""The Kernel: one object holding every service, built once from settings.
+
+A host replaces a part by subclassing and pointing `METACORE['KERNEL_CLASS']` at it, or by
+the per-part settings (sinks, tenant resolver, channel layer). DRF views, consumers and
+management commands get services from `get_kernel()`; services never import DRF, Channels
+or the CLI.
+"""
+from functools import cached_property
+
+from metacore.conf import metacore_settings
+
+
+class Kernel:
+    @cached_property
+    def registry(self):
+        """Runtime Django models of installed addons (schema/registry.py)."""
+        from metacore.schema.registry import ModelRegistry
+
+        return ModelRegistry()
+
+    @cached_property
+    def installer(self):
+        from metacore.installer.service import InstallerService
+
+        return InstallerService(self)
+
+    @cached_property
+    def store(self):
+        from metacore.store.service import StoreService
+
+        return StoreService(self)
+
+    @cached_property
+    def permissions(self):
+        from metacore.permissions.service import PermissionService
+
+        return PermissionService(self)
+
+    @cached_property
+    def enforcer(self):
+        from metacore.security.enforcer import Enforcer
+
+        return Enforcer(self)
+
+    @cached_property
+    def audit(self):
+        from metacore.audit.pipe import AuditPipe
+
+        return AuditPipe.from_settings()
+
+    @cached_property
+    def sandbox(self):
+        from metacore.sandbox.service import SandboxService
+
+        return SandboxService(self)
+
+    @cached_property
+    def hub(self):
+        from metacore.hub.publisher import HubPublisher
+
+        return HubPublisher(self)
+
+
+_kernel = None
+
+
+def get_kernel() -> Kernel:
+    global _kernel
+    if _kernel is None:
+        _kernel = metacore_settings.KERNEL_CLASS()
+    return _kernel
+
+
+def reset_kernel():
+    """Drop the built services (tests, or after changing settings at runtime)."""
+    global _kernel
+    _kernel = None

@@ -1,0 +1,124 @@
+"""metacore's own tables. Addon tables are not here: they are built at runtime by `schema/`."""
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Installation(models.Model):
+    """One addon on this host. Kept (state `uninstalled`) when uninstalled without dropping
+    data, so a reinstall adopts its tables again."""
+
+    class State(models.TextChoices):
+        ENABLED = "enabled"
+        DISABLED = "disabled"
+        UNINSTALLED = "uninstalled"
+
+    key = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    version = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ENABLED)
+    manifest = models.JSONField(help_text="normalised Manifest snapshot (Manifest.model_dump)")
+    capabilities = models.JSONField(default=list, help_text="the addon's granted capabilities")
+    settings = models.JSONField(default=dict, blank=True)
+    credentials = models.JSONField(default=dict, blank=True)
+    selected_tools = models.JSONField(default=list, blank=True)
+    secret_hash = models.CharField(max_length=128, blank=True)
+    secret_encrypted = models.TextField(blank=True)
+    bundle_path = models.CharField(max_length=500, blank=True, help_text="extracted bundle directory")
+    bundle_sha256 = models.CharField(max_length=64, blank=True)
+    revision = models.PositiveIntegerField(default=1, help_text="bumped on every schema change")
+    installed_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+        permissions = [("manage_addons", "Can install, upgrade and configure addons")]
+
+    def __str__(self):
+        return f"{self.key} {self.version} ({self.state})"
+
+
+class InstallJournal(models.Model):
+    """One line per lifecycle operation, successful or not (failed ones are written after
+    the rollback, outside the failed transaction)."""
+
+    addon_key = models.CharField(max_length=64, db_index=True)
+    operation = models.CharField(max_length=16)  # install, upgrade, uninstall, enable, disable
+    from_version = models.CharField(max_length=64, blank=True)
+    to_version = models.CharField(max_length=64, blank=True)
+    ok = models.BooleanField(default=True)
+    message = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=150, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "install journal"
+
+
+class AppliedMigration(models.Model):
+    """A bundle SQL migration that ran (or was skipped, with the reason) for an addon."""
+
+    addon_key = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+    checksum = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, default="applied")  # applied | skipped
+    reason = models.TextField(blank=True)
+    applied_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        unique_together = [("addon_key", "name")]
+
+
+class RegistryState(models.Model):
+    """Singleton row: `revision` is bumped in the same transaction as every schema change, so
+    any process learns of an install/upgrade by one cheap read."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    revision = models.PositiveBigIntegerField(default=0)
+
+
+class EnforcerMode(models.Model):
+    """Capability enforcer mode: the row with an empty `addon_key` is the global mode, others
+    are per-addon overrides."""
+
+    class Mode(models.TextChoices):
+        SHADOW = "shadow"
+        ENFORCE = "enforce"
+
+    addon_key = models.CharField(max_length=64, unique=True, blank=True)
+    mode = models.CharField(max_length=8, choices=Mode.choices)
+    changed_at = models.DateTimeField(auto_now=True)
+    changed_by = models.CharField(max_length=150, blank=True)
+
+
+class TenantMembership(models.Model):
+    """Default tenant source: the organization a user acts for (see TENANT_RESOLVER)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="metacore_membership")
+    organization_id = models.UUIDField(default=uuid.uuid4)
+
+
+class AuditRecord(models.Model):
+    """Database audit sink: one row per audit event (schema in docs/audit.md)."""
+
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True)
+    schema_version = models.PositiveSmallIntegerField(default=1)
+    timestamp = models.DateTimeField(db_index=True)
+    kind = models.CharField(max_length=40, db_index=True)
+    actor = models.CharField(max_length=150, blank=True)
+    tenant = models.CharField(max_length=64, blank=True, db_index=True)
+    addon = models.CharField(max_length=64, blank=True, db_index=True)
+    target = models.CharField(max_length=300, blank=True)
+    decision = models.CharField(max_length=12, blank=True)  # allow | deny | would-deny
+    mode = models.CharField(max_length=8, blank=True)
+    reason = models.TextField(blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    trace_id = models.CharField(max_length=32, blank=True)
+    span_id = models.CharField(max_length=16, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]

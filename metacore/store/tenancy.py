@@ -1,0 +1,14 @@
+"""Tenant resolution: which organization a request acts for.
+
+`METACORE['TENANT_RESOLVER']` is a dotted path to `resolver(user, request) -> str | None`.
+The default reads the user's `TenantMembership` (metacore.models); a host with its own
+organization model points the setting at its own function.
+"""
+
+
+def default_tenant_resolver(user, request=None):
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    # A missing one-to-one raises RelatedObjectDoesNotExist, an AttributeError: getattr's default.
+    membership = getattr(user, "metacore_membership", None)
+    return str(membership.organization_id) if membership else None

@@ -1,0 +1,10 @@
+"""Include with `path("api/", include("metacore.urls"))`."""
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("metacore.api.action_urls")),
+    path("", include("metacore.api.store_urls")),
+    path("", include("metacore.api.hub_urls")),
+    path("metacore/", include("metacore.api.security_urls")),
+    path("metacore/", include("metacore.api.management_urls")),
+]
