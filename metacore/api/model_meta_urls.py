@@ -1,0 +1,2 @@
+"""Owned by its subsystem; filled as it lands."""
+urlpatterns = []
