@@ -69,6 +69,8 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
+# Object permissions on addon rows (see metacore.permissions.guardian).
+GUARDIAN_GET_CONTENT_TYPE = "metacore.permissions.guardian.get_content_type"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -27,3 +27,15 @@ def check_settings(app_configs, **kwargs):
     if not any(v in engine for v in ("sqlite3", "postgresql")):
         errors.append(Warning(f"metacore is tested on SQLite and PostgreSQL, not {engine}", id="metacore.W001"))
     return errors
+
+
+@register("metacore")
+def check_guardian(app_configs, **kwargs):
+    """Object permissions on addon rows need guardian to use metacore's content type resolver."""
+    if "guardian" not in settings.INSTALLED_APPS:
+        return []
+    wanted = "metacore.permissions.guardian.get_content_type"
+    if getattr(settings, "GUARDIAN_GET_CONTENT_TYPE", None) != wanted:
+        return [Warning("django-guardian object permissions on addon rows need GUARDIAN_GET_CONTENT_TYPE",
+                        hint=f'GUARDIAN_GET_CONTENT_TYPE = "{wanted}" (docs/permissions.md)', id="metacore.W010")]
+    return []
