@@ -1,0 +1,39 @@
+"""`bool`."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from .base import EQUALITY_LOOKUPS, ColumnType
+from .registry import register
+
+TRUE_WORDS = frozenset({"true", "t", "1", "yes", "y", "on"})
+FALSE_WORDS = frozenset({"false", "f", "0", "no", "n", "off"})
+
+
+@register
+class BoolType(ColumnType):
+    name = "bool"
+    aliases = ("boolean",)
+    field_class = models.BooleanField
+    lookups = EQUALITY_LOOKUPS
+    openapi_schema = {"type": "boolean"}
+
+    def parse(self, raw: str) -> bool:
+        word = str(raw).strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ValueError(f"{raw!r} is not a boolean (use true or false)")
+
+    def check_literal(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{value!r} is not a boolean")
+
+    def describe(self, column=None) -> str:
+        return "boolean"

@@ -1,0 +1,32 @@
+"""`uuid`: row ids, organization ids and references to other rows."""
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import Any
+
+from django.db import models
+
+from .base import EQUALITY_LOOKUPS, ColumnType
+from .registry import register
+
+
+@register
+class UUIDType(ColumnType):
+    name = "uuid"
+    field_class = models.UUIDField
+    lookups = EQUALITY_LOOKUPS
+    openapi_schema = {"type": "string", "format": "uuid"}
+
+    def parse(self, raw: str) -> uuidlib.UUID:
+        try:
+            return uuidlib.UUID(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a valid UUID") from None
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    def default_fn_kwargs(self, default_fn: str, *, db_default: bool) -> dict[str, Any]:
+        if default_fn != "uuid":
+            return super().default_fn_kwargs(default_fn, db_default=db_default)
+        return {"default": uuidlib.uuid4}

@@ -1,0 +1,125 @@
+"""Numbers: `int`, `bigint`, `float`, `decimal`.
+
+Decimals are answered as strings (`"12.5000"`): upstream's Go kernel answers JSON numbers,
+which lose precision past 15-17 significant digits; a string keeps every digit and every
+JSON client can read it.
+"""
+from __future__ import annotations
+
+import math
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import models
+
+from .base import ColumnType
+from .registry import register
+
+DEFAULT_PRECISION = 18
+DEFAULT_SCALE = 4
+
+
+class _Integer(ColumnType):
+    bounds: tuple[int, int]
+
+    def parse(self, raw: str) -> int:
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a valid integer") from None
+        return self.check_literal(value)
+
+    def check_literal(self, value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{value!r} is not a valid integer")
+        low, high = self.bounds
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range for {self.name}")
+        return value
+
+
+@register
+class IntType(_Integer):
+    name = "int"
+    aliases = ("integer", "int4", "smallint", "int2")
+    field_class = models.IntegerField
+    bounds = (-(2**31), 2**31 - 1)
+    openapi_schema = {"type": "integer", "format": "int32"}
+
+    def describe(self, column=None) -> str:
+        return "integer"
+
+
+@register
+class BigIntType(_Integer):
+    name = "bigint"
+    aliases = ("int8",)
+    field_class = models.BigIntegerField
+    bounds = (-(2**63), 2**63 - 1)
+    openapi_schema = {"type": "integer", "format": "int64"}
+
+
+@register
+class FloatType(ColumnType):
+    name = "float"
+    aliases = ("double", "double precision", "real", "float8", "float4")
+    field_class = models.FloatField
+    openapi_schema = {"type": "number", "format": "double"}
+
+    def parse(self, raw: str) -> float:
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a valid number") from None
+        return self.check_literal(value)
+
+    def check_literal(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a valid number")
+        return float(value)
+
+    def describe(self, column=None) -> str:
+        return "double precision"
+
+
+@register
+class DecimalType(ColumnType):
+    name = "decimal"
+    aliases = ("numeric", "money")
+    field_class = models.DecimalField
+    openapi_schema = {"type": "string", "format": "decimal"}
+
+    @staticmethod
+    def precision_scale(column) -> tuple[int, int]:
+        if column is None:
+            return DEFAULT_PRECISION, DEFAULT_SCALE
+        return column.precision or DEFAULT_PRECISION, (
+            DEFAULT_SCALE if column.scale is None else column.scale
+        )
+
+    def field_kwargs(self, column) -> dict[str, Any]:
+        precision, scale = self.precision_scale(column)
+        return {"max_digits": precision, "decimal_places": scale}
+
+    def parse(self, raw: str) -> Decimal:
+        try:
+            value = Decimal(str(raw).strip())
+        except InvalidOperation:
+            raise ValueError(f"{raw!r} is not a valid decimal number") from None
+        return self.check_literal(value)
+
+    def check_literal(self, value: Any) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+            raise ValueError(f"{value!r} is not a valid decimal number")
+        value = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+        if not value.is_finite():
+            raise ValueError(f"{value!r} is not a valid decimal number")
+        return value
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    def describe(self, column=None) -> str:
+        return "numeric({},{})".format(*self.precision_scale(column))

@@ -1,0 +1,47 @@
+"""`json` (jsonb on PostgreSQL): objects, arrays or scalars."""
+from __future__ import annotations
+
+import copy
+import json
+from functools import partial
+from typing import Any
+
+from django.db import models
+
+from .base import ColumnType
+from .registry import register
+
+
+@register
+class JSONType(ColumnType):
+    name = "json"
+    aliases = ("jsonb", "object", "array")
+    field_class = models.JSONField
+    sortable = False
+    lookups = ("isnull", "contains", "has_key")
+    db_default_literal_ok = False  # Django needs an expression for a JSON db_default
+    openapi_schema = {}  # any JSON value
+
+    def parse(self, raw: str) -> Any:
+        try:
+            return json.loads(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{raw!r} is not valid JSON") from None
+
+    def literal(self, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value  # a bare string default is a JSON string
+        return value
+
+    def default_kwargs(self, column, *, db_default: bool) -> dict[str, Any]:
+        kwargs = super().default_kwargs(column, db_default=db_default)
+        if isinstance(kwargs.get("default"), (dict, list)):
+            # a callable, so rows never share (and mutate) one default object
+            kwargs["default"] = partial(copy.deepcopy, kwargs["default"])
+        return kwargs
+
+    def describe(self, column=None) -> str:
+        return "jsonb"

@@ -1,0 +1,70 @@
+"""`date` and `datetime` (timestamps are stored with time zone, as `timestamptz`)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import models
+from django.db.models.functions import Now
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from .base import ColumnType
+from .registry import register
+
+
+@register
+class DateType(ColumnType):
+    name = "date"
+    field_class = models.DateField
+    openapi_schema = {"type": "string", "format": "date"}
+
+    def parse(self, raw: str) -> dt.date:
+        try:
+            value = parse_date(str(raw).strip())
+        except ValueError:
+            value = None
+        if value is None:
+            raise ValueError(f"{raw!r} is not a valid date (use YYYY-MM-DD)")
+        return value
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else value.isoformat()
+
+
+@register
+class DateTimeType(ColumnType):
+    name = "datetime"
+    aliases = (
+        "timestamp", "timestamptz", "timestamp with time zone", "timestamp without time zone",
+    )
+    field_class = models.DateTimeField
+    openapi_schema = {"type": "string", "format": "date-time"}
+
+    def parse(self, raw: str) -> dt.datetime:
+        text = str(raw).strip()
+        try:
+            value = parse_datetime(text)
+            if value is None and (day := parse_date(text)) is not None:
+                value = dt.datetime.combine(day, dt.time())
+        except ValueError:
+            value = None
+        if value is None:
+            raise ValueError(f"{raw!r} is not a valid date-time (use ISO 8601)")
+        if timezone.is_naive(value):
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else value.isoformat()
+
+    def default_fn_kwargs(self, default_fn: str, *, db_default: bool) -> dict[str, Any]:
+        if default_fn != "now":
+            return super().default_fn_kwargs(default_fn, db_default=db_default)
+        kwargs: dict[str, Any] = {"default": timezone.now}
+        if db_default:
+            kwargs["db_default"] = Now()
+        return kwargs
+
+    def describe(self, column=None) -> str:
+        return "timestamptz"
