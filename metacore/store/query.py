@@ -1,0 +1,228 @@
+"""The list query language: query-string parameters -> a validated `ListQuery`.
+
+    page=2&per_page=50&sortBy=-priority,title&search=printer&f_status=in:open,pending
+
+Every parameter is checked against the model's manifest before any SQL is built; a bad one
+raises `ValidationError` naming it (`{"f_status": ['unknown operator "foo"']}`). Filters
+become ORM lookups (never raw SQL), so values are always bound parameters and LIKE
+wildcards in user input are escaped by Django.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import reduce
+from operator import and_, or_
+
+from django.db import connections
+from django.db.models import Q
+
+from metacore.conf import metacore_settings
+from metacore.errors import ValidationError
+from metacore.schema.types import get_type
+
+FILTER_PREFIX = "f_"
+RESERVED = {"page", "per_page", "sortBy", "order", "search"}
+_OPERATOR_LIKE = re.compile(r"^[a-z_]+$")
+
+#: operator -> the Django lookup the column's type must support for it.
+OPERATORS = {
+    "eq": "exact",
+    "ne": "exact",
+    "in": "in",
+    "nin": "in",
+    "gt": "gt",
+    "gte": "gte",
+    "lt": "lt",
+    "lte": "lte",
+    "range": "gte",
+    "ilike": "icontains",
+    "like": "contains",
+    "contains": "icontains",
+    "startswith": "istartswith",
+    "endswith": "iendswith",
+    "isnull": "isnull",
+}
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    page: int = 1
+    per_page: int = 20
+    ordering: tuple[str, ...] = ()
+    where: Q = field(default_factory=Q)
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+    def apply(self, queryset):
+        """Filters, search and ordering (no slicing: the caller counts first)."""
+        return queryset.filter(self.where).order_by(*self.ordering)
+
+
+def _getlist(params, name):
+    if hasattr(params, "getlist"):
+        return params.getlist(name)
+    value = params[name]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _last(params, name):
+    values = _getlist(params, name) if name in params else []
+    return values[-1] if values else None
+
+
+def parse_list_query(model, params, *, using="default") -> ListQuery:
+    """`model` is the manifest Model; `params` a QueryDict or a plain dict."""
+    errors: dict[str, list[str]] = {}
+    page = _positive_int(params, "page", 1, errors)
+    per_page = min(_positive_int(params, "per_page", metacore_settings.DEFAULT_PER_PAGE, errors),
+                   metacore_settings.MAX_PER_PAGE)
+    ordering = _ordering(model, params, errors)
+    conditions = []
+    search = _last(params, "search")
+    if search is not None and search.strip():
+        conditions.append(_search(model, search.strip(), errors))
+    for name in params:
+        if name.startswith(FILTER_PREFIX):
+            for raw in _getlist(params, name):
+                condition = _filter(model, name, raw, errors, using)
+                if condition is not None:
+                    conditions.append(condition)
+    if errors:
+        raise ValidationError(_message(errors), errors=errors)
+    return ListQuery(page=page, per_page=per_page, ordering=ordering,
+                     where=reduce(and_, conditions, Q()))
+
+
+def _message(errors):
+    name, messages = next(iter(errors.items()))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"invalid query parameter {name}: {messages[0]}{more}"
+
+
+def _positive_int(params, name, default, errors):
+    raw = _last(params, name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        errors.setdefault(name, []).append(f"{raw!r} is not an integer")
+        return default
+    if value < 1:
+        errors.setdefault(name, []).append("must be 1 or more")
+        return default
+    return value
+
+
+def _ordering(model, params, errors) -> tuple[str, ...]:
+    keys = [k.strip() for k in (_last(params, "sortBy") or "").split(",") if k.strip()]
+    orders = [o.strip().lower() for o in (_last(params, "order") or "").split(",") if o.strip()]
+    bad_orders = [o for o in orders if o not in ("asc", "desc")]
+    if bad_orders:
+        errors.setdefault("order", []).append(f'{bad_orders[0]!r} is not "asc" or "desc"')
+    if orders and len(orders) not in (1, len(keys)):
+        errors.setdefault("order", []).append("give one order, or one per sortBy key")
+    ordering = []
+    for position, key in enumerate(keys):
+        descending = key.startswith("-")
+        name = key.lstrip("-")
+        column = model.column(name)
+        if column is None:
+            errors.setdefault("sortBy", []).append(f'unknown column "{name}"')
+            continue
+        if not get_type(column.type).sortable:
+            errors.setdefault("sortBy", []).append(f'column "{name}" ({column.type}) cannot be sorted')
+            continue
+        if not descending and orders:
+            descending = orders[position if len(orders) > 1 else 0] == "desc"
+        ordering.append(f"-{name}" if descending else name)
+    if not keys and model.column("created_at") is not None:
+        ordering.append("-created_at")
+    # A unique tie-breaker keeps pages stable when sort keys repeat.
+    if "id" not in {o.lstrip("-") for o in ordering}:
+        ordering.append("id")
+    return tuple(ordering)
+
+
+def search_columns(model):
+    """Columns `search` looks in: those marked searchable, else every text-like user column."""
+    marked = [c for c in model.columns if c.searchable]
+    return marked or [c for c in model.user_columns if get_type(c.type).text_like]
+
+
+def _search(model, term, errors):
+    columns = search_columns(model)
+    if not columns:
+        errors.setdefault("search", []).append(f'model "{model.key}" has no searchable columns')
+        return Q()
+    return reduce(or_, (Q(**{f"{c.name}__icontains": term}) for c in columns))
+
+
+def split_operator(raw: str) -> tuple[str | None, str]:
+    """`"gt:5"` -> ("gt", "5"); a bare value is `eq`. A prefix that looks like an operator
+    name but is not one comes back as is, so the caller can report it."""
+    head, sep, rest = raw.partition(":")
+    if sep and _OPERATOR_LIKE.match(head):
+        return head, rest
+    if not sep and raw in ("isnull",):
+        return "isnull", "true"
+    return "eq", raw
+
+
+def _filter(model, name, raw, errors, using):
+    column_name = name[len(FILTER_PREFIX):]
+    column = model.column(column_name)
+    if column is None:
+        errors.setdefault(name, []).append(f'unknown column "{column_name}"')
+        return None
+    op, value = split_operator(raw)
+    if op not in OPERATORS:
+        errors.setdefault(name, []).append(f'unknown operator "{op}"')
+        return None
+    ctype = get_type(column.type)
+    lookup = OPERATORS[op]
+    if column.type == "json" and op == "contains":
+        lookup = "contains"
+        if not connections[using].features.supports_json_field_contains:
+            errors.setdefault(name, []).append("JSON containment is not supported on this database")
+            return None
+    if lookup not in ctype.lookups or (op == "range" and "lte" not in ctype.lookups):
+        errors.setdefault(name, []).append(f'operator "{op}" does not apply to {column.type} column "{column_name}"')
+        return None
+    try:
+        return _condition(column.name, op, lookup, ctype, value)
+    except ValueError as exc:
+        errors.setdefault(name, []).append(str(exc))
+        return None
+
+
+def _condition(col, op, lookup, ctype, value):
+    if op == "isnull":
+        return Q(**{f"{col}__isnull": get_type("bool").parse(value)})
+    if op in ("in", "nin"):
+        items = [ctype.parse(v) for v in value.split(",") if v != ""]
+        if not items:
+            raise ValueError(f'operator "{op}" needs a comma-separated list of values')
+        q = Q(**{f"{col}__in": items})
+        return ~q if op == "nin" else q
+    if op == "range":
+        separator = "|" if "|" in value else ","
+        parts = value.split(separator)
+        if len(parts) != 2 or parts == ["", ""]:
+            raise ValueError('range needs "min|max" or "min,max" (either side may be empty)')
+        low, high = parts
+        q = Q()
+        if low != "":
+            q &= Q(**{f"{col}__gte": ctype.parse(low)})
+        if high != "":
+            q &= Q(**{f"{col}__lte": ctype.parse(high)})
+        return q
+    if lookup in ("icontains", "contains", "istartswith", "iendswith") and ctype.text_like:
+        if value == "":
+            raise ValueError(f'operator "{op}" needs a value')
+        return Q(**{f"{col}__{lookup}": value})
+    q = Q(**{f"{col}__{lookup}": ctype.parse(value)})
+    return ~q if op == "ne" else q
