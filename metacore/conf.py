@@ -14,6 +14,9 @@ DEFAULTS = {
     "BUNDLE_DIR": None,  # catalog directory of installable bundles
     "DATA_DIR": None,  # where extracted bundles and the wasm cache live; default: BASE_DIR/var
     "MAX_BUNDLE_BYTES": 50 * 1024 * 1024,
+    # Installation secrets and webhooks
+    "SECRET_MASTER_KEY": None,  # encrypts installation secrets so outbound webhooks can be signed
+    "WEBHOOK_MAX_SKEW_SECONDS": 300,  # accepted clock skew (and nonce lifetime) of signed webhooks
     # Store
     "DEFAULT_PER_PAGE": 20,
     "MAX_PER_PAGE": 200,

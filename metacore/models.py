@@ -122,3 +122,15 @@ class AuditRecord(models.Model):
 
     class Meta:
         ordering = ["-timestamp", "-id"]
+
+
+class WebhookNonce(models.Model):
+    """A signed webhook nonce already accepted: the unique constraint refuses a replay in any
+    process until `expires_at`, when the timestamp check takes over."""
+
+    scope = models.CharField(max_length=64)  # usually the addon key
+    nonce = models.CharField(max_length=128)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "nonce"], name="metacore_webhook_nonce_once")]
