@@ -24,6 +24,11 @@ DEFAULTS = {
     # Security
     "ENFORCER_DEFAULT_MODE": "enforce",
     "HTTP_RESOLVER": "socket.getaddrinfo",
+    "HTTP_ALLOW_PRIVATE_NETWORKS": False,  # test-only escape from the SSRF guard; never in production
+    "HTTP_MAX_REDIRECTS": 5,
+    "HTTP_TIMEOUT_S": 10.0,
+    "HTTP_MAX_BYTES": 5 * 1024 * 1024,
+    "AUDIT_CAPABILITY_ALLOWS": False,  # also audit allowed capability checks (volume)
     # Audit
     "AUDIT_SINKS": ["metacore.audit.sinks.LogSink", "metacore.audit.sinks.DatabaseSink"],
     "AUDIT_READS": False,
