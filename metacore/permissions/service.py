@@ -10,7 +10,9 @@ the user object (`_perm_cache`); DRF keeps one user object per request, so a req
 fixed number of permission queries however many rows or checks it makes. Object checks use
 one guardian `ObjectPermissionChecker` cached on the same user object.
 """
-from django.contrib.auth.models import Permission
+import difflib
+
+from django.contrib.auth.models import Group, Permission
 
 from metacore import errors
 from metacore.permissions.naming import APP_LABEL
@@ -87,6 +89,52 @@ class PermissionService:
         for attr in (_EFFECTIVE_CACHE, _CHECKER_CACHE, "_perm_cache", "_user_perm_cache", "_group_perm_cache"):
             if hasattr(user, attr):
                 delattr(user, attr)
+
+    # -- grants (management commands, admin tooling) -------------------------------------------
+    def addon_permissions(self):
+        """Every addon permission row (the installer creates them at install)."""
+        return Permission.objects.filter(content_type__app_label=APP_LABEL, codename__contains=".")
+
+    def resolve_names(self, names) -> list:
+        """Permission rows for codenames `<addon>.<table>.<action>` or `<addon>.<table>.*`
+        (`*` alone as the last part: every permission under that prefix). Unknown names raise
+        NotFound naming them and the closest known codenames."""
+        known = {p.codename: p for p in self.addon_permissions().select_related("content_type")}
+        found, unknown = {}, []
+        for name in names:
+            if name.endswith(".*") and name.count(".") >= 2:
+                prefix = name[:-1]
+                matches = [p for codename, p in known.items() if codename.startswith(prefix)]
+            else:
+                matches = [known[name]] if name in known else []
+            if not matches:
+                unknown.append(name)
+            found.update((p.codename, p) for p in matches)
+        if unknown:
+            hints = dict.fromkeys(c for name in unknown for c in difflib.get_close_matches(name.rstrip(".*"), known, n=3))
+            hint = f" (did you mean: {', '.join(hints)}?)" if hints else ""
+            raise errors.NotFound(f"unknown permission: {', '.join(unknown)}{hint}")
+        return [found[c] for c in sorted(found)]
+
+    def grant(self, principal, names) -> list[str]:
+        """Grant permissions to a user or a Group (role); returns the codenames granted."""
+        perms = self.resolve_names(names)
+        self._permission_set(principal).add(*perms)
+        if not isinstance(principal, Group):
+            self.forget(principal)
+        return [p.codename for p in perms]
+
+    def revoke(self, principal, names) -> list[str]:
+        """Revoke direct grants from a user or a Group; a user keeps what their groups grant."""
+        perms = self.resolve_names(names)
+        self._permission_set(principal).remove(*perms)
+        if not isinstance(principal, Group):
+            self.forget(principal)
+        return [p.codename for p in perms]
+
+    @staticmethod
+    def _permission_set(principal):
+        return principal.permissions if isinstance(principal, Group) else principal.user_permissions
 
     def _object_checker(self, user):
         from guardian.core import ObjectPermissionChecker
