@@ -1,0 +1,56 @@
+"""Physical names of addon tables and indexes: the one place that decides them.
+
+SQLite has one namespace, so an addon table is `addon_<key>__<table>`; PostgreSQL gives
+every addon its own schema `addon_<key>` holding `<table>` as declared, so bundle SQL
+migrations can name their tables plainly under `SET LOCAL search_path`. Either way two
+addons declaring `tickets`, or an addon declaring `auth_user`, never meet each other or the
+host's tables.
+
+The prefix is unambiguous because keys never contain `__` and tables start with a letter.
+"""
+import re
+
+from metacore.errors import ValidationError
+
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
+
+
+def check_identifier(kind: str, value: str) -> str:
+    """`value` if it is safe to put into SQL as a `kind` name, else ValidationError."""
+    if not isinstance(value, str) or not IDENTIFIER.match(value) or len(value) > MAX_IDENTIFIER:
+        raise ValidationError(
+            f"{kind} {value!r} is not a valid identifier (lowercase letters, digits and _,"
+            f" starting with a letter, at most {MAX_IDENTIFIER} characters)"
+        )
+    return value
+
+
+def check_addon_key(addon_key: str) -> str:
+    check_identifier("addon key", addon_key)
+    if "__" in addon_key or len(schema_name(addon_key)) > MAX_IDENTIFIER:
+        raise ValidationError(f"addon key {addon_key!r} must not contain '__' and must fit a schema name")
+    return addon_key
+
+
+def schema_name(addon_key: str) -> str:
+    """The PostgreSQL schema owning an addon's tables (also the capability target prefix)."""
+    return f"addon_{addon_key}"
+
+
+def physical_table(addon_key: str, table: str, vendor: str) -> str:
+    """Django `db_table` of an addon table on `vendor` (the quoted-schema form on PostgreSQL)."""
+    check_addon_key(addon_key)
+    check_identifier("table", table)
+    if vendor == "postgresql":
+        return f'{schema_name(addon_key)}"."{table}'
+    return f"{schema_name(addon_key)}__{table}"
+
+
+def physical_index(addon_key: str, name: str, vendor: str) -> str:
+    """Name of a manifest-named index: SQLite index names are database-wide, so prefixed;
+    PostgreSQL keeps the declared name inside the addon's schema (what bundle SQL expects)."""
+    check_identifier("index", name)
+    if vendor == "postgresql":
+        return name
+    return f"{schema_name(addon_key)}__{name}"
