@@ -1,0 +1,60 @@
+"""HTTP for the dynamic store: thin DRF views over `get_kernel().store`.
+
+    GET/POST               dynamic/<model>
+    GET/PUT/PATCH/DELETE   dynamic/<model>/<id>
+
+Bodies are JSON only; answers use the Metacore envelopes (docs/api.md).
+"""
+import uuid
+
+from rest_framework import status
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.kernel import get_kernel
+from metacore.store.service import StoreContext
+
+
+def store_context(request) -> StoreContext:
+    request_id = request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
+    return StoreContext.for_user(request.user, request, request_id=request_id[:64])
+
+
+class StoreView(EnvelopeErrorsMixin, APIView):
+    parser_classes = [JSONParser]
+    permission_classes = [IsAuthenticated]
+
+    @property
+    def store(self):
+        return get_kernel().store
+
+
+class DynamicListView(StoreView):
+    def get(self, request, model):
+        page = self.store.list(store_context(request), model, request.query_params)
+        return Response({"success": True, "data": page.rows, "meta": page.meta})
+
+    def post(self, request, model):
+        row = self.store.create(store_context(request), model, request.data)
+        return Response({"success": True, "data": row}, status=status.HTTP_201_CREATED)
+
+
+class DynamicDetailView(StoreView):
+    def get(self, request, model, row_id):
+        return Response({"success": True, "data": self.store.get(store_context(request), model, row_id)})
+
+    def put(self, request, model, row_id):
+        """Load-merge-save: keys missing from the body keep their value (upstream PUT)."""
+        row = self.store.update(store_context(request), model, row_id, request.data, partial=True)
+        return Response({"success": True, "data": row})
+
+    def patch(self, request, model, row_id):
+        row = self.store.update(store_context(request), model, row_id, request.data, partial=True)
+        return Response({"success": True, "data": row})
+
+    def delete(self, request, model, row_id):
+        self.store.delete(store_context(request), model, row_id)
+        return Response({"success": True, "data": {"id": str(row_id)}})

@@ -1,0 +1,344 @@
+"""The dynamic store: CRUD over installed addons' tables, framework-agnostic.
+
+Every operation takes a `StoreContext` (who, for which tenant) and a model reference
+(`tickets`, `Tickets`, `tickets.tickets`), and
+- checks the user permission `<addon>.<table>.<action>` (permission service),
+- scopes every query to the tenant on org-scoped tables (another tenant's row is "not
+  found") and hides soft-deleted rows,
+- on PostgreSQL, sets `metacore.tenant` for the transaction, which the row-level security
+  policy on org-scoped tables compares with `organization_id` (see `metacore.store.rls`),
+- writes: validates from the manifest, audits `crud.<action>` in the same transaction and
+  publishes a `DataEvent` once the transaction commits.
+
+Reads use `.values()` and the column types' `to_json`, not model instances or
+ModelSerializer: a list page costs one COUNT and one SELECT whatever its size.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from django.db import IntegrityError, connections, transaction
+from django.db.models.expressions import DatabaseDefault
+from django.utils import timezone
+
+from metacore.conf import metacore_settings
+from metacore.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from metacore.events import DataEvent, data_changed, publish_on_commit
+from metacore.manifest.model import SYSTEM_COLUMNS
+from metacore.permissions.naming import model_permission
+from metacore.schema.registry import ResolvedModel
+from metacore.schema.types import ColumnType, get_type
+from metacore.store import rls
+from metacore.store.query import parse_list_query
+from metacore.store.validation import serializer_class
+
+ACTION_EVENTS = {"create": "created", "update": "updated", "delete": "deleted"}
+
+
+@dataclass(frozen=True)
+class StoreContext:
+    """Who is acting, and for which organization (None: the user belongs to none)."""
+
+    user: Any
+    tenant: str | None = None
+    actor_id: str | None = None
+    request_id: str = ""
+
+    @classmethod
+    def for_user(cls, user, request=None, request_id=""):
+        """The context of `user`, its tenant from `METACORE['TENANT_RESOLVER']`."""
+        tenant = metacore_settings.TENANT_RESOLVER(user, request)
+        actor_id = str(user.pk) if getattr(user, "pk", None) is not None else None
+        return cls(user=user, tenant=str(tenant) if tenant else None, actor_id=actor_id, request_id=request_id)
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[dict]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def meta(self):
+        return {"total": self.total, "page": self.page, "per_page": self.per_page,
+                "last_page": max(1, math.ceil(self.total / self.per_page))}
+
+
+class _Reader:
+    """How to turn `.values()` rows of one model into JSON-ready dicts (built once per class)."""
+
+    def __init__(self, spec):
+        self.names = tuple(c.name for c in spec.columns)
+        self.converters = tuple(
+            (c.name, get_type(c.type).to_json) for c in spec.columns
+            if type(get_type(c.type)).to_json is not ColumnType.to_json
+        )
+
+    def __call__(self, row: dict) -> dict:
+        for name, to_json in self.converters:
+            row[name] = to_json(row[name])
+        return row
+
+
+_READERS: WeakKeyDictionary = WeakKeyDictionary()
+
+
+def _reader(resolved) -> _Reader:
+    reader = _READERS.get(resolved.model_class)
+    if reader is None:
+        reader = _READERS[resolved.model_class] = _Reader(resolved.spec)
+    return reader
+
+
+class StoreService:
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    # -- reads ----------------------------------------------------------------------------
+    def list(self, ctx: StoreContext, ref: str, params) -> Page:
+        resolved = self._authorize(ctx, ref, "read")
+        query = parse_list_query(resolved.spec, params, using=self._db(resolved))
+        reader = _reader(resolved)
+        with self._tenant_transaction(ctx, resolved, write=False):
+            queryset = query.apply(self.scoped_queryset(ctx, resolved))
+            total = queryset.count()
+            rows = [] if query.offset >= total else [
+                reader(row) for row in queryset.values(*reader.names)[query.offset:query.offset + query.per_page]
+            ]
+        self._audit_read(ctx, resolved, details={"total": total, "page": query.page})
+        return Page(rows=rows, total=total, page=query.page, per_page=query.per_page)
+
+    def get(self, ctx: StoreContext, ref: str, row_id) -> dict:
+        resolved = self._authorize(ctx, ref, "read")
+        with self._tenant_transaction(ctx, resolved, write=False):
+            row = self._fetch(ctx, resolved, row_id)
+        self._audit_read(ctx, resolved, row_id=row["id"])
+        return row
+
+    # -- writes ---------------------------------------------------------------------------
+    def create(self, ctx: StoreContext, ref: str, data) -> dict:
+        resolved = self._authorize(ctx, ref, "create")
+        spec = resolved.spec
+        values = self._validate(resolved, data, partial=False)
+        now = timezone.now()
+        if spec.org_scoped:
+            values["organization_id"] = uuid.UUID(ctx.tenant)
+        for name in ("created_at", "updated_at"):
+            if spec.column(name) is not None:
+                values[name] = now
+        with self._write(ctx, resolved):
+            self._check_unique(resolved, values)
+            self._check_references(ctx, resolved, values)
+            instance = resolved.model_class(**values)
+            instance.save(force_insert=True, using=self._db(resolved))
+            after = self._instance_row(resolved, instance)
+            self._record(ctx, resolved, "create", after["id"], fields=tuple(data), before=None, after=after)
+        return after
+
+    def update(self, ctx: StoreContext, ref: str, row_id, data, *, partial: bool = True) -> dict:
+        """Load, merge the given keys, save: keys missing from `data` keep their value
+        (the upstream meaning of PUT; PATCH is the same). `partial=False` additionally
+        requires every required column in `data`."""
+        resolved = self._authorize(ctx, ref, "update")
+        values = self._validate(resolved, data, partial=partial)
+        with self._write(ctx, resolved):
+            before = self._fetch(ctx, resolved, row_id, for_update=True)
+            self._check_unique(resolved, values, exclude_id=before["id"])
+            self._check_references(ctx, resolved, values)
+            changes = dict(values)
+            if resolved.spec.column("updated_at") is not None:
+                changes["updated_at"] = timezone.now()
+            self._base(resolved).filter(pk=before["id"]).update(**changes)
+            after = self._fetch(ctx, resolved, before["id"])
+            changed = tuple(k for k in values if after.get(k) != before.get(k))
+            self._record(ctx, resolved, "update", after["id"], fields=changed, before=before, after=after)
+        return after
+
+    def delete(self, ctx: StoreContext, ref: str, row_id) -> None:
+        """Soft-delete tables get `deleted_at` set; others lose the row."""
+        resolved = self._authorize(ctx, ref, "delete")
+        with self._write(ctx, resolved):
+            before = self._fetch(ctx, resolved, row_id, for_update=True)
+            rows = self._base(resolved).filter(pk=before["id"])
+            if resolved.spec.soft_delete:
+                rows.update(deleted_at=timezone.now())
+            else:
+                rows.delete()
+            self._record(ctx, resolved, "delete", before["id"], fields=(), before=before, after=None)
+
+    # -- building blocks other subsystems reuse -------------------------------------------
+    def resolve(self, ref: str):
+        return self.kernel.registry.resolve(ref)
+
+    def scoped_queryset(self, ctx: StoreContext, resolved):
+        """Rows of `resolved` this context may see: its tenant's, not soft-deleted."""
+        queryset = self._base(resolved)
+        if resolved.spec.org_scoped:
+            queryset = queryset.filter(organization_id=self._tenant_uuid(ctx, resolved))
+        if resolved.spec.soft_delete:
+            queryset = queryset.filter(deleted_at__isnull=True)
+        return queryset
+
+    @contextlib.contextmanager
+    def tenant_transaction(self, ctx: StoreContext, resolved):
+        """A transaction with `metacore.tenant` set (the row-level security wall)."""
+        with self._tenant_transaction(ctx, resolved, write=True):
+            yield
+
+    # -- internals ------------------------------------------------------------------------
+    def _authorize(self, ctx, ref, action):
+        resolved = self.resolve(ref)
+        self.kernel.permissions.require(ctx.user, model_permission(resolved.installation_key, resolved.spec.table, action))
+        if resolved.spec.org_scoped:
+            self._tenant_uuid(ctx, resolved)
+        return resolved
+
+    @staticmethod
+    def _tenant_uuid(ctx, resolved):
+        if not ctx.tenant:
+            raise PermissionDenied(
+                f'model "{resolved.installation_key}.{resolved.spec.table}" is organization-scoped and'
+                " the current user belongs to no organization"
+            )
+        try:
+            return uuid.UUID(str(ctx.tenant))
+        except ValueError:
+            raise PermissionDenied(f"the tenant resolver returned {ctx.tenant!r}, which is not an organization id") from None
+
+    @staticmethod
+    def _db(resolved):
+        return resolved.model_class._default_manager.db
+
+    def _base(self, resolved):
+        return resolved.model_class._default_manager.using(self._db(resolved))
+
+    @contextlib.contextmanager
+    def _tenant_transaction(self, ctx, resolved, *, write):
+        using = self._db(resolved)
+        needs_tenant = resolved.spec.org_scoped and connections[using].vendor == "postgresql"
+        if not (write or needs_tenant):
+            yield
+            return
+        with transaction.atomic(using=using):
+            if needs_tenant:
+                rls.set_tenant(connections[using], ctx.tenant)
+            yield
+
+    @contextlib.contextmanager
+    def _write(self, ctx, resolved):
+        """The write's transaction; a unique/foreign-key violation the checks could not
+        foresee (a concurrent write) becomes 409, rolled back with everything else."""
+        try:
+            with self._tenant_transaction(ctx, resolved, write=True):
+                yield
+        except IntegrityError as exc:
+            raise Conflict(f"the write conflicts with existing data: {str(exc).strip().splitlines()[0]}") from None
+
+    def _fetch(self, ctx, resolved, row_id, *, for_update=False):
+        pk = self._parse_id(resolved, row_id)
+        queryset = self.scoped_queryset(ctx, resolved).filter(pk=pk)
+        if for_update and connections[self._db(resolved)].features.has_select_for_update:
+            queryset = queryset.select_for_update()
+        reader = _reader(resolved)
+        row = next(iter(queryset.values(*reader.names)), None)
+        if row is None:
+            raise NotFound(f'{resolved.spec.key} "{row_id}" not found')
+        return reader(row)
+
+    @staticmethod
+    def _parse_id(resolved, row_id):
+        try:
+            return uuid.UUID(str(row_id))
+        except ValueError:
+            raise NotFound(f'{resolved.spec.key} "{row_id}" not found') from None
+
+    def _validate(self, resolved, data, *, partial):
+        if not isinstance(data, dict):
+            raise ValidationError("the body must be a JSON object", errors={"body": ["expected a JSON object"]})
+        spec = resolved.spec
+        errors = {}
+        for key in data:
+            column = spec.column(key)
+            if column is not None and (column.system or key in SYSTEM_COLUMNS):
+                errors[key] = ["is managed by the server and cannot be set"]
+            elif column is None:
+                errors[key] = [f'unknown field: model "{spec.key}" has no column "{key}"']
+        if errors:
+            raise ValidationError(f"invalid input: {next(iter(errors))}: {next(iter(errors.values()))[0]}", errors=errors)
+        serializer = serializer_class(resolved.model_class, spec)(data=data, partial=partial)
+        if not serializer.is_valid():
+            errors = {k: [str(m) for m in v] for k, v in serializer.errors.items()}
+            name, messages = next(iter(errors.items()))
+            raise ValidationError(f"invalid input: {name}: {messages[0]}", errors=errors)
+        return dict(serializer.validated_data)
+
+    def _check_unique(self, resolved, values, exclude_id=None):
+        """409 naming the column when a unique value is taken (the database constraint is
+        table-wide, so the check is too)."""
+        for column in resolved.spec.user_columns:
+            value = values.get(column.name)
+            if column.unique and value is not None:
+                clash = self._base(resolved).filter(**{column.name: value})
+                if exclude_id is not None:
+                    clash = clash.exclude(pk=exclude_id)
+                if clash.exists():
+                    raise Conflict(f'{column.name}: a {resolved.spec.key} with this value already exists',
+                                   errors={column.name: ["a row with this value already exists"]})
+
+    def _check_references(self, ctx, resolved, values):
+        """A reference must name an existing, visible row of the same tenant."""
+        for column in resolved.spec.user_columns:
+            value = values.get(column.name)
+            if column.references is None or value is None:
+                continue
+            target = self._referenced(resolved, column.references.table)
+            visible = self.scoped_queryset(ctx, target).filter(**{column.references.column: value})
+            if not visible.exists():
+                raise ValidationError(
+                    f'{column.name}: no {target.spec.key} with {column.references.column} "{value}"',
+                    errors={column.name: [f'no {target.spec.key} with {column.references.column} "{value}"']},
+                )
+
+    @staticmethod
+    def _referenced(resolved, table):
+        """The model a reference points to, from the same addon build (no registry lookup)."""
+        meta = resolved.model_class._meta
+        return ResolvedModel(resolved.installation_key, resolved.manifest, resolved.manifest.model(table),
+                             meta.apps.get_model(meta.app_label, table))
+
+    def _instance_row(self, resolved, instance):
+        """The created row, from the saved instance (re-read only when the database filled
+        a default the instance does not know)."""
+        spec = resolved.spec
+        raw = {c.name: getattr(instance, c.name) for c in spec.columns}
+        if any(isinstance(v, DatabaseDefault) for v in raw.values()):
+            reader = _reader(resolved)
+            raw = self._base(resolved).filter(pk=instance.pk).values(*reader.names).get()
+        return _reader(resolved)(raw)
+
+    def _record(self, ctx, resolved, action, row_id, *, fields, before, after):
+        addon, spec = resolved.installation_key, resolved.spec
+        self.kernel.audit.record(
+            f"crud.{action}", actor=ctx.actor_id, tenant=ctx.tenant, addon=addon,
+            target=f"{addon}.{spec.table}:{row_id}", decision="allow", request_id=ctx.request_id,
+            details={"model": spec.key, "id": str(row_id), "fields": list(fields)},
+        )
+        event = DataEvent(
+            addon=addon, model=spec.key, table=spec.table, action=ACTION_EVENTS[action], id=str(row_id),
+            tenant=ctx.tenant, actor_id=ctx.actor_id, fields=tuple(fields), before=before, after=after,
+        )
+        publish_on_commit(data_changed, event, using=self._db(resolved))
+
+    def _audit_read(self, ctx, resolved, *, row_id=None, details=None):
+        if not metacore_settings.AUDIT_READS:
+            return
+        addon, table = resolved.installation_key, resolved.spec.table
+        target = f"{addon}.{table}" + (f":{row_id}" if row_id else "")
+        self.kernel.audit.record("crud.read", actor=ctx.actor_id, tenant=ctx.tenant, addon=addon, target=target,
+                                 decision="allow", request_id=ctx.request_id, details=details or {})
