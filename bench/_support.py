@@ -1,0 +1,44 @@
+"""Shared set-up for bench modules: Django with the sandbox settings on a throw-away test
+database (SQLite or PostgreSQL from DATABASE_URL), destroyed at exit; and a timer."""
+import atexit
+import os
+import statistics
+import time
+
+_ready = False
+
+
+def setup_django():
+    """Configure Django once per process and switch to a fresh test database."""
+    global _ready
+    if _ready:
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox_project.settings")
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    old_name = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    atexit.register(connection.creation.destroy_test_db, old_name, verbosity=0)
+    _ready = True
+
+
+def per_call(fn, *, number=200, repeat=5, warmup=20):
+    """Median seconds per call of `fn` over `repeat` batches of `number` calls."""
+    for _ in range(warmup):
+        fn()
+    batches = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        batches.append((time.perf_counter() - start) / number)
+    return statistics.median(batches)
+
+
+def vendor():
+    from django.db import connection
+
+    return connection.vendor
