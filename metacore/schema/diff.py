@@ -1,0 +1,375 @@
+"""Manifest diff -> ordered upgrade steps, each a Django migration operation.
+
+The plan is expressed in Django's own migration operations (CreateModel, AddField,
+AlterField, RenameField, RemoveField, AlterModelTable, ...) applied the way `migrate`
+applies them: one operation at a time over an evolving `ProjectState`. That is what makes
+SQLite's table remakes and PostgreSQL's `ALTER ... USING` right without metacore writing
+DDL of its own, and what lets `collect_sql` print the SQL exactly as `sqlmigrate` would.
+
+Each step says in words what it does and how safe it is:
+- `safe`: no row or value can be lost;
+- `destructive`: drops or narrows data; refused unless the caller allows destructive steps;
+- `needs-data-check`: safe only if the existing rows allow it (a check query runs first,
+  and a failing check stops the plan with the count it found).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from django.db import migrations
+from django.db.migrations.state import ModelState, ProjectState
+from django.db.models import Count
+from django.db.models.functions import Length
+
+from metacore.manifest.model import Column, Manifest, Model
+from metacore.schema.builder import app_label, build_addon_models, field_names
+from metacore.schema.naming import physical_table
+from metacore.schema.types import get_type
+
+SAFE, DESTRUCTIVE, NEEDS_CHECK = "safe", "destructive", "needs-data-check"
+
+# Type changes that keep every value representable: (from, to).
+WIDENING = {
+    ("int", "bigint"), ("int", "float"), ("int", "decimal"), ("bigint", "decimal"),
+    ("float", "decimal"), ("string", "text"), ("uuid", "text"), ("date", "datetime"),
+}
+
+
+@dataclass
+class Step:
+    action: str  # add_table, drop_table, rename_table, add_column, drop_column, rename_column, alter_column, ...
+    table: str
+    words: str
+    safety: str = SAFE
+    column: str | None = None
+    operations: list = field(default_factory=list)  # Django migration operations, in order
+    check: Callable[[], str | None] | None = None  # returns a blocking message, or None
+
+    def as_dict(self):
+        return {"action": self.action, "table": self.table, "column": self.column, "words": self.words, "safety": self.safety}
+
+
+def describe_column(column: Column) -> str:
+    words = get_type(column.type).describe(column)
+    words += " not null" if column.required else " null"
+    if column.unique:
+        words += " unique"
+    if column.has_default:
+        words += f" default {column.default!r}"
+    elif column.default_fn:
+        words += f" default {column.default_fn}()"
+    if column.references:
+        words += f" references {column.references.table}"
+    return words
+
+
+def project_state(manifest: Manifest, vendor: str) -> ProjectState:
+    """The migration state of an addon's models (managed, so operations act on them)."""
+    state = ProjectState()
+    for model_class in build_addon_models(manifest, revision=0, vendor=vendor).classes.values():
+        model_state = ModelState.from_model(model_class)
+        model_state.options["managed"] = True
+        state.add_model(model_state)
+    return state
+
+
+class Differ:
+    """Compares the installed manifest with a new one for one database vendor."""
+
+    def __init__(self, old: Manifest, new: Manifest, vendor: str, old_models: dict):
+        self.old, self.new, self.vendor = old, new, vendor
+        self.old_models = old_models  # table -> runtime class over the current tables (for data checks)
+        self.new_state = project_state(new, vendor)
+        self.label = app_label(new.key)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _new_field(self, spec: Model, column_name: str):
+        name = field_names(spec)[column_name]
+        return name, self.new_state.models[self.label, spec.table.lower()].fields[name].clone()
+
+    def _old_spec_for(self, new_spec: Model) -> Model | None:
+        """The installed model this one continues: same table, or the `renamed_from` one."""
+        for table in (new_spec.table, new_spec.renamed_from):
+            old = next((m for m in self.old.models if m.table == table), None)
+            if old is not None:
+                return old
+        return None
+
+    def _rows(self, table: str):
+        return self.old_models[table].objects.all()
+
+    # -- the plan ---------------------------------------------------------------------------
+    def steps(self) -> list[Step]:
+        renames, creates, columns, indexes, drops_columns, drops_tables = [], [], [], [], [], []
+        matched_old = set()
+        for spec in self.new.models:
+            old_spec = self._old_spec_for(spec)
+            if old_spec is None:
+                creates.append(spec)
+                continue
+            matched_old.add(old_spec.table)
+            if old_spec.table != spec.table:
+                renames.append(self._rename_table(old_spec, spec))
+            col_steps, drop_steps = self._column_steps(old_spec, spec)
+            columns.extend(col_steps)
+            drops_columns.extend(drop_steps)
+            indexes.extend(self._index_steps(old_spec, spec))
+        for old_spec in self.old.models:
+            if old_spec.table not in matched_old:
+                drops_tables.append(Step(
+                    "drop_table", old_spec.table, f"drop table {old_spec.table} ({self._count_words(old_spec.table)})",
+                    DESTRUCTIVE, operations=[migrations.DeleteModel(old_spec.table)],
+                ))
+        return renames + self._create_steps(creates) + columns + indexes + drops_columns + drops_tables
+
+    def _count_words(self, table):
+        n = self._rows(table).count()
+        return f"{n} row{'s' if n != 1 else ''}"
+
+    def _rename_table(self, old_spec: Model, spec: Model) -> Step:
+        return Step(
+            "rename_table", spec.table, f"rename table {old_spec.table} to {spec.table}",
+            operations=[
+                migrations.RenameModel(old_spec.table, spec.table),
+                migrations.AlterModelTable(spec.table, physical_table(self.new.key, spec.table, self.vendor)),
+            ],
+        )
+
+    def _create_steps(self, specs: list[Model]) -> list[Step]:
+        """CREATE TABLE in dependency order (a referenced new table first)."""
+        pending = {s.table: s for s in specs}
+        ordered: list[Model] = []
+        while pending:
+            ready = [s for s in pending.values() if not any(
+                c.references and c.references.table in pending and c.references.table != s.table for c in s.columns)]
+            if not ready:  # a reference cycle between new tables: Django defers the FK SQL anyway
+                ready = list(pending.values())
+            for s in ready:
+                ordered.append(pending.pop(s.table))
+        steps = []
+        for spec in ordered:
+            model_state = self.new_state.models[self.label, spec.table.lower()]
+            steps.append(Step(
+                "add_table", spec.table, f"add table {spec.table} ({len(spec.columns)} columns)",
+                operations=[migrations.CreateModel(
+                    spec.table, fields=[(n, f.clone()) for n, f in model_state.fields.items()],
+                    options=dict(model_state.options), bases=model_state.bases,
+                )],
+            ))
+        return steps
+
+    def _column_steps(self, old_spec: Model, spec: Model):
+        steps, drops = [], []
+        old_names = field_names(old_spec)
+        matched = set()
+        for column in spec.columns:
+            old_column = old_spec.column(column.name)
+            if old_column is None and column.renamed_from and old_spec.column(column.renamed_from):
+                old_column = old_spec.column(column.renamed_from)
+            if old_column is None:
+                steps.append(self._add_column(old_spec, spec, column))
+                continue
+            matched.add(old_column.name)
+            if old_column.name != column.name:
+                new_name, new_field = self._new_field(spec, column.name)
+                steps.append(Step(
+                    "rename_column", spec.table, f"rename column {spec.table}.{old_column.name} to {column.name}",
+                    column=column.name,
+                    operations=[migrations.RenameField(spec.table, old_names[old_column.name], new_name),
+                                migrations.AlterField(spec.table, new_name, new_field)],
+                ))
+            steps.extend(self._alter_column(old_spec, spec, old_column, column))
+        for old_column in old_spec.columns:
+            if old_column.name not in matched:
+                drops.append(Step(
+                    "drop_column", spec.table, f"drop column {spec.table}.{old_column.name}", DESTRUCTIVE,
+                    column=old_column.name, operations=[migrations.RemoveField(spec.table, old_names[old_column.name])],
+                ))
+        return steps, drops
+
+    def _add_column(self, old_spec: Model, spec: Model, column: Column) -> Step:
+        name, new_field = self._new_field(spec, column.name)
+        step = Step(
+            "add_column", spec.table, f"add column {spec.table}.{column.name} {describe_column(column)}",
+            column=column.name, operations=[migrations.AddField(spec.table, name, new_field)],
+        )
+        if column.required and not (column.has_default and column.default is not None) and not column.default_fn:
+            step.safety = NEEDS_CHECK
+            table = old_spec.table
+
+            def check():
+                n = self._rows(table).count()
+                if n:
+                    return (f"cannot add NOT NULL column {spec.table}.{column.name} without a default: "
+                            f"{spec.table} has {n} row{'s' if n != 1 else ''}; give it a default or make it nullable")
+                return None
+            step.check = check
+        return step
+
+    def _alter_column(self, old_spec: Model, spec: Model, old: Column, new: Column) -> list[Step]:
+        """One AlterField carrying every change of the column; safety is the worst change."""
+        changes, safety, checks = [], SAFE, []
+        old_field_name = field_names(old_spec)[old.name]
+        table = old_spec.table
+        rows = lambda: self._rows(table)  # noqa: E731 - evaluated lazily, at check time
+        where = f"{spec.table}.{new.name}"
+
+        def worst(level):
+            nonlocal safety
+            order = [SAFE, NEEDS_CHECK, DESTRUCTIVE]
+            safety = max(safety, level, key=order.index)
+
+        old_type, new_type = get_type(old.type).name, get_type(new.type).name
+        if old_type != new_type:
+            changes.append(f"type {get_type(old.type).describe(old)} -> {get_type(new.type).describe(new)}")
+            if (old_type, new_type) not in WIDENING:
+                worst(DESTRUCTIVE)
+        elif old_type == "string" and (old.size or 255) != (new.size or 255):
+            changes.append(f"size {old.size or 255} -> {new.size or 255}")
+        if new_type == "string" and old_type in ("string", "text") and (
+            old_type == "text" or (new.size or 255) < (old.size or 255)
+        ):
+            limit = new.size or 255
+            worst(DESTRUCTIVE)
+
+            def too_long(limit=limit):
+                n = rows().annotate(_len=Length(old_field_name)).filter(_len__gt=limit).count()
+                return f"{n} row{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} longer than {limit}" if n else None
+            checks.append(too_long)
+        if old_type == "decimal" and new_type == "decimal" and (old.precision, old.scale) != (new.precision, new.scale):
+            changes.append(f"precision {old.precision},{old.scale} -> {new.precision},{new.scale}")
+            if (new.precision or 0) < (old.precision or 0) or (new.scale or 0) < (old.scale or 0):
+                worst(DESTRUCTIVE)
+        if old.required != new.required:
+            changes.append("not null" if new.required else "null")
+            if new.required:
+                worst(NEEDS_CHECK)
+
+                def nulls():
+                    n = rows().filter(**{f"{old_field_name}__isnull": True}).count()
+                    return f"{n} row{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} null" if n else None
+                checks.append(nulls)
+        if (old.has_default, old.default, old.default_fn) != (new.has_default, new.default, new.default_fn):
+            changes.append(f"default {new.default!r}" if new.has_default else
+                           (f"default {new.default_fn}()" if new.default_fn else "drop default"))
+        if old.unique != new.unique:
+            changes.append("unique" if new.unique else "not unique")
+            if new.unique:
+                worst(NEEDS_CHECK)
+
+                def duplicates():
+                    n = (rows().exclude(**{f"{old_field_name}__isnull": True}).values(old_field_name)
+                         .annotate(_n=Count("pk")).filter(_n__gt=1).count())
+                    return f"{n} value{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} duplicated" if n else None
+                checks.append(duplicates)
+        if old.index != new.index and not new.unique:
+            changes.append("index" if new.index else "drop index")
+        if old.references != new.references:
+            if new.references is None:
+                changes.append(f"drop reference to {old.references.table}")
+            else:
+                changes.append(f"reference {new.references.table}")
+                worst(NEEDS_CHECK)
+                target = new.references.table
+
+                def orphans(target=target):
+                    if target not in self.old_models:
+                        return None  # the referenced table is new, so it is empty: checked by the DDL
+                    ids = self.old_models[target].objects.values("pk")
+                    n = rows().exclude(**{f"{old_field_name}__isnull": True}).exclude(**{f"{old_field_name}__in": ids}).count()
+                    return f"{n} row{'s' if n != 1 else ''} in {where} reference missing {target} rows" if n else None
+                checks.append(orphans)
+        if not changes:
+            return []
+        name, new_field = self._new_field(spec, new.name)
+        if old.references != new.references and (old.references is None) != (new.references is None):
+            # A plain column becoming a reference (or back) changes the field's class and
+            # name: drop-and-add would lose data, so rename the state field and alter it.
+            ops = []
+            if old_field_name != name:
+                ops.append(migrations.RenameField(spec.table, old_field_name, name))
+            ops.append(migrations.AlterField(spec.table, name, new_field))
+        else:
+            ops = [migrations.AlterField(spec.table, name, new_field)]
+
+        def run_checks():
+            found = [msg for msg in (c() for c in checks) if msg]
+            return "; ".join(found) or None
+
+        return [Step(
+            "alter_column", spec.table, f"alter column {where}: {', '.join(changes)}", safety,
+            column=new.name, operations=ops, check=run_checks if checks else None,
+        )]
+
+    def _index_steps(self, old_spec: Model, spec: Model) -> list[Step]:
+        new_state = self.new_state.models[self.label, spec.table.lower()]
+        old_ix = {(tuple(i.columns), i.unique) for i in old_spec.indexes}
+        new_ix = {(tuple(i.columns), i.unique) for i in spec.indexes}
+        steps = []
+        names = field_names(spec)
+        for columns, unique in sorted(new_ix - old_ix):
+            fields = [names[c] for c in columns]
+            if unique:
+                constraint = next(c for c in new_state.options["constraints"] if list(c.fields) == fields)
+                steps.append(Step("add_index", spec.table, f"add unique index {spec.table}({', '.join(columns)})", NEEDS_CHECK,
+                                  operations=[migrations.AddConstraint(spec.table, constraint)],
+                                  check=self._composite_duplicates(old_spec, columns)))
+            else:
+                index = next(i for i in new_state.options["indexes"] if list(i.fields) == fields)
+                steps.append(Step("add_index", spec.table, f"add index {spec.table}({', '.join(columns)})",
+                                  operations=[migrations.AddIndex(spec.table, index)]))
+        old_state = project_state(self.old, self.vendor).models[self.label, old_spec.table.lower()]
+        old_names = field_names(old_spec)
+        for columns, unique in sorted(old_ix - new_ix):
+            fields = [old_names[c] for c in columns]
+            if unique:
+                constraint = next(c for c in old_state.options["constraints"] if list(c.fields) == fields)
+                op = migrations.RemoveConstraint(spec.table, constraint.name)
+            else:
+                index = next(i for i in old_state.options["indexes"] if list(i.fields) == fields)
+                op = migrations.RemoveIndex(spec.table, index.name)
+            steps.append(Step("drop_index", spec.table, f"drop {'unique ' if unique else ''}index {spec.table}({', '.join(columns)})",
+                              operations=[op]))
+        return steps
+
+    def _composite_duplicates(self, old_spec: Model, columns):
+        names = field_names(old_spec)
+        if any(old_spec.column(c) is None for c in columns):
+            return None
+
+        def check():
+            fields = [names[c] for c in columns]
+            n = self._rows(old_spec.table).values(*fields).annotate(_n=Count("pk")).filter(_n__gt=1).count()
+            return f"{n} duplicated value{'s' if n != 1 else ''} in {old_spec.table}({', '.join(columns)})" if n else None
+        return check
+
+
+def run_steps(old: Manifest, steps: list[Step], editor) -> None:
+    """Apply the steps' operations in order, as `migrate` applies a migration's.
+
+    PostgreSQL keeps addon tables in the addon's schema, and `ALTER TABLE ... RENAME TO`
+    takes a bare name there, which Django's `alter_db_table` (it quotes the schema-qualified
+    `db_table` on both sides) cannot express: table renames are the one operation run here.
+    """
+    label = app_label(old.key)
+    vendor = editor.connection.vendor
+    state = project_state(old, vendor)
+    for step in steps:
+        for operation in step.operations:
+            new_state = state.clone()
+            operation.state_forwards(label, new_state)
+            if vendor == "postgresql" and isinstance(operation, migrations.AlterModelTable):
+                old_table = state.models[label, operation.name_lower].options["db_table"]
+                quote = editor.quote_name
+                editor.execute(f"ALTER TABLE {quote(old_table)} RENAME TO {quote(operation.table.rsplit(chr(34), 1)[-1])}")
+            else:
+                operation.database_forwards(label, editor, state, new_state)
+            state = new_state
+
+
+def collect_sql(old: Manifest, steps: list[Step], connection) -> list[str]:
+    """The SQL the steps would run on `connection`, without running it (like sqlmigrate)."""
+    with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+        run_steps(old, steps, editor)
+    return list(editor.collected_sql)
