@@ -214,15 +214,18 @@ def match_host(pattern_host: str, host: str) -> bool:
     return pattern_host == host
 
 
-def match_http(pattern: str, target: str) -> bool:
+def parse_http_pattern(pattern: str):
+    """The parsed form `match_http_parsed` takes; None when the pattern is malformed."""
     try:
-        p_scheme, p_host, p_port, p_prefix, p_exact = _parse_http_pattern(pattern)
+        return _parse_http_pattern(pattern)
     except ValueError:
-        return False
-    parsed = parse_http_target(target)
-    if parsed is None:
-        return False
-    scheme, host, port, path = parsed
+        return None
+
+
+def match_http_parsed(pattern, target) -> bool:
+    """`pattern` from `parse_http_pattern`, `target` from `parse_http_target` (both not None)."""
+    p_scheme, p_host, p_port, p_prefix, p_exact = pattern
+    scheme, host, port, path = target
     if p_scheme is not None and p_scheme != scheme:
         return False
     if port != (p_port if p_port is not None else DEFAULT_PORTS[scheme]):
@@ -237,6 +240,13 @@ def match_http(pattern: str, target: str) -> bool:
     if p_exact is not None:
         return path == p_exact
     return path.startswith(p_prefix)
+
+
+def match_http(pattern: str, target: str) -> bool:
+    parsed_pattern, parsed_target = parse_http_pattern(pattern), parse_http_target(target)
+    if parsed_pattern is None or parsed_target is None:
+        return False
+    return match_http_parsed(parsed_pattern, parsed_target)
 
 
 def _remove_dot_segments(path):
@@ -256,3 +266,14 @@ def matches(kind: str, pattern: str, target: str) -> bool:
     if kind in NAME_KINDS:
         return match_name(normalize_name(kind, pattern), normalize_name(kind, target))
     return False
+
+
+def capabilities_problems(capabilities) -> list[str]:
+    """Problems of a whole capability list (dicts or objects with `kind`/`target`), for the
+    installer: an addon declaring any of them is refused."""
+    problems = []
+    for cap in capabilities:
+        kind = cap.get("kind") if isinstance(cap, dict) else getattr(cap, "kind", None)
+        target = cap.get("target") if isinstance(cap, dict) else getattr(cap, "target", None)
+        problems.extend(capability_problems(kind or "", target or ""))
+    return problems
