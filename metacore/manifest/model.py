@@ -28,6 +28,7 @@ class Reference(_Frozen):
     table: str
     column: str = "id"
     on_delete: Literal["cascade", "set_null", "restrict", "no_action"] = "restrict"
+    physical: bool = True  # False: v3 `policy: logical`, checked by the store, no SQL constraint
 
 
 class Column(_Frozen):
@@ -112,6 +113,7 @@ class Action(_Frozen):
 class Backend(_Frozen):
     runtime: Literal["wasm", "webhook", "none"] = "wasm"
     entry: str | None = None  # path of the .wasm inside the bundle
+    url: str | None = None  # webhook base URL (flat `backend.url`)
     exports: tuple[str, ...] = ()
     memory_limit_mb: int = 64
     timeout_ms: int = 10_000
