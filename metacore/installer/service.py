@@ -1,0 +1,330 @@
+"""The installer: install, uninstall, enable, disable (framework-agnostic).
+
+Install runs in ONE `transaction.atomic()`: compatibility and capability checks -> DDL
+through Django's schema editor -> bundle SQL migrations -> Installation row with the
+normalised manifest snapshot -> permission rows -> `on_install` hook -> registry revision
+bump -> audit -> hub event on commit. Any failure rolls all of it back, tables included
+(SQLite and PostgreSQL both have transactional DDL); the failure is then journalled outside
+the rolled-back transaction.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from metacore.errors import Conflict, MetacoreError, NotFound, ValidationError
+from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
+from metacore.installer.bundle import Bundle, open_bundle, template_key
+from metacore.installer.compat import check_kernel_compatibility
+from metacore.installer.hooks import run_lifecycle_hook
+from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
+from metacore.manifest.model import Manifest
+from metacore.models import AppliedMigration, InstallJournal, Installation, RegistryState
+from metacore.permissions.naming import MODEL_ACTIONS, declared_permission, model_permission
+from metacore.schema import ddl
+from metacore.schema.builder import build_addon_models
+
+log = logging.getLogger("metacore.installer")
+
+
+class InstallFailed(MetacoreError):
+    """An install step failed for a reason other than a validation rule (database error,
+    failing hook...). Everything was rolled back."""
+
+    status = 400
+
+
+@dataclass
+class InstallResult:
+    installation: Installation
+    created_tables: list[str] = field(default_factory=list)
+    adopted_tables: list[str] = field(default_factory=list)  # kept from an uninstall without --drop-data
+    migrations: list[MigrationOutcome] = field(default_factory=list)
+    permissions: list[str] = field(default_factory=list)
+    registry_revision: int = 0
+
+    @property
+    def key(self) -> str:
+        return self.installation.key
+
+    @property
+    def version(self) -> str:
+        return self.installation.version
+
+
+def bump_registry_revision(using=DEFAULT_DB_ALIAS) -> int:
+    """Move `RegistryState.revision` forward (inside the caller's transaction).
+
+    Seeded from the clock in microseconds, so the number is never reused even after the
+    table is emptied (a test flush): a process holding an old number always reloads.
+    """
+    state, _ = RegistryState.objects.using(using).select_for_update().get_or_create(pk=1)
+    state.revision = max(state.revision + 1, time.time_ns() // 1000)
+    state.save(update_fields=["revision"])
+    return state.revision
+
+
+def addon_permissions(manifest: Manifest) -> dict[str, str]:
+    """Codename -> human name of every permission an addon brings."""
+    perms = {}
+    for spec in manifest.models:
+        for action in MODEL_ACTIONS:
+            perms[model_permission(manifest.key, spec.table, action)] = f"{manifest.name}: can {action} {spec.label or spec.table}"
+    for declared in manifest.permissions:
+        perms[declared_permission(manifest.key, declared.key)] = f"{manifest.name}: {declared.label or declared.key}"
+    return perms
+
+
+class InstallerService:
+    def __init__(self, kernel, using=DEFAULT_DB_ALIAS):
+        self.kernel = kernel
+        self.using = using
+
+    # -- install ------------------------------------------------------------------------
+
+    def install(self, bundle, *, actor=None, settings=None, credentials=None, selected_tools=None) -> InstallResult:
+        """Install a bundle (path or opened Bundle). Conflict when the addon is installed."""
+        actor_name = _actor_name(actor)
+        if not isinstance(bundle, Bundle):
+            try:
+                bundle = open_bundle(bundle)
+            except MetacoreError as exc:
+                self._journal_failure(template_key(bundle), "install", "", exc, actor_name)
+                raise
+        manifest = bundle.manifest
+        try:
+            with transaction.atomic(using=self.using):
+                result = self._install(bundle, actor_name, settings, credentials, selected_tools)
+        except Exception as exc:
+            error = _as_metacore_error(exc, f"install of {manifest.key} {manifest.version} failed")
+            self._journal_failure(manifest.key, "install", manifest.version, error, actor_name)
+            self._audit("addon.install", manifest.key, actor_name, reason=error.message,
+                        details={"version": manifest.version, "ok": False})
+            if error is exc:
+                raise
+            raise error from exc
+        log.info("installed %s %s (%d tables)", manifest.key, manifest.version, len(manifest.models))
+        return result
+
+    def _install(self, bundle: Bundle, actor, settings, credentials, selected_tools) -> InstallResult:
+        manifest = bundle.manifest
+        existing = Installation.objects.using(self.using).select_for_update().filter(key=manifest.key).first()
+        if existing is not None and existing.state != Installation.State.UNINSTALLED:
+            if existing.version == manifest.version:
+                raise Conflict(f"addon {manifest.key} {manifest.version} is already installed")
+            raise Conflict(
+                f"addon {manifest.key} {existing.version} is installed; upgrade it to {manifest.version} instead"
+            )
+        check_kernel_compatibility(manifest.kernel)
+        self._check_capabilities(manifest)
+
+        revision = (existing.revision + 1) if existing is not None else 1
+        built = build_addon_models(manifest, revision=revision, vendor=connections[self.using].vendor)
+        created, adopted = self._create_tables(manifest, built, adopt=existing is not None)
+        migrations = apply_migrations(manifest.key, bundle.migrations(), using=self.using)
+
+        installation = existing or Installation(key=manifest.key)
+        installation.name = manifest.name
+        installation.version = manifest.version
+        installation.state = Installation.State.ENABLED
+        installation.manifest = manifest.model_dump(mode="json")
+        installation.capabilities = [c.model_dump(mode="json") for c in manifest.capabilities]
+        installation.settings = {**_setting_defaults(manifest), **(settings or {})}
+        installation.credentials = credentials or {}
+        installation.selected_tools = list(selected_tools or [])
+        installation.bundle_path = str(bundle.root)
+        installation.bundle_sha256 = bundle.sha256
+        installation.revision = revision
+        installation.save(using=self.using)
+
+        permissions = self._create_permissions(manifest)
+        run_lifecycle_hook(self.kernel, installation, bundle, "on_install")
+        registry_revision = bump_registry_revision(self.using)
+        details = {
+            "version": manifest.version,
+            "tables": created,
+            "adopted_tables": adopted,
+            "migrations": {m.name: m.status for m in migrations},
+            "bundle_sha256": bundle.sha256,
+        }
+        self._journal(manifest.key, "install", "", manifest.version, "installed", details, actor)
+        self._audit("addon.install", manifest.key, actor, decision="allow", details=details)
+        publish_on_commit(addon_changed, LifecycleEvent(manifest.key, "install", manifest.version), using=self.using)
+        return InstallResult(installation, created, adopted, migrations, sorted(permissions), registry_revision)
+
+    def _check_capabilities(self, manifest: Manifest) -> None:
+        from metacore.security.patterns import capability_problems
+
+        problems = {}
+        for i, capability in enumerate(manifest.capabilities):
+            found = capability_problems(capability.kind, capability.target)
+            if found:
+                problems[f"capabilities[{i}]"] = found
+        if problems:
+            first = next(iter(problems.values()))[0]
+            raise ValidationError(f"addon {manifest.key}: capability not grantable: {first}", errors=problems)
+
+    def _create_tables(self, manifest, built, *, adopt: bool) -> tuple[list[str], list[str]]:
+        existing = [spec.table for spec in manifest.models if ddl.table_exists(manifest.key, spec.table, self.using)]
+        if existing and not adopt:
+            raise Conflict(
+                f"addon {manifest.key}: table(s) {', '.join(existing)} already exist without an installation;"
+                " drop them or restore the installation record"
+            )
+        to_create = [built.classes[spec.table] for spec in manifest.models if spec.table not in existing]
+        ddl.ensure_schema(manifest.key, self.using)
+        with ddl.schema_editor(self.using) as editor:
+            ddl.create_tables(editor, to_create)
+        return [spec.table for spec in manifest.models if spec.table not in existing], existing
+
+    def _create_permissions(self, manifest: Manifest) -> list[str]:
+        content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)
+        wanted = addon_permissions(manifest)
+        have = set(
+            Permission.objects.using(self.using)
+            .filter(content_type=content_type, codename__in=list(wanted))
+            .values_list("codename", flat=True)
+        )
+        Permission.objects.using(self.using).bulk_create(
+            [Permission(content_type=content_type, codename=c, name=n[:255]) for c, n in wanted.items() if c not in have]
+        )
+        return list(wanted)
+
+    # -- uninstall ----------------------------------------------------------------------
+
+    def uninstall(self, key: str, *, drop_data: bool = False, actor=None) -> Installation:
+        """Uninstall an addon. By default its tables, rows, permissions and migration records
+        stay (state `uninstalled`) for a later reinstall; `drop_data` removes all of them and
+        the installation record, in one transaction."""
+        actor_name = _actor_name(actor)
+        try:
+            with transaction.atomic(using=self.using):
+                installation = self._locked(key, allow_uninstalled=drop_data)
+                manifest = Manifest.model_validate(installation.manifest)
+                if installation.state != Installation.State.UNINSTALLED:
+                    run_lifecycle_hook(self.kernel, installation, None, "on_uninstall")
+                if drop_data:
+                    self._drop_data(manifest)
+                    installation.delete(using=self.using)
+                else:
+                    installation.state = Installation.State.UNINSTALLED
+                    installation.save(using=self.using, update_fields=["state", "updated_at"])
+                bump_registry_revision(self.using)
+                details = {"version": installation.version, "drop_data": drop_data}
+                self._journal(key, "uninstall", installation.version, "", "uninstalled", details, actor_name)
+                self._audit("addon.uninstall", key, actor_name, decision="allow", details=details)
+                publish_on_commit(addon_changed, LifecycleEvent(key, "uninstall", installation.version), using=self.using)
+        except NotFound:
+            raise
+        except Exception as exc:
+            error = _as_metacore_error(exc, f"uninstall of {key} failed")
+            self._journal_failure(key, "uninstall", "", error, actor_name)
+            if error is exc:
+                raise
+            raise error from exc
+        return installation
+
+    def _drop_data(self, manifest: Manifest) -> None:
+        built = build_addon_models(manifest, revision=0, vendor=connections[self.using].vendor)
+        present = [
+            built.classes[spec.table]
+            for spec in reversed(manifest.models)
+            if ddl.table_exists(manifest.key, spec.table, self.using)
+        ]
+        with ddl.schema_editor(self.using) as editor:
+            ddl.drop_tables(editor, present)
+        ddl.drop_schema(manifest.key, self.using)
+        content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)
+        Permission.objects.using(self.using).filter(
+            content_type=content_type, codename__startswith=f"{manifest.key}."
+        ).delete()
+        AppliedMigration.objects.using(self.using).filter(addon_key=manifest.key).delete()
+
+    # -- enable / disable ---------------------------------------------------------------
+
+    def enable(self, key: str, *, actor=None) -> Installation:
+        return self._set_state(key, Installation.State.ENABLED, "enable", "on_enable", actor)
+
+    def disable(self, key: str, *, actor=None) -> Installation:
+        """Stop serving an addon (the registry drops its models); data and grants stay."""
+        return self._set_state(key, Installation.State.DISABLED, "disable", "on_disable", actor)
+
+    def _set_state(self, key, state, operation, hook, actor) -> Installation:
+        actor_name = _actor_name(actor)
+        with transaction.atomic(using=self.using):
+            installation = self._locked(key)
+            if installation.state == state:
+                return installation
+            installation.state = state
+            installation.save(using=self.using, update_fields=["state", "updated_at"])
+            run_lifecycle_hook(self.kernel, installation, None, hook)
+            bump_registry_revision(self.using)
+            details = {"version": installation.version}
+            self._journal(key, operation, installation.version, installation.version, f"{state}", details, actor_name)
+            self._audit(f"addon.{operation}", key, actor_name, decision="allow", details=details)
+            publish_on_commit(addon_changed, LifecycleEvent(key, operation, installation.version), using=self.using)
+        return installation
+
+    # -- queries ------------------------------------------------------------------------
+
+    def list(self, *, include_uninstalled: bool = True) -> list[Installation]:
+        rows = Installation.objects.using(self.using).all()
+        if not include_uninstalled:
+            rows = rows.exclude(state=Installation.State.UNINSTALLED)
+        return list(rows)
+
+    def get(self, key: str) -> Installation:
+        installation = Installation.objects.using(self.using).filter(key=key).first()
+        if installation is None:
+            raise NotFound(f"addon {key!r} is not installed")
+        return installation
+
+    def _locked(self, key: str, *, allow_uninstalled: bool = False) -> Installation:
+        installation = Installation.objects.using(self.using).select_for_update().filter(key=key).first()
+        if installation is None or (installation.state == Installation.State.UNINSTALLED and not allow_uninstalled):
+            raise NotFound(f"addon {key!r} is not installed")
+        return installation
+
+    # -- journal and audit --------------------------------------------------------------
+
+    def _journal(self, key, operation, from_version, to_version, message, details, actor, ok=True):
+        InstallJournal.objects.using(self.using).create(
+            addon_key=key[:64], operation=operation, from_version=from_version[:64], to_version=to_version[:64],
+            ok=ok, message=message, details=details, actor=actor[:150],
+        )
+
+    def _journal_failure(self, key, operation, version, error, actor):
+        """Record a failed operation; called after its transaction rolled back."""
+        try:
+            self._journal(key, operation, "", version or "", error.message, {"errors": error.errors}, actor, ok=False)
+        except Exception:
+            log.exception("could not journal the failed %s of %s", operation, key)
+
+    def _audit(self, kind, addon, actor, **fields):
+        self.kernel.audit.record(kind, actor=actor, addon=addon, target=addon, **fields)
+
+
+def _actor_name(actor) -> str:
+    if actor is None:
+        return ""
+    if isinstance(actor, str):
+        return actor
+    return getattr(actor, "get_username", lambda: str(actor))() or str(actor)
+
+
+def _setting_defaults(manifest: Manifest) -> dict:
+    return {s["key"]: s["default"] for s in manifest.settings if isinstance(s, dict) and "key" in s and "default" in s}
+
+
+def _as_metacore_error(exc: Exception, context: str) -> MetacoreError:
+    """Typed errors pass through; anything else (a database error, a failing hook) becomes an
+    InstallFailed naming the cause, logged with its traceback."""
+    if isinstance(exc, MetacoreError):
+        return exc
+    log.exception("%s", context)
+    return InstallFailed(f"{context}: {type(exc).__name__}: {exc}", errors={"install": [str(exc)]})
