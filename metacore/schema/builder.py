@@ -7,9 +7,9 @@ global app registry. The classes are `managed=False`: only `metacore.schema.ddl`
 or drops their tables, never `migrate`.
 
 Field naming: every concrete field's `attname` and `column` are the manifest column name.
-A reference column becomes a ForeignKey (a real constraint to the referenced table's `id`)
-named after the column without `_id` (or `<column>_ref`), whose raw value is still read
-and written under the column name.
+A reference column becomes a ForeignKey to the referenced table's `id` (with a SQL
+constraint unless the manifest says `policy: logical`), named after the column without
+`_id` (or `<column>_ref`), whose raw value is still read and written under the column name.
 """
 from __future__ import annotations
 
@@ -162,6 +162,7 @@ def _field(addon_key: str, column) -> models.Field:
         to_field=reference.column,
         on_delete=ON_DELETE[reference.on_delete],
         db_column=column.name,
+        db_constraint=reference.physical,
         null=not column.required,
         blank=not column.required,
         unique=column.unique,
