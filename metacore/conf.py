@@ -24,7 +24,7 @@ DEFAULTS = {
     # Security
     "ENFORCER_DEFAULT_MODE": "enforce",
     "HTTP_RESOLVER": "socket.getaddrinfo",
-    "HTTP_ALLOW_PRIVATE_NETWORKS": False,  # test-only escape from the SSRF guard; never in production
+    "HTTP_ALLOWED_NETWORKS": [],  # CIDRs exempt from the SSRF guard (tests: ["127.0.0.1/32"]); keep empty
     "HTTP_MAX_REDIRECTS": 5,
     "HTTP_TIMEOUT_S": 10.0,
     "HTTP_MAX_BYTES": 5 * 1024 * 1024,
@@ -40,6 +40,7 @@ DEFAULTS = {
     "HUB_COALESCE_MS": 100,
     "HUB_MAX_BACKLOG": 500,
     "HUB_MAX_FRAME_BYTES": 64 * 1024,
+    "HUB_MAX_MODELS_PER_CONNECTION": 100,
     # Kernel parts a host may replace
     "KERNEL_CLASS": "metacore.kernel.Kernel",
 }

@@ -63,6 +63,9 @@ DATABASES = {
         conn_max_age=0,
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file (not Django's in-memory default) so tests can check what a second process sees.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test_{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [

@@ -17,3 +17,13 @@ def is_postgres():
     from django.db import connection
 
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def otel():
+    """In-memory OpenTelemetry providers for metacore's spans, metrics and log records."""
+    from metacore.host.telemetry import InMemoryTelemetry
+
+    telemetry = InMemoryTelemetry()
+    yield telemetry
+    telemetry.close()

@@ -1,17 +1,46 @@
 """The audit pipe: one event schema, fanned out to the sinks in METACORE['AUDIT_SINKS'].
 
 A sink is any callable taking an `AuditEvent` (classes are instantiated once). A failing
-sink never fails the caller: the failure is counted and logged.
+sink never fails the caller: the failure is counted (`AuditPipe.failures`, per sink in
+`failures_by_sink`, and the `metacore.audit.sink.failures` metric) and logged.
+`crud.read` events are dropped unless `METACORE['AUDIT_READS']` is on (reads are the volume).
+
+The schema (version `SCHEMA_VERSION`) is documented in docs/audit.md.
 """
+import contextvars
 import logging
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from django.utils.module_loading import import_string
 
+from metacore.host import telemetry
+
 log = logging.getLogger("metacore.audit")
 SCHEMA_VERSION = 1
+
+EVENT_KINDS = (
+    "capability.check",
+    "permission.check",
+    "crud.create",
+    "crud.read",
+    "crud.update",
+    "crud.delete",
+    "addon.install",
+    "addon.upgrade",
+    "addon.uninstall",
+    "addon.enable",
+    "addon.disable",
+    "enforcer.mode_changed",
+    "sandbox.call",
+    "hub.connect",
+    "hub.subscribe",
+)
+DECISIONS = ("allow", "deny", "would-deny")
+_TEXT_FIELDS = ("actor", "tenant", "addon", "target", "decision", "mode", "reason", "request_id", "trace_id", "span_id")
+_context = contextvars.ContextVar("metacore_audit_context", default={})
 
 
 @dataclass
@@ -36,10 +65,28 @@ class AuditEvent:
         return asdict(self)
 
 
+@contextmanager
+def audit_context(**fields):
+    """Defaults for events recorded inside the block (e.g. `request_id`, `actor`, `tenant`
+    set once by a view or consumer); explicit fields of `record()` win."""
+    values = {k: v for k, v in fields.items() if v not in (None, "")}
+    token = _context.set({**_context.get(), **values})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def _sink_name(sink):
+    """`LogSink` for an instance, the function's name for a function."""
+    return getattr(sink, "__qualname__", None) or type(sink).__qualname__
+
+
 class AuditPipe:
     def __init__(self, sinks):
         self.sinks = list(sinks)
         self.failures = 0
+        self.failures_by_sink = {}
 
     @classmethod
     def from_settings(cls):
@@ -52,11 +99,31 @@ class AuditPipe:
         return cls(sinks)
 
     def record(self, kind, **fields):
+        """Build the event and hand it to every sink; returns it (None when dropped)."""
+        from metacore.conf import metacore_settings
+
+        if kind == "crud.read" and not metacore_settings.AUDIT_READS:
+            return None
+        for name, value in _context.get().items():
+            if not fields.get(name):
+                fields[name] = value
+        if not fields.get("trace_id"):
+            fields["trace_id"], span_id = telemetry.current_ids()
+            fields.setdefault("span_id", span_id)
+        for name in _TEXT_FIELDS:
+            value = fields.get(name)
+            if value is not None and not isinstance(value, str):
+                fields[name] = str(value)
         event = AuditEvent(kind=kind, **{k: ("" if v is None else v) for k, v in fields.items()})
+        if event.details is None or event.details == "":
+            event.details = {}
         for sink in self.sinks:
             try:
                 sink(event)
             except Exception:
+                name = _sink_name(sink)
                 self.failures += 1
-                log.exception("audit sink %r failed for %s", sink, event.kind)
+                self.failures_by_sink[name] = self.failures_by_sink.get(name, 0) + 1
+                telemetry.count_audit_sink_failure(name)
+                log.exception("audit sink %s failed for %s %s", name, event.kind, event.id)
         return event

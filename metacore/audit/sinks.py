@@ -1,28 +1,110 @@
-"""Built-in audit sinks."""
+"""Built-in audit sinks. Any other callable taking an `AuditEvent` is a sink too."""
 import json
 import logging
+import threading
+
+from django.db import InterfaceError, OperationalError, connections, router, transaction
+from django.db.models.sql import InsertQuery
+from opentelemetry import trace
 
 from metacore.audit.pipe import AuditEvent
+from metacore.host import telemetry
 
 
 class LogSink:
-    """One JSON line per event on the `metacore.audit` logger."""
+    """One JSON line per event on the `metacore.audit` logger (INFO)."""
 
     logger = logging.getLogger("metacore.audit")
 
     def __call__(self, event: AuditEvent):
-        self.logger.info(json.dumps(event.as_dict(), default=str, sort_keys=True))
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info(json.dumps(event.as_dict(), default=str, sort_keys=True))
+
+
+def _in_real_transaction(conn):
+    """Inside an atomic block other than the ones a Django TestCase opens around a test."""
+    return any(not getattr(block, "_from_testcase", False) for block in conn.atomic_blocks)
 
 
 class DatabaseSink:
-    """An `AuditRecord` row, written on the caller's connection: inside a transaction it
-    commits or rolls back with the audited write."""
+    """An `AuditRecord` row.
+
+    Written on the caller's connection: inside a transaction it commits or rolls back with
+    the audited write (in a savepoint, so a failed insert leaves the caller's transaction
+    usable). One exception: a denial (`deny`/`would-deny`, not `crud.*`) recorded inside a
+    transaction is written on a separate autocommit connection, so rolling back the
+    operation that was denied does not erase the record of the denial. SQLite has a single
+    writer, so there it stays in the caller's transaction.
+    """
+
+    _local = threading.local()
 
     def __call__(self, event: AuditEvent):
         from metacore.models import AuditRecord
 
         data = event.as_dict()
-        AuditRecord.objects.create(
-            event_id=data.pop("id"),
-            **{k: v for k, v in data.items()},
+        record = AuditRecord(event_id=data.pop("id"), **data)
+        using = router.db_for_write(AuditRecord)
+        conn = connections[using]
+        if not _in_real_transaction(conn):
+            record.save(using=using, force_insert=True)
+        elif self._survives_rollback(event) and conn.vendor != "sqlite":
+            self._write_autonomous(record, using)
+        else:
+            with transaction.atomic(using=using):
+                record.save(using=using, force_insert=True)
+
+    @staticmethod
+    def _survives_rollback(event):
+        return event.decision in ("deny", "would-deny") and not event.kind.startswith("crud.")
+
+    def _write_autonomous(self, record, using):
+        from metacore.models import AuditRecord
+
+        fields = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
+        query = InsertQuery(AuditRecord)
+        query.insert_values(fields, [record])
+        for attempt in (1, 2):
+            wrapper = self._wrapper(using)
+            try:
+                with wrapper.cursor() as cursor:
+                    for sql, params in query.get_compiler(connection=wrapper).as_sql():
+                        cursor.execute(sql, params)
+                return
+            except (InterfaceError, OperationalError):
+                wrapper.close()
+                del self._local.wrappers[using]
+                if attempt == 2:
+                    raise
+
+    def _wrapper(self, using):
+        """This thread's own autocommit connection to `using` (kept for reuse)."""
+        wrappers = getattr(self._local, "wrappers", None)
+        if wrappers is None:
+            wrappers = self._local.wrappers = {}
+        if using not in wrappers:
+            wrappers[using] = connections.create_connection(using)
+        return wrappers[using]
+
+
+class OpenTelemetrySink:
+    """An OpenTelemetry log record per event (event name `metacore.audit.<kind>`, correlated
+    with the current span), plus an event on the current span when one is recording."""
+
+    def __call__(self, event: AuditEvent):
+        attributes = {
+            f"metacore.audit.{name}": value
+            for name, value in event.as_dict().items()
+            if name not in ("details", "trace_id", "span_id") and value not in ("", None)
+        }
+        if event.details:
+            attributes["metacore.audit.details"] = json.dumps(event.details, default=str, sort_keys=True)
+        telemetry.emit_log(
+            json.dumps(event.as_dict(), default=str, sort_keys=True),
+            event_name=f"metacore.audit.{event.kind}",
+            attributes=attributes,
+            severity_text="WARN" if event.decision in ("deny", "would-deny") else "INFO",
         )
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(f"metacore.audit.{event.kind}", attributes)

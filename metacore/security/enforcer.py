@@ -1,0 +1,259 @@
+"""The capability enforcer: may addon X do `kind` on `target`?
+
+Each addon has its own policy: the capabilities stored on its Installation plus implicit
+`db:read`/`db:write` on its own tables (`<key>.*`, i.e. `addon_<key>.*`, and the bare names
+of its tables). The mode comes from `EnforcerMode` rows (the addon's override, else the global
+row with `addon_key=""`, else `METACORE['ENFORCER_DEFAULT_MODE']`):
+
+- `enforce`: a check that no grant covers raises `CapabilityDenied`;
+- `shadow`: it is allowed and recorded as `would-deny`.
+
+Every `check()` reads the modes and the installation's `updated_at`/`revision` in one short query, so a
+mode flip or an upgrade made by another process applies before the next check; the compiled
+policy is rebuilt only when those changed. Denials and would-denies are audited
+(`capability.check`) and counted; allows are audited only with `AUDIT_CAPABILITY_ALLOWS`.
+"""
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+
+from metacore.conf import metacore_settings
+from metacore.errors import CapabilityDenied, ValidationError
+from metacore.host import telemetry
+from metacore.security import patterns
+from metacore.security.patterns import HTTP_FETCH, KNOWN_KINDS, NAME_KINDS, SATISFIED_BY
+
+MODES = ("enforce", "shadow")
+ALLOW, DENY, WOULD_DENY = "allow", "deny", "would-deny"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    addon: str
+    kind: str
+    target: str
+    decision: str  # allow | deny | would-deny
+    mode: str
+    reason: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the caller may go on (true for `would-deny` in shadow mode)."""
+        return self.decision != DENY
+
+    def __bool__(self):
+        return self.allowed
+
+
+class _NameGrants:
+    """Compiled name patterns of one kind: exact names, `prefix.` prefixes, `.suffix` suffixes."""
+
+    __slots__ = ("any", "exact", "prefixes", "suffixes")
+
+    def __init__(self, kind, pattern_list):
+        self.any = False
+        self.exact, prefixes, suffixes = set(), [], []
+        for pattern in pattern_list:
+            pattern = patterns.normalize_name(kind, pattern)
+            if pattern == "*":
+                self.any = True
+            elif pattern.endswith(".*"):
+                prefixes.append(pattern[:-1])
+            elif pattern.startswith("*."):
+                suffixes.append(pattern[1:])
+            else:
+                self.exact.add(pattern)
+        self.prefixes, self.suffixes = tuple(prefixes), tuple(suffixes)
+
+    def allows(self, name):
+        if self.any or name in self.exact:
+            return True
+        for prefix in self.prefixes:
+            if name.startswith(prefix) and len(name) > len(prefix):
+                return True
+        for suffix in self.suffixes:
+            if name.endswith(suffix) and len(name) > len(suffix):
+                return True
+        return False
+
+
+class Policy:
+    """One addon's compiled capabilities. Malformed grants (refused at install) never match."""
+
+    def __init__(self, addon_key, capabilities, own_tables=()):
+        self.addon = addon_key
+        declared = {kind: [] for kind in KNOWN_KINDS}
+        for cap in capabilities:
+            kind, target = cap.get("kind"), cap.get("target")
+            if kind in declared and isinstance(target, str) and target.strip():
+                declared[kind].append(target)
+        own = [f"{addon_key}.*", *own_tables]
+        declared[patterns.DB_READ] += own
+        declared[patterns.DB_WRITE] += own
+        self.names = {kind: _NameGrants(kind, declared[kind]) for kind in NAME_KINDS}
+        self.http = tuple(p for p in map(patterns.parse_http_pattern, declared[HTTP_FETCH]) if p is not None)
+
+    @classmethod
+    def from_installation(cls, installation):
+        models = (installation.manifest or {}).get("models") or ()
+        own_tables = {str(m.get(f)).lower() for m in models for f in ("table", "key") if m.get(f)}
+        return cls(installation.key, installation.capabilities or (), sorted(own_tables))
+
+    def allows(self, kind, target) -> bool:
+        if kind == HTTP_FETCH:
+            parsed = patterns.parse_http_target(target)
+            return parsed is not None and any(patterns.match_http_parsed(p, parsed) for p in self.http)
+        granting = SATISFIED_BY.get(kind)
+        if granting is None:
+            return False
+        name = patterns.normalize_name(kind, target)
+        return any(self.names[k].allows(name) for k in granting)
+
+
+class Enforcer:
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self._policies = {}  # addon key -> (installation version, Policy | None)
+
+    # --- checks -----------------------------------------------------------------------
+
+    def check(self, addon_key, kind, target, context=None) -> Decision:
+        """Decide and record; raises `CapabilityDenied` in enforce mode when nothing grants it.
+        `context` may carry actor, tenant, request_id and extra details for the audit."""
+        global_mode, addon_mode, version = self._read_state(addon_key)
+        mode = self._effective_mode(addon_mode, global_mode)
+        policy = self._policy(addon_key, version)
+        if kind not in KNOWN_KINDS:
+            allowed, reason = False, f"unknown capability kind {kind!r}"
+        elif policy is None:
+            allowed, reason = False, f"addon {addon_key!r} is not installed"
+        else:
+            allowed, reason = policy.allows(kind, target), ""
+        if allowed:
+            decision = Decision(addon_key, kind, target, ALLOW, mode)
+            if metacore_settings.AUDIT_CAPABILITY_ALLOWS:
+                self._audit(decision, context)
+            return decision
+        message = f'capability denied: addon "{addon_key}" lacks {kind} {target}'
+        decision = Decision(addon_key, kind, target, DENY if mode == "enforce" else WOULD_DENY, mode, reason or message)
+        self._audit(decision, context)
+        telemetry.count_capability_decision(addon=addon_key, kind=kind, decision=decision.decision)
+        if decision.decision == DENY:
+            raise CapabilityDenied(
+                message, errors={"capability": [f"{kind} {target}"], "addon": [addon_key]}
+            )
+        return decision
+
+    def allows(self, addon_key, kind, target) -> bool:
+        """The policy answer alone: no mode, no audit, no exception (for UIs and planning)."""
+        _, _, version = self._read_state(addon_key)
+        policy = self._policy(addon_key, version)
+        return policy is not None and policy.allows(kind, target)
+
+    def _policy(self, addon_key, version):
+        cached = self._policies.get(addon_key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        policy = None
+        if version is not None:
+            from metacore.models import Installation
+
+            inst = Installation.objects.filter(key=addon_key).exclude(state=Installation.State.UNINSTALLED).first()
+            policy = Policy.from_installation(inst) if inst is not None else None
+        self._policies[addon_key] = (version, policy)
+        return policy
+
+    def _read_state(self, addon_key):
+        """(global mode, addon mode, installation version) in one round trip; the version is
+        `(updated_at, revision)`, None when the addon has no Installation row."""
+        from metacore.models import EnforcerMode, Installation
+
+        qn = connection.ops.quote_name
+        modes, installs = qn(EnforcerMode._meta.db_table), qn(Installation._meta.db_table)
+        sql = (
+            f"SELECT (SELECT {qn('mode')} FROM {modes} WHERE {qn('addon_key')} = ''),"
+            f" (SELECT {qn('mode')} FROM {modes} WHERE {qn('addon_key')} = %s),"
+            f" (SELECT {qn('updated_at')} FROM {installs} WHERE {qn('key')} = %s),"
+            f" (SELECT {qn('revision')} FROM {installs} WHERE {qn('key')} = %s)"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [addon_key, addon_key, addon_key])
+            global_mode, addon_mode, updated_at, revision = cursor.fetchone()
+        return global_mode, addon_mode, (None if updated_at is None else (updated_at, revision))
+
+    @staticmethod
+    def _effective_mode(addon_mode, global_mode):
+        mode = addon_mode or global_mode or metacore_settings.ENFORCER_DEFAULT_MODE
+        return mode if mode in MODES else "enforce"
+
+    def _audit(self, decision, context):
+        context = dict(context or {})
+        self.kernel.audit.record(
+            "capability.check",
+            actor=str(context.pop("actor", "") or ""),
+            tenant=str(context.pop("tenant", "") or ""),
+            request_id=str(context.pop("request_id", "") or ""),
+            addon=decision.addon,
+            target=f"{decision.kind} {decision.target}",
+            decision=decision.decision,
+            mode=decision.mode,
+            reason=decision.reason,
+            details={"capability": decision.kind, "resource": decision.target, **context},
+        )
+
+    # --- modes ------------------------------------------------------------------------
+
+    def modes(self) -> dict:
+        """`{"default": ..., "global": ..., "effective": ..., "overrides": {addon: mode}}`."""
+        from metacore.models import EnforcerMode
+
+        rows = dict(EnforcerMode.objects.values_list("addon_key", "mode"))
+        global_mode = rows.pop("", None)
+        return {
+            "default": metacore_settings.ENFORCER_DEFAULT_MODE,
+            "global": global_mode,
+            "effective": self._effective_mode(None, global_mode),
+            "overrides": dict(sorted(rows.items())),
+        }
+
+    def mode_for(self, addon_key="") -> str:
+        global_mode, addon_mode, _ = self._read_state(addon_key)
+        return self._effective_mode(addon_mode if addon_key else None, global_mode)
+
+    def set_mode(self, mode, addon_key="", actor="") -> str:
+        """Store the global mode (`addon_key=""`) or an addon's override; audited."""
+        from metacore.models import EnforcerMode
+
+        if mode not in MODES:
+            raise ValidationError(f"unknown enforcer mode {mode!r} (use enforce or shadow)", errors={"mode": [mode]})
+        with transaction.atomic():
+            row = EnforcerMode.objects.select_for_update().filter(addon_key=addon_key).first()
+            previous = row.mode if row else None
+            EnforcerMode.objects.update_or_create(addon_key=addon_key, defaults={"mode": mode, "changed_by": actor})
+            self._audit_mode_change(addon_key, previous, mode, actor)
+        return mode
+
+    def clear_mode(self, addon_key, actor="") -> bool:
+        """Drop an addon's override (it follows the global mode again); audited."""
+        from metacore.models import EnforcerMode
+
+        if not addon_key:
+            raise ValidationError("only an addon override can be cleared", errors={"addon": ["required"]})
+        with transaction.atomic():
+            row = EnforcerMode.objects.select_for_update().filter(addon_key=addon_key).first()
+            if row is None:
+                return False
+            row.delete()
+            self._audit_mode_change(addon_key, row.mode, None, actor)
+        return True
+
+    def _audit_mode_change(self, addon_key, previous, mode, actor):
+        self.kernel.audit.record(
+            "enforcer.mode_changed",
+            actor=actor,
+            addon=addon_key,
+            target=addon_key or "global",
+            mode=mode or "",
+            reason=f"{previous or 'unset'} -> {mode or 'unset'}",
+            details={"scope": "addon" if addon_key else "global", "from": previous, "to": mode},
+        )

@@ -1,0 +1,233 @@
+"""The capability enforcer: per-addon policies, modes, audit, flips seen by other processes."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from metacore.errors import CapabilityDenied, ValidationError
+from metacore.kernel import get_kernel
+from metacore.models import AuditRecord, EnforcerMode, Installation
+
+pytestmark = pytest.mark.django_db
+
+TICKETS_CAPS = [
+    {"kind": "db:read", "target": "users"},
+    {"kind": "db:write", "target": "addon_crm.*"},
+    {"kind": "event:emit", "target": "ticket.created"},
+    {"kind": "event:subscribe", "target": "*.created"},
+    {"kind": "http:fetch", "target": "https://api.slack.com/*"},
+    {"kind": "http:fetch", "target": "*.stripe.com"},
+]
+
+
+def install(key, capabilities=(), tables=()):
+    manifest = {"key": key, "models": [{"key": t.title(), "table": t} for t in tables]}
+    return Installation.objects.create(
+        key=key, name=key, version="1.0.0", manifest=manifest, capabilities=list(capabilities)
+    )
+
+
+@pytest.fixture
+def enforcer():
+    return get_kernel().enforcer
+
+
+@pytest.fixture
+def tickets():
+    return install("tickets", TICKETS_CAPS, tables=["tickets", "comments"])
+
+
+CHECKS = [
+    # kind, target, allowed
+    ("db:read", "users", True),
+    ("db:write", "users", False),
+    ("db:read", "tickets.tickets", True),  # own namespace, implicit
+    ("db:write", "addon_tickets.comments", True),
+    ("db:write", "tickets", True),  # own table by bare name
+    ("db:read", "Comments", True),
+    ("db:read", "crm.contacts", True),  # db:write implies db:read
+    ("db:write", "crm.contacts", True),
+    ("db:read", "orders.orders", False),
+    ("db:read", "addon_orders.orders", False),
+    ("event:emit", "ticket.created", True),
+    ("event:emit", "ticket.deleted", False),
+    ("event:subscribe", "orders.created", True),
+    ("event:subscribe", "orders.deleted", False),
+    ("http:fetch", "https://api.slack.com/api/chat.postMessage", True),
+    ("http:fetch", "https://api.stripe.com/v1/charges", True),
+    ("http:fetch", "https://api.evil.com/", False),
+    ("http:fetch", "not a url", False),
+    ("secrets:read", "anything", False),
+]
+
+
+@pytest.mark.parametrize("kind,target,allowed", CHECKS)
+def test_policy_table_in_enforce_mode(enforcer, tickets, kind, target, allowed):
+    if allowed:
+        decision = enforcer.check("tickets", kind, target)
+        assert decision.decision == "allow" and decision.mode == "enforce"
+    else:
+        with pytest.raises(CapabilityDenied) as info:
+            enforcer.check("tickets", kind, target)
+        assert info.value.status == 403
+        assert f'addon "tickets" lacks {kind} {target}' in info.value.message
+
+
+def test_each_addon_has_its_own_policy(enforcer, tickets):
+    install("orders", [{"kind": "http:fetch", "target": "api.evil.com"}], tables=["orders"])
+    assert enforcer.check("orders", "http:fetch", "https://api.evil.com/x")
+    assert enforcer.check("orders", "db:write", "orders.orders")
+    with pytest.raises(CapabilityDenied, match='capability denied: addon "tickets" lacks http:fetch https://api.evil.com/x'):
+        enforcer.check("tickets", "http:fetch", "https://api.evil.com/x")
+    with pytest.raises(CapabilityDenied):
+        enforcer.check("orders", "db:read", "tickets.tickets")
+
+
+def test_unknown_and_uninstalled_addons_are_denied(enforcer, tickets):
+    with pytest.raises(CapabilityDenied):
+        enforcer.check("ghost", "db:read", "ghost.things")
+    tickets.state = Installation.State.UNINSTALLED
+    tickets.save()
+    with pytest.raises(CapabilityDenied):
+        enforcer.check("tickets", "db:read", "tickets.tickets")
+
+
+def test_denial_is_audited_and_allow_is_not_by_default(enforcer, tickets):
+    enforcer.check("tickets", "db:read", "users", {"actor": "7", "tenant": "org-1", "request_id": "r-1"})
+    assert not AuditRecord.objects.filter(kind="capability.check").exists()
+    with pytest.raises(CapabilityDenied):
+        enforcer.check("tickets", "http:fetch", "https://api.evil.com/", {"actor": "7", "request_id": "r-2"})
+    record = AuditRecord.objects.get(kind="capability.check")
+    assert (record.addon, record.decision, record.mode, record.actor, record.request_id) == (
+        "tickets", "deny", "enforce", "7", "r-2")
+    assert record.target == "http:fetch https://api.evil.com/"
+    assert record.details["capability"] == "http:fetch"
+
+
+def test_allows_are_audited_when_asked(enforcer, tickets, settings):
+    settings.METACORE = {"AUDIT_CAPABILITY_ALLOWS": True}
+    enforcer.check("tickets", "db:read", "users")
+    assert AuditRecord.objects.get(kind="capability.check").decision == "allow"
+
+
+def test_shadow_allows_and_records_would_deny(enforcer, tickets):
+    enforcer.set_mode("shadow")
+    decision = enforcer.check("tickets", "http:fetch", "https://api.evil.com/")
+    assert decision and decision.decision == "would-deny" and decision.mode == "shadow"
+    assert AuditRecord.objects.get(kind="capability.check").decision == "would-deny"
+
+
+def test_per_addon_override_beats_global(enforcer, tickets):
+    install("orders", tables=["orders"])
+    enforcer.set_mode("shadow")
+    enforcer.set_mode("enforce", addon_key="tickets")
+    assert enforcer.check("orders", "event:emit", "x.y").decision == "would-deny"
+    with pytest.raises(CapabilityDenied):
+        enforcer.check("tickets", "event:emit", "x.y")
+    assert enforcer.modes() == {
+        "default": "enforce", "global": "shadow", "effective": "shadow", "overrides": {"tickets": "enforce"}}
+    assert enforcer.clear_mode("tickets")
+    assert enforcer.check("tickets", "event:emit", "x.y").decision == "would-deny"
+
+
+def test_default_mode_comes_from_settings(enforcer, tickets, settings):
+    settings.METACORE = {"ENFORCER_DEFAULT_MODE": "shadow"}
+    assert enforcer.check("tickets", "event:emit", "x.y").decision == "would-deny"
+    assert enforcer.mode_for("tickets") == "shadow"
+
+
+def test_mode_change_is_validated_and_audited(enforcer):
+    with pytest.raises(ValidationError):
+        enforcer.set_mode("lenient")
+    enforcer.set_mode("shadow", actor="admin")
+    enforcer.set_mode("enforce", addon_key="tickets", actor="admin")
+    records = list(AuditRecord.objects.filter(kind="enforcer.mode_changed").order_by("timestamp", "id"))
+    assert [(r.target, r.details["from"], r.details["to"], r.actor) for r in records] == [
+        ("global", None, "shadow", "admin"), ("tickets", None, "enforce", "admin")]
+
+
+def test_capability_change_applies_at_next_check(enforcer, tickets):
+    with pytest.raises(CapabilityDenied):
+        enforcer.check("tickets", "http:fetch", "https://api.new.com/")
+    tickets.capabilities = TICKETS_CAPS + [{"kind": "http:fetch", "target": "api.new.com"}]
+    tickets.revision += 1
+    tickets.save()
+    assert enforcer.check("tickets", "http:fetch", "https://api.new.com/")
+
+
+def test_denials_are_counted_in_metrics(enforcer, tickets, otel):
+    with pytest.raises(CapabilityDenied):
+        enforcer.check("tickets", "event:emit", "x.y")
+    enforcer.set_mode("shadow")
+    enforcer.check("tickets", "event:emit", "x.y")
+    points = otel.metric_points("metacore.capability.denials")
+    assert {(p.attributes["metacore.decision"], p.value) for p in points} == {("deny", 1), ("would-deny", 1)}
+
+
+# --- the management command -----------------------------------------------------------
+
+
+def test_command_shows_and_flips_modes(capsys):
+    call_command("metacore_enforcer")
+    assert "global: enforce (default)" in capsys.readouterr().out
+    call_command("metacore_enforcer", "--mode", "shadow")
+    call_command("metacore_enforcer", "--mode", "enforce", "--addon", "tickets")
+    out = capsys.readouterr().out
+    assert "global mode: shadow" in out and "tickets mode: enforce" in out
+    assert dict(EnforcerMode.objects.values_list("addon_key", "mode")) == {"": "shadow", "tickets": "enforce"}
+    call_command("metacore_enforcer")
+    out = capsys.readouterr().out
+    assert "global: shadow" in out and "tickets: enforce" in out
+    call_command("metacore_enforcer", "--clear", "--addon", "tickets")
+    assert not EnforcerMode.objects.filter(addon_key="tickets").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--mode", "lenient"], "invalid choice"),
+    (["--clear"], "--clear needs --addon"),
+    (["--clear", "--addon", "nobody"], "no override"),
+])
+def test_command_rejects_bad_input(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("metacore_enforcer", *args)
+
+
+# --- another process ------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flip_in_another_process_applies_before_the_next_check(enforcer):
+    install("tickets", tables=["tickets"])
+    with pytest.raises(CapabilityDenied):
+        enforcer.check("tickets", "event:emit", "x.y")
+    _run_other_process("get_kernel().enforcer.set_mode('shadow', addon_key='tickets')")
+    assert enforcer.check("tickets", "event:emit", "x.y").decision == "would-deny"
+    _run_other_process("call_command('metacore_enforcer', '--mode', 'enforce', '--addon', 'tickets')")
+    with pytest.raises(CapabilityDenied):
+        enforcer.check("tickets", "event:emit", "x.y")
+
+
+def _run_other_process(code):
+    """Run `code` in a fresh Python process on the same (test) database."""
+    from django.db import connection
+
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="sandbox_project.settings")
+    settings_dict = connection.settings_dict
+    if connection.vendor == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{settings_dict['NAME']}"
+    else:
+        env["DATABASE_URL"] = (
+            f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD'] or ''}@{settings_dict['HOST']}:"
+            f"{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
+        )
+    script = textwrap.dedent(f"""
+        import django
+        django.setup()
+        from django.core.management import call_command
+        from metacore.kernel import get_kernel
+        {code}
+    """)
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=os.getcwd(), timeout=60)
