@@ -10,3 +10,6 @@ class MetacoreConfig(AppConfig):
         # Wiring only: system checks and signal receivers. Runtime addon models are built
         # lazily from the stored manifests on first use (no database access at import).
         from metacore.host import checks  # noqa: F401
+        from metacore.hub.publisher import connect_receivers
+
+        connect_receivers()

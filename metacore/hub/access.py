@@ -1,0 +1,91 @@
+"""Who may receive what over the hub: plain synchronous Python over the kernel's services.
+
+The consumer calls these through `database_sync_to_async`. Decisions:
+
+- Data events: a subscription token (model key, table, `addon.Model`, case-insensitive) is
+  resolved by the model registry; the user needs `<addon>.<table>.read` (permission
+  service). `*` subscribes to every model the user may read, checked per model on its first
+  event.
+- Addon events (`addon.<key>.<event>`): the capability is the *emitting addon's*. An addon
+  opens its events to its clients by declaring `event:subscribe` with a target matching the
+  event name (`ticket.*`); the check goes through the enforcer (audited, shadow/enforce).
+  The user needs no model permission, and the group is scoped to the user's tenant, so only
+  the addon's events of that tenant arrive.
+"""
+import re
+from dataclasses import dataclass
+
+from metacore.conf import metacore_settings
+from metacore.errors import MetacoreError
+from metacore.permissions.naming import model_permission
+
+ADDON_CHANNEL = re.compile(r"addon\.(?P<addon>[a-z][a-z0-9_]{0,63})\.(?P<event>[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127})")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    addon: str
+    model: str  # key as declared
+    table: str
+
+    @property
+    def ident(self):
+        return (self.addon.lower(), self.table.lower())
+
+
+class HubAccess:
+    def __init__(self, kernel, user, tenant):
+        self.kernel = kernel
+        self.user = user
+        self.tenant = tenant
+
+    @classmethod
+    def for_user(cls, kernel, user):
+        tenant = metacore_settings.TENANT_RESOLVER(user, None)
+        return cls(kernel, user, None if tenant in (None, "") else str(tenant))
+
+    @property
+    def actor(self):
+        return self.user.get_username()
+
+    def fresh(self):
+        """Forget permissions cached on the user object: each SUBSCRIBE sees current grants."""
+        self.kernel.permissions.forget(self.user)
+
+    def may_read(self, addon: str, table: str) -> bool:
+        return self.kernel.permissions.has(self.user, model_permission(addon, table, "read"))
+
+    def resolve_models(self, tokens):
+        """[(token, ModelRef | None, reason)] for the tokens other than `*`."""
+        out = []
+        for token in tokens:
+            try:
+                resolved = self.kernel.registry.resolve(token)
+            except MetacoreError as exc:
+                out.append((token, None, exc.message))
+                continue
+            ref = ModelRef(resolved.installation_key, resolved.spec.key, resolved.spec.table)
+            if not self.may_read(ref.addon, ref.table):
+                out.append((token, None, f'permission denied: missing "{model_permission(ref.addon, ref.table, "read")}"'))
+            else:
+                out.append((token, ref, ""))
+        return out
+
+    def may_subscribe_channel(self, addon: str, event: str) -> tuple[bool, str]:
+        """Enforcer gate for `addon.<key>.<event>` (see the module docstring)."""
+        from metacore.errors import CapabilityDenied
+
+        context = {"actor": self.actor, "tenant": self.tenant or "", "via": "hub"}
+        try:
+            decision = self.kernel.enforcer.check(addon, "event:subscribe", event, context)
+        except CapabilityDenied as exc:
+            return False, exc.message
+        return bool(decision), getattr(decision, "reason", "")
+
+    def audit_subscribe(self, target, decision, reason="", addon="", **details):
+        self.kernel.audit.record("hub.subscribe", actor=self.actor, tenant=self.tenant or "", addon=addon,
+                                 target=target, decision=decision, reason=reason, details=details)
+
+    def audit_connect(self, decision, reason="", **details):
+        self.kernel.audit.record("hub.connect", actor=self.actor, tenant=self.tenant or "",
+                                 decision=decision, reason=reason, details=details)

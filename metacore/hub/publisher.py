@@ -1,0 +1,139 @@
+"""Bridge from metacore's event bus to the Channels layer.
+
+The store, the sandbox and the installer publish committed events as Django signals
+(`metacore.events`); the receivers below turn each into one JSON frame, serialised once, and
+`group_send` it to the tenant-scoped groups the connections joined (`metacore.hub.groups`).
+Frames carry identity and changed key names, never row values. Receivers are connected in
+`MetacoreConfig.ready()`, so every process that writes also publishes; with a shared channel
+layer (channels_redis) a write in one process reaches sockets held by any other.
+"""
+import asyncio
+import json
+import logging
+
+from asgiref.sync import async_to_sync
+
+from metacore import events
+from metacore.hub import groups
+
+log = logging.getLogger("metacore.hub")
+
+DATA_EVENT = "DATA_EVENT"
+ADDON_EVENT = "ADDON_EVENT"
+NOTIFICATION = "NOTIFICATION"
+ADDON_MANIFEST_CHANGED = "ADDON_MANIFEST_CHANGED"
+
+
+def frame_text(type_, payload, **extra) -> str:
+    return json.dumps({"type": type_, **extra, "payload": payload}, separators=(",", ":"), default=str)
+
+
+def data_payload(event: events.DataEvent) -> dict:
+    """The `DATA_EVENT` payload of the realtime protocol: who changed which row, never how."""
+    return {
+        "org_id": event.tenant or "",
+        "addon": event.addon,
+        "model": event.model,
+        "table": event.table,
+        "action": event.action,
+        "id": str(event.id),
+        "actor_id": "" if event.actor_id is None else str(event.actor_id),
+        "at": event.at,
+        "fields": list(event.fields),
+    }
+
+
+class HubPublisher:
+    """`get_kernel().hub`: publishes frames to the channel layer."""
+
+    def __init__(self, kernel, channel_layer=None):
+        self.kernel = kernel
+        self._layer = channel_layer
+
+    @property
+    def layer(self):
+        if self._layer is None:
+            from channels.layers import get_channel_layer
+
+            self._layer = get_channel_layer()
+        return self._layer
+
+    # -- what producers publish ----------------------------------------------------------------
+    def publish_data(self, event: events.DataEvent):
+        text = frame_text(DATA_EVENT, data_payload(event))
+        row = f"{event.addon}.{event.table}.{event.id}".lower()
+        base = {"type": "hub.data", "text": text, "row": row, "addon": event.addon.lower(),
+                "table": event.table.lower()}
+        self._send_many([
+            (groups.data_group(event.tenant, event.addon, event.table), {**base, "via": "model"}),
+            (groups.all_data_group(event.tenant), {**base, "via": "all"}),
+        ])
+
+    def publish_addon_event(self, event: events.AddonEvent):
+        channel = f"addon.{event.addon}.{event.name}"
+        payload = {"addon": event.addon, "event": event.name, "org_id": event.tenant or "",
+                   "at": event.at, "data": event.payload}
+        text = frame_text(ADDON_EVENT, payload, channel=channel)
+        self._send_many([(groups.addon_event_group(event.tenant, event.addon, event.name),
+                          {"type": "hub.frame", "text": text})])
+
+    def publish_lifecycle(self, event: events.LifecycleEvent):
+        payload = {"addon": event.addon, "operation": event.operation, "version": event.version, "at": event.at}
+        text = frame_text(ADDON_MANIFEST_CHANGED, payload)
+        self._send_many([(groups.LIFECYCLE_GROUP, {"type": "hub.lifecycle", "text": text, "addon": event.addon})])
+
+    def notify(self, user_pk, payload: dict):
+        """Send a `NOTIFICATION` frame to every open socket of one user."""
+        text = frame_text(NOTIFICATION, payload)
+        self._send_many([(groups.user_group(user_pk), {"type": "hub.frame", "text": text})])
+
+    # -- delivery ------------------------------------------------------------------------------
+    def _send_many(self, messages):
+        layer = self.layer
+        if layer is None:
+            return
+
+        async def send_all():
+            for group, message in messages:
+                await layer.group_send(group, message)
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            async_to_sync(send_all)()
+        else:
+            # Called from inside the event loop's thread (an async producer): never block it.
+            task = loop.create_task(send_all())
+            task.add_done_callback(_log_failure)
+
+
+def _log_failure(task):
+    if not task.cancelled() and task.exception() is not None:
+        log.error("hub publish failed: %s", task.exception())
+
+
+# -- signal receivers (connected once per process by MetacoreConfig.ready) ---------------------
+def _hub():
+    from metacore.kernel import get_kernel
+
+    return get_kernel().hub
+
+
+def on_data_changed(sender, event, **kwargs):
+    _hub().publish_data(event)
+
+
+def on_addon_event(sender, event, **kwargs):
+    _hub().publish_addon_event(event)
+
+
+def on_addon_changed(sender, event, **kwargs):
+    _hub().publish_lifecycle(event)
+
+
+def connect_receivers():
+    events.data_changed.connect(on_data_changed, dispatch_uid="metacore.hub.data")
+    events.addon_event.connect(on_addon_event, dispatch_uid="metacore.hub.addon_event")
+    events.addon_changed.connect(on_addon_changed, dispatch_uid="metacore.hub.lifecycle")
