@@ -1,0 +1,478 @@
+"""The `metacore_host` imports: what a guest may ask of the host, each checked and audited.
+
+Signatures follow the upstream kernel (runtime/wasm/capabilities.go); every string or
+buffer is a (ptr i32, len i32) pair and every reply is a packed i64 written through the
+guest's own `alloc`:
+
+  log(msg)                                  -> ()
+  env_get(key)                              -> i64  installation setting (0 when unset)
+  http_fetch(url, method, body)             -> i64  {"status","body"} | {"error","message"}
+  http_request(url, method, headers, body)  -> i64  same, with a JSON object of headers
+  db_query(sql, args)                       -> i64  {"success","data":{"rows","rowCount","columns"},"meta"}
+  db_exec(sql, args)                        -> i64  {"success","data":{"rowsAffected"[,"rows","columns"]},"meta"}
+  event_emit(name, payload)                 -> i64  {"success","data":{"event","subscribers"},"meta"}
+
+A pointer/length outside the guest's memory raises BadPointer, which stops the guest (a
+guest error, never a host crash). Denials and bad input come back to the guest as error
+envelopes so it can decide; every call except `log` is audited as `sandbox.import`.
+"""
+import base64
+import datetime
+import decimal
+import json
+import logging
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from django.db import DatabaseError, connections, transaction
+from wasmtime import FuncType, ValType
+
+from metacore.errors import CapabilityDenied, MetacoreError
+from metacore.sandbox import abi, sql as sqlguard
+from metacore.sandbox.abi import GuestMemory
+
+I32, I64 = "i32", "i64"
+_VALTYPES = {"i32": ValType.i32, "i64": ValType.i64}
+
+log = logging.getLogger("metacore.sandbox")
+
+LOG_LINE_MAX = 16 * 1024
+EVENT_NAME_MAX = 256
+EVENT_PAYLOAD_MAX = 256 * 1024
+DB_MAX_ROWS = 10_000  # db_query/db_exec limits, as upstream (host-side, not per addon)
+DB_MAX_BYTES = 8 * 1024 * 1024
+DB_TIMEOUT_MS = 5_000
+
+
+@dataclass
+class Invocation:
+    """Everything host imports may know about the current call (set by the service)."""
+
+    addon_key: str
+    export: str
+    manifest: Any = None  # metacore.manifest.model.Manifest
+    settings: dict = field(default_factory=dict)
+    tenant: str | None = None
+    actor: str | None = None
+    request_id: str = ""
+    using: str = "default"
+    logs: list = field(default_factory=list)
+    guest: GuestMemory | None = None  # set by the engine while the call runs
+    _partial: dict = field(default_factory=dict)
+
+    @property
+    def logger(self):
+        return logging.getLogger(f"metacore.addons.{self.addon_key}")
+
+    def add_log(self, stream: str, line: str):
+        line = line[:LOG_LINE_MAX]
+        if len(self.logs) < 1000:
+            self.logs.append({"stream": stream, "message": line})
+        self.logger.info("%s %s: %s", self.export, stream, line)
+
+    def _stream(self, stream, data: bytes):
+        buffered = self._partial.get(stream, b"") + data
+        *lines, rest = buffered.split(b"\n")
+        for line in lines:
+            self.add_log(stream, line.decode("utf-8", "replace"))
+        self._partial[stream] = rest[-LOG_LINE_MAX:]
+
+    def guest_stdout(self, data: bytes):
+        self._stream("stdout", data)
+
+    def guest_stderr(self, data: bytes):
+        self._stream("stderr", data)
+
+    def flush(self):
+        for stream, rest in self._partial.items():
+            if rest:
+                self.add_log(stream, rest.decode("utf-8", "replace"))
+        self._partial.clear()
+
+    def context(self, **extra):
+        return {"actor": self.actor or "", "tenant": self.tenant or "", "request_id": self.request_id, **extra}
+
+
+@dataclass(frozen=True)
+class HostFunction:
+    name: str
+    params: tuple  # ValType names; a FuncType is built per engine (wasmtime types are engine-bound)
+    results: tuple
+    impl: Callable
+
+    def functype(self) -> FuncType:
+        return FuncType([_VALTYPES[t]() for t in self.params], [_VALTYPES[t]() for t in self.results])
+
+
+HOST_FUNCTIONS: dict[str, HostFunction] = {}
+
+
+def host_function(name, params, results):
+    def register(impl):
+        HOST_FUNCTIONS[name] = HostFunction(name, tuple(params), tuple(results), impl)
+        return impl
+
+    return register
+
+
+def define_host_functions(linker):
+    for fn in HOST_FUNCTIONS.values():
+        linker.define_func(abi.HOST_MODULE, fn.name, fn.functype(), _bind(fn), access_caller=True)
+
+
+def _bind(fn):
+    def call(caller, *args):
+        from metacore.sandbox.engine import current_invocation
+
+        invocation = current_invocation.get()
+        exports = caller.get("memory"), caller.get("alloc"), caller.get("free")
+        guest = GuestMemory(caller, *exports)
+        if invocation is None:  # only reachable from a module run outside the service
+            return None if not fn.results else 0
+        return fn.impl(invocation, guest, *args)
+
+    return call
+
+
+def _reply(guest: GuestMemory, payload) -> int:
+    return guest.give(json.dumps(payload, default=_json_default, separators=(",", ":")).encode())
+
+
+def _json_default(value):
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, (bytes, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _audit(invocation, name, target, decision="allow", reason="", **details):
+    from metacore.kernel import get_kernel
+
+    get_kernel().audit.record(
+        "sandbox.import",
+        actor=invocation.actor or "",
+        tenant=invocation.tenant or "",
+        addon=invocation.addon_key,
+        target=f"metacore_host.{name} {target}".strip(),
+        decision=decision,
+        reason=reason,
+        request_id=invocation.request_id,
+        details={"import": name, "export": invocation.export, **details},
+    )
+
+
+def _check(invocation, kind, target):
+    """Ask the enforcer; CapabilityDenied (enforce mode) propagates to the caller."""
+    from metacore.kernel import get_kernel
+
+    get_kernel().enforcer.check(invocation.addon_key, kind, target, invocation.context(via="sandbox"))
+
+
+# -- log / env_get ----------------------------------------------------------------------
+
+
+@host_function("log", [I32, I32], [])
+def host_log(invocation, guest, ptr, length):
+    text = guest.read(ptr, min(length, LOG_LINE_MAX) if length >= 0 else length, "log message")
+    invocation.add_log("log", text.decode("utf-8", "replace"))
+
+
+@host_function("env_get", [I32, I32], [I64])
+def host_env_get(invocation, guest, ptr, length):
+    key = guest.read_text(ptr, length, "env_get key")
+    value = invocation.settings.get(key)
+    _audit(invocation, "env_get", key, found=value is not None)
+    if value is None or value == "":
+        return 0
+    text = value if isinstance(value, str) else json.dumps(value)
+    return guest.give(text.encode())
+
+
+# -- http ---------------------------------------------------------------------------------
+
+
+@host_function("http_fetch", [I32, I32, I32, I32, I32, I32], [I64])
+def host_http_fetch(invocation, guest, url_ptr, url_len, method_ptr, method_len, body_ptr, body_len):
+    url = guest.read_text(url_ptr, url_len, "http_fetch url")
+    method = guest.read_text(method_ptr, method_len, "http_fetch method")
+    body = guest.read(body_ptr, body_len, "http_fetch body")
+    return _reply(guest, _http(invocation, url, method, {}, body))
+
+
+@host_function("http_request", [I32, I32, I32, I32, I32, I32, I32, I32], [I64])
+def host_http_request(invocation, guest, url_ptr, url_len, method_ptr, method_len, hdr_ptr, hdr_len, body_ptr, body_len):
+    url = guest.read_text(url_ptr, url_len, "http_request url")
+    method = guest.read_text(method_ptr, method_len, "http_request method")
+    raw_headers = guest.read(hdr_ptr, hdr_len, "http_request headers")
+    body = guest.read(body_ptr, body_len, "http_request body")
+    try:
+        headers = json.loads(raw_headers) if raw_headers else {}
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise ValueError("not an object of strings")
+    except ValueError as exc:
+        return _reply(guest, {"error": "bad_request", "message": f"headers must be a JSON object of strings: {exc}"})
+    return _reply(guest, _http(invocation, url, method, headers, body))
+
+
+def _http(invocation, url, method, headers, body):
+    """safe_fetch checks http:fetch (every redirect hop too) and the SSRF guard; its
+    timeout and size cap are METACORE['HTTP_TIMEOUT_S'] / ['HTTP_MAX_BYTES']."""
+    from metacore.security.ssrf import safe_fetch
+
+    method = (method or "GET").upper()
+    if body and not any(k.lower() == "content-type" for k in headers):
+        headers = {**headers, "Content-Type": "application/json"}
+    started = time.perf_counter()
+    try:
+        response = safe_fetch(url, method=method, body=body or None, headers=headers,
+                              addon_key=invocation.addon_key, context=invocation.context(via="sandbox"))
+    except MetacoreError as exc:
+        code = "forbidden" if exc.status == 403 else ("bad_request" if exc.status == 400 else "transport")
+        _audit(invocation, "http_fetch", url, "deny" if code == "forbidden" else "", exc.message, method=method, code=code)
+        return {"error": code, "message": exc.message}
+    _audit(invocation, "http_fetch", url, method=method, status=response.status,
+           ms=round((time.perf_counter() - started) * 1000, 1))
+    return {"status": response.status, "body": response.body.decode("utf-8", "replace")}
+
+
+# -- database -----------------------------------------------------------------------------
+
+
+@host_function("db_query", [I32, I32, I32, I32], [I64])
+def host_db_query(invocation, guest, sql_ptr, sql_len, args_ptr, args_len):
+    sql_text = guest.read_text(sql_ptr, sql_len, "db_query sql")
+    raw_args = guest.read(args_ptr, args_len, "db_query args")
+    return _reply(guest, run_sql(invocation, sql_text, raw_args, write=False))
+
+
+@host_function("db_exec", [I32, I32, I32, I32], [I64])
+def host_db_exec(invocation, guest, sql_ptr, sql_len, args_ptr, args_len):
+    sql_text = guest.read_text(sql_ptr, sql_len, "db_exec sql")
+    raw_args = guest.read(args_ptr, args_len, "db_exec args")
+    return _reply(guest, run_sql(invocation, sql_text, raw_args, write=True))
+
+
+def run_sql(invocation, sql_text, raw_args, *, write):
+    """db_query / db_exec: confine, bind, run in a savepoint, answer the upstream envelope."""
+    name = "db_exec" if write else "db_query"
+    started = time.perf_counter()
+    connection = connections[invocation.using]
+    meta = {"schema": f"addon_{invocation.addon_key}"}
+
+    def fail(code, message):
+        meta["durationMs"] = round((time.perf_counter() - started) * 1000, 3)
+        _audit(invocation, name, sql_text[:200], "deny" if code == "forbidden" else "", message, code=code)
+        return {"success": False, "error": {"code": code, "message": message}, "meta": meta}
+
+    try:
+        args = _decode_args(raw_args, connection.vendor)
+        resolver = _TableResolver(invocation, connection.vendor)
+        prepared = sqlguard.prepare(sql_text, args, resolver, write=write)
+    except sqlguard.SQLRefused as exc:
+        return fail(exc.code, exc.message)
+    except CapabilityDenied as exc:
+        return fail("forbidden", exc.message)
+    max_rows = DB_MAX_ROWS
+    try:
+        with transaction.atomic(using=invocation.using), _database_wall(connection, resolver, write):
+            with connection.cursor() as cursor:
+                cursor.execute(prepared.sql, prepared.params)
+                columns = [c[0] for c in cursor.description] if cursor.description else None
+                rows = cursor.fetchmany(max_rows + 1) if columns is not None else []
+                affected = cursor.rowcount
+    except DatabaseError as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        code = "forbidden" if "not authorized" in message else "db_error"
+        return fail(code, message)
+    if len(rows) > max_rows:
+        return fail("row_limit_exceeded", f"result exceeded {max_rows} rows")
+    meta["durationMs"] = round((time.perf_counter() - started) * 1000, 3)
+    meta["truncated"] = False
+    if write:
+        data = {"rowsAffected": affected if columns is None else len(rows)}
+        if columns is not None:
+            data.update(rows=[dict(zip(columns, r)) for r in rows], columns=[{"name": c} for c in columns])
+    else:
+        data = {"rows": [dict(zip(columns, r)) for r in rows], "rowCount": len(rows),
+                "columns": [{"name": c} for c in columns]}
+    envelope = {"success": True, "data": data, "meta": meta}
+    size = len(json.dumps(envelope, default=_json_default))
+    if size > DB_MAX_BYTES:
+        return fail("row_limit_exceeded", f"response of {size} bytes exceeds the {DB_MAX_BYTES}-byte cap")
+    _audit(invocation, name, sql_text[:200], tables=[".".join(filter(None, t)) for t in prepared.tables],
+           rows=len(rows) if columns is not None else affected)
+    return envelope
+
+
+class _TableResolver:
+    """Logical table names -> quoted physical names; the addon's own tables always, another
+    addon's (`<addon>.<table>` or `addon_<addon>.<table>`) only when db:read grants it.
+    Writes reach only the addon's own tables."""
+
+    def __init__(self, invocation, vendor):
+        self.invocation = invocation
+        self.vendor = vendor
+        self.physical = set()  # unquoted physical names used (the SQLite authorizer's list)
+
+    def __call__(self, schema, name, for_write):
+        from metacore.schema.naming import physical_table
+
+        own = self.invocation.addon_key
+        addon = own
+        if schema is not None:
+            addon = schema[len("addon_"):] if schema.lower().startswith("addon_") else schema
+        addon = addon.lower()
+        manifest = self.invocation.manifest if addon == own else _manifest_of(addon)
+        model = manifest.model(name) if manifest is not None else None
+        if model is None:
+            where = f"{addon}.{name}" if schema else name
+            raise sqlguard.SQLRefused(f"table {where} is not one of the addon's tables", code="forbidden")
+        if addon != own:
+            if for_write:
+                raise sqlguard.SQLRefused(f"db_exec writes only the addon's own tables, not {addon}.{name}", code="forbidden")
+            _check(self.invocation, "db:read", f"addon_{addon}.{model.table}")
+        table = physical_table(addon, model.table, self.vendor)
+        self.physical.add(table)
+        quote = connections[self.invocation.using].ops.quote_name
+        return quote(table)
+
+
+def _manifest_of(addon_key):
+    from metacore.models import Installation
+    from metacore.manifest.model import Manifest
+
+    snapshot = Installation.objects.filter(key=addon_key, state=Installation.State.ENABLED).values_list(
+        "manifest", flat=True).first()
+    return Manifest.model_validate(snapshot) if snapshot else None
+
+
+class _database_wall:
+    """The database's own check under the parser: on SQLite an authorizer that allows only
+    reads of the resolved tables (and, for db_exec, writes to them) and allowlisted
+    functions; on PostgreSQL a search_path holding only the addon's schema and a statement
+    timeout, both restored afterwards."""
+
+    def __init__(self, connection, resolver, write):
+        self.connection, self.resolver, self.write = connection, resolver, write
+        self.restore = None
+
+    def __enter__(self):
+        self.connection.ensure_connection()
+        if self.connection.vendor == "sqlite":
+            self.connection.connection.set_authorizer(self._authorize)
+        elif self.connection.vendor == "postgresql":
+            timeout = f"{DB_TIMEOUT_MS}ms"
+            schema = self.connection.ops.quote_name(f"addon_{self.resolver.invocation.addon_key}")
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('search_path'), current_setting('statement_timeout'),"
+                    " set_config('search_path', %s, true), set_config('statement_timeout', %s, true)",
+                    [schema, timeout],
+                )
+                self.restore = cursor.fetchone()[:2]
+        return self
+
+    def __exit__(self, *exc):
+        if self.connection.vendor == "sqlite":
+            self.connection.connection.set_authorizer(None)
+        elif self.restore is not None and self.connection.connection is not None and not self.connection.needs_rollback:
+            try:
+                with self.connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('search_path', %s, true), set_config('statement_timeout', %s, true)",
+                                   list(self.restore))
+            except DatabaseError:
+                pass  # the surrounding savepoint is being rolled back; SET LOCAL goes with it
+        return False
+
+    def _authorize(self, action, arg1, arg2, dbname, source):
+        allowed_tables = self.resolver.physical
+        if action == sqlite3.SQLITE_SELECT or action == sqlite3.SQLITE_RECURSIVE:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_READ:
+            return sqlite3.SQLITE_OK if arg1 in allowed_tables or arg1 is None else sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_FUNCTION:
+            return sqlite3.SQLITE_OK if (arg2 or "").lower() in sqlguard.ALLOWED_FUNCTIONS else sqlite3.SQLITE_DENY
+        if self.write and action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE):
+            return sqlite3.SQLITE_OK if arg1 in allowed_tables else sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_DENY
+
+
+def _decode_args(raw, vendor):
+    """JSON array of arguments; objects `{"$uuid"}`, `{"$ts"}`, `{"$bytes"}` as upstream."""
+    if not raw:
+        return []
+    try:
+        values = json.loads(raw)
+    except ValueError as exc:
+        raise sqlguard.SQLRefused(f"args is not JSON: {exc}", code="arg_decode") from None
+    if not isinstance(values, list):
+        raise sqlguard.SQLRefused("args must be a JSON array", code="arg_decode")
+    return [_decode_arg(v, vendor) for v in values]
+
+
+def _decode_arg(value, vendor):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (marker, inner), = value.items()
+        try:
+            if marker == "$uuid":
+                parsed = uuid.UUID(str(inner))
+                return parsed if vendor == "postgresql" else parsed.hex
+            if marker == "$ts":
+                return datetime.datetime.fromisoformat(str(inner).replace("Z", "+00:00"))
+            if marker == "$bytes":
+                return base64.b64decode(str(inner), validate=True)
+        except ValueError as exc:
+            raise sqlguard.SQLRefused(f"invalid {marker} argument: {exc}", code="arg_decode") from None
+    raise sqlguard.SQLRefused("unsupported argument (use JSON scalars or one of $uuid, $ts, $bytes)", code="arg_decode")
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+@host_function("event_emit", [I32, I32, I32, I32], [I64])
+def host_event_emit(invocation, guest, name_ptr, name_len, payload_ptr, payload_len):
+    from metacore.events import AddonEvent, addon_event, publish_on_commit
+
+    started = time.perf_counter()
+    name = ""
+    meta = {"addon": invocation.addon_key, "envelopeVersion": 1}
+    if invocation.tenant:
+        meta["orgId"] = invocation.tenant
+
+    def answer(ok, code="", message="", data=None):
+        meta["durationMs"] = round((time.perf_counter() - started) * 1000, 3)
+        if ok:
+            return _reply(guest, {"success": True, "data": data, "meta": meta})
+        _audit(invocation, "event_emit", name, "deny" if code == "forbidden" else "", message, code=code)
+        return _reply(guest, {"success": False, "error": {"code": code, "message": message}, "meta": meta})
+
+    if name_len <= 0 or name_len > EVENT_NAME_MAX:
+        return answer(False, "invalid_event", f"event name must be 1..{EVENT_NAME_MAX} bytes")
+    name = guest.read_text(name_ptr, name_len, "event_emit name")
+    if payload_len > EVENT_PAYLOAD_MAX:
+        return answer(False, "payload_too_large", f"payload exceeds {EVENT_PAYLOAD_MAX} bytes")
+    raw = guest.read(payload_ptr, payload_len, "event_emit payload")
+    try:
+        payload = json.loads(raw) if raw else {}
+    except ValueError:
+        return answer(False, "invalid_payload", "payload is not JSON")
+    if not isinstance(payload, dict):
+        payload = {"value": payload}
+    if not invocation.tenant:
+        return answer(False, "no_active_org", "the invocation has no organization to scope the event to")
+    try:
+        _check(invocation, "event:emit", name)
+    except CapabilityDenied as exc:
+        return answer(False, "forbidden", exc.message)
+    event = AddonEvent(addon=invocation.addon_key, name=name, tenant=invocation.tenant, payload=payload)
+    publish_on_commit(addon_event, event, using=invocation.using)
+    _audit(invocation, "event_emit", name)
+    return answer(True, data={"event": name, "subscribers": len(addon_event.receivers)})

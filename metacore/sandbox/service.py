@@ -1,0 +1,312 @@
+"""SandboxService (`get_kernel().sandbox`): run an addon's wasm exports under its limits.
+
+- `call(addon, export, payload, context)`: an operator/API call of a manifest-listed export.
+- `run_action(ctx, model, id, key, body)`: a row action (`handler_type: wasm`), inside a
+  transaction when `run_in_tx`, so the guest's `db_exec` writes and `event_emit` events
+  are kept only when the action succeeds.
+- `run_hook(installation, bundle, hook)`: lifecycle hooks, inside the caller's (the
+  installer's) transaction; a failing hook raises, which rolls the operation back.
+- `validate_backend(manifest, bundle_dir)`: install-time checks (imports, exports, ABI).
+"""
+import json
+import logging
+import threading
+from pathlib import Path
+
+from django.db import DEFAULT_DB_ALIAS, transaction
+
+from metacore.conf import data_dir, metacore_settings
+from metacore.errors import NotFound, ValidationError
+from metacore.manifest.model import Manifest
+from metacore.sandbox.engine import CallStats, Limits, SandboxEngine
+from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
+from metacore.sandbox.host import Invocation
+
+log = logging.getLogger("metacore.sandbox")
+
+LIFECYCLE_EVENTS = ("install", "upgrade", "enable", "disable", "uninstall")
+MAX_RESULT_BYTES = 8 * 1024 * 1024
+
+_engine = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> SandboxEngine:
+    """The process-wide engine (one wasmtime Engine, one epoch ticker, one module cache)."""
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                _engine = SandboxEngine(data_dir() / "wasm-cache")
+    return _engine
+
+
+class _ActionFailed(Exception):
+    """Raised inside the action transaction to roll it back; carries the envelope."""
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+
+
+class SandboxService:
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self._files = {}  # (path, mtime_ns, size) -> wasm bytes' compiled module
+
+    @property
+    def engine(self) -> SandboxEngine:
+        return get_engine()
+
+    # -- modules --------------------------------------------------------------------------
+
+    def limits_for(self, manifest: Manifest) -> Limits:
+        backend = manifest.backend
+        return Limits(
+            memory_mb=(backend.memory_limit_mb if backend and backend.memory_limit_mb else None)
+            or metacore_settings.WASM_DEFAULT_MEMORY_MB,
+            timeout_ms=(backend.timeout_ms if backend and backend.timeout_ms else None)
+            or metacore_settings.WASM_DEFAULT_TIMEOUT_MS,
+            fuel=metacore_settings.WASM_FUEL,
+            max_result_bytes=MAX_RESULT_BYTES,
+        )
+
+    def module_path(self, manifest: Manifest, bundle_dir) -> Path:
+        backend = manifest.backend
+        if backend is None or backend.runtime != "wasm" or not backend.entry:
+            raise NoBackend(f'addon "{manifest.key}" has no wasm backend')
+        root = Path(bundle_dir).resolve()
+        path = (root / backend.entry.lstrip("/")).resolve()
+        if root not in path.parents:
+            raise ModuleRejected(f"backend.entry {backend.entry!r} points outside the bundle")
+        if not path.is_file():
+            raise ModuleRejected(f"backend.entry {backend.entry!r} is missing from the bundle")
+        return path
+
+    def load(self, manifest: Manifest, bundle_dir):
+        path = self.module_path(manifest, bundle_dir)
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        compiled = self._files.get(key)
+        if compiled is None:
+            compiled = self.engine.load(path.read_bytes())
+            self._files[key] = compiled
+        return compiled
+
+    def validate_backend(self, manifest: Manifest, bundle_dir):
+        """Install-time: the module compiles, imports only metacore_host/WASI, exports
+        memory and alloc, and every listed export exists with a supported signature."""
+        if manifest.backend is None or manifest.backend.runtime != "wasm":
+            return None
+        compiled = self.load(manifest, bundle_dir)
+        if "alloc" not in compiled.exports:
+            raise ModuleRejected(f'addon "{manifest.key}": the module does not export alloc(i32) -> i32')
+        for export in manifest.backend.exports:
+            if compiled.convention(export) is None:
+                problem = "has an unsupported signature" if export in compiled.exports else "is missing from the module"
+                raise ModuleRejected(f'addon "{manifest.key}": backend export {export!r} {problem}')
+        return compiled
+
+    def _installation(self, addon_key, using=DEFAULT_DB_ALIAS):
+        from metacore.models import Installation
+
+        inst = Installation.objects.using(using).filter(key=addon_key).first()
+        if inst is None or inst.state != Installation.State.ENABLED:
+            raise NotFound(f'addon "{addon_key}" is not installed and enabled')
+        return inst
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def call(self, addon_key, export, payload=None, context=None):
+        """Call a manifest-listed export with `payload` (JSON) and return its decoded result."""
+        context = dict(context or {})
+        inst = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
+        manifest = Manifest.model_validate(inst.manifest)
+        if manifest.backend is None or export not in manifest.backend.exports:
+            raise ExportNotAllowed(f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports')
+        return self.invoke(inst, manifest, inst.bundle_path, export, payload, context)
+
+    def invoke(self, inst, manifest, bundle_dir, export, payload, context):
+        """Run one export on a fresh instance; audit it; return the decoded JSON (or None)."""
+        compiled = self.load(manifest, bundle_dir)
+        invocation = Invocation(
+            addon_key=manifest.key,
+            export=export,
+            manifest=manifest,
+            settings=dict(getattr(inst, "settings", None) or {}),
+            tenant=context.get("tenant"),
+            actor=context.get("actor"),
+            request_id=context.get("request_id", ""),
+            using=context.get("using", DEFAULT_DB_ALIAS),
+        )
+        data = json.dumps(payload if payload is not None else {}, default=str).encode()
+        stats = CallStats()
+        try:
+            raw = self.engine.invoke(compiled, export, data, self.limits_for(manifest), invocation, stats)
+            result = decode_result(export, raw)
+        except SandboxError as exc:
+            self._audit(invocation, stats, exc.code, exc.message)
+            raise
+        finally:
+            invocation.flush()
+        self._audit(invocation, stats, "ok", "")
+        return result
+
+    def _audit(self, invocation, stats, outcome, reason):
+        self.kernel.audit.record(
+            "sandbox.call",
+            actor=invocation.actor or "",
+            tenant=invocation.tenant or "",
+            addon=invocation.addon_key,
+            target=invocation.export,
+            decision="allow" if outcome == "ok" else "deny",
+            reason=reason,
+            request_id=invocation.request_id,
+            details={
+                "outcome": outcome,
+                "duration_ms": round(stats.duration_ms, 3),
+                "fuel": stats.fuel_used,
+                "memory_bytes": stats.memory_bytes,
+                "logs": invocation.logs[:20],
+            },
+        )
+
+    # -- lifecycle hooks ------------------------------------------------------------------
+
+    def run_hook(self, installation, manifest, hook_name, bundle_dir=None, context=None):
+        """Run the addon's `on_<event>` export, when it has one, inside the current (the
+        installer's) transaction. Raises, so the caller rolls back, when the hook fails or
+        answers `{"success": false}`. Returns the hook's result, or None without a hook.
+        The module comes from `bundle_dir`, default the installation's bundle_path."""
+        event = hook_name[3:] if hook_name.startswith("on_") else hook_name
+        if event not in LIFECYCLE_EVENTS:
+            raise ValidationError(f"unknown lifecycle hook {hook_name!r}")
+        if not isinstance(manifest, Manifest):
+            manifest = Manifest.model_validate(manifest)
+        if manifest.backend is None or manifest.backend.runtime != "wasm" or not manifest.backend.entry:
+            return None
+        bundle_dir = bundle_dir or installation.bundle_path
+        if event in ("install", "upgrade"):
+            compiled = self.validate_backend(manifest, bundle_dir)
+        else:
+            compiled = self.load(manifest, bundle_dir)
+        declared = manifest.hooks.get(f"on_{event}") or manifest.hooks.get(event)
+        export = declared if declared and "/" not in declared else f"on_{event}"
+        if export not in compiled.exports:
+            if declared and "/" not in declared:
+                raise ModuleRejected(f'addon "{manifest.key}": hook {hook_name} names export {export!r}, which the module lacks')
+            return None
+        context = dict(context or {})
+        payload = {"event": event, "addon_key": manifest.key, "version": manifest.version,
+                   "org_id": context.get("tenant")}
+        result = self.invoke(installation, manifest, bundle_dir, export, payload, context)
+        if isinstance(result, dict) and result.get("success") is False:
+            error = normalise_error(result.get("error"))
+            raise SandboxError(f'addon "{manifest.key}" {export} failed: {error["message"]}',
+                               errors={"hook": [export], "code": [error["code"]]})
+        return result
+
+    # -- row actions ----------------------------------------------------------------------
+
+    def run_action(self, ctx, model_ref, row_id, action_key, body):
+        """POST /dynamic/<model>/<id>/action/<key>: returns (http status, envelope)."""
+        from metacore.permissions.naming import model_permission
+
+        store = self.kernel.store
+        resolved = self.kernel.registry.resolve(model_ref)
+        addon_key, spec, manifest = resolved.installation_key, resolved.spec, resolved.manifest
+        self.kernel.permissions.require(ctx.user, model_permission(addon_key, spec.table, "update"))
+        action = find_action(manifest, spec, action_key)
+        if action is None:
+            raise NotFound(f'model "{spec.key}" has no action "{action_key}"')
+        meta = {"model": spec.key, "action": action.key, "trigger_type": action.handler_type}
+        if action.handler_type != "wasm":
+            raise ValidationError(f'action "{action.key}" is handled by {action.handler_type!r}; only wasm actions run here')
+        export = action.function or action.key
+        if manifest.backend is None or export not in manifest.backend.exports:
+            raise ExportNotAllowed(f'action "{action.key}" calls {export!r}, which backend.exports does not list')
+        args = action_args(action, body)
+        row = store.get(ctx, f"{addon_key}.{spec.key}", row_id)
+        inst = self._installation(addon_key)
+        context = {"tenant": ctx.tenant, "actor": ctx.actor_id, "request_id": ctx.request_id}
+        payload = {
+            "row": row,
+            "args": args,
+            "ctx": {"addon": addon_key, "model": spec.key, "table": spec.table, "action": action.key,
+                    "principal": {"user_id": ctx.actor_id, "org_id": ctx.tenant}, "request_id": ctx.request_id},
+        }
+
+        def dispatch():
+            try:
+                result = self.invoke(inst, manifest, inst.bundle_path, export, payload, context)
+            except SandboxError as exc:
+                return False, None, {"code": exc.code, "message": exc.message}, {}, exc.status
+            return interpret_result(result)
+
+        if action.run_in_tx:
+            try:
+                with store.tenant_transaction(ctx, resolved):
+                    outcome = dispatch()
+                    if not outcome[0]:
+                        raise _ActionFailed(outcome)
+                meta["rolled_back"] = False
+            except _ActionFailed as failed:
+                outcome = failed.outcome
+                meta["rolled_back"] = True
+        else:
+            outcome = dispatch()
+            meta["rolled_back"] = False
+        ok, data, error, guest_meta, status = outcome
+        merged = {**guest_meta, **meta}
+        if ok:
+            return 200, {"success": True, "data": data, "meta": merged}
+        return status, {"success": False, "error": error, "meta": merged}
+
+
+def decode_result(export, raw: bytes):
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        preview = raw[:80].decode("utf-8", "replace")
+        raise BadResult(f"{export} returned {len(raw)} bytes that are not JSON (starting {preview!r})") from None
+
+
+def normalise_error(error):
+    if isinstance(error, dict):
+        return {"code": str(error.get("code") or "action_failed"), "message": str(error.get("message") or "the action failed")}
+    if isinstance(error, str) and error:
+        return {"code": "action_failed", "message": error}
+    return {"code": "action_failed", "message": "the action failed"}
+
+
+def interpret_result(result):
+    """Guest reply -> (ok, data, error, guest meta, status). A `{success, data|error, meta}`
+    envelope is honoured; any other JSON value is the data of a successful action."""
+    if isinstance(result, dict) and "success" in result:
+        guest_meta = result.get("meta") if isinstance(result.get("meta"), dict) else {}
+        if result.get("success") is True:
+            return True, result.get("data"), None, guest_meta, 200
+        return False, None, normalise_error(result.get("error")), guest_meta, 422
+    return True, result, None, {}, 200
+
+
+def find_action(manifest: Manifest, spec, key):
+    names = {spec.key.lower(), spec.table.lower()}
+    for action in manifest.actions:
+        if action.key == key and (action.model or "").lower() in names:
+            return action
+    return None
+
+
+def action_args(action, body):
+    """The request body as the action's arguments (compact shape, or `{"payload": ...}`),
+    checked against the action's declared required fields."""
+    body = body if isinstance(body, dict) else {}
+    args = body["payload"] if isinstance(body.get("payload"), dict) else body
+    missing = {f.key: ["this field is required"] for f in action.fields
+               if f.required and (args.get(f.key) is None or args.get(f.key) == "")}
+    if missing:
+        raise ValidationError(f'action "{action.key}": missing {", ".join(missing)}', errors=missing)
+    return args
+
