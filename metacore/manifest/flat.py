@@ -189,7 +189,7 @@ def _actions(r: Reader, value: Any, draft: ManifestDraft) -> list[ActionDraft]:
         extras = {k: v for k, v in action.items() if k not in {"key", "model", "trigger", "fields", "label", "modal"}}
         actions.append(ActionDraft(
             path=path, handler_path=handler_path, key=key, model=model,
-            label=r.string(action, "label", path, default="") or action.get("name") or key,
+            label=r.string(action, "label", path) or r.string(action, "name", path) or key,
             handler_type=handler_type, function=function, url=url, run_in_tx=run_in_tx,
             fields=fields, modal=r.string(action, "modal", path), extras=extras,
         ))

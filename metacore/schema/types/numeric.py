@@ -70,10 +70,9 @@ class FloatType(ColumnType):
 
     def parse(self, raw: str) -> float:
         try:
-            value = float(str(raw).strip())
+            return self.check_literal(float(str(raw).strip()))
         except ValueError:
             raise ValueError(f"{raw!r} is not a valid number") from None
-        return self.check_literal(value)
 
     def check_literal(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
