@@ -109,6 +109,7 @@ class EnforcerModeAdmin(admin.ModelAdmin):
         from metacore.kernel import get_kernel
 
         get_kernel().enforcer.set_mode(obj.mode, obj.addon_key, actor=request.user.get_username())
+        obj.pk = EnforcerMode.objects.get(addon_key=obj.addon_key).pk
         obj.refresh_from_db()
 
     def delete_model(self, request, obj):
