@@ -37,6 +37,13 @@ class Kernel:
         return PermissionService(self)
 
     @cached_property
+    def metadata(self):
+        """UI metadata, options and search over addon models (metadata/service.py)."""
+        from metacore.metadata.service import MetadataService
+
+        return MetadataService(self)
+
+    @cached_property
     def enforcer(self):
         from metacore.security.enforcer import Enforcer
 

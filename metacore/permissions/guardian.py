@@ -1,8 +1,8 @@
 """django-guardian glue: object permissions on addon rows.
 
 Addon permissions live on the `metacore.Installation` content type, and guardian only stores
-an object permission whose content type is the object's. Runtime addon models live in a
-private app registry (not `django.apps.apps`), so this resolver gives their rows the
+an object permission whose content type is the object's. Runtime addon models (classes
+built by `metacore.schema.builder`) are recognised, and this resolver gives their rows the
 Installation content type; then plain guardian works on addon rows:
 
     assign_perm("metacore.tickets.tickets.update", user, ticket_row)
@@ -12,12 +12,12 @@ Hosts set `GUARDIAN_GET_CONTENT_TYPE = "metacore.permissions.guardian.get_conten
 (system check metacore.W010 reminds them). Row ids are UUIDs, so rows never collide with
 Installation ids under the shared content type.
 """
-from django.apps import apps as global_apps
 from django.contrib.contenttypes.models import ContentType
 
 
 def is_addon_model(model) -> bool:
-    return model._meta.apps is not global_apps
+    """Runtime addon classes carry their manifest Model (schema/builder.py)."""
+    return getattr(model, "metacore_spec", None) is not None
 
 
 def get_content_type(obj):

@@ -1,0 +1,180 @@
+"""OpenAPI (drf-spectacular) with every installed addon's dynamic endpoints.
+
+The URL patterns only know `dynamic/{model}`; `MetacoreSchemaGenerator` adds, per enabled
+addon model, concrete paths `dynamic/<addon>.<table>` (list, create, retrieve, update,
+partial update, delete, row actions) and components built from the column types
+(`ColumnType.openapi`). The view caches the document under the metadata version token, so
+an install, upgrade or uninstall (in any process) regenerates it on the next request.
+
+A host's `manage.py spectacular` includes the addons too with
+`SPECTACULAR_SETTINGS["DEFAULT_GENERATOR_CLASS"] = "metacore.api.openapi.MetacoreSchemaGenerator"`.
+"""
+import re
+import threading
+
+from django.urls import NoReverseMatch, reverse
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.response import Response
+
+from metacore.kernel import get_kernel
+from metacore.metadata.derive import model_actions
+from metacore.schema.types import get_type
+from metacore.store.query import OPERATORS
+
+ERROR_COMPONENT = "MetacoreError"
+LIST_PARAMS = (
+    ("page", {"type": "integer", "minimum": 1}, "1-based page number"),
+    ("per_page", {"type": "integer", "minimum": 1}, "rows per page (clamped to the documented maximum)"),
+    ("sortBy", {"type": "string"}, "comma list of columns; `-col` sorts descending"),
+    ("order", {"type": "string", "enum": ["asc", "desc"]}, "direction for sortBy"),
+    ("search", {"type": "string"}, "contains-match over the model's search columns"),
+)
+
+
+def _pascal(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
+def _prefix() -> str:
+    """Where `metacore.urls` is mounted (`/api/` in the sandbox project)."""
+    try:
+        return reverse("metacore-schema")[: -len("schema/")]
+    except NoReverseMatch:
+        return "/api/"
+
+
+def column_schema(column) -> dict:
+    schema = get_type(column.type).openapi(column)
+    if column.size and get_type(column.type).text_like:
+        schema["maxLength"] = column.size
+    if column.label:
+        schema["title"] = column.label
+    return schema
+
+
+def model_components(resolved) -> dict:
+    """`<Addon><Model>` (a row as the API returns it) and `<Addon><Model>Input` (a body)."""
+    name = _pascal(resolved.installation_key) + _pascal(resolved.spec.key)
+    row = {"type": "object", "properties": {}}
+    body = {"type": "object", "properties": {}, "additionalProperties": False}
+    required = []
+    for column in resolved.spec.columns:
+        schema = column_schema(column)
+        if column.system:
+            row["properties"][column.name] = {**schema, "readOnly": True}
+            continue
+        row["properties"][column.name] = schema
+        body["properties"][column.name] = schema
+        if column.required and not column.has_default and column.default_fn is None:
+            required.append(column.name)
+    if required:
+        body["required"] = required
+    return {name: row, f"{name}Input": body}
+
+
+def _ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _envelope(data_schema, meta=None):
+    properties = {"success": {"type": "boolean", "enum": [True]}, "data": data_schema}
+    if meta:
+        properties["meta"] = meta
+    return {"type": "object", "properties": properties, "required": ["success", "data"]}
+
+
+def _json(schema, description="OK"):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def model_paths(resolved, prefix) -> dict:
+    spec = resolved.spec
+    name = _pascal(resolved.installation_key) + _pascal(spec.key)
+    model_ref = f"{resolved.installation_key}.{spec.table}"
+    tag = f"{resolved.installation_key} addon"
+    errors = {str(code): _json(_ref(ERROR_COMPONENT), text) for code, text in (
+        (400, "invalid input"), (401, "not authenticated"), (403, "permission denied"), (404, "not found"))}
+    id_param = {"name": "id", "in": "path", "required": True, "schema": column_schema(spec.column("id"))}
+    list_params = [{"name": n, "in": "query", "required": False, "schema": s, "description": d} for n, s, d in LIST_PARAMS]
+    operators = ", ".join(sorted(OPERATORS))
+    list_params += [
+        {"name": f"f_{c.name}", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": f"filter `<op>:<value>` ({operators}); values parsed as {get_type(c.type).name}"}
+        for c in spec.columns if c.name != "deleted_at"
+    ]
+    page_meta = {"type": "object", "properties": {k: {"type": "integer"} for k in ("total", "page", "per_page", "last_page")}}
+    row = _envelope(_ref(name))
+
+    def op(action, summary, **extra):
+        return {"operationId": f"{resolved.installation_key}_{spec.table}_{action}", "summary": summary,
+                "tags": [tag], **extra}
+
+    body = {"required": True, "content": {"application/json": {"schema": _ref(f"{name}Input")}}}
+    partial = {"required": True, "content": {"application/json": {"schema": {
+        "allOf": [_ref(f"{name}Input")], "description": "any subset of the columns"}}}}
+    base = f"{prefix}dynamic/{model_ref}"
+    paths = {
+        base: {
+            "get": op("list", f"List {spec.label}", parameters=list_params,
+                      responses={"200": _json(_envelope({"type": "array", "items": _ref(name)}, page_meta)), **errors}),
+            "post": op("create", f"Create a {spec.label} row", requestBody=body,
+                       responses={"201": _json(row, "Created"), **errors, "409": _json(_ref(ERROR_COMPONENT), "conflict")}),
+        },
+        base + "/{id}": {
+            "parameters": [id_param],
+            "get": op("retrieve", f"Get a {spec.label} row", responses={"200": _json(row), **errors}),
+            "put": op("update", f"Update a {spec.label} row (missing keys keep their value)", requestBody=partial,
+                      responses={"200": _json(row), **errors}),
+            "patch": op("partial_update", f"Partially update a {spec.label} row", requestBody=partial,
+                        responses={"200": _json(row), **errors}),
+            "delete": op("destroy", f"Delete a {spec.label} row" + (" (soft delete)" if spec.soft_delete else ""),
+                         responses={"200": _json({"type": "object", "properties": {"success": {"type": "boolean"}}}), **errors}),
+        },
+    }
+    for action in model_actions(resolved.manifest, spec):
+        paths[f"{base}/{{id}}/action/{action.key}"] = {
+            "parameters": [id_param],
+            "post": op(f"action_{action.key}", action.label or f"Run action {action.key}",
+                       requestBody={"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},
+                       responses={"200": _json({"type": "object", "properties": {
+                           "success": {"type": "boolean"}, "data": {}, "error": {"type": "object"},
+                           "meta": {"type": "object"}}}), **errors}),
+        }
+    return paths
+
+
+class MetacoreSchemaGenerator(SchemaGenerator):
+    def get_schema(self, request=None, public=False):
+        schema = super().get_schema(request=request, public=public)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components[ERROR_COMPONENT] = {
+            "type": "object",
+            "properties": {"success": {"type": "boolean", "enum": [False]}, "message": {"type": "string"},
+                           "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}},
+            "required": ["success", "message"],
+        }
+        prefix = _prefix()
+        paths = schema.setdefault("paths", {})
+        for resolved in get_kernel().registry.all_models():
+            components.update(model_components(resolved))
+            paths.update(model_paths(resolved, prefix))
+        return schema
+
+
+class MetacoreSchemaView(SpectacularAPIView):
+    generator_class = MetacoreSchemaGenerator
+    _lock = threading.Lock()
+    _cached = (None, None)  # (key, schema): only the current version is kept
+
+    def _get_schema_response(self, request):
+        version = self.api_version or request.version or self._get_version_parameter(request)
+        key = (get_kernel().metadata.version(), version, request.GET.get("lang"), self.serve_public)
+        cached_key, schema = MetacoreSchemaView._cached
+        if cached_key != key:
+            generator = self.generator_class(urlconf=self.urlconf, api_version=version, patterns=self.patterns)
+            schema = generator.get_schema(request=request, public=self.serve_public)
+            with self._lock:
+                MetacoreSchemaView._cached = (key, schema)
+        return Response(data=schema,
+                        headers={"Content-Disposition": f'inline; filename="{self._get_filename(request, version)}"'})

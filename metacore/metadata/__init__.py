@@ -1,0 +1,1 @@
+"""UI metadata (TableMetadata / ModalMetadata), options and search for addon models."""

@@ -1,0 +1,213 @@
+"""Metadata, options and search over installed addon models (framework-agnostic).
+
+Every call takes the caller (`user`) and answers only what `<addon>.<table>.read` allows,
+scoped to the caller's tenant and blind to soft-deleted rows. Errors are `metacore.errors`.
+"""
+import contextlib
+import hashlib
+import json
+from functools import reduce
+from operator import or_
+
+from django.db.models import Q
+
+from metacore import errors
+from metacore.metadata import derive
+from metacore.permissions.naming import model_permission
+from metacore.schema.types import get_type
+from metacore.store.service import StoreContext
+
+DEFAULT_OPTIONS_LIMIT = 50
+MAX_OPTIONS_LIMIT = 200
+DEFAULT_SEARCH_LIMIT = 20
+OPTIONS_PARAMS = ("field", "q", "limit", "offset", "ids")
+SEARCH_PARAMS = ("q", "search", "limit")
+
+
+class MetadataService:
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    # -- metadata -----------------------------------------------------------------------
+    def version(self) -> str:
+        """A token that changes on every install, upgrade, uninstall, enable or disable."""
+        from metacore.models import Installation
+        from metacore.schema.registry import read_revision
+
+        rows = list(Installation.objects.order_by("key").values_list("key", "version", "revision", "state"))
+        digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:12]
+        return f"{read_revision()}.{digest}"
+
+    def resolve_readable(self, user, ref):
+        """The model named `ref`, once the caller may read it (401/403/404/409 otherwise)."""
+        self._require_user(user)
+        resolved = self.kernel.registry.resolve(ref)
+        self.kernel.permissions.require(user, self.read_permission(resolved))
+        return resolved
+
+    def table(self, user, ref) -> dict:
+        resolved = self.resolve_readable(user, ref)
+        return derive.table_metadata(resolved.manifest, resolved.spec)
+
+    def modal(self, user, ref) -> dict:
+        resolved = self.resolve_readable(user, ref)
+        return derive.modal_metadata(resolved.manifest, resolved.spec)
+
+    def all(self, user) -> dict:
+        """Every model the caller may read, keyed by model key (qualified `<addon>.<key>`
+        when two addons share the key), plus the `version` token."""
+        self._require_user(user)
+        models = [m for m in self.kernel.registry.all_models()
+                  if self.kernel.permissions.has(user, self.read_permission(m))]
+        counts = {}
+        for m in self.kernel.registry.all_models():
+            counts[m.spec.key.lower()] = counts.get(m.spec.key.lower(), 0) + 1
+        tables, modals = {}, {}
+        for m in models:
+            name = m.spec.key if counts[m.spec.key.lower()] == 1 else m.qualified_name
+            tables[name] = derive.table_metadata(m.manifest, m.spec)
+            modals[name] = derive.modal_metadata(m.manifest, m.spec)
+        return {"version": self.version(), "tables": tables, "modals": modals}
+
+    # -- options and search -------------------------------------------------------------
+    def options(self, user, ref, params, request=None) -> tuple[str, list[dict]]:
+        """`(type, options)` for one field of a model, upstream `Service.Options` semantics:
+        `id` (the default) lists the model's own rows, a reference column lists the
+        referenced model's rows, a column with static `options` in the manifest's `table`
+        block lists those, any other column lists its distinct values."""
+        self._check_params(params, OPTIONS_PARAMS)
+        resolved = self.resolve_readable(user, ref)
+        spec = resolved.spec
+        field = (params.get("field") or "id").strip()
+        column = spec.column(field)
+        if column is None or column.name in derive.INTERNAL:
+            raise errors.ValidationError(f'unknown field "{field}"',
+                                         errors={"field": [f'model "{spec.key}" has no column "{field}"']})
+        limit = self._int(params, "limit", DEFAULT_OPTIONS_LIMIT, minimum=1, maximum=MAX_OPTIONS_LIMIT)
+        offset = self._int(params, "offset", 0, minimum=0)
+        q = (params.get("q") or "").strip()
+
+        static = self._static_options(spec, field)
+        if static is not None:
+            if q:
+                static = [o for o in static if q.lower() in str(o["label"]).lower()]
+            return "static", static[offset:offset + limit]
+
+        if column.references is not None or column.name == "id":
+            source = resolved
+            if column.references is not None:
+                source = self.kernel.registry.resolve(f"{resolved.installation_key}.{column.references.table}")
+                self.kernel.permissions.require(user, self.read_permission(source))
+            label = source.spec.column(derive.label_column(source.spec))
+            with self._visible_rows(source, user, request) as rows:
+                if q:
+                    rows = rows.filter(self._match(label, q, "q"))
+                if params.get("ids"):
+                    rows = rows.filter(id__in=self._ids(source, params["ids"]))
+                return "dynamic", self._project(source, rows, offset, limit)
+
+        col_type = get_type(column.type)
+        with self._visible_rows(resolved, user, request) as rows:
+            rows = rows.exclude(**{f"{column.name}__isnull": True})
+            if q:
+                rows = rows.filter(self._match(column, q, "q"))
+            values = list(rows.order_by(column.name).values_list(column.name, flat=True).distinct()[offset:offset + limit])
+        return "dynamic", [self._option(col_type.to_json(v), col_type.to_json(v)) for v in values]
+
+    def search(self, user, ref, params, request=None) -> list[dict]:
+        """Rows whose search columns contain `q` (or `search`), as `{id, value, label, name}`."""
+        self._check_params(params, SEARCH_PARAMS)
+        resolved = self.resolve_readable(user, ref)
+        limit = self._int(params, "limit", DEFAULT_SEARCH_LIMIT, minimum=1, maximum=MAX_OPTIONS_LIMIT)
+        q = (params.get("q") or params.get("search") or "").strip()
+        columns = derive.search_columns(resolved.spec)
+        if q and not columns:
+            raise errors.ValidationError("invalid input", errors={"q": [f'model "{resolved.spec.key}" has no searchable columns']})
+        with self._visible_rows(resolved, user, request) as rows:
+            if q:
+                rows = rows.filter(reduce(or_, (Q(**{f"{name}__icontains": q}) for name in columns)))
+            return self._project(resolved, rows, 0, limit)
+
+    # -- helpers ------------------------------------------------------------------------
+    @staticmethod
+    def read_permission(resolved) -> str:
+        return model_permission(resolved.installation_key, resolved.spec.table, "read")
+
+    @contextlib.contextmanager
+    def _visible_rows(self, resolved, user, request):
+        """The store's view of the model for this caller (own tenant, no soft-deleted rows),
+        inside the store's tenant transaction (PostgreSQL row-level security)."""
+        store = self.kernel.store
+        ctx = StoreContext.for_user(user, request)
+        with store.tenant_transaction(ctx, resolved):
+            yield store.scoped_queryset(ctx, resolved)
+
+    def _project(self, resolved, rows, offset, limit):
+        """`{id, value, label, name}` per row, ordered by the label column."""
+        label = derive.label_column(resolved.spec)
+        id_type = get_type(resolved.spec.column("id").type)
+        label_type = get_type(resolved.spec.column(label).type)
+        out = []
+        for pk, text in rows.order_by(label, "id").values_list("id", label)[offset:offset + limit]:
+            value = id_type.to_json(pk)
+            out.append(self._option(value, label_type.to_json(text) if text is not None else value))
+        return out
+
+    @staticmethod
+    def _option(value, label):
+        return {"id": value, "value": value, "label": label, "name": label}
+
+    @staticmethod
+    def _ids(resolved, raw):
+        id_type = get_type(resolved.spec.column("id").type)
+        try:
+            return [id_type.parse(part.strip()) for part in raw.split(",") if part.strip()]
+        except ValueError as exc:
+            raise errors.ValidationError("invalid input", errors={"ids": [str(exc)]}) from None
+
+    @staticmethod
+    def _match(column, q, param):
+        """`q` against one column: contains for text, an exact parsed value otherwise."""
+        col_type = get_type(column.type)
+        if col_type.text_like:
+            return Q(**{f"{column.name}__icontains": q})
+        try:
+            return Q(**{column.name: col_type.parse(q)})
+        except ValueError as exc:
+            raise errors.ValidationError("invalid input", errors={param: [str(exc)]}) from None
+
+    @staticmethod
+    def _static_options(spec, field):
+        for column in (spec.table_meta or {}).get("columns") or ():
+            if isinstance(column, dict) and column.get("key") == field and column.get("options"):
+                return [{**MetadataService._option(o.get("value"), o.get("label", o.get("value"))),
+                         **{k: o[k] for k in ("icon", "color") if o.get(k)}}
+                        for o in column["options"] if isinstance(o, dict)]
+        return None
+
+    @staticmethod
+    def _check_params(params, allowed):
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise errors.ValidationError(
+                f"unknown parameter: {', '.join(unknown)}",
+                errors={name: [f"unknown parameter (allowed: {', '.join(allowed)})"] for name in unknown},
+            )
+
+    @staticmethod
+    def _int(params, name, default, *, minimum, maximum=None):
+        raw = params.get(name)
+        if raw in (None, ""):
+            return default
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise errors.ValidationError(f"{name}: not an integer", errors={name: [f"{raw!r} is not an integer"]}) from None
+        if value < minimum:
+            raise errors.ValidationError(f"{name}: must be at least {minimum}", errors={name: [f"must be at least {minimum}"]})
+        return min(value, maximum) if maximum is not None else value
+
+    @staticmethod
+    def _require_user(user):
+        if user is None or not getattr(user, "is_authenticated", False):
+            raise errors.NotAuthenticated("Authentication credentials were not provided.")

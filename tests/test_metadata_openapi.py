@@ -1,0 +1,79 @@
+"""GET /api/schema/: the installed addons' dynamic endpoints with their real column types."""
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from metacore.kernel import get_kernel
+
+from metadata_fixtures import helpdesk_manifest, install, uninstall
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def schema():
+    response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    return json.loads(response.content)
+
+
+def test_installed_addon_appears_with_real_types_and_goes_after_uninstall():
+    get_kernel().registry.invalidate()
+    assert "/api/dynamic/helpdesk.tickets" not in schema()["paths"]
+    manifest = helpdesk_manifest()
+    install(manifest)
+    try:
+        document = schema()
+        paths, components = document["paths"], document["components"]["schemas"]
+        assert set(paths["/api/dynamic/helpdesk.tickets"]) == {"get", "post"}
+        assert {"get", "put", "patch", "delete"} <= set(paths["/api/dynamic/helpdesk.tickets/{id}"])
+        assert "post" in paths["/api/dynamic/helpdesk.tickets/{id}/action/close"]
+        assert "/api/dynamic/helpdesk.customers" in paths
+
+        listing = paths["/api/dynamic/helpdesk.tickets"]["get"]
+        params = {p["name"] for p in listing["parameters"]}
+        assert {"page", "per_page", "sortBy", "order", "search", "f_title", "f_priority"} <= params
+        items = listing["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["data"]["items"]
+        assert items == {"$ref": "#/components/schemas/HelpdeskTickets"}
+        created = paths["/api/dynamic/helpdesk.tickets"]["post"]
+        assert created["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/HelpdeskTicketsInput"}
+        assert "201" in created["responses"] and "403" in created["responses"]
+
+        row = components["HelpdeskTickets"]["properties"]
+        assert row["title"] == {"type": "string", "maxLength": 120}
+        assert row["priority"] == {"type": "integer", "format": "int32", "nullable": True}
+        assert row["amount"]["type"] == "string" and row["amount"]["format"] == "decimal"
+        assert row["due_on"] == {"type": "string", "format": "date", "nullable": True}
+        assert row["billable"] == {"type": "boolean", "nullable": True}
+        assert row["customer_id"]["format"] == "uuid"
+        assert row["id"]["format"] == "uuid" and row["id"]["readOnly"] is True
+        assert row["created_at"]["format"] == "date-time" and row["created_at"]["readOnly"] is True
+        body = components["HelpdeskTicketsInput"]
+        assert body["required"] == ["title"]  # status has a default
+        assert "id" not in body["properties"] and "organization_id" not in body["properties"]
+        assert components["MetacoreError"]["required"] == ["success", "message"]
+    finally:
+        uninstall(manifest)
+    after = schema()
+    assert not [p for p in after["paths"] if "helpdesk" in p]
+    assert "HelpdeskTickets" not in after["components"]["schemas"]
+
+
+def test_schema_is_generated_once_per_registry_version(monkeypatch):
+    from metacore.api.openapi import MetacoreSchemaGenerator
+
+    get_kernel().registry.invalidate()
+    calls = []
+    original = MetacoreSchemaGenerator.get_schema
+    monkeypatch.setattr(MetacoreSchemaGenerator, "get_schema",
+                        lambda self, *a, **kw: calls.append(1) or original(self, *a, **kw))
+    first = schema()
+    generated = len(calls)
+    assert schema() == first and len(calls) == generated  # served from the cache
+    manifest = helpdesk_manifest(key="cached")
+    install(manifest)
+    try:
+        assert "/api/dynamic/cached.tickets" in schema()["paths"]
+        assert len(calls) == generated + 1
+    finally:
+        uninstall(manifest)
