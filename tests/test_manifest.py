@@ -12,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import models
 from django.db.models.functions import Now
+from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -513,6 +514,7 @@ def test_django_fields():
     assert first == {"a": []} and first is not second
     assert _field(name="n", type="bigint", default=0, has_default=True).db_default == 0
     assert isinstance(_field(name="d", type="date"), models.DateField)
+    assert _field(name="d", type="date", default_fn="now").default() in {dt.date.today(), timezone.localdate()}
     assert not get_type("datetime").django_field(Column(name="c", type="datetime", default_fn="now"),
                                                  db_default=False).has_db_default()
 

@@ -18,7 +18,7 @@ class JSONType(ColumnType):
     aliases = ("jsonb", "object", "array")
     field_class = models.JSONField
     sortable = False
-    lookups = ("isnull", "contains", "has_key")
+    lookups = ("isnull", "has_key")  # `contains` is not portable (no SQLite support)
     db_default_literal_ok = False  # Django needs an expression for a JSON db_default
     openapi_schema = {}  # any JSON value
 

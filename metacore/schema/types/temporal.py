@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -11,6 +12,11 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from .base import ColumnType
 from .registry import register
+
+
+def today() -> dt.date:
+    """The current date in the active time zone (the `date` type's `now()` default)."""
+    return timezone.localdate() if settings.USE_TZ else dt.date.today()
 
 
 @register
@@ -30,6 +36,11 @@ class DateType(ColumnType):
 
     def to_json(self, value: Any) -> Any:
         return None if value is None else value.isoformat()
+
+    def default_fn_kwargs(self, default_fn: str, *, db_default: bool) -> dict[str, Any]:
+        if default_fn != "now":
+            return super().default_fn_kwargs(default_fn, db_default=db_default)
+        return {"default": today}  # no portable SQL default for "today"
 
 
 @register
