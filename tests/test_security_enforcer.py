@@ -203,31 +203,48 @@ def test_flip_in_another_process_applies_before_the_next_check(enforcer):
     install("tickets", tables=["tickets"])
     with pytest.raises(CapabilityDenied):
         enforcer.check("tickets", "event:emit", "x.y")
-    _run_other_process("get_kernel().enforcer.set_mode('shadow', addon_key='tickets')")
-    assert enforcer.check("tickets", "event:emit", "x.y").decision == "would-deny"
-    _run_other_process("call_command('metacore_enforcer', '--mode', 'enforce', '--addon', 'tickets')")
-    with pytest.raises(CapabilityDenied):
-        enforcer.check("tickets", "event:emit", "x.y")
+    with OtherProcess() as other:
+        other.run("get_kernel().enforcer.set_mode('shadow', addon_key='tickets')")
+        assert enforcer.check("tickets", "event:emit", "x.y").decision == "would-deny"
+        other.run("call_command('metacore_enforcer', '--mode', 'enforce', '--addon', 'tickets')")
+        with pytest.raises(CapabilityDenied):
+            enforcer.check("tickets", "event:emit", "x.y")
 
 
-def _run_other_process(code):
-    """Run `code` in a fresh Python process on the same (test) database."""
-    from django.db import connection
+class OtherProcess:
+    """A second Python process on the same (test) database, running one statement per call."""
 
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="sandbox_project.settings")
-    settings_dict = connection.settings_dict
-    if connection.vendor == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{settings_dict['NAME']}"
-    else:
-        env["DATABASE_URL"] = (
-            f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD'] or ''}@{settings_dict['HOST']}:"
-            f"{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
-        )
-    script = textwrap.dedent(f"""
-        import django
+    SCRIPT = textwrap.dedent("""
+        import sys, django
         django.setup()
         from django.core.management import call_command
         from metacore.kernel import get_kernel
-        {code}
+        for line in sys.stdin:
+            exec(line)
+            print("done", file=sys.stderr, flush=True)
     """)
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=os.getcwd(), timeout=60)
+
+    def __enter__(self):
+        from django.db import connection
+
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="sandbox_project.settings")
+        db = connection.settings_dict
+        if connection.vendor == "sqlite":
+            env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+        else:
+            env["DATABASE_URL"] = (
+                f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+            )
+        self.proc = subprocess.Popen([sys.executable, "-c", self.SCRIPT], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return self
+
+    def run(self, statement):
+        self.proc.stdin.write(statement + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stderr.readline()
+        assert line.strip() == "done", f"the other process failed: {line}{self.proc.stderr.read() if line else ''}"
+
+    def __exit__(self, *exc):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
