@@ -1,0 +1,136 @@
+"""What the management API does beyond the installer's lifecycle calls: choose the bundle
+(catalog or upload), hand out the installation secret, validate settings, audit changes.
+Framework-agnostic; `metacore/api/management_views.py` only translates HTTP."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.db import transaction
+
+from metacore.conf import data_dir
+from metacore.errors import NotFound, PermissionDenied, ValidationError
+from metacore.installer import catalog
+from metacore.installer.secrets import issue_secret
+from metacore.manifest.model import Manifest
+from metacore.models import Installation
+
+MANAGE_PERMISSION = "metacore.manage_addons"
+
+
+def can_manage(user) -> bool:
+    return bool(user and user.is_authenticated and user.is_active and (user.is_staff or user.has_perm(MANAGE_PERMISSION)))
+
+
+def require_manager(kernel, user, action: str, addon: str = "") -> None:
+    """Staff or `metacore.manage_addons`; a refusal is audited and answers 403."""
+    if can_manage(user):
+        return
+    reason = f"permission denied: {action} needs staff status or the {MANAGE_PERMISSION} permission"
+    kernel.audit.record("permission.check", actor=user.get_username(), addon=addon, target=MANAGE_PERMISSION,
+                        decision="deny", reason=reason, details={"action": action})
+    raise PermissionDenied(reason)
+
+
+def install_options(data) -> dict:
+    """`{settings, credentials, selected_tools}` from a request body, type-checked."""
+    problems = {}
+    settings = data.get("settings") or {}
+    credentials = data.get("credentials") or {}
+    selected_tools = data.get("selected_tools") or []
+    if not isinstance(settings, dict):
+        problems["settings"] = ["must be an object"]
+    if not isinstance(credentials, dict):
+        problems["credentials"] = ["must be an object"]
+    if not isinstance(selected_tools, list) or not all(isinstance(t, str) for t in selected_tools):
+        problems["selected_tools"] = ["must be a list of tool ids"]
+    if problems:
+        raise ValidationError("invalid install options", errors=problems)
+    return {"settings": settings, "credentials": credentials, "selected_tools": selected_tools}
+
+
+@contextmanager
+def uploaded_bundle(upload):
+    """Spool an uploaded bundle to a private temporary file the installer can open."""
+    spool = Path(tempfile.mkdtemp(prefix="upload-", dir=_uploads_dir()))
+    try:
+        target = spool / "bundle.tar.gz"
+        with target.open("wb") as out:
+            for chunk in upload.chunks():
+                out.write(chunk)
+        yield target
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _uploads_dir() -> Path:
+    path = data_dir() / "uploads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def open_checked(path, key: str):
+    """Open a bundle and make sure it is the addon the URL names."""
+    from metacore.installer.bundle import open_bundle
+
+    bundle = open_bundle(path)
+    if bundle.manifest.key != key:
+        raise ValidationError(
+            f"the bundle is addon {bundle.manifest.key!r}, not {key!r}", errors={"bundle": ["addon key mismatch"]}
+        )
+    return bundle
+
+
+def catalog_bundle(key: str, version: str | None = None):
+    item = catalog.get_item(key, version)
+    if not item.installable:
+        raise ValidationError(f"addon {key!r} {item.version} cannot be installed: {'; '.join(item.problems)}",
+                              errors={"bundle": list(item.problems)})
+    return open_checked(item.path, key)
+
+
+def install(kernel, bundle, *, actor, options: dict):
+    """Install, then issue the installation secret (returned once, stored hashed)."""
+    result = kernel.installer.install(bundle, actor=actor, **options)
+    secret = issue_secret(result.installation)
+    return result, secret
+
+
+def rotate_secret(kernel, key: str, *, actor) -> tuple[Installation, str]:
+    with transaction.atomic():
+        installation = _active(kernel, key)
+        secret = issue_secret(installation)
+        kernel.audit.record("addon.secret_rotated", actor=actor.get_username(), addon=key, target=key, decision="allow")
+    return installation, secret
+
+
+def update_settings(kernel, key: str, settings, *, actor) -> Installation:
+    """Replace an installation's settings; keys must be ones the manifest declares (when it
+    declares any)."""
+    if not isinstance(settings, dict):
+        raise ValidationError("settings must be a JSON object", errors={"settings": ["must be an object"]})
+    with transaction.atomic():
+        installation = _active(kernel, key)
+        declared = {s.get("key") for s in Manifest.model_validate(installation.manifest).settings if isinstance(s, dict)}
+        unknown = sorted(k for k in settings if declared and k not in declared)
+        if unknown:
+            raise ValidationError(
+                f"unknown setting(s) for {key}: {', '.join(unknown)}",
+                errors={name: [f"not a setting of {key}; known: {', '.join(sorted(filter(None, declared)))}"]
+                        for name in unknown},
+            )
+        before = sorted(installation.settings)
+        installation.settings = settings
+        installation.save(update_fields=["settings", "updated_at"])
+        kernel.audit.record("addon.settings", actor=actor.get_username(), addon=key, target=key, decision="allow",
+                            details={"keys_before": before, "keys_after": sorted(settings)})
+    return installation
+
+
+def _active(kernel, key: str) -> Installation:
+    installation = Installation.objects.select_for_update().filter(key=key).first()
+    if installation is None or installation.state == Installation.State.UNINSTALLED:
+        raise NotFound(f"addon {key!r} is not installed")
+    return installation
