@@ -220,7 +220,7 @@ def test_permission_queries_do_not_grow_with_models(alice):
 
     before = permission_queries()
     extra = helpdesk_manifest(key="extra", extra_models=tuple(
-        model(f"M{i}", f"m{i}", ()) for i in range(5)))
+        model(f"M{i}", f"m{i}", [{"name": "name", "type": "string"}]) for i in range(5)))
     install(extra)
     try:
         assert len(permission_queries()) == len(before) <= 2
