@@ -4,7 +4,13 @@
 The installer calls `run_lifecycle_hook` inside its transaction, after the addon's tables
 and rows exist, so a hook that fails rolls the whole operation back. Only a wasm backend
 can have hooks; every other addon passes through untouched, without loading the sandbox.
+
+A manifest may imply a wasm backend its bundle does not ship (v3 manifests derive one from
+their wasm action handlers; the SDK's sample manifests come without the compiled module).
+Such an addon installs with its tables and data API; there is no module to run hooks from
+(`missing_backend_module` names it, and the installer reports it as a warning).
 """
+from pathlib import Path
 LIFECYCLE_HOOKS = ("on_install", "on_upgrade", "on_enable", "on_disable", "on_uninstall")
 
 
@@ -19,5 +25,16 @@ def run_lifecycle_hook(kernel, installation, bundle, hook_name: str):
     manifest = bundle.manifest if bundle is not None else Manifest.model_validate(installation.manifest)
     if manifest.backend is None or manifest.backend.runtime != "wasm":
         return None
-    bundle_dir = str(bundle.root) if bundle is not None else None
-    return kernel.sandbox.run_hook(installation, manifest, hook_name, bundle_dir=bundle_dir)
+    bundle_dir = Path(bundle.root) if bundle is not None else Path(installation.bundle_path or ".")
+    if missing_backend_module(manifest, bundle_dir):
+        return None
+    return kernel.sandbox.run_hook(installation, manifest, hook_name, bundle_dir=str(bundle_dir))
+
+
+def missing_backend_module(manifest, bundle_dir) -> str | None:
+    """The wasm entry path the manifest names but `bundle_dir` lacks, else None."""
+    backend = manifest.backend
+    if backend is None or backend.runtime != "wasm" or not backend.entry:
+        return None
+    entry = backend.entry.lstrip("/")
+    return None if (Path(bundle_dir) / entry).is_file() else entry

@@ -21,7 +21,7 @@ from metacore.errors import Conflict, MetacoreError, NotFound, ValidationError
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.installer.bundle import Bundle, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
-from metacore.installer.hooks import run_lifecycle_hook
+from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, InstallJournal, Installation, RegistryState
@@ -47,6 +47,7 @@ class InstallResult:
     migrations: list[MigrationOutcome] = field(default_factory=list)
     permissions: list[str] = field(default_factory=list)
     registry_revision: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -145,17 +146,22 @@ class InstallerService:
         permissions = self._create_permissions(manifest)
         run_lifecycle_hook(self.kernel, installation, bundle, "on_install")
         registry_revision = bump_registry_revision(self.using)
+        warnings = []
+        missing = missing_backend_module(manifest, bundle.root)
+        if missing:
+            warnings.append(f"the wasm backend {missing} is not in the bundle: hooks and wasm actions cannot run")
         details = {
             "version": manifest.version,
             "tables": created,
             "adopted_tables": adopted,
             "migrations": {m.name: m.status for m in migrations},
             "bundle_sha256": bundle.sha256,
+            "warnings": warnings,
         }
         self._journal(manifest.key, "install", "", manifest.version, "installed", details, actor)
         self._audit("addon.install", manifest.key, actor, decision="allow", details=details)
         publish_on_commit(addon_changed, LifecycleEvent(manifest.key, "install", manifest.version), using=self.using)
-        return InstallResult(installation, created, adopted, migrations, sorted(permissions), registry_revision)
+        return InstallResult(installation, created, adopted, migrations, sorted(permissions), registry_revision, warnings)
 
     def _check_capabilities(self, manifest: Manifest) -> None:
         from metacore.security.patterns import capability_problems
@@ -194,6 +200,37 @@ class InstallerService:
             [Permission(content_type=content_type, codename=c, name=n[:255]) for c, n in wanted.items() if c not in have]
         )
         return list(wanted)
+
+    # -- upgrade ------------------------------------------------------------------------
+
+    def plan(self, bundle, *, force: bool = False):
+        """The upgrade plan from the installed version to `bundle` (path or Bundle), in words
+        and SQL; nothing is changed."""
+        from metacore.installer.upgrade import Upgrader
+
+        bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        return Upgrader(self).plan(self.get(bundle.manifest.key), bundle, force=force)
+
+    def upgrade(self, bundle, *, allow_destructive: bool = False, force: bool = False, actor=None):
+        """Apply the plan in one transaction; on any failure the old schema, data and
+        manifest stay, and the failure is journalled."""
+        from metacore.installer.upgrade import Upgrader
+
+        actor_name = _actor_name(actor)
+        bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        manifest = bundle.manifest
+        try:
+            return Upgrader(self).upgrade(
+                manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name
+            )
+        except Exception as exc:
+            error = _as_metacore_error(exc, f"upgrade of {manifest.key} to {manifest.version} failed")
+            self._journal_failure(manifest.key, "upgrade", manifest.version, error, actor_name)
+            self._audit("addon.upgrade", manifest.key, actor_name, reason=error.message,
+                        details={"version": manifest.version, "ok": False})
+            if error is exc:
+                raise
+            raise error from exc
 
     # -- uninstall ----------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 Each addon's classes live in a private `django.apps.registry.Apps` built for one
 (addon, revision): a rebuild makes a fresh registry and drops the old one, so nothing is
 registered twice (no "already registered" warning) and nothing accumulates in Django's
-global app registry. The classes are `managed=False`: only `metacore.schema.ddl` creates
-or drops their tables, never `migrate`.
+global app registry. Living outside the global registry, they are invisible to
+`makemigrations`/`migrate`: only `metacore.schema.ddl` creates or drops their tables. (They
+stay `managed=True`, because Django's schema editor skips the indexes of unmanaged models.)
 
 Field naming: every concrete field's `attname` and `column` are the manifest column name.
 A reference column becomes a ForeignKey to the referenced table's `id` (with a SQL
@@ -130,7 +131,6 @@ def _build_model(addon_key: str, spec: Model, apps: Apps, vendor: str) -> type[m
         "apps": apps,
         "app_label": app_label(addon_key),
         "db_table": physical_table(addon_key, spec.table, vendor),
-        "managed": False,
         "default_permissions": (),
         "verbose_name": spec.label or spec.table,
         "indexes": [],

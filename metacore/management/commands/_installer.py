@@ -25,4 +25,5 @@ def describe_install(result) -> str:
         parts.append(f"tables kept from before: {', '.join(result.adopted_tables)}")
     for migration in result.migrations:
         parts.append(f"migration {migration.name}: {migration.status}" + (f" ({migration.reason})" if migration.reason else ""))
+    parts += [f"warning: {w}" for w in result.warnings]
     return "\n  ".join(parts)
