@@ -1,0 +1,72 @@
+"""`/api/metacore/enforcer` and the admin: staff flip the enforcer mode, audited."""
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from metacore.models import AuditRecord, EnforcerMode
+
+pytestmark = pytest.mark.django_db
+URL = "/api/metacore/enforcer"
+
+
+@pytest.fixture
+def staff():
+    user = get_user_model().objects.create_user("ops", password="pw", is_staff=True)
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_staff_read_and_flip_modes(staff):
+    response = staff.get(URL)
+    assert response.status_code == 200
+    assert response.json() == {"success": True, "data": {
+        "default": "enforce", "global": None, "effective": "enforce", "overrides": {}}}
+
+    response = staff.post(URL, {"mode": "shadow"}, format="json")
+    assert response.status_code == 200 and response.json()["data"]["effective"] == "shadow"
+    response = staff.post(URL + "/", {"mode": "enforce", "addon": "tickets"}, format="json")
+    assert response.json()["data"]["overrides"] == {"tickets": "enforce"}
+    assert dict(EnforcerMode.objects.values_list("addon_key", "mode")) == {"": "shadow", "tickets": "enforce"}
+    changes = AuditRecord.objects.filter(kind="enforcer.mode_changed")
+    assert sorted(changes.values_list("target", "actor")) == [("global", "ops"), ("tickets", "ops")]
+
+    response = staff.post(URL, {"addon": "tickets", "clear": True}, format="json")
+    assert response.status_code == 200 and response.json()["data"]["overrides"] == {}
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"mode": "lenient"}, "mode"),
+    ({}, "mode"),
+    ({"clear": True}, "clear"),
+    ({"addon": "x" * 65, "mode": "shadow"}, "addon"),
+])
+def test_bad_input_is_an_envelope(staff, body, field):
+    response = staff.post(URL, body, format="json")
+    assert response.status_code == 400
+    payload = response.json()
+    assert payload["success"] is False and field in payload["errors"]
+
+
+def test_clearing_a_missing_override_is_harmless(staff):
+    response = staff.post(URL, {"addon": "nobody", "clear": True}, format="json")
+    assert response.status_code == 200
+
+
+def test_only_staff():
+    client = APIClient()
+    assert client.get(URL).status_code == 401
+    user = get_user_model().objects.create_user("joe", password="pw")
+    client.force_authenticate(user)
+    response = client.post(URL, {"mode": "shadow"}, format="json")
+    assert response.status_code == 403 and response.json()["success"] is False
+    assert not EnforcerMode.objects.exists()
+
+
+def test_admin_flip_goes_through_the_enforcer(client):
+    admin = get_user_model().objects.create_superuser("root", password="pw")
+    client.force_login(admin)
+    response = client.post("/admin/metacore/enforcermode/add/", {"addon_key": "tickets", "mode": "shadow"})
+    assert response.status_code == 302, response.content[:500]
+    assert EnforcerMode.objects.get(addon_key="tickets").mode == "shadow"
+    assert AuditRecord.objects.filter(kind="enforcer.mode_changed", actor="root").exists()
