@@ -21,9 +21,12 @@ def is_addon_model(model) -> bool:
 
 
 def get_content_type(obj):
-    model = obj if isinstance(obj, type) else type(obj)
-    if is_addon_model(model):
-        from metacore.models import Installation
+    """Guardian's content type of `obj`. `None` comes from guardian's own save-time check,
+    whose generic foreign key cannot load an addon row through the Installation type: it
+    gets the Installation type too, which is what the stored permission says."""
+    from metacore.models import Installation
 
+    model = obj if isinstance(obj, type) or obj is None else type(obj)
+    if model is None or is_addon_model(model):
         return ContentType.objects.get_for_model(Installation)
-    return ContentType.objects.get_for_model(obj)
+    return ContentType.objects.get_for_model(model)
