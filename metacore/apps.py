@@ -10,6 +10,8 @@ class MetacoreConfig(AppConfig):
         # Wiring only: system checks and signal receivers. Runtime addon models are built
         # lazily from the stored manifests on first use (no database access at import).
         from metacore.host import checks  # noqa: F401
+        from metacore.host.telemetry import setup_from_env
         from metacore.hub.publisher import connect_receivers
 
         connect_receivers()
+        setup_from_env()  # OpenTelemetry from OTEL_* variables; nothing when none is set

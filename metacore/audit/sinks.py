@@ -1,9 +1,8 @@
 """Built-in audit sinks. Any other callable taking an `AuditEvent` is a sink too."""
 import json
 import logging
-import threading
 
-from django.db import InterfaceError, OperationalError, connections, router, transaction
+from django.db import connections, router, transaction
 from django.db.models.sql import InsertQuery
 from opentelemetry import trace
 
@@ -37,8 +36,6 @@ class DatabaseSink:
     writer, so there it stays in the caller's transaction.
     """
 
-    _local = threading.local()
-
     def __call__(self, event: AuditEvent):
         from metacore.models import AuditRecord
 
@@ -58,33 +55,22 @@ class DatabaseSink:
     def _survives_rollback(event):
         return event.decision in ("deny", "would-deny") and not event.kind.startswith("crud.")
 
-    def _write_autonomous(self, record, using):
+    @staticmethod
+    def _write_autonomous(record, using):
+        """Insert on a fresh autocommit connection, closed at once (denials inside
+        transactions are rare; a kept connection would outlive requests and tests)."""
         from metacore.models import AuditRecord
 
         fields = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
         query = InsertQuery(AuditRecord)
         query.insert_values(fields, [record])
-        for attempt in (1, 2):
-            wrapper = self._wrapper(using)
-            try:
-                with wrapper.cursor() as cursor:
-                    for sql, params in query.get_compiler(connection=wrapper).as_sql():
-                        cursor.execute(sql, params)
-                return
-            except (InterfaceError, OperationalError):
-                wrapper.close()
-                del self._local.wrappers[using]
-                if attempt == 2:
-                    raise
-
-    def _wrapper(self, using):
-        """This thread's own autocommit connection to `using` (kept for reuse)."""
-        wrappers = getattr(self._local, "wrappers", None)
-        if wrappers is None:
-            wrappers = self._local.wrappers = {}
-        if using not in wrappers:
-            wrappers[using] = connections.create_connection(using)
-        return wrappers[using]
+        wrapper = connections.create_connection(using)
+        try:
+            with wrapper.cursor() as cursor:
+                for sql, params in query.get_compiler(connection=wrapper).as_sql():
+                    cursor.execute(sql, params)
+        finally:
+            wrapper.close()
 
 
 class OpenTelemetrySink:

@@ -1,0 +1,36 @@
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from metacore.models import AuditRecord
+
+
+class Command(BaseCommand):
+    help = "Delete AuditRecord rows older than --older-than DAYS (retention for the database audit sink)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+        parser.add_argument("--kind", action="append", default=[], help="only these event kinds (repeatable)")
+        parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+        parser.add_argument("--batch-size", type=int, default=5000)
+
+    def handle(self, *args, older_than, kind, dry_run, batch_size, **options):
+        if older_than < 0:
+            raise CommandError("--older-than must be 0 or more days")
+        if batch_size < 1:
+            raise CommandError("--batch-size must be positive")
+        cutoff = timezone.now() - timedelta(days=older_than)
+        old = AuditRecord.objects.filter(timestamp__lt=cutoff)
+        if kind:
+            old = old.filter(kind__in=kind)
+        if dry_run:
+            self.stdout.write(f"{old.count()} audit records older than {cutoff:%Y-%m-%d %H:%M} would be deleted")
+            return
+        deleted = 0
+        while True:  # in batches, so a large backlog never holds one huge delete/lock
+            ids = list(old.values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                break
+            deleted += AuditRecord.objects.filter(pk__in=ids).delete()[0]
+        self.stdout.write(f"deleted {deleted} audit records older than {cutoff:%Y-%m-%d %H:%M}")
