@@ -31,5 +31,9 @@ test-postgres: venv
 bench: venv
 	$(PY) -m bench
 
+## Rebuild the example addons' wasm backends from their sources (examples/build.py).
+examples: venv
+	$(PY) examples/build.py
+
 clean:
 	rm -rf $(VENV) var

@@ -138,7 +138,7 @@ class SandboxService:
             request_id=context.get("request_id", ""),
             using=context.get("using", DEFAULT_DB_ALIAS),
         )
-        data = json.dumps(payload if payload is not None else {}, default=str).encode()
+        data = json.dumps(payload if payload is not None else {}, default=str, separators=(",", ":")).encode()
         stats = CallStats()
         try:
             raw = self.engine.invoke(compiled, export, data, self.limits_for(manifest), invocation, stats)

@@ -1,0 +1,30 @@
+"""HTTP for row actions: `POST dynamic/<model>/<id>/action/<key>`, a thin view over
+`get_kernel().sandbox.run_action` (docs/sandbox.md).
+
+Answers the upstream action envelope: `{success, data, meta}` (200), or
+`{success: false, error: {code, message}, meta}` when the addon declined or failed (422;
+504 on a timeout), with `meta: {model, action, trigger_type, rolled_back}`. Errors before
+the addon runs (auth, permission, unknown model/row/action, bad body) are the usual
+`{success: false, message, errors}` envelopes.
+"""
+import uuid
+
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.kernel import get_kernel
+from metacore.store.service import StoreContext
+
+
+class RowActionView(EnvelopeErrorsMixin, APIView):
+    parser_classes = [JSONParser]
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request, model, row_id, key):
+        request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
+        ctx = StoreContext.for_user(request.user, request, request_id=request_id)
+        status, body = get_kernel().sandbox.run_action(ctx, model, row_id, key, request.data)
+        return Response(body, status=status)
