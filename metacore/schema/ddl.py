@@ -23,7 +23,7 @@ def connection_for(using=DEFAULT_DB_ALIAS):
 
 
 @contextmanager
-def schema_editor(using=DEFAULT_DB_ALIAS):
+def schema_editor(using=DEFAULT_DB_ALIAS, collect_sql=False):
     """Django's schema editor, usable inside the caller's transaction on SQLite too.
 
     Django's SQLite editor insists on switching foreign-key checks off, which SQLite cannot
@@ -32,21 +32,21 @@ def schema_editor(using=DEFAULT_DB_ALIAS):
     """
     connection = connection_for(using)
     if connection.vendor == "sqlite" and connection.in_atomic_block:
-        editor = _sqlite_in_transaction_editor(connection)
+        editor = _sqlite_in_transaction_editor(connection, collect_sql)
     else:
-        editor = connection.schema_editor(atomic=False)
+        editor = connection.schema_editor(atomic=False, collect_sql=collect_sql)
     with editor:
         yield editor
 
 
-def _sqlite_in_transaction_editor(connection):
+def _sqlite_in_transaction_editor(connection, collect_sql=False):
     editor_class = connection.SchemaEditorClass
     in_tx = type(
         "InTransactionSQLiteSchemaEditor",
         (editor_class,),
         {"__enter__": BaseDatabaseSchemaEditor.__enter__, "__exit__": BaseDatabaseSchemaEditor.__exit__},
     )
-    return in_tx(connection, atomic=False)
+    return in_tx(connection, atomic=False, collect_sql=collect_sql)
 
 
 # -- schema (PostgreSQL namespace of an addon) --------------------------------------------

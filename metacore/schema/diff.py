@@ -370,6 +370,8 @@ def run_steps(old: Manifest, steps: list[Step], editor) -> None:
 
 def collect_sql(old: Manifest, steps: list[Step], connection) -> list[str]:
     """The SQL the steps would run on `connection`, without running it (like sqlmigrate)."""
-    with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+    from metacore.schema.ddl import schema_editor
+
+    with schema_editor(connection.alias, collect_sql=True) as editor:
         run_steps(old, steps, editor)
     return list(editor.collected_sql)

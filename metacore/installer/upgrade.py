@@ -1,0 +1,254 @@
+"""Upgrade an installed addon to a new bundle: plan (touches nothing) and apply (one transaction).
+
+The plan is the ordered list of `metacore.schema.diff` steps plus what changes besides the
+schema (permissions, capabilities, new bundle SQL migrations), each marked safe,
+destructive or needs-data-check, with the SQL the current database would run. Applying
+re-plans inside the transaction (under a row lock on the installation), refuses what the
+plan refuses, runs the steps, the new SQL migrations, the `on_upgrade` hook, and stores the
+new manifest, so a failure anywhere leaves the old schema, data and manifest in place.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
+from django.db import connections, transaction
+from django.db.backends.utils import split_identifier
+from packaging.version import InvalidVersion, Version
+
+from metacore.errors import Conflict, ValidationError
+from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
+from metacore.installer.compat import check_kernel_compatibility
+from metacore.installer.hooks import run_lifecycle_hook
+from metacore.installer.sql_migrations import apply_migrations
+from metacore.manifest.model import Manifest
+from metacore.models import AppliedMigration, Installation
+from metacore.schema import ddl
+from metacore.schema.builder import build_addon_models
+from metacore.schema.diff import DESTRUCTIVE, NEEDS_CHECK, SAFE, Differ, Step, collect_sql, run_steps
+from metacore.schema.naming import schema_name
+
+
+class UpgradeRefused(Conflict):
+    """The plan cannot be applied as asked (destructive steps not allowed, a failed data
+    check, a version that does not move forward). Nothing was changed."""
+
+
+@dataclass
+class UpgradePlan:
+    key: str
+    from_version: str
+    to_version: str
+    steps: list[Step] = field(default_factory=list)
+    sql: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)  # failed data checks, with counts
+
+    @property
+    def destructive(self) -> list[str]:
+        return [s.words for s in self.steps if s.safety == DESTRUCTIVE]
+
+    def as_dict(self) -> dict:
+        return {
+            "addon": self.key,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "steps": [s.as_dict() for s in self.steps],
+            "destructive": self.destructive,
+            "blocked": self.blocked,
+            "sql": self.sql,
+        }
+
+    def as_text(self) -> str:
+        lines = [f"Upgrade {self.key} {self.from_version} -> {self.to_version}"]
+        if not self.steps:
+            lines.append("  (no changes)")
+        for number, step in enumerate(self.steps, start=1):
+            lines.append(f"  {number:>2}. [{step.safety}] {step.words}")
+        for message in self.blocked:
+            lines.append(f"  BLOCKED: {message}")
+        if self.sql:
+            lines.append("")
+            lines.append("SQL:")
+            lines.extend(f"  {statement}" for statement in self.sql)
+        return "\n".join(lines)
+
+
+@dataclass
+class UpgradeResult:
+    installation: Installation
+    plan: UpgradePlan
+    registry_revision: int
+
+    def as_dict(self) -> dict:
+        return {"addon": self.installation.key, "version": self.installation.version,
+                "registry_revision": self.registry_revision, "plan": self.plan.as_dict()}
+
+
+@contextmanager
+def addon_introspection(connection, addon_key: str):
+    """Let Django's schema editor introspect an addon's schema-qualified PostgreSQL tables.
+
+    Django looks constraints up by bare table name among the tables visible on the
+    search_path; with the addon's schema first on the path and the schema part of the
+    quoted `db_table` stripped for the lookup, `alter_field`/`remove_field` find the
+    constraints and indexes they must drop. A no-op on SQLite.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    introspection = connection.introspection
+    original = introspection.get_constraints
+
+    def get_constraints(cursor, table_name):
+        return original(cursor, split_identifier(table_name)[1])
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('search_path')")
+        previous = cursor.fetchone()[0]
+        cursor.execute(f"SET search_path TO {connection.ops.quote_name(schema_name(addon_key))}, public")
+    introspection.get_constraints = get_constraints
+    try:
+        yield
+    finally:
+        del introspection.get_constraints
+        if connection.is_usable() and not connection.needs_rollback:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('search_path', %s, false)", [previous])
+
+
+def _version(text: str, what: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        raise ValidationError(f"{what} version {text!r} is not a semantic version", errors={"version": [text]}) from None
+
+
+def _permission_renames(old: Manifest, new: Manifest) -> dict[str, str]:
+    """Old -> new codenames of the CRUD permissions of tables renamed with `renamed_from`,
+    so a rename keeps every user's and group's grants."""
+    from metacore.permissions.naming import MODEL_ACTIONS, model_permission
+
+    old_tables = {m.table for m in old.models}
+    return {
+        model_permission(old.key, spec.renamed_from, action): model_permission(new.key, spec.table, action)
+        for spec in new.models
+        if spec.renamed_from in old_tables and spec.table not in old_tables
+        for action in MODEL_ACTIONS
+    }
+
+
+class Upgrader:
+    """Plans and applies upgrades for one InstallerService (same database, journal, audit)."""
+
+    def __init__(self, installer):
+        self.installer = installer
+        self.using = installer.using
+
+    @property
+    def connection(self):
+        return connections[self.using]
+
+    def plan(self, installation: Installation, bundle, *, force: bool = False) -> UpgradePlan:
+        old = Manifest.model_validate(installation.manifest)
+        new = bundle.manifest
+        if new.key != old.key:
+            raise ValidationError(f"bundle is addon {new.key!r}, not {old.key!r}", errors={"key": [new.key]})
+        old_version, new_version = _version(old.version, "installed"), _version(new.version, "new")
+        if new_version <= old_version and not force:
+            word = "the installed version" if new_version == old_version else "a downgrade"
+            raise UpgradeRefused(
+                f"{old.key} {new.version} is {word} (installed: {old.version}); use --force to apply it anyway",
+                errors={"version": [f"{new.version} is not higher than {old.version}"]},
+            )
+        check_kernel_compatibility(new.kernel)
+        self.installer._check_capabilities(new)
+        vendor = self.connection.vendor
+        old_models = build_addon_models(old, revision=0, vendor=vendor).classes
+        steps = Differ(old, new, vendor, old_models).steps()
+        steps += self._metadata_steps(old, new, bundle)
+        plan = UpgradePlan(old.key, old.version, new.version, steps)
+        plan.blocked = [message for message in (s.check() for s in steps if s.check) if message]
+        with addon_introspection(self.connection, old.key):
+            plan.sql = collect_sql(old, steps, self.connection)
+        return plan
+
+    def _metadata_steps(self, old: Manifest, new: Manifest, bundle) -> list[Step]:
+        """What changes besides the schema: permissions, capabilities, new bundle SQL."""
+        from metacore.installer.service import addon_permissions
+
+        steps = []
+        renames = _permission_renames(old, new)
+        steps += [Step("rename_permission", "", f"rename permission {a} to {b} (grants kept)") for a, b in sorted(renames.items())]
+        old_perms = {renames.get(p, p) for p in addon_permissions(old)}
+        new_perms = set(addon_permissions(new))
+        steps += [Step("add_permission", "", f"add permission {p}") for p in sorted(new_perms - old_perms)]
+        steps += [Step("drop_permission", "", f"drop permission {p} (and its grants)", DESTRUCTIVE)
+                  for p in sorted(old_perms - new_perms)]
+        old_caps = {(c.kind, c.target) for c in old.capabilities}
+        new_caps = {(c.kind, c.target) for c in new.capabilities}
+        steps += [Step("add_capability", "", f"grant capability {k} {t}") for k, t in sorted(new_caps - old_caps)]
+        steps += [Step("drop_capability", "", f"revoke capability {k} {t}") for k, t in sorted(old_caps - new_caps)]
+        applied = dict(AppliedMigration.objects.using(self.using).filter(addon_key=old.key).values_list("name", "checksum"))
+        for migration in bundle.migrations():
+            if migration.name not in applied:
+                where = "" if self.connection.vendor == "postgresql" else " (recorded as skipped on SQLite)"
+                steps.append(Step("sql_migration", "", f"run bundle SQL migrations/{migration.name}{where}"))
+            elif applied[migration.name] != migration.checksum:
+                steps.append(Step("sql_migration", "", f"migrations/{migration.name} changed since it was applied: not run again",
+                                  NEEDS_CHECK))
+        return steps
+
+    def upgrade(self, key: str, bundle, *, allow_destructive=False, force=False, actor="") -> UpgradeResult:
+        installer = self.installer
+        with transaction.atomic(using=self.using):
+            installation = installer._locked(key)
+            plan = self.plan(installation, bundle, force=force)
+            if plan.blocked:
+                raise UpgradeRefused(f"upgrade of {key} stopped: {'; '.join(plan.blocked)}", errors={"data": plan.blocked})
+            if plan.destructive and not allow_destructive:
+                raise UpgradeRefused(
+                    f"upgrade of {key} has destructive steps (allow them explicitly): {'; '.join(plan.destructive)}",
+                    errors={"destructive": plan.destructive},
+                )
+            old = Manifest.model_validate(installation.manifest)
+            new = bundle.manifest
+            with addon_introspection(self.connection, key), ddl.schema_editor(self.using) as editor:
+                run_steps(old, plan.steps, editor)
+            migrations = apply_migrations(key, [m for m in bundle.migrations()], using=self.using)
+            self._sync_permissions(old, new)
+            installation.name = new.name
+            installation.version = new.version
+            installation.manifest = new.model_dump(mode="json")
+            installation.capabilities = [c.model_dump(mode="json") for c in new.capabilities]
+            installation.bundle_path = str(bundle.root)
+            installation.bundle_sha256 = bundle.sha256
+            installation.revision += 1
+            installation.save(using=self.using)
+            run_lifecycle_hook(installer.kernel, installation, bundle, "on_upgrade")
+            from metacore.installer.service import bump_registry_revision
+
+            revision = bump_registry_revision(self.using)
+            details = {"from_version": old.version, "to_version": new.version,
+                       "steps": [s.words for s in plan.steps], "migrations": {m.name: m.status for m in migrations}}
+            installer._journal(key, "upgrade", old.version, new.version, "upgraded", details, actor)
+            installer._audit("addon.upgrade", key, actor, decision="allow", details=details)
+            publish_on_commit(addon_changed, LifecycleEvent(key, "upgrade", new.version), using=self.using)
+        return UpgradeResult(installation, plan, revision)
+
+    def _sync_permissions(self, old: Manifest, new: Manifest) -> None:
+        from metacore.installer.service import addon_permissions
+
+        content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)
+        permissions = Permission.objects.using(self.using).filter(content_type=content_type)
+        renames = _permission_renames(old, new)
+        for old_codename, new_codename in renames.items():
+            permissions.filter(codename=old_codename).update(codename=new_codename)
+        self.installer._create_permissions(new)
+        gone = {renames.get(p, p) for p in addon_permissions(old)} - set(addon_permissions(new))
+        if gone:
+            permissions.filter(codename__in=gone).delete()
+
+
+__all__ = ["UpgradePlan", "UpgradeRefused", "UpgradeResult", "Upgrader", "SAFE", "DESTRUCTIVE", "NEEDS_CHECK"]
