@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from metacore.manifest.errors import ManifestError
 from metacore.manifest.files import read_manifest_bytes
-from metacore.manifest.model import Column, Reference
+from metacore.manifest.model import Column, Manifest, Reference
 from metacore.manifest.parse import load_manifest
 from metacore.schema.types import TYPES, UnknownColumnType, get_type
 
@@ -104,6 +104,8 @@ def flat(**changes):
 def test_every_sdk_fixture_validates(path):
     manifest = load_manifest(read_manifest_bytes(path))
     assert manifest.key and manifest.version
+    # the JSON snapshot the installer stores reads back as the same Manifest
+    assert Manifest.model_validate(json.loads(json.dumps(manifest.model_dump(mode="json")))) == manifest
     for model in manifest.models:
         assert model.columns[0].name == "id" and model.columns[0].primary_key
         assert all(get_type(c.type).name == c.type for c in model.columns)
@@ -400,6 +402,8 @@ def test_all_problems_are_reported_at_once():
     (b"[1, 2]", "manifest: must be a JSON object"),
     (b"\xff\xfe", "manifest: not UTF-8"),
     ("{}", "key: required"),
+    ('{"key": NaN}', "manifest: invalid JSON: NaN is not a JSON value"),
+    ({"key": "x", "extra": [float("inf")]}, "extra[0]: NaN and Infinity are not JSON numbers"),
 ])
 def test_unreadable_input(source, expected):
     assert problems_of(source)[0].startswith(expected)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from typing import Any
 
@@ -58,12 +59,33 @@ def _decode(data: dict | str | bytes) -> dict:
             raise ManifestError([f"manifest: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     if isinstance(data, str):
         try:
-            data = json.loads(data)
+            data = json.loads(data, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
             raise ManifestError([f"manifest: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]) from None
+        except ValueError as exc:
+            raise ManifestError([f"manifest: invalid JSON: {exc}"]) from None
     if not isinstance(data, dict):
         raise ManifestError([f"manifest: must be a JSON object, not {type(data).__name__}"])
+    bad = list(_non_finite_numbers(data, ""))
+    if bad:
+        raise ManifestError([f"{path or 'manifest'}: NaN and Infinity are not JSON numbers" for path in bad])
     return data
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _non_finite_numbers(value: Any, path: str):
+    """Paths of NaN/Infinity floats in an already-decoded document (they cannot be stored)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite_numbers(item, at(path, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite_numbers(item, at(path, index))
 
 
 def substitute_templates(document: Any, values: dict | None = None) -> Any:
@@ -270,10 +292,15 @@ def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Pr
             except pydantic.ValidationError as exc:
                 problems.add(at(at(a.path, "fields"), index), exc.errors()[0]["msg"])
                 ok = False
-        if ok:
+        if not ok:
+            continue
+        extras = {k: v for k, v in a.extras.items() if k not in Action.model_fields and k.isidentifier()}
+        try:
             found.append(Action(
                 key=a.key, model=table, label=a.label or a.key, handler_type=a.handler_type,
                 function=a.function, url=a.url, run_in_tx=run_in_tx, fields=tuple(fields),
-                modal=a.modal, **a.extras,
+                modal=a.modal, **extras,
             ))
+        except pydantic.ValidationError as exc:
+            problems.add(a.path, exc.errors()[0]["msg"])
     return tuple(found)

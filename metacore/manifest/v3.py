@@ -254,7 +254,8 @@ def _resolve_nav(group: dict, tables: dict[str, str]) -> dict:
     if isinstance(items, list):
         resolved["items"] = [
             {**item, "url": f"/m/{tables[item['model']]}"}
-            if isinstance(item, dict) and not item.get("url") and item.get("model") in tables
+            if isinstance(item, dict) and not item.get("url") and isinstance(item.get("model"), str)
+            and item["model"] in tables
             else _resolve_nav(item, tables) if isinstance(item, dict) else item
             for item in items
         ]
