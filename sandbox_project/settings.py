@@ -95,7 +95,8 @@ CHANNEL_LAYERS = (
 METACORE = {
     # The sandbox installs its unsigned example bundles; a production host keeps this False.
     "ALLOW_UNSIGNED_BUNDLES": True,
-    "BUNDLE_DIR": BASE_DIR / "examples",
+    # The catalog served at /api/metacore/catalog (METACORE_BUNDLE_DIR lets tests point a server elsewhere).
+    "BUNDLE_DIR": Path(os.environ.get("METACORE_BUNDLE_DIR", BASE_DIR / "examples")),
     "DATA_DIR": BASE_DIR / "var",
 }
 

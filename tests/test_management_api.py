@@ -9,7 +9,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 import metacore
-import metacore.kernel
+from metacore.kernel import get_kernel
 from metacore.installer.signing import read_source, write_bundle
 from metacore.models import AuditRecord, Installation
 from tests.management_bundles import REMOTE_ENTRY, Signer, helpdesk_manifest, unsigned_archive, write_source
@@ -22,7 +22,7 @@ API = "/api/metacore"
 def drop_installed_addons():
     """Addon tables live outside Django's flush: drop them after each test."""
     yield
-    installer = metacore.kernel.get_kernel().installer
+    installer = get_kernel().installer
     for row in Installation.objects.all():
         installer.uninstall(row.key, drop_data=True)
 
@@ -221,20 +221,28 @@ def test_rotate_secret(catalog, admin, settings):
     assert AuditRecord.objects.filter(kind="addon.secret_rotated", addon="helpdesk").exists()
 
 
-def test_upgrade_route(catalog, admin, signer, tmp_path):
+def test_upgrade_dry_run_then_apply(catalog, admin, signer, tmp_path):
     install(admin)
-    signer.signed_archive(write_source(tmp_path / "v2", helpdesk_manifest("1.1.0")), catalog / "helpdesk-1.1.0.tar.gz")
-    installer = metacore.kernel.get_kernel().installer
+    newer = helpdesk_manifest("1.1.0")
+    newer["model_definitions"][0]["columns"].append({"name": "priority", "type": "string", "size": 20})
+    signer.signed_archive(write_source(tmp_path / "v2", newer), catalog / "helpdesk-1.1.0.tar.gz")
+    installer = get_kernel().installer
     response = admin.post(f"{API}/installations/helpdesk/upgrade?dry_run=1", {}, format="json")
     if not (callable(getattr(installer, "upgrade", None)) and callable(getattr(installer, "plan", None))):
-        assert response.status_code == 501
-        assert "upgrade" in response.json()["message"]
+        assert response.status_code == 501 and "upgrade" in response.json()["message"]
         return
     assert response.status_code == 200, response.content
-    assert Installation.objects.get(key="helpdesk").version == "1.0.0"
+    plan = response.json()
+    assert (plan["from_version"], plan["to_version"]) == ("1.0.0", "1.1.0")
+    assert any("priority" in step["words"] for step in plan["steps"])
+    assert Installation.objects.get(key="helpdesk").version == "1.0.0"  # dry run changed nothing
+
     applied = admin.post(f"{API}/installations/helpdesk/upgrade", {"version": "1.1.0"}, format="json")
     assert applied.status_code == 200, applied.content
+    assert applied.json()["version"] == "1.1.0" and applied.json()["plan"]["steps"]
     assert Installation.objects.get(key="helpdesk").version == "1.1.0"
+    again = admin.post(f"{API}/installations/helpdesk/upgrade", {"version": "1.1.0"}, format="json")
+    assert again.status_code == 409  # same version
 
 
 # ------------------------------------------------------------------------ shell endpoints

@@ -192,22 +192,15 @@ class UpgradeView(ManagementView):
 
     def _upgrade(self, request, bundle):
         installer = self.kernel.installer
+        force = _flag(request, "force")
         if _flag(request, "dry_run"):
-            return Response(_as_json(installer.plan(bundle)))
+            return Response(installer.plan(bundle, force=force).as_dict())
         result = installer.upgrade(
-            bundle, actor=request.user,
-            allow_destructive=_flag(request, "allow_destructive"), force=_flag(request, "force"),
+            bundle, actor=request.user, allow_destructive=_flag(request, "allow_destructive"), force=force
         )
-        return Response(_as_json(result))
-
-
-def _as_json(value):
-    for method in ("as_dict", "to_dict", "model_dump"):
-        if callable(getattr(value, method, None)):
-            return getattr(value, method)()
-    if isinstance(value, Installation):
-        return wire.installation(value)
-    return value
+        return self.installation_response(
+            request, result.installation, plan=result.plan.as_dict(), registry_revision=result.registry_revision
+        )
 
 
 class NavigationView(ManagementView):
