@@ -28,6 +28,7 @@ from metacore.models import AppliedMigration, InstallJournal, Installation, Regi
 from metacore.permissions.naming import MODEL_ACTIONS, declared_permission, model_permission
 from metacore.schema import ddl
 from metacore.schema.builder import build_addon_models
+from metacore.store.rls import enable_rls
 
 log = logging.getLogger("metacore.installer")
 
@@ -186,6 +187,9 @@ class InstallerService:
         ddl.ensure_schema(manifest.key, self.using)
         with ddl.schema_editor(self.using) as editor:
             ddl.create_tables(editor, to_create)
+        for spec in manifest.models:
+            if spec.org_scoped:  # PostgreSQL row-level security: the store's second tenant wall
+                enable_rls(connections[self.using], built.classes[spec.table]._meta.db_table)
         return [spec.table for spec in manifest.models if spec.table not in existing], existing
 
     def _create_permissions(self, manifest: Manifest) -> list[str]:
