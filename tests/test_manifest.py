@@ -555,6 +555,8 @@ def test_validate_command_reports_problems_without_traceback(capsys):
 def test_validate_command_template_values_and_bad_paths(tmp_path, capsys):
     call_command("metacore_validate", str(SDK / "manifests" / "template-crud-model"), "--set", "ADDON_KEY=crud")
     assert json.loads(capsys.readouterr().out)["models"][0]["table"] == "crud_items"
+    call_command("metacore_validate", str(SDK / "manifests" / "template-crud-model" / "manifest.json"))
+    assert json.loads(capsys.readouterr().out)["key"] == "template_crud_model"  # as metacore_install names it
     with pytest.raises(CommandError, match="no such file"):
         call_command("metacore_validate", str(tmp_path / "missing"))
     with pytest.raises(CommandError, match="no manifest.json"):

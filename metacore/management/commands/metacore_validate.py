@@ -1,6 +1,9 @@
 import json
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+
+from metacore.installer.bundle import template_key
 
 from metacore.errors import MetacoreError
 from metacore.manifest.errors import ManifestError
@@ -18,7 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("bundle", help="bundle directory, manifest.json, or .tar.gz bundle")
         parser.add_argument(
             "--set", dest="template_values", action="append", default=[], metavar="NAME=VALUE",
-            help="value for a {{NAME}} template placeholder (default ADDON_KEY=my_addon)",
+            help="value for a {{NAME}} template placeholder (default ADDON_KEY: from the bundle's "
+                 "name, as metacore_install derives it)",
         )
         parser.add_argument("--quiet", action="store_true", help="print nothing when the manifest is valid")
 
@@ -29,6 +33,8 @@ class Command(BaseCommand):
             if not sep or not name:
                 raise CommandError(f"--set expects NAME=VALUE, got {item!r}")
             values[name] = value
+        source = Path(bundle)
+        values.setdefault("ADDON_KEY", template_key(source.parent if source.name == "manifest.json" else source))
         try:
             manifest = load_manifest(read_manifest_bytes(bundle), template_values=values)
         except ManifestError as exc:
