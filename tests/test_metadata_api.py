@@ -125,7 +125,7 @@ def test_table_metadata_derived_from_columns(alice):
                              "hidden": True, "readonly": True}
     assert columns["title"] == {"key": "title", "label": "Title", "type": "text", "sortable": True, "filterable": True}
     assert columns["priority"]["type"] == "number"
-    assert columns["amount"]["type"] == "number"
+    assert columns["amount"]["type"] == "number" and columns["amount"]["cellStyle"] == "currency"
     assert columns["due_on"]["type"] == "datetime" and columns["due_on"]["cellStyle"] == "date"
     assert columns["billable"]["type"] == "boolean"
     assert columns["status"]["cellStyle"] == "status"

@@ -106,3 +106,17 @@ def test_guardian_object_permission_on_an_addon_row(helpdesk):
     assign_perm("metacore.helpdesk.tickets.delete", role, other)
     user.groups.add(role)
     assert service.has(User.objects.get(pk=user.pk), "helpdesk.tickets.delete", other)
+
+
+def test_manifest_declared_permissions_can_be_granted_and_checked():
+    get_kernel().registry.invalidate()
+    manifest = {**helpdesk_manifest(key="approvals"),
+                "permissions": [{"key": "tickets.approve", "label": "Approve tickets"}]}
+    install(manifest)
+    try:
+        user = member("wes")
+        assert not get_kernel().permissions.has(user, "approvals.tickets.approve")
+        grant("--user", "wes", "approvals.tickets.approve")
+        assert get_kernel().permissions.has(User.objects.get(pk=user.pk), "approvals.tickets.approve")
+    finally:
+        uninstall(manifest)

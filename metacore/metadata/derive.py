@@ -20,6 +20,7 @@ LABEL_PREFERENCE = ("name", "title", "label", "display_name", "full_name", "code
 LONG_TEXT = frozenset({"description", "notes", "note", "comment", "comments", "body", "content",
                        "address", "message", "summary", "bio", "remarks", "details"})
 NUMERIC = frozenset({"int", "bigint", "float", "decimal"})
+MONEY = ("price", "amount", "total", "cost", "subtotal", "balance", "paid")
 
 
 def humanize(name: str) -> str:
@@ -61,17 +62,25 @@ def form_type(column: Column) -> str:
 
 
 def cell_style(column: Column) -> str | None:
+    """A richer cell renderer guessed from the name and type (upstream `inferCellStyle`)."""
     name = column.name.lower()
     if name.endswith("_at") or column.type in ("date", "datetime"):
         return "date"
-    if column.type == "bool":
-        return "boolean"
-    for style, names in (("email", ("email",)), ("url", ("url", "website", "link")),
-                         ("status", ("status", "state")), ("color", ("color",))):
+    for style, names in (("url", ("url", "website", "link")), ("email", ("email",)), ("phone", ("phone", "tel")),
+                         ("status", ("status", "state")), ("color", ("color",)), ("image", ("image", "photo", "logo")),
+                         ("creator", ("created_by", "updated_by", "owner", "author"))):
         if name in names:
             return style
     if name.endswith(("_url", "_link")):
         return "url"
+    if name.endswith(("_image", "_photo", "avatar")):
+        return "image"
+    if name.endswith("_by"):
+        return "creator"
+    if column.type in NUMERIC and (name in MONEY or name.endswith(tuple(f"_{m}" for m in MONEY))):
+        return "currency"
+    if column.type == "bool":
+        return "boolean"
     return None
 
 
