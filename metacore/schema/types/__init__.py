@@ -2,12 +2,17 @@
 
     get_type("timestamptz").django_field(column)
 
-Adding a type is one module: subclass `ColumnType`, decorate it with `@register`, and
-import the module (built-in ones are imported here).
+Adding a type is adding one module to this package: subclass `ColumnType` and decorate it
+with `@register`. Every module here is imported below, which registers its types.
 """
-from . import boolean, ident, numeric, structured, temporal, text  # noqa: F401  (registers the built-ins)
+import pkgutil
+from importlib import import_module
+
 from .base import EQUALITY_LOOKUPS, ORDERING_LOOKUPS, TEXT_LOOKUPS, ColumnType
 from .registry import TYPES, UnknownColumnType, canonical_name, get_type, known_spellings, register
+
+for _module in pkgutil.iter_modules(__path__):
+    import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "TYPES", "ColumnType", "UnknownColumnType", "canonical_name", "get_type", "known_spellings",

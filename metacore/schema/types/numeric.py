@@ -7,6 +7,7 @@ JSON client can read it.
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -15,6 +16,7 @@ from django.db import models
 from .base import ColumnType
 from .registry import register
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 DEFAULT_PRECISION = 18
 DEFAULT_SCALE = 4
 
@@ -23,11 +25,10 @@ class _Integer(ColumnType):
     bounds: tuple[int, int]
 
     def parse(self, raw: str) -> int:
-        try:
-            value = int(str(raw).strip())
-        except ValueError:
-            raise ValueError(f"{raw!r} is not a valid integer") from None
-        return self.check_literal(value)
+        text = str(raw).strip()
+        if not _INTEGER.fullmatch(text):
+            raise ValueError(f"{raw!r} is not a valid integer")
+        return self.check_literal(int(text))
 
     def check_literal(self, value: Any) -> int:
         if isinstance(value, float) and value.is_integer():
@@ -104,10 +105,9 @@ class DecimalType(ColumnType):
 
     def parse(self, raw: str) -> Decimal:
         try:
-            value = Decimal(str(raw).strip())
-        except InvalidOperation:
+            return self.check_literal(Decimal(str(raw).strip()))
+        except (InvalidOperation, ValueError):
             raise ValueError(f"{raw!r} is not a valid decimal number") from None
-        return self.check_literal(value)
 
     def check_literal(self, value: Any) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
