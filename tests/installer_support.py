@@ -12,7 +12,8 @@ from metacore.installer.bundle import template_key
 from metacore.schema.naming import physical_index, physical_table
 from tests.conftest import SDK_FIXTURES
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 
 # Canonical column type -> the type the database reports for it (information_schema on
 # PostgreSQL, the declared type on SQLite).
@@ -120,3 +121,12 @@ def small_manifest(key="demo", version="1.0.0", extra_models=()):
             *extra_models,
         ],
     }
+
+
+def database_url():
+    """DATABASE_URL of the test database, for a second process (SQLite: the file test database)."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"

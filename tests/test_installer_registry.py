@@ -17,8 +17,7 @@ from metacore.kernel import get_kernel
 from metacore.models import Installation
 from metacore.schema.naming import physical_table
 from metacore.schema.registry import ModelRegistry
-from tests.installer_support import EXAMPLES, small_manifest
-from tests import livekit
+from tests.installer_support import EXAMPLES, ROOT, database_url, small_manifest
 
 ORG = "aaaaaaaa-0000-4000-8000-000000000001"
 
@@ -114,9 +113,9 @@ def test_a_restarted_process_builds_models_from_stored_manifests(tmp_path):
 
 
 def manage(*args):
-    env = {**os.environ, "DATABASE_URL": livekit.test_database_url(), "DJANGO_SETTINGS_MODULE": "sandbox_project.settings"}
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "sandbox_project.settings"}
     done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=livekit.ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
