@@ -1,6 +1,5 @@
 """Manifests: both formats, every SDK fixture, the v3 -> internal mapping, validation rules,
 column types, and `metacore_validate`."""
-import copy
 import datetime as dt
 import json
 import tarfile

@@ -13,7 +13,7 @@ from typing import Any
 
 from metacore.schema.types import UnknownColumnType, canonical_name, get_type
 
-from .errors import Problems, at
+from .errors import Problems
 from .identifiers import (
     MODEL_KEY_RE,
     column_name_problems,
@@ -221,10 +221,10 @@ def _build_model(addon_key: str, draft: ModelDraft, all_drafts: list[ModelDraft]
 
 
 def _build_column(addon_key: str, col: ColumnDraft, all_drafts: list[ModelDraft], problems: Problems) -> Column | None:
-    ok = True
-    for rule in column_name_problems(col.name) if col.name not in SYSTEM_TYPES else ():
+    name_rules = [] if col.name in SYSTEM_TYPES else column_name_problems(col.name)
+    for rule in name_rules:
         problems.add(col.path + ".name", rule)
-        ok = False
+    ok = not name_rules
     if col.renamed_from is not None:
         for rule in column_name_problems(col.renamed_from):
             problems.add(col.path + ".renamed_from", rule)
