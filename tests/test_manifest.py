@@ -335,6 +335,9 @@ BAD_V3 = [
      'models[0].columns[2].primary_key: only "id" can be the primary key'),
     ("index on unknown column", _set(["models", 0, "indices"], [{"name": "x_idx", "columns": ["nope"]}]),
      'models[0].indices[0].columns: unknown column "nope"'),
+    ("partial unique index", _set(["models", 0, "indices"], [{"name": "x_uq", "columns": ["title"], "unique": True,
+                                                              "where": "deleted_at IS NULL"}]),
+     "models[0].indices[0].where: partial unique indexes are not supported"),
     ("unknown capability kind", _set(["capabilities"], [{"kind": "fs:write", "target": "x"}]),
      "capabilities[0]: unknown capability kind 'fs:write'"),
     ("over-broad capability", _set(["capabilities"], [{"kind": "http:fetch", "target": "*"}]),
@@ -393,6 +396,8 @@ def test_all_problems_are_reported_at_once():
     error = pytest.raises(ManifestError, load_manifest, doc).value
     assert len(error.problems) == 3
     assert set(error.errors) == {"metadata.version", "models[0].columns[2].type", "models[1].columns[1].name"}
+    doc["models"][0]["indices"] = [{"name": "title_idx", "columns": ["title"]}]  # on the broken column
+    assert len(pytest.raises(ManifestError, load_manifest, doc).value.problems) == 3
     assert error.status == 400
 
 

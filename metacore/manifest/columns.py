@@ -92,6 +92,7 @@ class IndexDraft:
     name: str | None
     columns: list[str]
     unique: bool = False
+    partial: bool = False  # v3 `where`: only a non-unique partial index can widen to a full one
 
 
 @dataclass
@@ -205,7 +206,7 @@ def _build_model(addon_key: str, draft: ModelDraft, all_drafts: list[ModelDraft]
 
     leading, trailing = system_columns(org_scoped, soft_delete)
     columns = {c.name: c for c in [*leading, *user_columns, *trailing]}
-    indexes = _fold_indexes(draft, columns, problems)
+    indexes = _fold_indexes(draft, columns, set(seen) - set(columns), problems)
     return Model(
         key=draft.key,
         table=draft.table,
@@ -314,14 +315,21 @@ def _resolve_reference(addon_key: str, col: ColumnDraft, type_name: str,
     return Reference(table=target.table, column="id", on_delete=ref.on_delete, physical=ref.physical)
 
 
-def _fold_indexes(draft: ModelDraft, columns: dict[str, Column], problems: Problems) -> list[Index]:
-    """Single-column indexes become the column's index/unique flag; the rest stay indexes."""
+def _fold_indexes(draft: ModelDraft, columns: dict[str, Column], broken: set[str],
+                  problems: Problems) -> list[Index]:
+    """Single-column indexes become the column's index/unique flag; the rest stay indexes.
+    `broken` columns were declared but already reported, so they are not reported again."""
     indexes: list[Index] = []
     names: set[str] = set()
     for idx in draft.indexes:
         missing = [c for c in idx.columns if c not in columns]
         if missing:
-            problems.add(idx.path + ".columns", f'unknown column "{missing[0]}" in model "{draft.key}"')
+            if not broken.issuperset(missing):
+                unknown = next(c for c in missing if c not in broken)
+                problems.add(idx.path + ".columns", f'unknown column "{unknown}" in model "{draft.key}"')
+            continue
+        if idx.partial and idx.unique:
+            problems.add(idx.path + ".where", "partial unique indexes are not supported")
             continue
         if len(set(idx.columns)) != len(idx.columns):
             problems.add(idx.path + ".columns", "a column appears twice")

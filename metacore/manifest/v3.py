@@ -155,6 +155,7 @@ def _model(r: Reader, path: str, item: dict) -> ModelDraft:
             name=r.string(idx, "name", idx_path, required=True),
             columns=r.strings(idx.get("columns"), at(idx_path, "columns")),
             unique=r.boolean(idx, "unique", idx_path),
+            partial=idx.get("where") is not None,
         ))
         if not idx.get("columns"):
             r.problems.add(at(idx_path, "columns"), "needs at least 1 column")
