@@ -29,6 +29,7 @@ from metacore.schema import ddl
 from metacore.schema.builder import build_addon_models
 from metacore.schema.diff import DESTRUCTIVE, NEEDS_CHECK, SAFE, Differ, Step, collect_sql, run_steps
 from metacore.schema.naming import schema_name
+from metacore.store.rls import enable_rls
 
 
 class UpgradeRefused(Conflict):
@@ -216,6 +217,10 @@ class Upgrader:
             new = bundle.manifest
             with addon_introspection(self.connection, key), ddl.schema_editor(self.using) as editor:
                 run_steps(old, plan.steps, editor)
+            new_models = build_addon_models(new, revision=0, vendor=self.connection.vendor).classes
+            for spec in new.models:
+                if spec.org_scoped:  # idempotent: new, renamed and newly org-scoped tables get the policy
+                    enable_rls(self.connection, new_models[spec.table]._meta.db_table)
             migrations = apply_migrations(key, [m for m in bundle.migrations()], using=self.using)
             self._sync_permissions(old, new)
             installation.name = new.name
