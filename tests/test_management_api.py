@@ -287,6 +287,20 @@ def test_manifests_present_v3_addons_flat(catalog, admin, signer, sdk_fixtures, 
     assert "apiVersion" not in entry["manifest"] and entry["manifest"]["version"]
 
 
+def test_v3_manifest_presented_flat(catalog, admin, signer, sdk_fixtures, tmp_path):
+    source = tmp_path / "v3"
+    source.mkdir()
+    (source / "manifest.json").write_text((sdk_fixtures / "manifests" / "tickets" / "manifest.json").read_text())
+    signer.signed_archive(source, catalog / "tickets.tar.gz")
+    manifest = admin.get(f"{API}/catalog/tickets").json()["manifest"]
+    assert (manifest["key"], manifest["category"], manifest["icon"]) == ("tickets", "productivity", "Ticket")
+    assert manifest["tenant_isolation"] == "schema-per-tenant"
+    assert manifest["navigation"][0]["items"][0]["model"] == "Tickets"
+    assert manifest["model_definitions"][0]["table_name"] == "tickets"
+    assert {c["name"] for c in manifest["model_definitions"][0]["columns"]} >= {"title", "status"}
+    assert set(manifest["actions"]) == {"tickets"}
+
+
 def test_frontend_files(catalog, admin):
     install(admin)
     response = admin.get(f"{API}/addons/helpdesk/frontend/remoteEntry.js")

@@ -10,6 +10,8 @@ from metacore.manifest.model import Manifest
 
 # Top-level keys the shell does not need (`GET /manifests?lite=1`).
 HEAVY_KEYS = ("model_definitions", "actions", "i18n")
+# Manifest.tenant_isolation -> the flat format's spelling.
+FLAT_ISOLATION = {"shared": "shared", "schema": "schema-per-tenant", "database": "database-per-tenant"}
 
 
 def flat_manifest(manifest: Manifest, *, lite: bool = False) -> dict:
@@ -51,7 +53,7 @@ def _flat_from_v3(manifest: Manifest) -> dict:
         "version": manifest.version,
         "category": metadata.get("category", ""),
         "kernel": manifest.kernel or "",
-        "tenant_isolation": manifest.tenant_isolation,
+        "tenant_isolation": FLAT_ISOLATION.get(manifest.tenant_isolation, manifest.tenant_isolation),
         "navigation": list(contributions.get("navigation") or manifest.navigation),
         "settings": list(raw.get("settings") or manifest.settings),
         "tools": list(contributions.get("tools") or manifest.tools),
