@@ -183,3 +183,12 @@ def test_expired_nonces_are_purged(installation):
     assert WebhookNonce.objects.filter(nonce="old").exists()
     webhooks.verify_request(secret, "GET", "/", b"", webhooks.sign_request(secret, "GET", "/", b""), scope="hooks")
     assert not WebhookNonce.objects.filter(nonce="old").exists()
+
+
+def test_system_check_reports_bad_trusted_keys(settings):
+    from django.core.management import call_command as run
+    from django.core.management.base import SystemCheckError
+
+    settings.METACORE = {**settings.METACORE, "TRUSTED_KEYS": ["not a key"]}
+    with pytest.raises(SystemCheckError, match="metacore.E020"):
+        run("check")

@@ -39,3 +39,23 @@ def check_guardian(app_configs, **kwargs):
         return [Warning("django-guardian object permissions on addon rows need GUARDIAN_GET_CONTENT_TYPE",
                         hint=f'GUARDIAN_GET_CONTENT_TYPE = "{wanted}" (docs/permissions.md)', id="metacore.W010")]
     return []
+
+
+@register("metacore")
+def check_trusted_keys(app_configs, **kwargs):
+    """Every METACORE['TRUSTED_KEYS'] entry must be an ed25519 public key (docs/bundles.md)."""
+    from metacore.conf import metacore_settings
+    from metacore.installer.signing import load_public_key
+
+    keys = metacore_settings.TRUSTED_KEYS or []
+    if isinstance(keys, (str, bytes)):
+        return [Error("METACORE['TRUSTED_KEYS'] must be a list of keys, not one string", id="metacore.E020")]
+    errors = []
+    for index, entry in enumerate(keys):
+        try:
+            load_public_key(entry)
+        except ValueError as exc:
+            errors.append(Error(f"METACORE['TRUSTED_KEYS'][{index}] is not an ed25519 public key: {exc}",
+                                hint="PEM, or the 32 raw bytes as base64 or hex (manage.py metacore_keygen prints one)",
+                                id="metacore.E020"))
+    return errors
