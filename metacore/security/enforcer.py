@@ -92,6 +92,7 @@ class Policy:
         declared[patterns.DB_WRITE] += own
         self.names = {kind: _NameGrants(kind, declared[kind]) for kind in NAME_KINDS}
         self.http = tuple(p for p in map(patterns.parse_http_pattern, declared[HTTP_FETCH]) if p is not None)
+        self._memo = {}
 
     @classmethod
     def from_installation(cls, installation):
@@ -99,7 +100,21 @@ class Policy:
         own_tables = {str(m.get(f)).lower() for m in models for f in ("table", "key") if m.get(f)}
         return cls(installation.key, installation.capabilities or (), sorted(own_tables))
 
+    MEMO_SIZE = 4096
+
     def allows(self, kind, target) -> bool:
+        """Memoised per policy (a policy is rebuilt when the addon's capabilities change):
+        a repeated check is one dict lookup."""
+        key = (kind, target)
+        known = self._memo.get(key)
+        if known is None:
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            known = self._memo[key] = self.match(kind, target)
+        return known
+
+    def match(self, kind, target) -> bool:
+        """The pattern match itself, without the memo."""
         if kind == HTTP_FETCH:
             parsed = patterns.parse_http_target(target)
             return parsed is not None and any(patterns.match_http_parsed(p, parsed) for p in self.http)
@@ -166,20 +181,29 @@ class Enforcer:
     def _read_state(self, addon_key):
         """(global mode, addon mode, installation version) in one round trip; the version is
         `(updated_at, revision)`, None when the addon has no Installation row."""
-        from metacore.models import EnforcerMode, Installation
-
-        qn = connection.ops.quote_name
-        modes, installs = qn(EnforcerMode._meta.db_table), qn(Installation._meta.db_table)
-        sql = (
-            f"SELECT (SELECT {qn('mode')} FROM {modes} WHERE {qn('addon_key')} = ''),"
-            f" (SELECT {qn('mode')} FROM {modes} WHERE {qn('addon_key')} = %s),"
-            f" (SELECT {qn('updated_at')} FROM {installs} WHERE {qn('key')} = %s),"
-            f" (SELECT {qn('revision')} FROM {installs} WHERE {qn('key')} = %s)"
-        )
+        sql = self._state_sql.get(connection.vendor)
+        if sql is None:
+            sql = self._state_sql[connection.vendor] = self._build_state_sql()
         with connection.cursor() as cursor:
             cursor.execute(sql, [addon_key, addon_key, addon_key])
             global_mode, addon_mode, updated_at, revision = cursor.fetchone()
         return global_mode, addon_mode, (None if updated_at is None else (updated_at, revision))
+
+    _state_sql = {}
+
+    @staticmethod
+    def _build_state_sql():
+        from metacore.models import EnforcerMode, Installation
+
+        qn = connection.ops.quote_name
+        modes, installs = qn(EnforcerMode._meta.db_table), qn(Installation._meta.db_table)
+        mode, addon_key, key = qn("mode"), qn("addon_key"), qn("key")
+        return (
+            f"SELECT (SELECT {mode} FROM {modes} WHERE {addon_key} = ''),"
+            f" (SELECT {mode} FROM {modes} WHERE {addon_key} = %s),"
+            f" (SELECT {qn('updated_at')} FROM {installs} WHERE {key} = %s),"
+            f" (SELECT {qn('revision')} FROM {installs} WHERE {key} = %s)"
+        )
 
     @staticmethod
     def _effective_mode(addon_mode, global_mode):
