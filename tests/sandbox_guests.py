@@ -89,20 +89,7 @@ def host_caller():
 
 def out_of_bounds_caller():
     """`bad_<import>` exports that hand every import a pointer far outside memory."""
-    bad = 0x7FFF0000
-    body = f"""
-  (func (export "bad_log") (param i32 i32) (result i64) (call $log (i32.const {bad}) (i32.const 16)) (i64.const 0))
-  (func (export "bad_env_get") (param i32 i32) (result i64) (call $env_get (i32.const {bad}) (i32.const 16)))
-  (func (export "bad_http_fetch") (param i32 i32) (result i64)
-    (call $http_fetch (i32.const {bad}) (i32.const 16) (i32.const 0) (i32.const 3) (i32.const 0) (i32.const 0)))
-  (func (export "bad_db_query") (param i32 i32) (result i64)
-    (call $db_query (i32.const 0) (i32.const 8) (i32.const {bad}) (i32.const 16)))
-  (func (export "bad_db_exec") (param i32 i32) (result i64)
-    (call $db_exec (i32.const {bad}) (i32.const -1) (i32.const 0) (i32.const 0)))
-  (func (export "bad_event_emit") (param i32 i32) (result i64)
-    (call $event_emit (i32.const 0) (i32.const 4) (i32.const {bad}) (i32.const 16)))
-"""
-    return module(body, imports=SIGNATURES)
+    return module(_bad_calls(), imports=SIGNATURES)
 
 
 def returning(text: bytes, name="run"):
@@ -194,3 +181,30 @@ def wasi_snoop():
     (if (i32.ne (i32.load (i32.const 60)) (i32.const 0)) (then unreachable))
     (i64.const 0))
 """, extra_imports=WASI_SNOOP)
+
+
+def probe():
+    """`echo`, `call_<import>` and `bad_<import>` exports in one module (host import tests)."""
+    calls = ENV_CALL + HTTP_CALL + "".join(TWO_ARG_CALL.format(name=n) for n in ("db_query", "db_exec", "event_emit"))
+    return module(ECHO + calls + _bad_calls(), imports=SIGNATURES)
+
+
+def _bad_calls():
+    bad = 0x7FFF0000
+    return f"""
+  (func (export "bad_log") (param i32 i32) (result i64) (call $log (i32.const {bad}) (i32.const 16)) (i64.const 0))
+  (func (export "bad_env_get") (param i32 i32) (result i64) (call $env_get (i32.const {bad}) (i32.const 16)))
+  (func (export "bad_http_fetch") (param i32 i32) (result i64)
+    (call $http_fetch (i32.const {bad}) (i32.const 16) (i32.const 0) (i32.const 3) (i32.const 0) (i32.const 0)))
+  (func (export "bad_db_query") (param i32 i32) (result i64)
+    (call $db_query (i32.const 0) (i32.const 8) (i32.const {bad}) (i32.const 16)))
+  (func (export "bad_db_exec") (param i32 i32) (result i64)
+    (call $db_exec (i32.const {bad}) (i32.const -1) (i32.const 0) (i32.const 0)))
+  (func (export "bad_event_emit") (param i32 i32) (result i64)
+    (call $event_emit (i32.const 0) (i32.const 4) (i32.const {bad}) (i32.const 16)))
+"""
+
+
+PROBE_EXPORTS = ["echo", "call_log", "call_env_get", "call_http_fetch", "call_db_query", "call_db_exec",
+                 "call_event_emit", "bad_log", "bad_env_get", "bad_http_fetch", "bad_db_query", "bad_db_exec",
+                 "bad_event_emit"]

@@ -133,10 +133,16 @@ def test_install_hook_ran_and_summary_reads_own_table(helpdesk, client):
     assert hook is not None and {"stream": "log", "message": "helpdesk installed"} in hook.details["logs"]
     create_ticket(client, "one")
     create_ticket(client, "two")
-    result = get_kernel().sandbox.call("helpdesk", "summary", {})
+    other = APIClient()
+    other.force_authenticate(make_user("elsewhere"))
+    create_ticket(other, "another tenant's")
+    tenant = str(TenantMembership.objects.get(user__username="agent").organization_id)
+    result = get_kernel().sandbox.call("helpdesk", "summary", {}, {"tenant": tenant})
     assert result["success"] is True
     assert result["data"]["rows"] == [{"status": "open", "n": 2}]
     assert result["data"]["rowCount"] == 1 and result["data"]["columns"] == [{"name": "status"}, {"name": "n"}]
+    no_tenant = get_kernel().sandbox.call("helpdesk", "summary", {})
+    assert no_tenant["success"] is False and no_tenant["error"]["code"] == "no_active_org"
 
 
 def test_only_listed_exports_are_callable(helpdesk):

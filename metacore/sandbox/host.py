@@ -273,7 +273,8 @@ def run_sql(invocation, sql_text, raw_args, *, write):
     try:
         args = _decode_args(raw_args, connection.vendor)
         resolver = _TableResolver(invocation, connection.vendor)
-        prepared = sqlguard.prepare(sql_text, args, resolver, write=write)
+        tenant = _tenant_param(invocation.tenant, connection.vendor)
+        prepared = sqlguard.prepare(sql_text, args, resolver, write=write, tenant=tenant)
     except sqlguard.SQLRefused as exc:
         return fail(exc.code, exc.message)
     except CapabilityDenied as exc:
@@ -311,7 +312,7 @@ def run_sql(invocation, sql_text, raw_args, *, write):
 
 
 class _TableResolver:
-    """Logical table names -> quoted physical names; the addon's own tables always, another
+    """Logical table names -> physical Relations; the addon's own tables always, another
     addon's (`<addon>.<table>` or `addon_<addon>.<table>`) only when db:read grants it.
     Writes reach only the addon's own tables."""
 
@@ -340,7 +341,18 @@ class _TableResolver:
         table = physical_table(addon, model.table, self.vendor)
         self.physical.add(table)
         quote = connections[self.invocation.using].ops.quote_name
-        return quote(table)
+        return sqlguard.Relation(quote(table), org_scoped=model.org_scoped, soft_delete=model.soft_delete)
+
+
+def _tenant_param(tenant, vendor):
+    """The invocation's organization as the database stores uuids (None: no usable tenant)."""
+    try:
+        value = uuid.UUID(str(tenant)) if tenant else None
+    except ValueError:
+        return None
+    if value is None:
+        return None
+    return value if vendor == "postgresql" else value.hex
 
 
 def _manifest_of(addon_key):

@@ -125,8 +125,22 @@ class SandboxService:
             raise ExportNotAllowed(f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports')
         return self.invoke(inst, manifest, inst.bundle_path, export, payload, context)
 
+    def call_raw(self, addon_key, export, data: bytes, context=None) -> bytes:
+        """`call` with the input and output as raw bytes (no JSON on either side)."""
+        context = dict(context or {})
+        inst = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
+        manifest = Manifest.model_validate(inst.manifest)
+        if manifest.backend is None or export not in manifest.backend.exports:
+            raise ExportNotAllowed(f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports')
+        return self._run(inst, manifest, inst.bundle_path, export, data, context)
+
     def invoke(self, inst, manifest, bundle_dir, export, payload, context):
-        """Run one export on a fresh instance; audit it; return the decoded JSON (or None)."""
+        """Run one export on a fresh instance with `payload` as JSON; return the decoded JSON
+        result (None when the guest answered nothing)."""
+        data = json.dumps(payload if payload is not None else {}, default=str, separators=(",", ":")).encode()
+        return decode_result(export, self._run(inst, manifest, bundle_dir, export, data, context))
+
+    def _run(self, inst, manifest, bundle_dir, export, data, context):
         compiled = self.load(manifest, bundle_dir)
         invocation = Invocation(
             addon_key=manifest.key,
@@ -138,18 +152,16 @@ class SandboxService:
             request_id=context.get("request_id", ""),
             using=context.get("using", DEFAULT_DB_ALIAS),
         )
-        data = json.dumps(payload if payload is not None else {}, default=str, separators=(",", ":")).encode()
         stats = CallStats()
         try:
             raw = self.engine.invoke(compiled, export, data, self.limits_for(manifest), invocation, stats)
-            result = decode_result(export, raw)
         except SandboxError as exc:
+            invocation.flush()
             self._audit(invocation, stats, exc.code, exc.message)
             raise
-        finally:
-            invocation.flush()
+        invocation.flush()
         self._audit(invocation, stats, "ok", "")
-        return result
+        return raw
 
     def _audit(self, invocation, stats, outcome, reason):
         self.kernel.audit.record(

@@ -48,6 +48,15 @@ class SQLRefused(ValidationError):
         self.code = code
 
 
+@dataclass(frozen=True)
+class Relation:
+    """What a resolver answers for a table reference."""
+
+    physical: str  # quoted physical name
+    org_scoped: bool = False
+    soft_delete: bool = False
+
+
 @dataclass
 class Prepared:
     sql: str
@@ -56,9 +65,18 @@ class Prepared:
     tables: list = field(default_factory=list)  # (schema or None, logical name) as written
 
 
-def prepare(sql_text: str, args: list, resolve, *, write: bool) -> Prepared:
+class _TenantParam(S.Token):
+    """A placeholder the host adds for the invocation's tenant (bound after the guest's)."""
+
+    def __init__(self):
+        super().__init__(T.Name.Placeholder, "%s")
+
+
+def prepare(sql_text: str, args: list, resolve, *, write: bool, tenant=None) -> Prepared:
     """Validate `sql_text` and rewrite its relations with `resolve(schema, name, for_write)`,
-    which returns a quoted physical name or raises SQLRefused."""
+    which returns a Relation or raises SQLRefused. Organization-scoped tables are confined
+    to `tenant`: reads see only its rows (and no soft-deleted ones), UPDATE/DELETE get an
+    `organization_id` predicate, INSERT gets the `organization_id` column filled in."""
     if not sql_text or not sql_text.strip():
         raise SQLRefused("empty statement")
     if len(sql_text.encode()) > MAX_SQL_BYTES:
@@ -70,12 +88,16 @@ def prepare(sql_text: str, args: list, resolve, *, write: bool) -> Prepared:
         raise SQLRefused("exactly one statement is allowed")
     stmt = statements[0]
     verb = _check_tokens(stmt, write)
-    cte_names = _cte_names(stmt)
-    tables, table_functions = [], set()
-    _rewrite_relations(stmt, resolve, cte_names, tables, table_functions, write, verb)
-    _check_functions(stmt, table_functions)
-    sql_out, params = _bind(stmt, args)
-    return Prepared(sql_out, params, verb, tables)
+    for tok in stmt.flatten():  # comments go, so nothing appended can end up inside one
+        if tok.ttype in T.Comment:
+            tok.value = " "
+    rewriter = _Rewriter(resolve, _cte_names(stmt), write, verb, tenant)
+    rewriter.walk(stmt)
+    if rewriter.target is not None:
+        rewriter.confine_target(stmt)
+    _check_functions(stmt, rewriter.table_functions)
+    sql_out, params = _bind(stmt, args, tenant)
+    return Prepared(sql_out, params, verb, rewriter.tables)
 
 
 def _check_tokens(stmt, write):
@@ -142,35 +164,119 @@ def _is_relation_keyword(tok, verb):
     return word in ("FROM", "INTO", "USING") or word.endswith("JOIN") or (word == "UPDATE" and verb == "UPDATE")
 
 
-def _rewrite_relations(group, resolve, ctes, tables, table_functions, write, verb):
-    expect = False
-    for index, tok in enumerate(list(group.tokens)):
-        if tok.is_whitespace or tok.ttype in T.Comment:
-            continue
-        if expect:
-            expect = False
-            target = write and _is_target(group.tokens, index, verb)
-            if isinstance(tok, S.IdentifierList):
-                for item in list(tok.get_identifiers()):
-                    _swap(tok, item, _relation(item, resolve, ctes, tables, table_functions, False))
-            else:
-                _swap(group, tok, _relation(tok, resolve, ctes, tables, table_functions, target))
-            if tok.is_group:
-                _rewrite_relations(tok, resolve, ctes, tables, table_functions, write, verb)
-            continue
-        if _is_relation_keyword(tok, verb) or (tok.ttype in T.Keyword.DML and tok.normalized.upper() == "UPDATE"):
-            expect = True
-        elif tok.is_group:
-            _rewrite_relations(tok, resolve, ctes, tables, table_functions, write, verb)
+class _Rewriter:
+    def __init__(self, resolve, ctes, write, verb, tenant):
+        self.resolve, self.ctes, self.write, self.verb, self.tenant = resolve, ctes, write, verb, tenant
+        self.tables, self.table_functions = [], set()
+        self.target = None  # (Relation, the Function of `INSERT INTO t (cols)` or None)
 
+    def walk(self, group):
+        expect = False
+        for index, tok in enumerate(list(group.tokens)):
+            if tok.is_whitespace or tok.ttype in T.Comment:
+                continue
+            if expect:
+                expect = False
+                is_target = self.write and _is_target(group.tokens, index, self.verb)
+                if isinstance(tok, S.IdentifierList):
+                    for item in list(tok.get_identifiers()):
+                        self._swap(tok, item, self._relation(item, False))
+                else:
+                    self._swap(group, tok, self._relation(tok, is_target))
+                if tok.is_group:
+                    self.walk(tok)
+                continue
+            if _is_relation_keyword(tok, self.verb) or (tok.ttype in T.Keyword.DML and tok.normalized.upper() == "UPDATE"):
+                expect = True
+            elif tok.is_group:
+                self.walk(tok)
 
-def _swap(owner, node, text):
-    """Replace `node` (or, for `table (cols)`, the Function's name part) by a leaf holding `text`."""
-    if text is None:
-        return
-    if isinstance(node, S.Function):
-        owner, node = node, node.tokens[0]
-    owner.tokens[owner.tokens.index(node)] = S.Token(T.Name, text)
+    @staticmethod
+    def _swap(owner, node, parts):
+        """Replace `node` (for `table (cols)`, the Function's name part) by `parts`."""
+        if parts is None:
+            return
+        if isinstance(node, S.Function):
+            owner, node = node, node.tokens[0]
+        owner.tokens[owner.tokens.index(node)] = S.TokenList(parts)
+
+    def _relation(self, item, target):
+        """Replacement tokens for one FROM/JOIN/target item (None: nothing to replace)."""
+        if isinstance(item, S.Parenthesis):
+            return None  # a subquery: walked recursively
+        if isinstance(item, S.Function):
+            name_part = item.tokens[0]
+            if target and self.verb == "INSERT" and isinstance(name_part, S.Identifier):  # INSERT INTO t (a, b)
+                self.table_functions.add(id(item))
+                return self._resolved(name_part, True, function=item)
+            raise SQLRefused(f"table function {item.get_name()} is not allowed", code="forbidden")
+        if isinstance(item, S.Identifier):
+            if any(isinstance(t, S.Parenthesis) for t in item.tokens):
+                return None  # `(SELECT ...) AS alias`: walked recursively
+            return self._resolved(item, target)
+        if item.ttype in T.Name:
+            return self._resolved(S.Identifier([item]), target)
+        raise SQLRefused(f"cannot read the relation {str(item)!r}")
+
+    def _resolved(self, ident, target, function=None):
+        name = ident.get_real_name()
+        schema = ident.get_parent_name()
+        if not name or not IDENT.match(name) or (schema and not IDENT.match(schema)):
+            raise SQLRefused(f"cannot read the relation {str(ident)!r}", code="forbidden")
+        if schema is None and name.lower() in self.ctes and not target:
+            return None
+        self.tables.append((schema, name))
+        relation = self.resolve(schema, name, target)
+        if relation.org_scoped and self.tenant is None:
+            raise SQLRefused(f"table {name} is organization-scoped and the call has no organization", code="no_active_org")
+        if target:
+            self.target = (relation, function)
+            return [S.Token(T.Name, relation.physical)]
+        alias = ident.get_alias() or name
+        if not (relation.org_scoped or relation.soft_delete):
+            return [S.Token(T.Name, f"{relation.physical} AS {alias}")]
+        conditions = ["deleted_at IS NULL"] if relation.soft_delete else []
+        parts = [S.Token(T.Name, f"(SELECT * FROM {relation.physical} WHERE ")]
+        if relation.org_scoped:
+            parts += [S.Token(T.Name, "organization_id = "), _TenantParam()]
+            conditions = [" AND " + c for c in conditions]
+        parts.append(S.Token(T.Name, "".join(conditions) + f") AS {alias}"))
+        return parts
+
+    def confine_target(self, stmt):
+        relation, function = self.target
+        if not relation.org_scoped:
+            return
+        if self.verb == "INSERT":
+            self._insert_tenant(stmt, function)
+            return
+        where = next((t for t in stmt.tokens if isinstance(t, S.Where)), None)
+        if where is not None:
+            keyword = where.tokens[0]
+            where.tokens = [keyword, S.Token(T.Name, " ("), *where.tokens[1:],
+                            S.Token(T.Name, ") AND organization_id = "), _TenantParam(), S.Token(T.Whitespace, " ")]
+            return
+        clause = [S.Token(T.Name, " WHERE organization_id = "), _TenantParam(), S.Token(T.Whitespace, " ")]
+        position = next((i for i, t in enumerate(stmt.tokens) if t.is_keyword and t.normalized.upper() == "RETURNING"),
+                        len(stmt.tokens))
+        while position > 0 and (stmt.tokens[position - 1].match(T.Punctuation, ";") or stmt.tokens[position - 1].is_whitespace):
+            position -= 1
+        stmt.tokens[position:position] = clause
+
+    def _insert_tenant(self, stmt, function):
+        values = next((t for t in stmt.tokens if isinstance(t, S.Values)), None)
+        columns = function.tokens[-1] if function is not None else None
+        if values is None or not isinstance(columns, S.Parenthesis):
+            raise SQLRefused("INSERT into an organization-scoped table needs a column list and VALUES")
+        names = {t.value.strip('"').lower() for t in columns.flatten() if t.ttype in T.Name}
+        if "organization_id" in names:
+            raise SQLRefused("organization_id is set by the host, not by addon code", code="forbidden")
+        columns.tokens[-1:-1] = [S.Token(T.Punctuation, ","), S.Token(T.Name, " organization_id")]
+        rows = [t for t in values.tokens if isinstance(t, S.Parenthesis)]
+        if not rows:
+            raise SQLRefused("INSERT into an organization-scoped table needs VALUES (...) rows")
+        for row in rows:
+            row.tokens[-1:-1] = [S.Token(T.Punctuation, ","), S.Token(T.Whitespace, " "), _TenantParam()]
 
 
 def _is_target(toks, index, verb):
@@ -185,39 +291,6 @@ def _is_target(toks, index, verb):
     return False
 
 
-def _relation(item, resolve, ctes, tables, table_functions, target):
-    """The replacement text for one FROM/JOIN/target item (None: nothing to replace)."""
-    if isinstance(item, S.Parenthesis):
-        return None  # a subquery: walked recursively
-    if isinstance(item, S.Function):
-        name_part = item.tokens[0]
-        if target and isinstance(name_part, S.Identifier):  # INSERT INTO t (a, b)
-            table_functions.add(id(item))
-            return _resolved(name_part, resolve, ctes, tables, True, alias=False)
-        raise SQLRefused(f"table function {item.get_name()} is not allowed", code="forbidden")
-    if isinstance(item, S.Identifier):
-        if any(isinstance(t, S.Parenthesis) for t in item.tokens):
-            return None  # `(SELECT ...) AS alias`: walked recursively
-        return _resolved(item, resolve, ctes, tables, target, alias=not target)
-    if item.ttype in T.Name:
-        return _resolved(S.Identifier([item]), resolve, ctes, tables, target, alias=not target)
-    raise SQLRefused(f"cannot read the relation {str(item)!r}")
-
-
-def _resolved(ident, resolve, ctes, tables, for_write, alias):
-    name = ident.get_real_name()
-    schema = ident.get_parent_name()
-    if not name or not IDENT.match(name) or (schema and not IDENT.match(schema)):
-        raise SQLRefused(f"cannot read the relation {str(ident)!r}", code="forbidden")
-    if schema is None and name.lower() in ctes and not for_write:
-        return None
-    tables.append((schema, name))
-    physical = resolve(schema, name, for_write)
-    if not alias:
-        return physical
-    return f"{physical} AS {ident.get_alias() or name}"
-
-
 def _check_functions(stmt, table_functions):
     for tok in _walk(stmt):
         if isinstance(tok, S.Function) and id(tok) not in table_functions:
@@ -226,11 +299,14 @@ def _check_functions(stmt, table_functions):
                 raise SQLRefused(f"function {name or str(tok)!r} is not allowed", code="forbidden")
 
 
-def _bind(stmt, args):
+def _bind(stmt, args, tenant):
     """Turn `?`, `$n` and `%s` placeholders into DB-API `%s` with parameters in order."""
     parts, params, sequential = [], [], 0
     for tok in stmt.flatten():
-        if tok.ttype in T.Name.Placeholder:
+        if isinstance(tok, _TenantParam):
+            params.append(tenant)
+            parts.append("%s")
+        elif tok.ttype in T.Name.Placeholder:
             value = tok.value
             if value.startswith("$") and value[1:].isdigit():
                 position = int(value[1:]) - 1
