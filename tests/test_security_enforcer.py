@@ -248,3 +248,13 @@ class OtherProcess:
     def __exit__(self, *exc):
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
+
+
+def test_denied_urls_are_recorded_without_credentials(enforcer, tickets):
+    url = "https://user:secret@api.evil.com:8443/steal?token=abc#frag"
+    with pytest.raises(CapabilityDenied) as info:
+        enforcer.check("tickets", "http:fetch", url)
+    assert "secret" not in info.value.message and "token" not in info.value.message
+    record = AuditRecord.objects.get(kind="capability.check")
+    assert record.target == "http:fetch https://api.evil.com:8443/steal"
+    assert "abc" not in str(record.details)

@@ -14,6 +14,7 @@ policy is rebuilt only when those changed. Denials and would-denies are audited
 (`capability.check`) and counted; allows are audited only with `AUDIT_CAPABILITY_ALLOWS`.
 """
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.db import connection, transaction
 
@@ -43,6 +44,22 @@ class Decision:
 
     def __bool__(self):
         return self.allowed
+
+
+def redacted_target(kind, target):
+    """What a denial shows and records: an http:fetch URL without userinfo, query or
+    fragment (they may carry credentials)."""
+    if kind != HTTP_FETCH or not isinstance(target, str):
+        return target
+    try:
+        parts = urlsplit(target)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return target.split("?", 1)[0].split("#", 1)[0]
+    if not parts.scheme or not host:
+        return target.split("?", 1)[0].split("#", 1)[0]
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class _NameGrants:
@@ -149,14 +166,13 @@ class Enforcer:
             if metacore_settings.AUDIT_CAPABILITY_ALLOWS:
                 self._audit(decision, context)
             return decision
-        message = f'capability denied: addon "{addon_key}" lacks {kind} {target}'
-        decision = Decision(addon_key, kind, target, DENY if mode == "enforce" else WOULD_DENY, mode, reason or message)
+        shown = redacted_target(kind, target)
+        message = f'capability denied: addon "{addon_key}" lacks {kind} {shown}'
+        decision = Decision(addon_key, kind, shown, DENY if mode == "enforce" else WOULD_DENY, mode, reason or message)
         self._audit(decision, context)
         telemetry.count_capability_decision(addon=addon_key, kind=kind, decision=decision.decision)
         if decision.decision == DENY:
-            raise CapabilityDenied(
-                message, errors={"capability": [f"{kind} {target}"], "addon": [addon_key]}
-            )
+            raise CapabilityDenied(message, errors={"capability": [f"{kind} {shown}"], "addon": [addon_key]})
         return decision
 
     def allows(self, addon_key, kind, target) -> bool:

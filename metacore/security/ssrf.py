@@ -25,6 +25,8 @@ from urllib.parse import urljoin, urlsplit
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError, PermissionDenied
 from metacore.host import telemetry
+from metacore.security.enforcer import redacted_target
+from metacore.security.patterns import HTTP_FETCH
 
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a)
@@ -139,7 +141,7 @@ def _check_url(url):
     if parts.scheme not in ("http", "https"):
         raise EgressBlocked(f"only http and https URLs can be fetched, not {url!r}", errors={"url": [url]})
     if parts.username is not None or parts.password is not None:
-        raise EgressBlocked("URLs with credentials (user@host) are refused", errors={"url": [url]})
+        raise EgressBlocked("URLs with credentials (user@host) are refused", errors={"url": ["userinfo"]})
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
@@ -153,6 +155,7 @@ def _audit_block(addon_key, url, exc, context):
     from metacore.kernel import get_kernel
 
     context = dict(context or {})
+    url = redacted_target(HTTP_FETCH, url)
     get_kernel().audit.record(
         "capability.check",
         actor=str(context.pop("actor", "") or ""),
