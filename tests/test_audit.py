@@ -178,3 +178,13 @@ def test_prune_deletes_only_old_records(capsys):
 def test_prune_rejects_bad_input(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("metacore_audit_prune", *args)
+
+
+def test_inside_a_test_case_denials_roll_back_with_the_test():
+    """No autonomous write under a Django TestCase: its rows must vanish with the test."""
+    pipe = AuditPipe([DatabaseSink()])
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            pipe.record("capability.check", addon="shop", decision="deny")
+            raise RuntimeError("the action failed")
+    assert not AuditRecord.objects.exists()

@@ -20,9 +20,10 @@ class LogSink:
             self.logger.info(json.dumps(event.as_dict(), default=str, sort_keys=True))
 
 
-def _in_real_transaction(conn):
-    """Inside an atomic block other than the ones a Django TestCase opens around a test."""
-    return any(not getattr(block, "_from_testcase", False) for block in conn.atomic_blocks)
+def _transaction_state(conn):
+    """(inside an atomic block of the application, inside a Django TestCase's test transaction)."""
+    from_testcase = [getattr(block, "_from_testcase", False) for block in conn.atomic_blocks]
+    return not all(from_testcase), any(from_testcase)
 
 
 class DatabaseSink:
@@ -33,7 +34,8 @@ class DatabaseSink:
     usable). One exception: a denial (`deny`/`would-deny`, not `crud.*`) recorded inside a
     transaction is written on a separate autocommit connection, so rolling back the
     operation that was denied does not erase the record of the denial. SQLite has a single
-    writer, so there it stays in the caller's transaction.
+    writer, so there it stays in the caller's transaction; so it does inside a Django
+    TestCase, whose rollback must leave no rows behind for the next test.
     """
 
     def __call__(self, event: AuditEvent):
@@ -43,9 +45,10 @@ class DatabaseSink:
         record = AuditRecord(event_id=data.pop("id"), **data)
         using = router.db_for_write(AuditRecord)
         conn = connections[using]
-        if not _in_real_transaction(conn):
+        in_transaction, in_test_case = _transaction_state(conn)
+        if not in_transaction:
             record.save(using=using, force_insert=True)
-        elif self._survives_rollback(event) and conn.vendor != "sqlite":
+        elif self._survives_rollback(event) and conn.vendor != "sqlite" and not in_test_case:
             self._write_autonomous(record, using)
         else:
             with transaction.atomic(using=using):
