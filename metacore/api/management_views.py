@@ -6,6 +6,8 @@ import mimetypes
 from pathlib import Path
 
 from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -43,6 +45,13 @@ def _enabled_manifests() -> list[Manifest]:
     return [Manifest.model_validate(row.manifest) for row in rows]
 
 
+def _schema(answer: str, request=OpenApiTypes.OBJECT):
+    """OpenAPI for a management view: free-form JSON described in words (the exact shapes are
+    the SDK's and live in docs/management-api.md)."""
+    return extend_schema(tags=["metacore management"], request=request,
+                         responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description=answer)})
+
+
 class ManagementView(EnvelopeErrorsMixin, APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser]
@@ -76,17 +85,20 @@ def _active_installations() -> dict:
     return {i.key: i for i in Installation.objects.exclude(state=Installation.State.UNINSTALLED)}
 
 
+@_schema("[CatalogEntry]")
 class CatalogView(ManagementView):
     def get(self, request):
         installations = _active_installations()
         return Response([_catalog_entry(item, installations) for item in catalog.list_items()])
 
 
+@_schema("CatalogEntry")
 class CatalogDetailView(ManagementView):
     def get(self, request, key):
         return Response(_catalog_entry(catalog.get_item(key, request.query_params.get("version")), _active_installations()))
 
 
+@_schema("[Installation]")
 class InstallationListView(ManagementView):
     def get(self, request):
         tenant = _tenant(request)
@@ -94,6 +106,7 @@ class InstallationListView(ManagementView):
         return Response([wire.installation(row, organization_id=tenant) for row in rows])
 
 
+@_schema("201 Installation with the one-time secret; DELETE answers 204")
 class InstallationView(ManagementView):
     """POST installs (catalog, or multipart `bundle`); DELETE uninstalls (`?drop=true`)."""
 
@@ -145,18 +158,21 @@ def _options_data(request) -> dict:
     return data
 
 
+@_schema("Installation")
 class EnableView(ManagementView):
     def post(self, request, key):
         self.manage(request, "enabling addons", key)
         return self.installation_response(request, self.kernel.installer.enable(key, actor=request.user))
 
 
+@_schema("Installation")
 class DisableView(ManagementView):
     def post(self, request, key):
         self.manage(request, "disabling addons", key)
         return self.installation_response(request, self.kernel.installer.disable(key, actor=request.user))
 
 
+@_schema("Installation")
 class SettingsView(ManagementView):
     def post(self, request, key):
         self.manage(request, "changing addon settings", key)
@@ -164,6 +180,7 @@ class SettingsView(ManagementView):
         return self.installation_response(request, installation)
 
 
+@_schema("Installation with the new secret")
 class SecretView(ManagementView):
     def post(self, request, key):
         self.manage(request, "rotating addon secrets", key)
@@ -171,6 +188,7 @@ class SecretView(ManagementView):
         return self.installation_response(request, installation, secret=secret)
 
 
+@_schema("the upgrade plan (dry_run=1) or Installation with the applied plan")
 class UpgradeView(ManagementView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
@@ -203,11 +221,13 @@ class UpgradeView(ManagementView):
         )
 
 
+@_schema("[NavGroup]")
 class NavigationView(ManagementView):
     def get(self, request):
         return Response(build_navigation(_enabled_manifests(), request.user, self.kernel.permissions))
 
 
+@_schema("[Manifest] (flat), header X-Metacore-Kernel-Version")
 class ManifestsView(ManagementView):
     def get(self, request):
         lite = _flag(request, "lite")
@@ -215,6 +235,7 @@ class ManifestsView(ManagementView):
         return Response(body, headers={KERNEL_VERSION_HEADER: metacore.KERNEL_VERSION})
 
 
+@_schema("the file", request=None)
 class FrontendFileView(ManagementView):
     """An enabled addon's `frontend/` files. Paths are resolved inside the bundle's
     frontend directory; anything escaping it (`..`, absolute, links) is a 404."""
