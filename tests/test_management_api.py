@@ -105,6 +105,15 @@ def test_catalog_shows_unsigned_bundle_as_not_installable(catalog, admin, tmp_pa
     assert response.status_code == 400 and "not signed" in response.json()["message"]
 
 
+def test_catalog_flags_incompatible_kernel(catalog, admin, signer, tmp_path):
+    manifest = {**helpdesk_manifest(key="future"), "kernel": ">=9.0.0"}
+    signer.signed_archive(write_source(tmp_path / "future", manifest), catalog / "future-1.0.0.tar.gz")
+    entry = admin.get(f"{API}/catalog/future").json()
+    assert entry["installable"] is False and "kernel" in entry["problems"][0]
+    assert install(admin, "future").status_code == 400
+    assert not Installation.objects.exists()
+
+
 def test_catalog_picks_newest_version_and_404s_unknown(catalog, admin, signer, tmp_path):
     signer.signed_archive(write_source(tmp_path / "v2", helpdesk_manifest("1.2.0")), catalog / "helpdesk-1.2.0.tar.gz")
     assert admin.get(f"{API}/catalog").json()[0]["manifest"]["version"] == "1.2.0"

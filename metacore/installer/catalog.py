@@ -2,8 +2,8 @@
 
 Each `.tar.gz`/`.tgz` file or directory holding a `manifest.json` is one entry. Bundles are
 opened with the installer's own loader (`open_bundle`: safety checks, signature, manifest
-validation), so `installable` tells exactly whether an install would get past loading; the
-result is cached per process until the file changes.
+validation) and checked for kernel compatibility, so `installable` tells whether an install
+would get past loading; the result is cached per process until the file changes.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError, NotFound
+from metacore.installer.compat import check_kernel_compatibility
 
 log = logging.getLogger("metacore.installer")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
@@ -109,7 +110,12 @@ def _inspect(path: Path) -> CatalogItem | None:
             log.warning("catalog: skipping %s: %s", path, exc.message)
             return None
         return CatalogItem(path, _key_of(raw), str(_version_of(raw)), raw, None, (exc.message,))
-    return CatalogItem(path, bundle.manifest.key, bundle.manifest.version, bundle.raw_manifest, bundle.manifest)
+    problems = ()
+    try:
+        check_kernel_compatibility(bundle.manifest.kernel)
+    except MetacoreError as exc:
+        problems = (exc.message,)
+    return CatalogItem(path, bundle.manifest.key, bundle.manifest.version, bundle.raw_manifest, bundle.manifest, problems)
 
 
 def _raw_manifest(path: Path) -> dict | None:
