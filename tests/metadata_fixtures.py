@@ -5,7 +5,18 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from metacore.kernel import get_kernel
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry():
+    """Tests roll back (or flush) RegistryState, so a revision number can come back with other
+    contents: start and leave with an invalidated registry."""
+    get_kernel().registry.invalidate()
+    yield
+    get_kernel().registry.invalidate()
 
 
 def model(key, table, columns, **extra):
@@ -41,9 +52,9 @@ def helpdesk_manifest(key="helpdesk", version="1.0.0", table_meta=None, extra_mo
 
 def install(manifest: dict):
     """Install `manifest` (a flat manifest dict) as a bundle directory; returns its key."""
-    root = Path(tempfile.mkdtemp(prefix=f"bundle-{manifest['key']}-"))
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    get_kernel().installer.install(root)
+    with tempfile.TemporaryDirectory(prefix=f"bundle-{manifest['key']}-") as root:
+        (Path(root) / "manifest.json").write_text(json.dumps(manifest))
+        get_kernel().installer.install(root)
     return manifest["key"]
 
 

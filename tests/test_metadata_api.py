@@ -11,15 +11,14 @@ from rest_framework.test import APIClient
 from metacore.kernel import get_kernel
 from metacore.models import TenantMembership
 
-from metadata_fixtures import helpdesk_manifest, install, model, uninstall
+from metadata_fixtures import fresh_registry, helpdesk_manifest, install, model, uninstall  # noqa: F401 (autouse fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 ORG_A, ORG_B = uuid.uuid4(), uuid.uuid4()
 
 
 @pytest.fixture
 def helpdesk():
-    get_kernel().registry.invalidate()  # the test flush resets RegistryState between tests
     manifest = helpdesk_manifest()
     install(manifest)
     yield manifest
@@ -157,7 +156,6 @@ def test_modal_metadata_derived_from_columns(alice):
 
 
 def test_manifest_table_block_overrides_the_derived_metadata():
-    get_kernel().registry.invalidate()
     block = {"title": "Support queue", "searchPlaceholder": "Find a ticket",
              "columns": [{"key": "title", "label": "Subject", "type": "text"},
                          {"key": "status", "label": "State", "type": "text", "useOptions": True,

@@ -6,9 +6,9 @@ from rest_framework.test import APIClient
 
 from metacore.kernel import get_kernel
 
-from metadata_fixtures import helpdesk_manifest, install, uninstall
+from metadata_fixtures import fresh_registry, helpdesk_manifest, install, uninstall  # noqa: F401 (autouse fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def schema():
@@ -18,7 +18,6 @@ def schema():
 
 
 def test_installed_addon_appears_with_real_types_and_goes_after_uninstall():
-    get_kernel().registry.invalidate()
     assert "/api/dynamic/helpdesk.tickets" not in schema()["paths"]
     manifest = helpdesk_manifest()
     install(manifest)
@@ -62,7 +61,6 @@ def test_installed_addon_appears_with_real_types_and_goes_after_uninstall():
 def test_schema_is_generated_once_per_registry_version(monkeypatch):
     from metacore.api.openapi import MetacoreSchemaGenerator
 
-    get_kernel().registry.invalidate()
     calls = []
     original = MetacoreSchemaGenerator.get_schema
     monkeypatch.setattr(MetacoreSchemaGenerator, "get_schema",

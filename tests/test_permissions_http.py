@@ -11,15 +11,19 @@ from rest_framework.test import APIClient
 from metacore.kernel import get_kernel
 from metacore.models import TenantMembership
 
-from metadata_fixtures import helpdesk_manifest, install, uninstall
+from metadata_fixtures import fresh_registry, helpdesk_manifest, install, uninstall  # noqa: F401 (autouse fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 ORG = uuid.uuid4()
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
 def helpdesk():
-    get_kernel().registry.invalidate()  # the test flush resets RegistryState between tests
     manifest = helpdesk_manifest()
     install(manifest)
     yield manifest
@@ -109,7 +113,6 @@ def test_guardian_object_permission_on_an_addon_row(helpdesk):
 
 
 def test_manifest_declared_permissions_can_be_granted_and_checked():
-    get_kernel().registry.invalidate()
     manifest = {**helpdesk_manifest(key="approvals"),
                 "permissions": [{"key": "tickets.approve", "label": "Approve tickets"}]}
     install(manifest)

@@ -72,7 +72,7 @@ def test_group_role_grant(service, perms):
 
 
 def test_superuser_passes_and_inactive_fails(service, perms):
-    admin = User.objects.create_superuser("root", password="x")
+    admin = User.objects.create_superuser("root")
     assert service.has(admin, "tickets.tickets.delete")
     assert service.has(admin, "anything.at.all")
     assert {"tickets.tickets.read", "tickets.tickets.delete"} <= service.effective(admin)

@@ -34,8 +34,8 @@ class MetadataService:
         from metacore.models import Installation
         from metacore.schema.registry import read_revision
 
-        rows = list(Installation.objects.order_by("key").values_list("key", "version", "revision", "state"))
-        digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:12]
+        rows = list(Installation.objects.order_by("key").values_list("key", "version", "revision", "state", "updated_at"))
+        digest = hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:12]
         return f"{read_revision()}.{digest}"
 
     def resolve_readable(self, user, ref):
