@@ -58,5 +58,11 @@ def install(manifest: dict):
     return manifest["key"]
 
 
+def upgrade(manifest: dict):
+    with tempfile.TemporaryDirectory(prefix=f"bundle-{manifest['key']}-") as root:
+        (Path(root) / "manifest.json").write_text(json.dumps(manifest))
+        get_kernel().installer.upgrade(root)
+
+
 def uninstall(manifest: dict):
     get_kernel().installer.uninstall(manifest["key"], drop_data=True)

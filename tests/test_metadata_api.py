@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from metacore.kernel import get_kernel
 from metacore.models import TenantMembership
 
-from metadata_fixtures import fresh_registry, helpdesk_manifest, install, model, uninstall  # noqa: F401 (autouse fixture)
+from metadata_fixtures import fresh_registry, helpdesk_manifest, install, model, uninstall, upgrade  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.django_db
 ORG_A, ORG_B = uuid.uuid4(), uuid.uuid4()
@@ -199,6 +199,24 @@ def test_metadata_all_lists_readable_models_and_versions_change_on_install(alice
     third = client.get("/api/metadata/all").json()["data"]
     assert third["version"] not in (first["version"], second["version"])
     assert set(third["tables"]) == {"Tickets", "Customers"}
+
+
+def test_upgrade_and_disable_change_the_version_and_the_metadata(helpdesk, alice):
+    client = client_for(alice)
+    before = client.get("/api/metadata/all").json()["data"]
+    newer = helpdesk_manifest(version="1.1.0")
+    newer["model_definitions"][0]["columns"].append({"name": "channel", "type": "string", "size": 30})
+    upgrade(newer)
+    after = client.get("/api/metadata/all").json()["data"]
+    assert after["version"] != before["version"]
+    assert "channel" in [c["key"] for c in after["tables"]["Tickets"]["columns"]]
+    assert "channel" in [f["key"] for f in client.get("/api/metadata/modal/tickets").json()["data"]["fields"]]
+
+    get_kernel().installer.disable("helpdesk")
+    disabled = client.get("/api/metadata/all").json()["data"]
+    assert disabled["version"] != after["version"] and disabled["tables"] == {}
+    assert client.get("/api/metadata/table/tickets").status_code == 404
+    get_kernel().installer.enable("helpdesk")
 
 
 def test_metadata_all_only_lists_granted_models(helpdesk):

@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 
 from metacore.kernel import get_kernel
 
-from metadata_fixtures import fresh_registry, helpdesk_manifest, install, uninstall  # noqa: F401 (autouse fixture)
+from metadata_fixtures import fresh_registry, helpdesk_manifest, install, uninstall, upgrade  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -73,5 +73,19 @@ def test_schema_is_generated_once_per_registry_version(monkeypatch):
     try:
         assert "/api/dynamic/cached.tickets" in schema()["paths"]
         assert len(calls) == generated + 1
+    finally:
+        uninstall(manifest)
+
+
+def test_upgrade_regenerates_the_components():
+    manifest = helpdesk_manifest()
+    install(manifest)
+    try:
+        assert "channel" not in schema()["components"]["schemas"]["HelpdeskTickets"]["properties"]
+        newer = helpdesk_manifest(version="1.1.0")
+        newer["model_definitions"][0]["columns"].append({"name": "channel", "type": "string", "size": 30})
+        upgrade(newer)
+        row = schema()["components"]["schemas"]["HelpdeskTickets"]["properties"]
+        assert row["channel"] == {"type": "string", "nullable": True, "maxLength": 30}
     finally:
         uninstall(manifest)
