@@ -11,10 +11,10 @@ def get_asgi_application():
     from django.core.asgi import get_asgi_application as django_asgi
 
     http = django_asgi()
-    from metacore.host.daphne_compat import forward_close_reason
+    from metacore.host.daphne_compat import patch_daphne
     from metacore.hub.auth import HubAuthStack
     from metacore.hub.routing import websocket_urlpatterns
 
-    forward_close_reason()
+    patch_daphne()
     websocket = AllowedHostsOriginValidator(HubAuthStack(URLRouter(websocket_urlpatterns)))
     return ProtocolTypeRouter({"http": http, "websocket": websocket})

@@ -1,28 +1,58 @@
-"""Daphne drops the `reason` of an ASGI `websocket.close` (django/daphne#374): clients would
-see the hub's 4401/4403 codes without saying why. When Daphne is the server, forward the
-reason to autobahn's `sendClose`, which supports it; any other server is left alone."""
+"""Two Daphne shortcomings the hub's close codes depend on, fixed when Daphne is the server
+(any other ASGI server is left alone):
+
+- Daphne closes sockets through autobahn's public `sendClose`, which drops the ASGI close
+  `reason` (django/daphne#374) and refuses the RFC 6455 codes a server legitimately sends
+  (1001 going away, 1009 too big, 1013 try again later): clients would get no reason, or no
+  close frame at all. The close frame the application asked for is sent instead.
+- On SIGTERM, `Server.kill_all_applications` raises KeyError for a connection that has no
+  application yet (a TCP connection whose request has not arrived, or a finished HTTP one
+  not yet reaped), which aborts the shutdown trigger: no application is cancelled and open
+  sockets are dropped without a close frame. Such connections are skipped instead.
+"""
+import asyncio
 import logging
 
-log = logging.getLogger("metacore.hub")
+log = logging.getLogger("daphne.server")
+
+# Codes an endpoint may put on the wire (RFC 6455 7.4.1 and the IANA registry).
+_SENDABLE = {1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)}
 
 
-def forward_close_reason():
+def patch_daphne():
     try:
+        from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
     except ImportError:
         return
-    if getattr(WebSocketProtocol.handle_reply, "_metacore_close_reason", False):
+    if getattr(WebSocketProtocol.handle_reply, "_metacore_patched", False):
         return
-    original = WebSocketProtocol.handle_reply
+    original_reply = WebSocketProtocol.handle_reply
 
     def handle_reply(self, message):
-        reason = message.get("reason") if message.get("type") == "websocket.close" else None
-        if reason and self.state == self.STATE_OPEN:
+        if message.get("type") == "websocket.close" and self.state == self.STATE_OPEN:
             code = message.get("code") or 1000
-            # A close reason is at most 123 bytes of UTF-8 (RFC 6455 5.5).
-            self.sendClose(code=code, reason=reason.encode()[:123].decode(errors="ignore"))
-            return
-        return original(self, message)
+            if code in _SENDABLE:
+                # A close reason is at most 123 bytes of UTF-8 (RFC 6455 5.5).
+                reason = (message.get("reason") or "").encode()[:123].decode(errors="ignore").encode()
+                self.sendCloseFrame(code=code, reasonUtf8=reason or None, isReply=False)
+                return
+        return original_reply(self, message)
 
-    handle_reply._metacore_close_reason = True
+    def kill_all_applications(self):
+        from twisted.internet import defer
+
+        wait_for = []
+        for details in self.connections.values():
+            instance = details.get("application_instance")
+            if instance is not None and not instance.done():
+                instance.cancel()
+                wait_for.append(instance)
+        log.info("Killed %i pending application instances", len(wait_for))
+        wait_deferred = defer.Deferred.fromFuture(asyncio.gather(*wait_for))
+        wait_deferred.addErrback(lambda failure: None)
+        return wait_deferred
+
+    handle_reply._metacore_patched = True
     WebSocketProtocol.handle_reply = handle_reply
+    Server.kill_all_applications = kill_all_applications
