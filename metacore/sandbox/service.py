@@ -10,10 +10,11 @@
 """
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import NotFound, ValidationError
@@ -51,7 +52,8 @@ class _ActionFailed(Exception):
 class SandboxService:
     def __init__(self, kernel):
         self.kernel = kernel
-        self._files = {}  # (path, mtime_ns, size) -> wasm bytes' compiled module
+        self._files = {}  # (bundle dir, entry) -> (mtime_ns, size, compiled module)
+        self._addons = {}  # (db alias, addon key) -> (updated_at as stored, Installation, Manifest)
 
     @property
     def engine(self) -> SandboxEngine:
@@ -83,13 +85,20 @@ class SandboxService:
         return path
 
     def load(self, manifest: Manifest, bundle_dir):
+        """The compiled module of the bundle's backend; re-read only when the file changed."""
+        key = (str(bundle_dir), manifest.backend.entry if manifest.backend else None)
+        cached = self._files.get(key)
+        if cached is not None:
+            try:
+                stat = os.stat(cached[3])
+            except OSError:
+                stat = None
+            if stat is not None and (stat.st_mtime_ns, stat.st_size) == cached[:2]:
+                return cached[2]
         path = self.module_path(manifest, bundle_dir)
         stat = path.stat()
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
-        compiled = self._files.get(key)
-        if compiled is None:
-            compiled = self.engine.load(path.read_bytes())
-            self._files[key] = compiled
+        compiled = self.engine.load(path.read_bytes())
+        self._files[key] = (stat.st_mtime_ns, stat.st_size, compiled, str(path))
         return compiled
 
     def validate_backend(self, manifest: Manifest, bundle_dir):
@@ -107,20 +116,35 @@ class SandboxService:
         return compiled
 
     def _installation(self, addon_key, using=DEFAULT_DB_ALIAS):
+        """The enabled installation and its parsed manifest. One short query per call checks
+        state and `updated_at` (so a change made by another process is seen at once); the
+        row and the parsed manifest are reused while `updated_at` stays the same."""
         from metacore.models import Installation
 
-        inst = Installation.objects.using(using).filter(key=addon_key).first()
-        if inst is None or inst.state != Installation.State.ENABLED:
+        connection = connections[using]
+        qn = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {qn('state')}, {qn('updated_at')} FROM {qn(Installation._meta.db_table)} WHERE {qn('key')} = %s",
+                [addon_key],
+            )
+            row = cursor.fetchone()
+        if row is None or row[0] != Installation.State.ENABLED:
             raise NotFound(f'addon "{addon_key}" is not installed and enabled')
-        return inst
+        cached = self._addons.get((using, addon_key))
+        if cached is not None and cached[0] == row[1]:
+            return cached[1], cached[2]
+        inst = Installation.objects.using(using).get(key=addon_key)
+        manifest = Manifest.model_validate(inst.manifest)
+        self._addons[(using, addon_key)] = (row[1], inst, manifest)
+        return inst, manifest
 
     # -- calls ----------------------------------------------------------------------------
 
     def call(self, addon_key, export, payload=None, context=None):
         """Call a manifest-listed export with `payload` (JSON) and return its decoded result."""
         context = dict(context or {})
-        inst = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
-        manifest = Manifest.model_validate(inst.manifest)
+        inst, manifest = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
         if manifest.backend is None or export not in manifest.backend.exports:
             raise ExportNotAllowed(f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports')
         return self.invoke(inst, manifest, inst.bundle_path, export, payload, context)
@@ -128,8 +152,7 @@ class SandboxService:
     def call_raw(self, addon_key, export, data: bytes, context=None) -> bytes:
         """`call` with the input and output as raw bytes (no JSON on either side)."""
         context = dict(context or {})
-        inst = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
-        manifest = Manifest.model_validate(inst.manifest)
+        inst, manifest = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
         if manifest.backend is None or export not in manifest.backend.exports:
             raise ExportNotAllowed(f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports')
         return self._run(inst, manifest, inst.bundle_path, export, data, context)
@@ -238,7 +261,7 @@ class SandboxService:
             raise ExportNotAllowed(f'action "{action.key}" calls {export!r}, which backend.exports does not list')
         args = action_args(action, body)
         row = store.get(ctx, f"{addon_key}.{spec.key}", row_id)
-        inst = self._installation(addon_key)
+        inst, _ = self._installation(addon_key)
         context = {"tenant": ctx.tenant, "actor": ctx.actor_id, "request_id": ctx.request_id}
         payload = {
             "row": row,
