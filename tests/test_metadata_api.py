@@ -299,6 +299,21 @@ def test_options_bad_input_is_400_naming_the_parameter(alice, query, param):
     assert body["success"] is False and param in body["errors"]
 
 
+def test_options_without_an_organization():
+    manifest = helpdesk_manifest(key="shared", extra_models=(
+        model("Categories", "categories", [{"name": "title", "type": "string"}], org_scoped=False),))
+    install(manifest)
+    try:
+        get_kernel().registry.resolve("shared.categories").model_class._default_manager.create(title="Hardware")
+        loner = User.objects.create_user("loner", is_superuser=True)  # no TenantMembership
+        client = client_for(loner)
+        assert [o["label"] for o in client.get("/api/options/categories").json()["data"]] == ["Hardware"]
+        response = client.get("/api/options/shared.customers")
+        assert response.status_code == 403 and "belongs to no organization" in response.json()["message"]
+    finally:
+        uninstall(manifest)
+
+
 def test_options_cost_does_not_grow_with_rows(data, alice):
     def count(limit):
         user = User.objects.get(pk=alice.pk)

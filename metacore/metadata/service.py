@@ -6,14 +6,18 @@ scoped to the caller's tenant and blind to soft-deleted rows. Errors are `metaco
 import contextlib
 import hashlib
 import json
+from collections import Counter
 from functools import reduce
 from operator import or_
+from weakref import WeakKeyDictionary
 
 from django.db.models import Q
 
 from metacore import errors
 from metacore.metadata import derive
+from metacore.models import Installation
 from metacore.permissions.naming import model_permission
+from metacore.schema.registry import read_revision
 from metacore.schema.types import get_type
 from metacore.store.service import StoreContext
 
@@ -27,13 +31,13 @@ SEARCH_PARAMS = ("q", "search", "limit")
 class MetadataService:
     def __init__(self, kernel):
         self.kernel = kernel
+        # Derived metadata per runtime class: a class is rebuilt on every upgrade, so an
+        # entry never outlives the schema it describes.
+        self._derived = WeakKeyDictionary()
 
     # -- metadata -----------------------------------------------------------------------
     def version(self) -> str:
         """A token that changes on every install, upgrade, uninstall, enable or disable."""
-        from metacore.models import Installation
-        from metacore.schema.registry import read_revision
-
         rows = list(Installation.objects.order_by("key").values_list("key", "version", "revision", "state", "updated_at"))
         digest = hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:12]
         return f"{read_revision()}.{digest}"
@@ -46,28 +50,33 @@ class MetadataService:
         return resolved
 
     def table(self, user, ref) -> dict:
-        resolved = self.resolve_readable(user, ref)
-        return derive.table_metadata(resolved.manifest, resolved.spec)
+        return self._metadata(self.resolve_readable(user, ref))[0]
 
     def modal(self, user, ref) -> dict:
-        resolved = self.resolve_readable(user, ref)
-        return derive.modal_metadata(resolved.manifest, resolved.spec)
+        return self._metadata(self.resolve_readable(user, ref))[1]
 
     def all(self, user) -> dict:
         """Every model the caller may read, keyed by model key (qualified `<addon>.<key>`
         when two addons share the key), plus the `version` token."""
         self._require_user(user)
-        models = [m for m in self.kernel.registry.all_models()
-                  if self.kernel.permissions.has(user, self.read_permission(m))]
-        counts = {}
-        for m in self.kernel.registry.all_models():
-            counts[m.spec.key.lower()] = counts.get(m.spec.key.lower(), 0) + 1
+        models = self.kernel.registry.all_models()
+        counts = Counter(m.spec.key.lower() for m in models)
         tables, modals = {}, {}
         for m in models:
-            name = m.spec.key if counts[m.spec.key.lower()] == 1 else m.qualified_name
-            tables[name] = derive.table_metadata(m.manifest, m.spec)
-            modals[name] = derive.modal_metadata(m.manifest, m.spec)
+            if self.kernel.permissions.has(user, self.read_permission(m)):
+                name = m.spec.key if counts[m.spec.key.lower()] == 1 else m.qualified_name
+                tables[name], modals[name] = self._metadata(m)
         return {"version": self.version(), "tables": tables, "modals": modals}
+
+    def _metadata(self, resolved) -> tuple[dict, dict]:
+        """(TableMetadata, ModalMetadata) of a model, derived once per runtime class."""
+        cached = self._derived.get(resolved.model_class)
+        if cached is None:
+            cached = self._derived[resolved.model_class] = (
+                derive.table_metadata(resolved.manifest, resolved.spec),
+                derive.modal_metadata(resolved.manifest, resolved.spec),
+            )
+        return cached
 
     # -- options and search -------------------------------------------------------------
     def options(self, user, ref, params, request=None) -> tuple[str, list[dict]]:
