@@ -151,7 +151,7 @@ class Upgrader:
     def connection(self):
         return connections[self.using]
 
-    def plan(self, installation: Installation, bundle, *, force: bool = False) -> UpgradePlan:
+    def plan(self, installation: Installation, bundle, *, force: bool = False, with_sql: bool = True) -> UpgradePlan:
         old = Manifest.model_validate(installation.manifest)
         new = bundle.manifest
         if new.key != old.key:
@@ -167,12 +167,13 @@ class Upgrader:
         self.installer._check_capabilities(new)
         vendor = self.connection.vendor
         old_models = build_addon_models(old, revision=0, vendor=vendor).classes
-        steps = Differ(old, new, vendor, old_models).steps()
-        steps += self._metadata_steps(old, new, bundle)
+        differ = Differ(old, new, vendor, old_models)
+        steps = differ.steps() + self._metadata_steps(old, new, bundle)
         plan = UpgradePlan(old.key, old.version, new.version, steps)
         plan.blocked = [message for message in (s.check() for s in steps if s.check) if message]
-        with addon_introspection(self.connection, old.key):
-            plan.sql = collect_sql(old, steps, self.connection)
+        if with_sql:
+            with addon_introspection(self.connection, old.key):
+                plan.sql = collect_sql(old, steps, self.connection, differ.old_state)
         return plan
 
     def _metadata_steps(self, old: Manifest, new: Manifest, bundle) -> list[Step]:
@@ -205,7 +206,7 @@ class Upgrader:
         installer = self.installer
         with transaction.atomic(using=self.using):
             installation = installer._locked(key)
-            plan = self.plan(installation, bundle, force=force)
+            plan = self.plan(installation, bundle, force=force, with_sql=False)
             if plan.blocked:
                 raise UpgradeRefused(f"upgrade of {key} stopped: {'; '.join(plan.blocked)}", errors={"data": plan.blocked})
             if plan.destructive and not allow_destructive:

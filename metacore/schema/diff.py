@@ -64,10 +64,13 @@ def describe_column(column: Column) -> str:
     return words
 
 
-def project_state(manifest: Manifest, vendor: str) -> ProjectState:
-    """The migration state of an addon's models (managed, so operations act on them)."""
+def project_state(manifest: Manifest, vendor: str, classes=None) -> ProjectState:
+    """The migration state of an addon's models (managed, so operations act on them);
+    `classes` are the addon's runtime classes when the caller has built them already."""
     state = ProjectState()
-    for model_class in build_addon_models(manifest, revision=0, vendor=vendor).classes.values():
+    if classes is None:
+        classes = build_addon_models(manifest, revision=0, vendor=vendor).classes
+    for model_class in classes.values():
         model_state = ModelState.from_model(model_class)
         model_state.options["managed"] = True
         state.add_model(model_state)
@@ -81,6 +84,7 @@ class Differ:
         self.old, self.new, self.vendor = old, new, vendor
         self.old_models = old_models  # table -> runtime class over the current tables (for data checks)
         self.new_state = project_state(new, vendor)
+        self.old_state = project_state(old, vendor, old_models)
         self.label = app_label(new.key)
 
     # -- helpers ----------------------------------------------------------------------------
@@ -319,7 +323,7 @@ class Differ:
                 index = next(i for i in new_state.options["indexes"] if list(i.fields) == fields)
                 steps.append(Step("add_index", spec.table, f"add index {spec.table}({', '.join(columns)})",
                                   operations=[migrations.AddIndex(spec.table, index)]))
-        old_state = project_state(self.old, self.vendor).models[self.label, old_spec.table.lower()]
+        old_state = self.old_state.models[self.label, old_spec.table.lower()]
         old_names = field_names(old_spec)
         for columns, unique in sorted(old_ix - new_ix):
             fields = [old_names[c] for c in columns]
@@ -345,8 +349,36 @@ class Differ:
         return check
 
 
-def run_steps(old: Manifest, steps: list[Step], editor) -> None:
-    """Apply the steps' operations in order, as `migrate` applies a migration's.
+def _target(field) -> str | None:
+    remote = getattr(field, "remote_field", None)
+    if remote is None:
+        return None
+    model = remote.model
+    return (model if isinstance(model, str) else model._meta.label).rsplit(".", 1)[-1].lower()
+
+
+def _relevant(state: ProjectState, operation) -> set[str]:
+    """Model names one operation needs rendered: its own model(s), the models referencing
+    them, and everything those reference (transitively), as Django must resolve relations."""
+    names = {getattr(operation, attr) for attr in ("name_lower", "model_name_lower", "old_name_lower", "new_name_lower")
+             if isinstance(getattr(operation, attr, None), str)}
+    fields = {name: list(model_state.fields.values()) for (_, name), model_state in state.models.items()}
+    names |= {name for name, model_fields in fields.items() if any(_target(f) in names for f in model_fields)}
+    pending = [f for _, f in getattr(operation, "fields", [])] + [f for name in names for f in fields.get(name, ())]
+    if getattr(operation, "field", None) is not None:
+        pending.append(operation.field)
+    while pending:
+        target = _target(pending.pop())
+        if target and target not in names:
+            names.add(target)
+            pending.extend(fields.get(target, ()))
+    return names
+
+
+def run_steps(old: Manifest, steps: list[Step], editor, state: ProjectState | None = None) -> None:
+    """Apply the steps' operations in order, as `migrate` applies a migration's, except
+    that each operation renders only the models it touches (and their relations): cloning
+    the whole state per operation, as a migration does, is quadratic in the addon's size.
 
     PostgreSQL keeps addon tables in the addon's schema, and `ALTER TABLE ... RENAME TO`
     takes a bare name there, which Django's `alter_db_table` (it quotes the schema-qualified
@@ -354,24 +386,28 @@ def run_steps(old: Manifest, steps: list[Step], editor) -> None:
     """
     label = app_label(old.key)
     vendor = editor.connection.vendor
-    state = project_state(old, vendor)
+    state = project_state(old, vendor) if state is None else state  # consumed: mutated step by step
     for step in steps:
         for operation in step.operations:
-            new_state = state.clone()
-            operation.state_forwards(label, new_state)
+            relevant = _relevant(state, operation)
+            after = ProjectState(models={k: v for k, v in state.models.items() if k[1] in relevant})
+            before = after.clone()
+            operation.state_forwards(label, after)
             if vendor == "postgresql" and isinstance(operation, migrations.AlterModelTable):
-                old_table = state.models[label, operation.name_lower].options["db_table"]
+                old_table = before.models[label, operation.name_lower].options["db_table"]
                 quote = editor.quote_name
                 editor.execute(f"ALTER TABLE {quote(old_table)} RENAME TO {quote(operation.table.rsplit(chr(34), 1)[-1])}")
             else:
-                operation.database_forwards(label, editor, state, new_state)
-            state = new_state
+                operation.database_forwards(label, editor, before, after)
+            for key in [k for k in state.models if k[1] in relevant]:
+                del state.models[key]
+            state.models.update(after.models)
 
 
-def collect_sql(old: Manifest, steps: list[Step], connection) -> list[str]:
+def collect_sql(old: Manifest, steps: list[Step], connection, state: ProjectState | None = None) -> list[str]:
     """The SQL the steps would run on `connection`, without running it (like sqlmigrate)."""
     from metacore.schema.ddl import schema_editor
 
     with schema_editor(connection.alias, collect_sql=True) as editor:
-        run_steps(old, steps, editor)
+        run_steps(old, steps, editor, state)
     return list(editor.collected_sql)
