@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
 from metacore.kernel import get_kernel
@@ -51,6 +52,7 @@ def test_installed_addon_appears_with_real_types_and_goes_after_uninstall():
         assert body["required"] == ["title"]  # status has a default
         assert "id" not in body["properties"] and "organization_id" not in body["properties"]
         assert components["MetacoreError"]["required"] == ["success", "message"]
+        validate_schema(document)  # a valid OpenAPI 3 document, addon paths included
     finally:
         uninstall(manifest)
     after = schema()
