@@ -38,6 +38,8 @@ def test_installed_addon_appears_with_real_types_and_goes_after_uninstall():
         created = paths["/api/dynamic/helpdesk.tickets"]["post"]
         assert created["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/HelpdeskTicketsInput"}
         assert "201" in created["responses"] and "403" in created["responses"]
+        schemes = {name for requirement in listing["security"] for name in requirement}
+        assert {"cookieAuth", "tokenAuth"} <= schemes <= set(document["components"]["securitySchemes"])
 
         row = components["HelpdeskTickets"]["properties"]
         assert row["title"] == {"type": "string", "maxLength": 120}

@@ -144,6 +144,17 @@ def model_paths(resolved, prefix) -> dict:
     return paths
 
 
+def _store_security(paths, prefix):
+    """The security requirements spectacular derived for the generic CRUD views (the host's
+    authentication classes), reused for the per-model paths."""
+    for path, item in paths.items():
+        if path.startswith(f"{prefix}dynamic/{{model}}"):
+            for operation in item.values():
+                if isinstance(operation, dict) and "security" in operation:
+                    return operation["security"]
+    return None
+
+
 class MetacoreSchemaGenerator(SchemaGenerator):
     def get_schema(self, request=None, public=False):
         schema = super().get_schema(request=request, public=public)
@@ -156,9 +167,15 @@ class MetacoreSchemaGenerator(SchemaGenerator):
         }
         prefix = _prefix()
         paths = schema.setdefault("paths", {})
+        security = _store_security(paths, prefix)
         for resolved in get_kernel().registry.all_models():
             components.update(model_components(resolved))
-            paths.update(model_paths(resolved, prefix))
+            for path, item in model_paths(resolved, prefix).items():
+                if security is not None:
+                    for method, operation in item.items():
+                        if method != "parameters":
+                            operation["security"] = security
+                paths[path] = item
         return schema
 
 
