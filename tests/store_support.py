@@ -2,7 +2,7 @@
 tenants and grants, an API client, and sample values for any column type."""
 import uuid
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from django.contrib.auth.models import Permission, User
@@ -14,7 +14,6 @@ from metacore.schema.types import get_type
 
 ORG_A = uuid.UUID("aaaaaaaa-0000-4000-8000-000000000001")
 ORG_B = uuid.UUID("bbbbbbbb-0000-4000-8000-000000000002")
-SORTED_UUIDS = sorted(uuid.UUID(f"{n:08x}-1111-4111-8111-111111111111") for n in (0x10, 0x20, 0x30, 0x40, 0x50))
 
 
 @contextmanager
@@ -33,7 +32,7 @@ def installed_addon(django_db_blocker, path):
 
 
 def make_user(username, org=None, *, superuser=False, perms=()):
-    user = User.objects.create_user(username, password="pw", is_superuser=superuser, is_staff=superuser)
+    user = User.objects.create_user(username, password=None, is_superuser=superuser, is_staff=superuser)  # no hashing: fast
     if org is not None:
         TenantMembership.objects.create(user=user, organization_id=org)
     if perms:
@@ -64,19 +63,20 @@ def fails(response, status):
 
 
 def sample(column, i):
-    """A JSON value for row `i` (0..4) of `column`: increasing with `i` for ordered types."""
+    """A JSON value for row `i` (0..25) of `column`: increasing with `i` for ordered types;
+    the text of row 1 is the only one containing "b1"."""
     name = get_type(column.type).name
     if name in ("string", "text"):
-        return f"v{'abcde'[i]}{i}z"
+        return f"v{chr(ord('a') + i)}{i}z"
     return {
-        "uuid": lambda: str(SORTED_UUIDS[i]),
+        "uuid": lambda: str(uuid.UUID(f"{(i + 1) * 16:08x}-1111-4111-8111-111111111111")),
         "int": lambda: (i + 1) * 10,
         "bigint": lambda: (i + 1) * 10_000_000_000,
         "float": lambda: i + 1.5,
         "decimal": lambda: str(Decimal("1.25") * (i + 1)),
         "bool": lambda: i % 2 == 0,
-        "date": lambda: date(2024, 1, i + 1).isoformat(),
-        "datetime": lambda: datetime(2024, 1, i + 1, 10, 30, tzinfo=timezone.utc).isoformat(),
+        "date": lambda: (date(2024, 1, 1) + timedelta(days=i)).isoformat(),
+        "datetime": lambda: (datetime(2024, 1, 1, 10, 30, tzinfo=timezone.utc) + timedelta(days=i)).isoformat(),
         "json": lambda: {"k": i, "tags": [f"t{i}"]},
     }[name]()
 

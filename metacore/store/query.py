@@ -134,7 +134,7 @@ def _ordering(model, params, errors) -> tuple[str, ...]:
             errors.setdefault("sortBy", []).append(f'unknown column "{name}"')
             continue
         if not get_type(column.type).sortable:
-            errors.setdefault("sortBy", []).append(f'column "{name}" ({column.type}) cannot be sorted')
+            errors.setdefault("sortBy", []).append(f'column "{name}" ({get_type(column.type).name}) cannot be sorted')
             continue
         if not descending and orders:
             descending = orders[position if len(orders) > 1 else 0] == "desc"
@@ -184,13 +184,15 @@ def _filter(model, name, raw, errors, using):
         return None
     ctype = get_type(column.type)
     lookup = OPERATORS[op]
-    if column.type == "json" and op == "contains":
+    json_containment = ctype.name == "json" and op == "contains"
+    if json_containment:
+        # JSON containment (`{"a": 1}` inside the value): only where the database has it.
         lookup = "contains"
         if not connections[using].features.supports_json_field_contains:
             errors.setdefault(name, []).append("JSON containment is not supported on this database")
             return None
-    if lookup not in ctype.lookups or (op == "range" and "lte" not in ctype.lookups):
-        errors.setdefault(name, []).append(f'operator "{op}" does not apply to {column.type} column "{column_name}"')
+    elif lookup not in ctype.lookups or (op == "range" and "lte" not in ctype.lookups):
+        errors.setdefault(name, []).append(f'operator "{op}" does not apply to {ctype.name} column "{column_name}"')
         return None
     try:
         return _condition(column.name, op, lookup, ctype, value)
