@@ -79,8 +79,10 @@ def test_configured_from_standard_environment_variables():
 
 
 @pytest.mark.parametrize("env", [{}, {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "console"},
-                                 {"OTEL_TRACES_EXPORTER": "none"}])
+                                 {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}])
 def test_off_unless_asked(env):
-    out = _django_process(env, REPORT)
-    assert json.loads(out.splitlines()[0]) == {"enabled": False, "django": False}
-    assert "metacore.probe" not in out
+    from django.conf import settings
+
+    assert telemetry.setup_from_env(env) is False
+    assert telemetry.get_telemetry().enabled is False
+    assert not any("opentelemetry" in m for m in settings.MIDDLEWARE)

@@ -159,14 +159,14 @@ labels = st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True)
 hosts = st.lists(labels, min_size=2, max_size=5).map(".".join)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(names)
 def test_a_name_matches_itself_and_star(name):
     assert matches("event:emit", name, name)
     assert matches("event:emit", "*", name)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(names, names)
 def test_prefix_pattern_matches_exactly_the_names_below(prefix, name):
     expected = name.startswith(prefix + ".")
@@ -174,14 +174,14 @@ def test_prefix_pattern_matches_exactly_the_names_below(prefix, name):
     assert matches("event:emit", f"{prefix}.*", prefix) is False
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(names, names)
 def test_suffix_pattern_matches_exactly_the_names_ending_in_it(suffix, name):
     expected = name.endswith("." + suffix)
     assert matches("event:subscribe", f"*.{suffix}", name) is expected
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(hosts, hosts, st.sampled_from(["http", "https"]), names)
 def test_host_wildcard_never_crosses_a_label_boundary(domain, host, scheme, path):
     url = f"{scheme}://{host}/{path.replace('.', '/')}"
@@ -189,7 +189,7 @@ def test_host_wildcard_never_crosses_a_label_boundary(domain, host, scheme, path
     assert matches("http:fetch", domain, url) is (host == domain)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(hosts, st.lists(segment, min_size=1, max_size=3), st.lists(segment, max_size=3))
 def test_url_path_prefix_is_segment_aligned(host, base, rest):
     pattern = f"https://{host}/{'/'.join(base)}/*"
@@ -200,14 +200,14 @@ def test_url_path_prefix_is_segment_aligned(host, base, rest):
     assert not matches("http:fetch", pattern, f"http://{host}/{'/'.join(base)}/x")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(KNOWN_KINDS), st.text(max_size=30), st.text(max_size=60))
 def test_matcher_and_validator_never_raise(kind, pattern, target):
     assert isinstance(matches(kind, pattern, target), bool)
     assert isinstance(capability_problems(kind, pattern), list)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.sampled_from(KNOWN_KINDS), st.text(max_size=40))
 def test_accepted_patterns_do_not_match_everything(kind, pattern):
     """Whatever passes validation, some target stays out of reach."""
