@@ -154,6 +154,12 @@ def test_install_rejects_bad_options(catalog, admin):
     response = install(admin, settings=[1], selected_tools="x")
     assert response.status_code == 400
     assert set(response.json()["errors"]) == {"settings", "selected_tools"}
+    assert admin.post(f"{API}/installations/helpdesk", [1, 2], format="json").status_code == 400
+    assert admin.post(f"{API}/installations/helpdesk", "{not json", content_type="application/json").status_code == 400
+    multipart = admin.post(f"{API}/installations/helpdesk", {"settings": "{oops"}, format="multipart")
+    assert multipart.status_code == 400 and "settings" in multipart.json()["errors"]
+    assert install(admin, version="7.7.7").status_code == 404
+    assert admin.post(f"{API}/installations/helpdesk/settings", [1], format="json").status_code == 400
     assert not Installation.objects.exists()
 
 
@@ -317,7 +323,8 @@ def test_frontend_files(catalog, admin):
     assert b"".join(response.streaming_content) == REMOTE_ENTRY
     assert "immutable" in response["Cache-Control"]
     assert "javascript" in response["Content-Type"]
-    for bad in ["../manifest.json", "..%2Fmanifest.json", "%2E%2E/%2E%2E/manifest.json", "missing.js", "/etc/passwd"]:
+    for bad in ["../manifest.json", "..%2Fmanifest.json", "%2E%2E/%2E%2E/manifest.json", "missing.js", "/etc/passwd",
+                "a%00b.js", "x" * 5000]:
         assert admin.get(f"{API}/addons/helpdesk/frontend/{bad}").status_code == 404, bad
     admin.post(f"{API}/installations/helpdesk/disable")
     assert admin.get(f"{API}/addons/helpdesk/frontend/remoteEntry.js").status_code == 404

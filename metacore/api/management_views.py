@@ -245,8 +245,12 @@ class FrontendFileView(ManagementView):
         if installation is None or not installation.bundle_path:
             raise NotFound(f"addon {key!r} is not installed and enabled")
         root = (Path(installation.bundle_path) / "frontend").resolve()
-        target = (root / path).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
+        try:
+            target = (root / path).resolve()
+            found = target.is_relative_to(root) and target.is_file()
+        except (OSError, ValueError):  # NUL bytes, over-long names
+            found = False
+        if not found:
             raise NotFound(f"addon {key!r} has no frontend file {path!r}")
         content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         response = FileResponse(target.open("rb"), content_type=content_type)
