@@ -199,3 +199,33 @@ def test_module_with_forbidden_import_is_refused_at_install(tmp_path):
     with pytest.raises(Exception, match=r"env\.system"):
         get_kernel().installer.install(bundle)
     assert not Installation.objects.filter(key="helpdesk").exclude(state="uninstalled").exists()
+
+
+def test_trapping_action_answers_the_action_envelope_and_rolls_back(tmp_path, client, events):
+    trapping = guests.module(
+        '(func (export "resolve") (param i32 i32) (result i64) unreachable)'
+        '(func (export "escalate") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))')
+    manifest = json.loads((EXAMPLE / "manifest.json").read_text())
+    backend = {**manifest["backend"], "exports": ["resolve", "escalate"], "timeout_ms": 200}
+    get_kernel().installer.install(bundle_with(tmp_path, trapping, backend=backend, hooks={}))
+    ticket = create_ticket(client)
+    trapped = client.post(f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "x"}, format="json")
+    assert trapped.status_code == 422
+    assert trapped.json()["error"] == {"code": "trap", "message": "resolve trapped: unreachable"}
+    assert trapped.json()["meta"]["rolled_back"] is True
+    slow = client.post(f"/api/dynamic/tickets/{ticket['id']}/action/escalate", {"resolution": "x"}, format="json")
+    assert slow.status_code == 504 and slow.json()["error"]["code"] == "timeout"
+    failed = AuditRecord.objects.filter(kind="sandbox.call", addon="helpdesk", target="resolve").first()
+    assert failed.details["outcome"] == "trap"
+
+
+def test_v3_contribution_actions_are_found(sdk_fixtures):
+    from metacore.manifest.parse import load_manifest
+    from metacore.sandbox.service import find_action
+
+    manifest = load_manifest(json.loads((sdk_fixtures / "manifests" / "tickets" / "manifest.json").read_text()))
+    spec = manifest.model("Tickets")
+    action = find_action(manifest, spec, "resolve")
+    assert action is not None and action.handler_type == "wasm" and action.function == "Resolve"
+    assert "Resolve" in manifest.backend.exports
+    assert find_action(manifest, spec, "explode") is None

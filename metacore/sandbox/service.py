@@ -180,15 +180,16 @@ class SandboxService:
             raw = self.engine.invoke(compiled, export, data, self.limits_for(manifest), invocation, stats)
         except SandboxError as exc:
             invocation.flush()
-            self._audit(invocation, stats, exc.code, exc.message)
+            self._audit(invocation, stats, exc.code, exc.message, context.get("deferred_audit"))
             raise
         invocation.flush()
-        self._audit(invocation, stats, "ok", "")
+        self._audit(invocation, stats, "ok", "", context.get("deferred_audit"))
         return raw
 
-    def _audit(self, invocation, stats, outcome, reason):
-        self.kernel.audit.record(
-            "sandbox.call",
+    def _audit(self, invocation, stats, outcome, reason, deferred=None):
+        """One `sandbox.call` record; appended to `deferred` instead when the caller writes
+        it after its transaction (so a rolled-back action still leaves its record)."""
+        record = dict(
             actor=invocation.actor or "",
             tenant=invocation.tenant or "",
             addon=invocation.addon_key,
@@ -204,6 +205,10 @@ class SandboxService:
                 "logs": invocation.logs[:20],
             },
         )
+        if deferred is not None:
+            deferred.append(record)
+        else:
+            self.kernel.audit.record("sandbox.call", **record)
 
     # -- lifecycle hooks ------------------------------------------------------------------
 
@@ -262,7 +267,8 @@ class SandboxService:
         args = action_args(action, body)
         row = store.get(ctx, f"{addon_key}.{spec.key}", row_id)
         inst, _ = self._installation(addon_key)
-        context = {"tenant": ctx.tenant, "actor": ctx.actor_id, "request_id": ctx.request_id}
+        deferred = []
+        context = {"tenant": ctx.tenant, "actor": ctx.actor_id, "request_id": ctx.request_id, "deferred_audit": deferred}
         payload = {
             "row": row,
             "args": args,
@@ -290,6 +296,8 @@ class SandboxService:
         else:
             outcome = dispatch()
             meta["rolled_back"] = False
+        for record in deferred:
+            self.kernel.audit.record("sandbox.call", **record)
         ok, data, error, guest_meta, status = outcome
         merged = {**guest_meta, **meta}
         if ok:
