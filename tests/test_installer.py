@@ -12,6 +12,7 @@ from metacore.schema import ddl
 from tests.installer_support import EXAMPLES, assert_schema_matches, fixture_bundles, manifest_of, small_manifest
 
 pytestmark = pytest.mark.django_db
+ORG = "aaaaaaaa-0000-4000-8000-000000000001"
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +66,7 @@ def test_example_bundle_has_related_tables_and_cascades(installer):
     assert_schema_matches(result.installation and manifest_of(EXAMPLES / "tasks"), ddl.describe_table)
     registry = get_kernel().registry
     Project, Task = registry.model_for("tasks", "projects"), registry.model_for("tasks", "tasks")
-    org = "aaaaaaaa-0000-4000-8000-000000000001"
+    org = ORG
     project = Project.objects.create(organization_id=org, name="Launch")
     Task.objects.create(organization_id=org, project_id=project.id, title="Write docs")
     assert Task.objects.get().project_id == project.id and Task.objects.get().status == "todo"
@@ -110,7 +111,7 @@ def test_uninstall_keeps_rows_and_a_reinstall_finds_them(installer, tmp_path):
     source = write_bundle(tmp_path / "demo", small_manifest())
     installer.install(source)
     Notes = get_kernel().registry.model_for("demo", "notes")
-    Notes.objects.create(title="kept", organization_id="aaaaaaaa-0000-4000-8000-000000000001")
+    Notes.objects.create(title="kept", organization_id=ORG)
 
     installer.uninstall("demo")
     assert Installation.objects.get(key="demo").state == "uninstalled"
@@ -133,6 +134,28 @@ def test_reinstall_creates_tables_added_since(installer, tmp_path):
     extra = {"table_name": "tags", "model_key": "tags", "label": "Tags", "columns": [{"name": "name", "type": "string"}]}
     result = installer.install(write_bundle(tmp_path / "demo2", small_manifest(version="1.1.0", extra_models=[extra])))
     assert result.adopted_tables == ["notes"] and result.created_tables == ["tags"]
+
+
+def test_reinstall_refuses_a_different_schema_for_kept_tables(installer, tmp_path):
+    installer.install(write_bundle(tmp_path / "demo", small_manifest()))
+    get_kernel().registry.model_for("demo", "notes").objects.create(title="kept", organization_id=ORG)
+    installer.uninstall("demo")
+    changed = small_manifest(version="2.0.0")
+    changed["model_definitions"][0]["columns"][0]["size"] = 20
+    with pytest.raises(Conflict, match="declares table\\(s\\) notes differently"):
+        installer.install(write_bundle(tmp_path / "demo2", changed))
+    assert Installation.objects.get(key="demo").state == "uninstalled"
+    assert ddl.describe_table("demo", "notes").columns["title"].max_length == 80
+
+
+def test_drop_data_also_drops_tables_an_older_version_left(installer, tmp_path):
+    extra = {"table_name": "tags", "model_key": "tags", "label": "Tags", "columns": [{"name": "name", "type": "string"}]}
+    installer.install(write_bundle(tmp_path / "demo", small_manifest(extra_models=[extra])))
+    installer.uninstall("demo")
+    installer.install(write_bundle(tmp_path / "demo2", small_manifest(version="1.1.0")))
+    assert ddl.addon_tables("demo") == ["notes", "tags"]
+    installer.uninstall("demo", drop_data=True)
+    assert ddl.addon_tables("demo") == []
 
 
 def test_enable_disable_flip_what_the_registry_serves(installer, tmp_path):

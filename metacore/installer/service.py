@@ -127,7 +127,8 @@ class InstallerService:
 
         revision = (existing.revision + 1) if existing is not None else 1
         built = build_addon_models(manifest, revision=revision, vendor=connections[self.using].vendor)
-        created, adopted = self._create_tables(manifest, built, adopt=existing is not None)
+        kept = Manifest.model_validate(existing.manifest) if existing is not None else None
+        created, adopted = self._create_tables(manifest, built, kept=kept)
         migrations = apply_migrations(manifest.key, bundle.migrations(), using=self.using)
 
         installation = existing or Installation(key=manifest.key)
@@ -176,12 +177,22 @@ class InstallerService:
             first = next(iter(problems.values()))[0]
             raise ValidationError(f"addon {manifest.key}: capability not grantable: {first}", errors=problems)
 
-    def _create_tables(self, manifest, built, *, adopt: bool) -> tuple[list[str], list[str]]:
+    def _create_tables(self, manifest, built, *, kept: Manifest | None) -> tuple[list[str], list[str]]:
+        """Create the manifest's tables; tables kept by an uninstall without --drop-data are
+        adopted when the new manifest declares them exactly as the kept one did."""
         existing = [spec.table for spec in manifest.models if ddl.table_exists(manifest.key, spec.table, self.using)]
-        if existing and not adopt:
+        if existing and kept is None:
             raise Conflict(
                 f"addon {manifest.key}: table(s) {', '.join(existing)} already exist without an installation;"
                 " drop them or restore the installation record"
+            )
+        changed = [t for t in existing if kept.model(t) is None or _schema_of(kept.model(t)) != _schema_of(manifest.model(t))]
+        if changed:
+            raise Conflict(
+                f"addon {manifest.key} was uninstalled at {kept.version} keeping its data, and {manifest.version}"
+                f" declares table(s) {', '.join(changed)} differently: install {kept.version} again and upgrade"
+                " (metacore_upgrade), or uninstall with --drop-data first",
+                errors={"tables": changed},
             )
         to_create = [built.classes[spec.table] for spec in manifest.models if spec.table not in existing]
         ddl.ensure_schema(manifest.key, self.using)
@@ -279,6 +290,10 @@ class InstallerService:
         ]
         with ddl.schema_editor(self.using) as editor:
             ddl.drop_tables(editor, present)
+            declared = {spec.table for spec in manifest.models}
+            for table in ddl.addon_tables(manifest.key, self.using):  # left by older versions
+                if table not in declared:
+                    ddl.drop_table(editor, manifest.key, table)
         ddl.drop_schema(manifest.key, self.using)
         content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)
         Permission.objects.using(self.using).filter(
@@ -356,6 +371,16 @@ def _actor_name(actor) -> str:
     if isinstance(actor, str):
         return actor
     return getattr(actor, "get_username", lambda: str(actor))() or str(actor)
+
+
+def _schema_of(spec) -> tuple:
+    """What the database holds of a model: columns as stored, indexes, constraints."""
+    columns = tuple(
+        (c.name, c.type, c.size, c.precision, c.scale, c.required, c.unique, c.index, c.primary_key,
+         (c.references.table, c.references.physical) if c.references else None)
+        for c in spec.columns
+    )
+    return spec.table, columns, tuple((i.columns, i.unique, i.name) for i in spec.indexes)
 
 
 def _setting_defaults(manifest: Manifest) -> dict:

@@ -87,6 +87,11 @@ def drop_tables(editor, model_classes) -> None:
         editor.delete_model(model_class)
 
 
+def drop_table(editor, addon_key: str, table: str) -> None:
+    """DROP TABLE by name, for an addon table no manifest model describes any more."""
+    editor.execute(editor.sql_delete_table % {"table": editor.quote_name(physical_table(addon_key, table, editor.connection.vendor))})
+
+
 def add_column(editor, model_class, field_name: str) -> None:
     editor.add_field(model_class, model_class._meta.get_field(field_name))
 

@@ -9,6 +9,7 @@ another process is seen on the next request.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from django.db import models as djmodels
 from metacore.errors import Conflict, NotFound
 from metacore.manifest.model import Manifest, Model
 from metacore.schema.builder import AddonModels, build_addon_models
+
+log = logging.getLogger("metacore.registry")
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,11 @@ class ModelRegistry:
             if cached is not None and self._snapshots.get(key) == snapshot and cached.revision == addon_revision:
                 addons[key] = cached
             else:
-                addons[key] = build_addon_models(Manifest.model_validate(snapshot), revision=addon_revision, vendor=vendor)
+                try:
+                    addons[key] = build_addon_models(Manifest.model_validate(snapshot), revision=addon_revision, vendor=vendor)
+                except Exception:  # one unreadable snapshot must not take every other addon down
+                    log.exception("addon %s: cannot build runtime models from its stored manifest; not served", key)
+                    continue
             snapshots[key] = snapshot
         self._addons, self._snapshots = addons, snapshots
         self._names = self._index(addons)
