@@ -96,13 +96,15 @@ def test_catalog_lists_bundles_with_state(catalog, admin):
     assert (detail["installed"], detail["enabled"], detail["installed_version"]) == (True, True, "1.0.0")
 
 
-def test_catalog_shows_unsigned_bundle_as_not_installable(catalog, admin, tmp_path):
+def test_catalog_shows_unsigned_bundle_as_not_installable(catalog, admin, tmp_path, settings):
     unsigned_archive(write_source(tmp_path / "other", helpdesk_manifest(key="other")), catalog / "other-1.0.0.tar.gz")
     entry = admin.get(f"{API}/catalog/other").json()
     assert entry["installable"] is False
     assert "not signed" in entry["problems"][0]
     response = install(admin, "other")
     assert response.status_code == 400 and "not signed" in response.json()["message"]
+    settings.METACORE = {**settings.METACORE, "ALLOW_UNSIGNED_BUNDLES": True}
+    assert admin.get(f"{API}/catalog/other").json()["installable"] is True
 
 
 def test_catalog_flags_incompatible_kernel(catalog, admin, signer, tmp_path):

@@ -3,7 +3,7 @@
 Each `.tar.gz`/`.tgz` file or directory holding a `manifest.json` is one entry. Bundles are
 opened with the installer's own loader (`open_bundle`: safety checks, signature, manifest
 validation) and checked for kernel compatibility, so `installable` tells whether an install
-would get past loading; the result is cached per process until the file changes.
+would get past loading; the result is cached per process until the file or the trust settings change.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class CatalogItem:
         return self.manifest is not None and not self.problems
 
 
-_cache: dict[Path, tuple[tuple[int, int], CatalogItem | None]] = {}
+_cache: dict[Path, tuple[tuple, CatalogItem | None]] = {}
 
 
 def catalog_dir() -> Path | None:
@@ -91,12 +91,14 @@ def _load(path: Path) -> CatalogItem | None:
     return item
 
 
-def _stamp(path: Path) -> tuple[int, int]:
+def _stamp(path: Path) -> tuple:
+    """Changes when the bundle or the host's trust settings change."""
+    trust = (bool(metacore_settings.ALLOW_UNSIGNED_BUNDLES), tuple(map(str, metacore_settings.TRUSTED_KEYS or ())))
     if path.is_dir():
         stats = [p.stat() for p in path.rglob("*") if p.is_file()]
-        return (max((s.st_mtime_ns for s in stats), default=0), sum(s.st_size for s in stats))
+        return (max((s.st_mtime_ns for s in stats), default=0), sum(s.st_size for s in stats), trust)
     stat = path.stat()
-    return (stat.st_mtime_ns, stat.st_size)
+    return (stat.st_mtime_ns, stat.st_size, trust)
 
 
 def _inspect(path: Path) -> CatalogItem | None:
