@@ -70,3 +70,16 @@ def test_admin_flip_goes_through_the_enforcer(client):
     assert response.status_code == 302, response.content[:500]
     assert EnforcerMode.objects.get(addon_key="tickets").mode == "shadow"
     assert AuditRecord.objects.filter(kind="enforcer.mode_changed", actor="root").exists()
+
+
+@pytest.mark.parametrize("metacore,expected", [
+    ({"HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"]}, {"metacore.W030"}),
+    ({"HTTP_ALLOWED_NETWORKS": ["not-a-net"]}, {"metacore.E030", "metacore.W030"}),
+    ({"AUDIT_SINKS": ["metacore.audit.sinks.Nope", 42]}, {"metacore.E031"}),
+    ({}, set()),
+])
+def test_system_checks_for_egress_and_audit(settings, metacore, expected):
+    from metacore.host.checks import check_egress_and_audit
+
+    settings.METACORE = metacore
+    assert {e.id for e in check_egress_and_audit(None)} == expected

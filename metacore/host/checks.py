@@ -59,3 +59,37 @@ def check_trusted_keys(app_configs, **kwargs):
                                 hint="PEM, or the 32 raw bytes as base64 or hex (manage.py metacore_keygen prints one)",
                                 id="metacore.E020"))
     return errors
+
+
+@register("metacore")
+def check_egress_and_audit(app_configs, **kwargs):
+    """HTTP_ALLOWED_NETWORKS must be CIDRs and, being a hole in the SSRF guard, is flagged;
+    every AUDIT_SINKS entry must import (docs/security.md, docs/audit.md)."""
+    import ipaddress
+
+    from django.utils.module_loading import import_string
+
+    from metacore.conf import metacore_settings
+
+    errors = []
+    networks = metacore_settings.HTTP_ALLOWED_NETWORKS or []
+    for entry in networks:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except (TypeError, ValueError) as exc:
+            errors.append(Error(f"METACORE['HTTP_ALLOWED_NETWORKS'] entry {entry!r} is not a network: {exc}",
+                                id="metacore.E030"))
+    if networks:
+        errors.append(Warning("METACORE['HTTP_ALLOWED_NETWORKS'] lets addons reach these private networks",
+                              hint="meant for tests against a local server; keep it empty in production",
+                              id="metacore.W030"))
+    for entry in metacore_settings.AUDIT_SINKS or []:
+        if isinstance(entry, str):
+            try:
+                import_string(entry)
+            except ImportError as exc:
+                errors.append(Error(f"METACORE['AUDIT_SINKS'] entry {entry!r} cannot be imported: {exc}",
+                                    id="metacore.E031"))
+        elif not callable(entry):
+            errors.append(Error(f"METACORE['AUDIT_SINKS'] entry {entry!r} is not callable", id="metacore.E031"))
+    return errors
