@@ -32,7 +32,7 @@ def install(tmp_path, key, wasm=None, **changes):
 
 
 @pytest.fixture
-def addons(tmp_path):
+def addons(tmp_path, local_server):
     install(tmp_path, "vault")
     install(tmp_path, "secretdesk")
     install(
@@ -45,6 +45,7 @@ def addons(tmp_path):
             {"kind": "db:read", "target": "addon_vault.tickets", "reason": "test"},
             {"kind": "http:fetch", "target": "internal.example.test", "reason": "test"},
             {"kind": "http:fetch", "target": "metadata.example.test", "reason": "test"},
+            {"kind": "http:fetch", "target": f"internal.example.test:{local_server}", "reason": "test"},
         ],
     )
     yield
@@ -217,3 +218,40 @@ def test_raw_sql_is_confined_to_the_calls_tenant(addons):
     assert forged["error"]["code"] == "forbidden"
     assert query("SELECT title FROM tickets")["data"]["rows"] == [{"title": "mine"}]
     assert call("call_db_query", "SELECT title FROM tickets", "[]", tenant=None)["error"]["code"] == "no_active_org"
+
+
+@pytest.fixture
+def local_server():
+    """A local HTTP server answering JSON (the SSRF guard lets 127.0.0.1 through only when
+    METACORE['HTTP_ALLOWED_NETWORKS'] says so, as here)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            reply = json.dumps({"method": "POST", "got": body.decode(), "type": self.headers.get("Content-Type")}).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_fetch_reaches_an_allowed_host(addons, local_server, settings):
+    settings.METACORE = {**getattr(settings, "METACORE", {}), "HTTP_RESOLVER": "test_sandbox_host.fake_resolver",
+                         "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"]}
+    result = call("call_http_fetch", f"http://internal.example.test:{local_server}/hook", "POST", '{"a":1}')
+    assert result.get("status") == 201, result
+    assert json.loads(result["body"]) == {"method": "POST", "got": '{"a":1}', "type": "application/json"}
+    audit = AuditRecord.objects.filter(kind="sandbox.import", addon="probe", details__import="http_fetch").first()
+    assert audit is not None and audit.details["status"] == 201

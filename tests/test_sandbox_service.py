@@ -229,3 +229,15 @@ def test_v3_contribution_actions_are_found(sdk_fixtures):
     assert action is not None and action.handler_type == "wasm" and action.function == "Resolve"
     assert "Resolve" in manifest.backend.exports
     assert find_action(manifest, spec, "explode") is None
+
+
+def test_non_json_output_is_a_bad_result(tmp_path):
+    from metacore.sandbox.errors import BadResult
+
+    wasm = guests.returning(b"<html>not json</html>", "echo")
+    manifest = json.loads((EXAMPLE / "manifest.json").read_text())
+    get_kernel().installer.install(bundle_with(tmp_path, wasm, backend={**manifest["backend"], "exports": ["echo"]},
+                                               hooks={}, actions={}))
+    with pytest.raises(BadResult, match="not JSON"):
+        get_kernel().sandbox.call("helpdesk", "echo", {})
+    assert AuditRecord.objects.filter(kind="sandbox.call", target="echo", details__outcome="ok").exists()
