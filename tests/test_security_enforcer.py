@@ -258,3 +258,21 @@ def test_denied_urls_are_recorded_without_credentials(enforcer, tickets):
     record = AuditRecord.objects.get(kind="capability.check")
     assert record.target == "http:fetch https://api.evil.com:8443/steal"
     assert "abc" not in str(record.details)
+
+
+def test_stored_grants_the_installer_would_refuse_are_ignored(enforcer):
+    install("legacy", [{"kind": "http:fetch", "target": "*"}, {"kind": "event:emit", "target": "*"},
+                       {"kind": "event:emit", "target": "a.*.b"}, {"kind": "db:read", "target": "ord*"}])
+    for kind, target in [("http:fetch", "https://any.where/"), ("event:emit", "x.y"),
+                         ("event:emit", "a.*.b"), ("db:read", "ord*")]:
+        with pytest.raises(CapabilityDenied):
+            enforcer.check("legacy", kind, target)
+
+
+@pytest.mark.parametrize("subscription,allowed", [
+    ("orders.created", True), ("orders.line.*", False), ("*.created", True), ("a.b.created", True),
+    ("*", False), ("*.deleted", False),
+])
+def test_a_pattern_target_is_allowed_only_inside_the_grant(enforcer, tickets, subscription, allowed):
+    """Hub subscriptions may be patterns: covered when they denote a subset of `*.created`."""
+    assert enforcer.allows("tickets", "event:subscribe", subscription) is allowed

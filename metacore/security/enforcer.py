@@ -95,14 +95,15 @@ class _NameGrants:
 
 
 class Policy:
-    """One addon's compiled capabilities. Malformed grants (refused at install) never match."""
+    """One addon's compiled capabilities. Grants the installer would refuse (malformed,
+    over-broad) are ignored, should one ever be stored."""
 
     def __init__(self, addon_key, capabilities, own_tables=()):
         self.addon = addon_key
         declared = {kind: [] for kind in KNOWN_KINDS}
         for cap in capabilities:
             kind, target = cap.get("kind"), cap.get("target")
-            if kind in declared and isinstance(target, str) and target.strip():
+            if kind in declared and isinstance(target, str) and not patterns.capability_problems(kind, target):
                 declared[kind].append(target)
         own = [f"{addon_key}.*", *own_tables]
         declared[patterns.DB_READ] += own
