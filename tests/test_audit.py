@@ -188,3 +188,8 @@ def test_inside_a_test_case_denials_roll_back_with_the_test():
             pipe.record("capability.check", addon="shop", decision="deny")
             raise RuntimeError("the action failed")
     assert not AuditRecord.objects.exists()
+
+
+def test_extra_fields_go_to_details():
+    event = AuditPipe([]).record("sandbox.call", addon="shop", function="Run", details={"ms": 3})
+    assert event.details == {"function": "Run", "ms": 3}

@@ -41,6 +41,7 @@ EVENT_KINDS = (
 DECISIONS = ("allow", "deny", "would-deny")
 _TEXT_FIELDS = ("actor", "tenant", "addon", "target", "decision", "mode", "reason", "request_id", "trace_id", "span_id")
 _context = contextvars.ContextVar("metacore_audit_context", default={})
+_FIELDS = frozenset(_TEXT_FIELDS) | {"id", "timestamp"}
 
 
 @dataclass
@@ -99,7 +100,8 @@ class AuditPipe:
         return cls(sinks)
 
     def record(self, kind, **fields):
-        """Build the event and hand it to every sink; returns it (None when dropped)."""
+        """Build the event and hand it to every sink; returns it (None when dropped).
+        Keyword arguments that are not schema fields go into `details`."""
         from metacore.conf import metacore_settings
 
         if kind == "crud.read" and not metacore_settings.AUDIT_READS:
@@ -114,9 +116,10 @@ class AuditPipe:
             value = fields.get(name)
             if value is not None and not isinstance(value, str):
                 fields[name] = str(value)
-        event = AuditEvent(kind=kind, **{k: ("" if v is None else v) for k, v in fields.items()})
-        if event.details is None or event.details == "":
-            event.details = {}
+        details = dict(fields.pop("details", None) or {})
+        extra = {name: fields.pop(name) for name in list(fields) if name not in _FIELDS}
+        event = AuditEvent(kind=kind, details={**extra, **details},
+                           **{k: ("" if v is None else v) for k, v in fields.items()})
         for sink in self.sinks:
             try:
                 sink(event)
