@@ -241,3 +241,15 @@ def test_non_json_output_is_a_bad_result(tmp_path):
     with pytest.raises(BadResult, match="not JSON"):
         get_kernel().sandbox.call("helpdesk", "echo", {})
     assert AuditRecord.objects.filter(kind="sandbox.call", target="echo", details__outcome="ok").exists()
+
+
+def test_calls_are_traced_and_metered(helpdesk, otel):
+    assert get_kernel().sandbox.call("helpdesk", "echo", {"x": 1}) == {"x": 1}
+    spans = otel.spans("metacore.sandbox.call")
+    assert len(spans) == 1
+    attributes = dict(spans[0].attributes)
+    assert attributes["metacore.addon"] == "helpdesk" and attributes["metacore.function"] == "echo"
+    assert attributes["metacore.outcome"] == "ok" and attributes["metacore.fuel"] > 0
+    fuel = otel.metric_points("metacore.sandbox.call.fuel")
+    assert fuel and fuel[0].sum > 0
+    assert otel.metric_points("metacore.sandbox.call.duration")

@@ -246,8 +246,6 @@ class SandboxEngine:
             if memory is None:
                 raise ModuleRejected("the module does not export its memory as `memory`")
             guest = abi.GuestMemory(store, memory, exports.get("alloc"), exports.get("free"))
-            if invocation is not None:
-                invocation.guest = guest
             for name in START_FUNCTIONS:
                 if name in compiled.exports:
                     _run_start(exports[name], store)
@@ -276,8 +274,6 @@ class SandboxEngine:
                 stats.fuel_used = limits.fuel - _fuel_left(store)
                 if memory is not None:
                     stats.memory_bytes = memory.data_len(store)
-            if invocation is not None:
-                invocation.guest = None
 
 
 def _run_start(func, store):

@@ -76,3 +76,9 @@ class GuestExit(SandboxError):
     """The guest called WASI proc_exit with a non-zero status."""
 
     code = "guest_exit"
+
+
+class HostFailure(SandboxError):
+    """A host import failed on the host's side (a bug or an outage), stopping the guest."""
+
+    code = "host_error"

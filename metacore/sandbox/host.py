@@ -33,6 +33,7 @@ from wasmtime import FuncType, ValType
 from metacore.errors import CapabilityDenied, MetacoreError
 from metacore.sandbox import abi, sql as sqlguard
 from metacore.sandbox.abi import GuestMemory
+from metacore.sandbox.errors import HostFailure, SandboxError
 
 I32, I64 = "i32", "i64"
 _VALTYPES = {"i32": ValType.i32, "i64": ValType.i64}
@@ -60,7 +61,6 @@ class Invocation:
     request_id: str = ""
     using: str = "default"
     logs: list = field(default_factory=list)
-    guest: GuestMemory | None = None  # set by the engine while the call runs
     _partial: dict = field(default_factory=dict)
 
     @property
@@ -132,7 +132,13 @@ def _bind(fn):
         guest = GuestMemory(caller, *exports)
         if invocation is None:  # only reachable from a module run outside the service
             return None if not fn.results else 0
-        return fn.impl(invocation, guest, *args)
+        try:
+            return fn.impl(invocation, guest, *args)
+        except SandboxError:
+            raise
+        except Exception as exc:  # a host-side bug stops this guest, never the process
+            log.exception("metacore_host.%s failed for addon %s", fn.name, invocation.addon_key)
+            raise HostFailure(f"metacore_host.{fn.name} failed: {exc}") from exc
 
     return call
 

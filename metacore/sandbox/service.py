@@ -18,6 +18,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import NotFound, ValidationError
+from metacore.host import telemetry
 from metacore.manifest.model import Manifest
 from metacore.sandbox.engine import CallStats, Limits, SandboxEngine
 from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
@@ -176,14 +177,19 @@ class SandboxService:
             using=context.get("using", DEFAULT_DB_ALIAS),
         )
         stats = CallStats()
-        try:
-            raw = self.engine.invoke(compiled, export, data, self.limits_for(manifest), invocation, stats)
-        except SandboxError as exc:
-            invocation.flush()
-            self._audit(invocation, stats, exc.code, exc.message, context.get("deferred_audit"))
-            raise
+        outcome, error = "ok", None
+        with telemetry.span("metacore.sandbox.call", addon=manifest.key, function=export, tenant=invocation.tenant):
+            try:
+                raw = self.engine.invoke(compiled, export, data, self.limits_for(manifest), invocation, stats)
+            except SandboxError as exc:
+                outcome, error = exc.code, exc
+            telemetry.set_attributes(outcome=outcome, fuel=stats.fuel_used)
+        telemetry.record_sandbox_call(addon=manifest.key, function=export, duration_ms=stats.duration_ms,
+                                      fuel=stats.fuel_used, outcome=outcome)
         invocation.flush()
-        self._audit(invocation, stats, "ok", "", context.get("deferred_audit"))
+        self._audit(invocation, stats, outcome, error.message if error else "", context.get("deferred_audit"))
+        if error is not None:
+            raise error
         return raw
 
     def _audit(self, invocation, stats, outcome, reason, deferred=None):
