@@ -180,7 +180,8 @@ class InstallerService:
     def _create_tables(self, manifest, built, *, kept: Manifest | None) -> tuple[list[str], list[str]]:
         """Create the manifest's tables; tables kept by an uninstall without --drop-data are
         adopted when the new manifest declares them exactly as the kept one did."""
-        existing = [spec.table for spec in manifest.models if ddl.table_exists(manifest.key, spec.table, self.using)]
+        present = set(ddl.addon_tables(manifest.key, self.using))  # one catalog query
+        existing = [spec.table for spec in manifest.models if spec.table in present]
         if existing and kept is None:
             raise Conflict(
                 f"addon {manifest.key}: table(s) {', '.join(existing)} already exist without an installation;"
@@ -283,17 +284,12 @@ class InstallerService:
 
     def _drop_data(self, manifest: Manifest) -> None:
         built = build_addon_models(manifest, revision=0, vendor=connections[self.using].vendor)
-        present = [
-            built.classes[spec.table]
-            for spec in reversed(manifest.models)
-            if ddl.table_exists(manifest.key, spec.table, self.using)
-        ]
+        on_disk = ddl.addon_tables(manifest.key, self.using)
+        declared = [built.classes[spec.table] for spec in reversed(manifest.models) if spec.table in on_disk]
         with ddl.schema_editor(self.using) as editor:
-            ddl.drop_tables(editor, present)
-            declared = {spec.table for spec in manifest.models}
-            for table in ddl.addon_tables(manifest.key, self.using):  # left by older versions
-                if table not in declared:
-                    ddl.drop_table(editor, manifest.key, table)
+            ddl.drop_tables(editor, declared)
+            for table in set(on_disk) - {spec.table for spec in manifest.models}:  # left by older versions
+                ddl.drop_table(editor, manifest.key, table)
         ddl.drop_schema(manifest.key, self.using)
         content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)
         Permission.objects.using(self.using).filter(
