@@ -255,3 +255,14 @@ def test_http_fetch_reaches_an_allowed_host(addons, local_server, settings):
     assert json.loads(result["body"]) == {"method": "POST", "got": '{"a":1}', "type": "application/json"}
     audit = AuditRecord.objects.filter(kind="sandbox.import", addon="probe", details__import="http_fetch").first()
     assert audit is not None and audit.details["status"] == 201
+
+
+def test_sql_the_lexer_and_database_could_read_differently_is_refused(addons):
+    # sqlparse reads \' as an escaped quote; PostgreSQL and SQLite end the string there.
+    for sql in ("SELECT * FROM tickets WHERE title = 'a\\' UNION SELECT * FROM public.auth_user --'",
+                "SELECT * FROM tickets WHERE title = $x$ a $x$",
+                "SELECT U&\"!0070g_read_file\" UESCAPE '!' ('/etc/passwd')"):
+        result = query(sql)
+        assert result["success"] is False and result["error"]["code"] == "invalid_sql", (sql, result)
+    # comments are dropped before the statement reaches the database
+    assert query("SELECT count(*) AS n FROM tickets -- , auth_user")["data"]["rows"] == [{"n": 0}]

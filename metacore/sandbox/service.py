@@ -4,12 +4,11 @@
 - `run_action(ctx, model, id, key, body)`: a row action (`handler_type: wasm`), inside a
   transaction when `run_in_tx`, so the guest's `db_exec` writes and `event_emit` events
   are kept only when the action succeeds.
-- `run_hook(installation, bundle, hook)`: lifecycle hooks, inside the caller's (the
+- `run_hook(installation, manifest, hook, bundle_dir)`: lifecycle hooks, inside the caller's (the
   installer's) transaction; a failing hook raises, which rolls the operation back.
 - `validate_backend(manifest, bundle_dir)`: install-time checks (imports, exports, ABI).
 """
 import json
-import logging
 import os
 import threading
 from pathlib import Path
@@ -24,7 +23,6 @@ from metacore.sandbox.engine import CallStats, Limits, SandboxEngine
 from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
 from metacore.sandbox.host import Invocation
 
-log = logging.getLogger("metacore.sandbox")
 
 LIFECYCLE_EVENTS = ("install", "upgrade", "enable", "disable", "uninstall")
 MAX_RESULT_BYTES = 8 * 1024 * 1024
@@ -53,7 +51,7 @@ class _ActionFailed(Exception):
 class SandboxService:
     def __init__(self, kernel):
         self.kernel = kernel
-        self._files = {}  # (bundle dir, entry) -> (mtime_ns, size, compiled module)
+        self._files = {}  # (bundle dir, entry) -> (mtime_ns, size, compiled module, path)
         self._addons = {}  # (db alias, addon key) -> (updated_at as stored, Installation, Manifest)
 
     @property

@@ -106,6 +106,13 @@ def _check_tokens(stmt, write):
         tokens.pop()
     verbs = []
     for tok in tokens:
+        # Where sqlparse's lexer and the database could read a token differently, refuse it:
+        # backslashes (sqlparse takes \' as an escaped quote, PostgreSQL and SQLite do not),
+        # dollar-quoted strings, UESCAPE (unicode escapes), and anything the lexer could not classify.
+        if "\\" in tok.value:
+            raise SQLRefused("backslashes are not allowed in SQL text; pass such values as arguments")
+        if tok.ttype is T.Error or tok.ttype is T.Literal or tok.value.upper() == "UESCAPE":
+            raise SQLRefused(f"{tok.value[:20]!r} is not allowed; pass values as arguments")
         value = tok.normalized.upper() if tok.is_keyword else tok.value
         if tok.ttype in T.Keyword.DDL:
             raise SQLRefused(f"{value} is not allowed")
