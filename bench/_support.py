@@ -38,6 +38,23 @@ def per_call(fn, *, number=200, repeat=5, warmup=20):
     return statistics.median(batches)
 
 
+def paired(fn_a, fn_b, *, number=50, repeat=7, warmup=10):
+    """Seconds per call of `fn_a` and of `fn_b`: the best of `repeat` batches (as `timeit`
+    advises: slower batches measure other load on the machine, not the code), the batches
+    interleaved so that such load hits both sides alike."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    a, b = [], []
+    for _ in range(repeat):
+        for fn, batches in ((fn_a, a), (fn_b, b)):
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            batches.append((time.perf_counter() - start) / number)
+    return min(a), min(b)
+
+
 def vendor():
     from django.db import connection
 

@@ -10,6 +10,9 @@ What the wall does not do (by design, so the installer, upgrades, bundle SQL mig
 host maintenance keep working): a session that has not set `metacore.tenant` is not
 restricted; and PostgreSQL superusers and roles with BYPASSRLS skip every policy. The table
 is `FORCE`d, so a non-superuser owner role (the usual production set-up) is bound by it.
+Since binding a bypassing role would change nothing, the store only binds (and only opens a
+transaction for a read) when the connection's role is subject to RLS; that is checked once
+per database connection.
 """
 from __future__ import annotations
 
@@ -31,6 +34,33 @@ def enable_rls(connection, db_table: str) -> None:
         cursor.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
         cursor.execute(f"DROP POLICY IF EXISTS {POLICY} ON {table}")
         cursor.execute(f"CREATE POLICY {POLICY} ON {table} USING ({check}) WITH CHECK ({check})")
+
+
+def binds(connection) -> bool:
+    """Is this connection's role subject to row-level security (not a superuser, no
+    BYPASSRLS)? Asked once per configured database login, then cached; `forget` after a
+    `SET ROLE`."""
+    if connection.vendor != "postgresql":
+        return False
+    key = _login(connection)
+    if key not in _BINDS:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT NOT (rolsuper OR rolbypassrls) FROM pg_roles WHERE rolname = current_user")
+            row = cursor.fetchone()
+        _BINDS[key] = bool(row and row[0])
+    return _BINDS[key]
+
+
+def forget(connection) -> None:
+    _BINDS.pop(_login(connection), None)
+
+
+def _login(connection):
+    settings = connection.settings_dict
+    return connection.alias, settings.get("HOST"), settings.get("PORT"), settings.get("NAME"), settings.get("USER")
+
+
+_BINDS: dict[tuple, bool] = {}
 
 
 def set_tenant(connection, tenant: str | None) -> None:

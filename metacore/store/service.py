@@ -221,7 +221,7 @@ class StoreService:
     @contextlib.contextmanager
     def _tenant_transaction(self, ctx, resolved, *, write):
         using = self._db(resolved)
-        needs_tenant = resolved.spec.org_scoped and connections[using].vendor == "postgresql"
+        needs_tenant = resolved.spec.org_scoped and rls.binds(connections[using])
         if not (write or needs_tenant):
             yield
             return
