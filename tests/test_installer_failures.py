@@ -166,3 +166,13 @@ def test_a_successful_install_commits_and_publishes_once():
         addon_changed.disconnect(receiver)
     assert received == [("tasks", "install"), ("tasks", "uninstall")]
     assert ddl.table_exists("tasks", "tasks")
+
+
+def test_bundle_sql_that_would_commit_early_is_refused_on_both_databases(tmp_path):
+    source = tmp_path / "demo"
+    (source / "migrations").mkdir(parents=True)
+    (source / "manifest.json").write_bytes(MANIFEST)
+    (source / "migrations" / "0001_sneaky.sql").write_text("CREATE INDEX notes_body_idx ON notes (body);\nCOMMIT;")
+    with pytest.raises(ValidationError, match="must not control the transaction"):
+        get_kernel().installer.install(source)
+    assert_nothing_left("demo", ["notes"])

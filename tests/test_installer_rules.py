@@ -79,3 +79,35 @@ def test_sql_files_split_into_statements_without_comment_chunks():
     found = statements(sql)
     assert len(found) == 2
     assert "'a;b'" in found[0] and "$$ SELECT 1; $$" in found[1]
+
+
+@pytest.mark.parametrize(
+    "sql, allowed",
+    [
+        ("CREATE INDEX i ON t (a);", True),
+        ("SET LOCAL statement_timeout = '5s';", True),
+        ("SET CONSTRAINTS ALL IMMEDIATE;", True),
+        ("-- note\nCOMMIT;", False),
+        ("begin;", False),
+        ("ROLLBACK;", False),
+        ("SAVEPOINT x;", False),
+        ("START TRANSACTION;", False),
+        ("SET search_path TO public;", False),
+        ("SET LOCAL search_path TO public;", False),
+        ("SET ROLE postgres;", False),
+        ("SET SESSION AUTHORIZATION postgres;", False),
+        ("SET statement_timeout = 0;", False),
+        ("RESET ALL;", False),
+        ("DISCARD ALL;", False),
+    ],
+)
+def test_bundle_sql_cannot_control_the_transaction_or_the_session(sql, allowed):
+    from metacore.installer.bundle import Migration
+    from metacore.installer.sql_migrations import check_statements
+
+    migration = Migration("0001_x.sql", f"CREATE TABLE ok (id int);\n{sql}", "0" * 64)
+    if allowed:
+        check_statements(migration)
+    else:
+        with pytest.raises(ValidationError, match="statement 2"):
+            check_statements(migration)

@@ -11,10 +11,17 @@ with the reason recorded; any other error fails the install. Files are recorded 
 
 SQLite: the files are written for PostgreSQL, so they are recorded as skipped with that
 reason; the manifest schema alone defines the tables.
+
+On both databases a file that tries to control the transaction (BEGIN, COMMIT, ROLLBACK,
+SAVEPOINT...) or to change the session (SET/RESET of the role, the session authorization or
+the search path, DISCARD) is refused before anything runs: it would break the install's
+atomicity or outlive it on a pooled connection.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import re
 
 import sqlparse
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
@@ -33,6 +40,27 @@ class MigrationOutcome:
     reason: str = ""
 
 
+FORBIDDEN = re.compile(
+    r"^\s*(BEGIN|COMMIT|ROLLBACK|ABORT|END|START\s+TRANSACTION|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION|DISCARD"
+    r"|(SET|RESET)(\s+(SESSION|LOCAL))?\s+(ROLE|SESSION\s+AUTHORIZATION|SEARCH_PATH)"
+    r"|SET\s+(SESSION\s+)?(?!LOCAL\b|CONSTRAINTS\b)\w+|RESET\s+ALL)\b",
+    re.IGNORECASE,
+)
+
+
+def check_statements(migration) -> None:
+    """ValidationError naming the first statement that would control the transaction or
+    change the session."""
+    for number, statement in enumerate(statements(migration.sql), start=1):
+        code = sqlparse.format(statement, strip_comments=True).strip()
+        if FORBIDDEN.match(code):
+            raise ValidationError(
+                f"migration {migration.name}, statement {number} ({_first_line(code)}): bundle SQL must not"
+                " control the transaction or change the session",
+                errors={"migrations": [f"{migration.name}: statement {number} not allowed"]},
+            )
+
+
 def statements(sql: str) -> list[str]:
     """The statements of a SQL file, comments-only chunks dropped."""
     return [s.strip() for s in sqlparse.split(sql) if sqlparse.format(s, strip_comments=True).strip()]
@@ -42,6 +70,9 @@ def apply_migrations(addon_key: str, migrations, using=DEFAULT_DB_ALIAS) -> list
     from metacore.models import AppliedMigration
 
     connection = connections[using]
+    migrations = list(migrations)
+    for migration in migrations:
+        check_statements(migration)
     outcomes = []
     for migration in migrations:
         previous = AppliedMigration.objects.using(using).filter(addon_key=addon_key, name=migration.name).first()
