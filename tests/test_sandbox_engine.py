@@ -177,3 +177,27 @@ def test_corrupt_cache_entry_is_recompiled(tmp_path):
     path.write_bytes(b"not a compiled module")
     fresh = SandboxEngine(tmp_path / "cache").load(wasm)
     assert not fresh.from_disk and fresh.sha256 == compiled.sha256
+
+
+def test_wasi_reactor_and_command_start_functions_run_first(engine):
+    reactor = guests.module("""
+  (global $ready (mut i32) (i32.const 0))
+  (func (export "_initialize") (global.set $ready (i32.const 1)))
+  (func (export "ready") (param i32 i32) (result i64)
+    (i32.store8 (i32.const 700) (i32.add (i32.const 48) (global.get $ready)))
+    (call $pack (i32.const 700) (i32.const 1)))""")
+    assert run(engine, reactor, "ready") == b"1"
+    command = guests.module("""
+  (global $ready (mut i32) (i32.const 0))
+  (func (export "_start") (global.set $ready (i32.const 1)) (call $exit (i32.const 0)))
+  (func (export "ready") (param i32 i32) (result i64)
+    (i32.store8 (i32.const 700) (i32.add (i32.const 48) (global.get $ready)))
+    (call $pack (i32.const 700) (i32.const 1)))""",
+        extra_imports='(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))')
+    assert run(engine, command, "ready", invocation=Invocation(addon_key="t", export="ready")) == b"1"
+    failing = guests.module('(func (export "_start") (call $exit (i32.const 3)))' + guests.ECHO,
+                            extra_imports='(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))')
+    from metacore.sandbox.errors import GuestExit
+
+    with pytest.raises(GuestExit, match="status 3"):
+        run(engine, failing, "echo")

@@ -185,7 +185,8 @@ def _check(invocation, kind, target):
 
 @host_function("log", [I32, I32], [])
 def host_log(invocation, guest, ptr, length):
-    text = guest.read(ptr, min(length, LOG_LINE_MAX) if length >= 0 else length, "log message")
+    guest.check(ptr, length, "log message")
+    text = guest.read(ptr, min(length, LOG_LINE_MAX), "log message")
     invocation.add_log("log", text.decode("utf-8", "replace"))
 
 
