@@ -201,3 +201,16 @@ def test_wasi_reactor_and_command_start_functions_run_first(engine):
 
     with pytest.raises(GuestExit, match="status 3"):
         run(engine, failing, "echo")
+
+
+def test_concurrent_calls_do_not_mix(engine):
+    from concurrent.futures import ThreadPoolExecutor
+
+    compiled = engine.load(guests.module(guests.ECHO))
+
+    def echo(i):
+        payload = json.dumps({"caller": i, "pad": "x" * (i * 37)}).encode()
+        return engine.invoke(compiled, "echo" if i % 2 else "echo64", payload, LIMITS) == payload
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(echo, range(80)))
