@@ -18,7 +18,7 @@ def server(tmp_path):
     get_kernel().installer.install(write_bundle(tmp_path, "1.0.0", TICKETS_V1))
     admin = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
     token = Token.objects.create(user=admin).key
-    daphne = Daphne(log_dir=tmp_path)
+    (daphne,) = Daphne.start(log_dir=tmp_path)
     yield daphne, token
     daphne.terminate()
     get_kernel().installer.uninstall(KEY, drop_data=True)
