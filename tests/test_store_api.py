@@ -429,3 +429,27 @@ def test_row_level_security_binds_a_non_superuser_role_to_the_tenant(alice, bob)
 
 class _Undo(Exception):
     pass
+
+
+@pytest.mark.parametrize("params", [
+    {"f_total": "gt:1e30"}, {"f_total": "gt:1e-30"}, {"f_total": "gt:NaN"}, {"f_total": "range:-1e400|"},
+    {"f_weight": "gt:1e308"}, {"f_weight": "lt:inf"}, {"f_big": "gt:99999999999999999999999"},
+    {"f_shipped_at": "gt:0001-01-01T00:00:00+05:00"}, {"f_shipped_at": "lt:9999-12-31T23:59:59-05:00"},
+    {"f_placed_on": "gt:0001-01-01"}, {"f_status": "eq:a\x00b"}, {"search": "a\x00b"},
+    {"f_meta": 'contains:{"a": "\\u0000"}'}, {"page": "99999999999999999999999", "per_page": "200"},
+], ids=str)
+def test_hostile_filter_values_never_500(alice, params):
+    response = alice.get(ORDERS, params)
+    assert response.status_code in (200, 400), response.content
+    assert response.json()["success"] is (response.status_code == 200)
+
+
+@pytest.mark.parametrize("body", [
+    {"total": "1e30"}, {"total": "NaN"}, {"weight": 1e308}, {"weight": "Infinity"}, {"big": 2**70},
+    {"shipped_at": "0001-01-01T00:00:00+05:00"}, {"status": "a\x00b"}, {"meta": {"a": "\x00"}},
+    {"placed_on": "0000-01-01"},
+], ids=str)
+def test_hostile_write_values_never_500(alice, body):
+    response = alice.post(ORDERS, body, format="json")
+    assert response.status_code in (201, 400), response.content
+    assert response.json()["success"] is (response.status_code == 201)

@@ -9,8 +9,10 @@ wildcards in user input are escaped by Django.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import reduce
 from operator import and_, or_
 
@@ -81,6 +83,11 @@ def parse_list_query(model, params, *, using="default") -> ListQuery:
                    metacore_settings.MAX_PER_PAGE)
     ordering = _ordering(model, params, errors)
     conditions = []
+    for name in params:
+        if any("\x00" in value for value in _getlist(params, name) if isinstance(value, str)):
+            errors.setdefault(name, []).append("must not contain NUL characters")
+    if errors:
+        raise ValidationError(_message(errors), errors=errors)
     search = _last(params, "search")
     if search is not None and search.strip():
         conditions.append(_search(model, search.strip(), errors))
@@ -201,11 +208,24 @@ def _filter(model, name, raw, errors, using):
         return None
 
 
+def _parse(ctype, raw):
+    """`ctype.parse`, plus the checks the database would otherwise fail on at query time."""
+    value = ctype.parse(raw)
+    if isinstance(value, datetime):
+        try:
+            value.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError(f"{raw!r} is out of range") from None
+    if ctype.name == "json" and "\\u0000" in json.dumps(value):
+        raise ValueError("JSON values must not contain NUL characters")
+    return value
+
+
 def _condition(col, op, lookup, ctype, value):
     if op == "isnull":
         return Q(**{f"{col}__isnull": get_type("bool").parse(value)})
     if op in ("in", "nin"):
-        items = [ctype.parse(v) for v in value.split(",") if v != ""]
+        items = [_parse(ctype, v) for v in value.split(",") if v != ""]
         if not items:
             raise ValueError(f'operator "{op}" needs a comma-separated list of values')
         q = Q(**{f"{col}__in": items})
@@ -218,13 +238,13 @@ def _condition(col, op, lookup, ctype, value):
         low, high = parts
         q = Q()
         if low != "":
-            q &= Q(**{f"{col}__gte": ctype.parse(low)})
+            q &= Q(**{f"{col}__gte": _parse(ctype, low)})
         if high != "":
-            q &= Q(**{f"{col}__lte": ctype.parse(high)})
+            q &= Q(**{f"{col}__lte": _parse(ctype, high)})
         return q
     if lookup in ("icontains", "contains", "istartswith", "iendswith") and ctype.text_like:
         if value == "":
             raise ValueError(f'operator "{op}" needs a value')
         return Q(**{f"{col}__{lookup}": value})
-    q = Q(**{f"{col}__{lookup}": ctype.parse(value)})
+    q = Q(**{f"{col}__{lookup}": _parse(ctype, value)})
     return ~q if op == "ne" else q

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from django.db import IntegrityError, connections, transaction
+from django.db import DataError, IntegrityError, connections, transaction
 from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
 
@@ -239,6 +239,8 @@ class StoreService:
                 yield
         except IntegrityError as exc:
             raise Conflict(f"the write conflicts with existing data: {str(exc).strip().splitlines()[0]}") from None
+        except DataError as exc:  # e.g. a NUL character inside a JSON value on PostgreSQL
+            raise ValidationError(f"the database rejected a value: {str(exc).strip().splitlines()[0]}") from None
 
     def _fetch(self, ctx, resolved, row_id, *, for_update=False):
         pk = self._parse_id(resolved, row_id)
