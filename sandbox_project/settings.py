@@ -85,9 +85,11 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
+# socket_timeout: redis-py 8 defaults it to 5 s, the length of channels_redis' blocking
+# BZPOPMIN, so an idle consumer's read times out and its socket dies (1011) every 5 s.
 CHANNEL_LAYERS = (
     {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                 "CONFIG": {"hosts": [os.environ["REDIS_URL"]]}}}
+                 "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": 30}]}}}
     if os.environ.get("REDIS_URL")
     else {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 )
