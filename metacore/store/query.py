@@ -83,16 +83,16 @@ def parse_list_query(model, params, *, using="default") -> ListQuery:
                    metacore_settings.MAX_PER_PAGE)
     ordering = _ordering(model, params, errors)
     conditions = []
+    rejected = set()
     for name in params:
         if any("\x00" in value for value in _getlist(params, name) if isinstance(value, str)):
             errors.setdefault(name, []).append("must not contain NUL characters")
-    if errors:
-        raise ValidationError(_message(errors), errors=errors)
+            rejected.add(name)
     search = _last(params, "search")
-    if search is not None and search.strip():
+    if search is not None and search.strip() and "search" not in rejected:
         conditions.append(_search(model, search.strip(), errors))
     for name in params:
-        if name.startswith(FILTER_PREFIX):
+        if name.startswith(FILTER_PREFIX) and name not in rejected:
             for raw in _getlist(params, name):
                 condition = _filter(model, name, raw, errors, using)
                 if condition is not None:
