@@ -181,8 +181,12 @@ def test_command_shows_and_flips_modes(capsys):
     call_command("metacore_enforcer")
     out = capsys.readouterr().out
     assert "global: shadow" in out and "tickets: enforce" in out
+    call_command("metacore_enforcer", "--addon", "tickets")
+    assert capsys.readouterr().out == "tickets: enforce\n"
     call_command("metacore_enforcer", "--clear", "--addon", "tickets")
     assert not EnforcerMode.objects.filter(addon_key="tickets").exists()
+    call_command("metacore_enforcer", "--addon", "tickets")
+    assert capsys.readouterr().out.endswith("tickets: shadow\n")
 
 
 @pytest.mark.parametrize("args,message", [

@@ -281,3 +281,33 @@ def test_fetch_span(partner, otel):
     safe_fetch(base + "/x", addon_key="crm")
     (span,) = otel.spans("metacore.http.fetch")
     assert span.attributes["metacore.addon"] == "crm" and span.attributes["http.response.status_code"] == 200
+
+
+def _ipv6_loopback_available():
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback_available(), reason="no IPv6 loopback")
+def test_fetch_over_ipv6_is_pinned_and_checked_too(settings):
+    class V6Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    Handler.routes, Handler.seen = {"/v6": (200, {}, b"six")}, []
+    httpd = V6Server(("::1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        port = httpd.server_address[1]
+        settings.METACORE = {"HTTP_RESOLVER": Resolver({"v6.partner.com": "::1"})}
+        with pytest.raises(EgressBlocked, match="::1 is a loopback address"):
+            safe_fetch(f"http://v6.partner.com:{port}/v6")
+        settings.METACORE = {**settings.METACORE, "HTTP_ALLOWED_NETWORKS": ["::1/128"]}
+        assert safe_fetch(f"http://v6.partner.com:{port}/v6").body == b"six"
+        assert Handler.seen[0][2] == f"v6.partner.com:{port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
