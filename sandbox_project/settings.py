@@ -57,6 +57,7 @@ TEMPLATES = [
     }
 ]
 
+(BASE_DIR / "var").mkdir(exist_ok=True)  # the embedded SQLite database and addon data live here
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"),
