@@ -198,7 +198,7 @@ class SandboxService:
             tenant=invocation.tenant or "",
             addon=invocation.addon_key,
             target=invocation.export,
-            decision="allow" if outcome == "ok" else "deny",
+            decision="allow",  # the call was permitted; how it went is details.outcome
             reason=reason,
             request_id=invocation.request_id,
             details={
