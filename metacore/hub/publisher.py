@@ -14,6 +14,7 @@ import logging
 from asgiref.sync import async_to_sync
 
 from metacore import events
+from metacore.host import telemetry
 from metacore.hub import groups
 
 log = logging.getLogger("metacore.hub")
@@ -64,10 +65,12 @@ class HubPublisher:
         row = f"{event.addon}.{event.table}.{event.id}".lower()
         base = {"type": "hub.data", "text": text, "row": row, "addon": event.addon.lower(),
                 "table": event.table.lower()}
-        self._send_many([
-            (groups.data_group(event.tenant, event.addon, event.table), {**base, "via": "model"}),
-            (groups.all_data_group(event.tenant), {**base, "via": "all"}),
-        ])
+        with telemetry.span("metacore.hub.publish", addon=event.addon, model=event.model, tenant=event.tenant,
+                            action=event.action):
+            self._send_many([
+                (groups.data_group(event.tenant, event.addon, event.table), {**base, "via": "model"}),
+                (groups.all_data_group(event.tenant), {**base, "via": "all"}),
+            ])
 
     def publish_addon_event(self, event: events.AddonEvent):
         channel = f"addon.{event.addon}.{event.name}"
