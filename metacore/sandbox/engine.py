@@ -91,9 +91,13 @@ class CallStats:
 
 
 class EpochTicker:
-    """Advances the engine's epoch every TICK_MS while at least one call runs; store
-    deadlines are counted in ticks. Idle, the thread waits on an event and costs nothing
-    (no wake-ups competing with request threads for the GIL)."""
+    """Advances the engine's epoch every TICK_MS while calls run; store deadlines are
+    counted in ticks. After IDLE_S without calls the thread parks on an event, so an idle
+    process pays nothing, and a busy one pays no wake-up per call (the event is set only
+    when leaving idleness, under the same lock that parks the thread: no call can run
+    untimed)."""
+
+    IDLE_S = 1.0
 
     def __init__(self, engine: Engine, tick_ms: int = TICK_MS):
         self.engine = engine
@@ -106,7 +110,8 @@ class EpochTicker:
     def enter(self):
         with self._lock:
             self._active += 1
-            self._busy.set()
+            if not self._busy.is_set():
+                self._busy.set()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="metacore-wasm-epoch", daemon=True)
                 self._thread.start()
@@ -114,15 +119,20 @@ class EpochTicker:
     def leave(self):
         with self._lock:
             self._active -= 1
-            if self._active == 0:
-                self._busy.clear()
 
     def _run(self):
         interval = self.tick_ms / 1000
+        idle_ticks = 0
         while True:
             self._busy.wait()
             time.sleep(interval)
             self.engine.increment_epoch()
+            idle_ticks = idle_ticks + 1 if self._active == 0 else 0
+            if idle_ticks * interval >= self.IDLE_S:
+                with self._lock:
+                    if self._active == 0:
+                        self._busy.clear()
+                idle_ticks = 0
 
     def ticks_for(self, timeout_ms: int) -> int:
         return max(1, -(-timeout_ms // self.tick_ms)) + 1
