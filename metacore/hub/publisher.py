@@ -12,6 +12,7 @@ import json
 import logging
 
 from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer
 
 from metacore import events
 from metacore.host import telemetry
@@ -95,6 +96,12 @@ class HubPublisher:
         layer = self.layer
         if layer is None:
             return
+        if isinstance(layer, InMemoryChannelLayer):
+            # Process-local groups: skip the loop hop when no socket here listens (every write
+            # of a WSGI worker, a test or a management command).
+            messages = [(group, message) for group, message in messages if layer.groups.get(group)]
+            if not messages:
+                return
 
         async def send_all():
             for group, message in messages:
