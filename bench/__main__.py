@@ -6,7 +6,13 @@ from pathlib import Path
 
 
 def modules(selected):
-    found = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_"))
+    """Bench modules: those defining a top-level `main()`. Helper modules (settings, ASGI
+    apps of bench servers) are never imported here, as importing them configures Django."""
+    here = Path(__file__).parent
+    found = sorted(
+        m.name for m in pkgutil.iter_modules([str(here)])
+        if not m.name.startswith("_") and "\ndef main(" in (here / f"{m.name}.py").read_text()
+    )
     unknown = sorted(set(selected) - set(found))
     if unknown:
         sys.exit(f"unknown bench module(s): {', '.join(unknown)} (have: {', '.join(found)})")
@@ -17,8 +23,6 @@ def main(argv):
     failed = []
     for name in modules(argv):
         module = importlib.import_module(f"bench.{name}")
-        if not hasattr(module, "main"):
-            continue
         print(f"== bench.{name}", flush=True)
         try:
             module.main()
