@@ -4,7 +4,8 @@
    limits, a fresh store and instance, JSON in and out, the `sandbox.call` audit record)
    against a bare wasmtime call of the same export of the same module (fresh store and
    instance, alloc, write, call, read). Goal: under 2x. Reported with the default audit
-   sinks and with audit sinks off, since the database sink's INSERT is most of the gap.
+   sinks and with audit sinks off (the database sink's INSERT is most of the gap), and for
+   the engine alone (no database: what the sandbox's limits and checks cost).
 2. Instantiation per call: a fresh store with its limits plus `InstancePre.instantiate`
    (microseconds; goal < 100).
 3. Loading a ~1 MiB module from the disk cache (`Module.deserialize_file`) against
@@ -64,8 +65,17 @@ def round_trip():
 
     get_kernel().installer.install(EXAMPLE)
     payload = _payload_1k()
-    bare = per_call(bare_call((EXAMPLE / "backend" / "helpdesk.wasm").read_bytes()), number=300)
+    wasm = (EXAMPLE / "backend" / "helpdesk.wasm").read_bytes()
+    bare = per_call(bare_call(wasm), number=300)
     print(f"  bare wasmtime echo (1 KiB JSON):       {bare * 1e6:8.1f} us")
+    from metacore.sandbox.engine import Limits
+    from metacore.sandbox.service import get_engine
+
+    engine, data = get_engine(), json.dumps(payload, separators=(",", ":")).encode()
+    compiled = engine.load(wasm)
+    core = per_call(lambda: json.loads(engine.invoke(compiled, "echo", data, Limits())), number=300)
+    print(f"  SandboxEngine.invoke (limits, fuel, deadline, checks; no database): {core * 1e6:8.1f} us"
+          f"  ratio {core / bare:5.2f}x")
     for label, sinks in (("audit sinks as configured", None), ("audit sinks off", [])):
         overrides = {} if sinks is None else {"METACORE": {"AUDIT_SINKS": sinks}}
         with override_settings(**overrides):
