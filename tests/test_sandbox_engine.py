@@ -214,3 +214,18 @@ def test_concurrent_calls_do_not_mix(engine):
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert all(pool.map(echo, range(80)))
+
+
+def test_manifest_limits_are_defaulted_and_clamped():
+    from metacore.manifest.model import Backend, Manifest
+    from metacore.sandbox.service import SandboxService
+
+    def limits(**backend):
+        manifest = Manifest(format="flat", key="x", name="x", version="1.0.0", backend=Backend(**backend))
+        return SandboxService(kernel=None).limits_for(manifest)
+
+    assert (limits().memory_mb, limits().timeout_ms) == (64, 10_000)
+    assert limits(memory_limit_mb=-1).memory_mb == 64  # never "no limit"
+    assert limits(memory_limit_mb=10**6).memory_mb == 4096
+    assert limits(timeout_ms=0).timeout_ms == 10_000
+    assert limits(memory_limit_mb=16, timeout_ms=250) == Limits(memory_mb=16, timeout_ms=250, fuel=limits().fuel)

@@ -26,6 +26,8 @@ from metacore.sandbox.host import Invocation
 
 LIFECYCLE_EVENTS = ("install", "upgrade", "enable", "disable", "uninstall")
 MAX_RESULT_BYTES = 8 * 1024 * 1024
+MAX_MEMORY_MB = 4096  # wasm32's whole address space
+MAX_TIMEOUT_MS = 10 * 60 * 1000
 
 _engine = None
 _engine_lock = threading.Lock()
@@ -61,12 +63,14 @@ class SandboxService:
     # -- modules --------------------------------------------------------------------------
 
     def limits_for(self, manifest: Manifest) -> Limits:
+        """The backend's limits, defaulted from settings and clamped to what wasm32 and the
+        host allow (a manifest cannot lift the memory cap with 0 or a negative value)."""
         backend = manifest.backend
+        memory = backend.memory_limit_mb if backend and backend.memory_limit_mb and backend.memory_limit_mb > 0 else None
+        timeout = backend.timeout_ms if backend and backend.timeout_ms and backend.timeout_ms > 0 else None
         return Limits(
-            memory_mb=(backend.memory_limit_mb if backend and backend.memory_limit_mb else None)
-            or metacore_settings.WASM_DEFAULT_MEMORY_MB,
-            timeout_ms=(backend.timeout_ms if backend and backend.timeout_ms else None)
-            or metacore_settings.WASM_DEFAULT_TIMEOUT_MS,
+            memory_mb=min(memory or metacore_settings.WASM_DEFAULT_MEMORY_MB, MAX_MEMORY_MB),
+            timeout_ms=min(timeout or metacore_settings.WASM_DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS),
             fuel=metacore_settings.WASM_FUEL,
             max_result_bytes=MAX_RESULT_BYTES,
         )
