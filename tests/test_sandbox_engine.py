@@ -229,3 +229,19 @@ def test_manifest_limits_are_defaulted_and_clamped():
     assert limits(memory_limit_mb=10**6).memory_mb == 4096
     assert limits(timeout_ms=0).timeout_ms == 10_000
     assert limits(memory_limit_mb=16, timeout_ms=250) == Limits(memory_mb=16, timeout_ms=250, fuel=limits().fuel)
+
+
+def test_extra_memories_and_table_bombs_are_refused(engine):
+    two_memories = guests.wat2wasm("""(module
+  (memory (export "memory") 1) (memory $second 1)
+  (func (export "alloc") (param i32) (result i32) (i32.const 0))
+  (func (export "run") (param i32 i32) (result i64) (i64.const 0)))""")
+    with pytest.raises(OutOfMemory):
+        run(engine, two_memories, "run")
+    table_bomb = guests.module("""
+  (table $t 1 funcref)
+  (func (export "grow") (param i32 i32) (result i64)
+    (if (i32.eq (table.grow $t (ref.null func) (i32.const 5000000)) (i32.const -1)) (then unreachable))
+    (i64.const 0))""")
+    with pytest.raises(Trap):
+        run(engine, table_bomb, "grow")

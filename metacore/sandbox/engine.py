@@ -240,7 +240,9 @@ class SandboxEngine:
                 )
             raise ExportNotAllowed(f"the module has no export {export!r}")
         store = Store(self.engine)
-        store.set_limits(memory_size=limits.memory_mb * 1024 * 1024)
+        store.set_limits(  # one linear memory (multi-memory would multiply the cap), bounded tables
+            memory_size=limits.memory_mb * 1024 * 1024, memories=1, tables=8, table_elements=1_000_000, instances=4
+        )
         store.set_fuel(limits.fuel)
         store.set_epoch_deadline(self.ticker.ticks_for(limits.timeout_ms))
         if compiled.uses_wasi:
