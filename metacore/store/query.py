@@ -26,6 +26,7 @@ from metacore.schema.types import get_type
 FILTER_PREFIX = "f_"
 RESERVED = {"page", "per_page", "sortBy", "order", "search"}
 _OPERATOR_LIKE = re.compile(r"^[a-z_]+$")
+MAX_OFFSET = 2**62  # an OFFSET both databases accept as a 64-bit integer
 
 #: operator -> the Django lookup the column's type must support for it.
 OPERATORS = {
@@ -81,6 +82,8 @@ def parse_list_query(model, params, *, using="default") -> ListQuery:
     page = _positive_int(params, "page", 1, errors)
     per_page = min(_positive_int(params, "per_page", metacore_settings.DEFAULT_PER_PAGE, errors),
                    metacore_settings.MAX_PER_PAGE)
+    if (page - 1) * per_page > MAX_OFFSET:
+        errors.setdefault("page", []).append("is too large")
     ordering = _ordering(model, params, errors)
     conditions = []
     rejected = set()
