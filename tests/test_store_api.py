@@ -80,6 +80,9 @@ def test_list_envelope(alice):
     assert set(body) == {"success", "data", "meta"}
     assert body["meta"] == {"total": 3, "page": 1, "per_page": 2, "last_page": 2}
     assert [r["name"] for r in body["data"]] == ["c2", "c1"]
+    past_the_end = ok(alice.get(CUSTOMERS, {"per_page": 2, "page": 5}))
+    assert past_the_end["data"] == [] and past_the_end["meta"] == {"total": 3, "page": 5, "per_page": 2, "last_page": 2}
+    assert ok(alice.get(CUSTOMERS, {"f_name": "none"}))["meta"] == {"total": 0, "page": 1, "per_page": 20, "last_page": 1}
 
 
 def test_multi_key_sort_with_order_list(alice):
