@@ -92,7 +92,7 @@ CHANNEL_LAYERS = (
     {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                  "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": 30}]}}}
     if os.environ.get("REDIS_URL")
-    else {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    else {"default": {"BACKEND": "metacore.hub.layers.InMemoryChannelLayer"}}
 )
 
 METACORE = {

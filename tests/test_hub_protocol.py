@@ -25,7 +25,7 @@ FRAME_KEYS = {"org_id", "addon", "model", "table", "action", "id", "actor_id", "
 def hub_env(settings):
     from channels.layers import channel_layers
 
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "metacore.hub.layers.InMemoryChannelLayer"}}
     settings.METACORE = {**settings.METACORE, "HUB_COALESCE_MS": 0}
     channel_layers.backends.clear()
     reset_kernel()

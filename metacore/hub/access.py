@@ -27,6 +27,7 @@ class ModelRef:
     addon: str
     model: str  # key as declared
     table: str
+    org_scoped: bool = True
 
     @property
     def ident(self):
@@ -64,8 +65,10 @@ class HubAccess:
             except MetacoreError as exc:
                 out.append((token, None, exc.message))
                 continue
-            ref = ModelRef(resolved.installation_key, resolved.spec.key, resolved.spec.table)
-            if not self.may_read(ref.addon, ref.table):
+            ref = ModelRef(resolved.installation_key, resolved.spec.key, resolved.spec.table, resolved.spec.org_scoped)
+            if ref.org_scoped and self.tenant is None:
+                out.append((token, None, "no organization: org-scoped models need a tenant"))
+            elif not self.may_read(ref.addon, ref.table):
                 out.append((token, None, f'permission denied: missing "{model_permission(ref.addon, ref.table, "read")}"'))
             else:
                 out.append((token, ref, ""))

@@ -225,8 +225,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             self.tokens[token] = ref
             self.explicit[ref.ident] = self.explicit.get(ref.ident, 0) + 1
             if self.explicit[ref.ident] == 1:
-                await self._join(groups.data_group(access.tenant, ref.addon, ref.table))
-                await self._join(groups.data_group(None, ref.addon, ref.table))
+                await self._join(self._model_group(ref))
             granted.append(token)
         await database_sync_to_async(self._audit_models)(granted, refused)
         return refused
@@ -250,8 +249,12 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.explicit[ref.ident] -= 1
         if not self.explicit[ref.ident]:
             del self.explicit[ref.ident]
-            await self._leave(groups.data_group(self.access.tenant, ref.addon, ref.table))
-            await self._leave(groups.data_group(None, ref.addon, ref.table))
+            await self._leave(self._model_group(ref))
+
+    def _model_group(self, ref):
+        """Rows of an org-scoped table are published to their tenant's group; rows of a shared
+        table to the shared one."""
+        return groups.data_group(self.access.tenant if ref.org_scoped else None, ref.addon, ref.table)
 
     async def _subscribe_channel(self, channel, subscribe):
         match = ADDON_CHANNEL.fullmatch(channel) if isinstance(channel, str) else None

@@ -1,0 +1,337 @@
+"""Hub fanout: 1,000 connected clients subscribed to one model, a burst of committed writes.
+
+Each write is a transaction whose commit publishes one `DataEvent` (what the store does
+after its insert); a frame's latency runs from the event's timestamp, taken just before the
+commit, to its receipt by the client. Reported per layer: delivered events per second and
+p50/p99 commit->receipt latency for the hub, next to a bare Channels fanout of the same
+frames in the same run (a consumer that joins one group and forwards each group message,
+fed by one `group_send` per write), and the ratios hub/bare (goal: within 1.5x).
+
+1. In-memory layer, in process: the clients are ASGI connections driven directly (as
+   Channels' WebsocketCommunicator does) against the real `HubConsumer` and the bare one.
+2. channels_redis across two processes: this process publishes (the hub's publisher, or a
+   bare `group_send`); a Daphne process serves the 1,000 real WebSocket clients (the
+   `websockets` library) of `bench.hub_asgi`. Skipped when Redis is not reachable.
+
+Size: BENCH_HUB_CLIENTS (default 1000) and BENCH_HUB_WRITES (default 20, so the four runs
+take a few minutes on two cores; BENCH_HUB_WRITES=200 is the issue's full burst, 200,000
+frames per run). Latency includes queueing: every write of the burst is committed at once,
+so later frames wait behind earlier ones, in the hub and the baseline alike.
+"""
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from bench._support import setup_django
+
+CLIENTS = int(os.environ.get("BENCH_HUB_CLIENTS", 1000))
+WRITES = int(os.environ.get("BENCH_HUB_WRITES", 20))
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = {
+    "apiVersion": "asteby.com/v3",
+    "kind": "Addon",
+    "metadata": {"key": "benchhub", "name": "Bench hub", "version": "1.0.0"},
+    "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
+    "models": [{"key": "Orders", "table": "orders", "label": "Orders", "columns": [
+        {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
+        {"name": "organization_id", "type": "uuid", "not_null": True},
+        {"name": "title", "type": "text", "not_null": True},
+    ]}],
+}
+SUBSCRIBE = json.dumps({"type": "SUBSCRIBE", "models": ["orders"]})
+
+
+# -- set-up ------------------------------------------------------------------------------------
+def _prepare():
+    """Install the addon; one user of one tenant allowed to read it, with a token."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from metacore.kernel import get_kernel
+    from metacore.models import TenantMembership
+
+    with tempfile.TemporaryDirectory() as bundle:
+        (Path(bundle) / "manifest.json").write_text(json.dumps(MANIFEST))
+        get_kernel().installer.install(bundle)
+    user = get_user_model().objects.create_user(f"bench-{uuid.uuid4().hex[:8]}")
+    tenant = str(uuid.uuid4())
+    TenantMembership.objects.create(user=user, organization_id=tenant)
+    get_kernel().permissions.grant(user, ["benchhub.orders.read"])
+    return user, tenant, Token.objects.create(user=user).key
+
+
+def _write_all(kind, tenant):
+    """WRITES commits, each publishing one event: through the hub (`data_changed`) or as a
+    bare `group_send` of the same frame."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+    from django.db import transaction
+
+    from bench.hub_asgi import BARE_GROUP
+    from metacore import events
+    from metacore.hub.publisher import DATA_EVENT, data_payload, frame_text
+
+    layer = get_channel_layer()
+    for _ in range(WRITES):
+        event = events.DataEvent(addon="benchhub", model="Orders", table="orders", action="created",
+                                 id=str(uuid.uuid4()), tenant=tenant, actor_id="1", fields=("title",))
+        with transaction.atomic():
+            if kind == "hub":
+                events.publish_on_commit(events.data_changed, event)
+            else:
+                text = frame_text(DATA_EVENT, data_payload(event))
+                transaction.on_commit(lambda text=text: async_to_sync(layer.group_send)(
+                    BARE_GROUP, {"type": "bare.frame", "text": text}))
+
+
+class _Receipts:
+    """What one client received: (receipt time, frame text) of each data frame."""
+
+    def __init__(self):
+        self.frames = []
+        self.dropped = 0
+        self.lost = False  # closed before every frame arrived
+        self.done = asyncio.Event()
+        self.acked = asyncio.Event()
+
+    def take(self, text):
+        if text.startswith('{"type":"DATA_EVENT"'):
+            self.frames.append((time.time(), text))
+            if len(self.frames) >= WRITES:
+                self.done.set()
+        elif text.startswith('{"type":"DATA_SUBSCRIBED"'):
+            self.acked.set()
+        elif text.startswith('{"type":"DATA_EVENTS_DROPPED"'):
+            self.dropped += json.loads(text)["payload"]["dropped"]
+            self.done.set()
+
+
+def _stats(receipts, elapsed_from):
+    latencies, last = [], elapsed_from
+    for client in receipts:
+        for received, text in client.frames:
+            at = datetime.fromisoformat(json.loads(text)["payload"]["at"]).timestamp()
+            latencies.append((received - at) * 1000)
+            last = max(last, received)
+    delivered = len(latencies)
+    latencies.sort()
+    pick = (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]) if latencies else (lambda q: float("nan"))
+    return {
+        "delivered": delivered,
+        "expected": CLIENTS * WRITES,
+        "dropped": sum(c.dropped for c in receipts),
+        "lost": sum(c.lost for c in receipts),
+        "events_per_s": delivered / max(last - elapsed_from, 1e-9),
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+    }
+
+
+async def _wait_all(receipts, timeout=900):
+    await asyncio.wait_for(asyncio.gather(*(r.done.wait() for r in receipts)), timeout)
+
+
+# -- 1. in-memory layer, in process --------------------------------------------------------------
+class _AsgiClient:
+    """One WebSocket connection driven directly through the ASGI interface."""
+
+    def __init__(self, app, scope):
+        self.receipts = _Receipts()
+        self.accepted = asyncio.Event()
+        self.inbox = asyncio.Queue()
+        self.inbox.put_nowait({"type": "websocket.connect"})
+        self.task = asyncio.ensure_future(app(scope, self.inbox.get, self.send))
+
+    async def send(self, message):
+        if message["type"] == "websocket.accept":
+            self.accepted.set()
+        elif message["type"] == "websocket.send":
+            self.receipts.take(message["text"])
+
+    async def close(self):
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        await self.task
+
+
+async def _inmemory(kind, user, tenant):
+    from channels.db import database_sync_to_async
+
+    from bench.hub_asgi import BareConsumer
+    from metacore.hub.consumer import HubConsumer
+
+    app = (HubConsumer if kind == "hub" else BareConsumer).as_asgi()
+    scope = {"type": "websocket", "path": "/api/ws", "query_string": b"", "headers": [], "subprotocols": [],
+             "user": user}
+    clients = [_AsgiClient(app, dict(scope)) for _ in range(CLIENTS)]
+    await asyncio.wait_for(asyncio.gather(*(c.accepted.wait() for c in clients)), 600)
+    if kind == "hub":
+        for client in clients:
+            client.inbox.put_nowait({"type": "websocket.receive", "text": SUBSCRIBE})
+        await asyncio.wait_for(asyncio.gather(*(c.receipts.acked.wait() for c in clients)), 600)
+    start = time.time()
+    await database_sync_to_async(_write_all)(kind, tenant)
+    receipts = [c.receipts for c in clients]
+    await _wait_all(receipts)
+    result = _stats(receipts, start)
+    for client in clients:
+        await client.close()
+    return result
+
+
+def _fresh_layers(settings_value):
+    from channels.layers import channel_layers
+    from django.test.utils import override_settings
+
+    from metacore.kernel import reset_kernel
+
+    override = override_settings(CHANNEL_LAYERS=settings_value)
+    override.enable()
+    channel_layers.backends.clear()
+    reset_kernel()
+    return override
+
+
+# -- 2. channels_redis across two processes ------------------------------------------------------
+def _database_url():
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def _redis_reachable():
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _start_daphne():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.hub_settings", "DATABASE_URL": _database_url(),
+           "REDIS_URL": REDIS_URL}
+    process = subprocess.Popen([str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
+                                "bench.hub_asgi:application"], cwd=ROOT, env=env,
+                               stdout=open(ROOT / "var" / "bench-hub-daphne.log", "w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/realtime/info", timeout=1)
+            break
+        except urllib.error.HTTPError:
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        raise RuntimeError("the bench Daphne server did not start")
+    return process, port
+
+
+async def _redis(kind, tenant, token, port):
+    from channels.db import database_sync_to_async
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidHandshake
+
+    url = f"ws://127.0.0.1:{port}/api/ws?token={token}" if kind == "hub" else f"ws://127.0.0.1:{port}/bench/bare"
+    sockets, receipts = [], []
+    async def open_socket():
+        for attempt in range(5):  # a loaded server may drop a handshake; the bench is not about that
+            try:
+                return await connect(url, max_queue=None, open_timeout=30)
+            except (OSError, asyncio.TimeoutError, InvalidHandshake):
+                await asyncio.sleep(0.2 * (attempt + 1))
+        return await connect(url, max_queue=None, open_timeout=30)
+
+    for batch in range(0, CLIENTS, 25):
+        sockets.extend(await asyncio.gather(*(open_socket() for _ in range(min(25, CLIENTS - batch)))))
+
+    async def reader(ws, receipt):
+        try:
+            async for text in ws:
+                receipt.take(text)
+        except Exception:  # a server-side failure closes one socket; counted, not fatal
+            pass
+        receipt.lost = not receipt.done.is_set()
+        receipt.done.set()
+
+    for ws in sockets:
+        receipt = _Receipts()
+        receipts.append(receipt)
+        asyncio.ensure_future(reader(ws, receipt))
+    if kind == "hub":
+        await asyncio.gather(*(ws.send(SUBSCRIBE) for ws in sockets))
+        await asyncio.wait_for(asyncio.gather(*(r.acked.wait() for r in receipts)), 600)
+    else:
+        await asyncio.sleep(0.5)  # the bare consumers joined their group on connect
+    start = time.time()
+    await database_sync_to_async(_write_all)(kind, tenant)
+    await _wait_all(receipts)
+    result = _stats(receipts, start)
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return result
+
+
+# -- report --------------------------------------------------------------------------------------
+def _report(title, hub, bare):
+    print(f"{title}: {CLIENTS} clients x {WRITES} writes")
+    for name, r in (("hub", hub), ("bare group_send", bare)):
+        print(f"  {name:16} delivered {r['delivered']}/{r['expected']} (dropped {r['dropped']}, sockets lost {r['lost']})"
+              f"  {r['events_per_s']:>9,.0f} events/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms")
+    print(f"  ratio hub/bare: throughput {bare['events_per_s'] / hub['events_per_s']:.2f}x slower,"
+          f" p50 {hub['p50_ms'] / bare['p50_ms']:.2f}x, p99 {hub['p99_ms'] / bare['p99_ms']:.2f}x (goal <= 1.5x)",
+          flush=True)
+
+
+def main():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.hub_settings")
+    setup_django()
+    user, tenant, token = _prepare()
+
+    layer = {"default": {"BACKEND": "metacore.hub.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000}}}
+    override = _fresh_layers(layer)
+    try:
+        bare = asyncio.run(_inmemory("bare", user, tenant))
+        hub = asyncio.run(_inmemory("hub", user, tenant))
+    finally:
+        override.disable()
+    _report("in-memory layer (one process)", hub, bare)
+
+    if not _redis_reachable():
+        print("channels_redis: skipped (no Redis on 127.0.0.1:6379)")
+        return
+    layer = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                         "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 5000,
+                                    "expiry": 120}}}
+    override = _fresh_layers(layer)
+    process, port = _start_daphne()
+    try:
+        bare = asyncio.run(_redis("bare", tenant, token, port))
+        hub = asyncio.run(_redis("hub", tenant, token, port))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        override.disable()
+    _report("channels_redis (publisher process -> Daphne process)", hub, bare)
+
+
+if __name__ == "__main__":
+    main()
