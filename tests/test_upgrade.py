@@ -384,3 +384,14 @@ def test_upgrade_through_the_rest_endpoint_uses_the_same_plan(tmp_path, installe
     assert plan["steps"][0]["words"].startswith("add column tickets.due_at")
     assert "due_at" not in describe().columns
     assert str(uuid.UUID(str(next(iter(rows_by_id())))))
+
+
+def test_install_and_upgrade_steps_are_traced(tmp_path, otel):
+    get_kernel().installer.install(write_bundle(tmp_path, "1.0.0", TICKETS_V1))
+    get_kernel().installer.upgrade(write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")]))
+    names = {s.name for s in otel.spans()}
+    assert {"metacore.install", "metacore.install.ddl", "metacore.install.sql_migrations", "metacore.install.hook",
+            "metacore.upgrade", "metacore.upgrade.plan", "metacore.upgrade.ddl", "metacore.upgrade.hook"} <= names
+    upgrade = next(s for s in otel.spans() if s.name == "metacore.upgrade")
+    assert upgrade.attributes["metacore.addon"] == KEY and upgrade.attributes["metacore.steps"] >= 1
+    get_kernel().installer.uninstall(KEY, drop_data=True)

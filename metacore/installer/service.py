@@ -19,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from metacore.errors import Conflict, MetacoreError, NotFound, ValidationError
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
+from metacore.host.telemetry import span
 from metacore.installer.bundle import Bundle, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
@@ -100,7 +101,7 @@ class InstallerService:
                 raise
         manifest = bundle.manifest
         try:
-            with transaction.atomic(using=self.using):
+            with span("metacore.install", addon=manifest.key, version=manifest.version), transaction.atomic(using=self.using):
                 result = self._install(bundle, actor_name, settings, credentials, selected_tools)
         except Exception as exc:
             error = _as_metacore_error(exc, f"install of {manifest.key} {manifest.version} failed")
@@ -128,8 +129,10 @@ class InstallerService:
         revision = (existing.revision + 1) if existing is not None else 1
         built = build_addon_models(manifest, revision=revision, vendor=connections[self.using].vendor)
         kept = Manifest.model_validate(existing.manifest) if existing is not None else None
-        created, adopted = self._create_tables(manifest, built, kept=kept)
-        migrations = apply_migrations(manifest.key, bundle.migrations(), using=self.using)
+        with span("metacore.install.ddl", addon=manifest.key, tables=len(manifest.models)):
+            created, adopted = self._create_tables(manifest, built, kept=kept)
+        with span("metacore.install.sql_migrations", addon=manifest.key):
+            migrations = apply_migrations(manifest.key, bundle.migrations(), using=self.using)
 
         installation = existing or Installation(key=manifest.key)
         installation.name = manifest.name
@@ -146,7 +149,8 @@ class InstallerService:
         installation.save(using=self.using)
 
         permissions = self._create_permissions(manifest)
-        run_lifecycle_hook(self.kernel, installation, bundle, "on_install")
+        with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
+            run_lifecycle_hook(self.kernel, installation, bundle, "on_install")
         registry_revision = bump_registry_revision(self.using)
         warnings = []
         missing = missing_backend_module(manifest, bundle.root)
@@ -236,9 +240,10 @@ class InstallerService:
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         manifest = bundle.manifest
         try:
-            return Upgrader(self).upgrade(
-                manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name
-            )
+            with span("metacore.upgrade", addon=manifest.key, version=manifest.version):
+                return Upgrader(self).upgrade(
+                    manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name
+                )
         except Exception as exc:
             error = _as_metacore_error(exc, f"upgrade of {manifest.key} to {manifest.version} failed")
             self._journal_failure(manifest.key, "upgrade", manifest.version, error, actor_name)
@@ -256,7 +261,7 @@ class InstallerService:
         the installation record, in one transaction."""
         actor_name = _actor_name(actor)
         try:
-            with transaction.atomic(using=self.using):
+            with span("metacore.uninstall", addon=key, drop_data=drop_data), transaction.atomic(using=self.using):
                 installation = self._locked(key, allow_uninstalled=drop_data)
                 manifest = Manifest.model_validate(installation.manifest)
                 if installation.state != Installation.State.UNINSTALLED:
@@ -308,7 +313,7 @@ class InstallerService:
 
     def _set_state(self, key, state, operation, hook, actor) -> Installation:
         actor_name = _actor_name(actor)
-        with transaction.atomic(using=self.using):
+        with span(f"metacore.{operation}", addon=key), transaction.atomic(using=self.using):
             installation = self._locked(key)
             if installation.state == state:
                 return installation

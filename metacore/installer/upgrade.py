@@ -20,6 +20,7 @@ from packaging.version import InvalidVersion, Version
 
 from metacore.errors import Conflict, ValidationError
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
+from metacore.host.telemetry import set_attributes, span
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.hooks import run_lifecycle_hook
 from metacore.installer.sql_migrations import apply_migrations
@@ -206,7 +207,9 @@ class Upgrader:
         installer = self.installer
         with transaction.atomic(using=self.using):
             installation = installer._locked(key)
-            plan = self.plan(installation, bundle, force=force, with_sql=False)
+            with span("metacore.upgrade.plan", addon=key):
+                plan = self.plan(installation, bundle, force=force, with_sql=False)
+            set_attributes(steps=len(plan.steps), destructive=len(plan.destructive))
             if plan.blocked:
                 raise UpgradeRefused(f"upgrade of {key} stopped: {'; '.join(plan.blocked)}", errors={"data": plan.blocked})
             if plan.destructive and not allow_destructive:
@@ -216,13 +219,15 @@ class Upgrader:
                 )
             old = Manifest.model_validate(installation.manifest)
             new = bundle.manifest
-            with addon_introspection(self.connection, key), ddl.schema_editor(self.using) as editor:
+            with span("metacore.upgrade.ddl", addon=key), addon_introspection(self.connection, key), \
+                    ddl.schema_editor(self.using) as editor:
                 run_steps(old, plan.steps, editor)
             new_models = build_addon_models(new, revision=0, vendor=self.connection.vendor).classes
             for spec in new.models:
                 if spec.org_scoped:  # idempotent: new, renamed and newly org-scoped tables get the policy
                     enable_rls(self.connection, new_models[spec.table]._meta.db_table)
-            migrations = apply_migrations(key, [m for m in bundle.migrations()], using=self.using)
+            with span("metacore.upgrade.sql_migrations", addon=key):
+                migrations = apply_migrations(key, bundle.migrations(), using=self.using)
             self._sync_permissions(old, new)
             installation.name = new.name
             installation.version = new.version
@@ -232,7 +237,8 @@ class Upgrader:
             installation.bundle_sha256 = bundle.sha256
             installation.revision += 1
             installation.save(using=self.using)
-            run_lifecycle_hook(installer.kernel, installation, bundle, "on_upgrade")
+            with span("metacore.upgrade.hook", addon=key, hook="on_upgrade"):
+                run_lifecycle_hook(installer.kernel, installation, bundle, "on_upgrade")
             from metacore.installer.service import bump_registry_revision
 
             revision = bump_registry_revision(self.using)
