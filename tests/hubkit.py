@@ -14,11 +14,11 @@ from metacore.models import Installation, RegistryState, TenantMembership
 from metacore.permissions.naming import model_permission
 
 
-def register_addon(key, models, capabilities=()):
+def register_addon(key, models, capabilities=(), org_scoped=True):
     """An enabled Installation whose manifest declares `models` [(Key, table), ...], with the
     CRUD permission rows the installer creates; the hub needs no table for this."""
     specs = tuple(
-        Model(key=model_key, table=table, label=table, org_scoped=True,
+        Model(key=model_key, table=table, label=table, org_scoped=org_scoped,
               columns=(Column(name="id", type="uuid", primary_key=True, system=True),
                        Column(name="organization_id", type="uuid", system=True),
                        Column(name="name", type="string", size=80)))

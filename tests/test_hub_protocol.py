@@ -8,6 +8,7 @@ import uuid
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from django.contrib.auth.models import Permission
 from django.db import transaction
 
 from metacore import events
@@ -244,6 +245,31 @@ def test_no_client_receives_another_tenants_events_whatever_it_sends(org):
         assert (await receive_json(bob))["payload"]["org_id"] == str(org["t2"])
         await bob.disconnect()
         await alice.disconnect()
+
+    run(body)
+
+
+def test_shared_tables_reach_every_tenant_and_org_tables_need_a_tenant(org):
+    register_addon("catalog", [("Product", "products")], org_scoped=False)
+    drifter = make_user("drifter", None, ["crm.leads.read"])
+    for user in (org["alice"], org["bob"]):
+        user.user_permissions.add(Permission.objects.get(codename="catalog.products.read"))
+
+    async def body():
+        alice, bob = await connect(org["alice"]), await connect(org["bob"])
+        for comm in (alice, bob):
+            assert (await subscribe(comm, ["products"]))["models"] == ["products"]
+        shared = events.DataEvent(addon="catalog", model="Product", table="products", action="created", id="p1",
+                                  tenant=None, actor_id=None)
+        await database_sync_to_async(publish)(shared)
+        for comm in (alice, bob):
+            payload = (await receive_json(comm))["payload"]
+            assert (payload["org_id"], payload["id"], payload["actor_id"]) == ("", "p1", "")
+            await comm.disconnect()
+        lone = await connect(drifter)
+        ack = await subscribe(lone, ["leads"])
+        assert ack["models"] == [] and "no organization" in ack["refused"][0]["reason"]
+        await lone.disconnect()
 
     run(body)
 
