@@ -253,3 +253,15 @@ def test_calls_are_traced_and_metered(helpdesk, otel):
     fuel = otel.metric_points("metacore.sandbox.call.fuel")
     assert fuel and fuel[0].sum > 0
     assert otel.metric_points("metacore.sandbox.call.duration")
+
+
+def test_failing_disable_hook_keeps_the_addon_enabled(tmp_path):
+    wasm = guests.module(guests.ECHO + """
+  (data (i32.const 800) "{\\"success\\":false,\\"error\\":{\\"code\\":\\"busy\\",\\"message\\":\\"tickets still open\\"}}")
+  (func (export "on_disable") (param i32 i32) (result i64) (call $pack (i32.const 800) (i32.const 72)))""")
+    manifest = json.loads((EXAMPLE / "manifest.json").read_text())
+    backend = {**manifest["backend"], "exports": ["echo", "on_disable"]}
+    get_kernel().installer.install(bundle_with(tmp_path, wasm, backend=backend, hooks={}, actions={}))
+    with pytest.raises(Exception, match="tickets still open"):
+        get_kernel().installer.disable("helpdesk")
+    assert Installation.objects.get(key="helpdesk").state == "enabled"
