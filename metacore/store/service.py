@@ -11,7 +11,7 @@ Every operation takes a `StoreContext` (who, for which tenant) and a model refer
   publishes a `DataEvent` once the transaction commits.
 
 Reads use `.values()` and the column types' `to_json`, not model instances or
-ModelSerializer: a list page costs one SELECT (rows and total) whatever its size.
+ModelSerializer: a list page costs one COUNT and one SELECT whatever its size.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from django.db import DataError, IntegrityError, connections, transaction
-from django.db.models import Count, Window
 from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
 
@@ -39,7 +38,6 @@ from metacore.store.query import parse_list_query
 from metacore.store.validation import serializer_class
 
 ACTION_EVENTS = {"create": "created", "update": "updated", "delete": "deleted"}
-TOTAL = "metacore_total"  # annotation carrying the row count on each listed row
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,6 @@ class _Reader:
         )
 
     def __call__(self, row: dict) -> dict:
-        row.pop(TOTAL, None)
         for name, to_json in self.converters:
             row[name] = to_json(row[name])
         return row
@@ -110,15 +107,12 @@ class StoreService:
         reader = _reader(resolved)
         with self._tenant_transaction(ctx, resolved, write=False):
             queryset = query.apply(self.scoped_queryset(ctx, resolved))
-            # One query for the page and the total (`COUNT(*) OVER ()`, computed before the
-            # LIMIT); only a page past the end needs a separate COUNT.
-            page = list(queryset.annotate(**{TOTAL: Window(Count("pk"))})
-                        .values(*reader.names, TOTAL)[query.offset:query.offset + query.per_page])
-            if page:
-                total = page[0][TOTAL]
-            else:
-                total = queryset.count() if query.offset else 0
-        rows = [reader(row) for row in page]
+            # COUNT + page rather than one query with COUNT(*) OVER (): the window makes the
+            # database materialise and sort every row, where ORDER BY .. LIMIT keeps a top-N.
+            total = queryset.count()
+            rows = [] if query.offset >= total else [
+                reader(row) for row in queryset.values(*reader.names)[query.offset:query.offset + query.per_page]
+            ]
         self._audit_read(ctx, resolved, details={"total": total, "page": query.page})
         return Page(rows=rows, total=total, page=query.page, per_page=query.per_page)
 
