@@ -52,7 +52,7 @@ def _static_api():
 
     class StaticItem(models.Model):
         id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-        organization_id = models.UUIDField()
+        organization_id = models.UUIDField(db_index=True)  # as the installer indexes it
         title = models.CharField(max_length=200)
         status = models.CharField(max_length=20, default="open")
         priority = models.IntegerField(default=0)
