@@ -279,7 +279,8 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     # -- channel layer messages (from the publisher) -----------------------------------------
     async def hub_data(self, message):
-        ident = (message["addon"], message["table"])
+        addon, table, _ = message["row"].split(".", 2)
+        ident = (addon, table)
         if message["via"] == "model":
             if ident not in self.explicit:
                 return  # unsubscribed while the event was in flight
@@ -288,7 +289,7 @@ class HubConsumer(AsyncWebsocketConsumer):
                 return  # not a `*` subscriber, or it arrives through its model group
             if not await self._star_may_read(ident):
                 return
-        self._offer(message)
+        self._offer(message, addon, table)
 
     async def hub_frame(self, message):
         self._control(message["text"])
@@ -305,9 +306,9 @@ class HubConsumer(AsyncWebsocketConsumer):
         return allowed
 
     # -- coalescing ---------------------------------------------------------------------------
-    def _offer(self, message):
+    def _offer(self, message, addon, table):
         if self.window <= 0:
-            return self._enqueue(message["text"], DATA, message["addon"], message["table"])
+            return self._enqueue(message["text"], DATA, addon, table)
         row = message["row"]
         now = self.loop.time()
         window = self.recent.get(row)
@@ -315,7 +316,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             if len(self.recent) > 1024:
                 self._prune(now)
             self.recent[row] = _Window(now + self.window)
-            return self._enqueue(message["text"], DATA, message["addon"], message["table"])
+            return self._enqueue(message["text"], DATA, addon, table)
         window.hold(message["text"])
         if window.timer is None:
             window.timer = self.loop.call_later(window.until - now, self._flush, row)

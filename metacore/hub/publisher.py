@@ -63,9 +63,9 @@ class HubPublisher:
     # -- what producers publish ----------------------------------------------------------------
     def publish_data(self, event: events.DataEvent):
         text = frame_text(DATA_EVENT, data_payload(event))
-        row = f"{event.addon}.{event.table}.{event.id}".lower()
-        base = {"type": "hub.data", "text": text, "row": row, "addon": event.addon.lower(),
-                "table": event.table.lower()}
+        # `row` = `addon.table.id` (addon keys and tables never contain dots): the consumer's
+        # routing and coalescing key, kept small since every socket's copy carries it.
+        base = {"type": "hub.data", "text": text, "row": f"{event.addon}.{event.table}.{event.id}".lower()}
         with telemetry.span("metacore.hub.publish", addon=event.addon, model=event.model, tenant=event.tenant,
                             action=event.action):
             self._send_many([
