@@ -456,3 +456,17 @@ def test_hostile_write_values_never_500(alice, body):
     response = alice.post(ORDERS, body, format="json")
     assert response.status_code in (201, 400), response.content
     assert response.json()["success"] is (response.status_code == 201)
+
+
+# -- telemetry ----------------------------------------------------------------------------
+
+
+def test_store_requests_are_traced_and_counted_by_model_and_status(alice, otel):
+    customer(alice)
+    fails(alice.get(f"{CUSTOMERS}/{uuid.uuid4()}"), 404)
+    created = otel.spans("metacore.store.create")[0].attributes
+    assert created["metacore.addon"] == "store_shop" and created["metacore.model"] == "customers"
+    assert created["metacore.tenant"] == str(ORG_A)
+    counted = {(p.attributes["metacore.action"], p.attributes["metacore.status"]): p.value
+               for p in otel.metric_points("metacore.requests")}
+    assert counted[("create", 201)] == 1 and counted[("read", 404)] == 1

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.host.telemetry import count_request, span
 from metacore.kernel import get_kernel
 from metacore.store.service import StoreContext
 
@@ -23,9 +24,22 @@ def store_context(request) -> StoreContext:
     return StoreContext.for_user(request.user, request, request_id=request_id[:64])
 
 
+ACTIONS = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+
+
 class StoreView(EnvelopeErrorsMixin, APIView):
     parser_classes = [JSONParser]
     permission_classes = [IsAuthenticated]
+
+    def dispatch(self, request, *args, **kwargs):
+        """One `metacore.store.<action>` span per request (the store adds addon, model and
+        tenant once it has resolved them) and the requests-by-model metric."""
+        action = ACTIONS.get(request.method, request.method.lower())
+        with span(f"metacore.store.{action}", model=kwargs.get("model"), action=action):
+            response = super().dispatch(request, *args, **kwargs)
+        addon, _, model = (kwargs.get("model") or "").rpartition(".")
+        count_request(addon=addon, model=model, action=action, status=response.status_code)
+        return response
 
     @property
     def store(self):

@@ -29,6 +29,7 @@ from django.utils import timezone
 from metacore.conf import metacore_settings
 from metacore.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from metacore.events import DataEvent, data_changed, publish_on_commit
+from metacore.host.telemetry import set_attributes
 from metacore.manifest.model import SYSTEM_COLUMNS
 from metacore.permissions.naming import model_permission
 from metacore.schema.registry import ResolvedModel
@@ -196,6 +197,7 @@ class StoreService:
     # -- internals ------------------------------------------------------------------------
     def _authorize(self, ctx, ref, action):
         resolved = self.resolve(ref)
+        set_attributes(addon=resolved.installation_key, model=resolved.spec.table, tenant=ctx.tenant)
         self.kernel.permissions.require(ctx.user, model_permission(resolved.installation_key, resolved.spec.table, action))
         if resolved.spec.org_scoped:
             self._tenant_uuid(ctx, resolved)
