@@ -35,6 +35,7 @@ EVENT_KINDS = (
     "addon.disable",
     "enforcer.mode_changed",
     "sandbox.call",
+    "sandbox.import",
     "hub.connect",
     "hub.subscribe",
 )
