@@ -11,7 +11,7 @@ fed by one `group_send` per write), and the ratios hub/bare (goal: within 1.5x).
    Channels' WebsocketCommunicator does) against the real `HubConsumer` and the bare one.
 2. channels_redis across two processes: this process publishes (the hub's publisher, or a
    bare `group_send`); a Daphne process serves the 1,000 real WebSocket clients (the
-   `websockets` library) of `bench.hub_asgi`. Skipped when Redis is not reachable.
+   `websockets` library) of `bench._hub_asgi`. Skipped when Redis is not reachable.
 
 Size: BENCH_HUB_CLIENTS (default 1000) and BENCH_HUB_WRITES (default 20, so the four runs
 take a few minutes on two cores; BENCH_HUB_WRITES=200 is the issue's full burst, 200,000
@@ -79,7 +79,7 @@ def _write_all(kind, tenant):
     from channels.layers import get_channel_layer
     from django.db import transaction
 
-    from bench.hub_asgi import BARE_GROUP
+    from bench._hub_asgi import BARE_GROUP
     from metacore import events
     from metacore.hub.publisher import DATA_EVENT, data_payload, frame_text
 
@@ -168,7 +168,7 @@ class _AsgiClient:
 async def _inmemory(kind, user, tenant):
     from channels.db import database_sync_to_async
 
-    from bench.hub_asgi import BareConsumer
+    from bench._hub_asgi import BareConsumer
     from metacore.hub.consumer import HubConsumer
 
     app = (HubConsumer if kind == "hub" else BareConsumer).as_asgi()
@@ -226,10 +226,10 @@ def _start_daphne():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.hub_settings", "DATABASE_URL": _database_url(),
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench._hub_settings", "DATABASE_URL": _database_url(),
            "REDIS_URL": REDIS_URL}
     process = subprocess.Popen([str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
-                                "bench.hub_asgi:application"], cwd=ROOT, env=env,
+                                "bench._hub_asgi:application"], cwd=ROOT, env=env,
                                stdout=open(ROOT / "var" / "bench-hub-daphne.log", "w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -302,7 +302,6 @@ def _report(title, hub, bare):
 
 
 def main():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.hub_settings")
     setup_django()
     user, tenant, token = _prepare()
 
