@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import Permission
@@ -100,17 +101,9 @@ class InstallerService:
                 self._journal_failure(template_key(bundle), "install", "", exc, actor_name)
                 raise
         manifest = bundle.manifest
-        try:
-            with span("metacore.install", addon=manifest.key, version=manifest.version), transaction.atomic(using=self.using):
-                result = self._install(bundle, actor_name, settings, credentials, selected_tools)
-        except Exception as exc:
-            error = _as_metacore_error(exc, f"install of {manifest.key} {manifest.version} failed")
-            self._journal_failure(manifest.key, "install", manifest.version, error, actor_name)
-            self._audit("addon.install", manifest.key, actor_name, reason=error.message,
-                        details={"version": manifest.version, "ok": False})
-            if error is exc:
-                raise
-            raise error from exc
+        with self._failure_recorded("install", manifest, actor_name, f"install of {manifest.key} {manifest.version} failed"), \
+                span("metacore.install", addon=manifest.key, version=manifest.version), transaction.atomic(using=self.using):
+            result = self._install(bundle, actor_name, settings, credentials, selected_tools)
         log.info("installed %s %s (%d tables)", manifest.key, manifest.version, len(manifest.models))
         return result
 
@@ -239,19 +232,11 @@ class InstallerService:
         actor_name = _actor_name(actor)
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         manifest = bundle.manifest
-        try:
-            with span("metacore.upgrade", addon=manifest.key, version=manifest.version):
-                return Upgrader(self).upgrade(
-                    manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name
-                )
-        except Exception as exc:
-            error = _as_metacore_error(exc, f"upgrade of {manifest.key} to {manifest.version} failed")
-            self._journal_failure(manifest.key, "upgrade", manifest.version, error, actor_name)
-            self._audit("addon.upgrade", manifest.key, actor_name, reason=error.message,
-                        details={"version": manifest.version, "ok": False})
-            if error is exc:
-                raise
-            raise error from exc
+        with self._failure_recorded("upgrade", manifest, actor_name, f"upgrade of {manifest.key} to {manifest.version} failed"), \
+                span("metacore.upgrade", addon=manifest.key, version=manifest.version):
+            return Upgrader(self).upgrade(
+                manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name
+            )
 
     # -- uninstall ----------------------------------------------------------------------
 
@@ -354,6 +339,21 @@ class InstallerService:
             addon_key=key[:64], operation=operation, from_version=from_version[:64], to_version=to_version[:64],
             ok=ok, message=message, details=details, actor=actor[:150],
         )
+
+    @contextmanager
+    def _failure_recorded(self, operation, manifest, actor, context):
+        """Around an operation whose transaction rolls back on failure: journal and audit
+        the failure afterwards, and raise it as a typed error naming `context`."""
+        try:
+            yield
+        except Exception as exc:
+            error = _as_metacore_error(exc, context)
+            self._journal_failure(manifest.key, operation, manifest.version, error, actor)
+            self._audit(f"addon.{operation}", manifest.key, actor, reason=error.message,
+                        details={"version": manifest.version, "ok": False})
+            if error is exc:
+                raise
+            raise error from exc
 
     def _journal_failure(self, key, operation, version, error, actor):
         """Record a failed operation; called after its transaction rolled back."""
