@@ -57,10 +57,13 @@ def test_install_create_and_denial_leave_a_trail(full_pipe):
                       if r.attributes["metacore.audit.id"] == str(record.event_id)]
             assert log.attributes["metacore.audit.addon"] == "audit_notes"
 
-        # The create ran inside the HTTP server span: its audit row carries that trace.
+        # The create ran inside the HTTP server span: its audit row carries that trace, and
+        # the audit event sits on the store span the write ran in, a child of the HTTP span.
         (http_span,) = [s for s in otel.spans() if s.kind.name == "SERVER"]
         assert create.trace_id == format(http_span.context.trace_id, "032x")
-        assert "metacore.audit.crud.create" in [e.name for e in http_span.events]
+        (store_span,) = otel.spans("metacore.store.create")
+        assert store_span.parent.span_id == http_span.context.span_id
+        assert "metacore.audit.crud.create" in [e.name for e in store_span.events]
         assert {(p.attributes["metacore.capability"], p.value)
                 for p in otel.metric_points("metacore.capability.denials")} == {("http:fetch", 1)}
     finally:
