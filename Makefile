@@ -3,7 +3,9 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv run test test-sqlite test-postgres bench examples clean
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+
+.PHONY: venv run test bench examples clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,14 +24,10 @@ run: venv
 test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test-sqlite: venv
-	env -u DATABASE_URL $(VENV)/bin/pytest $(PYTEST_ARGS)
-
-test-postgres: venv
-	DATABASE_URL=$${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test} $(VENV)/bin/pytest $(PYTEST_ARGS)
-
+## Every benchmark, on SQLite and on PostgreSQL (BENCH="store upgrade" picks modules).
 bench: venv
-	$(PY) -m bench
+	env -u DATABASE_URL $(PY) -m bench $(BENCH)
+	DATABASE_URL=$(POSTGRES_URL) $(PY) -m bench $(BENCH)
 
 ## Rebuild the example addons' wasm backends from their sources (examples/build.py).
 examples: venv
