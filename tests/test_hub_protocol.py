@@ -174,6 +174,22 @@ def test_data_event_frame_carries_identity_and_field_names_never_values(org):
     run(body)
 
 
+def test_publish_is_traced_and_its_fanout_size_measured(org, otel):
+    async def body():
+        first, second = await connect(org["alice"]), await connect(org["alice"])
+        for comm in (first, second):
+            await subscribe(comm, ["lead"])
+        await database_sync_to_async(publish)(event(org["t1"]))
+        for comm in (first, second):
+            assert json.loads(await comm.receive_from(timeout=2))["type"] == "DATA_EVENT"
+            await comm.disconnect()
+
+    run(body)
+    (publish_span,) = otel.spans("metacore.hub.publish")
+    assert publish_span.attributes["metacore.addon"] == "crm"
+    assert [p.sum for p in otel.metric_points("metacore.hub.fanout")] == [2]
+
+
 def test_rolled_back_write_sends_nothing(org):
     def rolled_back():
         with pytest.raises(RuntimeError):

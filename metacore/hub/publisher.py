@@ -102,6 +102,10 @@ class HubPublisher:
             messages = [(group, message) for group, message in messages if layer.groups.get(group)]
             if not messages:
                 return
+            # Only this layer knows its group sizes without a round trip (channels_redis keeps
+            # them in Redis): the fanout-size metric is recorded here.
+            telemetry.record_hub_fanout(sum(len(layer.groups[group]) for group, _ in messages),
+                                        kind=messages[0][1]["type"])
 
         async def send_all():
             for group, message in messages:
