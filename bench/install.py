@@ -142,7 +142,8 @@ def run_child(directory: Path, bundle: Path, database_url: str | None):
 def postgres_url():
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith(("postgres://", "postgresql://")):
-        return url
+        # Same server, own database: the bench runner's process already holds test_<NAME>.
+        return url.rsplit("/", 1)[0] + "/metacore_bench_install"
     return os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/metacore_bench")
 
 
