@@ -36,9 +36,16 @@ class ResolvedModel:
 
 
 def read_revision(using=DEFAULT_DB_ALIAS) -> int:
+    """The stored registry revision: one primary-key read before every resolve, so it is
+    plain SQL (the ORM's query building would cost more than the read itself)."""
     from metacore.models import RegistryState
 
-    return RegistryState.objects.using(using).filter(pk=1).values_list("revision", flat=True).first() or 0
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {qn('revision')} FROM {qn(RegistryState._meta.db_table)} WHERE {qn('id')} = 1")
+        row = cursor.fetchone()
+    return row[0] if row else 0
 
 
 class ModelRegistry:
