@@ -342,3 +342,17 @@ def test_search_matches_search_columns_within_the_tenant(data, alice, bob):
 def test_search_bad_input_is_400(alice, query, param):
     response = client_for(alice).get(f"/api/search/tickets?{query}")
     assert response.status_code == 400 and param in response.json()["errors"]
+
+
+def test_options_and_search_are_audited_as_reads_when_reads_are(data, alice, settings):
+    from metacore.kernel import reset_kernel
+    from metacore.models import AuditRecord
+
+    settings.METACORE = {**settings.METACORE, "AUDIT_READS": True}
+    reset_kernel()
+    client_for(alice).get("/api/options/customers")
+    client_for(alice).get("/api/search/tickets?q=printer")
+    reads = AuditRecord.objects.filter(kind="crud.read", details__via="options/search")
+    assert sorted(r.target.split(".")[-1] for r in reads) == ["customers", "tickets"]
+    assert {r.tenant for r in reads} == {str(ORG_A)}
+    reset_kernel()

@@ -150,6 +150,7 @@ class MetadataService:
         ctx = StoreContext.for_user(user, request)
         with store.tenant_transaction(ctx, resolved):
             yield store.scoped_queryset(ctx, resolved)
+        store.audit_read(ctx, resolved, details={"via": "options/search"})
 
     def _project(self, resolved, rows, offset, limit):
         """`{id, value, label, name}` per row, ordered by the label column."""

@@ -114,14 +114,14 @@ class StoreService:
             rows = [] if query.offset >= total else [
                 reader(row) for row in queryset.values(*reader.names)[query.offset:query.offset + query.per_page]
             ]
-        self._audit_read(ctx, resolved, details={"total": total, "page": query.page})
+        self.audit_read(ctx, resolved, details={"total": total, "page": query.page})
         return Page(rows=rows, total=total, page=query.page, per_page=query.per_page)
 
     def get(self, ctx: StoreContext, ref: str, row_id) -> dict:
         resolved = self._authorize(ctx, ref, "read")
         with self._tenant_transaction(ctx, resolved, write=False):
             row = self._fetch(ctx, resolved, row_id)
-        self._audit_read(ctx, resolved, row_id=row["id"])
+        self.audit_read(ctx, resolved, row_id=row["id"])
         return row
 
     # -- writes ---------------------------------------------------------------------------
@@ -341,7 +341,8 @@ class StoreService:
         )
         publish_on_commit(data_changed, event, using=self._db(resolved))
 
-    def _audit_read(self, ctx, resolved, *, row_id=None, details=None):
+    def audit_read(self, ctx, resolved, *, row_id=None, details=None):
+        """A `crud.read` audit event, when METACORE['AUDIT_READS'] asks for them."""
         if not metacore_settings.AUDIT_READS:
             return
         addon, table = resolved.installation_key, resolved.spec.table
