@@ -87,10 +87,11 @@ def _reload(*, setting, **kwargs):
 setting_changed.connect(_reload)
 
 
-def data_dir():
+def data_dir(subdir: str = ""):
+    """METACORE['DATA_DIR'] (default BASE_DIR/var), or a folder inside it; created if missing."""
     from pathlib import Path
 
     base = metacore_settings.DATA_DIR or Path(getattr(settings, "BASE_DIR", ".")) / "var"
-    path = Path(base)
+    path = Path(base) / subdir
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -77,7 +77,7 @@ def open_bundle(path) -> Bundle:
     source = Path(path)
     if not source.exists():
         raise BundleError(source, "no such file or directory")
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=_bundles_dir()))
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=data_dir("bundles")))
     try:
         if source.is_dir():
             files, digest = _copy_directory(source, staging)
@@ -91,7 +91,7 @@ def open_bundle(path) -> Bundle:
         verify_bundle(raw, files)  # signature, digest and per-file checksums (docs/bundles.md)
         values = _template_values(source, raw)
         manifest = _parse_manifest(source, raw, values)
-        final = _bundles_dir() / manifest.key / f"{manifest.version}-{digest[:12]}"
+        final = data_dir("bundles") / manifest.key / f"{manifest.version}-{digest[:12]}"
         if not final.exists():
             final.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -102,12 +102,6 @@ def open_bundle(path) -> Bundle:
         return Bundle(source, final, manifest, raw, files, digest, values)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _bundles_dir() -> Path:
-    path = data_dir() / "bundles"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _check_name(source, name: str) -> str:

@@ -54,7 +54,7 @@ def install_options(data) -> dict:
 @contextmanager
 def uploaded_bundle(upload):
     """Spool an uploaded bundle to a private temporary file the installer can open."""
-    spool = Path(tempfile.mkdtemp(prefix="upload-", dir=_uploads_dir()))
+    spool = Path(tempfile.mkdtemp(prefix="upload-", dir=data_dir("uploads")))
     try:
         target = spool / "bundle.tar.gz"
         with target.open("wb") as out:
@@ -63,12 +63,6 @@ def uploaded_bundle(upload):
         yield target
     finally:
         shutil.rmtree(spool, ignore_errors=True)
-
-
-def _uploads_dir() -> Path:
-    path = data_dir() / "uploads"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def open_checked(path, key: str):

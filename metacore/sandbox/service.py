@@ -39,7 +39,7 @@ def get_engine() -> SandboxEngine:
     if _engine is None:
         with _engine_lock:
             if _engine is None:
-                _engine = SandboxEngine(data_dir() / "wasm-cache")
+                _engine = SandboxEngine(data_dir("wasm-cache"))
     return _engine
 
 
