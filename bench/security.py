@@ -126,7 +126,7 @@ def _request_bench():
 
     from metacore.host import telemetry
     from metacore.kernel import get_kernel, reset_kernel
-    from metacore.models import AuditRecord, TenantMembership
+    from metacore.models import TenantMembership
 
     model = get_kernel().registry.resolve(f"{ADDON}.items").model_class
     user = User.objects.create_superuser("benchsec", "b@example.com", "x")

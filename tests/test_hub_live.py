@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from metacore.kernel import get_kernel, reset_kernel
 from tests.hubkit import make_user, new_tenant, token_for
-from tests.livekit import REDIS_URL, ROOT, Daphne
+from tests.livekit import ROOT, Daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)
 NODE_DIR = ROOT / "tests" / "node"

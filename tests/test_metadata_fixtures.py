@@ -2,7 +2,6 @@
 import json
 import tarfile
 
-import pytest
 
 from metacore.manifest.parse import load_manifest
 from metacore.metadata.derive import INTERNAL, MANAGED, label_column, modal_metadata, table_metadata

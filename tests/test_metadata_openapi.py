@@ -5,7 +5,6 @@ import pytest
 from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
-from metacore.kernel import get_kernel
 
 from metadata_fixtures import fresh_registry, helpdesk_manifest, install, uninstall, upgrade  # noqa: F401 (autouse fixture)
 

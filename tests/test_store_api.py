@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from metacore.events import data_changed
 from metacore.kernel import get_kernel
-from metacore.models import AuditRecord, TenantMembership
+from metacore.models import AuditRecord
 from metacore.store.service import StoreContext
 from store_support import ORG_A, ORG_B, client_for, fails, installed_addon, make_user, ok
 from conftest import is_postgres

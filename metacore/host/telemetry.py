@@ -13,7 +13,7 @@ variables and turns on `opentelemetry-instrumentation-django` for HTTP spans.
 """
 import logging
 import os
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 from opentelemetry import _logs, metrics, trace
 
