@@ -395,3 +395,24 @@ def test_install_and_upgrade_steps_are_traced(tmp_path, otel):
     upgrade = next(s for s in otel.spans() if s.name == "metacore.upgrade")
     assert upgrade.attributes["metacore.addon"] == KEY and upgrade.attributes["metacore.steps"] >= 1
     get_kernel().installer.uninstall(KEY, drop_data=True)
+
+
+def test_upgrade_announces_itself_after_commit_and_changes_the_metadata_version(tmp_path, installed):
+    from metacore.events import addon_changed
+    from metacore.models import AuditRecord
+
+    seen = []
+
+    def receiver(sender, event, **kwargs):
+        seen.append((event.addon, event.operation, event.version))
+
+    version_before = get_kernel().metadata.version()
+    addon_changed.connect(receiver)
+    try:
+        get_kernel().installer.upgrade(write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")]))
+    finally:
+        addon_changed.disconnect(receiver)
+    assert seen == [(KEY, "upgrade", "1.1.0")]  # the hub turns it into ADDON_MANIFEST_CHANGED
+    assert get_kernel().metadata.version() != version_before
+    record = AuditRecord.objects.filter(kind="addon.upgrade", addon=KEY).latest("timestamp")
+    assert record.details["from_version"] == "1.0.0" and record.details["to_version"] == "1.1.0"
