@@ -121,12 +121,3 @@ def small_manifest(key="demo", version="1.0.0", extra_models=()):
             *extra_models,
         ],
     }
-
-
-def database_url():
-    """DATABASE_URL of the test database, for a second process (SQLite: the file test database)."""
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"

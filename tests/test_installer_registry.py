@@ -17,7 +17,8 @@ from metacore.kernel import get_kernel
 from metacore.models import Installation
 from metacore.schema.naming import physical_table
 from metacore.schema.registry import ModelRegistry
-from tests.installer_support import EXAMPLES, ROOT, database_url, small_manifest
+from tests.installer_support import EXAMPLES, ROOT, small_manifest
+from tests.livekit import test_database_url as database_url
 
 ORG = "aaaaaaaa-0000-4000-8000-000000000001"
 
