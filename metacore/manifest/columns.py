@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metacore.schema.types import UnknownColumnType, canonical_name, get_type
 
@@ -21,6 +21,9 @@ from .identifiers import (
     table_name_problems,
 )
 from .model import Column, Index, Model, Reference
+
+if TYPE_CHECKING:
+    from .reading import Reader
 
 ON_DELETE = ("cascade", "set_null", "restrict", "no_action")
 # SQL default expressions that mean something rather than being literal text.
@@ -218,6 +221,28 @@ def _build_model(addon_key: str, draft: ModelDraft, all_drafts: list[ModelDraft]
         renamed_from=draft.renamed_from,
         table_meta=draft.table_meta,
         modal_meta=draft.modal_meta,
+    )
+
+
+def read_column(r: Reader, path: str, col: dict, *, required_key: str, reference: RefDraft | None = None) -> ColumnDraft:
+    """A column entry as both formats spell it; they differ only in the NOT NULL key
+    (`required` flat, `not_null` v3) and in where references come from."""
+    return ColumnDraft(
+        path=path,
+        name=r.string(col, "name", path, required=True) or "",
+        type=r.string(col, "type", path, required=True) or "",
+        size=r.integer(col, "size", path, minimum=0),
+        precision=r.integer(col, "precision", path, minimum=1),
+        scale=r.integer(col, "scale", path, minimum=0),
+        required=r.boolean(col, required_key, path),
+        unique=r.boolean(col, "unique", path),
+        index=r.boolean(col, "index", path),
+        primary_key=r.boolean(col, "primary_key", path),
+        default=col.get("default"),
+        label=r.string(col, "label", path),
+        searchable=col.get("searchable") if isinstance(col.get("searchable"), bool) else None,
+        renamed_from=r.string(col, "renamed_from", path),
+        reference=reference,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .columns import ColumnDraft, IndexDraft, ModelDraft, RefDraft
+from .columns import IndexDraft, ModelDraft, RefDraft, read_column
 from .draft import ActionDraft, ManifestDraft
 from .errors import Problems, at
 from .reading import Reader
@@ -75,7 +75,8 @@ def _model(r: Reader, path: str, item: dict) -> ModelDraft:
     )
     columns_path = at(path, "columns")
     for col_path, col in r.objects(item.get("columns"), columns_path, required=True):
-        model.columns.append(_column(r, col_path, col))
+        model.columns.append(read_column(r, col_path, col, required_key="required",
+                                         reference=_reference(r, col_path, col)))
     for idx_path, idx in r.objects(item.get("indexes", item.get("indices")), at(path, "indexes")):
         model.indexes.append(IndexDraft(
             path=idx_path,
@@ -84,26 +85,6 @@ def _model(r: Reader, path: str, item: dict) -> ModelDraft:
             unique=r.boolean(idx, "unique", idx_path),
         ))
     return model
-
-
-def _column(r: Reader, path: str, col: dict) -> ColumnDraft:
-    return ColumnDraft(
-        path=path,
-        name=r.string(col, "name", path, required=True) or "",
-        type=r.string(col, "type", path, required=True) or "",
-        size=r.integer(col, "size", path, minimum=0),
-        precision=r.integer(col, "precision", path, minimum=1),
-        scale=r.integer(col, "scale", path, minimum=0),
-        required=r.boolean(col, "required", path),
-        unique=r.boolean(col, "unique", path),
-        index=r.boolean(col, "index", path),
-        primary_key=r.boolean(col, "primary_key", path),
-        default=col.get("default"),
-        label=r.string(col, "label", path),
-        searchable=col.get("searchable") if isinstance(col.get("searchable"), bool) else None,
-        renamed_from=r.string(col, "renamed_from", path),
-        reference=_reference(r, path, col),
-    )
 
 
 def _reference(r: Reader, path: str, col: dict) -> RefDraft | None:

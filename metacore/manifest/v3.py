@@ -8,7 +8,7 @@ in `raw`.
 """
 from __future__ import annotations
 
-from .columns import ColumnDraft, IndexDraft, ModelDraft, RefDraft
+from .columns import IndexDraft, ModelDraft, RefDraft, read_column
 from .draft import ActionDraft, ManifestDraft
 from .errors import Problems, at
 from .reading import Reader
@@ -132,22 +132,7 @@ def _model(r: Reader, path: str, item: dict) -> ModelDraft:
     )
     for col_path, col in r.objects(item.get("columns"), at(path, "columns"), required=True, min_items=1):
         r.known_keys(col, COLUMN, col_path)
-        model.columns.append(ColumnDraft(
-            path=col_path,
-            name=r.string(col, "name", col_path, required=True) or "",
-            type=r.string(col, "type", col_path, required=True) or "",
-            size=r.integer(col, "size", col_path, minimum=0),
-            precision=r.integer(col, "precision", col_path, minimum=1),
-            scale=r.integer(col, "scale", col_path, minimum=0),
-            required=r.boolean(col, "not_null", col_path),
-            unique=r.boolean(col, "unique", col_path),
-            index=r.boolean(col, "index", col_path),
-            primary_key=r.boolean(col, "primary_key", col_path),
-            default=col.get("default"),
-            label=r.string(col, "label", col_path),
-            searchable=col.get("searchable") if isinstance(col.get("searchable"), bool) else None,
-            renamed_from=r.string(col, "renamed_from", col_path),
-        ))
+        model.columns.append(read_column(r, col_path, col, required_key="not_null"))
     for idx_path, idx in r.objects(item.get("indices"), at(path, "indices")):
         r.known_keys(idx, INDEX, idx_path)
         model.indexes.append(IndexDraft(
