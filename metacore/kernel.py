@@ -31,6 +31,12 @@ class Kernel:
         return StoreService(self)
 
     @cached_property
+    def transfer(self):
+        from metacore.store.transfer import TransferService
+
+        return TransferService(self.store, self.audit)
+
+    @cached_property
     def permissions(self):
         from metacore.permissions.service import PermissionService
 

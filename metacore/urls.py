@@ -4,6 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("metacore.api.action_urls")),
     path("", include("metacore.api.model_meta_urls")),
+    path("", include("metacore.api.transfer_urls")),
     path("", include("metacore.api.store_urls")),
     path("", include("metacore.api.hub_urls")),
     path("metacore/", include("metacore.api.security_urls")),
