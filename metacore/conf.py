@@ -21,6 +21,8 @@ DEFAULTS = {
     "DEFAULT_PER_PAGE": 20,
     "MAX_PER_PAGE": 200,
     "TENANT_RESOLVER": "metacore.store.tenancy.default_tenant_resolver",
+    "IDEMPOTENCY_CACHE": "default",  # Django cache alias keeping Idempotency-Key answers
+    "IDEMPOTENCY_TTL_S": 24 * 3600,
     # Security
     "ENFORCER_DEFAULT_MODE": "enforce",
     "HTTP_RESOLVER": "socket.getaddrinfo",

@@ -31,6 +31,12 @@ class Kernel:
         return StoreService(self)
 
     @cached_property
+    def shaper(self):
+        from metacore.store.shaping import RowShaper
+
+        return RowShaper(self.store, self.permissions)
+
+    @cached_property
     def transfer(self):
         from metacore.store.transfer import TransferService
 

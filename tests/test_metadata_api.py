@@ -356,3 +356,26 @@ def test_options_and_search_are_audited_as_reads_when_reads_are(data, alice, set
     assert sorted(r.target.split(".")[-1] for r in reads) == ["customers", "tickets"]
     assert {r.tenant for r in reads} == {str(ORG_A)}
     reset_kernel()
+
+
+def test_options_filter_value_scopes_a_dependent_dropdown(db):
+    """`filter_value` (the SDK's dependent pickers) compares with the manifest's `filter_by`
+    column of the options' model; a field without one ignores it, as upstream does."""
+    manifest = helpdesk_manifest(key="deps", table_meta={"columns": [{"key": "customer_id", "filter_by": "email"},
+                                                                     {"key": "status", "filter_by": "priority"}]})
+    install(manifest)
+    try:
+        table = lambda name: get_kernel().registry.resolve(f"deps.{name}").model_class._default_manager
+        table("customers").create(organization_id=ORG_A, name="Acme", email="a@acme.test")
+        table("customers").create(organization_id=ORG_A, name="Beta", email="b@beta.test")
+        table("tickets").create(organization_id=ORG_A, title="x", status="open", priority=1)
+        table("tickets").create(organization_id=ORG_A, title="y", status="pending", priority=2)
+        client = client_for(member("dora", ORG_A, is_superuser=True))
+        url = "/api/options/deps.tickets?field="
+        assert [o["label"] for o in client.get(url + "customer_id&filter_value=b@beta.test").json()["data"]] == ["Beta"]
+        assert [o["value"] for o in client.get(url + "status&filter_value=2").json()["data"]] == ["pending"]
+        assert client.get(url + "status&filter_value=two").status_code == 400
+        assert len(client.get(url + "title&filter_value=1").json()["data"]) == 2  # no filter_by: ignored
+        assert len(client.get(url + "customer_id&filter_value=").json()["data"]) == 2
+    finally:
+        uninstall(manifest)

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.api.idempotency import idempotent
 from metacore.kernel import get_kernel
 from metacore.store.service import StoreContext
 
@@ -26,5 +27,7 @@ class RowActionView(EnvelopeErrorsMixin, APIView):
     def post(self, request, model, row_id, key):
         request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
         ctx = StoreContext.for_user(request.user, request, request_id=request_id)
-        status, body = get_kernel().sandbox.run_action(ctx, model, row_id, key, request.data)
-        return Response(body, status=status)
+        def run():
+            status, body = get_kernel().sandbox.run_action(ctx, model, row_id, key, request.data)
+            return Response(body, status=status)
+        return idempotent(request, run)

@@ -23,12 +23,17 @@ from metacore.schema.types import get_type
 from metacore.store.query import OPERATORS
 
 ERROR_COMPONENT = "MetacoreError"
+SHAPE_PARAMS = (
+    ("fields", {"type": "string"}, "comma list of the columns to return (`id` always comes)"),
+    ("expand", {"type": "string"}, "comma list of reference columns whose row to embed (one level)"),
+)
 LIST_PARAMS = (
     ("page", {"type": "integer", "minimum": 1}, "1-based page number"),
     ("per_page", {"type": "integer", "minimum": 1}, "rows per page (clamped to the documented maximum)"),
     ("sortBy", {"type": "string"}, "comma list of columns; `-col` sorts descending"),
     ("order", {"type": "string", "enum": ["asc", "desc"]}, "direction for sortBy"),
     ("search", {"type": "string"}, "contains-match over the model's search columns"),
+    *SHAPE_PARAMS,
 )
 
 
@@ -123,7 +128,9 @@ def model_paths(resolved, prefix) -> dict:
         },
         base + "/{id}": {
             "parameters": [id_param],
-            "get": op("retrieve", f"Get a {spec.label} row", responses={"200": _json(row), **errors}),
+            "get": op("retrieve", f"Get a {spec.label} row", responses={"200": _json(row), **errors},
+                      parameters=[{"name": n, "in": "query", "required": False, "schema": s, "description": d}
+                                  for n, s, d in SHAPE_PARAMS]),
             "put": op("update", f"Update a {spec.label} row (missing keys keep their value)", requestBody=partial,
                       responses={"200": _json(row), **errors}),
             "patch": op("partial_update", f"Partially update a {spec.label} row", requestBody=partial,

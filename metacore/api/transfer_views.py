@@ -14,6 +14,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from metacore.api.idempotency import idempotent
 from metacore.api.store_views import StoreView, store_context
 from metacore.errors import ValidationError
 from metacore.kernel import get_kernel
@@ -63,6 +64,9 @@ class ImportView(TransferView):
     write = True
 
     def post(self, request, model):
+        return idempotent(request, lambda: self._import(request, model))
+
+    def _import(self, request, model):
         records = self._records(request)
         report = self.transfer.import_rows(store_context(request), model, records, write=self.write)
         body = report.as_json()

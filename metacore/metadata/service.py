@@ -24,7 +24,7 @@ from metacore.store.service import StoreContext
 DEFAULT_OPTIONS_LIMIT = 50
 MAX_OPTIONS_LIMIT = 200
 DEFAULT_SEARCH_LIMIT = 20
-OPTIONS_PARAMS = ("field", "q", "limit", "offset", "ids")
+OPTIONS_PARAMS = ("field", "q", "limit", "offset", "ids", "filter_value")
 SEARCH_PARAMS = ("q", "search", "limit")
 
 
@@ -109,6 +109,7 @@ class MetadataService:
                 self.kernel.permissions.require(user, self.read_permission(source))
             label = source.spec.column(derive.label_column(source.spec))
             with self._visible_rows(source, user, request) as rows:
+                rows = self._scoped_by(rows, source.spec, spec, field, params)
                 if q:
                     rows = rows.filter(self._match(label, q, "q"))
                 if params.get("ids"):
@@ -117,7 +118,7 @@ class MetadataService:
 
         col_type = get_type(column.type)
         with self._visible_rows(resolved, user, request) as rows:
-            rows = rows.exclude(**{f"{column.name}__isnull": True})
+            rows = self._scoped_by(rows.exclude(**{f"{column.name}__isnull": True}), spec, spec, field, params)
             if q:
                 rows = rows.filter(self._match(column, q, "q"))
             values = list(rows.order_by(column.name).values_list(column.name, flat=True).distinct()[offset:offset + limit])
@@ -185,6 +186,23 @@ class MetadataService:
             return Q(**{column.name: col_type.parse(q)})
         except ValueError as exc:
             raise errors.ValidationError("invalid input", errors={param: [str(exc)]}) from None
+
+    def _scoped_by(self, rows, source, spec, field, params):
+        """Dependent dropdowns (upstream `FilterBy`): `filter_value` compared with the column the
+        field's entry in the manifest's `table.columns[]` or `modal.fields[]` names as
+        `filter_by` (a column of the model the options come from). Without one it is ignored,
+        as upstream does."""
+        value = (params.get("filter_value") or "").strip()
+        if not value:
+            return rows
+        entries = [*((spec.table_meta or {}).get("columns") or ()), *((spec.modal_meta or {}).get("fields") or ())]
+        name = next((e.get("filter_by") or e.get("filterBy") for e in entries if isinstance(e, dict)
+                     and e.get("key") == field and (e.get("filter_by") or e.get("filterBy"))), None)
+        column = source.column(name) if name else None
+        if column is None:
+            return rows
+        return rows.filter(self._match(column, value, "filter_value") if not get_type(column.type).text_like
+                           else Q(**{column.name: value}))
 
     @staticmethod
     def _static_options(spec, field):

@@ -32,7 +32,7 @@ from metacore.errors import ValidationError
 from metacore.schema.types import get_type
 
 FILTER_PREFIX = "f_"
-RESERVED = {"page", "per_page", "sortBy", "order", "search", "search_columns"}
+RESERVED = {"page", "per_page", "sortBy", "order", "search", "search_columns", "fields", "expand"}
 _OPERATOR_LIKE = re.compile(r"^[A-Za-z_]+$")
 _DAY_RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})$")
 MAX_OFFSET = 2**62  # an OFFSET both databases accept as a 64-bit integer

@@ -38,6 +38,8 @@ from metacore.store import rls
 from metacore.store.query import parse_list_query
 from metacore.store.validation import serializer_class
 
+#: Filled with the acting user's id on create when the table has it (upstream BaseModel).
+CREATOR = "created_by_id"
 ACTION_EVENTS = {"create": "created", "update": "updated", "delete": "deleted"}
 
 
@@ -128,7 +130,14 @@ class StoreService:
     def create(self, ctx: StoreContext, ref: str, data) -> dict:
         resolved = self._authorize(ctx, ref, "create")
         spec = resolved.spec
+        if isinstance(data, dict) and CREATOR in data:
+            # Upstream fills the creator itself: what the client sends is never trusted.
+            data = {k: v for k, v in data.items() if k != CREATOR}
         values = self._validate(resolved, data, partial=False)
+        creator = spec.column(CREATOR)
+        if creator is not None and ctx.actor_id is not None:
+            with contextlib.suppress(ValueError):
+                values[CREATOR] = get_type(creator.type).parse(ctx.actor_id)
         now = timezone.now()
         if spec.org_scoped:
             values["organization_id"] = uuid.UUID(ctx.tenant)
