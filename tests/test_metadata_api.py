@@ -379,3 +379,24 @@ def test_options_filter_value_scopes_a_dependent_dropdown(db):
         assert len(client.get(url + "customer_id&filter_value=").json()["data"]) == 2
     finally:
         uninstall(manifest)
+
+
+def test_metadata_labels_follow_accept_language(db):
+    """Labels that are i18n keys (`models.*`) come from the manifest's `i18n` block in the
+    caller's best language (upstream metadata/i18n.go); unknown keys and languages stay."""
+    manifest = helpdesk_manifest(key="intl", table_meta={"title": "models.tickets.title",
+                                                         "columns": [{"key": "title", "label": "models.tickets.subject"}]})
+    manifest["i18n"] = {"es": {"models.tickets.title": "Boletos", "models.tickets.subject": "Asunto"},
+                        "en": {"models.tickets.title": "Tickets"}}
+    install(manifest)
+    try:
+        client = client_for(member("dora", ORG_A, is_superuser=True))
+        get = lambda url, lang: client.get(url, HTTP_ACCEPT_LANGUAGE=lang).json()["data"]
+        meta = get("/api/metadata/table/intl.tickets", "es-MX,en;q=0.5")
+        assert meta["title"] == "Boletos" and meta["columns"][0]["label"] == "Asunto"
+        meta = get("/api/metadata/table/intl.tickets", "fr;q=1, en;q=0.8")
+        assert meta["title"] == "Tickets" and meta["columns"][0]["label"] == "models.tickets.subject"
+        assert get("/api/metadata/table/intl.tickets", "")["title"] == "models.tickets.title"
+        assert get("/api/metadata/all", "es")["tables"]["Tickets"]["title"] == "Boletos"
+    finally:
+        uninstall(manifest)

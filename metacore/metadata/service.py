@@ -14,7 +14,7 @@ from weakref import WeakKeyDictionary
 from django.db.models import Q
 
 from metacore import errors
-from metacore.metadata import derive
+from metacore.metadata import derive, i18n
 from metacore.models import Installation
 from metacore.permissions.naming import model_permission
 from metacore.schema.registry import read_revision
@@ -49,13 +49,15 @@ class MetadataService:
         self.kernel.permissions.require(user, self.read_permission(resolved))
         return resolved
 
-    def table(self, user, ref) -> dict:
-        return self._metadata(self.resolve_readable(user, ref))[0]
+    def table(self, user, ref, language=None) -> dict:
+        resolved = self.resolve_readable(user, ref)
+        return i18n.localize(self._metadata(resolved)[0], i18n.texts_for(resolved.manifest, language))
 
-    def modal(self, user, ref) -> dict:
-        return self._metadata(self.resolve_readable(user, ref))[1]
+    def modal(self, user, ref, language=None) -> dict:
+        resolved = self.resolve_readable(user, ref)
+        return i18n.localize(self._metadata(resolved)[1], i18n.texts_for(resolved.manifest, language))
 
-    def all(self, user) -> dict:
+    def all(self, user, language=None) -> dict:
         """Every model the caller may read, keyed by model key (qualified `<addon>.<key>`
         when two addons share the key), plus the `version` token."""
         self._require_user(user)
@@ -65,7 +67,8 @@ class MetadataService:
         for m in models:
             if self.kernel.permissions.has(user, self.read_permission(m)):
                 name = m.spec.key if counts[m.spec.key.lower()] == 1 else m.qualified_name
-                tables[name], modals[name] = self._metadata(m)
+                texts = i18n.texts_for(m.manifest, language)
+                tables[name], modals[name] = (i18n.localize(meta, texts) for meta in self._metadata(m))
         return {"version": self.version(), "tables": tables, "modals": modals}
 
     def _metadata(self, resolved) -> tuple[dict, dict]:
