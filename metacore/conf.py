@@ -21,6 +21,7 @@ DEFAULTS = {
     "DEFAULT_PER_PAGE": 20,
     "MAX_PER_PAGE": 200,
     "TENANT_RESOLVER": "metacore.store.tenancy.default_tenant_resolver",
+    "ORG_CONFIG_RESOLVER": None,  # (organization_id, key) -> str | None, for `$org.<key>` validators
     "IDEMPOTENCY_CACHE": "default",  # Django cache alias keeping Idempotency-Key answers
     "IDEMPOTENCY_TTL_S": 24 * 3600,
     # Security
@@ -47,7 +48,7 @@ DEFAULTS = {
     "KERNEL_CLASS": "metacore.kernel.Kernel",
 }
 
-IMPORT_STRINGS = {"TENANT_RESOLVER", "KERNEL_CLASS", "HTTP_RESOLVER"}
+IMPORT_STRINGS = {"TENANT_RESOLVER", "KERNEL_CLASS", "HTTP_RESOLVER", "ORG_CONFIG_RESOLVER"}
 
 
 class MetacoreSettings:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from metacore.kernel import get_kernel
+from metacore.metadata import derive
 from metacore.models import TenantMembership
 
 from metadata_fixtures import fresh_registry, helpdesk_manifest, install, model, uninstall, upgrade  # noqa: F401 (autouse fixture)
@@ -398,5 +399,32 @@ def test_metadata_labels_follow_accept_language(db):
         assert meta["title"] == "Tickets" and meta["columns"][0]["label"] == "models.tickets.subject"
         assert get("/api/metadata/table/intl.tickets", "")["title"] == "models.tickets.title"
         assert get("/api/metadata/all", "es")["tables"]["Tickets"]["title"] == "Boletos"
+    finally:
+        uninstall(manifest)
+
+
+def test_ref_from_relations_and_org_validators(db, settings):
+    """`ref` comes from a `belongs_to` relation when the column has no reference (upstream
+    AutoDeriveColumnRefs); `$org.<key>` validators resolve through ORG_CONFIG_RESOLVER."""
+    manifest = helpdesk_manifest(key="rel", table_meta={"columns": [
+        {"key": "notes", "label": "Notes", "validation": {"custom": "$org.notes_rule"}},
+        {"key": "title", "label": "Title", "validation": {"custom": "$org.unknown"}}]})
+    tickets = manifest["model_definitions"][0]
+    tickets["columns"].append({"name": "owner_id", "type": "uuid"})
+    tickets["relations"] = [{"kind": "belongs_to", "foreign_key": "owner_id", "through": "customers"},
+                            {"kind": "has_many", "foreign_key": "title", "through": "customers"}]
+    install(manifest)
+    settings.METACORE = {**settings.METACORE, "ORG_CONFIG_RESOLVER": lambda org, key: {
+        (str(ORG_A), "notes_rule"): "^[A-Z]{4}$"}.get((org, key))}
+    try:
+        client = client_for(member("dora", ORG_A, is_superuser=True))
+        columns = {c["key"]: c for c in client.get("/api/metadata/table/rel.tickets").json()["data"]["columns"]}
+        assert columns["notes"]["validation"] == {"custom": "^[A-Z]{4}$"}
+        assert columns["title"]["validation"] == {"custom": "$org.unknown"}
+        resolved = get_kernel().registry.resolve("rel.tickets")
+        derived = derive.table_metadata(resolved.manifest, resolved.spec.model_copy(update={"table_meta": None}))
+        assert {c["key"]: c.get("ref") for c in derived["columns"]}["owner_id"] == "rel.customers"
+        fields = {f["key"]: f for f in client.get("/api/metadata/modal/rel.tickets").json()["data"]["fields"]}
+        assert fields["owner_id"]["ref"] == "rel.customers" and "ref" not in fields["title"]
     finally:
         uninstall(manifest)

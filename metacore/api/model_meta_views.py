@@ -31,13 +31,13 @@ def _documented(summary, *parameters):
 class TableMetadataView(_MetaView):
     @_documented("TableMetadata of a model (`{success, data}`)")
     def get(self, request, model):
-        return Response({"success": True, "data": self.service.table(request.user, model, request.headers.get("Accept-Language"))})
+        return Response({"success": True, "data": self.service.table(request.user, model, request.headers.get("Accept-Language"), request)})
 
 
 class ModalMetadataView(_MetaView):
     @_documented("ModalMetadata of a model (`{success, data}`)")
     def get(self, request, model):
-        return Response({"success": True, "data": self.service.modal(request.user, model, request.headers.get("Accept-Language"))})
+        return Response({"success": True, "data": self.service.modal(request.user, model, request.headers.get("Accept-Language"), request)})
 
 
 class AllMetadataView(_MetaView):

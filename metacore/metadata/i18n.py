@@ -1,10 +1,14 @@
-"""Metadata in the caller's language (upstream `metadata/i18n.go`): every string of the
+"""Metadata for the caller: in the caller's language (upstream `metadata/i18n.go`): every string of the
 table and modal metadata that is an i18n key (starts with `models.`) is replaced by the
 manifest's translation for the best language of `Accept-Language`; a key without a
 translation stays as it is, as upstream.
 
 The manifest's `i18n` block (top level, or `metadata.i18n` in v3) maps a language to
 `{key: text}`: `{"es": {"models.tickets.title": "Tickets"}, "en": {...}}`.
+
+And with the caller's organization's validators (upstream `metadata/org_validators.go`): a
+column's `validation.custom` or a field's `validation` of the form `$org.<key>` becomes what
+`METACORE['ORG_CONFIG_RESOLVER'](organization_id, key)` answers (unchanged without one).
 """
 from __future__ import annotations
 
@@ -56,3 +60,30 @@ def localize(value, texts: dict[str, str]):
     if isinstance(value, list):
         return [localize(v, texts) for v in value]
     return value
+
+
+ORG_PREFIX = "$org."
+
+
+def resolve_org_validators(meta: dict, resolve) -> dict:
+    """A copy of table or modal metadata with `$org.<key>` validators resolved by `resolve(key)`."""
+    def one(value):
+        if isinstance(value, str) and value.startswith(ORG_PREFIX) and len(value) > len(ORG_PREFIX):
+            return resolve(value[len(ORG_PREFIX):]) or value
+        return value
+
+    def entry(item):
+        if not isinstance(item, dict) or "validation" not in item:
+            return item
+        validation = item["validation"]
+        if isinstance(validation, dict) and "custom" in validation:
+            validation = {**validation, "custom": one(validation["custom"])}
+        else:
+            validation = one(validation)
+        return {**item, "validation": validation}
+
+    out = dict(meta)
+    for key in ("columns", "fields"):
+        if isinstance(out.get(key), list):
+            out[key] = [entry(item) for item in out[key]]
+    return out

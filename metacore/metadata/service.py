@@ -14,6 +14,7 @@ from weakref import WeakKeyDictionary
 from django.db.models import Q
 
 from metacore import errors
+from metacore.conf import metacore_settings
 from metacore.metadata import derive, i18n
 from metacore.models import Installation
 from metacore.permissions.naming import model_permission
@@ -49,13 +50,25 @@ class MetadataService:
         self.kernel.permissions.require(user, self.read_permission(resolved))
         return resolved
 
-    def table(self, user, ref, language=None) -> dict:
+    def table(self, user, ref, language=None, request=None) -> dict:
         resolved = self.resolve_readable(user, ref)
-        return i18n.localize(self._metadata(resolved)[0], i18n.texts_for(resolved.manifest, language))
+        return self._for_caller(resolved, self._metadata(resolved)[0], user, language, request)
 
-    def modal(self, user, ref, language=None) -> dict:
+    def modal(self, user, ref, language=None, request=None) -> dict:
         resolved = self.resolve_readable(user, ref)
-        return i18n.localize(self._metadata(resolved)[1], i18n.texts_for(resolved.manifest, language))
+        return self._for_caller(resolved, self._metadata(resolved)[1], user, language, request)
+
+    @staticmethod
+    def _for_caller(resolved, meta, user, language, request):
+        """The cached metadata in the caller's language, with its organization's validators."""
+        meta = i18n.localize(meta, i18n.texts_for(resolved.manifest, language))
+        resolver = metacore_settings.ORG_CONFIG_RESOLVER
+        if resolver is None:
+            return meta
+        tenant = metacore_settings.TENANT_RESOLVER(user, request)
+        if tenant is None:
+            return meta
+        return i18n.resolve_org_validators(meta, lambda key: resolver(str(tenant), key))
 
     def all(self, user, language=None) -> dict:
         """Every model the caller may read, keyed by model key (qualified `<addon>.<key>`
@@ -67,8 +80,8 @@ class MetadataService:
         for m in models:
             if self.kernel.permissions.has(user, self.read_permission(m)):
                 name = m.spec.key if counts[m.spec.key.lower()] == 1 else m.qualified_name
-                texts = i18n.texts_for(m.manifest, language)
-                tables[name], modals[name] = (i18n.localize(meta, texts) for meta in self._metadata(m))
+                tables[name], modals[name] = (self._for_caller(m, meta, user, language, None)
+                                              for meta in self._metadata(m))
         return {"version": self.version(), "tables": tables, "modals": modals}
 
     def _metadata(self, resolved) -> tuple[dict, dict]:
