@@ -3,6 +3,7 @@
 Everything metacore needs is the INSTALLED_APPS entry, the URL include and the ASGI app;
 the rest is an ordinary Django settings module.
 """
+import hashlib
 import os
 from pathlib import Path
 
@@ -76,10 +77,15 @@ AUTHENTICATION_BACKENDS = [
 # Object permissions on addon rows (see metacore.permissions.guardian).
 GUARDIAN_GET_CONTENT_TYPE = "metacore.permissions.guardian.get_content_type"
 
+# JWT for SDK frontends (metacore.api.jwt_urls); a 256-bit signing key derived from SECRET_KEY.
+SIMPLE_JWT = {"SIGNING_KEY": hashlib.sha256(f"jwt:{SECRET_KEY}".encode()).hexdigest()}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        # `Authorization: Bearer <jwt>`, what the SDK's API client sends (metacore.api.jwt_urls)
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

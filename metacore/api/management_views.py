@@ -221,15 +221,30 @@ class UpgradeView(ManagementView):
         )
 
 
+class BootView(ManagementView):
+    """What the SDK fetches while it boots, before anyone signs in: without credentials it
+    answers `[]` (as upstream) rather than 401; a bad credential is still 401."""
+
+    permission_classes = []
+
+    @staticmethod
+    def anonymous(request):
+        return request.user is None or not request.user.is_authenticated
+
+
 @_schema("[NavGroup]")
-class NavigationView(ManagementView):
+class NavigationView(BootView):
     def get(self, request):
+        if self.anonymous(request):
+            return Response([])
         return Response(build_navigation(_enabled_manifests(), request.user, self.kernel.permissions))
 
 
 @_schema("[Manifest] (flat), header X-Metacore-Kernel-Version")
-class ManifestsView(ManagementView):
+class ManifestsView(BootView):
     def get(self, request):
+        if self.anonymous(request):
+            return Response([], headers={KERNEL_VERSION_HEADER: metacore.KERNEL_VERSION})
         lite = _flag(request, "lite")
         body = [wire.flat_manifest(manifest, lite=lite) for manifest in _enabled_manifests()]
         return Response(body, headers={KERNEL_VERSION_HEADER: metacore.KERNEL_VERSION})
