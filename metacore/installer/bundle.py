@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import ValidationError
-from metacore.installer.signing import verify_bundle
+from metacore.installer.signing import read_detached_signature, verify_bundle, verify_tarball
 from metacore.manifest.model import Manifest
 
 MANIFEST_NAME = "manifest.json"
@@ -88,7 +88,11 @@ def open_bundle(path) -> Bundle:
             prefix = root.relative_to(staging).as_posix() + "/"
             files = {p.removeprefix(prefix): d for p, d in files.items() if p.startswith(prefix)}
         raw = _read_manifest(source, root)
-        verify_bundle(raw, files)  # signature, digest and per-file checksums (docs/bundles.md)
+        detached = read_detached_signature(source)
+        if detached is not None:  # upstream's signature over the raw archive (docs/bundles.md)
+            verify_tarball(digest, detached, files)
+        else:
+            verify_bundle(raw, files)  # signature, digest and per-file checksums (docs/bundles.md)
         values = _template_values(source, raw)
         manifest = _parse_manifest(source, raw, values)
         final = data_dir("bundles") / manifest.key / f"{manifest.version}-{digest[:12]}"

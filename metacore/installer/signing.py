@@ -13,6 +13,13 @@ of the 32 digest bytes (the upstream kernel also signs the raw digest). Because 
 but manifest.json is pinned by its checksum and the manifest by the payload, the signature
 covers the whole archive content, independently of how it was compressed. See
 docs/bundles.md.
+
+The upstream kernel's marketplace format is also verified (`security/signature.go`): the
+ed25519 signature of the SHA-256 of the raw `.tar.gz` bytes, which cannot live inside the
+archive, so it travels beside it as `<archive>.sig`, a JSON object with upstream's
+`Signature` fields (`algorithm`, `digest` and `value` in hex, optional per-entry `checksums`,
+`developer_id`, `signed_at`...). The same trusted keys (upstream's MARKETPLACE_PUBKEY(S) hex
+keys go into METACORE['TRUSTED_KEYS']) verify both.
 """
 from __future__ import annotations
 
@@ -200,6 +207,61 @@ def verify_bundle(manifest: dict, files: dict[str, str]) -> SignatureCheck:
     raise SignatureError(f"the signature{named} does not verify under any trusted key")
 
 
+DETACHED_SUFFIX = ".sig"
+
+
+def detached_signature_path(archive: Path) -> Path:
+    return archive.with_name(archive.name + DETACHED_SUFFIX)
+
+
+def read_detached_signature(archive: Path) -> dict | None:
+    """The upstream-format signature beside an archive (`<archive>.sig`), or None."""
+    path = detached_signature_path(Path(archive))
+    if Path(archive).is_dir() or not path.is_file():
+        return None
+    try:
+        block = json.loads(path.read_bytes()[:1_000_000])
+    except ValueError as exc:
+        raise SignatureError(f"{path.name} is not valid JSON ({exc})") from None
+    if not isinstance(block, dict):
+        raise SignatureError(f"{path.name} must hold a JSON object")
+    return block
+
+
+def verify_tarball(archive_sha256: str, block: dict, files: dict[str, str]) -> SignatureCheck:
+    """Upstream's check (`security.VerifyBundle`): `value` signs the SHA-256 of the raw
+    archive; a declared `digest` must be that hash; declared `checksums` must match every
+    entry but manifest.json, with none missing or extra."""
+    algorithm = str(block.get("algorithm") or ALGORITHM).strip().lower()
+    if algorithm != ALGORITHM:
+        raise SignatureError(f'unsupported algorithm {block.get("algorithm")!r} (only "ed25519")')
+    declared = str(block.get("digest") or "").strip().lower()
+    if declared and declared != archive_sha256:
+        raise SignatureError("digest mismatch: the archive changed after it was signed")
+    try:
+        value = bytes.fromhex(str(block.get("value") or "").strip())
+    except ValueError:
+        raise SignatureError('"value" is not hex') from None
+    if len(value) != 64:
+        raise SignatureError(f'"value" has {len(value)} bytes, an ed25519 signature has 64')
+    keys = trusted_keys()
+    if not keys:
+        raise SignatureError("no trusted keys are configured (METACORE['TRUSTED_KEYS'] is empty)")
+    digest = bytes.fromhex(archive_sha256)
+    for key in keys:
+        try:
+            key.verify(value, digest)
+        except InvalidSignature:
+            continue
+        checksums = block.get("checksums") or {}
+        if checksums:
+            if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
+                raise SignatureError('"checksums" must map each entry to its SHA-256 hex digest')
+            _check_files({k: v.strip().lower() for k, v in checksums.items() if k != MANIFEST_NAME}, files)
+        return SignatureCheck(signed=True, key_id=key_id(key), digest=archive_sha256)
+    raise SignatureError("the archive's signature does not verify under any trusted key")
+
+
 def _check_files(checksums: dict[str, str], files: dict[str, str]) -> None:
     present = {path: digest for path, digest in files.items() if path != MANIFEST_NAME}
     problems = []
@@ -280,3 +342,18 @@ def sign_bundle(source: Path, private_key: Ed25519PrivateKey) -> bytes:
     """Sign a bundle directory or archive; returns the signed .tar.gz bytes."""
     manifest, contents = read_source(source)
     return write_bundle(sign_manifest(manifest, contents, private_key), contents)
+
+
+def sign_tarball(archive: bytes, private_key: Ed25519PrivateKey, contents: dict[str, bytes] | None = None) -> dict:
+    """Upstream's detached signature of an archive (write it to `<archive>.sig`)."""
+    digest = hashlib.sha256(archive).digest()
+    block = {
+        "algorithm": ALGORITHM,
+        "key_id": key_id(private_key.public_key()),
+        "signed_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "digest": digest.hex(),
+        "value": private_key.sign(digest).hex(),
+    }
+    if contents is not None:
+        block["checksums"] = {path: hashlib.sha256(data).hexdigest() for path, data in sorted(contents.items())}
+    return block
