@@ -312,7 +312,7 @@ BAD_V3 = [
      'models[1].foreign_keys[0].references.model: references unknown model "helpdesk.Nope"'),
     ("reference to non-uuid", _set(["models", 1, "columns", 0, "type"], "text"),
      "models[1].columns[0].type: column \"ticket_id\" references tickets.id, so it must be uuid"),
-    ("bad semver", _set(["metadata", "version"], "1.0"), 'metadata.version: "1.0" is not a semantic version'),
+    ("bad semver", _set(["metadata", "version"], "1.0.x"), 'metadata.version: "1.0.x" is not a semantic version'),
     ("bad kernel range", _set(["compatibility", "requires", 0, "version"], "three"),
      'compatibility.requires[0].version: "three" is not a version range'),
     ("key with __", _set(["metadata", "key"], "help__desk"), 'metadata.key: invalid addon key "help__desk"'),

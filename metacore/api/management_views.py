@@ -128,6 +128,7 @@ class InstallationView(ManagementView):
         return self.installation_response(
             request, result.installation, status.HTTP_201_CREATED,
             secret=secret, tables=result.created_tables, adopted_tables=result.adopted_tables, migrations=migrations,
+            warnings=result.warnings,
         )
 
     def delete(self, request, key):

@@ -145,7 +145,7 @@ class InstallerService:
         with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
             run_lifecycle_hook(self.kernel, installation, bundle, "on_install")
         registry_revision = bump_registry_revision(self.using)
-        warnings = []
+        warnings = list(manifest.warnings)
         missing = missing_backend_module(manifest, bundle.root)
         if missing:
             warnings.append(f"the wasm backend {missing} is not in the bundle: hooks and wasm actions cannot run")

@@ -79,8 +79,17 @@ def table_name_problems(addon_key: str, table: str) -> list[str]:
     return []
 
 
+#: What upstream also accepts: MAJOR or MAJOR.MINOR (read as MAJOR.MINOR.0), with a "v".
+LENIENT_VERSION_RE = re.compile(r"^v?(0|[1-9]\d*)(\.(0|[1-9]\d*))?(?:-[0-9A-Za-z.-]+)?$")
+
+
+def lenient_version(version: str) -> bool:
+    """A version upstream accepts that is not full semver ("1.0", "2", "v1.2")."""
+    return not SEMVER_RE.match(version) and bool(LENIENT_VERSION_RE.match(version))
+
+
 def semver_problems(version: str) -> list[str]:
-    if not SEMVER_RE.match(version):
+    if not SEMVER_RE.match(version) and not lenient_version(version):
         return [f'"{version}" is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)']
     return []
 

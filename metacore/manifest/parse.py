@@ -24,6 +24,7 @@ from .identifiers import (
     EXPORT_NAME_RE,
     PERMISSION_KEY_RE,
     addon_key_problems,
+    lenient_version,
     semver_problems,
     version_range_problems,
 )
@@ -116,6 +117,9 @@ def _assemble(draft: ManifestDraft, raw: dict, problems: Problems) -> Manifest |
     if draft.version:
         for rule in semver_problems(draft.version):
             problems.add(draft.version_path, rule)
+        if lenient_version(draft.version):
+            problems.warn(draft.version_path, f'"{draft.version}" is not MAJOR.MINOR.PATCH; accepted as upstream '
+                                              "does (compared as a version, missing parts are 0)")
     if draft.kernel is not None:
         for rule in version_range_problems(draft.kernel):
             problems.add(draft.kernel_path, rule)
@@ -149,6 +153,7 @@ def _assemble(draft: ManifestDraft, raw: dict, problems: Problems) -> Manifest |
             backend=backend,
             frontend=draft.frontend,
             raw=copy.deepcopy(raw),
+            warnings=tuple(problems.warnings),
         )
     except pydantic.ValidationError as exc:  # a reader let a wrong shape through: still no traceback
         for error in exc.errors():
@@ -281,6 +286,10 @@ def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Pr
                 ok = False
         fields = []
         for index, spec in enumerate(a.fields):
+            if spec.get("key") in ("", None) and ("name" in spec or "key" in spec):
+                # Upstream accepts `"name": ""`; a field without a name can carry no value.
+                problems.warn(at(at(a.path, "fields"), index), "a field with an empty name is ignored")
+                continue
             if not isinstance(spec.get("key"), str) or not spec["key"]:
                 problems.add(at(at(a.path, "fields"), index), "a field needs a key (or name)")
                 ok = False

@@ -44,5 +44,7 @@ class Command(BaseCommand):
                                f"{'s' if len(exc.problems) != 1 else ''})", returncode=1) from None
         except MetacoreError as exc:
             raise CommandError(exc.message, returncode=1) from None
+        for line in manifest.warnings:
+            self.stderr.write(f"warning: {line}")
         if not quiet:
             self.stdout.write(json.dumps(manifest.model_dump(mode="json", exclude={"raw"}), indent=2, ensure_ascii=False))
