@@ -32,6 +32,9 @@ DEFAULTS = {
     "HTTP_TIMEOUT_S": 10.0,
     "HTTP_MAX_BYTES": 5 * 1024 * 1024,
     "AUDIT_CAPABILITY_ALLOWS": False,  # also audit allowed capability checks (volume)
+    # Metrics (GET <api>/metrics, Prometheus text format)
+    "METRICS_PUBLIC": False,  # True: anyone may scrape (else staff users or METRICS_TOKEN)
+    "METRICS_TOKEN": None,  # a scraper's `Authorization: Bearer <token>`
     # Audit
     "AUDIT_SINKS": ["metacore.audit.sinks.LogSink", "metacore.audit.sinks.DatabaseSink"],
     "AUDIT_READS": False,
