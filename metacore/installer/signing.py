@@ -187,13 +187,21 @@ def verify_bundle(manifest: dict, files: dict[str, str]) -> SignatureCheck:
     if declared_digest and declared_digest != digest.hex():
         raise SignatureError("digest mismatch: the manifest or its checksums changed after signing")
 
+    key = _signing_key(block, digest)
+    if key is None:
+        named = f" (key_id {block.get('key_id')})" if block.get("key_id") else ""
+        raise SignatureError(f"the signature{named} does not verify under any trusted key")
+    return SignatureCheck(signed=True, key_id=key_id(key), digest=digest.hex())
+
+
+def _signing_key(block: dict, digest: bytes) -> Ed25519PublicKey | None:
+    """The trusted key under which `block["value"]` (hex) signs `digest`, if any."""
     try:
-        value = bytes.fromhex(str(block.get("value")).strip())
+        value = bytes.fromhex(str(block.get("value") or "").strip())
     except ValueError:
         raise SignatureError('"value" is not hex') from None
     if len(value) != 64:
         raise SignatureError(f'"value" has {len(value)} bytes, an ed25519 signature has 64')
-
     keys = trusted_keys()
     if not keys:
         raise SignatureError("no trusted keys are configured (METACORE['TRUSTED_KEYS'] is empty)")
@@ -202,9 +210,8 @@ def verify_bundle(manifest: dict, files: dict[str, str]) -> SignatureCheck:
             key.verify(value, digest)
         except InvalidSignature:
             continue
-        return SignatureCheck(signed=True, key_id=key_id(key), digest=digest.hex())
-    named = f" (key_id {block.get('key_id')})" if block.get("key_id") else ""
-    raise SignatureError(f"the signature{named} does not verify under any trusted key")
+        return key
+    return None
 
 
 DETACHED_SUFFIX = ".sig"
@@ -238,28 +245,15 @@ def verify_tarball(archive_sha256: str, block: dict, files: dict[str, str]) -> S
     declared = str(block.get("digest") or "").strip().lower()
     if declared and declared != archive_sha256:
         raise SignatureError("digest mismatch: the archive changed after it was signed")
-    try:
-        value = bytes.fromhex(str(block.get("value") or "").strip())
-    except ValueError:
-        raise SignatureError('"value" is not hex') from None
-    if len(value) != 64:
-        raise SignatureError(f'"value" has {len(value)} bytes, an ed25519 signature has 64')
-    keys = trusted_keys()
-    if not keys:
-        raise SignatureError("no trusted keys are configured (METACORE['TRUSTED_KEYS'] is empty)")
-    digest = bytes.fromhex(archive_sha256)
-    for key in keys:
-        try:
-            key.verify(value, digest)
-        except InvalidSignature:
-            continue
-        checksums = block.get("checksums") or {}
-        if checksums:
-            if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
-                raise SignatureError('"checksums" must map each entry to its SHA-256 hex digest')
-            _check_files({k: v.strip().lower() for k, v in checksums.items() if k != MANIFEST_NAME}, files)
-        return SignatureCheck(signed=True, key_id=key_id(key), digest=archive_sha256)
-    raise SignatureError("the archive's signature does not verify under any trusted key")
+    key = _signing_key(block, bytes.fromhex(archive_sha256))
+    if key is None:
+        raise SignatureError("the archive's signature does not verify under any trusted key")
+    checksums = block.get("checksums") or {}
+    if checksums:
+        if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
+            raise SignatureError('"checksums" must map each entry to its SHA-256 hex digest')
+        _check_files({k: v.strip().lower() for k, v in checksums.items() if k != MANIFEST_NAME}, files)
+    return SignatureCheck(signed=True, key_id=key_id(key), digest=archive_sha256)
 
 
 def _check_files(checksums: dict[str, str], files: dict[str, str]) -> None:
