@@ -26,7 +26,7 @@ class KeyReused(MetacoreError):
 
 def _fingerprint(data):
     try:
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     except (TypeError, ValueError):
         return None
 
