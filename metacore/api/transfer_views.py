@@ -8,6 +8,8 @@ Import and Export dialogs call:
 """
 import json
 
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from rest_framework import status
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -50,9 +52,24 @@ class ExportView(TransferView):
 
     def get(self, request, model):
         export = self.transfer.export(store_context(request), model, request.query_params, template=self.template)
-        response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
+        chunks = export.chunks
+        if isinstance(request._request, ASGIRequest):
+            chunks = _one_at_a_time(chunks)
+        response = StreamingHttpResponse(chunks, content_type=export.content_type)
         response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
         return response
+
+
+async def _one_at_a_time(chunks):
+    """Under ASGI, Django would read a plain iterator to the end before sending anything;
+    pulled chunk by chunk here instead (in the request's own thread: the export's
+    transaction and cursor live on its database connection)."""
+    pull = sync_to_async(next, thread_sensitive=True)
+    try:
+        while (chunk := await pull(chunks, None)) is not None:
+            yield chunk
+    finally:
+        await sync_to_async(chunks.close, thread_sensitive=True)()
 
 
 class ExportTemplateView(ExportView):
