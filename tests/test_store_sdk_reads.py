@@ -107,3 +107,12 @@ def test_idempotency_key_on_create_and_import(alice):
     fails(alice.post(CUSTOMERS, {"name": None}, format="json", HTTP_IDEMPOTENCY_KEY="k4"), 400)
     ok(alice.post(CUSTOMERS, {"name": "Fixed"}, format="json", HTTP_IDEMPOTENCY_KEY="k4"), 201)
     fails(alice.post(CUSTOMERS, {}, format="json", HTTP_IDEMPOTENCY_KEY="k" * 300), 400)
+
+
+def test_fields_and_expand_are_in_the_openapi(alice):
+    from rest_framework.test import APIClient
+
+    doc = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    path = next(p for p in doc["paths"] if p.endswith("dynamic/store_shop.orders"))
+    for operation in (doc["paths"][path]["get"], doc["paths"][path + "/{id}"]["get"]):
+        assert {"fields", "expand"} <= {p["name"] for p in operation["parameters"]}
