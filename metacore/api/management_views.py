@@ -1,7 +1,6 @@
 """Addon management API under `/api/metacore/`: the surface `@asteby/metacore-sdk`'s
 MarketplaceClient calls. Thin translation of HTTP onto the installer, catalog and
 management services; every shape is in docs/management-api.md."""
-import json
 import mimetypes
 from pathlib import Path
 
@@ -9,13 +8,15 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import metacore
 from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.api.parsers import JSONParser
+from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError, NotFound, ValidationError
 from metacore.installer import catalog, management, wire
@@ -152,7 +153,7 @@ def _options_data(request) -> dict:
             data[name] = value
             continue
         try:
-            data[name] = json.loads(value)
+            data[name] = limits.loads(value)
         except ValueError:
             raise ValidationError(f"{name} must be JSON", errors={name: ["must be JSON text"]}) from None
     return data

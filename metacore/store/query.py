@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from functools import reduce
 from operator import and_, or_
 
@@ -205,30 +206,41 @@ def _filter(model, name, raw, errors, using):
         errors.setdefault(name, []).append(f'operator "{op}" does not apply to {ctype.name} column "{column_name}"')
         return None
     try:
-        return _condition(column.name, op, lookup, ctype, value)
+        return _condition(column, op, lookup, ctype, value)
     except ValueError as exc:
         errors.setdefault(name, []).append(str(exc))
         return None
 
 
-def _parse(ctype, raw):
-    """`ctype.parse`, plus the checks the database would otherwise fail on at query time."""
+def parse_value(column, raw):
+    """A filter value for `column` from query-string text: the type's `parse`, plus the
+    checks the database would otherwise fail on (or silently match nothing) at query time:
+    NUL characters, datetimes that overflow when moved to UTC, decimals beyond the column's
+    precision. Raises ValueError naming the problem."""
+    ctype = get_type(column.type)
+    if "\x00" in raw:
+        raise ValueError("must not contain NUL characters")
     value = ctype.parse(raw)
     if isinstance(value, datetime):
         try:
             value.astimezone(timezone.utc)
         except OverflowError:
             raise ValueError(f"{raw!r} is out of range") from None
+    if isinstance(value, Decimal):
+        precision, scale = ctype.precision_scale(column)
+        if abs(value) >= Decimal(10) ** (precision - scale):
+            raise ValueError(f"{raw!r} is out of range for {ctype.describe(column)}")
     if ctype.name == "json" and "\\u0000" in json.dumps(value):
         raise ValueError("JSON values must not contain NUL characters")
     return value
 
 
-def _condition(col, op, lookup, ctype, value):
+def _condition(column, op, lookup, ctype, value):
+    col = column.name
     if op == "isnull":
         return Q(**{f"{col}__isnull": get_type("bool").parse(value)})
     if op in ("in", "nin"):
-        items = [_parse(ctype, v) for v in value.split(",") if v != ""]
+        items = [parse_value(column, v) for v in value.split(",") if v != ""]
         if not items:
             raise ValueError(f'operator "{op}" needs a comma-separated list of values')
         q = Q(**{f"{col}__in": items})
@@ -241,13 +253,13 @@ def _condition(col, op, lookup, ctype, value):
         low, high = parts
         q = Q()
         if low != "":
-            q &= Q(**{f"{col}__gte": _parse(ctype, low)})
+            q &= Q(**{f"{col}__gte": parse_value(column, low)})
         if high != "":
-            q &= Q(**{f"{col}__lte": _parse(ctype, high)})
+            q &= Q(**{f"{col}__lte": parse_value(column, high)})
         return q
     if lookup in ("icontains", "contains", "istartswith", "iendswith") and ctype.text_like:
         if value == "":
             raise ValueError(f'operator "{op}" needs a value')
         return Q(**{f"{col}__{lookup}": value})
-    q = Q(**{f"{col}__{lookup}": _parse(ctype, value)})
+    q = Q(**{f"{col}__{lookup}": parse_value(column, value)})
     return ~q if op == "ne" else q
