@@ -19,7 +19,7 @@ class JSONInputError(ValueError):
 
 
 def _reject_constant(name):
-    raise JSONInputError(f"{name} is not valid JSON")
+    raise JSONInputError(f"{name} is not a JSON value")
 
 
 def loads(text, *, max_depth=MAX_JSON_DEPTH):

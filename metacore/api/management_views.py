@@ -48,9 +48,10 @@ def _enabled_manifests() -> list[Manifest]:
 
 def _schema(answer: str, request=OpenApiTypes.OBJECT):
     """OpenAPI for a management view: free-form JSON described in words (the exact shapes are
-    the SDK's and live in docs/management-api.md)."""
+    the SDK's and live in docs/management-api.md); `[Thing]` answers are arrays."""
+    body = {"type": "array", "items": {"type": "object"}} if answer.startswith("[") else OpenApiTypes.OBJECT
     return extend_schema(tags=["metacore management"], request=request,
-                         responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description=answer)})
+                         responses={200: OpenApiResponse(body, description=answer)})
 
 
 class ManagementView(EnvelopeErrorsMixin, APIView):
