@@ -254,3 +254,4 @@ def test_out_of_range_body_values_are_400_on_both_databases(alice, values):
 def test_nul_in_text_is_refused_not_stored(alice):
     response = alice.post(CUSTOMERS, {"name": "Ann\x00Lee"}, format="json")
     assert refused(response, 400, "invalid")["errors"].keys() == {"name"}
+
