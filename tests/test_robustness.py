@@ -60,8 +60,10 @@ def customer(client, **values):
 # -- the envelope outside the views ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("debug", [False, True])
 @pytest.mark.parametrize("path", ["/api/nope", "/api/dynamic", "/api/metacore/nope/deeper", "/api/"])
-def test_unknown_api_routes_are_json_404(alice, path):
+def test_unknown_api_routes_are_json_404(alice, settings, path, debug):
+    settings.DEBUG = debug  # Django's technical 404 page under DEBUG
     refused(alice.get(path), 404, "not_found")
 
 
