@@ -71,7 +71,8 @@ def hammer(servers, token, requests):
         out = []
         for position in range(index, len(requests), CLIENTS):
             method, path, body = requests[position]
-            status, answer = servers[position % len(servers)].request(method, path, token, body)
+            # A generous timeout: writers queue by design, and CI machines are shared.
+            status, answer = servers[position % len(servers)].request(method, path, token, body, timeout=120)
             out.append((position, status, answer))
         return out
 
