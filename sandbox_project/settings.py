@@ -9,6 +9,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from metacore.settings import sqlite_options
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "sandbox-insecure-key-change-me")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
@@ -33,6 +35,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "metacore.api.request_id.RequestIdMiddleware",  # X-Request-ID: read or made, echoed
     "django.middleware.security.SecurityMiddleware",
+    "metacore.api.middleware.ApiErrorsMiddleware",  # JSON errors under /api/ (docs/api.md)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -67,6 +70,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # WAL, a busy timeout and BEGIN IMMEDIATE: concurrent writers queue (docs/embedding.md).
+    DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), **sqlite_options()}
     # A file (not Django's in-memory default) so tests can check what a second process sees.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test_{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -95,7 +95,7 @@ def test_missing_read_permission_is_403_with_the_exact_message(helpdesk, url):
     carol = member("carol", ORG_A)
     response = client_for(carol).get(url)
     assert response.status_code == 403
-    assert response.json() == {"success": False, "message": 'permission denied: missing "helpdesk.tickets.read"', "errors": {}}
+    assert response.json() == {"success": False, "message": 'permission denied: missing "helpdesk.tickets.read"', "code": "permission_denied", "errors": {}}
 
 
 def test_superuser_reads_without_grants(helpdesk):

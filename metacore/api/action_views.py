@@ -9,13 +9,13 @@ the addon runs (auth, permission, unknown model/row/action, bad body) are the us
 """
 import uuid
 
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.idempotency import idempotent
+from metacore.api.parsers import JSONParser
 from metacore.kernel import get_kernel
 from metacore.store.service import StoreContext
 

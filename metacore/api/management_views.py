@@ -1,7 +1,6 @@
 """Addon management API under `/api/metacore/`: the surface `@asteby/metacore-sdk`'s
 MarketplaceClient calls. Thin translation of HTTP onto the installer, catalog and
 management services; every shape is in docs/management-api.md."""
-import json
 import mimetypes
 from pathlib import Path
 
@@ -9,13 +8,15 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import metacore
 from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.api.parsers import JSONParser
+from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError, NotFound, ValidationError
 from metacore.installer import catalog, management, wire
@@ -47,9 +48,10 @@ def _enabled_manifests() -> list[Manifest]:
 
 def _schema(answer: str, request=OpenApiTypes.OBJECT):
     """OpenAPI for a management view: free-form JSON described in words (the exact shapes are
-    the SDK's and live in docs/management-api.md)."""
+    the SDK's and live in docs/management-api.md); `[Thing]` answers are arrays."""
+    body = {"type": "array", "items": {"type": "object"}} if answer.startswith("[") else OpenApiTypes.OBJECT
     return extend_schema(tags=["metacore management"], request=request,
-                         responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description=answer)})
+                         responses={200: OpenApiResponse(body, description=answer)})
 
 
 class ManagementView(EnvelopeErrorsMixin, APIView):
@@ -153,7 +155,7 @@ def _options_data(request) -> dict:
             data[name] = value
             continue
         try:
-            data[name] = json.loads(value)
+            data[name] = limits.loads(value)
         except ValueError:
             raise ValidationError(f"{name} must be JSON", errors={name: ["must be JSON text"]}) from None
     return data

@@ -7,7 +7,16 @@ import re
 import uuid
 
 HEADER = "X-Request-ID"
-_VALID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_VALID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id(request) -> str:
+    """The request's id: the caller's when valid, else a fresh one, kept on the request so
+    every later reader (audit, error envelope, this middleware) sees the same."""
+    given = request.META.get("HTTP_X_REQUEST_ID", "")
+    if not _VALID.fullmatch(given):
+        given = request.META["HTTP_X_REQUEST_ID"] = uuid.uuid4().hex
+    return given
 
 
 class RequestIdMiddleware:
@@ -15,9 +24,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        given = request.META.get("HTTP_X_REQUEST_ID", "")
-        request_id = given if _VALID.match(given) else uuid.uuid4().hex
-        request.META["HTTP_X_REQUEST_ID"] = request_id
+        rid = request_id(request)
         response = self.get_response(request)
-        response[HEADER] = request_id
+        response[HEADER] = rid
         return response

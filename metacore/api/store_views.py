@@ -8,13 +8,13 @@ Bodies are JSON only; answers use the Metacore envelopes (docs/api.md).
 import uuid
 
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.idempotency import idempotent
+from metacore.api.parsers import JSONParser
 from metacore.host.telemetry import count_request, span
 from metacore.kernel import get_kernel
 from metacore.store.service import StoreContext

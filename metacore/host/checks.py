@@ -93,3 +93,34 @@ def check_egress_and_audit(app_configs, **kwargs):
         elif not callable(entry):
             errors.append(Error(f"METACORE['AUDIT_SINKS'] entry {entry!r} is not callable", id="metacore.E031"))
     return errors
+
+
+@register("metacore")
+def check_robustness(app_configs, **kwargs):
+    """File SQLite databases need WAL, a busy timeout and IMMEDIATE transactions to hold
+    concurrent writes; API errors need the middleware to be JSON outside the views."""
+    from metacore.settings import sqlite_options
+
+    wanted = sqlite_options()
+    warnings = []
+    for alias, database in settings.DATABASES.items():
+        name = str(database.get("NAME") or "")
+        if not database.get("ENGINE", "").endswith("sqlite3") or name in ("", ":memory:") or "mode=memory" in name:
+            continue
+        options = database.get("OPTIONS") or {}
+        missing = [key for key in ("transaction_mode", "init_command") if options.get(key) != wanted[key]]
+        if float(options.get("timeout") or 5) < 5:
+            missing.append("timeout")
+        if missing:
+            warnings.append(Warning(
+                f"SQLite database {alias!r} will fail concurrent writes with 'database is locked' "
+                f"(OPTIONS lack {', '.join(missing)})",
+                hint=f'DATABASES["{alias}"]["OPTIONS"] = {{**DATABASES["{alias}"].get("OPTIONS", {{}}), '
+                     "**metacore.settings.sqlite_options()} (docs/embedding.md)",
+                id="metacore.W040"))
+    if "metacore.api.middleware.ApiErrorsMiddleware" not in settings.MIDDLEWARE:
+        warnings.append(Warning("API errors outside metacore's views (unknown /api/ routes, 500s, oversized "
+                                "bodies) will be HTML, not JSON envelopes",
+                                hint='add "metacore.api.middleware.ApiErrorsMiddleware" near the top of MIDDLEWARE',
+                                id="metacore.W041"))
+    return warnings

@@ -23,6 +23,7 @@ from collections import deque
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.host import telemetry
 from metacore.hub import groups
@@ -167,9 +168,9 @@ class HubConsumer(AsyncWebsocketConsumer):
         if bytes_data is not None:
             return self._error("bad_frame", "binary frames are not supported; send JSON text")
         try:
-            frame = json.loads(text_data)
+            frame = limits.loads(text_data)
         except ValueError as exc:
-            return self._error("bad_json", f"malformed JSON: {exc}")
+            return self._error("bad_json", str(exc))
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             return self._error("bad_frame", 'a frame is a JSON object with a string "type"')
         kind = frame["type"].upper()

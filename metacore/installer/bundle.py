@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from metacore import limits
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import ValidationError
 from metacore.installer.signing import read_detached_signature, verify_bundle, verify_tarball
@@ -199,7 +200,7 @@ def _bundle_root(source, staging: Path, files: dict[str, str]) -> Path:
 
 def _read_manifest(source, root: Path) -> dict:
     try:
-        raw = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
+        raw = limits.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(source, f"{MANIFEST_NAME} is not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):

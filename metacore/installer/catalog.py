@@ -7,7 +7,6 @@ would get past loading; the result is cached per process until the file or the t
 """
 from __future__ import annotations
 
-import json
 import logging
 import tarfile
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError, NotFound
 from metacore.installer.compat import check_kernel_compatibility
@@ -133,7 +133,7 @@ def _raw_manifest(path: Path) -> dict | None:
                 if member is None or member.size > 5 * 1024 * 1024:
                     return None
                 data = archive.extractfile(member).read()
-        raw = json.loads(data)
+        raw = limits.loads(data)
     except (OSError, tarfile.TarError, EOFError, ValueError):
         return None
     return raw if isinstance(raw, dict) else None

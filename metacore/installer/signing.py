@@ -39,6 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.errors import ValidationError
 
@@ -294,7 +295,7 @@ def read_source(path: Path) -> tuple[dict, dict[str, bytes]]:
     if MANIFEST_NAME not in contents:
         raise ValidationError(f"{path}: no {MANIFEST_NAME} at the bundle root")
     try:
-        manifest = json.loads(contents.pop(MANIFEST_NAME))
+        manifest = limits.loads(contents.pop(MANIFEST_NAME))
     except ValueError as exc:
         raise ValidationError(f"{path}: {MANIFEST_NAME} is not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict):

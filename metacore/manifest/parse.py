@@ -8,12 +8,13 @@ JSON path and the rule (`models[0].columns[3].type: unknown type "blob"`).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import re
 from typing import Any
 
 import pydantic
+
+from metacore import limits
 
 from .columns import build_models
 from .draft import ManifestDraft
@@ -60,21 +61,19 @@ def _decode(data: dict | str | bytes) -> dict:
             raise ManifestError([f"manifest: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     if isinstance(data, str):
         try:
-            data = json.loads(data, parse_constant=_reject_constant)
-        except json.JSONDecodeError as exc:
-            raise ManifestError([f"manifest: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]) from None
+            data = limits.loads(data)
         except ValueError as exc:
             raise ManifestError([f"manifest: invalid JSON: {exc}"]) from None
     if not isinstance(data, dict):
         raise ManifestError([f"manifest: must be a JSON object, not {type(data).__name__}"])
+    try:
+        limits.check_depth(data)
+    except ValueError as exc:
+        raise ManifestError([f"manifest: {exc}"]) from None
     bad = list(_non_finite_numbers(data, ""))
     if bad:
         raise ManifestError([f"{path or 'manifest'}: NaN and Infinity are not JSON numbers" for path in bad])
     return data
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _non_finite_numbers(value: Any, path: str):

@@ -20,6 +20,7 @@ from metacore.models import Installation
 from metacore.permissions.naming import model_permission
 from metacore.schema.registry import read_revision
 from metacore.schema.types import get_type
+from metacore.store.query import MAX_OFFSET, parse_value
 from metacore.store.service import StoreContext
 
 DEFAULT_OPTIONS_LIMIT = 50
@@ -110,6 +111,8 @@ class MetadataService:
                                          errors={"field": [f'model "{spec.key}" has no column "{field}"']})
         limit = self._int(params, "limit", DEFAULT_OPTIONS_LIMIT, minimum=1, maximum=MAX_OPTIONS_LIMIT)
         offset = self._int(params, "offset", 0, minimum=0)
+        if offset > MAX_OFFSET:
+            raise errors.ValidationError("offset: is too large", errors={"offset": ["is too large"]})
         q = (params.get("q") or "").strip()
 
         static = self._static_options(spec, field)
@@ -186,9 +189,9 @@ class MetadataService:
 
     @staticmethod
     def _ids(resolved, raw):
-        id_type = get_type(resolved.spec.column("id").type)
+        id_column = resolved.spec.column("id")
         try:
-            return [id_type.parse(part.strip()) for part in raw.split(",") if part.strip()]
+            return [parse_value(id_column, part.strip()) for part in raw.split(",") if part.strip()]
         except ValueError as exc:
             raise errors.ValidationError("invalid input", errors={"ids": [str(exc)]}) from None
 
@@ -199,7 +202,7 @@ class MetadataService:
         if col_type.text_like:
             return Q(**{f"{column.name}__icontains": q})
         try:
-            return Q(**{column.name: col_type.parse(q)})
+            return Q(**{column.name: parse_value(column, q)})
         except ValueError as exc:
             raise errors.ValidationError("invalid input", errors={param: [str(exc)]}) from None
 
@@ -237,6 +240,10 @@ class MetadataService:
                 f"unknown parameter: {', '.join(unknown)}",
                 errors={name: [f"unknown parameter (allowed: {', '.join(allowed)})"] for name in unknown},
             )
+        with_nul = sorted(name for name in params if "\x00" in str(params.get(name)))
+        if with_nul:
+            raise errors.ValidationError(f"{with_nul[0]}: must not contain NUL characters",
+                                         errors={name: ["must not contain NUL characters"] for name in with_nul})
 
     @staticmethod
     def _int(params, name, default, *, minimum, maximum=None):

@@ -21,6 +21,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from functools import reduce
 from operator import and_, or_
 
@@ -216,7 +217,7 @@ def _filter(model, name, raw, errors, using):
         # does not fit the column either.
         if "exact" in ctype.lookups:
             with contextlib.suppress(ValueError):
-                return Q(**{column.name: _parse(ctype, raw)})
+                return Q(**{column.name: parse_value(column, raw)})
         errors.setdefault(name, []).append(f'unknown operator "{op}"')
         return None
     value = value.strip()
@@ -236,41 +237,52 @@ def _filter(model, name, raw, errors, using):
         errors.setdefault(name, []).append(f'operator "{op}" does not apply to {ctype.name} column "{column_name}"')
         return None
     try:
-        return _condition(column.name, op, lookup, ctype, value)
+        return _condition(column, op, lookup, ctype, value)
     except ValueError as exc:
         errors.setdefault(name, []).append(str(exc))
         return None
 
 
-def _parse(ctype, raw):
-    """`ctype.parse`, plus the checks the database would otherwise fail on at query time."""
+def parse_value(column, raw):
+    """A filter value for `column` from query-string text: the type's `parse`, plus the
+    checks the database would otherwise fail on (or silently match nothing) at query time:
+    NUL characters, datetimes that overflow when moved to UTC, decimals beyond the column's
+    precision. Raises ValueError naming the problem."""
+    ctype = get_type(column.type)
+    if "\x00" in raw:
+        raise ValueError("must not contain NUL characters")
     value = ctype.parse(raw)
     if isinstance(value, datetime):
         try:
             value.astimezone(timezone.utc)
         except OverflowError:
             raise ValueError(f"{raw!r} is out of range") from None
+    if isinstance(value, Decimal):
+        precision, scale = ctype.precision_scale(column)
+        if abs(value) >= Decimal(10) ** (precision - scale):
+            raise ValueError(f"{raw!r} is out of range for {ctype.describe(column)}")
     if ctype.name == "json" and "\\u0000" in json.dumps(value):
         raise ValueError("JSON values must not contain NUL characters")
     return value
 
 
-def _upper_bound(col, ctype, raw):
+def _upper_bound(column, ctype, raw):
     """`<= raw`; a bare day as the upper bound of a date-time column includes that whole day."""
     if ctype.name == "datetime" and _DAY.match(raw.strip()):
-        return Q(**{f"{col}__lt": _parse(ctype, raw) + timedelta(days=1)})
-    return Q(**{f"{col}__lte": _parse(ctype, raw)})
+        return Q(**{f"{column.name}__lt": parse_value(column, raw) + timedelta(days=1)})
+    return Q(**{f"{column.name}__lte": parse_value(column, raw)})
 
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _condition(col, op, lookup, ctype, value):
+def _condition(column, op, lookup, ctype, value):
+    col = column.name
     if op in ("isnull", "null", "not_null"):
         null = get_type("bool").parse(value or "true") if op == "isnull" else op == "null"
         return Q(**{f"{col}__isnull": null})
     if op in ("in", "nin", "not_in"):
-        items = [_parse(ctype, v.strip()) for v in value.split(",") if v.strip() != ""]
+        items = [parse_value(column, v.strip()) for v in value.split(",") if v.strip() != ""]
         if not items:
             return None
         q = Q(**{f"{col}__in": items})
@@ -283,15 +295,15 @@ def _condition(col, op, lookup, ctype, value):
         low, high = (parts + [""])[:2]
         q = Q()
         if low != "":
-            q &= Q(**{f"{col}__gte": _parse(ctype, low)})
+            q &= Q(**{f"{col}__gte": parse_value(column, low)})
         if high != "":
-            q &= _upper_bound(col, ctype, high)
+            q &= _upper_bound(column, ctype, high)
         return q or None
     if op == "lte":
-        return _upper_bound(col, ctype, value)
+        return _upper_bound(column, ctype, value)
     if lookup in ("icontains", "contains", "istartswith", "iendswith") and ctype.text_like:
         if value == "":
             raise ValueError(f'operator "{op}" needs a value')
         return Q(**{f"{col}__{lookup}": value})
-    q = Q(**{f"{col}__{lookup}": _parse(ctype, value)})
+    q = Q(**{f"{col}__{lookup}": parse_value(column, value)})
     return ~q if op == "ne" else q
