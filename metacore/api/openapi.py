@@ -1,7 +1,7 @@
 """OpenAPI (drf-spectacular) with every installed addon's dynamic endpoints.
 
-The URL patterns only know `dynamic/{model}` (those generic routes are left out of the
-document); `MetacoreSchemaGenerator` adds, per enabled addon model, concrete paths
+The URL patterns only know `dynamic/{model}` (those views set `schema = None`: they are
+left out of the document); `MetacoreSchemaGenerator` adds, per enabled addon model, concrete paths
 `dynamic/<addon>.<table>` (list, create, retrieve, update, partial update, delete, row
 actions) and components built from the column types (`ColumnType.openapi`), each with an
 example. The view caches the document under the metadata version token, so an install,
@@ -200,11 +200,6 @@ def _api_security(paths, prefix):
     return None
 
 
-def _is_generic(path, prefix):
-    """`dynamic/{model}...`: the routes every addon model shares, documented per model instead."""
-    return path.startswith(f"{prefix}dynamic/{{model}}")
-
-
 # Views without a docstring of their own inherit this one (inspect.getdoc); it describes
 # the implementation, not the operation, so it is dropped from the document.
 _MIXIN_DOC = inspect.getdoc(EnvelopeErrorsMixin)
@@ -235,8 +230,6 @@ class MetacoreSchemaGenerator(SchemaGenerator):
         prefix = _prefix()
         paths = schema.setdefault("paths", {})
         security = _api_security(paths, prefix)
-        for path in [p for p in paths if _is_generic(p, prefix)]:
-            del paths[path]
         for item in paths.values():
             for operation in item.values():
                 if isinstance(operation, dict) and operation.get("description") == _MIXIN_DOC:
