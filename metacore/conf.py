@@ -20,6 +20,7 @@ DEFAULTS = {
     # Store
     "DEFAULT_PER_PAGE": 20,
     "MAX_PER_PAGE": 200,
+    "PUBLIC_SCHEMA": False,  # serve /schema/, /docs/ and /redoc/ to anonymous users (default: the API's auth)
     "TENANT_RESOLVER": "metacore.store.tenancy.default_tenant_resolver",
     "ORG_CONFIG_RESOLVER": None,  # (organization_id, key) -> str | None, for `$org.<key>` validators
     "IDEMPOTENCY_CACHE": "default",  # Django cache alias keeping Idempotency-Key answers

@@ -1,6 +1,7 @@
 """The installer's management commands: thin, one-line errors, no tracebacks."""
 import json
 import shutil
+from addon_fixtures import OWN_FIXTURES, OWN_INVALID
 from io import StringIO
 
 import pytest
@@ -53,12 +54,12 @@ def test_bad_input_is_a_one_line_command_error(args, message):
     assert "\n" not in str(error.value)
 
 
-def test_install_twice_and_invalid_manifest_are_command_errors(sdk_fixtures):
+def test_install_twice_and_invalid_manifest_are_command_errors():
     run("metacore_install", str(EXAMPLES / "tasks"))
     with pytest.raises(CommandError, match="already installed"):
         run("metacore_install", str(EXAMPLES / "tasks"))
     with pytest.raises(CommandError, match="invalid manifest"):
-        run("metacore_install", str(sdk_fixtures / "manifests" / "sdk-testdata-v3_invalid"))
+        run("metacore_install", str(OWN_FIXTURES / OWN_INVALID))
 
 
 def test_install_examples_installs_each_bundle_once(tmp_path, settings):

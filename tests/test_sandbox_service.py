@@ -219,15 +219,16 @@ def test_trapping_action_answers_the_action_envelope_and_rolls_back(tmp_path, cl
     assert failed.details["outcome"] == "trap"
 
 
-def test_v3_contribution_actions_are_found(sdk_fixtures):
+def test_v3_contribution_actions_are_found():
+    from addon_fixtures import OWN_FIXTURES
     from metacore.manifest.parse import load_manifest
     from metacore.sandbox.service import find_action
 
-    manifest = load_manifest(json.loads((sdk_fixtures / "manifests" / "tickets" / "manifest.json").read_text()))
-    spec = manifest.model("Tickets")
-    action = find_action(manifest, spec, "resolve")
-    assert action is not None and action.handler_type == "wasm" and action.function == "Resolve"
-    assert "Resolve" in manifest.backend.exports
+    manifest = load_manifest(json.loads((OWN_FIXTURES / "library" / "manifest.json").read_text()))
+    spec = manifest.model("Book")
+    action = find_action(manifest, spec, "lend")
+    assert action is not None and action.handler_type == "wasm" and action.function == "Lend"
+    assert "Lend" in manifest.backend.exports
     assert find_action(manifest, spec, "explode") is None
 
 

@@ -1,4 +1,4 @@
-"""Every model of every shared SDK fixture, served by the dynamic store over HTTP: create,
+"""Every model of every addon fixture (own and SDK corpus), served by the dynamic store over HTTP: create,
 get, list with each operator, sort, search, paginate, update (PUT merge and PATCH), delete
 (soft on soft-delete tables, hard otherwise). Each fixture is installed once for the module
 with the real installer and uninstalled (with its data) afterwards."""
@@ -13,39 +13,21 @@ from metacore.manifest.model import Manifest
 from metacore.schema.types import get_type
 from metacore.store.query import OPERATORS, search_columns
 from store_support import ORG_A, as_query, client_for, fails, installed_addon, make_user, ok, same, sample
-from conftest import SDK_FIXTURES, is_postgres
+from conftest import is_postgres
+from addon_fixtures import bundle_params
 
 
-def _manifest_json(path):
-    if path.is_dir():
-        return json.loads((path / "manifest.json").read_text())
-    with tarfile.open(path) as tar:
-        member = next(m for m in tar.getmembers() if m.name.rsplit("/", 1)[-1] == "manifest.json")
-        return json.load(tar.extractfile(member))
+FIXTURES = bundle_params(where=lambda raw: bool(raw.get("models") or raw.get("model_definitions")))
 
 
-def _model_bearing_fixtures():
-    paths = sorted(SDK_FIXTURES.glob("manifests/*")) + sorted(SDK_FIXTURES.glob("bundles/*.tar.gz"))
-    found = []
-    for path in paths:
-        if path.name == "sdk-testdata-v3_invalid":
-            continue  # the SDK's own validator rejects it; the installer test covers it
-        data = _manifest_json(path)
-        if data.get("models") or data.get("model_definitions"):
-            found.append(path)
-    return found
-
-
-FIXTURES = _model_bearing_fixtures()
-
-
+@pytest.mark.conformance
 def test_fixture_list_is_complete():
-    names = {p.name for p in FIXTURES}
+    names = {p.values[0].name for p in FIXTURES}
     assert {"tickets", "tickets-addon", "orders", "catalog", "fiscal_mexico-1.0.0.tar.gz"} <= names
     assert len(FIXTURES) >= 10
 
 
-@pytest.fixture(scope="module", params=FIXTURES, ids=lambda p: p.name)
+@pytest.fixture(scope="module", params=FIXTURES)
 def addon(request, django_db_setup, django_db_blocker):
     with installed_addon(django_db_blocker, request.param) as result:
         yield Manifest.model_validate(result.installation.manifest)

@@ -23,6 +23,7 @@ from metacore.store.service import StoreContext
 class RowActionView(EnvelopeErrorsMixin, APIView):
     parser_classes = [JSONParser]
     permission_classes = [IsAuthenticated]
+    schema = None  # documented per addon model by metacore.api.openapi
 
     def post(self, request, model, row_id, key):
         request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]

@@ -31,6 +31,7 @@ ACTIONS = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "update", 
 class StoreView(EnvelopeErrorsMixin, APIView):
     parser_classes = [JSONParser]
     permission_classes = [IsAuthenticated]
+    schema = None  # documented per addon model by metacore.api.openapi
 
     def dispatch(self, request, *args, **kwargs):
         """One `metacore.store.<action>` span per request (the store adds addon, model and

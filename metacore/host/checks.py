@@ -124,3 +124,37 @@ def check_robustness(app_configs, **kwargs):
                                 hint='add "metacore.api.middleware.ApiErrorsMiddleware" near the top of MIDDLEWARE',
                                 id="metacore.W041"))
     return warnings
+
+
+@register("metacore")
+def check_rest_framework(app_configs, **kwargs):
+    """What the README and docs/embedding.md rely on: token and session authentication (curl
+    with `Authorization: Token`, the browser and the API docs pages) and drf-spectacular's
+    schema class (without it /api/schema/ answers 500). daphne's own check (daphne.E001)
+    catches daphne listed after staticfiles."""
+    from drf_spectacular.openapi import AutoSchema
+    from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+    from rest_framework.settings import api_settings
+
+    errors = []
+    classes = api_settings.DEFAULT_AUTHENTICATION_CLASSES
+    for wanted in (TokenAuthentication, SessionAuthentication):
+        if not any(issubclass(c, wanted) for c in classes):
+            errors.append(Warning(
+                f"REST_FRAMEWORK['DEFAULT_AUTHENTICATION_CLASSES'] has no {wanted.__name__}",
+                hint=f'add "{wanted.__module__}.{wanted.__name__}" (docs/embedding.md); the README\'s '
+                     "`Authorization: Token` requests and the API docs pages rely on it",
+                id="metacore.W002"))
+    if any(issubclass(c, TokenAuthentication) for c in classes) and "rest_framework.authtoken" not in settings.INSTALLED_APPS:
+        errors.append(Error("TokenAuthentication needs 'rest_framework.authtoken' in INSTALLED_APPS", id="metacore.E006"))
+    schema_class = api_settings.DEFAULT_SCHEMA_CLASS
+    if not (isinstance(schema_class, type) and issubclass(schema_class, AutoSchema)):
+        errors.append(Error(
+            f"REST_FRAMEWORK['DEFAULT_SCHEMA_CLASS'] is {getattr(schema_class, '__qualname__', schema_class)}, "
+            "not drf-spectacular's: /api/schema/ cannot be generated",
+            hint='"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema" (docs/embedding.md)', id="metacore.E007"))
+    for app in ("drf_spectacular", "drf_spectacular_sidecar"):
+        if app not in settings.INSTALLED_APPS:
+            errors.append(Warning(f"{app!r} is not in INSTALLED_APPS: the API docs pages (/api/docs/, /api/redoc/) "
+                                  "cannot render", id="metacore.W003"))
+    return errors

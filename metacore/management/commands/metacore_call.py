@@ -18,7 +18,8 @@ class Command(BaseCommand):
         parser.add_argument("addon", help="addon key")
         parser.add_argument("export", help="a wasm export listed in the manifest's backend.exports")
         parser.add_argument("--json", dest="payload", default="{}", help="the JSON input (default {})")
-        parser.add_argument("--tenant", default=None, help="organization id the call acts for (event_emit needs one)")
+        parser.add_argument("--organization", "--tenant", dest="tenant", default=None,
+                            help="organization id the call acts for (event_emit needs one); --tenant is the old spelling")
 
     def handle(self, *args, addon, export, payload, tenant, **options):
         try:
