@@ -9,7 +9,9 @@ def test_the_sandbox_uses_the_sqlite_helper_and_the_middleware(settings):
     options = settings.DATABASES["default"].get("OPTIONS", {})
     if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         assert {k: options.get(k) for k in sqlite_options()} == sqlite_options()
-    assert settings.MIDDLEWARE[1] == "metacore.api.middleware.ApiErrorsMiddleware"
+    middleware = settings.MIDDLEWARE
+    errors = middleware.index("metacore.api.middleware.ApiErrorsMiddleware")
+    assert errors < middleware.index("django.contrib.sessions.middleware.SessionMiddleware")
 
 
 def test_system_checks_warn_about_bare_sqlite_and_a_missing_middleware(settings, tmp_path):
