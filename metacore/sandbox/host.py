@@ -237,16 +237,21 @@ def host_http_request(invocation, guest, url_ptr, url_len, method_ptr, method_le
 
 
 def _http(invocation, url, method, headers, body):
-    """safe_fetch checks http:fetch (every redirect hop too) and the SSRF guard; its
-    timeout and size cap are METACORE['HTTP_TIMEOUT_S'] / ['HTTP_MAX_BYTES']."""
+    """safe_fetch checks http:fetch (every redirect hop too) and the SSRF guard; one budget
+    (METACORE['HTTP_TIMEOUT_S'], never past the call's own deadline) covers connect and every
+    read; the size cap is METACORE['HTTP_MAX_BYTES']; Host is not the guest's to set."""
+    from metacore.conf import metacore_settings
     from metacore.security.ssrf import safe_fetch
 
     method = (method or "GET").upper()
     if body and not any(k.lower() == "content-type" for k in headers):
         headers = {**headers, "Content-Type": "application/json"}
     started = time.perf_counter()
+    budget_ms = invocation.remaining_ms(int(metacore_settings.HTTP_TIMEOUT_S * 1000))
+    if budget_ms <= 0:
+        return {"error": "transport", "message": "the call's time budget is spent"}
     try:
-        response = safe_fetch(url, method=method, body=body or None, headers=headers,
+        response = safe_fetch(url, method=method, body=body or None, headers=headers, timeout=budget_ms / 1000,
                               addon_key=invocation.addon_key, context=invocation.context(via="sandbox"))
     except MetacoreError as exc:
         code = "forbidden" if exc.status == 403 else ("bad_request" if exc.status == 400 else "transport")
