@@ -148,7 +148,8 @@ def _as_guest(sql, params=(), tenant=TENANT, key="probe"):
     "DROP POLICY metacore_guest_tenant ON addon_probe.tickets",
     "CREATE TABLE addon_probe.x (a int)",
     "CREATE TABLE public.x (a int)",
-    "GRANT SELECT ON addon_probe.tickets TO PUBLIC",
+    "SELECT lo_import('/etc/passwd')",
+    "COPY addon_probe.tickets TO PROGRAM 'id'",
 ])
 def test_the_guest_role_cannot_reach_past_its_tables(addons, sql):
     with pytest.raises(DatabaseError):
@@ -186,10 +187,13 @@ def test_roles_are_named_per_database_and_dropped_at_uninstall(addons):
     assert tag in guest and tag in owner
     assert found == {guest: (False, False, False), owner: (False, False, False)}
     assert schema_owner == owner and forced
-    get_kernel().installer.uninstall("probe")
+    get_kernel().installer.uninstall("probe")  # tables kept: they go back to the host's user
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", [[guest, owner]])
         assert cursor.fetchone()[0] == 0
+        cursor.execute("SELECT tableowner = current_user FROM pg_tables WHERE schemaname = 'addon_probe'")
+        assert cursor.fetchall() == [(True,)]
+    get_kernel().installer.uninstall("probe", drop_data=True)
 
 
 # -- a host that is not a superuser ------------------------------------------------------------
@@ -332,7 +336,7 @@ def test_hostile_bundle_sql_fails_the_install_without_a_trace(db, tmp_path, sql)
 
 @postgresql_only
 @pytest.mark.parametrize("sql", ["UPDATE auth_user SET is_superuser = true", "DELETE FROM metacore_installation",
-                                 "CREATE TABLE x AS SELECT * FROM auth_user"])
+                                 "INSERT INTO tickets (id, title, organization_id) SELECT gen_random_uuid(), password, gen_random_uuid() FROM auth_user"])
 def test_bundle_sql_runs_without_rights_outside_its_schema(db, tmp_path, sql):
     """Statements the parser lets through (plain DML/DDL) still fail: the owner role has no rights on public."""
     get_user_model().objects.create_user("someone", password="pw")
