@@ -18,6 +18,8 @@ per-addon role with row-level security on PostgreSQL, the authorizer on SQLite).
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from pglast import ast, parse_sql
@@ -93,18 +95,72 @@ class Prepared:
     tables: list = field(default_factory=list)  # (schema or None, logical name) as written
 
 
+TENANT, NOW = "tenant", "now"  # the host values a statement may carry after the guest's arguments
+CACHE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A checked statement, reusable while its tables resolve to the same Relations."""
+
+    sql: str
+    positions: tuple  # parameter order: index into guest args + host values
+    host: tuple  # TENANT / NOW for each host value, in order
+    verb: str
+    tables: tuple  # ((schema, name, for_write, Relation), ...) as resolved
+
+
+_plans: OrderedDict = OrderedDict()
+_plans_lock = threading.Lock()
+
+
 def prepare(sql_text: str, args: list, resolve, *, write: bool, tenant=None, now=None, vendor="postgresql") -> Prepared:
     """Check `sql_text` and rewrite its relations with `resolve(schema, name, for_write)`,
     which returns a Relation or raises SQLRefused. Organization-scoped tables are confined
     to `tenant`: reads see only its rows (and no soft-deleted ones), UPDATE/DELETE get an
     `organization_id` predicate, INSERT gets `organization_id` (and the timestamps, `now`)
-    filled in; UPDATE sets `updated_at` to `now`."""
+    filled in; UPDATE sets `updated_at` to `now`.
+
+    Parsing and deparsing cost milliseconds, so the checked statement is kept (keyed by its
+    text): a later call reuses it only after `resolve` answered the same for every table
+    again (so a capability check or a manifest change is never skipped)."""
     if not sql_text or not sql_text.strip():
         raise SQLRefused("empty statement")
     if len(sql_text.encode()) > MAX_SQL_BYTES:
         raise SQLRefused(f"sql exceeds {MAX_SQL_BYTES} bytes")
     if len(args) > MAX_ARGS:
         raise SQLRefused(f"more than {MAX_ARGS} arguments", code="arg_decode")
+    key = (sql_text, len(args), write, vendor, tenant is None, now is None)
+    with _plans_lock:
+        plan = _plans.get(key)
+    if plan is not None and all(resolve(schema, name, for_write) == relation for schema, name, for_write, relation in plan.tables):
+        with _plans_lock:
+            _plans[key] = plan
+            _plans.move_to_end(key)
+    else:
+        plan = _plan(sql_text, len(args), _Recording(resolve), write=write, tenant=tenant, now=now, vendor=vendor)
+        with _plans_lock:
+            _plans[key] = plan
+            while len(_plans) > CACHE_SIZE:
+                _plans.popitem(last=False)
+    values = [*args, *[tenant if kind == TENANT else now for kind in plan.host]]
+    return Prepared(plan.sql, [values[i] for i in plan.positions], plan.verb,
+                    [(schema, name) for schema, name, _, _ in plan.tables])
+
+
+class _Recording:
+    """The resolver, remembering what it answered (the plan's validity check)."""
+
+    def __init__(self, resolve):
+        self.resolve, self.answers = resolve, []
+
+    def __call__(self, schema, name, for_write):
+        relation = self.resolve(schema, name, for_write)
+        self.answers.append((schema, name, for_write, relation))
+        return relation
+
+
+def _plan(sql_text, n_args, resolve, *, write, tenant, now, vendor) -> _Plan:
     try:
         statements = parse_sql(_numbered_placeholders(sql_text))
     except ParseError as exc:
@@ -120,11 +176,11 @@ def prepare(sql_text: str, args: list, resolve, *, write: bool, tenant=None, now
         if not isinstance(stmt, ast.SelectStmt):
             raise SQLRefused("db_query runs exactly one SELECT (or WITH ... SELECT); use db_exec to write")
         verb = "SELECT"
-    params = _Params(args)
-    rewriter = _Rewriter(resolve, write, tenant, now, params, vendor)
-    rewriter.statement(stmt)
-    text = RawStream()(stmt)
-    return Prepared(*params.bind(text), verb, rewriter.tables)
+    params = _Params(n_args)
+    _Rewriter(resolve, write, TENANT if tenant is not None else None, NOW if now is not None else None,
+              params, vendor).statement(stmt)
+    text, positions = params.bind(RawStream()(stmt))
+    return _Plan(text, tuple(positions), tuple(params.host_values), verb, tuple(resolve.answers))
 
 
 def _numbered_placeholders(sql_text):
@@ -140,27 +196,28 @@ def _numbered_placeholders(sql_text):
 
 
 class _Params:
-    """The guest's arguments ($1..$n) and the host's own values, appended after them."""
+    """The guest's arguments ($1..$n) and the host's own values (TENANT/NOW), numbered after them."""
 
-    def __init__(self, args):
-        self.values = list(args)
+    def __init__(self, n_args):
+        self.n_args, self.host_values = n_args, []
 
-    def host(self, value) -> ast.ParamRef:
-        self.values.append(value)
-        return ast.ParamRef(number=len(self.values))
+    def host(self, kind) -> ast.ParamRef:
+        self.host_values.append(kind)
+        return ast.ParamRef(number=self.n_args + len(self.host_values))
 
     def bind(self, text):
-        parts, params, last = [], [], 0
+        """DB-API text (`%s`, `%%`) and, for each placeholder, the index of its value."""
+        parts, positions, last = [], [], 0
         for token in scan(text):
             if token.name == "PARAM":
                 position = int(text[token.start + 1:token.end + 1]) - 1
-                if not 0 <= position < len(self.values):
+                if not 0 <= position < self.n_args + len(self.host_values):
                     raise SQLRefused(f"placeholder ${position + 1} has no argument", code="arg_decode")
                 parts += [text[last:token.start].replace("%", "%%"), "%s"]
-                params.append(self.values[position])
+                positions.append(position)
                 last = token.end + 1
         parts.append(text[last:].replace("%", "%%"))
-        return "".join(parts).strip(), params
+        return "".join(parts).strip(), positions
 
 
 def _names(nodes):
@@ -171,7 +228,7 @@ class _Rewriter:
     def __init__(self, resolve, write, tenant, now, params, vendor):
         self.resolve, self.write, self.tenant, self.now = resolve, write, tenant, now
         self.params, self.vendor = params, vendor
-        self.guest_args = len(params.values)
+        self.guest_args = params.n_args
         self.tables = []
         self.ctes: list[set] = []  # CTE names visible at each WITH level
 
