@@ -67,7 +67,7 @@ def check_statements(migration, addon_key: str | None = None) -> list[str]:
         )
 
     found = []
-    source = migration.sql.encode()
+    source = migration.sql
     try:
         parsed = parse_sql(migration.sql)
     except ParseError as exc:
@@ -75,7 +75,7 @@ def check_statements(migration, addon_key: str | None = None) -> list[str]:
                               errors={"migrations": [f"{migration.name}: {exc}"]}) from None
     for number, raw in enumerate(parsed, start=1):
         end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(source)
-        text = source[raw.stmt_location:end].decode().strip()
+        text = source[raw.stmt_location:end].strip()  # pglast's offsets count characters
         stmt = raw.stmt
         if not isinstance(stmt, STATEMENT_KINDS):
             refuse(number, text, f"{type(stmt).__name__} is not allowed in bundle SQL (it must not control the"
