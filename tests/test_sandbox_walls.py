@@ -17,6 +17,7 @@ from django.db import DatabaseError, connection, transaction
 import sandbox_guests as guests
 from metacore.errors import MetacoreError
 from metacore.kernel import get_kernel
+from metacore.manifest.model import Manifest
 from metacore.models import Installation
 from metacore.schema import roles
 from test_sandbox_host import EXAMPLE, TENANT, addons, call, execute, install, local_server, query  # noqa: F401
@@ -128,7 +129,8 @@ def test_db_exec_stamps_the_hosts_columns(addons):
 def _as_guest(sql, params=(), tenant=TENANT, key="probe"):
     """Run raw SQL as the addon's guest role, past the parser: what the database alone allows."""
     with transaction.atomic():
-        session = roles.GuestSession(connection, key, uuid.UUID(tenant), 2000)
+        manifest = Manifest.model_validate(Installation.objects.get(key=key).manifest)
+        session = roles.GuestSession(connection, manifest, uuid.UUID(tenant), 2000)
         session.enter()
         with connection.cursor() as cursor:
             cursor.execute(sql, list(params))
@@ -194,6 +196,15 @@ def test_roles_are_named_per_database_and_dropped_at_uninstall(addons):
         cursor.execute("SELECT tableowner = current_user FROM pg_tables WHERE schemaname = 'addon_probe'")
         assert cursor.fetchall() == [(True,)]
     get_kernel().installer.uninstall("probe", drop_data=True)
+
+
+@postgresql_only
+def test_an_addon_installed_before_confinement_is_confined_on_first_use(addons):
+    roles.drop_addon_roles("probe")
+    assert query("SELECT count(*) AS n FROM tickets")["data"]["rows"] == [{"n": 0}]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'addon_probe'")
+        assert cursor.fetchone()[0] == roles.owner_role(connection, "probe")
 
 
 # -- a host that is not a superuser ------------------------------------------------------------

@@ -71,6 +71,11 @@ def check_statements(migration, addon_key: str | None = None) -> list[str]:
     try:
         parsed = parse_sql(migration.sql)
     except ParseError as exc:
+        for number, text in enumerate(statements(migration.sql), start=1):  # name the statement
+            try:
+                parse_sql(text)
+            except ParseError as inner:
+                refuse(number, text, f"not valid SQL: {inner}")
         raise ValidationError(f"migration {migration.name} is not valid SQL: {exc}",
                               errors={"migrations": [f"{migration.name}: {exc}"]}) from None
     for number, raw in enumerate(parsed, start=1):

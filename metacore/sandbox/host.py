@@ -432,7 +432,7 @@ class _database_wall:
         self.connection.ensure_connection()
         if self.connection.vendor == "postgresql":
             invocation = self.resolver.invocation
-            self.session = GuestSession(self.connection, invocation.addon_key,
+            self.session = GuestSession(self.connection, invocation.manifest,
                                         _tenant_param(invocation.tenant, "postgresql"), self.budget_ms,
                                         sorted(self.resolver.foreign))
             self.session.enter()

@@ -211,8 +211,8 @@ class GuestSession:
     statement timeout; `leave` restores all three. Cross-addon tables (granted by db:read)
     get a SELECT grant for this guest on first use."""
 
-    def __init__(self, connection, key, tenant, timeout_ms, foreign_tables=()):
-        self.connection, self.key, self.tenant = connection, key, tenant
+    def __init__(self, connection, manifest, tenant, timeout_ms, foreign_tables=()):
+        self.connection, self.manifest, self.key, self.tenant = connection, manifest, manifest.key, tenant
         self.timeout_ms, self.foreign_tables = timeout_ms, foreign_tables
         self.previous = None
 
@@ -236,10 +236,8 @@ class GuestSession:
                 " FROM pg_roles WHERE rolname = %s", [guest, schema_name(self.key), guest]
             )
             ready = cursor.fetchone()
-            if ready is None or not ready[0]:
-                raise ConfinementUnavailable(
-                    f"addon {self.key} has no confinement role in this database; upgrade or reinstall it"
-                )
+            if ready is None or not ready[0]:  # installed before confinement existed: confine it now
+                confine_addon(self.manifest, connection.alias)
             for schema, table in self.foreign_tables:
                 qualified = f"{quote(schema)}.{quote(table)}"
                 cursor.execute("SELECT has_table_privilege(%s, %s, 'SELECT')", [guest, qualified])
