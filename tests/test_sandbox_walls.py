@@ -373,8 +373,11 @@ def test_bundle_sql_cannot_leave_rls_switched_off(db, tmp_path):
 def test_a_runaway_query_stops_at_the_calls_budget(db, tmp_path):
     _walled(tmp_path, timeout_ms=1000)
     try:
-        values = ", ".join(f"('{uuid.uuid4().hex}', 't{i}')" for i in range(300))
-        assert _walled_call(f"INSERT INTO tickets (id, title) VALUES {values}", export="call_db_exec")["success"]
+        for batch in range(10):
+            args = [value for i in range(30) for value in ({"$uuid": str(uuid.uuid4())}, f"t{batch}.{i}")]
+            rows = ", ".join("(?, ?)" for _ in range(30))
+            inserted = _walled_call(f"INSERT INTO tickets (id, title) VALUES {rows}", json.dumps(args), export="call_db_exec")
+            assert inserted["success"], inserted
         started = time.monotonic()
         try:
             outcome = _walled_call("SELECT count(*) AS n FROM tickets a, tickets b, tickets c"
