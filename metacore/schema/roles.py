@@ -16,7 +16,7 @@ Per addon (roles are cluster-wide, so every name carries a short hash of
 
 Creating roles needs a superuser or CREATEROLE; `can_confine` says whether the connection
 has it, and without it wasm `db_*` imports and bundle SQL are refused (see the system
-check `metacore.E0xx` in host/checks.py).
+check `metacore.W050` in host/checks.py).
 """
 from __future__ import annotations
 
