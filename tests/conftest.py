@@ -55,3 +55,14 @@ def otel():
     telemetry = InMemoryTelemetry()
     yield telemetry
     telemetry.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_metacore_roles(django_db_setup, django_db_blocker):
+    """Roles are cluster-wide: drop the ones this test database's installs created (the
+    database itself goes with pytest-django's teardown, which runs after this)."""
+    yield
+    from metacore.schema.roles import drop_database_roles
+
+    with django_db_blocker.unblock():
+        drop_database_roles()

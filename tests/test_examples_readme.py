@@ -11,7 +11,6 @@ import sys
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import connection  # noqa: F401 (the xfail condition)
 from rest_framework.authtoken.models import Token
 
 from metacore.kernel import get_kernel
@@ -60,9 +59,6 @@ def test_tasks_readme(served):
     assert '"title":"Write the docs"' in out and '"status":"todo"' in out
 
 
-@pytest.mark.xfail("connection.vendor == 'sqlite'", strict=True, raises=AssertionError,
-                   reason="issue 13 item 3 (walls-db): under DEBUG, Django's debug cursor calls SELECT QUOTE(?) "
-                          "inside the sandbox's SQLite authorizer, so the resolve action answers 422")
 def test_helpdesk_readme(served):
     out = run_readme("helpdesk", served)
     assert '"status":"resolved"' in out and '"resolution":"rebooted"' in out

@@ -158,3 +158,25 @@ def check_rest_framework(app_configs, **kwargs):
             errors.append(Warning(f"{app!r} is not in INSTALLED_APPS: the API docs pages (/api/docs/, /api/redoc/) "
                                   "cannot render", id="metacore.W003"))
     return errors
+
+
+@register("metacore", "database")
+def check_sql_confinement(app_configs, databases=None, **kwargs):
+    """PostgreSQL: addon SQL is confined by per-addon roles, which the database user must be
+    allowed to create (CREATEROLE); without it wasm db_* imports and bundle SQL are refused
+    (docs/security.md). Runs with `manage.py check --database default` and `migrate`."""
+    from django.db import connections
+
+    from metacore.schema.roles import can_confine
+
+    warnings = []
+    for alias in databases or ():
+        connection = connections[alias]
+        if connection.vendor == "postgresql" and not can_confine(connection):
+            warnings.append(Warning(
+                f"database {alias!r}: the user may not create roles, so addon SQL cannot be confined;"
+                " wasm db_query/db_exec and bundle SQL migrations will be refused",
+                hint="ALTER ROLE <user> CREATEROLE (docs/security.md, 'What the host grants')",
+                id="metacore.W050",
+            ))
+    return warnings

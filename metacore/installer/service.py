@@ -30,6 +30,7 @@ from metacore.models import AppliedMigration, InstallJournal, Installation, Regi
 from metacore.permissions.naming import MODEL_ACTIONS, declared_permission, model_permission
 from metacore.schema import ddl
 from metacore.schema.builder import build_addon_models
+from metacore.schema.roles import drop_addon_roles
 from metacore.store.rls import enable_rls
 
 log = logging.getLogger("metacore.installer")
@@ -125,7 +126,7 @@ class InstallerService:
         with span("metacore.install.ddl", addon=manifest.key, tables=len(manifest.models)):
             created, adopted = self._create_tables(manifest, built, kept=kept)
         with span("metacore.install.sql_migrations", addon=manifest.key):
-            migrations = apply_migrations(manifest.key, bundle.migrations(), using=self.using)
+            migrations = apply_migrations(manifest, bundle.migrations(), using=self.using)
 
         installation = existing or Installation(key=manifest.key)
         installation.name = manifest.name
@@ -257,6 +258,7 @@ class InstallerService:
                 else:
                     installation.state = Installation.State.UNINSTALLED
                     installation.save(using=self.using, update_fields=["state", "updated_at"])
+                drop_addon_roles(key, self.using)
                 bump_registry_revision(self.using)
                 details = {"version": installation.version, "drop_data": drop_data}
                 self._journal(key, "uninstall", installation.version, "", "uninstalled", details, actor_name)

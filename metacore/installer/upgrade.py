@@ -227,7 +227,7 @@ class Upgrader:
                 if spec.org_scoped:  # idempotent: new, renamed and newly org-scoped tables get the policy
                     enable_rls(self.connection, new_models[spec.table]._meta.db_table)
             with span("metacore.upgrade.sql_migrations", addon=key):
-                migrations = apply_migrations(key, bundle.migrations(), using=self.using)
+                migrations = apply_migrations(new, bundle.migrations(), using=self.using)
             self._sync_permissions(old, new)
             installation.name = new.name
             installation.version = new.version

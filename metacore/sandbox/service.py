@@ -11,6 +11,7 @@
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -178,11 +179,13 @@ class SandboxService:
             request_id=context.get("request_id", ""),
             using=context.get("using", DEFAULT_DB_ALIAS),
         )
+        limits = self.limits_for(manifest)
+        invocation.deadline = time.monotonic() + limits.timeout_ms / 1000
         stats = CallStats()
         outcome, error = "ok", None
         with telemetry.span("metacore.sandbox.call", addon=manifest.key, function=export, tenant=invocation.tenant):
             try:
-                raw = self.engine.invoke(compiled, export, data, self.limits_for(manifest), invocation, stats)
+                raw = self.engine.invoke(compiled, export, data, limits, invocation, stats)
             except SandboxError as exc:
                 outcome, error = exc.code, exc
             telemetry.set_attributes(outcome=outcome, fuel=stats.fuel_used)
