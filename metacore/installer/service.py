@@ -23,6 +23,7 @@ from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.host.telemetry import span
 from metacore.installer.bundle import Bundle, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
+from metacore.installer.secrets import seal_settings
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
@@ -133,7 +134,7 @@ class InstallerService:
         installation.state = Installation.State.ENABLED
         installation.manifest = manifest.model_dump(mode="json")
         installation.capabilities = [c.model_dump(mode="json") for c in manifest.capabilities]
-        installation.settings = {**_setting_defaults(manifest), **(settings or {})}
+        installation.settings = seal_settings(manifest, {**_setting_defaults(manifest), **(settings or {})})
         installation.credentials = credentials or {}
         installation.selected_tools = list(selected_tools or [])
         installation.bundle_path = str(bundle.root)
@@ -216,17 +217,20 @@ class InstallerService:
 
     # -- upgrade ------------------------------------------------------------------------
 
-    def plan(self, bundle, *, force: bool = False):
+    def plan(self, bundle, *, force: bool = False, assign_organization=None):
         """The upgrade plan from the installed version to `bundle` (path or Bundle), in words
         and SQL; nothing is changed."""
         from metacore.installer.upgrade import Upgrader
 
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-        return Upgrader(self).plan(self.get(bundle.manifest.key), bundle, force=force)
+        return Upgrader(self).plan(self.get(bundle.manifest.key), bundle, force=force,
+                                   assign_organization=assign_organization)
 
-    def upgrade(self, bundle, *, allow_destructive: bool = False, force: bool = False, actor=None):
+    def upgrade(self, bundle, *, allow_destructive: bool = False, force: bool = False, actor=None,
+                assign_organization=None):
         """Apply the plan in one transaction; on any failure the old schema, data and
-        manifest stay, and the failure is journalled."""
+        manifest stay, and the failure is journalled. `assign_organization` gives rows of
+        tables that become organization-scoped their organization (see `Differ._scope_table`)."""
         from metacore.installer.upgrade import Upgrader
 
         actor_name = _actor_name(actor)
@@ -235,7 +239,8 @@ class InstallerService:
         with self._failure_recorded("upgrade", manifest, actor_name, f"upgrade of {manifest.key} to {manifest.version} failed"), \
                 span("metacore.upgrade", addon=manifest.key, version=manifest.version):
             return Upgrader(self).upgrade(
-                manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name
+                manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name,
+                assign_organization=assign_organization,
             )
 
     # -- uninstall ----------------------------------------------------------------------
