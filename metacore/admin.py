@@ -2,6 +2,7 @@
 journal, applied SQL migrations, the audit trail and the enforcer mode."""
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html_join
 
@@ -107,8 +108,27 @@ class AuditRecordAdmin(ReadOnlyAdmin):
     date_hierarchy = "timestamp"
 
 
+class EnforcerModeForm(forms.ModelForm):
+    class Meta:
+        model = EnforcerMode
+        fields = "__all__"
+
+    def clean_addon_key(self):
+        """An override names an installed addon (the enforcer refuses others)."""
+        from metacore.security.enforcer import Enforcer
+
+        key = self.cleaned_data.get("addon_key") or ""
+        if key:
+            try:
+                Enforcer.require_installed(key)
+            except MetacoreError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return key
+
+
 @admin.register(EnforcerMode)
 class EnforcerModeAdmin(admin.ModelAdmin):
+    form = EnforcerModeForm
     list_display = ("scope", "mode", "changed_at", "changed_by")
     list_editable = ("mode",)
     list_display_links = ("scope",)

@@ -21,7 +21,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from metacore.errors import Conflict, MetacoreError, NotFound, ValidationError
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.host.telemetry import span
-from metacore.installer.bundle import Bundle, open_bundle, template_key
+from metacore.installer.bundle import Bundle, discard_unused, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.secrets import seal_settings
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
@@ -102,7 +102,8 @@ class InstallerService:
                 self._journal_failure(template_key(bundle), "install", "", exc, actor_name)
                 raise
         manifest = bundle.manifest
-        with self._failure_recorded("install", manifest, actor_name, f"install of {manifest.key} {manifest.version} failed"), \
+        with self._bundle_discarded_on_failure(bundle), \
+                self._failure_recorded("install", manifest, actor_name, f"install of {manifest.key} {manifest.version} failed"), \
                 span("metacore.install", addon=manifest.key, version=manifest.version), transaction.atomic(using=self.using):
             result = self._install(bundle, actor_name, settings, credentials, selected_tools)
         log.info("installed %s %s (%d tables)", manifest.key, manifest.version, len(manifest.models))
@@ -110,6 +111,7 @@ class InstallerService:
 
     def _install(self, bundle: Bundle, actor, settings, credentials, selected_tools) -> InstallResult:
         manifest = bundle.manifest
+        self._lock_addon_key(manifest.key)
         existing = Installation.objects.using(self.using).select_for_update().filter(key=manifest.key).first()
         if existing is not None and existing.state != Installation.State.UNINSTALLED:
             if existing.version == manifest.version:
@@ -162,6 +164,26 @@ class InstallerService:
         self._audit("addon.install", manifest.key, actor, decision="allow", details=details)
         publish_on_commit(addon_changed, LifecycleEvent(manifest.key, "install", manifest.version), using=self.using)
         return InstallResult(installation, created, adopted, migrations, sorted(permissions), registry_revision, warnings)
+
+    def _lock_addon_key(self, key: str) -> None:
+        """Serialise installs of one addon key until this transaction ends. A row lock cannot
+        do it for an addon that has no Installation row yet: two concurrent installs would
+        both go on to CREATE SCHEMA and the loser would fail on pg_namespace's unique index.
+        With the lock the loser waits, then finds the winner's row and answers Conflict.
+        (SQLite has one writer: its write transactions are serialised already.)"""
+        connection = connections[self.using]
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"metacore.install:{key}"])
+
+    @contextmanager
+    def _bundle_discarded_on_failure(self, bundle: Bundle):
+        """A refused or failed operation leaves no extracted copy behind (see discard_unused)."""
+        try:
+            yield
+        except BaseException:
+            discard_unused(bundle)
+            raise
 
     def _check_capabilities(self, manifest: Manifest) -> None:
         from metacore.security.patterns import capability_problems
@@ -223,8 +245,11 @@ class InstallerService:
         from metacore.installer.upgrade import Upgrader
 
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-        return Upgrader(self).plan(self.get(bundle.manifest.key), bundle, force=force,
-                                   assign_organization=assign_organization)
+        try:
+            return Upgrader(self).plan(self.get(bundle.manifest.key), bundle, force=force,
+                                       assign_organization=assign_organization)
+        finally:
+            discard_unused(bundle)  # a plan applies nothing, so it keeps no copy either
 
     def upgrade(self, bundle, *, allow_destructive: bool = False, force: bool = False, actor=None,
                 assign_organization=None):
@@ -236,7 +261,7 @@ class InstallerService:
         actor_name = _actor_name(actor)
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         manifest = bundle.manifest
-        with self._failure_recorded("upgrade", manifest, actor_name, f"upgrade of {manifest.key} to {manifest.version} failed"), \
+        with self._bundle_discarded_on_failure(bundle), self._failure_recorded("upgrade", manifest, actor_name, f"upgrade of {manifest.key} to {manifest.version} failed"), \
                 span("metacore.upgrade", addon=manifest.key, version=manifest.version):
             return Upgrader(self).upgrade(
                 manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name,
