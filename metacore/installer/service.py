@@ -170,11 +170,15 @@ class InstallerService:
         do it for an addon that has no Installation row yet: two concurrent installs would
         both go on to CREATE SCHEMA and the loser would fail on pg_namespace's unique index.
         With the lock the loser waits, then finds the winner's row and answers Conflict.
-        (SQLite has one writer: its write transactions are serialised already.)"""
+        SQLite has one writer: a first (empty) write takes its write lock before anything is
+        read, so the loser waits for the winner's commit instead of failing on a stale read."""
         connection = connections[self.using]
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"metacore.install:{key}"])
+            elif connection.vendor == "sqlite":
+                table = connection.ops.quote_name(RegistryState._meta.db_table)
+                cursor.execute(f"UPDATE {table} SET revision = revision WHERE 1 = 0")
 
     @contextmanager
     def _bundle_discarded_on_failure(self, bundle: Bundle):
