@@ -81,6 +81,16 @@ def test_settings_endpoint_keeps_a_masked_secret_and_seals_a_new_one(payments, c
     assert not leaked(audit) and "tok-new" not in audit and not leaked(journal)
 
 
+def test_a_client_cannot_plant_stored_ciphertext(payments):
+    stored = Installation.objects.get(key="payments").settings["stripe_secret_key"]
+    admin = client_for(make_user("root", superuser=True))
+    response = admin.post("/api/metacore/installations/payments/settings",
+                          {"api_token": MASK, "greeting": stored}, format="json")  # another key's ciphertext
+    assert response.status_code == 200
+    assert env_get("greeting") == json.dumps(stored)  # the addon gets what was sent, not the secret it hides
+    assert env_get("api_token") == TOKEN
+
+
 def test_commands_and_admin_never_show_a_secret(payments, capsys, client):
     call_command("metacore_list", "--json")
     call_command("metacore_list")

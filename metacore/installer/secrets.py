@@ -102,18 +102,21 @@ def is_sealed(value) -> bool:
 
 def seal_settings(manifest, settings: dict, previous: dict | None = None) -> dict:
     """`settings` as stored: secret values encrypted. A secret sent back as `MASK` (a client
-    echoing what it was shown) keeps the stored value."""
+    echoing what it was shown) keeps the stored value; a sealed value is kept only when it is
+    the one already stored (a client cannot plant another installation's ciphertext)."""
     secret = secret_setting_keys(manifest)
     previous = previous or {}
     sealed = {}
     for key, value in settings.items():
-        if key not in secret or value is None or value == "" or is_sealed(value):
+        if is_sealed(value) and previous.get(key) == value:
             sealed[key] = value
-        elif value == MASK:
+        elif is_sealed(value) or (key in secret and value not in (None, "", MASK)):
+            sealed[key] = {SEALED: _settings_fernet().encrypt(json.dumps(value).encode()).decode()}
+        elif key in secret and value == MASK:
             if key in previous:
                 sealed[key] = previous[key]
         else:
-            sealed[key] = {SEALED: _settings_fernet().encrypt(json.dumps(value).encode()).decode()}
+            sealed[key] = value
     return sealed
 
 

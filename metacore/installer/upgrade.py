@@ -248,7 +248,8 @@ class Upgrader:
             installation.version = new.version
             installation.manifest = new.model_dump(mode="json")
             installation.capabilities = [c.model_dump(mode="json") for c in new.capabilities]
-            installation.settings = seal_settings(new, installation.settings)  # settings the new version marks secret
+            # settings the new version marks secret are encrypted now
+            installation.settings = seal_settings(new, installation.settings, previous=installation.settings)
             installation.bundle_path = str(bundle.root)
             installation.bundle_sha256 = bundle.sha256
             installation.revision += 1
