@@ -37,7 +37,7 @@ ALLOWED_FUNCTIONS = {
     "json_build_object", "jsonb_build_object", "json_agg", "jsonb_agg", "row_number", "rank",
     "dense_rank", "exists", "in", "values",
 }
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class SQLRefused(ValidationError):
@@ -228,7 +228,7 @@ class _Rewriter:
     def _resolved(self, ident, target, function=None):
         name = ident.get_real_name()
         schema = ident.get_parent_name()
-        if not name or not IDENT.match(name) or (schema and not IDENT.match(schema)):
+        if not name or not IDENT.fullmatch(name) or (schema and not IDENT.fullmatch(schema)):
             raise SQLRefused(f"cannot read the relation {str(ident)!r}", code="forbidden")
         if schema is None and name.lower() in self.ctes and not target:
             return None
