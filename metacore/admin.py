@@ -1,5 +1,8 @@
 """Django admin: addons (state, version, tables, capabilities, enable/disable), the install
 journal, applied SQL migrations, the audit trail and the enforcer mode."""
+import json
+
+from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html_join
 
@@ -28,9 +31,9 @@ class InstallationAdmin(admin.ModelAdmin):
     actions = ("enable_addons", "disable_addons")
     readonly_fields = (
         "key", "name", "version", "state", "table_list", "capability_list", "revision", "bundle_path",
-        "bundle_sha256", "installed_at", "updated_at", "manifest",
+        "bundle_sha256", "installed_at", "updated_at", "manifest", "setting_values",
     )
-    fields = readonly_fields + ("settings", "selected_tools")
+    fields = readonly_fields + ("selected_tools",)
 
     def has_add_permission(self, request):
         return False  # addons are installed from bundles (metacore_install or the API)
@@ -41,6 +44,18 @@ class InstallationAdmin(admin.ModelAdmin):
     @admin.display(description="tables")
     def table_list(self, obj):
         return ", ".join(m.get("table", "") for m in (obj.manifest or {}).get("models", [])) or "-"
+
+    @admin.display(description="settings")
+    def setting_values(self, obj):
+        """Read-only and masked: secret settings are write-only (change settings through the
+        API or `/api/metacore/installations/<key>/settings`)."""
+        from metacore.installer.secrets import masked_settings
+        from metacore.manifest.model import Manifest
+
+        values = masked_settings(Manifest.model_validate(obj.manifest), obj.settings or {})
+        if not values:
+            return "-"
+        return format_html_join("", "<div><code>{}</code> {}</div>", ((k, json.dumps(v)) for k, v in values.items()))
 
     @admin.display(description="capabilities")
     def capability_list(self, obj):
@@ -93,8 +108,27 @@ class AuditRecordAdmin(ReadOnlyAdmin):
     date_hierarchy = "timestamp"
 
 
+class EnforcerModeForm(forms.ModelForm):
+    class Meta:
+        model = EnforcerMode
+        fields = "__all__"
+
+    def clean_addon_key(self):
+        """An override names an installed addon (the enforcer refuses others)."""
+        from metacore.security.enforcer import Enforcer
+
+        key = self.cleaned_data.get("addon_key") or ""
+        if key:
+            try:
+                Enforcer.require_installed(key)
+            except MetacoreError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return key
+
+
 @admin.register(EnforcerMode)
 class EnforcerModeAdmin(admin.ModelAdmin):
+    form = EnforcerModeForm
     list_display = ("scope", "mode", "changed_at", "changed_by")
     list_editable = ("mode",)
     list_display_links = ("scope",)

@@ -16,6 +16,7 @@ DEFAULTS = {
     "MAX_BUNDLE_BYTES": 50 * 1024 * 1024,
     # Installation secrets and webhooks
     "SECRET_MASTER_KEY": None,  # encrypts installation secrets so outbound webhooks can be signed
+    "SECRETS_KEY": None,  # encrypts secret settings at rest (default: derived from Django's SECRET_KEY)
     "WEBHOOK_MAX_SKEW_SECONDS": 300,  # accepted clock skew (and nonce lifetime) of signed webhooks
     # Store
     "DEFAULT_PER_PAGE": 20,

@@ -301,8 +301,11 @@ def test_options_bad_input_is_400_naming_the_parameter(alice, query, param):
 
 
 def test_options_without_an_organization():
-    manifest = helpdesk_manifest(key="shared", extra_models=(
-        model("Categories", "categories", [{"name": "title", "type": "string"}], org_scoped=False),))
+    # Under the default (shared) tenancy every table is per organization; a table shared by
+    # all tenants needs an addon that isolates tenants otherwise and leaves it unscoped.
+    manifest = {**helpdesk_manifest(key="shared", extra_models=(
+        model("Categories", "categories", [{"name": "title", "type": "string"}], org_scoped=False),)),
+        "tenant_isolation": "schema-per-tenant"}
     install(manifest)
     try:
         get_kernel().registry.resolve("shared.categories").model_class._default_manager.create(title="Hardware")

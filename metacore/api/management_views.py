@@ -66,7 +66,7 @@ class ManagementView(EnvelopeErrorsMixin, APIView):
         management.require_manager(self.kernel, request.user, action, key)
 
     def installation_response(self, request, installation, http_status=status.HTTP_200_OK, **extra):
-        body = wire.installation(installation, organization_id=_tenant(request))
+        body = wire.installation(installation, organization_id=_tenant(request), manager=management.can_manage(request.user))
         return Response({**body, **extra}, status=http_status)
 
 
@@ -105,7 +105,8 @@ class InstallationListView(ManagementView):
     def get(self, request):
         tenant = _tenant(request)
         rows = self.kernel.installer.list(include_uninstalled=False)
-        return Response([wire.installation(row, organization_id=tenant) for row in rows])
+        manager = management.can_manage(request.user)
+        return Response([wire.installation(row, organization_id=tenant, manager=manager) for row in rows])
 
 
 @_schema("201 Installation with the one-time secret; DELETE answers 204")
@@ -147,11 +148,11 @@ def _options_data(request) -> dict:
             raise ValidationError("the body must be a JSON object", errors={"body": ["must be an object"]})
         return request.data
     data = {}
-    for name in ("settings", "credentials", "selected_tools", "version"):
+    for name in ("settings", "credentials", "selected_tools", "version", "assign_organization"):
         value = request.data.get(name)
         if value in (None, ""):
             continue
-        if name == "version":
+        if name in ("version", "assign_organization"):
             data[name] = value
             continue
         try:
@@ -214,10 +215,12 @@ class UpgradeView(ManagementView):
     def _upgrade(self, request, bundle):
         installer = self.kernel.installer
         force = _flag(request, "force")
+        organization = _options_data(request).get("assign_organization")
         if _flag(request, "dry_run"):
-            return Response(installer.plan(bundle, force=force).as_dict())
+            return Response(installer.plan(bundle, force=force, assign_organization=organization).as_dict())
         result = installer.upgrade(
-            bundle, actor=request.user, allow_destructive=_flag(request, "allow_destructive"), force=force
+            bundle, actor=request.user, allow_destructive=_flag(request, "allow_destructive"), force=force,
+            assign_organization=organization,
         )
         return self.installation_response(
             request, result.installation, plan=result.plan.as_dict(), registry_revision=result.registry_revision

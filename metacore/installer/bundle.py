@@ -32,10 +32,22 @@ TEMPLATE_MARK = "{{ADDON_KEY}}"
 
 
 class BundleError(ValidationError):
-    """A bundle that cannot be opened; the message says which rule it broke."""
+    """A bundle that cannot be opened; the message says which rule it broke, naming the
+    bundle by its file name only (no server path: messages reach API clients)."""
 
     def __init__(self, source, message):
+        message = _without_paths(message, source)
         super().__init__(f"bundle {Path(source).name}: {message}", errors={"bundle": [message]})
+
+
+def _without_paths(message: str, source) -> str:
+    """`message` with the data directory and the bundle's folder left out (an OSError or
+    tarfile error quotes the absolute path it failed on)."""
+    for folder in sorted({str(data_dir()), str(Path(source).resolve().parent), str(Path(source).parent)}, key=len,
+                         reverse=True):
+        if folder not in ("", ".", "/"):
+            message = message.replace(folder + "/", "").replace(folder, "")
+    return message
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,22 @@ def open_bundle(path) -> Bundle:
         return Bundle(source, final, manifest, raw, files, digest, values)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def discard_unused(bundle: Bundle) -> None:
+    """Remove an extracted bundle no installation points at (a refused or failed install or
+    upgrade, a dry-run plan, a catalog inspection), so `DATA_DIR/bundles` holds only what is
+    installed."""
+    from metacore.models import Installation
+
+    root = Path(bundle.root)
+    if Installation.objects.filter(bundle_path=str(root)).exists():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        root.parent.rmdir()  # the addon's folder, once its last version is gone
+    except OSError:
+        pass
 
 
 def _check_name(source, name: str) -> str:

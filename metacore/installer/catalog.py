@@ -102,7 +102,7 @@ def _stamp(path: Path) -> tuple:
 
 
 def _inspect(path: Path) -> CatalogItem | None:
-    from metacore.installer.bundle import open_bundle
+    from metacore.installer.bundle import discard_unused, open_bundle
 
     try:
         bundle = open_bundle(path)
@@ -112,6 +112,7 @@ def _inspect(path: Path) -> CatalogItem | None:
             log.warning("catalog: skipping %s: %s", path, exc.message)
             return None
         return CatalogItem(path, _key_of(raw), str(_version_of(raw)), raw, None, (exc.message,))
+    discard_unused(bundle)  # inspected, not installed: the catalog keeps the manifest only
     problems = ()
     try:
         check_kernel_compatibility(bundle.manifest.kernel)

@@ -13,7 +13,7 @@ from django.db import transaction
 from metacore.conf import data_dir
 from metacore.errors import NotFound, PermissionDenied, ValidationError
 from metacore.installer import catalog
-from metacore.installer.secrets import issue_secret
+from metacore.installer.secrets import issue_secret, seal_settings
 from metacore.manifest.model import Manifest
 from metacore.models import Installation
 
@@ -107,7 +107,8 @@ def update_settings(kernel, key: str, settings, *, actor) -> Installation:
         raise ValidationError("settings must be a JSON object", errors={"settings": ["must be an object"]})
     with transaction.atomic():
         installation = _active(kernel, key)
-        declared = {s.get("key") for s in Manifest.model_validate(installation.manifest).settings if isinstance(s, dict)}
+        manifest = Manifest.model_validate(installation.manifest)
+        declared = {s.get("key") for s in manifest.settings if isinstance(s, dict)}
         unknown = sorted(k for k in settings if declared and k not in declared)
         if unknown:
             raise ValidationError(
@@ -116,7 +117,7 @@ def update_settings(kernel, key: str, settings, *, actor) -> Installation:
                         for name in unknown},
             )
         before = sorted(installation.settings)
-        installation.settings = settings
+        installation.settings = seal_settings(manifest, settings, previous=installation.settings)
         installation.save(update_fields=["settings", "updated_at"])
         kernel.audit.record("addon.settings", actor=actor.get_username(), addon=key, target=key, decision="allow",
                             details={"keys_before": before, "keys_after": sorted(settings)})

@@ -21,8 +21,9 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from metacore.errors import Conflict, MetacoreError, NotFound, ValidationError
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.host.telemetry import span
-from metacore.installer.bundle import Bundle, open_bundle, template_key
+from metacore.installer.bundle import Bundle, discard_unused, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
+from metacore.installer.secrets import seal_settings
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
@@ -102,7 +103,8 @@ class InstallerService:
                 self._journal_failure(template_key(bundle), "install", "", exc, actor_name)
                 raise
         manifest = bundle.manifest
-        with self._failure_recorded("install", manifest, actor_name, f"install of {manifest.key} {manifest.version} failed"), \
+        with self._bundle_discarded_on_failure(bundle), \
+                self._failure_recorded("install", manifest, actor_name, f"install of {manifest.key} {manifest.version} failed"), \
                 span("metacore.install", addon=manifest.key, version=manifest.version), transaction.atomic(using=self.using):
             result = self._install(bundle, actor_name, settings, credentials, selected_tools)
         log.info("installed %s %s (%d tables)", manifest.key, manifest.version, len(manifest.models))
@@ -110,6 +112,7 @@ class InstallerService:
 
     def _install(self, bundle: Bundle, actor, settings, credentials, selected_tools) -> InstallResult:
         manifest = bundle.manifest
+        self._lock_addon_key(manifest.key)
         existing = Installation.objects.using(self.using).select_for_update().filter(key=manifest.key).first()
         if existing is not None and existing.state != Installation.State.UNINSTALLED:
             if existing.version == manifest.version:
@@ -134,7 +137,7 @@ class InstallerService:
         installation.state = Installation.State.ENABLED
         installation.manifest = manifest.model_dump(mode="json")
         installation.capabilities = [c.model_dump(mode="json") for c in manifest.capabilities]
-        installation.settings = {**_setting_defaults(manifest), **(settings or {})}
+        installation.settings = seal_settings(manifest, {**_setting_defaults(manifest), **(settings or {})})
         installation.credentials = credentials or {}
         installation.selected_tools = list(selected_tools or [])
         installation.bundle_path = str(bundle.root)
@@ -162,6 +165,30 @@ class InstallerService:
         self._audit("addon.install", manifest.key, actor, decision="allow", details=details)
         publish_on_commit(addon_changed, LifecycleEvent(manifest.key, "install", manifest.version), using=self.using)
         return InstallResult(installation, created, adopted, migrations, sorted(permissions), registry_revision, warnings)
+
+    def _lock_addon_key(self, key: str) -> None:
+        """Serialise installs of one addon key until this transaction ends. A row lock cannot
+        do it for an addon that has no Installation row yet: two concurrent installs would
+        both go on to CREATE SCHEMA and the loser would fail on pg_namespace's unique index.
+        With the lock the loser waits, then finds the winner's row and answers Conflict.
+        SQLite has one writer: a first (empty) write takes its write lock before anything is
+        read, so the loser waits for the winner's commit instead of failing on a stale read."""
+        connection = connections[self.using]
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"metacore.install:{key}"])
+            elif connection.vendor == "sqlite":
+                table = connection.ops.quote_name(RegistryState._meta.db_table)
+                cursor.execute(f"UPDATE {table} SET revision = revision WHERE 1 = 0")
+
+    @contextmanager
+    def _bundle_discarded_on_failure(self, bundle: Bundle):
+        """A refused or failed operation leaves no extracted copy behind (see discard_unused)."""
+        try:
+            yield
+        except BaseException:
+            discard_unused(bundle)
+            raise
 
     def _check_capabilities(self, manifest: Manifest) -> None:
         from metacore.security.patterns import capability_problems
@@ -217,26 +244,33 @@ class InstallerService:
 
     # -- upgrade ------------------------------------------------------------------------
 
-    def plan(self, bundle, *, force: bool = False):
+    def plan(self, bundle, *, force: bool = False, assign_organization=None):
         """The upgrade plan from the installed version to `bundle` (path or Bundle), in words
         and SQL; nothing is changed."""
         from metacore.installer.upgrade import Upgrader
 
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-        return Upgrader(self).plan(self.get(bundle.manifest.key), bundle, force=force)
+        try:
+            return Upgrader(self).plan(self.get(bundle.manifest.key), bundle, force=force,
+                                       assign_organization=assign_organization)
+        finally:
+            discard_unused(bundle)  # a plan applies nothing, so it keeps no copy either
 
-    def upgrade(self, bundle, *, allow_destructive: bool = False, force: bool = False, actor=None):
+    def upgrade(self, bundle, *, allow_destructive: bool = False, force: bool = False, actor=None,
+                assign_organization=None):
         """Apply the plan in one transaction; on any failure the old schema, data and
-        manifest stay, and the failure is journalled."""
+        manifest stay, and the failure is journalled. `assign_organization` gives rows of
+        tables that become organization-scoped their organization (see `Differ._scope_table`)."""
         from metacore.installer.upgrade import Upgrader
 
         actor_name = _actor_name(actor)
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         manifest = bundle.manifest
-        with self._failure_recorded("upgrade", manifest, actor_name, f"upgrade of {manifest.key} to {manifest.version} failed"), \
+        with self._bundle_discarded_on_failure(bundle), self._failure_recorded("upgrade", manifest, actor_name, f"upgrade of {manifest.key} to {manifest.version} failed"), \
                 span("metacore.upgrade", addon=manifest.key, version=manifest.version):
             return Upgrader(self).upgrade(
-                manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name
+                manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name,
+                assign_organization=assign_organization,
             )
 
     # -- uninstall ----------------------------------------------------------------------

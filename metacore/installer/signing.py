@@ -45,7 +45,7 @@ from metacore.errors import ValidationError
 
 ALGORITHM = "ed25519"
 MANIFEST_NAME = "manifest.json"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class SignatureError(ValidationError):
@@ -178,7 +178,7 @@ def verify_bundle(manifest: dict, files: dict[str, str]) -> SignatureCheck:
 
     checksums = block.get("checksums")
     if not isinstance(checksums, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and _HEX64.match(v) for k, v in checksums.items()
+        isinstance(k, str) and isinstance(v, str) and _HEX64.fullmatch(v) for k, v in checksums.items()
     ):
         raise SignatureError('"checksums" must map each file path to its lowercase SHA-256 hex digest')
     _check_files(checksums, files)

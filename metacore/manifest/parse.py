@@ -122,6 +122,11 @@ def _assemble(draft: ManifestDraft, raw: dict, problems: Problems) -> Manifest |
     if draft.kernel is not None:
         for rule in version_range_problems(draft.kernel):
             problems.add(draft.kernel_path, rule)
+    if draft.tenant_isolation == "shared":
+        # Upstream's fail-closed backstop (dynamic/schema.go), in both formats: under shared
+        # tenancy (the default) every table is organization-scoped, whatever `org_scoped` says.
+        for model in draft.models:
+            model.org_scoped = True
     models = build_models(draft.key, draft.models, problems)
     capabilities = _capabilities(draft, problems)
     permissions = _permissions(draft, problems)
@@ -184,7 +189,7 @@ def _permissions(draft: ManifestDraft, problems: Problems) -> tuple[Permission, 
     found: dict[str, Permission] = {}
     for path, perm in draft.permissions:
         key = perm.get("key")
-        if not isinstance(key, str) or not PERMISSION_KEY_RE.match(key):
+        if not isinstance(key, str) or not PERMISSION_KEY_RE.fullmatch(key):
             problems.add(at(path, "key"), f"invalid permission key {key!r}: lowercase dot-separated "
                          'words (e.g. "tickets.approve")')
             continue
@@ -229,7 +234,7 @@ def _backend(draft: ManifestDraft, problems: Problems) -> Backend | None:
             problems.add(at(path, "entry"), f"invalid entry {entry!r}: a relative path inside the bundle")
             return None
     exports = spec.get("exports") or []
-    if not isinstance(exports, list) or not all(isinstance(e, str) and EXPORT_NAME_RE.match(e) for e in exports):
+    if not isinstance(exports, list) or not all(isinstance(e, str) and EXPORT_NAME_RE.fullmatch(e) for e in exports):
         problems.add(at(path, "exports"), "must be a list of export names (letters, digits, _)")
         return None
     values = {"runtime": runtime, "entry": entry, "exports": tuple(dict.fromkeys(exports)),
@@ -254,7 +259,7 @@ def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Pr
     found = []
     for a in draft.actions:
         ok = True
-        if a.key and not ACTION_KEY_RE.match(a.key):
+        if a.key and not ACTION_KEY_RE.fullmatch(a.key):
             problems.add(at(a.path, "key"), f'invalid action key "{a.key}": letters, digits, "_" or "-"')
             ok = False
         table = tables.get(a.model.lower())
@@ -277,7 +282,7 @@ def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Pr
             problems.add(at(a.path, "run_in_tx"), f"a {a.handler_type} handler cannot run in the request transaction")
             ok = False
         if a.handler_type == "wasm":
-            if not a.function or not EXPORT_NAME_RE.match(a.function):
+            if not a.function or not EXPORT_NAME_RE.fullmatch(a.function):
                 problems.add(at(a.handler_path, "function"), "a wasm handler needs the export name to call")
                 ok = False
             elif backend is not None and backend.exports and a.function not in backend.exports:

@@ -19,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import NotFound, ValidationError
 from metacore.host import telemetry
+from metacore.installer.secrets import unsealed_settings
 from metacore.manifest.model import Manifest
 from metacore.sandbox.engine import CallStats, Limits, SandboxEngine
 from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
@@ -173,7 +174,7 @@ class SandboxService:
             addon_key=manifest.key,
             export=export,
             manifest=manifest,
-            settings=dict(getattr(inst, "settings", None) or {}),
+            settings=unsealed_settings(getattr(inst, "settings", None) or {}),  # the one place secrets are read
             tenant=context.get("tenant"),
             actor=context.get("actor"),
             request_id=context.get("request_id", ""),

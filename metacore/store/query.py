@@ -34,8 +34,8 @@ from metacore.schema.types import get_type
 
 FILTER_PREFIX = "f_"
 RESERVED = {"page", "per_page", "sortBy", "order", "search", "search_columns", "fields", "expand"}
-_OPERATOR_LIKE = re.compile(r"^[A-Za-z_]+$")
-_DAY_RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})$")
+_OPERATOR_LIKE = re.compile(r"[A-Za-z_]+")
+_DAY_RANGE = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})")
 MAX_OFFSET = 2**62  # an OFFSET both databases accept as a 64-bit integer
 
 #: operator -> the Django lookup the column's type must support for it.
@@ -196,7 +196,7 @@ def split_operator(raw: str) -> tuple[str | None, str]:
     """`"gt:5"`, `"GT:5"` -> ("gt", "5"); a bare value is `eq`. A prefix that looks like an
     operator name but is not one comes back (lower-cased) as is, so the caller can decide."""
     head, sep, rest = raw.partition(":")
-    if sep and _OPERATOR_LIKE.match(head):
+    if sep and _OPERATOR_LIKE.fullmatch(head):
         return head.lower(), rest
     if not sep and raw in ("isnull",):
         return "isnull", "true"
@@ -223,7 +223,7 @@ def _filter(model, name, raw, errors, using):
     value = value.strip()
     if value == "" and op not in ("isnull", "null", "not_null"):
         return None  # upstream: an empty filter is no filter
-    if op == "eq" and ctype.name in ("date", "datetime") and (days := _DAY_RANGE.match(value)):
+    if op == "eq" and ctype.name in ("date", "datetime") and (days := _DAY_RANGE.fullmatch(value)):
         op, value = "range", f"{days[1]}|{days[2]}"
     lookup = OPERATORS[op]
     json_containment = ctype.name == "json" and op == "contains"

@@ -12,11 +12,14 @@ class Command(BaseCommand):
         parser.add_argument("bundle", help="bundle directory or .tar.gz file")
         parser.add_argument("--allow-destructive", action="store_true", help="apply drops and narrowing changes")
         parser.add_argument("--force", action="store_true", help="allow the same or a lower version")
+        parser.add_argument("--assign-organization", metavar="ORG",
+                            help="organization id for existing rows of tables that become organization-scoped")
 
-    def handle(self, *args, bundle, allow_destructive, force, **options):
+    def handle(self, *args, bundle, allow_destructive, force, assign_organization, **options):
         with as_command_errors(self):
             result = get_kernel().installer.upgrade(
-                bundle, allow_destructive=allow_destructive, force=force, actor="manage.py"
+                bundle, allow_destructive=allow_destructive, force=force, actor="manage.py",
+                assign_organization=assign_organization,
             )
         self.stdout.write(result.plan.as_text())
         self.stdout.write(self.style.SUCCESS(f"upgraded {result.installation.key} to {result.installation.version}"))
