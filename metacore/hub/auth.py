@@ -37,9 +37,8 @@ def _token_authenticators():
     return [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES if issubclass(cls, TokenAuthentication)]
 
 
-@database_sync_to_async
-def authenticate_token(key):
-    """(user, None) for a valid token, (None, reason) otherwise."""
+def token_user(key):
+    """(user, None) for a valid token, (None, reason) otherwise (synchronous)."""
     from rest_framework.exceptions import AuthenticationFailed
 
     authenticators = _token_authenticators()
@@ -53,6 +52,49 @@ def authenticate_token(key):
         except AuthenticationFailed as exc:
             reason = str(exc.detail)
     return None, reason
+
+
+authenticate_token = database_sync_to_async(token_user)
+
+
+def session_user(session_key):
+    """The user a session still authenticates, or None (logged out, expired, password changed):
+    what `django.contrib.auth.get_user` decides for a request carrying that session."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
+    from django.utils.crypto import constant_time_compare
+
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user_id, backend_path = session.get(SESSION_KEY), session.get(BACKEND_SESSION_KEY)
+    if user_id is None or backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    user = load_backend(backend_path).get_user(user_id)
+    if user is None or not hasattr(user, "get_session_auth_hash"):
+        return user
+    stored = session.get(HASH_SESSION_KEY) or ""
+    if any(constant_time_compare(stored, h) for h in (user.get_session_auth_hash(), *_fallback_hashes(user))):
+        return user
+    return None
+
+
+def _fallback_hashes(user):
+    fallbacks = getattr(user, "get_session_auth_fallback_hash", None)
+    return tuple(fallbacks()) if fallbacks else ()
+
+
+def credential(scope):
+    """How a socket authenticated, for rechecks: ("token", key), ("session", session key) or
+    ("user", pk) when something else put the user in the scope."""
+    key = _token_from(scope)
+    if key is not None:
+        return ("token", key)
+    session = scope.get("session")
+    session_key = getattr(session, "session_key", None) if session is not None else None
+    if session_key:
+        return ("session", session_key)
+    return ("user", scope["user"].pk)
 
 
 class TokenAuthMiddleware(BaseMiddleware):
