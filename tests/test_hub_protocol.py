@@ -430,7 +430,8 @@ def test_notifications_go_to_one_user_and_manifest_changes_to_everyone(org):
         for comm in (alice, carol):
             frame = await receive_json(comm)
             assert frame["type"] == "ADDON_MANIFEST_CHANGED"
-            assert frame["payload"] == {"addon": "crm", "operation": "upgrade", "version": "1.1.0", "at": lifecycle.at}
+            assert frame["payload"] == {"addon": "crm", "operation": "upgrade", "version": "1.1.0", "at": lifecycle.at,
+                                        "addonKey": "crm", "orgId": "", "newHash": "", "timestamp": lifecycle.at}
             await comm.disconnect()
 
     run(body)
@@ -446,3 +447,88 @@ def test_realtime_info_tells_the_channel_and_url(org, client):
     assert data["enabled"] is True and data["coalesce_ms"] == 0
     client.logout()
     assert client.get("/api/realtime/info").status_code in (401, 403)
+
+
+# -- origin, spellings, rechecks ---------------------------------------------------------------
+@pytest.mark.parametrize("origin, host, allowed_origins, allowed", [
+    ("https://evil.example", "app.example", None, False),
+    ("http://app.example", "app.example", None, True),
+    ("http://app.example:8000", "app.example:8000", None, True),
+    ("http://app.example:9999", "app.example:8000", None, False),
+    ("https://evil.example", "app.example", ["https://evil.example"], True),
+    ("https://app.example", "app.example", [".trusted.example"], False),
+    (None, "app.example", None, True),  # no Origin: not a browser
+])
+def test_websocket_origin_is_checked(org, settings, origin, host, allowed_origins, allowed):
+    """`ALLOWED_HOSTS = ["*"]` (the sandbox's) does not open the socket to every site."""
+    settings.METACORE = {**settings.METACORE, "HUB_ALLOWED_ORIGINS": allowed_origins}
+    headers = [(b"host", host.encode())] + ([(b"origin", origin.encode())] if origin else [])
+    token = token_for(org["alice"])
+
+    async def body():
+        comm = communicator(f"/api/ws?token={token}", headers=headers)
+        assert (await comm.connect())[0]
+        if allowed:
+            await comm.send_to(text_data='{"type":"ping"}')
+            assert (await receive_json(comm))["type"] == "pong"
+            await comm.disconnect()
+        else:
+            closed = await close_of(comm)
+            assert closed["code"] == 4403 and "origin" in closed["reason"]
+
+    run(body)
+
+
+def test_every_rest_spelling_gets_a_frame_the_official_matcher_accepts(org):
+    """`crm.leads` (addon.table) is not one of the names the official client matches on
+    (model key, table, addon.model): that subscription gets the frame respelled."""
+    ev = event(org["t1"])
+
+    async def body():
+        comm = await connect(org["alice"])
+        await subscribe(comm, ["crm.leads"])
+        await database_sync_to_async(publish)(ev)
+        frame = await receive_json(comm)
+        assert frame["payload"]["model"] == "crm.leads" and "table" not in frame["payload"]
+        assert frame["payload"]["id"] == ev.id and frame["payload"]["addon"] == "crm"
+        assert await comm.receive_nothing(timeout=0.2)
+        await subscribe(comm, ["lead"])  # a matched spelling as well: both frames, one each
+        await database_sync_to_async(publish)(ev)
+        models = sorted([(await receive_json(comm))["payload"]["model"] for _ in range(2)])
+        assert models == ["Lead", "crm.leads"]
+        await comm.disconnect()
+
+    run(body)
+
+
+def test_open_socket_is_closed_when_its_user_loses_access(org, settings):
+    settings.METACORE = {**settings.METACORE, "HUB_RECHECK_SECONDS": 0.2}
+    from rest_framework.authtoken.models import Token
+
+    def revoke_read():
+        get_kernel().permissions.revoke(org["alice"], ["crm.leads.read"])
+
+    def delete_token():
+        Token.objects.filter(user=org["carol"]).delete()
+
+    def deactivate():
+        org["bob"].is_active = False
+        org["bob"].save(update_fields=["is_active"])
+
+    async def body():
+        cases = [(org["alice"], org["t1"], revoke_read, 4403, 'missing "crm.leads.read"'),
+                 (org["carol"], org["t1"], delete_token, 4401, "token"),
+                 (org["bob"], org["t2"], deactivate, 4401, "inactive")]
+        for user, tenant, take_away, code, reason in cases:
+            comm = await connect(user)
+            await subscribe(comm, ["leads"])
+            await database_sync_to_async(publish)(event(tenant))
+            assert (await receive_json(comm))["type"] == "DATA_EVENT"
+            await database_sync_to_async(take_away)()
+            await asyncio.sleep(0.3)
+            await database_sync_to_async(publish)(event(tenant))
+            closed = await close_of(comm)
+            assert closed["code"] == code and reason in closed["reason"].lower(), closed
+
+    run(body)
+    assert AuditRecord.objects.filter(kind="hub.recheck", decision="deny").count() == 3

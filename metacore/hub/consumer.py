@@ -145,7 +145,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.joined = set()
         self.tokens = {}  # normalised token -> ModelRef (data subscriptions)
         self.explicit = {}  # (addon, table) -> number of tokens naming it
-        self.spellings = {}  # (addon, table) -> tokens needing a respelled frame (see `respelled`)
+        self.spellings = {}  # (addon, table) -> (send the canonical frame?, tokens to respell for)
         self.star = False
         self.channels = set()  # addon event channels
         self.recent = {}  # row -> _Window
@@ -235,16 +235,22 @@ class HubConsumer(AsyncWebsocketConsumer):
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             return self._error("bad_frame", '"models" must be a list of strings')
         tokens = list(dict.fromkeys(m.strip().lower() for m in models if m.strip()))
-        refused = []
+        refused, granted, joins = [], [], []
         if subscribe:
-            refused = await self._add_tokens(tokens)
+            refused, granted, joins = await self._add_tokens(tokens)
         else:
             for token in tokens:
                 await self._drop_token(token)
         payload = {"models": sorted(self.tokens) + (["*"] if self.star else [])}
         if refused:
             payload["refused"] = refused
+        # The ack goes first: events of the new models follow it, as they would if the
+        # socket's messages were handled one at a time.
         self._control(frame_text("DATA_SUBSCRIBED", payload))
+        for group in joins:
+            await self._join(group)
+        if subscribe:
+            await database_sync_to_async(self._audit_models)(granted, refused)
 
     async def _add_tokens(self, tokens):
         limit = int(metacore_settings.HUB_MAX_MODELS_PER_CONNECTION)
@@ -258,11 +264,11 @@ class HubConsumer(AsyncWebsocketConsumer):
                 wanted.append(token)
         access = self.access
         await database_sync_to_async(access.fresh)()
+        joins = []
         if "*" in wanted:
             wanted.remove("*")
             self.star = True
-            await self._join(groups.all_data_group(access.tenant))
-            await self._join(groups.all_data_group(None))
+            joins += [groups.all_data_group(access.tenant), groups.all_data_group(None)]
         results = await database_sync_to_async(access.resolve_models)(wanted)
         granted = []
         for token, ref, reason in results:
@@ -273,10 +279,9 @@ class HubConsumer(AsyncWebsocketConsumer):
             self.explicit[ref.ident] = self.explicit.get(ref.ident, 0) + 1
             self._respell(ref.ident)
             if self.explicit[ref.ident] == 1:
-                await self._join(self._model_group(ref))
+                joins.append(self._model_group(ref))
             granted.append(token)
-        await database_sync_to_async(self._audit_models)(granted, refused)
-        return refused
+        return refused, granted, joins
 
     def _audit_models(self, granted, refused):
         for item in refused:
@@ -301,9 +306,12 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self._leave(self._model_group(ref))
 
     def _respell(self, ident):
-        spellings = [t for t, ref in self.tokens.items() if ref.ident == ident and t not in client_names(ref)]
-        if spellings:
-            self.spellings[ident] = spellings
+        """Which frames a model's events go out as: the canonical one when a token of it is a
+        name the official client matches, plus one respelled frame per token that is not."""
+        refs = [(t, ref) for t, ref in self.tokens.items() if ref.ident == ident]
+        respelled_tokens = tuple(t for t, ref in refs if t not in client_names(ref))
+        if respelled_tokens:
+            self.spellings[ident] = (len(respelled_tokens) < len(refs), respelled_tokens)
         else:
             self.spellings.pop(ident, None)
 
@@ -379,8 +387,10 @@ class HubConsumer(AsyncWebsocketConsumer):
             asyncio.ensure_future(self._revoke(code, reason))
 
     async def _revoke(self, code, reason):
-        await self._close(code, reason)
+        if self.sender is not None:
+            self.sender.cancel()  # nothing queued goes out any more
         await database_sync_to_async(self.access.audit_recheck)(code, reason)
+        await self._close(code, reason)
 
     # -- coalescing ---------------------------------------------------------------------------
     def _offer(self, message, addon, table):
@@ -410,8 +420,10 @@ class HubConsumer(AsyncWebsocketConsumer):
         self._emit(frame_text("DATA_EVENT", payload), payload["addon"].lower(), payload["table"].lower())
 
     def _emit(self, text, addon, table):
-        self._enqueue(text, DATA, addon, table)
-        for token in self.spellings.get((addon, table), ()):
+        canonical, tokens = self.spellings.get((addon, table), (True, ()))
+        if canonical:
+            self._enqueue(text, DATA, addon, table)
+        for token in tokens:
             self._enqueue(respelled(text, token), DATA, addon, table)
 
     def _prune(self, now):
