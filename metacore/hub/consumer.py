@@ -103,6 +103,7 @@ class HubConsumer(AsyncWebsocketConsumer):
     sender = None
     fanout = None
     principal = None
+    deferred = None  # messages arriving during a SUBSCRIBE/UNSUBSCRIBE, delivered after its ack
 
     # -- connection lifecycle --------------------------------------------------------------
     async def __call__(self, scope, receive, send):
@@ -235,22 +236,24 @@ class HubConsumer(AsyncWebsocketConsumer):
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             return self._error("bad_frame", '"models" must be a list of strings')
         tokens = list(dict.fromkeys(m.strip().lower() for m in models if m.strip()))
-        refused, granted, joins = [], [], []
-        if subscribe:
-            refused, granted, joins = await self._add_tokens(tokens)
-        else:
-            for token in tokens:
-                await self._drop_token(token)
-        payload = {"models": sorted(self.tokens) + (["*"] if self.star else [])}
-        if refused:
-            payload["refused"] = refused
-        # The ack goes first: events of the new models follow it, as they would if the
+        # Events that arrive while this runs wait and follow the ack, as they would if the
         # socket's messages were handled one at a time.
-        self._control(frame_text("DATA_SUBSCRIBED", payload))
-        for group in joins:
-            await self._join(group)
-        if subscribe:
-            await database_sync_to_async(self._audit_models)(granted, refused)
+        self.deferred = [] if self.deferred is None else self.deferred
+        try:
+            refused = []
+            if subscribe:
+                refused = await self._add_tokens(tokens)
+            else:
+                for token in tokens:
+                    await self._drop_token(token)
+            payload = {"models": sorted(self.tokens) + (["*"] if self.star else [])}
+            if refused:
+                payload["refused"] = refused
+            self._control(frame_text("DATA_SUBSCRIBED", payload))
+        finally:
+            deferred, self.deferred = self.deferred, None
+            for message in deferred:
+                self.deliver(message)
 
     async def _add_tokens(self, tokens):
         limit = int(metacore_settings.HUB_MAX_MODELS_PER_CONNECTION)
@@ -264,11 +267,11 @@ class HubConsumer(AsyncWebsocketConsumer):
                 wanted.append(token)
         access = self.access
         await database_sync_to_async(access.fresh)()
-        joins = []
         if "*" in wanted:
             wanted.remove("*")
             self.star = True
-            joins += [groups.all_data_group(access.tenant), groups.all_data_group(None)]
+            await self._join(groups.all_data_group(access.tenant))
+            await self._join(groups.all_data_group(None))
         results = await database_sync_to_async(access.resolve_models)(wanted)
         granted = []
         for token, ref, reason in results:
@@ -279,9 +282,10 @@ class HubConsumer(AsyncWebsocketConsumer):
             self.explicit[ref.ident] = self.explicit.get(ref.ident, 0) + 1
             self._respell(ref.ident)
             if self.explicit[ref.ident] == 1:
-                joins.append(self._model_group(ref))
+                await self._join(self._model_group(ref))
             granted.append(token)
-        return refused, granted, joins
+        await database_sync_to_async(self._audit_models)(granted, refused)
+        return refused
 
     def _audit_models(self, granted, refused):
         for item in refused:
@@ -347,6 +351,8 @@ class HubConsumer(AsyncWebsocketConsumer):
         is in; synchronous so one message reaches every local socket without a task hop."""
         if self.access is None or self.closing:
             return
+        if self.deferred is not None:
+            return self.deferred.append(message)
         if not self.principal.fresh():
             return self.principal.hold(self, message)
         if message["type"] == "hub.data":

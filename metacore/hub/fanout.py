@@ -126,9 +126,10 @@ class LocalFanout:
 
 
 class Principal:
-    """Who a set of sockets are, re-verified at most every `ttl` seconds when an event is about
-    to be delivered to them: while a check runs, their events wait; a socket that no longer
-    passes is closed and never sees them.
+    """Who a set of sockets are. An event for them is delivered on a verdict younger than
+    `ttl` seconds; past half of that an event also starts a fresh check in the background (so
+    steady traffic never waits); past `ttl` the event waits for a check. A socket that no
+    longer passes is closed and never sees the events that waited.
 
     `verify` is synchronous (run in a thread): it returns a `Verdict` from the database's
     current state (credential still valid, user active, tenant, addon permissions)."""
@@ -143,8 +144,13 @@ class Principal:
         self.held = []  # (consumer, message) waiting for a check
         self._checking = None
 
-    def fresh(self, now=None) -> bool:
-        return self.verdict is not None and (now or time.monotonic()) - self.checked_at < self.ttl
+    def fresh(self) -> bool:
+        if self.verdict is None:
+            return False
+        age = time.monotonic() - self.checked_at
+        if age >= self.ttl / 2 and self._checking is None and age < self.ttl:
+            self._checking = asyncio.ensure_future(self._run_check())
+        return age < self.ttl
 
     def expire(self):
         self.checked_at = float("-inf")
@@ -163,7 +169,8 @@ class Principal:
     async def _run_check(self):
         started = time.monotonic()
         try:
-            verdict = await database_sync_to_async(self._verify)()
+            # Not thread-sensitive: a check must not queue behind the process's other sync work.
+            verdict = await database_sync_to_async(self._verify, thread_sensitive=False)()
         except Exception:
             log.exception("hub: recheck failed; closing the sockets of %s", self.key[0])
             verdict = Verdict.failed(4401, "credentials could not be re-checked")
