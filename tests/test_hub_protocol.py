@@ -65,7 +65,7 @@ def publish(ev):
 async def connect(user, query=""):
     token = await database_sync_to_async(token_for)(user)
     comm = communicator(f"/api/ws?token={token}{query}")
-    connected, _ = await comm.connect()
+    connected, _ = await comm.connect(timeout=5)
     assert connected
     return comm
 
@@ -85,7 +85,7 @@ def run(coro):
 def test_no_credentials_closes_4401_with_reason_before_any_frame():
     async def body():
         comm = communicator("/api/ws")
-        assert (await comm.connect())[0]
+        assert (await comm.connect(timeout=5))[0]
         closed = await close_of(comm)
         assert closed["code"] == 4401 and closed["reason"] == "authentication required"
 
@@ -96,7 +96,7 @@ def test_bad_token_closes_4401(org):
     async def body():
         for path in ("/api/ws?token=nope", "/ws?token=nope"):
             comm = communicator(path)
-            await comm.connect()
+            await comm.connect(timeout=5)
             closed = await close_of(comm)
             assert closed["code"] == 4401 and "token" in closed["reason"].lower()
 
@@ -111,7 +111,7 @@ def test_authorization_header_token_and_session_cookie_authenticate(org, client)
     async def body():
         for headers in ([(b"authorization", f"Token {token}".encode())], [(b"cookie", cookie)]):
             comm = communicator("/ws", headers=headers)
-            await comm.connect()
+            await comm.connect(timeout=5)
             await comm.send_to(text_data='{"type":"ping"}')
             assert (await receive_json(comm))["type"] == "pong"
             await comm.disconnect()
@@ -467,7 +467,7 @@ def test_websocket_origin_is_checked(org, settings, origin, host, allowed_origin
 
     async def body():
         comm = communicator(f"/api/ws?token={token}", headers=headers)
-        assert (await comm.connect())[0]
+        assert (await comm.connect(timeout=5))[0]
         if allowed:
             await comm.send_to(text_data='{"type":"ping"}')
             assert (await receive_json(comm))["type"] == "pong"
