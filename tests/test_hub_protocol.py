@@ -532,3 +532,21 @@ def test_open_socket_is_closed_when_its_user_loses_access(org, settings):
 
     run(body)
     assert AuditRecord.objects.filter(kind="hub.recheck", decision="deny").count() == 3
+
+
+def test_session_socket_is_closed_after_logout(org, client, settings):
+    settings.METACORE = {**settings.METACORE, "HUB_RECHECK_SECONDS": 0.2}
+    client.force_login(org["alice"])
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    async def body():
+        comm = communicator("/api/ws", headers=[(b"cookie", cookie)])
+        assert (await comm.connect(timeout=5))[0]
+        await subscribe(comm, ["leads"])
+        await database_sync_to_async(client.logout)()
+        await asyncio.sleep(0.3)
+        await database_sync_to_async(publish)(event(org["t1"]))
+        closed = await close_of(comm)
+        assert (closed["code"], closed["reason"]) == (4401, "session ended")
+
+    run(body)
