@@ -550,3 +550,22 @@ def test_session_socket_is_closed_after_logout(org, client, settings):
         assert (closed["code"], closed["reason"]) == (4401, "session ended")
 
     run(body)
+
+
+def test_jwt_authenticates_a_socket_like_the_rest_api(org):
+    """The SDK's frontends hold a JWT (simplejwt, in the sandbox's DRF classes) and open the
+    socket with `?token=<jwt>`."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    jwt = str(AccessToken.for_user(org["alice"]))
+
+    async def body():
+        comm = communicator(f"/api/ws?token={jwt}")
+        assert (await comm.connect(timeout=5))[0]
+        assert (await subscribe(comm, ["leads"]))["models"] == ["leads"]
+        await comm.disconnect()
+        forged = communicator(f"/api/ws?token={jwt[:-4]}AAAA")
+        assert (await forged.connect(timeout=5))[0]
+        assert (await close_of(forged))["code"] == 4401
+
+    run(body)

@@ -34,24 +34,36 @@ def _token_authenticators():
     from rest_framework.authentication import TokenAuthentication
     from rest_framework.settings import api_settings
 
-    return [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES if issubclass(cls, TokenAuthentication)]
+    return [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES
+            if issubclass(cls, TokenAuthentication) or hasattr(cls, "get_validated_token")]
+
+
+def _user_for(authenticator, key):
+    if hasattr(authenticator, "get_validated_token"):  # simplejwt's JWTAuthentication: a bearer JWT
+        return authenticator.get_user(authenticator.get_validated_token(key.encode()))
+    return authenticator.authenticate_credentials(key)[0]
 
 
 def token_user(key):
-    """(user, None) for a valid token, (None, reason) otherwise (synchronous)."""
+    """(user, None) for a valid token (a DRF token, or a JWT when the host lists simplejwt's
+    authentication), (None, reason) otherwise, the reason of the first class that refused
+    (synchronous). Rechecks call it again, so an expired JWT closes its socket too."""
     from rest_framework.exceptions import AuthenticationFailed
 
     authenticators = _token_authenticators()
     if not authenticators:
         return None, "token authentication is not enabled on this host"
-    reason = "invalid token"
+    reasons = []
     for authenticator in authenticators:
         try:
-            user, _ = authenticator.authenticate_credentials(key)
-            return user, None
+            user = _user_for(authenticator, key)
         except AuthenticationFailed as exc:
-            reason = str(exc.detail)
-    return None, reason
+            reasons.append(exc.detail.get("detail", exc.detail) if isinstance(exc.detail, dict) else exc.detail)
+            continue
+        if user is not None and user.is_active:
+            return user, None
+        reasons.append("User inactive or deleted.")
+    return None, str(reasons[0]) if reasons else "invalid token"
 
 
 authenticate_token = database_sync_to_async(token_user)
