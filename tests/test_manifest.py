@@ -543,7 +543,7 @@ def test_openapi_and_describe():
 
 
 def test_validate_command_prints_the_normalised_manifest(capsys):
-    call_command("metacore_validate", str(SDK / "bundles" / "fiscal_mexico-1.0.0.tar.gz"))
+    call_command("metacore_validate", str(SDK / "bundles" / "fiscal_mexico-1.0.0.tar.gz"), "--format", "json")
     printed = json.loads(capsys.readouterr().out)
     assert printed["key"] == "fiscal_mexico" and printed["models"][0]["table"] == "fiscal_documents"
 
@@ -559,9 +559,10 @@ def test_validate_command_reports_problems_without_traceback(capsys):
 
 
 def test_validate_command_template_values_and_bad_paths(tmp_path, capsys):
-    call_command("metacore_validate", str(SDK / "manifests" / "template-crud-model"), "--set", "ADDON_KEY=crud")
+    call_command("metacore_validate", str(SDK / "manifests" / "template-crud-model"), "--set", "ADDON_KEY=crud",
+                 "--format", "json")
     assert json.loads(capsys.readouterr().out)["models"][0]["table"] == "crud_items"
-    call_command("metacore_validate", str(SDK / "manifests" / "template-crud-model" / "manifest.json"))
+    call_command("metacore_validate", str(SDK / "manifests" / "template-crud-model" / "manifest.json"), "--format", "json")
     assert json.loads(capsys.readouterr().out)["key"] == "template_crud_model"  # as metacore_install names it
     with pytest.raises(CommandError, match="no such file"):
         call_command("metacore_validate", str(tmp_path / "missing"))

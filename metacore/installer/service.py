@@ -162,6 +162,14 @@ class InstallerService:
         publish_on_commit(addon_changed, LifecycleEvent(manifest.key, "install", manifest.version), using=self.using)
         return InstallResult(installation, created, adopted, migrations, sorted(permissions), registry_revision, warnings)
 
+    def preflight(self, bundle) -> Bundle:
+        """What install checks before it touches the database: the bundle opens (signature,
+        checksums, manifest), the kernel version fits, every capability is grantable."""
+        bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        check_kernel_compatibility(bundle.manifest.kernel)
+        self._check_capabilities(bundle.manifest)
+        return bundle
+
     def _check_capabilities(self, manifest: Manifest) -> None:
         from metacore.security.patterns import capability_problems
 

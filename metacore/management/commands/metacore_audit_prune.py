@@ -1,12 +1,13 @@
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from metacore.models import AuditRecord
+from metacore.management.base import MetacoreCommand
 
 
-class Command(BaseCommand):
+class Command(MetacoreCommand):
     help = "Delete AuditRecord rows older than --older-than DAYS (retention for the database audit sink)."
 
     def add_arguments(self, parser):

@@ -1,13 +1,14 @@
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from metacore.kernel import get_kernel
+from metacore.management.base import MetacoreCommand
 
-from ._installer import as_command_errors, describe_install
+from ._installer import describe_install
 
 
-class Command(BaseCommand):
+class Command(MetacoreCommand):
     help = "Install an addon bundle (directory or .tar.gz) in one transaction."
 
     def add_arguments(self, parser):
@@ -23,6 +24,5 @@ class Command(BaseCommand):
                 raise CommandError(f"--settings-json is not valid JSON: {exc}") from None
             if not isinstance(settings, dict):
                 raise CommandError("--settings-json must be a JSON object")
-        with as_command_errors(self):
-            result = get_kernel().installer.install(bundle, actor="manage.py", settings=settings)
+        result = get_kernel().installer.install(bundle, actor="manage.py", settings=settings)
         self.stdout.write(self.style.SUCCESS(describe_install(result)))

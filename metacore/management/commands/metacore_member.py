@@ -1,12 +1,13 @@
 import uuid
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from metacore.models import TenantMembership
+from metacore.management.base import MetacoreCommand
 
 
-class Command(BaseCommand):
+class Command(MetacoreCommand):
     help = ("Show or set the organization (tenant) a user acts for, as read by the default "
             "TENANT_RESOLVER. Without --organization a new organization id is made.")
 

@@ -1,11 +1,8 @@
-from django.core.management.base import BaseCommand
-
 from metacore.kernel import get_kernel
+from metacore.management.base import MetacoreCommand
 
-from ._installer import as_command_errors
 
-
-class Command(BaseCommand):
+class Command(MetacoreCommand):
     help = "Upgrade an installed addon to a bundle in one transaction (see metacore_plan first)."
 
     def add_arguments(self, parser):
@@ -14,9 +11,8 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="allow the same or a lower version")
 
     def handle(self, *args, bundle, allow_destructive, force, **options):
-        with as_command_errors(self):
-            result = get_kernel().installer.upgrade(
-                bundle, allow_destructive=allow_destructive, force=force, actor="manage.py"
-            )
+        result = get_kernel().installer.upgrade(
+            bundle, allow_destructive=allow_destructive, force=force, actor="manage.py"
+        )
         self.stdout.write(result.plan.as_text())
         self.stdout.write(self.style.SUCCESS(f"upgraded {result.installation.key} to {result.installation.version}"))
