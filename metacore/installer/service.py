@@ -24,6 +24,7 @@ from metacore.host.telemetry import span
 from metacore.installer.bundle import Bundle, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
+from metacore.installer.setting_types import declared_settings
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, InstallJournal, Installation, RegistryState
@@ -393,7 +394,7 @@ def _schema_of(spec) -> tuple:
 
 
 def _setting_defaults(manifest: Manifest) -> dict:
-    return {s["key"]: s["default"] for s in manifest.settings if isinstance(s, dict) and "key" in s and "default" in s}
+    return {s.key: s.default for s in declared_settings(manifest) if s.has_default}
 
 
 def _as_metacore_error(exc: Exception, context: str) -> MetacoreError:

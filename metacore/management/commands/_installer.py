@@ -1,20 +1,4 @@
 """Shared bits of the installer commands (not a command: the name starts with `_`)."""
-from contextlib import contextmanager
-
-from django.core.management.base import CommandError
-
-from metacore.errors import MetacoreError
-
-
-@contextmanager
-def as_command_errors(command):
-    """Turn a service error into a one-line CommandError (every manifest problem on stderr)."""
-    try:
-        yield
-    except MetacoreError as exc:
-        for line in getattr(exc, "problems", [])[1:]:
-            command.stderr.write(f"  {line}")
-        raise CommandError(exc.message) from None
 
 
 def describe_install(result) -> str:
