@@ -175,3 +175,35 @@ def test_member_takes_organization(helpdesk):
     User.objects.create_user("ann")
     org = str(uuid.uuid4())
     assert run("metacore_member", "ann", "--organization", org)[0].strip() == f"ann acts for organization {org}"
+
+
+def test_commands_that_report_speak_json(tmp_path):
+    installed = json.loads(run("metacore_install", str(EXAMPLES / "tasks"), "--format", "json")[0])
+    assert installed["key"] == "tasks" and installed["created_tables"] == ["projects", "tasks"]
+    assert json.loads(run("metacore_disable", "tasks", "--format", "json")[0])["state"] == "disabled"
+    assert json.loads(run("metacore_enable", "tasks", "--format", "json")[0])["state"] == "enabled"
+    upgraded = json.loads(run("metacore_upgrade", str(EXAMPLES / "tasks"), "--force", "--format", "json")[0])
+    assert upgraded["version"] == "1.0.0" and upgraded["plan"]["steps"] == []
+    User.objects.create_user("ann")
+    member = json.loads(run("metacore_member", "ann", "--organization", ORG, "--format", "json")[0])
+    assert member == {"user": "ann", "organization": ORG}
+    pruned = json.loads(run("metacore_audit_prune", "--older-than", "0", "--dry-run", "--format", "json")[0])
+    assert pruned["would_delete"] >= 1
+    gone = json.loads(run("metacore_uninstall", "tasks", "--drop-data", "--yes", "--format", "json")[0])
+    assert gone == {"key": "tasks", "version": "1.0.0", "state": "uninstalled", "data_dropped": True}
+
+
+def test_one_vocabulary_across_every_command():
+    from django.core.management import get_commands, load_command_class
+
+    names = sorted(n for n, app in get_commands().items() if n.startswith("metacore_") and app == "metacore")
+    assert len(names) >= 18
+    for name in names:
+        parser = load_command_class("metacore", name).create_parser("manage.py", name)
+        shown = {o for action in parser._actions if action.help != "==SUPPRESS==" for o in action.option_strings}
+        assert not shown & {"--tenant", "--json", "--yes-i-am-sure"}, name
+        if name in ("metacore_call", "metacore_member"):
+            assert "--organization" in shown, name
+        if name not in ("metacore_call", "metacore_keygen", "metacore_sign", "metacore_install_examples",
+                        "metacore_grant", "metacore_revoke"):
+            assert "--format" in shown, name

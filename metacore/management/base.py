@@ -59,6 +59,13 @@ class MetacoreCommand(BaseCommand):
         if answer.strip().lower() != "yes":
             raise CommandError("cancelled (nothing changed); pass --noinput to skip this question")
 
+    def report(self, options, text: str, data, *, success=False) -> None:
+        """`data` as JSON under `--format json`, else the sentence `text`."""
+        if options.get("format") == "json":
+            self.write_json(data)
+        else:
+            self.stdout.write(self.style.SUCCESS(text) if success else text)
+
     def write_json(self, value) -> None:
         self.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 

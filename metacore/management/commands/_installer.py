@@ -1,6 +1,16 @@
 """Shared bits of the installer commands (not a command: the name starts with `_`)."""
 
 
+def installation_data(installation) -> dict:
+    return {"key": installation.key, "version": installation.version, "state": installation.state}
+
+
+def install_data(result) -> dict:
+    return {**installation_data(result.installation), "created_tables": result.created_tables,
+            "adopted_tables": result.adopted_tables, "warnings": result.warnings,
+            "migrations": [{"name": m.name, "status": m.status, "reason": m.reason} for m in result.migrations]}
+
+
 def describe_install(result) -> str:
     parts = [f"installed {result.key} {result.version}"]
     if result.created_tables:

@@ -1,13 +1,17 @@
 from metacore.kernel import get_kernel
 from metacore.management.base import MetacoreCommand
 
+from ._installer import installation_data
+
 
 class Command(MetacoreCommand):
     help = "Serve an installed addon again."
 
     def add_arguments(self, parser):
         parser.add_argument("key", help="addon key")
+        self.add_format_argument(parser)
 
     def handle(self, *args, key, **options):
         installation = get_kernel().installer.enable(key, actor="manage.py")
-        self.stdout.write(self.style.SUCCESS(f"{installation.key} {installation.version} is {installation.state}"))
+        self.report(options, f"{installation.key} {installation.version} is {installation.state}",
+                    installation_data(installation), success=True)

@@ -5,7 +5,7 @@ from django.core.management.base import CommandError
 from metacore.kernel import get_kernel
 from metacore.management.base import MetacoreCommand
 
-from ._installer import describe_install
+from ._installer import describe_install, install_data
 
 
 class Command(MetacoreCommand):
@@ -14,6 +14,7 @@ class Command(MetacoreCommand):
     def add_arguments(self, parser):
         parser.add_argument("bundle", help="bundle directory or .tar.gz file")
         parser.add_argument("--settings-json", default=None, help="installation settings as a JSON object")
+        self.add_format_argument(parser)
 
     def handle(self, *args, bundle, settings_json, **options):
         settings = None
@@ -25,4 +26,4 @@ class Command(MetacoreCommand):
             if not isinstance(settings, dict):
                 raise CommandError("--settings-json must be a JSON object")
         result = get_kernel().installer.install(bundle, actor="manage.py", settings=settings)
-        self.stdout.write(self.style.SUCCESS(describe_install(result)))
+        self.report(options, describe_install(result), install_data(result), success=True)

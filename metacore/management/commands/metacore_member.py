@@ -13,7 +13,8 @@ class Command(MetacoreCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--organization", help="organization id (UUID) to join")
+        self.add_organization_argument(parser, "organization id (UUID) to join")
+        self.add_format_argument(parser)
 
     def handle(self, *args, username, organization, **options):
         user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).first()
@@ -27,4 +28,5 @@ class Command(MetacoreCommand):
         if org and membership.organization_id != org:
             membership.organization_id = org
             membership.save(update_fields=["organization_id"])
-        self.stdout.write(f"{username} acts for organization {membership.organization_id}")
+        self.report(options, f"{username} acts for organization {membership.organization_id}",
+                    {"user": username, "organization": str(membership.organization_id)})

@@ -1,6 +1,8 @@
 from metacore.kernel import get_kernel
 from metacore.management.base import MetacoreCommand
 
+from ._installer import installation_data
+
 
 class Command(MetacoreCommand):
     help = ("Uninstall an addon. Its tables and rows are kept for a later reinstall unless --drop-data, "
@@ -10,6 +12,7 @@ class Command(MetacoreCommand):
         parser.add_argument("key", help="addon key")
         parser.add_argument("--drop-data", action="store_true", help="drop the addon's tables, rows and permissions too")
         self.add_noinput_argument(parser)
+        self.add_format_argument(parser)
 
     def handle(self, *args, key, drop_data, **options):
         installer = get_kernel().installer
@@ -19,4 +22,5 @@ class Command(MetacoreCommand):
                          "permissions. This cannot be undone.", options)
         installation = installer.uninstall(key, drop_data=drop_data, actor="manage.py")
         kept = "tables and rows dropped" if drop_data else "tables and rows kept"
-        self.stdout.write(self.style.SUCCESS(f"uninstalled {installation.key} {installation.version} ({kept})"))
+        self.report(options, f"uninstalled {installation.key} {installation.version} ({kept})",
+                    {**installation_data(installation), "state": "uninstalled", "data_dropped": drop_data}, success=True)

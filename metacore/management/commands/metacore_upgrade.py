@@ -9,10 +9,11 @@ class Command(MetacoreCommand):
         parser.add_argument("bundle", help="bundle directory or .tar.gz file")
         parser.add_argument("--allow-destructive", action="store_true", help="apply drops and narrowing changes")
         parser.add_argument("--force", action="store_true", help="allow the same or a lower version")
+        self.add_format_argument(parser)
 
     def handle(self, *args, bundle, allow_destructive, force, **options):
         result = get_kernel().installer.upgrade(
             bundle, allow_destructive=allow_destructive, force=force, actor="manage.py"
         )
-        self.stdout.write(result.plan.as_text())
-        self.stdout.write(self.style.SUCCESS(f"upgraded {result.installation.key} to {result.installation.version}"))
+        self.report(options, f"{result.plan.as_text()}\nupgraded {result.installation.key} to {result.installation.version}",
+                    result.as_dict(), success=True)
