@@ -46,6 +46,13 @@ def _run_installer(modeladmin, request, queryset, operation):
             modeladmin.message_user(request, f"{installation.key}: {operation}d", messages.SUCCESS)
 
 
+def _mode_source(modes, addon_key):
+    """Where an addon's effective enforcer mode comes from, for `EnforcerService.modes()`."""
+    if addon_key in modes["overrides"]:
+        return "addon override"
+    return "global mode" if modes["global"] else "default"
+
+
 def _nowrap(value):
     return format_html('<span style="white-space: nowrap">{}</span>', value) if value else "-"
 
@@ -180,12 +187,9 @@ class InstallationAdmin(admin.ModelAdmin):
 
     @admin.display(description="enforcer mode")
     def enforcer_mode(self, obj):
-        modes = _kernel().enforcer.modes()
-        if obj.key in modes["overrides"]:
-            source = "addon override"
-        else:
-            source = "global mode" if modes["global"] else "default"
-        return format_html("<b>{}</b> <small>({})</small>", _kernel().enforcer.mode_for(obj.key), source)
+        enforcer = _kernel().enforcer
+        return format_html("<b>{}</b> <small>({})</small>", enforcer.mode_for(obj.key),
+                           _mode_source(enforcer.modes(), obj.key))
 
     @admin.display(description="manifest")
     def manifest_overview(self, obj):
@@ -358,8 +362,7 @@ class EnforcerModeAdmin(admin.ModelAdmin):
         enforcer = _kernel().enforcer
         modes = enforcer.modes()
         effective = [
-            {"scope": i.key, "mode": enforcer.mode_for(i.key),
-             "source": "addon override" if i.key in modes["overrides"] else ("global mode" if modes["global"] else "default")}
+            {"scope": i.key, "mode": enforcer.mode_for(i.key), "source": _mode_source(modes, i.key)}
             for i in Installation.objects.exclude(state=Installation.State.UNINSTALLED)
         ]
         context = {"global_mode": modes["effective"], "global_source": "set" if modes["global"] else "default",

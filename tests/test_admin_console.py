@@ -233,3 +233,13 @@ def test_upload_needs_the_change_permission(client, helpdesk, tmp_path):
     assert client.post(reverse("admin:metacore_installation_upload"), {"bundle": tarball(folder)}).status_code == 403
     assert client.post(reverse("admin:metacore_installation_upgrade"), {"token": "x"}).status_code == 403
     assert Installation.objects.get(key="helpdesk").version == "1.0.0"
+
+
+def test_an_upstream_bundle_renders_with_its_settings_form(admin_client, sdk_fixtures):
+    """A published bundle: `default_value`, a select, and secrets marked `"secret": true`."""
+    get_kernel().installer.install(sdk_fixtures / "bundles" / "fiscal_mexico-1.0.0.tar.gz")
+    installation = Installation.objects.get(key="fiscal_mexico")
+    assert installation.settings["environment"] == "sandbox" and installation.settings["auto_stamp"] is False
+    page = admin_client.get(change_url(installation)).content.decode()
+    assert '<option value="sandbox" selected>Sandbox (pruebas)</option>' in page
+    assert 'type="password" name="setting__api_key"' in page and "<code>fiscal_documents</code>" in page

@@ -3,7 +3,7 @@ management API, the admin's settings form and the installer, so every path valid
 
 Types (upstream's): `string`/`text` (and any type this host does not know: accepted as
 declared), `number`, `integer`, `boolean`, `select` (one of `options[].value`), `secret`
-(a string, write-only: never shown back).
+(a string, write-only: never shown back), and so is any setting marked `"secret": true`.
 """
 from __future__ import annotations
 
@@ -25,10 +25,7 @@ class SettingSpec:
     required: bool
     default: object
     options: tuple  # ((value, label), ...) for `select`
-
-    @property
-    def secret(self) -> bool:
-        return self.type == "secret"
+    secret: bool  # write-only: type `secret`, or `"secret": true` on another type
 
     @property
     def has_default(self) -> bool:
@@ -54,7 +51,7 @@ def declared_settings(manifest) -> list[SettingSpec]:
         specs.append(SettingSpec(
             key=item["key"], type=str(item.get("type") or "string").lower(), label=str(item.get("label") or item["key"]),
             help=str(item.get("description") or item.get("help") or ""), required=bool(item.get("required")),
-            default=default, options=options,
+            default=default, options=options, secret=item.get("type") == "secret" or item.get("secret") is True,
         ))
     return specs
 
