@@ -21,7 +21,7 @@ from django.utils.html import format_html
 
 from metacore.errors import MetacoreError
 from metacore.installer import management
-from metacore.installer.setting_types import clean_settings, declared_settings
+from metacore.installer.setting_types import TEXT_TYPES, clean_settings, declared_settings
 from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, AuditRecord, EnforcerMode, InstallJournal, Installation
 
@@ -81,7 +81,7 @@ def _setting_field(spec, current):
         by_text = {str(value): value for value, _ in spec.options}
         return forms.TypedChoiceField(choices=[(str(v), label) for v, label in spec.options],
                                       coerce=lambda text: by_text[text], **common)
-    if spec.type in ("string", "text", "textarea", "url", "email"):
+    if spec.type in TEXT_TYPES:
         widget = forms.Textarea(attrs={"rows": 3}) if spec.type in ("text", "textarea") else None
         return forms.CharField(widget=widget, strip=False, **common)
     return forms.JSONField(**common)  # a type this host does not know: any JSON, kept as given
