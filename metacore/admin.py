@@ -127,7 +127,8 @@ class SettingsForm(forms.ModelForm):
                 continue
             values[spec.key] = value
         try:
-            self.settings_values = clean_settings(self.instance.manifest, values, addon=self.instance.key)
+            self.settings_values = clean_settings(self.instance.manifest, values, addon=self.instance.key,
+                                                  previous=current)
         except MetacoreError as exc:
             for name, problems in (exc.errors or {}).items():
                 field = SETTING_PREFIX + name

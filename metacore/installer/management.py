@@ -107,7 +107,7 @@ def update_settings(kernel, key: str, settings, *, actor) -> Installation:
         raise ValidationError("settings must be a JSON object", errors={"settings": ["must be an object"]})
     with transaction.atomic():
         installation = _active(kernel, key)
-        settings = clean_settings(installation.manifest, settings, addon=key)
+        settings = clean_settings(installation.manifest, settings, addon=key, previous=installation.settings)
         before = sorted(installation.settings)
         installation.settings = settings
         installation.save(update_fields=["settings", "updated_at"])

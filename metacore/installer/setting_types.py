@@ -86,18 +86,24 @@ def clean_value(spec: SettingSpec, value):
     return value  # a type this host does not know: kept as declared (upstream accepts it)
 
 
-def clean_settings(manifest, values: dict, *, addon: str) -> dict:
+def clean_settings(manifest, values: dict, *, addon: str, previous: dict | None = None) -> dict:
     """Check `values` against the declared settings: unknown keys and wrong types raise one
-    ValidationError naming every problem. A manifest that declares none accepts any keys."""
+    ValidationError naming every problem. A manifest that declares none accepts any keys. A
+    value equal to the one stored (`previous`) is kept as it is: it was checked when it was
+    set, and a write-only secret comes back in its stored form."""
     specs = {s.key: s for s in declared_settings(manifest)}
     if not specs:
         return dict(values)
+    previous = previous or {}
     problems = {}
     cleaned = {}
     for name, value in values.items():
         spec = specs.get(name)
         if spec is None:
             problems[name] = [f"not a setting of {addon}; known: {', '.join(sorted(specs))}"]
+            continue
+        if name in previous and previous[name] == value and value is not None:
+            cleaned[name] = value
             continue
         try:
             cleaned[name] = clean_value(spec, value)
