@@ -6,6 +6,11 @@ nobody edits or deletes here, superusers included: audit retention is `metacore_
 
 Every change goes through the same services as the API and the commands, so it is
 validated and audited alike."""
+import hashlib
+import secrets
+import time
+from pathlib import Path
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -19,6 +24,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from metacore.conf import data_dir
 from metacore.errors import MetacoreError
 from metacore.installer import management
 from metacore.installer.setting_types import TEXT_TYPES, clean_settings, declared_settings
@@ -136,6 +142,35 @@ class SettingsForm(forms.ModelForm):
         return cleaned
 
 
+def _pending_dir():
+    return data_dir("uploads/pending")
+
+
+def _keep_upload(upload):
+    """Keep an uploaded bundle, as uploaded, until its plan is applied or expires: a private
+    file with a random name in DATA_DIR/uploads/pending. Expired ones are removed here."""
+    now = time.time()
+    for stale in _pending_dir().glob("*.tar.gz"):
+        if now - stale.stat().st_mtime > UPGRADE_TOKEN_MAX_AGE:
+            stale.unlink(missing_ok=True)
+    kept = _pending_dir() / f"{secrets.token_hex(16)}.tar.gz"
+    digest = hashlib.sha256()
+    with kept.open("xb") as out:
+        for chunk in upload.chunks():
+            digest.update(chunk)
+            out.write(chunk)
+    kept.chmod(0o600)
+    return kept, digest.hexdigest()
+
+
+def _kept_upload(name: str, sha256: str):
+    """The pending bundle a (signed) token names, if it is still there and unchanged."""
+    kept = _pending_dir() / Path(name).name
+    if not kept.is_file() or hashlib.sha256(kept.read_bytes()).hexdigest() != sha256:
+        raise MetacoreError("the uploaded bundle is gone or changed since its plan was shown: upload it again")
+    return kept
+
+
 class BundleUploadForm(forms.Form):
     bundle = forms.FileField(help_text="a bundle .tar.gz (signed, unless this host allows unsigned bundles)")
 
@@ -238,24 +273,25 @@ class InstallationAdmin(admin.ModelAdmin):
         form = BundleUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             kernel = _kernel()
+            kept, sha256 = _keep_upload(form.cleaned_data["bundle"])
             try:
-                with management.uploaded_bundle(form.cleaned_data["bundle"]) as spooled:
-                    bundle = kernel.installer.preflight(spooled)
+                bundle = kernel.installer.preflight(kept)
                 installed = Installation.objects.filter(key=bundle.manifest.key).exclude(
                     state=Installation.State.UNINSTALLED).first()
                 if installed is None:
+                    kept.unlink()
                     result, secret = management.install(kernel, bundle, actor=request.user,
                                                         options=management.install_options({}))
                     return self._page(request, "installed.html", title=f"Installed {result.key} {result.version}",
                                       result=result, secret=secret)
                 plan = kernel.installer.plan(bundle)
             except MetacoreError as exc:
+                kept.unlink(missing_ok=True)
                 form.add_error("bundle", exc.message)
             else:
-                # The bundle stays extracted in the data directory; the signed token names it,
-                # and applying opens it again (signature and checksums checked once more).
-                token = signing.dumps({"root": str(bundle.root), "key": plan.key, "version": plan.to_version},
-                                      salt=UPGRADE_TOKEN_SALT)
+                if plan.blocked:
+                    kept.unlink()
+                token = signing.dumps({"upload": kept.name, "sha256": sha256}, salt=UPGRADE_TOKEN_SALT)
                 return self._page(request, "plan.html", title=f"Upgrade {plan.key} {plan.from_version} → "
                                   f"{plan.to_version}", plan=plan, token=token)
         return self._page(request, "upload.html", title="Install or upgrade from a bundle", form=form)
@@ -270,11 +306,10 @@ class InstallationAdmin(admin.ModelAdmin):
                                        max_age=UPGRADE_TOKEN_MAX_AGE)
             except signing.BadSignature:
                 raise MetacoreError("the upgrade plan expired or was altered: upload the bundle again") from None
-            bundle = _kernel().installer.preflight(chosen["root"])
-            if (bundle.manifest.key, bundle.manifest.version) != (chosen["key"], chosen["version"]):
-                raise MetacoreError("the bundle changed since its plan was shown: upload it again")
-            result = _kernel().installer.upgrade(bundle, allow_destructive=bool(request.POST.get("allow_destructive")),
-                                                 actor=request.user)
+            kept = _kept_upload(chosen["upload"], chosen["sha256"])
+            result = _kernel().installer.upgrade(
+                kept, allow_destructive=bool(request.POST.get("allow_destructive")), actor=request.user)
+            kept.unlink()  # a refused upgrade keeps it (until it expires), to try again from the plan
         except MetacoreError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return HttpResponseRedirect(reverse("admin:metacore_installation_upload"))

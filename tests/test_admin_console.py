@@ -211,6 +211,9 @@ def test_upgrade_shows_the_plan_before_applying_it(admin_client, helpdesk, tmp_p
     applied = admin_client.post(reverse("admin:metacore_installation_upgrade"), {"token": token}, follow=True)
     assert "Upgraded helpdesk to 1.1.0" in applied.content.decode()
     assert Installation.objects.get(key="helpdesk").version == "1.1.0"
+    assert not list((tmp_path / "data" / "uploads" / "pending").iterdir())  # the kept upload is gone
+    again = admin_client.post(reverse("admin:metacore_installation_upgrade"), {"token": token}, follow=True)
+    assert "gone or changed since its plan was shown" in again.content.decode()
 
 
 def test_a_blocked_upgrade_offers_no_apply_button(admin_client, helpdesk, tmp_path):
