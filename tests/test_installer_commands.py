@@ -29,12 +29,12 @@ def test_install_list_disable_enable_uninstall():
     output = run("metacore_install", str(EXAMPLES / "tasks"))
     assert "installed tasks 1.0.0" in output and "projects, tasks" in output
     assert "tasks" in run("metacore_list") and "enabled" in run("metacore_list")
-    assert json.loads(run("metacore_list", "--json"))[0]["tables"] == ["projects", "tasks"]
+    assert json.loads(run("metacore_list", "--format", "json"))[0]["tables"] == ["projects", "tasks"]
     assert "is disabled" in run("metacore_disable", "tasks")
     assert "is enabled" in run("metacore_enable", "tasks")
     assert "kept" in run("metacore_uninstall", "tasks")
     assert Installation.objects.get().state == "uninstalled" and ddl.table_exists("tasks", "tasks")
-    assert "dropped" in run("metacore_uninstall", "tasks", "--drop-data")
+    assert "dropped" in run("metacore_uninstall", "tasks", "--drop-data", "--noinput")
     assert not ddl.table_exists("tasks", "tasks") and "no addons installed" in run("metacore_list")
 
 

@@ -103,7 +103,7 @@ def test_metacore_sign_produces_either_format(tmp_path, key):
     from metacore.installer.signing import private_key_pem
     key_file.write_bytes(private_key_pem(key))
     source = write_source(tmp_path / "src")
-    call_command("metacore_sign", str(source), "--key", str(key_file), "--format", "upstream",
+    call_command("metacore_sign", str(source), "--key", str(key_file), "--signature", "upstream",
                  "--out", str(tmp_path / "up.tar.gz"), stdout=io.StringIO())
     signature = json.loads((tmp_path / "up.tar.gz.sig").read_text())
     assert signature["digest"] == hashlib.sha256((tmp_path / "up.tar.gz").read_bytes()).hexdigest()
@@ -113,11 +113,11 @@ def test_metacore_sign_produces_either_format(tmp_path, key):
     theirs.parent.mkdir()
     original = upstream_archive()
     theirs.write_bytes(original)
-    call_command("metacore_sign", str(theirs), "--key", str(key_file), "--format", "upstream", stdout=io.StringIO())
+    call_command("metacore_sign", str(theirs), "--key", str(key_file), "--signature", "upstream", stdout=io.StringIO())
     assert theirs.read_bytes() == original and (theirs.parent / "helpdesk.tar.gz.sig").is_file()
     assert install(theirs).key == "helpdesk"
     call_command("metacore_sign", str(source), "--key", str(key_file), "--out", str(tmp_path / "mc.tar.gz"),
                  stdout=io.StringIO())
     assert install(tmp_path / "mc.tar.gz").key == "helpdesk"
     with pytest.raises(CommandError):
-        call_command("metacore_sign", str(source), "--key", str(key_file), "--format", "gpg")
+        call_command("metacore_sign", str(source), "--key", str(key_file), "--signature", "gpg")

@@ -563,7 +563,7 @@ def test_openapi_and_describe():
 
 def test_validate_command_prints_the_normalised_manifest(capsys):
     bundle = next(p for p in own_bundles() if p.name == "fieldservice-1.0.0.tar.gz")
-    call_command("metacore_validate", str(bundle))
+    call_command("metacore_validate", str(bundle), "--format", "json")
     printed = json.loads(capsys.readouterr().out)
     assert printed["key"] == "fieldservice" and printed["models"][0]["table"] == "work_orders"
 
@@ -579,9 +579,9 @@ def test_validate_command_reports_problems_without_traceback(capsys):
 
 
 def test_validate_command_template_values_and_bad_paths(tmp_path, capsys):
-    call_command("metacore_validate", str(OWN_FIXTURES / "storefront-template"), "--set", "ADDON_KEY=crud")
+    call_command("metacore_validate", str(OWN_FIXTURES / "storefront-template"), "--set", "ADDON_KEY=crud", "--format", "json")
     assert json.loads(capsys.readouterr().out)["models"][0]["table"] == "crud_products"
-    call_command("metacore_validate", str(OWN_FIXTURES / "storefront-template" / "manifest.json"))
+    call_command("metacore_validate", str(OWN_FIXTURES / "storefront-template" / "manifest.json"), "--format", "json")
     assert json.loads(capsys.readouterr().out)["key"] == "storefront_template"  # as metacore_install names it
     with pytest.raises(CommandError, match="no such file"):
         call_command("metacore_validate", str(tmp_path / "missing"))

@@ -153,12 +153,12 @@ def test_only_listed_exports_are_callable(helpdesk):
 
 
 def test_metacore_call_command(helpdesk, capsys):
-    call_command("metacore_call", "helpdesk", "echo", "--json", '{"ping": 1}')
+    call_command("metacore_call", "helpdesk", "echo", "--data", '{"ping": 1}')
     assert json.loads(capsys.readouterr().out) == {"ping": 1}
     with pytest.raises(CommandError, match="not listed"):
-        call_command("metacore_call", "helpdesk", "nope", "--json", "{}")
+        call_command("metacore_call", "helpdesk", "nope", "--data", "{}")
     with pytest.raises(CommandError, match="JSON"):
-        call_command("metacore_call", "helpdesk", "echo", "--json", "{nope")
+        call_command("metacore_call", "helpdesk", "echo", "--data", "{nope")
     with pytest.raises(CommandError, match="not installed"):
         call_command("metacore_call", "ghost", "echo")
 

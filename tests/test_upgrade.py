@@ -180,6 +180,9 @@ def test_not_null_change_is_checked_for_nulls(tmp_path, installed):
     plan = get_kernel().installer.plan(bundle)
     assert [s.safety for s in plan.steps] == ["needs-data-check"]
     assert plan.blocked == ["1 row in tickets.points is null"]
+    with pytest.raises(CommandError, match="BLOCKED: 1 row in tickets.points is null") as blocked:
+        call_command("metacore_plan", str(bundle))
+    assert blocked.value.returncode == 3
     tickets_model().objects.filter(points__isnull=True).update(points=0)
     before = rows_by_id()
     get_kernel().installer.upgrade(bundle)

@@ -90,10 +90,9 @@ def _settings_fernet() -> Fernet:
 
 def secret_setting_keys(manifest) -> frozenset[str]:
     """Keys of the settings the manifest marks secret (`secret: true`, or upstream's `type: secret`)."""
-    return frozenset(
-        s["key"] for s in manifest.settings
-        if isinstance(s, dict) and isinstance(s.get("key"), str) and (s.get("secret") is True or s.get("type") == "secret")
-    )
+    from metacore.installer.setting_types import declared_settings
+
+    return frozenset(spec.key for spec in declared_settings(manifest) if spec.secret)
 
 
 def is_sealed(value) -> bool:

@@ -25,6 +25,7 @@ from metacore.installer.bundle import Bundle, discard_unused, open_bundle, templ
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.secrets import seal_settings
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
+from metacore.installer.setting_types import declared_settings
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, InstallJournal, Installation, RegistryState
@@ -189,6 +190,14 @@ class InstallerService:
         except BaseException:
             discard_unused(bundle)
             raise
+
+    def preflight(self, bundle) -> Bundle:
+        """What install checks before it touches the database: the bundle opens (signature,
+        checksums, manifest), the kernel version fits, every capability is grantable."""
+        bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        check_kernel_compatibility(bundle.manifest.kernel)
+        self._check_capabilities(bundle.manifest)
+        return bundle
 
     def _check_capabilities(self, manifest: Manifest) -> None:
         from metacore.security.patterns import capability_problems
@@ -421,7 +430,7 @@ def _schema_of(spec) -> tuple:
 
 
 def _setting_defaults(manifest: Manifest) -> dict:
-    return {s["key"]: s["default"] for s in manifest.settings if isinstance(s, dict) and "key" in s and "default" in s}
+    return {s.key: s.default for s in declared_settings(manifest) if s.has_default}
 
 
 def _as_metacore_error(exc: Exception, context: str) -> MetacoreError:

@@ -206,7 +206,9 @@ class SandboxService:
             tenant=invocation.tenant or "",
             addon=invocation.addon_key,
             target=invocation.export,
-            decision="allow",  # the call was permitted; how it went is details.outcome
+            # A call that failed (trap, timeout, denied import...) is no `allow`: `error`, with
+            # the failure's code in details.outcome and its message in reason.
+            decision="allow" if outcome == "ok" else "error",
             reason=reason,
             request_id=invocation.request_id,
             details={

@@ -1,4 +1,4 @@
-"""`manage.py metacore_sign <bundle> --key <file> [--out PATH] [--format metacore|upstream]`.
+"""`manage.py metacore_sign <bundle> --key <file> [--out PATH] [--signature metacore|upstream]`.
 
 `metacore` (default) writes a .tar.gz whose manifest carries the signature block;
 `upstream` writes the archive plus `<archive>.sig`, the upstream kernel's detached signature
@@ -6,26 +6,27 @@ over the archive's SHA-256 (an existing .tar.gz is signed byte for byte)."""
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from metacore.errors import MetacoreError
 from metacore.installer.signing import (
     detached_signature_path, key_id, load_private_key, read_source, sign_bundle, sign_tarball, write_bundle,
 )
+from metacore.management.base import MetacoreCommand
 
 
-class Command(BaseCommand):
+class Command(MetacoreCommand):
     help = "Sign an addon bundle (directory or .tar.gz) with an ed25519 key; see docs/bundles.md."
 
     def add_arguments(self, parser):
         parser.add_argument("bundle", help="bundle directory or .tar.gz")
         parser.add_argument("--key", required=True, help="private key file (PEM or 32-byte seed as hex/base64)")
         parser.add_argument("--out", help="output archive (default: <bundle>-signed.tar.gz next to the bundle)")
-        parser.add_argument("--format", choices=("metacore", "upstream"), default="metacore",
+        parser.add_argument("--signature", dest="style", choices=("metacore", "upstream"), default="metacore",
                             help="metacore: signature inside manifest.json; upstream: detached <archive>.sig "
                                  "over the archive's SHA-256")
 
-    def handle(self, bundle, key, out=None, format="metacore", **options):
+    def handle(self, bundle, key, out=None, style="metacore", **options):
         source = Path(bundle)
         if not source.exists():
             raise CommandError(f"{source}: no such bundle")
@@ -37,7 +38,7 @@ class Command(BaseCommand):
             raise CommandError(f"{key}: {exc}") from exc
         stem = source.name.removesuffix(".tar.gz").removesuffix(".tgz").rstrip("/")
         try:
-            if format == "upstream":
+            if style == "upstream":
                 manifest, contents = read_source(source)
                 archive = source.read_bytes() if source.is_file() else write_bundle(
                     {k: v for k, v in manifest.items() if k != "signature"}, contents)
