@@ -17,6 +17,8 @@ DEFAULTS = {
     # Installation secrets and webhooks
     "SECRET_MASTER_KEY": None,  # encrypts installation secrets so outbound webhooks can be signed
     "WEBHOOK_MAX_SKEW_SECONDS": 300,  # accepted clock skew (and nonce lifetime) of signed webhooks
+    "WEBHOOK_TIMEOUT_S": 15.0,  # total budget of one outbound webhook call (upstream's default)
+    "WEBHOOK_HOST_NAME": "metacore",  # X-Metacore-Host of outbound webhooks
     # Store
     "DEFAULT_PER_PAGE": 20,
     "MAX_PER_PAGE": 200,

@@ -74,6 +74,13 @@ class Kernel:
         return SandboxService(self)
 
     @cached_property
+    def actions(self):
+        """Row action triggers: wasm, noop, webhook (actions/dispatcher.py)."""
+        from metacore.actions.dispatcher import ActionDispatcher
+
+        return ActionDispatcher(self)
+
+    @cached_property
     def hub(self):
         from metacore.hub.publisher import HubPublisher
 
