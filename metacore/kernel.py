@@ -81,6 +81,13 @@ class Kernel:
         return ActionDispatcher(self)
 
     @cached_property
+    def deliveries(self):
+        """Outbound webhook deliveries on events (integrations/deliveries.py)."""
+        from metacore.integrations.deliveries import DeliveryService
+
+        return DeliveryService(self)
+
+    @cached_property
     def hub(self):
         from metacore.hub.publisher import HubPublisher
 

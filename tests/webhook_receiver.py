@@ -31,7 +31,7 @@ def upstream_signature(secret: str, timestamp: str, method: str, path: str, nonc
 class Receiver:
     """Records every request; answers with `routes[path]` = (status, body or dict, delay s)."""
 
-    def __init__(self, secret=None):
+    def __init__(self, secret=None, port=0):
         self.secret = secret
         self.requests = []
         self.routes = {}
@@ -64,7 +64,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://{HOST}:{self.port}"
@@ -79,6 +79,14 @@ class Receiver:
         if not (ts and nonce and signature) or abs(time.time() - int(ts)) > 300:
             return False
         return hmac.compare_digest(upstream_signature(self.secret, ts, "POST", path, nonce, body), signature)
+
+    def wait_for(self, count, timeout=20):
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.requests)} requests, expected {count}")
+            time.sleep(0.02)
+        return self.requests
 
     def close(self):
         self.server.shutdown()

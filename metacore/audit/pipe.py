@@ -38,6 +38,8 @@ EVENT_KINDS = (
     "sandbox.import",
     "hub.connect",
     "hub.subscribe",
+    "action.dispatch",
+    "webhook.delivery",
 )
 DECISIONS = ("allow", "deny", "would-deny")
 _TEXT_FIELDS = ("actor", "tenant", "addon", "target", "decision", "mode", "reason", "request_id", "trace_id", "span_id")

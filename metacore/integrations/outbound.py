@@ -72,7 +72,9 @@ def send(url, body: bytes, *, secret=None, installation_id="", event="", tenant=
          timeout=None, addon_key=None, context=None) -> Sent:
     """POST `body` to `url`, signed with `secret` when given. Raises what `safe_fetch` raises
     (EgressBlocked, CapabilityDenied, FetchError); any HTTP status is returned."""
-    headers = {"Content-Type": "application/json", INSTALLATION_HEADER: str(installation_id)}
+    headers = {"Content-Type": "application/json"}
+    if installation_id:
+        headers[INSTALLATION_HEADER] = str(installation_id)
     if event:
         headers[EVENT_HEADER] = event
     host_name = metacore_settings.WEBHOOK_HOST_NAME

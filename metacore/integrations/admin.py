@@ -1,0 +1,42 @@
+"""Admin for webhook subscriptions (secret never shown) and deliveries (dead letters,
+replay); registered from metacore/admin.py."""
+from django.contrib import admin, messages
+
+from metacore.errors import MetacoreError
+from metacore.integrations.models import WebhookDelivery, WebhookSubscription
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    list_display = ("name", "url", "organization_id", "active", "success_count", "failure_count", "last_triggered_at")
+    list_filter = ("active",)
+    search_fields = ("name", "url")
+    exclude = ("secret",)
+    readonly_fields = ("success_count", "failure_count", "last_triggered_at", "created_by")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("event", "url", "status", "attempts", "response_status", "latency_ms", "tenant", "created_at")
+    list_filter = ("status", "addon_key")
+    search_fields = ("event", "url", "tenant")
+    actions = ("replay",)
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Replay selected deliveries (dead or delivered)")
+    def replay(self, request, queryset):
+        from metacore.kernel import get_kernel
+
+        for delivery in queryset:
+            try:
+                get_kernel().deliveries.replay(delivery.id, actor=str(request.user.pk))
+            except MetacoreError as exc:
+                self.message_user(request, f"{delivery.id}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{delivery.id}: replayed", messages.SUCCESS)

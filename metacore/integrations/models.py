@@ -1,0 +1,70 @@
+"""Outbound webhook subscriptions and their deliveries (imported by metacore/models.py)."""
+import uuid
+
+from django.db import models
+
+
+class WebhookSubscription(models.Model):
+    """A user-defined webhook of one organization (upstream `webhooks.Webhook`): events
+    matching one of `events` (`order.created`, `order.*`, `*`) are POSTed to `url`, signed
+    with `secret`, which is write-only (shown once, at creation)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization_id = models.UUIDField(db_index=True)
+    name = models.CharField(max_length=255, blank=True)
+    url = models.CharField(max_length=1024)
+    events = models.JSONField(default=list)
+    secret = models.CharField(max_length=128, editable=False)
+    active = models.BooleanField(default=True)
+    retry_max = models.PositiveSmallIntegerField(default=3, help_text="attempts before dead-lettering")
+    timeout_sec = models.PositiveSmallIntegerField(default=15)
+    success_count = models.PositiveIntegerField(default=0)
+    failure_count = models.PositiveIntegerField(default=0)
+    last_triggered_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name or self.url} ({', '.join(self.events)})"
+
+
+class WebhookDelivery(models.Model):
+    """One event to one receiver: every attempt updates it; `dead` after the last failure."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        DELIVERED = "delivered"
+        DEAD = "dead"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    subscription = models.ForeignKey(WebhookSubscription, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="deliveries")
+    addon_key = models.CharField(max_length=64, blank=True, help_text="set for an addon's manifest subscription")
+    tenant = models.CharField(max_length=64, blank=True, db_index=True)
+    event = models.CharField(max_length=200, db_index=True)
+    url = models.CharField(max_length=1024)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    timeout_s = models.FloatField(default=15.0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="a sending attempt owns it until then")
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self):
+        return f"{self.event} -> {self.url} ({self.status}, {self.attempts} attempts)"
