@@ -88,6 +88,13 @@ class Kernel:
         return DeliveryService(self)
 
     @cached_property
+    def schedules(self):
+        """Addon cron schedules (integrations/schedules.py)."""
+        from metacore.integrations.schedules import ScheduleService
+
+        return ScheduleService(self)
+
+    @cached_property
     def hub(self):
         from metacore.hub.publisher import HubPublisher
 

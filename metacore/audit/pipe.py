@@ -40,6 +40,7 @@ EVENT_KINDS = (
     "hub.subscribe",
     "action.dispatch",
     "webhook.delivery",
+    "schedule.run",
 )
 DECISIONS = ("allow", "deny", "would-deny")
 _TEXT_FIELDS = ("actor", "tenant", "addon", "target", "decision", "mode", "reason", "request_id", "trace_id", "span_id")

@@ -3,7 +3,7 @@ replay); registered from metacore/admin.py."""
 from django.contrib import admin, messages
 
 from metacore.errors import MetacoreError
-from metacore.integrations.models import WebhookDelivery, WebhookSubscription
+from metacore.integrations.models import ScheduleRun, WebhookDelivery, WebhookSubscription
 
 
 @admin.register(WebhookSubscription)
@@ -40,3 +40,16 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{delivery.id}: {exc.message}", messages.ERROR)
             else:
                 self.message_user(request, f"{delivery.id}: replayed", messages.SUCCESS)
+
+
+@admin.register(ScheduleRun)
+class ScheduleRunAdmin(admin.ModelAdmin):
+    list_display = ("addon_key", "schedule_key", "tick_at", "status", "duration_ms", "worker")
+    list_filter = ("status", "addon_key")
+    readonly_fields = [f.name for f in ScheduleRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -68,3 +68,32 @@ class WebhookDelivery(models.Model):
 
     def __str__(self):
         return f"{self.event} -> {self.url} ({self.status}, {self.attempts} attempts)"
+
+
+class ScheduleRun(models.Model):
+    """One tick of one addon schedule. The unique (addon, schedule, tick) row is the claim:
+    however many workers tick, one inserts it and runs the export."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        OK = "ok"
+        FAILED = "failed"
+
+    addon_key = models.CharField(max_length=64)
+    schedule_key = models.CharField(max_length=100)
+    tick_at = models.DateTimeField()
+    export = models.CharField(max_length=100)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.RUNNING)
+    worker = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-tick_at"]
+        constraints = [models.UniqueConstraint(fields=["addon_key", "schedule_key", "tick_at"],
+                                               name="metacore_schedule_run_once")]
+
+    def __str__(self):
+        return f"{self.addon_key}.{self.schedule_key} @ {self.tick_at:%Y-%m-%d %H:%M:%S} ({self.status})"

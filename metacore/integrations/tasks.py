@@ -8,3 +8,11 @@ def deliver_webhook(delivery_id: str):
     from metacore.kernel import get_kernel
 
     return get_kernel().deliveries.attempt(delivery_id)
+
+
+@task()
+def run_schedule(run_id: int):
+    """The export of one claimed schedule tick."""
+    from metacore.kernel import get_kernel
+
+    return get_kernel().schedules.run(run_id)

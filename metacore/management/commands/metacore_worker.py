@@ -2,7 +2,7 @@
 
 Runs django-tasks' database worker (`db_worker`, same options) and, next to it, metacore's
 tick every `--tick` seconds: requeue webhook deliveries whose worker died mid-attempt or
-whose task was lost. With another task backend (RQ), run that backend's workers and
+whose task was lost, and claim due addon schedule ticks (integrations/schedules.py). With another task backend (RQ), run that backend's workers and
 `metacore_worker --tick-only` once per deployment.
 """
 import logging
@@ -20,7 +20,8 @@ log = logging.getLogger("metacore.worker")
 
 def tick():
     """One round of metacore's periodic work."""
-    return {"recovered": get_kernel().deliveries.recover()}
+    kernel = get_kernel()
+    return {"recovered": kernel.deliveries.recover(), "scheduled": len(kernel.schedules.tick())}
 
 
 class Command(DbWorkerCommand):
