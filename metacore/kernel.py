@@ -95,6 +95,13 @@ class Kernel:
         return ScheduleService(self)
 
     @cached_property
+    def tools(self):
+        """Tool registry from manifests' tools[] and its dispatcher (integrations/tools.py)."""
+        from metacore.integrations.tools import ToolService
+
+        return ToolService(self)
+
+    @cached_property
     def hub(self):
         from metacore.hub.publisher import HubPublisher
 

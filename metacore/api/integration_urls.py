@@ -1,4 +1,4 @@
-"""Outbound webhook routes (mounted under `metacore/`); a trailing slash is optional."""
+"""Outbound webhook and tool routes (mounted under `metacore/`); a trailing slash is optional."""
 from django.urls import re_path
 
 from metacore.api import integration_views as views
@@ -11,4 +11,6 @@ urlpatterns = [
     re_path(rf"^webhooks/deliveries/(?P<delivery_id>{ID})/replay/?$", views.DeliveryReplayView.as_view(),
             name="metacore-webhook-delivery-replay"),
     re_path(rf"^webhooks/(?P<sub_id>{ID})/?$", views.SubscriptionView.as_view(), name="metacore-webhook"),
+    re_path(r"^tools/?$", views.ToolListView.as_view(), name="metacore-tools"),
+    re_path(r"^tools/execute/?$", views.ToolExecuteView.as_view(), name="metacore-tools-execute"),
 ]

@@ -1,10 +1,11 @@
-"""HTTP for outbound webhooks (docs/integrations.md), thin views over
-`get_kernel().deliveries` and the subscription/delivery models.
+"""HTTP for outbound webhooks and tools (docs/integrations.md), thin views over
+`get_kernel().deliveries`, `get_kernel().tools` and the subscription/delivery models.
 
 - `GET/POST webhooks`: the caller's organization's subscriptions (the secret is answered
   once, at creation); `DELETE webhooks/<id>`.
 - `GET webhooks/deliveries?status=&event=`: deliveries of the caller's organization (staff: all).
 - `POST webhooks/deliveries/<id>/replay`: send a dead or delivered delivery again (staff).
+- `GET tools`, `POST tools/execute`: the tool registry and dispatcher (upstream's shapes).
 """
 import secrets
 import uuid
@@ -116,3 +117,33 @@ class DeliveryReplayView(WebhookView):
     def post(self, request, delivery_id):
         delivery = get_kernel().deliveries.replay(_uuid(delivery_id, "delivery"), actor=str(request.user.pk))
         return Response({"success": True, "data": delivery_json(delivery)}, status=202)
+
+
+class ToolListView(WebhookView):
+    """`GET tools[?addon_key=]`: upstream's list (each ToolDef plus `addon_key`)."""
+
+    def get(self, request):
+        _tenant(request)
+        tools = get_kernel().tools.list(request.query_params.get("addon_key") or None)
+        return Response([tool.as_json() for tool in tools])
+
+
+class ToolExecuteView(WebhookView):
+    """`POST tools/execute {addon_key, tool_id, parameters}`: upstream's Result; 400 naming the
+    parameter that failed validation; 502 when the addon cannot be reached."""
+
+    def post(self, request):
+        from metacore.integrations.tools import ToolFailed
+
+        org = _tenant(request)
+        body = request.data if isinstance(request.data, dict) else {}
+        missing = {name: ["required"] for name in ("addon_key", "tool_id") if not isinstance(body.get(name), str) or not body[name]}
+        if missing:
+            raise ValidationError("addon_key and tool_id are required", errors=missing)
+        request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
+        try:
+            result = get_kernel().tools.execute(body["addon_key"], body["tool_id"], body.get("parameters") or {},
+                                                tenant=str(org), actor=str(request.user.pk), request_id=request_id)
+        except ToolFailed as exc:
+            return Response({"success": False, "error": str(exc)}, status=502)
+        return Response(result)

@@ -41,6 +41,7 @@ EVENT_KINDS = (
     "action.dispatch",
     "webhook.delivery",
     "schedule.run",
+    "tool.execute",
 )
 DECISIONS = ("allow", "deny", "would-deny")
 _TEXT_FIELDS = ("actor", "tenant", "addon", "target", "decision", "mode", "reason", "request_id", "trace_id", "span_id")

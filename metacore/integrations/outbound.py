@@ -69,8 +69,8 @@ def installation_secret(installation) -> str | None:
 
 
 def send(url, body: bytes, *, secret=None, installation_id="", event="", tenant=None, extra_headers=None,
-         timeout=None, addon_key=None, context=None) -> Sent:
-    """POST `body` to `url`, signed with `secret` when given. Raises what `safe_fetch` raises
+         timeout=None, addon_key=None, context=None, method="POST") -> Sent:
+    """POST (or `method`) `body` to `url`, signed with `secret` when given. Raises what `safe_fetch` raises
     (EgressBlocked, CapabilityDenied, FetchError); any HTTP status is returned."""
     headers = {"Content-Type": "application/json"}
     if installation_id:
@@ -84,9 +84,9 @@ def send(url, body: bytes, *, secret=None, installation_id="", event="", tenant=
         headers[TENANT_HEADER] = str(tenant)
     headers.update({k: v for k, v in (extra_headers or {}).items() if v})
     if secret:
-        headers.update(sign_request(secret, "POST", signed_path(url), body))
+        headers.update(sign_request(secret, method, signed_path(url), body))
     timeout = metacore_settings.WEBHOOK_TIMEOUT_S if timeout is None else timeout
     started = time.monotonic()
-    response = safe_fetch(url, "POST", body=body, headers=headers, timeout=timeout,
+    response = safe_fetch(url, method, body=body, headers=headers, timeout=timeout,
                           addon_key=addon_key, context=context)
     return Sent(response, (time.monotonic() - started) * 1000, bool(secret))
