@@ -16,7 +16,8 @@
 - **Retries.** A failure (no answer, timeout, status outside 2xx) is retried after
   `WEBHOOK_RETRY_BASE_S * 4**(attempt-1)` seconds (upstream's 1, 4, 16... shape), with jitter
   (between half and all of it), capped by `WEBHOOK_RETRY_MAX_S`; after `max_attempts` the
-  delivery is `dead` (dead letter), visible in the admin and the API, and `replay()`able.
+  delivery is `dead` (dead letter, audited as `webhook.delivery`), visible in the admin and
+  the API, and `replay()`able. Delivered ones are recorded on their row only.
   A refused destination (SSRF guard, missing capability) is dead at once.
 """
 import json
@@ -63,6 +64,15 @@ def _on_event(kind):
     return receiver
 
 
+def _queue_in_database() -> bool:
+    """Whether the task backend keeps its queue in this database (django-tasks-db), so a
+    task row can be written in the same transaction as the row it is about; any other
+    backend (RQ) is only told after the commit."""
+    from metacore.integrations.tasks import deliver_webhook
+
+    return type(deliver_webhook.get_backend()).__module__.startswith("django_tasks_db")
+
+
 def backoff_seconds(attempt: int) -> float:
     delay = min(metacore_settings.WEBHOOK_RETRY_BASE_S * 4 ** max(attempt - 1, 0), metacore_settings.WEBHOOK_RETRY_MAX_S)
     return delay / 2 + random.uniform(0, delay / 2)
@@ -97,7 +107,8 @@ class DeliveryService:
             row.next_attempt_at = now
         with transaction.atomic():
             WebhookDelivery.objects.bulk_create(rows)
-            transaction.on_commit(lambda: [self._enqueue(row.id) for row in rows])
+            for row in rows:
+                self._enqueue_with_commit(row.id)
         return rows
 
     def _manifest_subscriptions(self):
@@ -122,6 +133,14 @@ class DeliveryService:
                         continue
             self._manifest_subs = (version, found)
         return self._manifest_subs[1]
+
+    def _enqueue_with_commit(self, delivery_id, run_after=None):
+        """Enqueue as part of the current transaction: in it when the queue lives in this
+        database, else once it commits (a worker must never see a task before its row)."""
+        if _queue_in_database():
+            self._enqueue(delivery_id, run_after)
+        else:
+            transaction.on_commit(lambda: self._enqueue(delivery_id, run_after))
 
     @staticmethod
     def _enqueue(delivery_id, run_after=None):
@@ -193,21 +212,21 @@ class DeliveryService:
             changes.update(status=Status.DEAD, next_attempt_at=None)
         else:
             changes.update(status=Status.PENDING, next_attempt_at=now + timedelta(seconds=backoff_seconds(delivery.attempts)))
-        WebhookDelivery.objects.filter(id=delivery.id, status=Status.SENDING).update(**changes)
+        with transaction.atomic():
+            WebhookDelivery.objects.filter(id=delivery.id, status=Status.SENDING).update(**changes)
+            if delivery.subscription_id:
+                counter = "success_count" if delivered else "failure_count"
+                WebhookSubscription.objects.filter(id=delivery.subscription_id).update(
+                    **{counter: F(counter) + 1, "last_triggered_at": now})
+            if changes["status"] == Status.PENDING:
+                self._enqueue_with_commit(delivery.id, run_after=changes["next_attempt_at"])
+            elif changes["status"] == Status.DEAD:
+                self.kernel.audit.record(
+                    "webhook.delivery", tenant=delivery.tenant, addon=delivery.addon_key, target=delivery.event,
+                    decision="allow", reason=error[:500],
+                    details={"delivery": str(delivery.id), "status": "dead", "attempts": delivery.attempts,
+                             "response_status": status_code, "subscription": str(delivery.subscription_id or "")})
         log.info("delivery %s attempt %s: %s %s", delivery.id, delivery.attempts, changes["status"], status_code or error)
-        if delivery.subscription_id:
-            counter = "success_count" if delivered else "failure_count"
-            WebhookSubscription.objects.filter(id=delivery.subscription_id).update(
-                **{counter: F(counter) + 1, "last_triggered_at": now})
-        if changes["status"] == Status.PENDING:
-            self._enqueue(delivery.id, run_after=changes["next_attempt_at"])
-        else:
-            self.kernel.audit.record(
-                "webhook.delivery", tenant=delivery.tenant, addon=delivery.addon_key, target=delivery.event,
-                decision="allow", reason=error[:500],
-                details={"delivery": str(delivery.id), "status": changes["status"], "attempts": delivery.attempts,
-                         "response_status": status_code, "latency_ms": latency_ms,
-                         "subscription": str(delivery.subscription_id or "")})
         return changes["status"]
 
     # -- operators ------------------------------------------------------------------------
@@ -221,24 +240,27 @@ class DeliveryService:
         count = 0
         for row_id, status in WebhookDelivery.objects.filter(stale).values_list("id", "status")[:1000]:
             lost_attempt = F("attempts") - 1 if status == Status.SENDING else F("attempts")
-            if WebhookDelivery.objects.filter(stale, id=row_id).update(
-                    status=Status.PENDING, attempts=lost_attempt, lease_until=None, next_attempt_at=now):
-                log.info("delivery %s requeued (%s)", row_id, "attempt lost with its worker" if status == Status.SENDING else "task lost")
-                self._enqueue(row_id)
-                count += 1
+            with transaction.atomic():
+                if not WebhookDelivery.objects.filter(stale, id=row_id).update(
+                        status=Status.PENDING, attempts=lost_attempt, lease_until=None, next_attempt_at=now):
+                    continue
+                self._enqueue_with_commit(row_id)
+            log.info("delivery %s requeued (%s)", row_id, "attempt lost with its worker" if status == Status.SENDING else "task lost")
+            count += 1
         return count
 
     def replay(self, delivery_id, actor="") -> WebhookDelivery:
         """Send a dead (or delivered) delivery again, with a fresh attempt budget."""
-        updated = WebhookDelivery.objects.filter(id=delivery_id, status__in=[Status.DEAD, Status.DELIVERED]).update(
-            status=Status.PENDING, attempts=0, next_attempt_at=timezone.now(), error="", lease_until=None)
-        delivery = WebhookDelivery.objects.filter(id=delivery_id).first()
-        if delivery is None:
-            raise NotFound(f"no delivery {delivery_id}")
-        if not updated:
-            raise Conflict(f"delivery {delivery_id} is {delivery.status}; only dead or delivered ones are replayed")
-        self.kernel.audit.record("webhook.delivery", actor=actor, tenant=delivery.tenant, addon=delivery.addon_key,
-                                 target=delivery.event, decision="allow", reason="replay",
-                                 details={"delivery": str(delivery.id), "status": "replayed"})
-        transaction.on_commit(lambda: self._enqueue(delivery.id))
+        with transaction.atomic():
+            updated = WebhookDelivery.objects.filter(id=delivery_id, status__in=[Status.DEAD, Status.DELIVERED]).update(
+                status=Status.PENDING, attempts=0, next_attempt_at=timezone.now(), error="", lease_until=None)
+            delivery = WebhookDelivery.objects.filter(id=delivery_id).first()
+            if delivery is None:
+                raise NotFound(f"no delivery {delivery_id}")
+            if not updated:
+                raise Conflict(f"delivery {delivery_id} is {delivery.status}; only dead or delivered ones are replayed")
+            self.kernel.audit.record("webhook.delivery", actor=actor, tenant=delivery.tenant, addon=delivery.addon_key,
+                                     target=delivery.event, decision="allow", reason="replay",
+                                     details={"delivery": str(delivery.id), "status": "replayed"})
+            self._enqueue_with_commit(delivery.id)
         return delivery
