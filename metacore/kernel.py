@@ -102,6 +102,13 @@ class Kernel:
         return ToolService(self)
 
     @cached_property
+    def inbound(self):
+        """Inbound webhooks declared by manifests (integrations/inbound.py)."""
+        from metacore.integrations.inbound import InboundService
+
+        return InboundService(self)
+
+    @cached_property
     def hub(self):
         from metacore.hub.publisher import HubPublisher
 

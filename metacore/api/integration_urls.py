@@ -7,6 +7,8 @@ ID = r"[0-9A-Za-z-]{1,64}"
 
 urlpatterns = [
     re_path(r"^webhooks/?$", views.SubscriptionListView.as_view(), name="metacore-webhooks"),
+    re_path(r"^webhooks/in/(?P<addon_key>[A-Za-z0-9_.-]{1,64})/(?P<hook_key>[A-Za-z0-9_.-]{1,100})/?$",
+            views.InboundWebhookView.as_view(), name="metacore-webhook-inbound"),
     re_path(r"^webhooks/deliveries/?$", views.DeliveryListView.as_view(), name="metacore-webhook-deliveries"),
     re_path(rf"^webhooks/deliveries/(?P<delivery_id>{ID})/replay/?$", views.DeliveryReplayView.as_view(),
             name="metacore-webhook-delivery-replay"),

@@ -11,8 +11,8 @@ import secrets
 import uuid
 
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser
-from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -147,3 +147,27 @@ class ToolExecuteView(WebhookView):
         except ToolFailed as exc:
             return Response({"success": False, "error": str(exc)}, status=502)
         return Response(result)
+
+
+class _RawBody(BaseParser):
+    """Leaves the body to the view: the signature covers its exact bytes."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return None
+
+
+class InboundWebhookView(EnvelopeErrorsMixin, APIView):
+    """`POST webhooks/in/<addon>/<key>`: no session or token; the signature is the credential."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    parser_classes = [_RawBody]
+
+    def post(self, request, addon_key, hook_key):
+        body = request.body
+        request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
+        status, answer = get_kernel().inbound.receive(addon_key, hook_key, request.get_full_path(), body, request.headers,
+                                                      request.content_type or "", request_id)
+        return Response(answer, status=status)
