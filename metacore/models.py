@@ -136,4 +136,4 @@ class WebhookNonce(models.Model):
         constraints = [models.UniqueConstraint(fields=["scope", "nonce"], name="metacore_webhook_nonce_once")]
 
 
-from metacore.integrations.models import ScheduleRun, WebhookDelivery, WebhookSubscription  # noqa: E402,F401  (registered here)
+from metacore.integrations.models import EventLogEntry, ScheduleRun, WebhookDelivery, WebhookSubscription  # noqa: E402,F401  (registered here)

@@ -13,6 +13,7 @@ urlpatterns = [
     re_path(rf"^webhooks/deliveries/(?P<delivery_id>{ID})/replay/?$", views.DeliveryReplayView.as_view(),
             name="metacore-webhook-delivery-replay"),
     re_path(rf"^webhooks/(?P<sub_id>{ID})/?$", views.SubscriptionView.as_view(), name="metacore-webhook"),
+    re_path(r"^events/?$", views.EventLogView.as_view(), name="metacore-events"),
     re_path(r"^tools/?$", views.ToolListView.as_view(), name="metacore-tools"),
     re_path(r"^tools/execute/?$", views.ToolExecuteView.as_view(), name="metacore-tools-execute"),
 ]

@@ -171,3 +171,29 @@ class InboundWebhookView(EnvelopeErrorsMixin, APIView):
         status, answer = get_kernel().inbound.receive(addon_key, hook_key, request.get_full_path(), body, request.headers,
                                                       request.content_type or "", request_id)
         return Response(answer, status=status)
+
+
+class EventLogView(WebhookView):
+    """`GET events?type=&since=&until=&limit=`: the caller's organization's addon events,
+    newest first (`type` exact or `prefix.*`; times ISO 8601; limit 1..500, default 100)."""
+
+    def get(self, request):
+        from django.utils.dateparse import parse_datetime
+
+        from metacore.integrations import eventlog
+
+        params, errors, bounds = request.query_params, {}, {}
+        for name in ("since", "until"):
+            if params.get(name):
+                value = parse_datetime(params[name]) if len(params[name]) <= 64 else None
+                if value is None or value.tzinfo is None:
+                    errors[name] = ["an ISO 8601 date-time with a UTC offset"]
+                bounds[name] = value
+        limit = params.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 500:
+            errors["limit"] = ["an integer from 1 to 500"]
+        if errors:
+            raise ValidationError("invalid event log query", errors=errors)
+        entries = eventlog.query(_tenant(request), type=params.get("type") or None, limit=int(limit), **bounds)
+        return Response({"success": True, "data": [
+            {"id": e.id, "type": e.type, "addon_key": e.addon_key, "payload": e.payload, "at": e.at} for e in entries]})

@@ -3,7 +3,7 @@ replay); registered from metacore/admin.py."""
 from django.contrib import admin, messages
 
 from metacore.errors import MetacoreError
-from metacore.integrations.models import ScheduleRun, WebhookDelivery, WebhookSubscription
+from metacore.integrations.models import EventLogEntry, ScheduleRun, WebhookDelivery, WebhookSubscription
 
 
 @admin.register(WebhookSubscription)
@@ -47,6 +47,20 @@ class ScheduleRunAdmin(admin.ModelAdmin):
     list_display = ("addon_key", "schedule_key", "tick_at", "status", "duration_ms", "worker")
     list_filter = ("status", "addon_key")
     readonly_fields = [f.name for f in ScheduleRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(EventLogEntry)
+class EventLogEntryAdmin(admin.ModelAdmin):
+    list_display = ("type", "addon_key", "tenant", "at")
+    list_filter = ("addon_key",)
+    search_fields = ("type", "tenant")
+    readonly_fields = [f.name for f in EventLogEntry._meta.fields]
 
     def has_add_permission(self, request):
         return False

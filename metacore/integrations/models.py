@@ -97,3 +97,19 @@ class ScheduleRun(models.Model):
 
     def __str__(self):
         return f"{self.addon_key}.{self.schedule_key} @ {self.tick_at:%Y-%m-%d %H:%M:%S} ({self.status})"
+
+
+class EventLogEntry(models.Model):
+    """An addon event (`event_emit`, inbound event hooks), kept per organization for queries
+    by type and time; pruned by `metacore_eventlog_prune` (retention like the audit's)."""
+
+    tenant = models.CharField(max_length=64, blank=True)
+    addon_key = models.CharField(max_length=64)
+    type = models.CharField(max_length=200)
+    payload = models.JSONField(default=dict)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["tenant", "type", "at"], name="metacore_eventlog_tenant_type")]
+        verbose_name_plural = "event log"

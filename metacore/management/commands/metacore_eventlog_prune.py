@@ -1,0 +1,33 @@
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from metacore.integrations.models import EventLogEntry
+
+
+class Command(BaseCommand):
+    help = "Delete event log entries older than --older-than DAYS (retention, like metacore_audit_prune)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+        parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+        parser.add_argument("--batch-size", type=int, default=5000)
+
+    def handle(self, *args, older_than, dry_run, batch_size, **options):
+        if older_than < 0:
+            raise CommandError("--older-than must be 0 or more days")
+        if batch_size < 1:
+            raise CommandError("--batch-size must be positive")
+        cutoff = timezone.now() - timedelta(days=older_than)
+        old = EventLogEntry.objects.filter(at__lt=cutoff)
+        if dry_run:
+            self.stdout.write(f"{old.count()} event log entries older than {cutoff:%Y-%m-%d %H:%M} would be deleted")
+            return
+        deleted = 0
+        while True:  # in batches, so a large backlog never holds one huge delete/lock
+            ids = list(old.values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                break
+            deleted += EventLogEntry.objects.filter(pk__in=ids).delete()[0]
+        self.stdout.write(f"deleted {deleted} event log entries older than {cutoff:%Y-%m-%d %H:%M}")
