@@ -17,7 +17,7 @@ from metacore.installer.webhooks import sign_request
 from metacore.integrations.outbound import signed_path
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, TenantMembership
-from webhook_receiver import Receiver, upstream_signature
+from webhook_receiver import receiver, upstream_signature  # noqa: F401 (fixture)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "helpdesk"
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,13 +39,6 @@ def test_signature_bytes_match_upstreams_documented_format():
     assert hashlib.sha256(body).hexdigest() == "28c75b2fec00b38a0a5aa17e07077ac57ccb5902683963893724dbb7d8e1d2f3"
     assert headers["X-Metacore-Signature"] == upstream_signature("shhh", "1700000000", "POST", "/hook?x=1", "n-1", body)
     assert signed_path("http://addon.example") == "/"
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver(secret=None)
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from metacore.installer.secrets import issue_secret
 from metacore.integrations.tools import input_params, validate
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, TenantMembership
-from webhook_receiver import Receiver
+from webhook_receiver import receiver  # noqa: F401 (fixture)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "helpdesk"
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,13 +43,6 @@ def test_validator_rules():
     assert input_params(ECHO["input_schema"]) == (
         {"name": "q", "type": "string", "description": "", "required": True},
         {"name": "n", "type": "number", "description": "", "required": False})
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture

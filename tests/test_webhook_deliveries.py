@@ -19,7 +19,7 @@ from metacore.integrations.deliveries import backoff_seconds, matches
 from metacore.integrations.models import WebhookDelivery, WebhookSubscription
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, TenantMembership
-from webhook_receiver import Receiver
+from webhook_receiver import Receiver, receiver  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "helpdesk"
@@ -31,13 +31,6 @@ def webhook_settings(settings):
     settings.METACORE = {**settings.METACORE, "HTTP_RESOLVER": "webhook_receiver.resolve",
                          "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"], "WEBHOOK_RETRY_BASE_S": 0.05}
     return settings
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture

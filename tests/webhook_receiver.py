@@ -13,6 +13,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 HOST = "receiver.test"
 
 
@@ -91,3 +93,11 @@ class Receiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    """A running Receiver (without a secret until the test sets one), closed afterwards."""
+    server = Receiver()
+    yield server
+    server.close()

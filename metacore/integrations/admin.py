@@ -2,6 +2,7 @@
 replay); registered from metacore/admin.py."""
 from django.contrib import admin, messages
 
+from metacore.admin import ReadOnlyAdmin
 from metacore.errors import MetacoreError
 from metacore.integrations.models import EventLogEntry, ScheduleRun, WebhookDelivery, WebhookSubscription
 
@@ -16,18 +17,12 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_display = ("event", "url", "status", "attempts", "response_status", "latency_ms", "tenant", "created_at")
     list_filter = ("status", "addon_key")
     search_fields = ("event", "url", "tenant")
     actions = ("replay",)
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Replay selected deliveries (dead or delivered)")
     def replay(self, request, queryset):
@@ -43,27 +38,15 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(ScheduleRun)
-class ScheduleRunAdmin(admin.ModelAdmin):
+class ScheduleRunAdmin(ReadOnlyAdmin):
     list_display = ("addon_key", "schedule_key", "tick_at", "status", "duration_ms", "worker")
     list_filter = ("status", "addon_key")
     readonly_fields = [f.name for f in ScheduleRun._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(EventLogEntry)
-class EventLogEntryAdmin(admin.ModelAdmin):
+class EventLogEntryAdmin(ReadOnlyAdmin):
     list_display = ("type", "addon_key", "tenant", "at")
     list_filter = ("addon_key",)
     search_fields = ("type", "tenant")
     readonly_fields = [f.name for f in EventLogEntry._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from metacore.integrations.models import EventLogEntry
+from metacore.retention import delete_in_batches
 
 
 class Command(BaseCommand):
@@ -24,10 +25,5 @@ class Command(BaseCommand):
         if dry_run:
             self.stdout.write(f"{old.count()} event log entries older than {cutoff:%Y-%m-%d %H:%M} would be deleted")
             return
-        deleted = 0
-        while True:  # in batches, so a large backlog never holds one huge delete/lock
-            ids = list(old.values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                break
-            deleted += EventLogEntry.objects.filter(pk__in=ids).delete()[0]
+        deleted = delete_in_batches(old, batch_size)
         self.stdout.write(f"deleted {deleted} event log entries older than {cutoff:%Y-%m-%d %H:%M}")
