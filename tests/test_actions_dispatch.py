@@ -2,7 +2,6 @@
 `hooks` map), and a wasm action confirmed by its hooks-map webhook, against a real local
 receiver that checks upstream's signature."""
 import hashlib
-import hmac
 import json
 import shutil
 import uuid
@@ -17,10 +16,12 @@ from metacore.installer.webhooks import sign_request
 from metacore.integrations.outbound import signed_path
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, TenantMembership
-from webhook_receiver import receiver, upstream_signature  # noqa: F401 (fixture)
+import webhook_receiver
+from webhook_receiver import upstream_signature
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "helpdesk"
 pytestmark = pytest.mark.django_db(transaction=True)
+receiver = webhook_receiver.receiver  # the local receiver fixture
 
 
 def test_signature_bytes_match_upstreams_documented_format():

@@ -13,10 +13,11 @@ from metacore.installer.secrets import issue_secret
 from metacore.integrations.tools import input_params, validate
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, TenantMembership
-from webhook_receiver import receiver  # noqa: F401 (fixture)
+import webhook_receiver
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "helpdesk"
 pytestmark = pytest.mark.django_db(transaction=True)
+receiver = webhook_receiver.receiver  # the local receiver fixture
 
 LOOKUP = {
     "id": "lookup", "name": "Lookup taxpayer", "description": "Find a taxpayer", "endpoint": "/tools/lookup",

@@ -19,11 +19,13 @@ from metacore.integrations.deliveries import backoff_seconds, matches
 from metacore.integrations.models import WebhookDelivery, WebhookSubscription
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, TenantMembership
-from webhook_receiver import Receiver, receiver  # noqa: F401 (fixture)
+import webhook_receiver
+from webhook_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "helpdesk"
 pytestmark = pytest.mark.django_db(transaction=True)
+receiver = webhook_receiver.receiver  # the local receiver fixture
 
 
 @pytest.fixture(autouse=True)
