@@ -440,3 +440,6 @@ class EnforcerModeAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for obj in queryset:
             self.delete_model(request, obj)
+
+
+from metacore.integrations import admin as integrations_admin  # noqa: E402,F401  (registers its models)

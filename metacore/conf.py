@@ -18,6 +18,12 @@ DEFAULTS = {
     "SECRET_MASTER_KEY": None,  # encrypts installation secrets so outbound webhooks can be signed
     "SECRETS_KEY": None,  # encrypts secret settings at rest (default: derived from Django's SECRET_KEY)
     "WEBHOOK_MAX_SKEW_SECONDS": 300,  # accepted clock skew (and nonce lifetime) of signed webhooks
+    "WEBHOOK_TIMEOUT_S": 15.0,  # total budget of one outbound webhook call (upstream's default)
+    "WEBHOOK_HOST_NAME": "metacore",  # X-Metacore-Host of outbound webhooks
+    "WEBHOOK_MAX_ATTEMPTS": 5,  # attempts of an addon's manifest subscription before dead-lettering
+    "WEBHOOK_RETRY_BASE_S": 4.0,  # first retry delay; then x4 per attempt, with jitter
+    "WEBHOOK_RETRY_MAX_S": 3600.0,  # cap of one retry delay
+    "WEBHOOK_RECOVER_AFTER_S": 60.0,  # a pending delivery this overdue lost its task: requeued
     # Store
     "DEFAULT_PER_PAGE": 20,
     "MAX_PER_PAGE": 200,

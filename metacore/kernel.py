@@ -74,6 +74,41 @@ class Kernel:
         return SandboxService(self)
 
     @cached_property
+    def actions(self):
+        """Row action triggers: wasm, noop, webhook (actions/dispatcher.py)."""
+        from metacore.actions.dispatcher import ActionDispatcher
+
+        return ActionDispatcher(self)
+
+    @cached_property
+    def deliveries(self):
+        """Outbound webhook deliveries on events (integrations/deliveries.py)."""
+        from metacore.integrations.deliveries import DeliveryService
+
+        return DeliveryService(self)
+
+    @cached_property
+    def schedules(self):
+        """Addon cron schedules (integrations/schedules.py)."""
+        from metacore.integrations.schedules import ScheduleService
+
+        return ScheduleService(self)
+
+    @cached_property
+    def tools(self):
+        """Tool registry from manifests' tools[] and its dispatcher (integrations/tools.py)."""
+        from metacore.integrations.tools import ToolService
+
+        return ToolService(self)
+
+    @cached_property
+    def inbound(self):
+        """Inbound webhooks declared by manifests (integrations/inbound.py)."""
+        from metacore.integrations.inbound import InboundService
+
+        return InboundService(self)
+
+    @cached_property
     def hub(self):
         from metacore.hub.publisher import HubPublisher
 

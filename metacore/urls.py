@@ -11,5 +11,6 @@ urlpatterns = [
     path("", include("metacore.api.hub_urls")),
     path("metacore/", include("metacore.api.security_urls")),
     path("metacore/", include("metacore.api.management_urls")),
+    path("metacore/", include("metacore.api.integration_urls")),
     path("metrics", metrics_view, name="metacore-metrics"),
 ]

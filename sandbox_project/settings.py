@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "channels",
+    "django_tasks",
+    "django_tasks_db",
     "metacore",
 ]
 
@@ -108,6 +110,9 @@ CHANNEL_LAYERS = (
     if os.environ.get("REDIS_URL")
     else {"default": {"BACKEND": "metacore.hub.layers.InMemoryChannelLayer"}}
 )
+
+# Background work (webhook deliveries, schedules): Django's Tasks API, on the database.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 METACORE = {
     # The sandbox installs its unsigned example bundles; a production host keeps this False.

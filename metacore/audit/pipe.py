@@ -41,6 +41,10 @@ EVENT_KINDS = (
     "sandbox.import",
     "hub.connect",
     "hub.subscribe",
+    "action.dispatch",
+    "webhook.delivery",
+    "schedule.run",
+    "tool.execute",
 )
 DECISIONS = ("allow", "deny", "would-deny")
 _TEXT_FIELDS = ("actor", "tenant", "addon", "target", "decision", "mode", "reason", "request_id", "trace_id", "span_id")

@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from metacore.models import AuditRecord
 from metacore.management.base import MetacoreCommand
+from metacore.retention import delete_in_batches
 
 
 class Command(MetacoreCommand):
@@ -31,11 +32,6 @@ class Command(MetacoreCommand):
             self.report(options, f"{count} audit records older than {cutoff:%Y-%m-%d %H:%M} would be deleted",
                         {"would_delete": count, "cutoff": cutoff.isoformat()})
             return
-        deleted = 0
-        while True:  # in batches, so a large backlog never holds one huge delete/lock
-            ids = list(old.values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                break
-            deleted += AuditRecord.objects.filter(pk__in=ids).delete()[0]
+        deleted = delete_in_batches(old, batch_size)
         self.report(options, f"deleted {deleted} audit records older than {cutoff:%Y-%m-%d %H:%M}",
                     {"deleted": deleted, "cutoff": cutoff.isoformat()})
