@@ -20,7 +20,7 @@ from typing import Any
 
 from metacore.integrations import outbound
 from metacore.sandbox.errors import ExportNotAllowed, SandboxError
-from metacore.security.ssrf import FetchError
+from metacore.security.ssrf import FetchError, FetchTimeout
 
 TRIGGERS = ("wasm", "noop", "webhook")
 
@@ -115,8 +115,7 @@ class ActionDispatcher:
                                  extra_headers={"X-Metacore-Invocation": "action",
                                                 "X-Metacore-User-ID": ctx.actor_id or ""})
         except FetchError as exc:
-            timed_out = isinstance(exc.__cause__, TimeoutError) or "timed out" in exc.message
-            code, status = ("timeout", 504) if timed_out else ("webhook_unreachable", 502)
+            code, status = ("timeout", 504) if isinstance(exc, FetchTimeout) else ("webhook_unreachable", 502)
             self._audit(request, "webhook", outcome=code, url=url, reason=exc.message)
             return Outcome(False, error={"code": code, "message": exc.message}, status=status)
         response = sent.response

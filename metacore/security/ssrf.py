@@ -54,6 +54,13 @@ class FetchError(MetacoreError):
     status = 502
 
 
+class FetchTimeout(FetchError):
+    """The fetch outlived its budget (connect, send and every read together)."""
+
+    status = 504
+    code = "timeout"
+
+
 @dataclass
 class FetchResponse:
     status: int
@@ -284,13 +291,13 @@ def _request(parts, host, port, address, method, body, headers, timeout, max_byt
             resp = conn.getresponse()
             data = resp.read(max_bytes + 1)
         if budget.cut:
-            raise FetchError(f"fetching {parts.scheme}://{host}{path} took longer than its {timeout:.1f} s budget")
+            raise FetchTimeout(f"fetching {parts.scheme}://{host}{path} took longer than its {timeout:.1f} s budget")
         if len(data) > max_bytes:
             raise FetchError(f"response from {host} exceeds {max_bytes} bytes")
         return FetchResponse(resp.status, resp.getheaders(), data, "")
     except (OSError, http.client.HTTPException) as exc:
-        if budget.cut:
-            raise FetchError(f"fetching {parts.scheme}://{host}{path} took longer than its {timeout:.1f} s budget") from exc
+        if budget.cut or isinstance(exc, TimeoutError):
+            raise FetchTimeout(f"fetching {parts.scheme}://{host}{path} took longer than its {timeout:.1f} s budget") from exc
         raise FetchError(f"fetching {parts.scheme}://{host}{path} failed: {exc}") from exc
     finally:
         conn.close()
