@@ -18,7 +18,7 @@ ALLOWED_HOSTS = ["*"]
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "metacore.admin_data.apps.MetacoreAdminConfig",  # django.contrib.admin + addon data (docs/admin.md)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
