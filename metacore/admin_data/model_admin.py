@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
+import functools
 import json
 import uuid
 
@@ -225,8 +226,24 @@ class AddonModelAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
-        return [path("import/", self.admin_site.admin_view(self.import_view), name="%s_%s_import" % info),
+        urls = [path("import/", self.admin_site.admin_view(self.import_view), name="%s_%s_import" % info),
                 *super().get_urls()]
+        for pattern in urls:
+            pattern.callback = self._current_only(pattern.callback)
+        return urls
+
+    def _current_only(self, view):
+        """Serve only while this admin's class is current: after an upgrade or uninstall
+        (seen here, on the view's thread) the request is resolved again."""
+        from metacore.admin_data.site import redispatch
+
+        @functools.wraps(view)
+        def inner(request, *args, **kwargs):
+            if self.admin_site.addon_admins().get(self.model) is not self:
+                self.admin_site._live.refresh()
+                return redispatch(request)
+            return view(request, *args, **kwargs)
+        return inner
 
     def import_view(self, request):
         """Upload a CSV or JSON file: every row is validated first, then all are written

@@ -9,6 +9,7 @@ every process without a restart.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 from weakref import WeakKeyDictionary
 
@@ -18,15 +19,28 @@ from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import clear_url_caches, get_resolver, include, path, re_path, reverse
+from django.views.decorators.common import no_append_slash
+from django.urls import clear_url_caches, get_resolver, include, path, re_path, resolve, reverse
 from django.urls.resolvers import URLResolver
 
 from metacore.admin_data.tenancy import admin_context, pick_organization
 
 
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class LivePatterns:
     """The site's URL patterns, recomputed when the addon registry changes. Django's
-    resolver keeps this object as its pattern list and iterates it on every resolve."""
+    resolver keeps this object as its pattern list and iterates it on every resolve.
+
+    Under ASGI Django resolves inside the event loop, where the database is off limits:
+    there the last patterns are used as they are, and the views re-check freshness on
+    their thread (`MetacoreAdminSite.catch_all_view`, `AddonModelAdmin.get_urls`)."""
 
     def __init__(self, site):
         self.site = site
@@ -43,14 +57,25 @@ class LivePatterns:
         return len(self.current())
 
     def current(self) -> list:
-        revision = self.site.addon_revision()
-        if revision != self._revision:
+        if not _in_event_loop():
+            self.refresh()
+        elif self._patterns is None:
             with self.site._lock:
-                if revision != self._revision:
-                    self._patterns = self.site.get_urls()
-                    self._revision = revision
-                    self._reset_resolvers()
+                self._patterns = self.site.get_urls()
         return self._patterns
+
+    def refresh(self) -> bool:
+        """Rebuild when the registry moved (one query); True when the patterns changed."""
+        revision = self.site.addon_revision()
+        if revision == self._revision:
+            return False
+        with self.site._lock:
+            if revision == self._revision:
+                return False
+            self._patterns = self.site.get_urls()
+            self._revision = revision
+            self._reset_resolvers()
+        return True
 
     def _reset_resolvers(self):
         """Forget the reverse/namespace tables built from the previous patterns."""
@@ -67,6 +92,12 @@ class LivePatterns:
 
         walk(get_resolver())
         clear_url_caches()
+
+
+def redispatch(request):
+    """Resolve `request` again (after the patterns changed) and call what it names now."""
+    match = resolve(request.path_info, getattr(request, "urlconf", None))
+    return match.func(request, *match.args, **match.kwargs)
 
 
 class AddonAutocompleteView(AutocompleteJsonView):
@@ -124,7 +155,9 @@ class MetacoreAdminSite(admin.AdminSite):
         self._addon_admins, self._addon_revision = admins, revision
 
     def addon_admins(self) -> dict:
-        self.addon_revision()
+        """The current addon admins, with URL patterns to match (off the event loop)."""
+        if not _in_event_loop():
+            self._live.refresh()
         return self._addon_admins
 
     def addon_model(self, app_label, model_name):
@@ -153,7 +186,7 @@ class MetacoreAdminSite(admin.AdminSite):
     def get_urls(self):
         urls = super().get_urls()
         catch_all = [urls.pop()] if self.final_catch_all_view else []
-        admins = self.addon_admins()
+        admins = self._addon_admins  # as last refreshed (LivePatterns decides when)
         for model, model_admin in admins.items():
             urls.append(path(f"{model._meta.app_label}/{model._meta.model_name}/", include(model_admin.urls)))
         labels = sorted({model._meta.app_label for model in admins})
@@ -162,6 +195,14 @@ class MetacoreAdminSite(admin.AdminSite):
                                 name="app_list"))
         urls.append(path("organization/", self.admin_view(self.organization_view), name="metacore_organization"))
         return urls + catch_all
+
+    @no_append_slash
+    def catch_all_view(self, request, url):
+        """A URL no pattern matched may belong to an addon installed since this process
+        last looked: refresh, and serve it when it now resolves elsewhere."""
+        if self._live.refresh():
+            return redispatch(request)
+        return super().catch_all_view(request, url)
 
     def autocomplete_view(self, request):
         return AddonAutocompleteView.as_view(admin_site=self)(request)
