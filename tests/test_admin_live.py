@@ -18,42 +18,44 @@ from websockets.asyncio.client import connect as ws_connect
 
 from livekit import Daphne
 from metacore.kernel import get_kernel
-from metacore.models import AuditRecord, InstallJournal, TenantMembership
+from metacore.models import AuditRecord
 from metacore.store.service import StoreContext
-from store_support import ORG_A, ORG_B, installed_addon, make_user
+from store_support import ORG_A, ORG_B, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ROOT / "examples" / "tasks"
 SHOP = Path(__file__).parent / "data" / "store_shop"
 PERMS = [f"tasks.{t}.{v}" for t in ("projects", "tasks") for v in ("read", "create", "update", "delete")]
 PASSWORD = "admin-live-pw"
+pytestmark = pytest.mark.django_db(transaction=True)  # the server process must see every row
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
-def live(django_db_setup, django_db_blocker):
-    with installed_addon(django_db_blocker, TASKS):
-        with django_db_blocker.unblock():
-            alice = make_user("admin-alice", ORG_A, perms=PERMS)
-            alice.is_staff = True
-            alice.set_password(PASSWORD)
-            alice.save()
-            root = User.objects.create_superuser("admin-root", password=PASSWORD)
-            store = get_kernel().store
-            for org, names in ((ORG_A, ("Apollo", "Artemis")), (ORG_B, ("Borealis",))):
-                ctx = StoreContext(user=root, tenant=str(org), actor_id=str(root.pk))
-                for i, name in enumerate(names):
-                    store.create(ctx, "tasks.projects", {"name": name, "archived": i == 1})
-            token = Token.objects.create(user=alice).key
-            (server,) = Daphne.start()
-        try:
-            yield {"server": server, "alice": alice, "root": root, "token": token}
-        finally:
-            server.terminate()
-            with django_db_blocker.unblock():
-                TenantMembership.objects.filter(user__in=[alice, root]).delete()
-                User.objects.filter(pk__in=[alice.pk, root.pk]).delete()
+def server(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        (daphne,) = Daphne.start()
+    yield daphne
+    daphne.terminate()
+
+
+@pytest.fixture
+def live(server, transactional_db):
+    """tasks installed; a staff user of organization A, a superuser; projects in A and B."""
+    result = get_kernel().installer.install(TASKS)
+    alice = make_user("admin-alice", ORG_A, perms=PERMS)
+    alice.is_staff = True
+    alice.set_password(PASSWORD)
+    alice.save()
+    root = User.objects.create_superuser("admin-root", password=PASSWORD)
+    store = get_kernel().store
+    for org, names in ((ORG_A, ("Apollo", "Artemis")), (ORG_B, ("Borealis",))):
+        ctx = StoreContext(user=root, tenant=str(org), actor_id=str(root.pk))
+        for i, name in enumerate(names):
+            store.create(ctx, "tasks.projects", {"name": name, "archived": i == 1})
+    yield {"server": server, "alice": alice, "root": root, "token": Token.objects.create(user=alice).key}
+    get_kernel().installer.uninstall(result.key, drop_data=True)  # runtime tables outlive the flush
 
 
 class AdminSession:
@@ -92,15 +94,14 @@ async def _write_and_receive(server, token, write):
                 return frame["payload"]
 
 
-def test_admin_write_is_audited_and_published(live, django_db_blocker):
+def test_admin_write_is_audited_and_published(live):
     server, alice = live["server"], live["alice"]
     session = AdminSession(server.url, alice.username)
     payload = asyncio.run(_write_and_receive(
         server, live["token"], lambda: session.post("/admin/addon_tasks/projects/add/", {"name": "Hermes"})))
     assert (payload["action"], payload["addon"], payload["table"], payload["org_id"], payload["actor_id"]) == (
         "created", "tasks", "projects", str(ORG_A), str(alice.pk))
-    with django_db_blocker.unblock():
-        record = AuditRecord.objects.get(kind="crud.create", target=f"tasks.projects:{payload['id']}")
+    record = AuditRecord.objects.get(kind="crud.create", target=f"tasks.projects:{payload['id']}")
     assert record.actor == str(alice.pk) and record.tenant == str(ORG_A)
     # an edit and a delete from the admin are events too
     change = f"/admin/addon_tasks/projects/{payload['id']}/change/"
@@ -111,22 +112,22 @@ def test_admin_write_is_audited_and_published(live, django_db_blocker):
         server, live["token"],
         lambda: session.post(f"/admin/addon_tasks/projects/{payload['id']}/delete/", {"post": "yes"})))
     assert deleted["action"] == "deleted"
-    with django_db_blocker.unblock():
-        kinds = set(AuditRecord.objects.filter(target=f"tasks.projects:{payload['id']}").values_list("kind", flat=True))
+    kinds = set(AuditRecord.objects.filter(target=f"tasks.projects:{payload['id']}").values_list("kind", flat=True))
     assert kinds == {"crud.create", "crud.update", "crud.delete"}
 
 
-def test_installing_an_addon_shows_on_the_next_page_load(live, django_db_blocker):
+def test_installing_an_addon_shows_on_the_next_page_load(live):
     session = AdminSession(live["server"].url, live["root"].username)
     assert "Store test shop" not in session.get("/admin/")[1]
-    with installed_addon(django_db_blocker, SHOP):
+    get_kernel().installer.install(SHOP)
+    try:
         status, html = session.get("/admin/")
         assert "Store test shop" in html and "/admin/addon_store_shop/customers/" in html
         assert session.get("/admin/addon_store_shop/customers/")[0] == 200
+    finally:
+        get_kernel().installer.uninstall("store_shop", drop_data=True)
     status, html = session.get("/admin/")
     assert "Store test shop" not in html
-    with django_db_blocker.unblock():
-        InstallJournal.objects.filter(addon_key="store_shop").delete()
 
 
 def _chromium_or_skip():
@@ -146,7 +147,7 @@ def _chromium_or_skip():
     return executable
 
 
-def test_browser_smoke_login_filter_edit(live, django_db_blocker):
+def test_browser_smoke_login_filter_edit(live):
     executable = _chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
@@ -173,5 +174,4 @@ def test_browser_smoke_login_filter_edit(live, django_db_blocker):
             expect(page.locator("#result_list")).to_contain_text("Apollo edited in the browser")
         finally:
             browser.close()
-    with django_db_blocker.unblock():
-        assert AuditRecord.objects.filter(kind="crud.update", actor=str(live["alice"].pk)).exists()
+    assert AuditRecord.objects.filter(kind="crud.update", actor=str(live["alice"].pk)).exists()
