@@ -19,7 +19,7 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import AllValuesFieldListFilter, RelatedOnlyFieldListFilter
+from django.contrib.admin import AllValuesFieldListFilter, RelatedOnlyFieldListFilter, helpers
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db import connections
 from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
@@ -111,17 +111,18 @@ class AddonModelAdmin(admin.ModelAdmin):
         codename = model_permission(self.resolved.installation_key, self.resolved.spec.table, VERBS[verb])
         return _kernel().permissions.has(request.user, codename)
 
+    # Every admin page shows rows, so each verb also needs read (the API's GET does).
     def has_view_permission(self, request, obj=None):
-        return self._allowed(request, "view") or self._allowed(request, "change")
+        return self._allowed(request, "view")
 
     def has_add_permission(self, request):
-        return self._allowed(request, "add")
+        return self._allowed(request, "view") and self._allowed(request, "add")
 
     def has_change_permission(self, request, obj=None):
-        return self._allowed(request, "change")
+        return self._allowed(request, "view") and self._allowed(request, "change")
 
     def has_delete_permission(self, request, obj=None):
-        return self._allowed(request, "delete")
+        return self._allowed(request, "view") and self._allowed(request, "delete")
 
     def has_module_permission(self, request):
         return any(self._allowed(request, verb) for verb in VERBS)
@@ -273,21 +274,44 @@ class AddonModelAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "metacore/admin_data/import.html", context)
 
 
+def _confirmation(action) -> str:
+    """The confirmation text the manifest declares for an action (SDK spellings)."""
+    extra = action.model_extra or {}
+    for key in ("confirm", "confirmation", "confirmMessage", "confirm_message"):
+        value = extra.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, dict) and value.get("message"):
+            return str(value["message"])
+    return ""
+
+
 def _row_action(action):
-    """A manifest row action as an admin action, dispatched like `POST .../action/<key>`."""
+    """A manifest row action as an admin action, dispatched like `POST .../action/<key>`:
+    when it declares fields or a confirmation text, an intermediate page asks for them."""
 
     def run(model_admin, request, queryset):
+        confirm = _confirmation(action)
+        if (action.fields or confirm) and "_metacore_confirmed" not in request.POST:
+            context = {**model_admin.admin_site.each_context(request), "title": action.label or action.key,
+                       "opts": model_admin.opts, "action": action, "confirm": confirm, "queryset": queryset,
+                       "action_name": request.POST.get("action", ""),
+                       "select_across": request.POST.get("select_across", "0"),
+                       "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)}
+            return TemplateResponse(request, "metacore/admin_data/row_action.html", context)
+        body = {f.key: request.POST.get(f"field_{f.key}", "") for f in action.fields}
         ctx = admin_context(request)
         for pk in queryset.values_list("pk", flat=True):
             try:
-                status, body = _kernel().sandbox.run_action(ctx, model_admin.ref, str(pk), action.key, {})
+                status, result = _kernel().sandbox.run_action(ctx, model_admin.ref, str(pk), action.key, body)
             except errors.MetacoreError as exc:
                 model_admin.message_user(request, f"{action.key} {pk}: {exc.message}", messages.ERROR)
                 continue
-            if body.get("success"):
+            if result.get("success"):
                 model_admin.message_user(request, f"{action.key} {pk}: done", messages.SUCCESS)
             else:
-                model_admin.message_user(request, f"{action.key} {pk}: {body['error']['message']}", messages.ERROR)
+                model_admin.message_user(request, f"{action.key} {pk}: {result['error']['message']}", messages.ERROR)
+        return None
 
     run.__name__ = f"action_{action.key}"
     return admin.action(description=action.label or derive.humanize(action.key), permissions=["change"])(run)
