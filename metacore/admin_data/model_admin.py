@@ -24,7 +24,7 @@ from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db import connections
 from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
 from metacore import errors
@@ -95,6 +95,7 @@ class AddonModelAdmin(admin.ModelAdmin):
 
     resolved = None
     column_of_field: dict = {}
+    form_labels: dict = {}
     form = StoreForm
     view_on_site = False
     show_full_result_count = True
@@ -146,6 +147,7 @@ class AddonModelAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs.setdefault("labels", self.form_labels)
         form = super().get_form(request, obj, change=change, **kwargs)
         return type(form.__name__, (form,), {"admin_ctx": admin_context(request), "model_admin": self})
 
@@ -212,7 +214,7 @@ class AddonModelAdmin(admin.ModelAdmin):
         target = f"{self.ref}:{object_id}"
         try:
             url = reverse("admin:metacore_auditrecord_changelist", current_app=self.admin_site.name)
-        except Exception:  # the host's admin does not list the audit trail
+        except NoReverseMatch:  # the host's admin does not list the audit trail
             raise Http404("no audit trail page") from None
         return HttpResponseRedirect(f"{url}?q={target}")
 
@@ -379,13 +381,19 @@ def model_admin_for(resolved, site):
         elif column.name in static_options or derive.cell_style(column) == "status":
             list_filter.append((names[column.name], AllValuesFieldListFilter))
 
-    editable = [names[c.name] for c in spec.columns if c.name not in derive.MANAGED and not c.system]
+    # The form follows the modal metadata (the manifest's `modal` block over the derived one):
+    # its field order and labels first, then any writable column it leaves out.
+    modal = [f for f in derive.modal_metadata(manifest, spec).get("fields", ()) if isinstance(f, dict)]
+    writable = [c.name for c in spec.columns if c.name not in derive.MANAGED and not c.system]
+    ordered = [f["key"] for f in modal if f.get("key") in writable]
+    editable = [names[c] for c in dict.fromkeys(ordered + writable)]
     readonly = [names[c.name] for c in spec.columns
                 if (c.name in derive.MANAGED or c.system) and c.name not in HIDDEN]
     references = [names[c.name] for c in spec.user_columns if c.references is not None and not c.system]
     attrs = {
         "resolved": resolved,
         "column_of_field": {names[c.name]: c.name for c in spec.columns},
+        "form_labels": {names[f["key"]]: f["label"] for f in modal if f.get("key") in writable and f.get("label")},
         "list_display": list_display or ["__str__"],
         "list_filter": list_filter,
         "search_fields": [names[c] for c in derive.search_columns(spec) if c in names],

@@ -205,7 +205,19 @@ class MetacoreAdminSite(admin.AdminSite):
         return super().catch_all_view(request, url)
 
     def autocomplete_view(self, request):
-        return AddonAutocompleteView.as_view(admin_site=self)(request)
+        """Django's autocomplete; on PostgreSQL under row-level security, with the acting
+        organization set for the query (as the pages have it)."""
+        from django.db import connection, transaction
+
+        from metacore.store import rls
+
+        view = AddonAutocompleteView.as_view(admin_site=self)
+        tenant = admin_context(request).tenant
+        if not (tenant and rls.binds(connection)):
+            return view(request)
+        with transaction.atomic():
+            rls.set_tenant(connection, tenant)
+            return view(request)
 
     # -- index --------------------------------------------------------------------------
     def get_app_list(self, request, app_label=None):
