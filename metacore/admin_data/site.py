@@ -9,7 +9,6 @@ every process without a restart.
 """
 from __future__ import annotations
 
-import asyncio
 import threading
 from weakref import WeakKeyDictionary
 
@@ -26,21 +25,14 @@ from django.urls.resolvers import URLResolver
 from metacore.admin_data.tenancy import admin_context, pick_organization
 
 
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 class LivePatterns:
     """The site's URL patterns, recomputed when the addon registry changes. Django's
     resolver keeps this object as its pattern list and iterates it on every resolve.
 
-    Under ASGI Django resolves inside the event loop, where the database is off limits:
-    there the last patterns are used as they are, and the views re-check freshness on
-    their thread (`MetacoreAdminSite.catch_all_view`, `AddonModelAdmin.get_urls`)."""
+    Freshness is checked by the views, on their thread: the site's pages through
+    `addon_admins()`, a URL nothing matched in `MetacoreAdminSite.catch_all_view` (a model
+    installed since), an addon model's page in `AddonModelAdmin.get_urls` (upgraded or
+    removed since)."""
 
     def __init__(self, site):
         self.site = site
@@ -57,11 +49,13 @@ class LivePatterns:
         return len(self.current())
 
     def current(self) -> list:
-        if not _in_event_loop():
-            self.refresh()
-        elif self._patterns is None:
+        """The patterns as last refreshed: iterating never touches the database (Django
+        resolves inside the event loop under ASGI; system checks and schema generators
+        walk the patterns before or without a database)."""
+        if self._patterns is None:
             with self.site._lock:
-                self._patterns = self.site.get_urls()
+                if self._patterns is None:
+                    self._patterns = self.site.get_urls()
         return self._patterns
 
     def refresh(self) -> bool:
@@ -155,9 +149,8 @@ class MetacoreAdminSite(admin.AdminSite):
         self._addon_admins, self._addon_revision = admins, revision
 
     def addon_admins(self) -> dict:
-        """The current addon admins, with URL patterns to match (off the event loop)."""
-        if not _in_event_loop():
-            self._live.refresh()
+        """The current addon admins, with URL patterns to match (called from views)."""
+        self._live.refresh()
         return self._addon_admins
 
     def addon_model(self, app_label, model_name):
