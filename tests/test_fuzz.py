@@ -47,14 +47,16 @@ def token(db, example):
 
 
 @pytest.fixture
-def api_schema(db, example):
-    """The schema served by the real WSGI handler. The handler closes database connections
-    when a request ends, which would close the test's transaction: like Django's test
-    client, keep them open meanwhile."""
+def api_schema(db, example, token):
+    """The schema served by the real WSGI handler, read as the fuzzing user (the schema
+    follows the API's authentication). The handler closes database connections when a
+    request ends, which would close the test's transaction: like Django's test client, keep
+    them open meanwhile."""
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
-        yield schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
+        yield schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application(),
+                                             headers={"Authorization": f"Token {token}"})
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
