@@ -1,7 +1,7 @@
 """Typed errors raised by services; the API layer turns them into envelopes with `status`
 and the machine `code` (docs/api.md lists the codes)."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 #: The code of an error that names none, by HTTP status (DRF's `default_code` spelling).
 STATUS_CODES = {
@@ -33,11 +33,11 @@ class MetacoreError(Exception):
     code: str | None = None  # None: the status's code (STATUS_CODES)
 
     def __init__(
-        self, message: str, *, errors: Mapping[str, object] | None = None, status: int | None = None, code: str | None = None
+        self, message: str, *, errors: Mapping[str, Sequence[str]] | None = None, status: int | None = None, code: str | None = None
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.errors: Mapping[str, object] = errors or {}
+        self.errors: Mapping[str, Sequence[str]] = errors or {}  # messages by field
         if status is not None:
             self.status = status
         if code is not None:
