@@ -13,6 +13,7 @@ The fanout also holds the sockets' `Principal`s (one per user and credential): t
 recheck state shared by every socket opened with the same token or session.
 """
 import asyncio
+import asyncio
 import logging
 import time
 import weakref
@@ -25,7 +26,7 @@ log = logging.getLogger("metacore.hub")
 
 REFRESH_S = 3600.0  # re-join every group this often: layers expire memberships (default after a day)
 
-_fanouts = weakref.WeakKeyDictionary()  # event loop -> {id(layer): LocalFanout}
+_fanouts: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LocalFanout]]" = weakref.WeakKeyDictionary()  # event loop -> {id(layer): LocalFanout}
 
 
 def fanout_for(layer) -> "LocalFanout":

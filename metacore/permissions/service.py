@@ -159,7 +159,7 @@ class PermissionService:
             content_type__app_label=APP_LABEL, codename__contains=".").values_list("codename", flat=True)]
         if not isinstance(principal, Group):
             rows += [(c, f"group:{g}") for c, g in Permission.objects.filter(
-                content_type__app_label=APP_LABEL, codename__contains=".", group__user=principal,
+                content_type__app_label=APP_LABEL, codename__contains=".", group__user=principal,  # type: ignore[misc]  # the host's user model, typed as AbstractUser
             ).values_list("codename", "group__name")]
         return sorted(rows)
 
