@@ -13,7 +13,6 @@ The fanout also holds the sockets' `Principal`s (one per user and credential): t
 recheck state shared by every socket opened with the same token or session.
 """
 import asyncio
-import asyncio
 import logging
 import time
 import weakref

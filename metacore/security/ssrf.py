@@ -27,8 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
-from urllib.parse import SplitResult
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError, PermissionDenied, ValidationError
