@@ -1,6 +1,8 @@
 """Typed errors raised by services; the API layer turns them into envelopes with `status`
 and the machine `code` (docs/api.md lists the codes)."""
 
+from collections.abc import Mapping, Sequence
+
 #: The code of an error that names none, by HTTP status (DRF's `default_code` spelling).
 STATUS_CODES = {
     400: "invalid",
@@ -28,12 +30,14 @@ def code_for_status(status: int) -> str:
 
 class MetacoreError(Exception):
     status = 400
-    code = None  # None: the status's code (STATUS_CODES)
+    code: str | None = None  # None: the status's code (STATUS_CODES)
 
-    def __init__(self, message, *, errors=None, status=None, code=None):
+    def __init__(
+        self, message: str, *, errors: Mapping[str, Sequence[str]] | None = None, status: int | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
-        self.errors = errors or {}
+        self.errors: Mapping[str, Sequence[str]] = errors or {}  # messages by field
         if status is not None:
             self.status = status
         if code is not None:

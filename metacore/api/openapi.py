@@ -17,6 +17,7 @@ A host's `manage.py spectacular` includes the addons too with
 import inspect
 import re
 import threading
+from typing import Any
 
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
@@ -97,8 +98,8 @@ def column_example(column):
 def model_components(resolved) -> dict:
     """`<Addon><Model>` (a row as the API returns it) and `<Addon><Model>Input` (a body)."""
     name = _pascal(resolved.installation_key) + _pascal(resolved.spec.key)
-    row = {"type": "object", "properties": {}}
-    body = {"type": "object", "properties": {}, "additionalProperties": False}
+    row: dict[str, Any] = {"type": "object", "properties": {}}
+    body: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
     required = []
     for column in resolved.spec.columns:
         schema = column_schema(column)

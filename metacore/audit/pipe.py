@@ -13,9 +13,11 @@ The schema (version `SCHEMA_VERSION`) is documented in docs/audit.md.
 import contextvars
 import logging
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from django.utils.module_loading import import_string
 
@@ -48,7 +50,7 @@ EVENT_KINDS = (
 )
 DECISIONS = ("allow", "deny", "would-deny")
 _TEXT_FIELDS = ("actor", "tenant", "addon", "target", "decision", "mode", "reason", "request_id", "trace_id", "span_id")
-_context = contextvars.ContextVar("metacore_audit_context", default={})
+_context: contextvars.ContextVar[dict[str, object]] = contextvars.ContextVar("metacore_audit_context", default={})
 _FIELDS = frozenset(_TEXT_FIELDS) | {"id", "timestamp"}
 # Longest value of each text field (the database sink's column sizes; `reason` is unbounded).
 LIMITS = {"actor": 150, "tenant": 64, "addon": 64, "target": 300, "decision": 12, "mode": 8,
@@ -61,7 +63,7 @@ def _cut(value: str, limit: int) -> str:
     return value[: max(limit - len(TRUNCATED), 0)] + TRUNCATED
 
 
-def _bounded_details(value, lengths: dict, path: str):
+def _bounded_details(value: object, lengths: dict[str, int], path: str) -> object:
     """`details` with every long string cut (recording the original lengths by path)."""
     if isinstance(value, str) and len(value) > DETAIL_LIMIT:
         lengths[path] = len(value)
@@ -86,17 +88,17 @@ class AuditEvent:
     request_id: str = ""
     trace_id: str = ""
     span_id: str = ""
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     schema_version: int = SCHEMA_VERSION
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @contextmanager
-def audit_context(**fields):
+def audit_context(**fields: object) -> Iterator[None]:
     """Defaults for events recorded inside the block (e.g. `request_id`, `actor`, `tenant`
     set once by a view or consumer); explicit fields of `record()` win."""
     values = {k: v for k, v in fields.items() if v not in (None, "")}
@@ -107,28 +109,32 @@ def audit_context(**fields):
         _context.reset(token)
 
 
-def _sink_name(sink):
+def _sink_name(sink: "Sink") -> str:
     """`LogSink` for an instance, the function's name for a function."""
     return getattr(sink, "__qualname__", None) or type(sink).__qualname__
 
 
+#: A sink: any callable taking an event (what it returns is ignored).
+Sink = Callable[[AuditEvent], object]
+
+
 class AuditPipe:
-    def __init__(self, sinks):
+    def __init__(self, sinks: Iterable[Sink]) -> None:
         self.sinks = list(sinks)
         self.failures = 0
-        self.failures_by_sink = {}
+        self.failures_by_sink: dict[str, int] = {}
 
     @classmethod
-    def from_settings(cls):
+    def from_settings(cls) -> "AuditPipe":
         from metacore.conf import metacore_settings
 
-        sinks = []
+        sinks: list[Sink] = []
         for entry in metacore_settings.AUDIT_SINKS:
             obj = import_string(entry) if isinstance(entry, str) else entry
             sinks.append(obj() if isinstance(obj, type) else obj)
         return cls(sinks)
 
-    def record(self, kind, **fields):
+    def record(self, kind: str, **fields: Any) -> AuditEvent | None:  # fields: schema fields and free-form details
         """Build the event and hand it to every sink; returns it (None when dropped).
         Keyword arguments that are not schema fields go into `details`."""
         from metacore.conf import metacore_settings
@@ -147,7 +153,7 @@ class AuditPipe:
                 fields[name] = str(value)
         details = dict(fields.pop("details", None) or {})
         extra = {name: fields.pop(name) for name in list(fields) if name not in _FIELDS}
-        lengths = {}
+        lengths: dict[str, int] = {}
         for name, limit in LIMITS.items():
             value = fields.get(name)
             if isinstance(value, str) and len(value) > limit:
@@ -156,7 +162,7 @@ class AuditPipe:
         details = {k: _bounded_details(v, lengths, f"details.{k}") for k, v in {**extra, **details}.items()}
         if lengths:
             details["truncated"] = lengths
-        event = AuditEvent(kind=kind, details=details, **{k: ("" if v is None else v) for k, v in fields.items()})
+        event = AuditEvent(kind=kind, details=details, **{k: ("" if v is None else v) for k, v in fields.items()})  # type: ignore[arg-type]  # only str fields are left (_FIELDS)
         for sink in self.sinks:
             try:
                 sink(event)

@@ -1,13 +1,18 @@
 """Built-in audit sinks. Any other callable taking an `AuditEvent` is a sink too."""
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.sql import InsertQuery
 from opentelemetry import trace
 
 from metacore.audit.pipe import AuditEvent
 from metacore.host import telemetry
+
+if TYPE_CHECKING:
+    from metacore.models import AuditRecord
 
 
 class LogSink:
@@ -15,12 +20,12 @@ class LogSink:
 
     logger = logging.getLogger("metacore.audit")
 
-    def __call__(self, event: AuditEvent):
+    def __call__(self, event: AuditEvent) -> None:
         if self.logger.isEnabledFor(logging.INFO):
             self.logger.info(json.dumps(event.as_dict(), default=str, sort_keys=True))
 
 
-def _transaction_state(conn):
+def _transaction_state(conn: BaseDatabaseWrapper) -> tuple[bool, bool]:
     """(inside an atomic block of the application, inside a Django TestCase's test transaction)."""
     from_testcase = [getattr(block, "_from_testcase", False) for block in conn.atomic_blocks]
     return not all(from_testcase), any(from_testcase)
@@ -38,7 +43,7 @@ class DatabaseSink:
     TestCase, whose rollback must leave no rows behind for the next test.
     """
 
-    def __call__(self, event: AuditEvent):
+    def __call__(self, event: AuditEvent) -> None:
         from metacore.models import AuditRecord
 
         data = event.as_dict()
@@ -55,11 +60,11 @@ class DatabaseSink:
                 record.save(using=using, force_insert=True)
 
     @staticmethod
-    def _survives_rollback(event):
+    def _survives_rollback(event: AuditEvent) -> bool:
         return event.decision in ("deny", "would-deny") and not event.kind.startswith("crud.")
 
     @staticmethod
-    def _write_autonomous(record, using):
+    def _write_autonomous(record: "AuditRecord", using: str) -> None:
         """Insert on a fresh autocommit connection, closed at once (denials inside
         transactions are rare; a kept connection would outlive requests and tests)."""
         from metacore.models import AuditRecord
@@ -80,7 +85,7 @@ class OpenTelemetrySink:
     """An OpenTelemetry log record per event (event name `metacore.audit.<kind>`, correlated
     with the current span), plus an event on the current span when one is recording."""
 
-    def __call__(self, event: AuditEvent):
+    def __call__(self, event: AuditEvent) -> None:
         attributes = {
             f"metacore.audit.{name}": value
             for name, value in event.as_dict().items()

@@ -13,7 +13,8 @@ variables and turns on `opentelemetry-instrumentation-django` for HTTP spans.
 """
 import logging
 import os
-from contextlib import nullcontext
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 
 from opentelemetry import _logs, metrics, trace
 
@@ -92,7 +93,7 @@ def configure(tracer_provider=None, meter_provider=None, logger_provider=None) -
     return _telemetry
 
 
-def span(name, **attrs):
+def span(name: str, **attrs: object) -> AbstractContextManager[trace.Span | None]:
     """Context manager: a span `name` with `metacore.*` attributes, current while it runs.
     An exception escaping it is recorded and marks the span as an error."""
     t = get_telemetry()
@@ -101,13 +102,13 @@ def span(name, **attrs):
     return t.tracer.start_as_current_span(name, attributes=_attributes(attrs))
 
 
-def set_attributes(**attrs):
+def set_attributes(**attrs: object) -> None:
     """Add attributes to the current span (e.g. a decision known only at the end)."""
     if get_telemetry().tracing:
         trace.get_current_span().set_attributes(_attributes(attrs))
 
 
-def current_ids():
+def current_ids() -> tuple[str, str]:
     """`(trace_id, span_id)` as hex of the current span, or empty strings."""
     ctx = trace.get_current_span().get_span_context()
     if not ctx.is_valid:
@@ -115,20 +116,22 @@ def current_ids():
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 
 
-def count_request(*, addon, model, action, status):
+def count_request(*, addon: str, model: str, action: str, status: int) -> None:
     t = get_telemetry()
     if t.metering:
         t.requests.add(1, _attributes(dict(addon=addon, model=model, action=action, status=int(status))))
 
 
-def count_capability_decision(*, addon, kind, decision):
+def count_capability_decision(*, addon: str, kind: str, decision: str) -> None:
     """Count a deny or would-deny (allows are not counted: they are the normal case)."""
     t = get_telemetry()
     if t.metering:
         t.capability_decisions.add(1, _attributes(dict(addon=addon, capability=kind, decision=decision)))
 
 
-def record_sandbox_call(*, addon, function, duration_ms, fuel=None, outcome="ok"):
+def record_sandbox_call(
+    *, addon: str, function: str, duration_ms: float, fuel: int | None = None, outcome: str = "ok"
+) -> None:
     t = get_telemetry()
     if t.metering:
         attrs = _attributes(dict(addon=addon, function=function, outcome=outcome))
@@ -137,26 +140,26 @@ def record_sandbox_call(*, addon, function, duration_ms, fuel=None, outcome="ok"
             t.sandbox_fuel.record(fuel, attrs)
 
 
-def hub_connection(delta, **attrs):
+def hub_connection(delta: int, **attrs: object) -> None:
     """+1 when a hub connection opens, -1 when it closes."""
     t = get_telemetry()
     if t.metering:
         t.hub_connections.add(delta, _attributes(attrs))
 
 
-def record_hub_fanout(size, **attrs):
+def record_hub_fanout(size: int, **attrs: object) -> None:
     t = get_telemetry()
     if t.metering:
         t.hub_fanout.record(size, _attributes(attrs))
 
 
-def count_audit_sink_failure(sink):
+def count_audit_sink_failure(sink: str) -> None:
     t = get_telemetry()
     if t.metering:
         t.audit_sink_failures.add(1, {"metacore.sink": sink})
 
 
-def emit_log(body, *, event_name, attributes, severity_text="INFO"):
+def emit_log(body: str, *, event_name: str, attributes: Mapping[str, object], severity_text: str = "INFO") -> None:
     """An OpenTelemetry log record (correlated with the current span)."""
     t = get_telemetry()
     if t.logging:

@@ -25,7 +25,7 @@ log = logging.getLogger("metacore.hub")
 
 REFRESH_S = 3600.0  # re-join every group this often: layers expire memberships (default after a day)
 
-_fanouts = weakref.WeakKeyDictionary()  # event loop -> {id(layer): LocalFanout}
+_fanouts: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LocalFanout]]" = weakref.WeakKeyDictionary()  # event loop -> {id(layer): LocalFanout}
 
 
 def fanout_for(layer) -> "LocalFanout":

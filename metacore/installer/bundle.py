@@ -182,7 +182,7 @@ def _extract_archive(source: Path, dest: Path) -> tuple[dict[str, str], str]:
                 target = dest / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 hasher = hashlib.sha256()
-                with archive.extractfile(member) as stream, target.open("wb") as out:
+                with archive.extractfile(member) as stream, target.open("wb") as out:  # type: ignore[union-attr]  # None only for non-files, refused above
                     for chunk in iter(lambda: stream.read(1 << 16), b""):
                         hasher.update(chunk)
                         out.write(chunk)

@@ -113,7 +113,7 @@ def _inspect(path: Path) -> CatalogItem | None:
             return None
         return CatalogItem(path, _key_of(raw), str(_version_of(raw)), raw, None, (exc.message,))
     discard_unused(bundle)  # inspected, not installed: the catalog keeps the manifest only
-    problems = ()
+    problems: tuple[str, ...] = ()
     try:
         check_kernel_compatibility(bundle.manifest.kernel)
     except MetacoreError as exc:
@@ -133,7 +133,7 @@ def _raw_manifest(path: Path) -> dict | None:
                 )
                 if member is None or member.size > 5 * 1024 * 1024:
                     return None
-                data = archive.extractfile(member).read()
+                data = archive.extractfile(member).read()  # type: ignore[union-attr]  # None only for non-files, refused above
         raw = limits.loads(data)
     except (OSError, tarfile.TarError, EOFError, ValueError):
         return None

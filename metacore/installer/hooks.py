@@ -11,10 +11,19 @@ Such an addon installs with its tables and data API; there is no module to run h
 (`missing_backend_module` names it, and the installer reports it as a warning).
 """
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from metacore.installer.bundle import Bundle
+    from metacore.kernel import Kernel
+    from metacore.manifest.model import Manifest
+    from metacore.models import Installation
 LIFECYCLE_HOOKS = ("on_install", "on_upgrade", "on_enable", "on_disable", "on_uninstall")
 
 
-def run_lifecycle_hook(kernel, installation, bundle, hook_name: str):
+def run_lifecycle_hook(
+    kernel: "Kernel", installation: "Installation", bundle: "Bundle | None", hook_name: str
+) -> object:
     """Run the addon's hook, if it has one; return its result or None.
 
     `bundle` is the bundle being installed or upgraded to, None for enable/disable/uninstall
@@ -31,7 +40,7 @@ def run_lifecycle_hook(kernel, installation, bundle, hook_name: str):
     return kernel.sandbox.run_hook(installation, manifest, hook_name, bundle_dir=str(bundle_dir))
 
 
-def missing_backend_module(manifest, bundle_dir) -> str | None:
+def missing_backend_module(manifest: "Manifest", bundle_dir: str | Path) -> str | None:
     """The wasm entry path the manifest names but `bundle_dir` lacks, else None."""
     backend = manifest.backend
     if backend is None or backend.runtime != "wasm" or not backend.entry:

@@ -7,16 +7,28 @@ read that model; an item with a `permission` only to callers holding it.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 from metacore.permissions.naming import declared_permission, model_permission
+
+if TYPE_CHECKING:
+    from metacore.manifest.model import Manifest
+    from metacore.permissions.service import PermissionService, User
+
+#: A sidebar group or item (JSON, as the manifest declares it plus `owner`/`url`).
+Entry = dict[str, Any]
 
 ORPHAN_GROUP = {"title": "sidebar.addons", "icon": "Puzzle"}
 
 
-def build_navigation(manifests, user, permissions) -> list[dict]:
+def build_navigation(
+    manifests: Iterable[Manifest], user: User | None, permissions: PermissionService
+) -> list[Entry]:
     """`manifests`: the enabled addons' Manifests; `permissions`: the kernel's permission service."""
-    groups: list[dict] = []
-    by_target: dict[str, dict] = {}
-    orphans: list[dict] = []
+    groups: list[Entry] = []
+    by_target: dict[str, Entry] = {}
+    orphans: list[Entry] = []
     for manifest in sorted(manifests, key=lambda m: m.key):
         for group in manifest.navigation:
             items = _items(group.get("items") or [], manifest, user, permissions)
@@ -39,7 +51,7 @@ def build_navigation(manifests, user, permissions) -> list[dict]:
     return groups
 
 
-def _items(raw_items, manifest, user, permissions) -> list[dict]:
+def _items(raw_items: Iterable[object], manifest: Manifest, user: User | None, permissions: PermissionService) -> list[Entry]:
     out = []
     for raw in raw_items:
         if not isinstance(raw, dict):

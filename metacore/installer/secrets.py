@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import secrets as _random
+from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -26,6 +27,13 @@ from django.conf import settings as django_settings
 from metacore.conf import metacore_settings
 from metacore.errors import Conflict
 
+if TYPE_CHECKING:
+    from metacore.manifest.model import Manifest
+    from metacore.models import Installation
+
+#: Addon settings as stored: JSON values by key.
+Settings = dict[str, Any]
+
 log = logging.getLogger("metacore.secrets")
 
 SECRET_BYTES = 32
@@ -33,7 +41,7 @@ MASK = "********"  # what every interface answers for a secret setting that has 
 SEALED = "$sealed"  # a stored secret setting: {"$sealed": "<Fernet token of its JSON value>"}
 
 
-def _fernet():
+def _fernet() -> Fernet | None:
     master = metacore_settings.SECRET_MASTER_KEY
     if not master:
         return None
@@ -47,7 +55,7 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue_secret(installation) -> str:
+def issue_secret(installation: "Installation") -> str:
     """Create (or rotate) the installation's secret and return it; it is never readable again
     through the API. The previous secret stops working at once."""
     secret = _random.token_hex(SECRET_BYTES)
@@ -58,11 +66,11 @@ def issue_secret(installation) -> str:
     return secret
 
 
-def secret_matches(installation, presented: str) -> bool:
+def secret_matches(installation: "Installation", presented: str) -> bool:
     return bool(installation.secret_hash) and hmac.compare_digest(installation.secret_hash, hash_secret(presented))
 
 
-def reveal_secret(installation) -> str:
+def reveal_secret(installation: "Installation") -> str:
     """The stored secret, for signing outbound requests (needs the master key)."""
     fernet = _fernet()
     if fernet is None or not installation.secret_encrypted:
@@ -88,24 +96,24 @@ def _settings_fernet() -> Fernet:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def secret_setting_keys(manifest) -> frozenset[str]:
+def secret_setting_keys(manifest: "Manifest") -> frozenset[str]:
     """Keys of the settings the manifest marks secret (`secret: true`, or upstream's `type: secret`)."""
     from metacore.installer.setting_types import declared_settings
 
     return frozenset(spec.key for spec in declared_settings(manifest) if spec.secret)
 
 
-def is_sealed(value) -> bool:
+def is_sealed(value: object) -> bool:
     return isinstance(value, dict) and set(value) == {SEALED} and isinstance(value[SEALED], str)
 
 
-def seal_settings(manifest, settings: dict, previous: dict | None = None) -> dict:
+def seal_settings(manifest: "Manifest", settings: Settings, previous: Settings | None = None) -> Settings:
     """`settings` as stored: secret values encrypted. A secret sent back as `MASK` (a client
     echoing what it was shown) keeps the stored value; a sealed value is kept only when it is
     the one already stored (a client cannot plant another installation's ciphertext)."""
     secret = secret_setting_keys(manifest)
     previous = previous or {}
-    sealed = {}
+    sealed: Settings = {}
     for key, value in settings.items():
         if is_sealed(value) and previous.get(key) == value:
             sealed[key] = value
@@ -119,17 +127,17 @@ def seal_settings(manifest, settings: dict, previous: dict | None = None) -> dic
     return sealed
 
 
-def masked_settings(manifest, settings: dict) -> dict:
+def masked_settings(manifest: "Manifest", settings: Settings) -> Settings:
     """What any interface may show: secret values replaced by `MASK`."""
     secret = secret_setting_keys(manifest)
     return {key: MASK if (key in secret or is_sealed(value)) and value not in (None, "") else value
             for key, value in (settings or {}).items()}
 
 
-def unsealed_settings(settings: dict) -> dict:
+def unsealed_settings(settings: Settings) -> Settings:
     """The plaintext settings, for the addon's own sandbox only. A value that does not decrypt
     (SECRET_KEY or SECRETS_KEY changed) is left out and logged, never passed on as ciphertext."""
-    plain = {}
+    plain: Settings = {}
     for key, value in (settings or {}).items():
         if not is_sealed(value):
             plain[key] = value

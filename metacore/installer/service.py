@@ -221,11 +221,11 @@ class InstallerService:
                 f"addon {manifest.key}: table(s) {', '.join(existing)} already exist without an installation;"
                 " drop them or restore the installation record"
             )
-        changed = [t for t in existing if kept.model(t) is None or _schema_of(kept.model(t)) != _schema_of(manifest.model(t))]
+        changed = [t for t in existing if kept.model(t) is None or _schema_of(kept.model(t)) != _schema_of(manifest.model(t))]  # type: ignore[union-attr]  # existing tables without kept raised above
         if changed:
             raise Conflict(
-                f"addon {manifest.key} was uninstalled at {kept.version} keeping its data, and {manifest.version}"
-                f" declares table(s) {', '.join(changed)} differently: install {kept.version} again and upgrade"
+                f"addon {manifest.key} was uninstalled at {kept.version} keeping its data, and {manifest.version}"  # type: ignore[union-attr]  # existing tables without kept raised above
+                f" declares table(s) {', '.join(changed)} differently: install {kept.version} again and upgrade"  # type: ignore[union-attr]  # existing tables without kept raised above
                 " (metacore_upgrade), or uninstall with --drop-data first",
                 errors={"tables": changed},
             )

@@ -289,7 +289,7 @@ def read_source(path: Path) -> tuple[dict, dict[str, bytes]]:
                 for member in archive.getmembers():
                     if member.isfile():
                         name = member.name.removeprefix("./")
-                        contents[name] = archive.extractfile(member).read()
+                        contents[name] = archive.extractfile(member).read()  # type: ignore[union-attr]  # None only for non-files, refused above
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise ValidationError(f"{path}: not a readable .tar.gz bundle or directory ({exc})") from exc
     if MANIFEST_NAME not in contents:
@@ -342,7 +342,7 @@ def sign_bundle(source: Path, private_key: Ed25519PrivateKey) -> bytes:
 def sign_tarball(archive: bytes, private_key: Ed25519PrivateKey, contents: dict[str, bytes] | None = None) -> dict:
     """Upstream's detached signature of an archive (write it to `<archive>.sig`)."""
     digest = hashlib.sha256(archive).digest()
-    block = {
+    block: dict[str, object] = {
         "algorithm": ALGORITHM,
         "key_id": key_id(private_key.public_key()),
         "signed_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),

@@ -79,7 +79,7 @@ def check_statements(migration, addon_key: str | None = None) -> list[str]:
         raise ValidationError(f"migration {migration.name} is not valid SQL: {exc}",
                               errors={"migrations": [f"{migration.name}: {exc}"]}) from None
     for number, raw in enumerate(parsed, start=1):
-        end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(source)
+        end = (raw.stmt_location or 0) + raw.stmt_len if raw.stmt_len else len(source)
         text = source[raw.stmt_location:end].strip()  # pglast's offsets count characters
         stmt = raw.stmt
         if not isinstance(stmt, STATEMENT_KINDS):

@@ -14,12 +14,17 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
 
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError
+
+if TYPE_CHECKING:
+    from metacore.models import Installation
 
 TIMESTAMP_HEADER = "X-Metacore-Timestamp"
 SIGNATURE_HEADER = "X-Metacore-Signature"
@@ -36,25 +41,29 @@ def _signature(secret: str, timestamp: str, method: str, path: str, nonce: str, 
     return "sha256=" + hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
 
 
-def sign_request(secret: str, method: str, path: str, body: bytes = b"", *, timestamp=None, nonce=None) -> dict:
+def sign_request(
+    secret: str, method: str, path: str, body: bytes = b"", *, timestamp: float | None = None, nonce: str | None = None
+) -> dict[str, str]:
     """Headers to attach to an outbound request."""
-    timestamp = str(int(time.time() if timestamp is None else timestamp))
+    stamp = str(int(time.time() if timestamp is None else timestamp))
     nonce = nonce or secrets.token_hex(16)
     return {
-        TIMESTAMP_HEADER: timestamp,
+        TIMESTAMP_HEADER: stamp,
         NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: _signature(secret, timestamp, method, path, nonce, body),
+        SIGNATURE_HEADER: _signature(secret, stamp, method, path, nonce, body),
     }
 
 
-def signed_headers(installation, method: str, path: str, body: bytes = b"") -> dict:
+def signed_headers(installation: "Installation", method: str, path: str, body: bytes = b"") -> dict[str, str]:
     """Sign with an installation's stored secret (needs METACORE['SECRET_MASTER_KEY'])."""
     from metacore.installer.secrets import reveal_secret
 
     return sign_request(reveal_secret(installation), method, path, body)
 
 
-def verify_request(secret: str, method: str, path: str, body: bytes, headers, *, scope: str, now=None) -> None:
+def verify_request(
+    secret: str, method: str, path: str, body: bytes, headers: Mapping[str, str], *, scope: str, now: float | None = None
+) -> None:
     """Accept a signed request once: right signature, timestamp within
     `WEBHOOK_MAX_SKEW_SECONDS`, nonce never seen for `scope` (e.g. the addon key).
     Raises WebhookRejected (401) otherwise."""

@@ -6,8 +6,14 @@ every shape.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
 from metacore.installer.secrets import masked_settings
-from metacore.manifest.model import Manifest
+from metacore.manifest.model import Column, Manifest, Model
+
+if TYPE_CHECKING:
+    from metacore.models import Installation
 
 # Top-level keys the shell does not need (`GET /manifests?lite=1`).
 HEAVY_KEYS = ("model_definitions", "actions", "i18n")
@@ -15,7 +21,7 @@ HEAVY_KEYS = ("model_definitions", "actions", "i18n")
 FLAT_ISOLATION = {"shared": "shared", "schema": "schema-per-tenant", "database": "database-per-tenant"}
 
 
-def flat_manifest(manifest: Manifest, *, lite: bool = False) -> dict:
+def flat_manifest(manifest: Manifest, *, lite: bool = False) -> dict[str, Any]:
     flat = dict(manifest.raw) if manifest.format == "flat" else _flat_from_v3(manifest)
     flat.setdefault("key", manifest.key)
     flat.setdefault("name", manifest.name)
@@ -27,7 +33,7 @@ def flat_manifest(manifest: Manifest, *, lite: bool = False) -> dict:
     return flat
 
 
-def raw_flat_manifest(raw: dict) -> dict:
+def raw_flat_manifest(raw: dict[str, Any]) -> dict[str, Any]:
     """A manifest that did not validate (catalog entries that are not installable): shown as
     far as it can be read, never parsed."""
     if "metadata" not in raw:
@@ -42,7 +48,7 @@ def raw_flat_manifest(raw: dict) -> dict:
     }
 
 
-def _flat_from_v3(manifest: Manifest) -> dict:
+def _flat_from_v3(manifest: Manifest) -> dict[str, Any]:
     raw = manifest.raw
     metadata = raw.get("metadata") or {}
     contributions = raw.get("contributions") or {}
@@ -79,7 +85,7 @@ def _flat_from_v3(manifest: Manifest) -> dict:
     return flat
 
 
-def _model_definition(model) -> dict:
+def _model_definition(model: Model) -> dict[str, Any]:
     definition = {
         "table_name": model.table,
         "model_key": model.key,
@@ -95,8 +101,8 @@ def _model_definition(model) -> dict:
     return definition
 
 
-def _column(column) -> dict:
-    out = {"name": column.name, "type": column.type}
+def _column(column: Column) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": column.name, "type": column.type}
     if column.size:
         out["size"] = column.size
     for flag in ("required", "unique", "index", "searchable"):
@@ -109,18 +115,18 @@ def _column(column) -> dict:
     return out
 
 
-def _actions_by_model(manifest: Manifest) -> dict:
-    grouped: dict[str, list] = {}
+def _actions_by_model(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
     for action in manifest.actions:
         grouped.setdefault(action.model, []).append(action.model_dump(exclude_none=True))
     return grouped
 
 
-def installation(inst, *, organization_id=None, manager: bool = False) -> dict:
+def installation(inst: Installation, *, organization_id: str | UUID | None = None, manager: bool = False) -> dict[str, Any]:
     """One installation (the SDK's `Installation`, plus metacore's own fields). Settings,
     tools, credential names and capabilities are for users who may manage addons
     (`manager`), and even they see secret settings only as a mask."""
-    body = {
+    body: dict[str, Any] = {
         "id": str(inst.pk),
         "organization_id": str(organization_id) if organization_id else None,
         "addon_key": inst.key,

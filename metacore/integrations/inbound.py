@@ -28,7 +28,7 @@ def declared_webhooks(manifest: dict) -> dict:
     for entry in raw.get("webhooks") or []:
         if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
             continue
-        handler = entry.get("handler") if isinstance(entry.get("handler"), dict) else {}
+        handler: dict = entry["handler"] if isinstance(entry.get("handler"), dict) else {}
         function = entry.get("function") or entry.get("export") or handler.get("function")
         if isinstance(function, str):
             found[entry["key"]] = {"function": function}

@@ -37,7 +37,7 @@ def declared_schedules(manifest: dict) -> list[tuple[str, str, str]]:
     for entry in raw.get("schedules") or []:
         if not isinstance(entry, dict):
             continue
-        handler = entry.get("handler") if isinstance(entry.get("handler"), dict) else {}
+        handler: dict = entry["handler"] if isinstance(entry.get("handler"), dict) else {}
         export = entry.get("function") or entry.get("export") or handler.get("function")
         cron = entry.get("cron") or entry.get("schedule")
         key = entry.get("key") or entry.get("name") or export
@@ -70,14 +70,14 @@ class ScheduleService:
                     with transaction.atomic():
                         run = ScheduleRun.objects.create(addon_key=addon, schedule_key=key, tick_at=fire_at,
                                                          export=export, worker=self.worker)
-                        transaction.on_commit(lambda run_id=run.id: self._enqueue(run_id))
+                        transaction.on_commit(lambda run_id=run.id: self._enqueue(run_id))  # type: ignore[misc]  # the default binds this run's id
                 except IntegrityError:
                     continue  # another worker owns this tick
                 claimed.append(run)
         return claimed
 
     @staticmethod
-    def _enqueue(run_id):
+    def _enqueue(run_id: int) -> None:
         from metacore.integrations.tasks import run_schedule
 
         run_schedule.enqueue(run_id)

@@ -20,6 +20,7 @@ the addon's `http:fetch` capability. The answer is upstream's `Result`:
 """
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -31,14 +32,14 @@ from metacore.security.ssrf import FetchError
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE_RE = re.compile(r"^\+?[0-9\s\-()]{6,}$")
-NORMALIZE = {
+NORMALIZE: dict[str, Callable[[str], str]] = {
     "uppercase": str.upper,
     "lowercase": str.lower,
     "trim": str.strip,
     "alphanumeric": lambda s: "".join(c for c in s if c.isascii() and c.isalnum()),
     "order_id": lambda s: s.replace(" ", "").upper(),
 }
-JSON_SCHEMA_TYPES = {"integer": "number", "number": "number", "boolean": "boolean", "string": "string"}
+JSON_SCHEMA_TYPES: dict[object, str] = {"integer": "number", "number": "number", "boolean": "boolean", "string": "string"}
 
 
 class ToolFailed(Exception):

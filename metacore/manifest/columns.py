@@ -20,14 +20,14 @@ from .identifiers import (
     sql_name_problems,
     table_name_problems,
 )
-from .model import Column, Index, Model, Reference
+from .model import Column, DefaultFn, Index, Model, OnDelete, Reference
 
 if TYPE_CHECKING:
     from .reading import Reader
 
-ON_DELETE = ("cascade", "set_null", "restrict", "no_action")
+ON_DELETE: tuple[OnDelete, ...] = ("cascade", "set_null", "restrict", "no_action")
 # SQL default expressions that mean something rather than being literal text.
-DEFAULT_FUNCTIONS = {
+DEFAULT_FUNCTIONS: dict[str, DefaultFn] = {
     "now()": "now",
     "current_timestamp": "now",
     "current_timestamp()": "now",
@@ -128,7 +128,7 @@ def resolve_type(declared: str) -> tuple[str, dict[str, int]]:
     raise UnknownColumnType(declared)
 
 
-def resolve_default(raw: Any, type_name: str) -> tuple[bool, Any, str | None]:
+def resolve_default(raw: Any, type_name: str) -> tuple[bool, Any, DefaultFn | None]:
     """(has_default, JSON-native literal, default_fn) for a declared default.
 
     Strings are literal values, except: `now()`/`current_timestamp` and

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .columns import ModelDraft
 
@@ -25,7 +25,7 @@ class ActionDraft:
 
 @dataclass
 class ManifestDraft:
-    format: str
+    format: Literal["flat", "v3"]
     key: str
     key_path: str
     version: str

@@ -8,7 +8,7 @@ class ManifestError(ValidationError):
     """A manifest that cannot be used. `problems` lists `"<path>: <rule>"` lines, all of them;
     `errors` groups the rules by path for the API envelope."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         grouped: dict[str, list[str]] = {}
         for line in self.problems:
@@ -25,7 +25,7 @@ class ManifestError(ValidationError):
 class Problems:
     """Collects problems while a manifest is read, so all of them are reported at once."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lines: list[str] = []
         self.warnings: list[str] = []
 

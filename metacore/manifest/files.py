@@ -41,7 +41,7 @@ def _from_tarball(path: Path, limit: int) -> bytes:
                 raise ValidationError(f"{path}: {member.name} is not a regular file")
             if member.size > limit:
                 raise ValidationError(f"{path}: {member.name} is larger than MAX_BUNDLE_BYTES ({limit})")
-            return bundle.extractfile(member).read()
+            return bundle.extractfile(member).read()  # type: ignore[union-attr]  # None only for non-files, refused above
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ValidationError(f"{path}: not a readable .tar.gz bundle ({exc})") from None
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SYSTEM_COLUMNS = ("id", "organization_id", "created_at", "updated_at", "deleted_at")
 DefaultFn = Literal["now", "uuid"]
+OnDelete = Literal["cascade", "set_null", "restrict", "no_action"]
 
 
 class _Frozen(BaseModel):
@@ -27,7 +28,7 @@ class Reference(_Frozen):
 
     table: str
     column: str = "id"
-    on_delete: Literal["cascade", "set_null", "restrict", "no_action"] = "restrict"
+    on_delete: OnDelete = "restrict"
     physical: bool = True  # False: v3 `policy: logical`, checked by the store, no SQL constraint
 
 

@@ -50,7 +50,7 @@ def load_manifest(data: dict | str | bytes, *, template_values: dict | None = No
     draft = read_v3(document, problems) if is_v3(document) else read_flat(document, problems)
     manifest = _assemble(draft, raw, problems)
     problems.raise_if_any()
-    return manifest
+    return manifest  # type: ignore[return-value]  # None only with problems, and raise_if_any raised them
 
 
 def _decode(data: dict | str | bytes) -> dict:
@@ -207,7 +207,7 @@ def _permissions(draft: ManifestDraft, problems: Problems) -> tuple[Permission, 
 def _keyed(items: list[tuple[str, dict]], key: str, problems: Problems, *, unique: bool) -> list[dict]:
     """Settings and tools need a string key; settings keys are unique (published bundles do
     repeat a tool id, which upstream accepts)."""
-    seen: set[str] = set()
+    seen: set[object] = set()
     for path, item in items:
         value = item.get(key)
         if not isinstance(value, str) or not value:
@@ -255,7 +255,7 @@ def _backend(draft: ManifestDraft, problems: Problems) -> Backend | None:
 
 def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Problems) -> tuple[Action, ...]:
     tables = {name.lower(): m.table for m in models for name in (m.key, m.table)}
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str | None, str]] = set()
     found = []
     for a in draft.actions:
         ok = True
@@ -310,7 +310,7 @@ def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Pr
         extras = {k: v for k, v in a.extras.items() if k not in Action.model_fields and k.isidentifier()}
         try:
             found.append(Action(
-                key=a.key, model=table, label=a.label or a.key, handler_type=a.handler_type,
+                key=a.key, model=table, label=a.label or a.key, handler_type=a.handler_type,  # type: ignore[arg-type]  # pydantic rejects a missing model (caught below)
                 function=a.function, url=a.url, run_in_tx=run_in_tx, fields=tuple(fields),
                 modal=a.modal, **extras,
             ))

@@ -1,7 +1,7 @@
 """Typed reads of manifest JSON that record a problem instead of raising."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 from .errors import Problems, at
 
@@ -51,6 +51,14 @@ class Reader:
             if self.obj(item, item_path, required=True) is not None:
                 pairs.append((item_path, item))
         return pairs
+
+    @overload
+    def string(self, data: dict, key: str, path: str, *, required: bool = False,
+               default: str, non_empty: Literal[False] = False) -> str: ...
+
+    @overload
+    def string(self, data: dict, key: str, path: str, *, required: bool = False,
+               default: str | None = None, non_empty: bool = False) -> str | None: ...
 
     def string(self, data: dict, key: str, path: str, *, required: bool = False,
                default: str | None = None, non_empty: bool = False) -> str | None:

@@ -199,7 +199,7 @@ def _contributions(r: Reader, data: dict, draft: ManifestDraft) -> None:
         for _, group in r.objects(contributions.get("navigation"), "contributions.navigation")
     ]
     for path, tool in r.objects(contributions.get("tools"), "contributions.tools"):
-        handler = tool.get("handler") if isinstance(tool.get("handler"), dict) else {}
+        handler: dict = tool["handler"] if isinstance(tool.get("handler"), dict) else {}
         mapped = {"id": tool.get("key"), "name": tool.get("name", tool.get("key")), **tool}
         if handler.get("type") == "webhook" and handler.get("url"):
             mapped.setdefault("endpoint", handler["url"])
@@ -211,7 +211,7 @@ def _contributions(r: Reader, data: dict, draft: ManifestDraft) -> None:
         run_in_tx = action.get("run_in_tx", handler.get("run_in_tx"))
         fields = [{**f, "key": f.get("key") or f.get("name")}
                   for _, f in r.objects(action.get("fields"), at(path, "fields"))]
-        mapped = {"key", "label", "handler", "target_model", "fields", "modal", "run_in_tx"}
+        known = {"key", "label", "handler", "target_model", "fields", "modal", "run_in_tx"}
         draft.actions.append(ActionDraft(
             path=path,
             handler_path=handler_path,
@@ -224,9 +224,10 @@ def _contributions(r: Reader, data: dict, draft: ManifestDraft) -> None:
             run_in_tx=run_in_tx,
             fields=fields,
             modal=action.get("modal") if isinstance(action.get("modal"), str) else None,
-            extras={k: v for k, v in action.items() if k not in mapped},
+            extras={k: v for k, v in action.items() if k not in known},
         ))
-    draft.subscriptions = contributions.get("subscriptions") if isinstance(contributions.get("subscriptions"), list) else []
+    subscriptions = contributions.get("subscriptions")
+    draft.subscriptions = subscriptions if isinstance(subscriptions, list) else []
 
 
 def _resolve_nav(group: dict, tables: dict[str, str]) -> dict:

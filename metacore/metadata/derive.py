@@ -105,7 +105,7 @@ def relation_targets(manifest: Manifest, model: Model) -> dict[str, str]:
         if not isinstance(entry, dict):
             continue
         if model.key in (entry.get("key"), entry.get("model_key")) or model.table in (entry.get("table"), entry.get("table_name")):
-            found = {}
+            found: dict[str, str] = {}
             for relation in entry.get("relations") or ():
                 if (isinstance(relation, dict) and str(relation.get("kind", "")).lower() == "belongs_to"
                         and relation.get("foreign_key") and relation.get("through")):

@@ -13,14 +13,15 @@ Hosts set `GUARDIAN_GET_CONTENT_TYPE = "metacore.permissions.guardian.get_conten
 Installation ids under the shared content type.
 """
 from django.contrib.contenttypes.models import ContentType
+from django.db.models import Model
 
 
-def is_addon_model(model) -> bool:
+def is_addon_model(model: type[Model]) -> bool:
     """Runtime addon classes carry their manifest Model (schema/builder.py)."""
     return getattr(model, "metacore_spec", None) is not None
 
 
-def get_content_type(obj):
+def get_content_type(obj: Model | type[Model] | None) -> ContentType:
     """Guardian's content type of `obj`. `None` comes from guardian's own save-time check,
     whose generic foreign key cannot load an addon row through the Installation type: it
     gets the Installation type too, which is what the stored permission says."""

@@ -11,17 +11,30 @@ fixed number of permission queries however many rows or checks it makes. Object 
 one guardian `ObjectPermissionChecker` cached on the same user object.
 """
 import difflib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AbstractUser, AnonymousUser, Group, Permission
+from django.db.models import Model, QuerySet
 
 from metacore import errors
 from metacore.permissions.naming import APP_LABEL
+
+if TYPE_CHECKING:
+    from django.db.models.fields.related_descriptors import ManyRelatedManager
+    from guardian.core import ObjectPermissionChecker
+
+    from metacore.kernel import Kernel
+
+#: Who asks: the host's user model (with Django's permission fields) or the anonymous user.
+User = AbstractUser | AnonymousUser
 
 _EFFECTIVE_CACHE = "_metacore_effective_perms"
 _CHECKER_CACHE = "_metacore_object_checker"
 
 
-def _authenticated(user) -> bool:
+def _authenticated(user: User | AbstractBaseUser | None) -> TypeGuard[AbstractUser]:
     return user is not None and bool(getattr(user, "is_authenticated", False))
 
 
@@ -31,14 +44,14 @@ def _is_addon_codename(codename: str) -> bool:
 
 
 class PermissionService:
-    def __init__(self, kernel):
+    def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
 
-    def effective(self, user) -> set[str]:
+    def effective(self, user: User | None) -> set[str]:
         """Addon permission codenames the user holds globally (own grants + groups)."""
         if not _authenticated(user) or not getattr(user, "is_active", True):
             return set()
-        cached = getattr(user, _EFFECTIVE_CACHE, None)
+        cached: set[str] | None = getattr(user, _EFFECTIVE_CACHE, None)
         if cached is not None:
             return cached
         if user.is_superuser:
@@ -54,7 +67,7 @@ class PermissionService:
         setattr(user, _EFFECTIVE_CACHE, result)
         return result
 
-    def has(self, user, codename: str, obj=None) -> bool:
+    def has(self, user: User | None, codename: str, obj: Model | None = None) -> bool:
         """True when the user holds `codename` globally, or on `obj` through guardian."""
         if not _authenticated(user) or not getattr(user, "is_active", True):
             return False
@@ -64,7 +77,7 @@ class PermissionService:
             return False
         return self._object_checker(user).has_perm(f"{APP_LABEL}.{codename}", obj)
 
-    def require(self, user, codename: str, obj=None) -> None:
+    def require(self, user: User | None, codename: str, obj: Model | None = None) -> None:
         """Raise NotAuthenticated (401) for anonymous callers, PermissionDenied (403) when the
         permission is missing; denials are audited as `permission.check`."""
         if not _authenticated(user):
@@ -84,23 +97,24 @@ class PermissionService:
         )
         raise errors.PermissionDenied(reason)
 
-    def forget(self, user) -> None:
+    def forget(self, user: User) -> None:
         """Drop the permissions cached on this user object (after granting in the same request)."""
         for attr in (_EFFECTIVE_CACHE, _CHECKER_CACHE, "_perm_cache", "_user_perm_cache", "_group_perm_cache"):
             if hasattr(user, attr):
                 delattr(user, attr)
 
     # -- grants (management commands, admin tooling) -------------------------------------------
-    def addon_permissions(self):
+    def addon_permissions(self) -> QuerySet[Permission]:
         """Every addon permission row (the installer creates them at install)."""
         return Permission.objects.filter(content_type__app_label=APP_LABEL, codename__contains=".")
 
-    def resolve_names(self, names) -> list:
+    def resolve_names(self, names: Iterable[str]) -> list[Permission]:
         """Permission rows for codenames `<addon>.<table>.<action>` or `<addon>.<table>.*`
         (`*` alone as the last part: every permission under that prefix). Unknown names raise
         NotFound naming them and the closest known codenames."""
         known = {p.codename: p for p in self.addon_permissions().select_related("content_type")}
-        found, unknown = {}, []
+        found: dict[str, Permission] = {}
+        unknown: list[str] = []
         for name in names:
             if name.endswith(".*") and name.count(".") >= 2:
                 prefix = name[:-1]
@@ -116,7 +130,7 @@ class PermissionService:
             raise errors.NotFound(f"unknown permission: {', '.join(unknown)}{hint}")
         return [found[c] for c in sorted(found)]
 
-    def grant(self, principal, names) -> list[str]:
+    def grant(self, principal: AbstractUser | Group, names: Iterable[str]) -> list[str]:
         """Grant permissions to a user or a Group (role); returns the codenames newly granted
         (ones already held directly are not counted again)."""
         perms = self.resolve_names(names)
@@ -127,7 +141,7 @@ class PermissionService:
             self.forget(principal)
         return [p.codename for p in added]
 
-    def revoke(self, principal, names) -> list[str]:
+    def revoke(self, principal: AbstractUser | Group, names: Iterable[str]) -> list[str]:
         """Revoke direct grants from a user or a Group; returns the codenames actually removed.
         A user keeps what their groups grant."""
         perms = self.resolve_names(names)
@@ -138,22 +152,22 @@ class PermissionService:
             self.forget(principal)
         return [p.codename for p in removed]
 
-    def grants(self, principal) -> list[tuple[str, str]]:
+    def grants(self, principal: AbstractUser | Group) -> list[tuple[str, str]]:
         """(codename, source) of every addon permission a user or group holds: source is
         `direct` or `group:<name>` (a user's groups); sorted by codename."""
         rows = [(c, "direct") for c in self._permission_set(principal).filter(
             content_type__app_label=APP_LABEL, codename__contains=".").values_list("codename", flat=True)]
         if not isinstance(principal, Group):
             rows += [(c, f"group:{g}") for c, g in Permission.objects.filter(
-                content_type__app_label=APP_LABEL, codename__contains=".", group__user=principal,
+                content_type__app_label=APP_LABEL, codename__contains=".", group__user=principal,  # type: ignore[misc]  # the host's user model, typed as AbstractUser
             ).values_list("codename", "group__name")]
         return sorted(rows)
 
     @staticmethod
-    def _permission_set(principal):
+    def _permission_set(principal: AbstractUser | Group) -> "ManyRelatedManager[Permission, Any]":
         return principal.permissions if isinstance(principal, Group) else principal.user_permissions
 
-    def _object_checker(self, user):
+    def _object_checker(self, user: AbstractUser) -> "ObjectPermissionChecker":
         from guardian.core import ObjectPermissionChecker
 
         checker = getattr(user, _CHECKER_CACHE, None)
@@ -163,7 +177,7 @@ class PermissionService:
         return checker
 
     @staticmethod
-    def _tenant(user):
+    def _tenant(user: AbstractUser) -> str:
         from metacore.conf import metacore_settings
 
         try:

@@ -11,9 +11,10 @@ Results are packed `ptr << 32 | len` (0 = empty), JSON in and out.
 Every pointer/length coming from the guest is checked against the memory's current size
 before the host touches it; a bad one raises BadPointer (a guest error).
 """
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from wasmtime import FuncType, Memory
+from wasmtime import Func, FuncType, Memory, Module, Store, ValType
 
 from metacore.sandbox.errors import BadPointer, BadResult, ModuleRejected
 
@@ -39,7 +40,7 @@ class Convention:
 
     name: str
 
-    def args(self, ptr: int, length: int):
+    def args(self, ptr: int, length: int) -> tuple[int, ...]:
         return (ptr, length) if self.name == "split" else (pack(ptr, length),)
 
 
@@ -47,7 +48,7 @@ SPLIT = Convention("split")
 PACKED = Convention("packed")
 
 
-def _types(types):
+def _types(types: Iterable[ValType]) -> list[str]:
     return [str(t) for t in types]
 
 
@@ -66,7 +67,7 @@ def convention_of(functype: FuncType) -> Convention | None:
 class GuestMemory:
     """Bounds-checked access to one instance's linear memory, through its own alloc/free."""
 
-    def __init__(self, store, memory: Memory, alloc=None, free=None):
+    def __init__(self, store: Store, memory: Memory, alloc: Func | None = None, free: Func | None = None) -> None:
         self.store = store
         self.memory = memory
         self.alloc_fn = alloc
@@ -75,7 +76,7 @@ class GuestMemory:
     def size(self) -> int:
         return self.memory.data_len(self.store)
 
-    def check(self, ptr: int, length: int, what: str = "buffer"):
+    def check(self, ptr: int, length: int, what: str = "buffer") -> None:
         if ptr < 0 or length < 0 or ptr + length > self.size():
             raise BadPointer(
                 f"guest {what} at {ptr}+{length} is outside its {self.size()}-byte memory"
@@ -97,7 +98,7 @@ class GuestMemory:
     def alloc(self, length: int) -> int:
         if self.alloc_fn is None:
             raise ModuleRejected("the module does not export alloc(i32) -> i32")
-        ptr = self.alloc_fn(self.store, length) & U32
+        ptr: int = self.alloc_fn(self.store, length) & U32
         self.check(ptr, length, f"alloc({length}) result")
         return ptr
 
@@ -114,12 +115,12 @@ class GuestMemory:
             return 0
         return pack(self.write(data), len(data))
 
-    def free(self, ptr: int, length: int):
+    def free(self, ptr: int, length: int) -> None:
         if self.free_fn is not None and length:
             self.free_fn(self.store, ptr, length)
 
 
-def check_imports(module) -> None:
+def check_imports(module: Module) -> None:
     """Refuse a module importing anything outside metacore_host and WASI preview1."""
     from metacore.sandbox.host import HOST_FUNCTIONS
 

@@ -19,12 +19,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from wasmtime import (
     Config,
     Engine,
     ExitTrap,
+    Func,
     FuncType,
+    InstancePre,
     Linker,
     Memory,
     Module,
@@ -49,6 +52,11 @@ from metacore.sandbox.errors import (
     Trap,
 )
 
+if TYPE_CHECKING:
+    from wasmtime._instance import InstanceExports
+
+    from metacore.sandbox.host import Invocation
+
 log = logging.getLogger("metacore.sandbox")
 
 WASMTIME_VERSION = importlib.metadata.version("wasmtime")
@@ -57,7 +65,9 @@ TICK_MS = 10
 WASM_PAGE = 64 * 1024
 START_FUNCTIONS = ("_initialize", "_start")  # WASI reactors, then commands (TinyGo)
 
-current_invocation = contextvars.ContextVar("metacore_sandbox_invocation", default=None)
+current_invocation: "contextvars.ContextVar[Invocation | None]" = contextvars.ContextVar(
+    "metacore_sandbox_invocation", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -72,12 +82,12 @@ class Limits:
 class CompiledModule:
     sha256: str
     module: Module
-    pre: object  # wasmtime InstancePre, imports resolved once
-    exports: dict  # name -> FuncType of every exported function
+    pre: InstancePre  # imports resolved once
+    exports: dict[str, FuncType]  # name -> FuncType of every exported function
     uses_wasi: bool
     from_disk: bool = False
 
-    def convention(self, export):
+    def convention(self, export: str) -> abi.Convention | None:
         functype = self.exports.get(export)
         return abi.convention_of(functype) if functype is not None else None
 
@@ -87,7 +97,7 @@ class CallStats:
     fuel_used: int = 0
     duration_ms: float = 0.0
     memory_bytes: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class EpochTicker:
@@ -99,15 +109,15 @@ class EpochTicker:
 
     IDLE_S = 1.0
 
-    def __init__(self, engine: Engine, tick_ms: int = TICK_MS):
+    def __init__(self, engine: Engine, tick_ms: int = TICK_MS) -> None:
         self.engine = engine
         self.tick_ms = tick_ms
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._active = 0
         self._busy = threading.Event()
 
-    def enter(self):
+    def enter(self) -> None:
         with self._lock:
             self._active += 1
             if not self._busy.is_set():
@@ -116,11 +126,11 @@ class EpochTicker:
                 self._thread = threading.Thread(target=self._run, name="metacore-wasm-epoch", daemon=True)
                 self._thread.start()
 
-    def leave(self):
+    def leave(self) -> None:
         with self._lock:
             self._active -= 1
 
-    def _run(self):
+    def _run(self) -> None:
         interval = self.tick_ms / 1000
         idle_ticks = 0
         while True:
@@ -139,7 +149,7 @@ class EpochTicker:
 
 
 class SandboxEngine:
-    def __init__(self, cache_dir: Path | None):
+    def __init__(self, cache_dir: Path | None) -> None:
         config = Config()
         config.consume_fuel = True
         config.epoch_interruption = True
@@ -174,7 +184,7 @@ class SandboxEngine:
                 self._modules[sha] = cached
         return cached
 
-    def forget(self, sha: str | None = None):
+    def forget(self, sha: str | None = None) -> None:
         """Drop in-memory modules (all, or one) — the disk cache stays."""
         with self._lock:
             if sha is None:
@@ -200,7 +210,7 @@ class SandboxEngine:
                 self._write_cache(path, module.serialize())
         return self._prepare(sha, module, from_disk)
 
-    def _write_cache(self, path: Path, data: bytes):
+    def _write_cache(self, path: Path, data: bytes | bytearray) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".cwasm")
@@ -212,7 +222,8 @@ class SandboxEngine:
 
     def _prepare(self, sha: str, module: Module, from_disk: bool) -> CompiledModule:
         abi.check_imports(module)
-        exports, has_memory = {}, False
+        exports: dict[str, FuncType] = {}
+        has_memory = False
         for export in module.exports:
             kind = export.type
             if isinstance(kind, FuncType):
@@ -230,7 +241,10 @@ class SandboxEngine:
 
     # -- invoke ---------------------------------------------------------------------------
 
-    def invoke(self, compiled: CompiledModule, export: str, payload: bytes, limits: Limits, invocation=None, stats=None):
+    def invoke(
+        self, compiled: CompiledModule, export: str, payload: bytes, limits: Limits,
+        invocation: "Invocation | None" = None, stats: CallStats | None = None,
+    ) -> bytes:
         """Run `export` on a fresh instance with `payload` as input; return the result bytes."""
         convention = compiled.convention(export)
         if convention is None:
@@ -250,20 +264,20 @@ class SandboxEngine:
         token = current_invocation.set(invocation)
         self.ticker.enter()
         started = time.perf_counter()
-        memory = None
+        memory: Memory | None = None
         try:
             instance = compiled.pre.instantiate(store)
             exports = instance.exports(store)
-            memory = exports["memory"] if isinstance(exports.get("memory"), Memory) else None
+            memory = _export_of(exports, "memory", Memory)
             if memory is None:
                 raise ModuleRejected("the module does not export its memory as `memory`")
-            guest = abi.GuestMemory(store, memory, exports.get("alloc"), exports.get("free"))
+            guest = abi.GuestMemory(store, memory, _export_of(exports, "alloc", Func), _export_of(exports, "free", Func))
             for name in START_FUNCTIONS:
                 if name in compiled.exports:
-                    _run_start(exports[name], store)
+                    _run_start(cast(Func, exports[name]), store)  # compiled.exports lists functions only
                     break
             in_ptr = guest.write(payload)
-            packed = exports[export](store, *convention.args(in_ptr, len(payload)))
+            packed = cast(Func, exports[export])(store, *convention.args(in_ptr, len(payload)))  # a function: it has a convention
             out_ptr, out_len = abi.unpack(packed)
             if out_len > limits.max_result_bytes:
                 raise BadResult(f"{export} returned {out_len} bytes, over the {limits.max_result_bytes}-byte cap")
@@ -288,7 +302,16 @@ class SandboxEngine:
                     stats.memory_bytes = memory.data_len(store)
 
 
-def _run_start(func, store):
+_Export = TypeVar("_Export")
+
+
+def _export_of(exports: "InstanceExports", name: str, kind: type[_Export]) -> _Export | None:
+    """The export `name` when it is a `kind` (an `alloc` that is not a function counts as missing)."""
+    item = exports.get(name)
+    return item if isinstance(item, kind) else None
+
+
+def _run_start(func: Func, store: Store) -> None:
     try:
         func(store)
     except ExitTrap as exc:
@@ -296,14 +319,14 @@ def _run_start(func, store):
             raise
 
 
-def _fuel_left(store) -> int:
+def _fuel_left(store: Store) -> int:
     try:
         return store.get_fuel()
     except WasmtimeError:
         return 0
 
 
-def _wasi_config(invocation) -> WasiConfig:
+def _wasi_config(invocation: "Invocation | None") -> WasiConfig:
     """No preopened directories, empty argv/env; stdout/stderr go to the addon's log."""
     config = WasiConfig()
     config.argv = []
@@ -317,11 +340,13 @@ def _wasi_config(invocation) -> WasiConfig:
     return config
 
 
-def _first_line(exc) -> str:
+def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
 
 
-def _classify(exc, export, store, memory, limits) -> SandboxError:
+def _classify(
+    exc: WasmTrap | WasmtimeError, export: str, store: Store, memory: Memory | None, limits: Limits
+) -> SandboxError:
     code = getattr(exc, "trap_code", None)
     text = str(exc)
     limit_bytes = limits.memory_mb * 1024 * 1024
@@ -344,5 +369,5 @@ def _classify(exc, export, store, memory, limits) -> SandboxError:
     return Trap(f"{export} trapped: {_trap_reason(code, exc)}")
 
 
-def _trap_reason(code, exc) -> str:
+def _trap_reason(code: TrapCode | None, exc: BaseException) -> str:
     return code.name.lower().replace("_", " ") if code is not None else _first_line(exc)

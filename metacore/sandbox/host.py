@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
-from wasmtime import FuncType, ValType
+from wasmtime import FuncType, Linker, ValType
 
 from metacore.errors import CapabilityDenied, MetacoreError
 from metacore.sandbox import abi, sql as sqlguard
@@ -127,7 +127,7 @@ def host_function(name, params, results):
     return register
 
 
-def define_host_functions(linker):
+def define_host_functions(linker: Linker) -> None:
     for fn in HOST_FUNCTIONS.values():
         linker.define_func(abi.HOST_MODULE, fn.name, fn.functype(), _bind(fn), access_caller=True)
 

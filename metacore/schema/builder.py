@@ -124,7 +124,7 @@ def check_manifest_models(manifest: Manifest) -> None:
 
 def _build_model(addon_key: str, spec: Model, apps: Apps, vendor: str) -> type[models.Model]:
     names = field_names(spec)
-    attrs = {"__module__": f"metacore.runtime.{addon_key}"}
+    attrs: dict[str, object] = {"__module__": f"metacore.runtime.{addon_key}"}
     for column in spec.columns:
         attrs[names[column.name]] = _field(addon_key, column)
     meta_attrs = {
@@ -133,21 +133,23 @@ def _build_model(addon_key: str, spec: Model, apps: Apps, vendor: str) -> type[m
         "db_table": physical_table(addon_key, spec.table, vendor),
         "default_permissions": (),
         "verbose_name": spec.label or spec.table,
-        "indexes": [],
-        "constraints": [],
     }
+    indexes: list[models.Index] = []
+    constraints: list[models.UniqueConstraint] = []
+    meta_attrs["indexes"] = indexes
+    meta_attrs["constraints"] = constraints
     if spec.column("created_at") is not None:
         meta_attrs["get_latest_by"] = "created_at"
     for index in spec.indexes:
         fields = [names[c] for c in index.columns]
         name = index_name(addon_key, spec.table, index.columns, index.unique, vendor, index.name)
         if index.unique:
-            meta_attrs["constraints"].append(models.UniqueConstraint(fields=fields, name=name))
+            constraints.append(models.UniqueConstraint(fields=fields, name=name))
         else:
-            meta_attrs["indexes"].append(models.Index(fields=fields, name=name))
+            indexes.append(models.Index(fields=fields, name=name))
     attrs["Meta"] = type("Meta", (), meta_attrs)
-    model_class = type(spec.table, (models.Model,), attrs)
-    model_class.metacore_spec = spec
+    model_class: type[models.Model] = type(spec.table, (models.Model,), attrs)
+    model_class.metacore_spec = spec  # type: ignore[attr-defined]  # a dynamic model carries its spec (permissions.guardian reads it)
     return model_class
 
 

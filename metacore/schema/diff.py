@@ -254,7 +254,9 @@ class Differ:
 
     def _alter_column(self, old_spec: Model, spec: Model, old: Column, new: Column) -> list[Step]:
         """One AlterField carrying every change of the column; safety is the worst change."""
-        changes, safety, checks = [], SAFE, []
+        changes: list[str] = []
+        safety = SAFE
+        checks: list[Callable[[], str | None]] = []
         old_field_name = field_names(old_spec)[old.name]
         table = old_spec.table
         rows = lambda: self._rows(table)  # noqa: E731 - evaluated lazily, at check time
@@ -312,7 +314,7 @@ class Differ:
             changes.append("index" if new.index else "drop index")
         if old.references != new.references:
             if new.references is None:
-                changes.append(f"drop reference to {old.references.table}")
+                changes.append(f"drop reference to {old.references.table}")  # type: ignore[union-attr]  # references differ and new is None, so old is set
             else:
                 changes.append(f"reference {new.references.table}")
                 worst(NEEDS_CHECK)
@@ -331,7 +333,7 @@ class Differ:
         if old.references != new.references and (old.references is None) != (new.references is None):
             # A plain column becoming a reference (or back) changes the field's class and
             # name: drop-and-add would lose data, so rename the state field and alter it.
-            ops = []
+            ops: list[migrations.RenameField | migrations.AlterField] = []
             if old_field_name != name:
                 ops.append(migrations.RenameField(spec.table, old_field_name, name))
             ops.append(migrations.AlterField(spec.table, name, new_field))
@@ -370,7 +372,7 @@ class Differ:
             fields = [old_names[c] for c in columns]
             if unique:
                 constraint = next(c for c in old_state.options["constraints"] if list(c.fields) == fields)
-                op = migrations.RemoveConstraint(spec.table, constraint.name)
+                op: migrations.RemoveConstraint | migrations.RemoveIndex = migrations.RemoveConstraint(spec.table, constraint.name)
             else:
                 index = next(i for i in old_state.options["indexes"] if list(i.fields) == fields)
                 op = migrations.RemoveIndex(spec.table, index.name)
@@ -437,7 +439,7 @@ def run_steps(old: Manifest, steps: list[Step], editor, state: ProjectState | No
             if vendor == "postgresql" and isinstance(operation, migrations.AlterModelTable):
                 old_table = before.models[label, operation.name_lower].options["db_table"]
                 quote = editor.quote_name
-                editor.execute(f"ALTER TABLE {quote(old_table)} RENAME TO {quote(operation.table.rsplit(chr(34), 1)[-1])}")
+                editor.execute(f"ALTER TABLE {quote(old_table)} RENAME TO {quote(operation.table.rsplit(chr(34), 1)[-1])}")  # type: ignore[union-attr]  # a rename names its table
             else:
                 operation.database_forwards(label, editor, before, after)
             for key in [k for k in state.models if k[1] in relevant]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import models as djmodels
@@ -35,7 +36,7 @@ class ResolvedModel:
         return f"{self.installation_key}.{self.spec.key}"
 
 
-def read_revision(using=DEFAULT_DB_ALIAS) -> int:
+def read_revision(using: str = DEFAULT_DB_ALIAS) -> int:
     """The stored registry revision: one primary-key read before every resolve, so it is
     plain SQL (the ORM's query building would cost more than the read itself)."""
     from metacore.models import RegistryState
@@ -49,12 +50,12 @@ def read_revision(using=DEFAULT_DB_ALIAS) -> int:
 
 
 class ModelRegistry:
-    def __init__(self, using=DEFAULT_DB_ALIAS):
+    def __init__(self, using: str = DEFAULT_DB_ALIAS) -> None:
         self.using = using
         self._lock = threading.RLock()
         self._revision: int | None = None
         self._addons: dict[str, AddonModels] = {}
-        self._snapshots: dict[str, dict] = {}
+        self._snapshots: dict[str, dict[str, Any]] = {}  # the stored manifest JSON
         self._names: dict[str, list[ResolvedModel]] = {}
 
     # -- freshness ----------------------------------------------------------------------
@@ -63,7 +64,7 @@ class ModelRegistry:
     def revision(self) -> int:
         """The registry revision this process serves (after a freshness check)."""
         self.refresh()
-        return self._revision
+        return self._revision or 0  # set by refresh()
 
     def refresh(self, *, force: bool = False) -> None:
         """Reload from the stored manifests when the database revision moved (one query)."""

@@ -13,7 +13,10 @@ mode flip or an upgrade made by another process applies before the next check; t
 policy is rebuilt only when those changed. Denials and would-denies are audited
 (`capability.check`) and counted; allows are audited only with `AUDIT_CAPABILITY_ALLOWS`.
 """
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.db import connection, transaction
@@ -22,7 +25,14 @@ from metacore.conf import metacore_settings
 from metacore.errors import CapabilityDenied, NotFound, ValidationError
 from metacore.host import telemetry
 from metacore.security import patterns
-from metacore.security.patterns import HTTP_FETCH, KNOWN_KINDS, NAME_KINDS, SATISFIED_BY
+from metacore.security.patterns import HTTP_FETCH, KNOWN_KINDS, NAME_KINDS, SATISFIED_BY, HttpPattern
+
+if TYPE_CHECKING:
+    from metacore.kernel import Kernel
+    from metacore.models import Installation
+
+#: `(updated_at, revision)` of an installation row; None when the addon has none.
+Version = tuple[datetime, int] | None
 
 MODES = ("enforce", "shadow")
 ALLOW, DENY, WOULD_DENY = "allow", "deny", "would-deny"
@@ -42,11 +52,11 @@ class Decision:
         """Whether the caller may go on (true for `would-deny` in shadow mode)."""
         return self.decision != DENY
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return self.allowed
 
 
-def redacted_target(kind, target):
+def redacted_target(kind: str, target: str) -> str:
     """What a denial shows and records: an http:fetch URL without userinfo, query or
     fragment (they may carry credentials)."""
     if kind != HTTP_FETCH or not isinstance(target, str):
@@ -67,9 +77,11 @@ class _NameGrants:
 
     __slots__ = ("any", "exact", "prefixes", "suffixes")
 
-    def __init__(self, kind, pattern_list):
+    def __init__(self, kind: str, pattern_list: Iterable[str]) -> None:
         self.any = False
-        self.exact, prefixes, suffixes = set(), [], []
+        self.exact: set[str] = set()
+        prefixes: list[str] = []
+        suffixes: list[str] = []
         for pattern in pattern_list:
             pattern = patterns.normalize_name(kind, pattern)
             if pattern == "*":
@@ -82,7 +94,7 @@ class _NameGrants:
                 self.exact.add(pattern)
         self.prefixes, self.suffixes = tuple(prefixes), tuple(suffixes)
 
-    def allows(self, name):
+    def allows(self, name: str) -> bool:
         if self.any or name in self.exact:
             return True
         for prefix in self.prefixes:
@@ -98,9 +110,11 @@ class Policy:
     """One addon's compiled capabilities. Grants the installer would refuse (malformed,
     over-broad) are ignored, should one ever be stored."""
 
-    def __init__(self, addon_key, capabilities, own_tables=()):
+    def __init__(
+        self, addon_key: str, capabilities: Iterable[Mapping[str, Any]], own_tables: Iterable[str] = ()
+    ) -> None:
         self.addon = addon_key
-        declared = {kind: [] for kind in KNOWN_KINDS}
+        declared: dict[str, list[str]] = {kind: [] for kind in KNOWN_KINDS}
         for cap in capabilities:
             kind, target = cap.get("kind"), cap.get("target")
             if kind in declared and isinstance(target, str) and not patterns.capability_problems(kind, target):
@@ -109,18 +123,18 @@ class Policy:
         declared[patterns.DB_READ] += own
         declared[patterns.DB_WRITE] += own
         self.names = {kind: _NameGrants(kind, declared[kind]) for kind in NAME_KINDS}
-        self.http = tuple(p for p in map(patterns.parse_http_pattern, declared[HTTP_FETCH]) if p is not None)
-        self._memo = {}
+        self.http: tuple[HttpPattern, ...] = tuple(p for p in map(patterns.parse_http_pattern, declared[HTTP_FETCH]) if p is not None)
+        self._memo: dict[tuple[str, str], bool] = {}
 
     @classmethod
-    def from_installation(cls, installation):
+    def from_installation(cls, installation: "Installation") -> "Policy":
         models = (installation.manifest or {}).get("models") or ()
         own_tables = {str(m.get(f)).lower() for m in models for f in ("table", "key") if m.get(f)}
         return cls(installation.key, installation.capabilities or (), sorted(own_tables))
 
     MEMO_SIZE = 4096
 
-    def allows(self, kind, target) -> bool:
+    def allows(self, kind: str, target: str) -> bool:
         """Memoised per policy (a policy is rebuilt when the addon's capabilities change):
         a repeated check is one dict lookup."""
         key = (kind, target)
@@ -131,7 +145,7 @@ class Policy:
             known = self._memo[key] = self.match(kind, target)
         return known
 
-    def match(self, kind, target) -> bool:
+    def match(self, kind: str, target: str) -> bool:
         """The pattern match itself, without the memo."""
         if kind == HTTP_FETCH:
             parsed = patterns.parse_http_target(target)
@@ -144,13 +158,13 @@ class Policy:
 
 
 class Enforcer:
-    def __init__(self, kernel):
+    def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
-        self._policies = {}  # addon key -> (installation version, Policy | None)
+        self._policies: dict[str, tuple[Version, Policy | None]] = {}  # addon key -> (installation version, Policy | None)
 
     # --- checks -----------------------------------------------------------------------
 
-    def check(self, addon_key, kind, target, context=None) -> Decision:
+    def check(self, addon_key: str, kind: str, target: str, context: Mapping[str, object] | None = None) -> Decision:
         """Decide and record; raises `CapabilityDenied` in enforce mode when nothing grants it.
         `context` may carry actor, tenant, request_id and extra details for the audit."""
         global_mode, addon_mode, version = self._read_state(addon_key)
@@ -176,13 +190,13 @@ class Enforcer:
             raise CapabilityDenied(message, errors={"capability": [f"{kind} {shown}"], "addon": [addon_key]})
         return decision
 
-    def allows(self, addon_key, kind, target) -> bool:
+    def allows(self, addon_key: str, kind: str, target: str) -> bool:
         """The policy answer alone: no mode, no audit, no exception (for UIs and planning)."""
         _, _, version = self._read_state(addon_key)
         policy = self._policy(addon_key, version)
         return policy is not None and policy.allows(kind, target)
 
-    def _policy(self, addon_key, version):
+    def _policy(self, addon_key: str, version: Version) -> Policy | None:
         cached = self._policies.get(addon_key)
         if cached is not None and cached[0] == version:
             return cached[1]
@@ -195,7 +209,7 @@ class Enforcer:
         self._policies[addon_key] = (version, policy)
         return policy
 
-    def _read_state(self, addon_key):
+    def _read_state(self, addon_key: str) -> tuple[str | None, str | None, Version]:
         """(global mode, addon mode, installation version) in one round trip; the version is
         `(updated_at, revision)`, None when the addon has no Installation row."""
         sql = self._state_sql.get(connection.vendor)
@@ -206,10 +220,10 @@ class Enforcer:
             global_mode, addon_mode, updated_at, revision = cursor.fetchone()
         return global_mode, addon_mode, (None if updated_at is None else (updated_at, revision))
 
-    _state_sql = {}
+    _state_sql: dict[str, str] = {}
 
     @staticmethod
-    def _build_state_sql():
+    def _build_state_sql() -> str:
         from metacore.models import EnforcerMode, Installation
 
         qn = connection.ops.quote_name
@@ -223,11 +237,11 @@ class Enforcer:
         )
 
     @staticmethod
-    def _effective_mode(addon_mode, global_mode):
+    def _effective_mode(addon_mode: str | None, global_mode: str | None) -> str:
         mode = addon_mode or global_mode or metacore_settings.ENFORCER_DEFAULT_MODE
         return mode if mode in MODES else "enforce"
 
-    def _audit(self, decision, context):
+    def _audit(self, decision: Decision, context: Mapping[str, object] | None) -> None:
         context = dict(context or {})
         self.kernel.audit.record(
             "capability.check",
@@ -244,7 +258,7 @@ class Enforcer:
 
     # --- modes ------------------------------------------------------------------------
 
-    def modes(self) -> dict:
+    def modes(self) -> dict[str, object]:
         """`{"default": ..., "global": ..., "effective": ..., "overrides": {addon: mode}}`."""
         from metacore.models import EnforcerMode
 
@@ -257,11 +271,11 @@ class Enforcer:
             "overrides": dict(sorted(rows.items())),
         }
 
-    def mode_for(self, addon_key="") -> str:
+    def mode_for(self, addon_key: str = "") -> str:
         global_mode, addon_mode, _ = self._read_state(addon_key)
         return self._effective_mode(addon_mode if addon_key else None, global_mode)
 
-    def set_mode(self, mode, addon_key="", actor="") -> str:
+    def set_mode(self, mode: str, addon_key: str = "", actor: str = "") -> str:
         """Store the global mode (`addon_key=""`) or an addon's override; audited."""
         from metacore.models import EnforcerMode
 
@@ -277,7 +291,7 @@ class Enforcer:
         return mode
 
     @staticmethod
-    def require_installed(addon_key):
+    def require_installed(addon_key: str) -> None:
         """An override names an installed addon: a malformed key is a 400, an unknown one a 404."""
         from metacore.manifest.identifiers import addon_key_problems
         from metacore.models import Installation
@@ -288,7 +302,7 @@ class Enforcer:
         if not Installation.objects.filter(key=addon_key).exclude(state=Installation.State.UNINSTALLED).exists():
             raise NotFound(f"addon {addon_key!r} is not installed", errors={"addon": [addon_key]})
 
-    def clear_mode(self, addon_key, actor="") -> bool:
+    def clear_mode(self, addon_key: str, actor: str = "") -> bool:
         """Drop an addon's override (it follows the global mode again); audited."""
         from metacore.models import EnforcerMode
 
@@ -302,7 +316,7 @@ class Enforcer:
             self._audit_mode_change(addon_key, row.mode, None, actor)
         return True
 
-    def _audit_mode_change(self, addon_key, previous, mode, actor):
+    def _audit_mode_change(self, addon_key: str, previous: str | None, mode: str | None, actor: str) -> None:
         self.kernel.audit.record(
             "enforcer.mode_changed",
             actor=actor,

@@ -32,6 +32,7 @@ Hosts and URLs (`http:fetch`)
 """
 import posixpath
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -42,7 +43,7 @@ KNOWN_KINDS = (DB_READ, DB_WRITE, HTTP_FETCH, EVENT_EMIT, EVENT_SUBSCRIBE)
 NAME_KINDS = frozenset({DB_READ, DB_WRITE, EVENT_EMIT, EVENT_SUBSCRIBE})
 
 # Grant kinds that satisfy a check of a given kind.
-SATISFIED_BY = {kind: (kind,) for kind in KNOWN_KINDS}
+SATISFIED_BY: dict[str, tuple[str, ...]] = {kind: (kind,) for kind in KNOWN_KINDS}
 SATISFIED_BY[DB_READ] = (DB_READ, DB_WRITE)
 
 _SEGMENT = re.compile(r"[a-z0-9_-]+")
@@ -56,6 +57,11 @@ PUBLIC_SUFFIXES = frozenset(
     for sld in ("co", "com", "org", "net", "gov", "gob", "edu", "ac", "ne", "or", "go")
 ) | frozenset({"github.io", "herokuapp.com", "appspot.com", "cloudfront.net", "amazonaws.com", "azurewebsites.net"})
 _UNSAFE_PATH = re.compile(r"%2e|%2f|%5c|\\", re.IGNORECASE)
+
+#: `(scheme|None, host, port|None, path_prefix|None, path_exact|None)` of a grant pattern.
+HttpPattern = tuple[str | None, str, int | None, str | None, str | None]
+#: `(scheme, host, port, path)` of a fetch target.
+HttpTarget = tuple[str, str, int, str]
 
 
 # --- validation (install time) -------------------------------------------------------
@@ -76,7 +82,7 @@ def capability_problems(kind: str, target: str) -> list[str]:
     return _name_problems(kind, target)
 
 
-def _name_problems(kind, target):
+def _name_problems(kind: str, target: str) -> list[str]:
     segments = target.lower().split(".")
     stars = [i for i, s in enumerate(segments) if s == "*"]
     if len(segments) > 1 and stars not in ([], [0], [len(segments) - 1]):
@@ -87,7 +93,7 @@ def _name_problems(kind, target):
     return []
 
 
-def _http_problems(target):
+def _http_problems(target: str) -> list[str]:
     try:
         pattern = _parse_http_pattern(target)
     except ValueError as exc:
@@ -101,7 +107,7 @@ def _http_problems(target):
 
 
 @lru_cache(maxsize=4096)
-def _parse_http_pattern(pattern):
+def _parse_http_pattern(pattern: str) -> HttpPattern:
     """`(scheme|None, host, port|None, path_prefix|None, path_exact|None)`; ValueError if malformed."""
     text = pattern.strip()
     if "://" in text:
@@ -119,7 +125,8 @@ def _parse_http_pattern(pattern):
         scheme, netloc, path = None, text, None
     host, port = _split_port(netloc)
     host = _check_host_pattern(host)
-    prefix = exact = None
+    prefix: str | None = None
+    exact: str | None = None
     if path is not None:
         if not path.startswith("/"):
             raise ValueError("path must start with '/'")
@@ -136,7 +143,7 @@ def _parse_http_pattern(pattern):
     return scheme, host, port, prefix, exact
 
 
-def _split_port(netloc):
+def _split_port(netloc: str) -> tuple[str, int | None]:
     if netloc.startswith("["):
         raise ValueError("IP literals are not allowed: name a host")
     host, sep, port = netloc.rpartition(":")
@@ -147,7 +154,7 @@ def _split_port(netloc):
     return host, int(port)
 
 
-def _check_host_pattern(host):
+def _check_host_pattern(host: str) -> str:
     host = host.lower().rstrip(".")
     if not host:
         raise ValueError("missing host")
@@ -165,7 +172,7 @@ def _check_host_pattern(host):
 # --- matching (check time) ------------------------------------------------------------
 
 
-def normalize_name(kind, name):
+def normalize_name(kind: str, name: str) -> str:
     """Lower-case; for db kinds `addon_<key>.<table>` becomes `<key>.<table>`."""
     name = name.strip().lower()
     if kind in (DB_READ, DB_WRITE) and name.startswith("addon_") and "." in name:
@@ -186,7 +193,7 @@ def match_name(pattern: str, name: str) -> bool:
     return False
 
 
-def parse_http_target(target: str):
+def parse_http_target(target: str) -> HttpTarget | None:
     """`(scheme, host, port, path)` of a target URL (or bare `host[:port]`, read as https);
     None when it cannot be a fetch target."""
     text = target.strip()
@@ -214,7 +221,7 @@ def match_host(pattern_host: str, host: str) -> bool:
     return pattern_host == host
 
 
-def parse_http_pattern(pattern: str):
+def parse_http_pattern(pattern: str) -> HttpPattern | None:
     """The parsed form `match_http_parsed` takes; None when the pattern is malformed."""
     try:
         return _parse_http_pattern(pattern)
@@ -222,7 +229,7 @@ def parse_http_pattern(pattern: str):
         return None
 
 
-def match_http_parsed(pattern, target) -> bool:
+def match_http_parsed(pattern: HttpPattern, target: HttpTarget) -> bool:
     """`pattern` from `parse_http_pattern`, `target` from `parse_http_target` (both not None)."""
     p_scheme, p_host, p_port, p_prefix, p_exact = pattern
     scheme, host, port, path = target
@@ -239,7 +246,7 @@ def match_http_parsed(pattern, target) -> bool:
     path = _remove_dot_segments(path)
     if p_exact is not None:
         return path == p_exact
-    return path.startswith(p_prefix)
+    return path.startswith(p_prefix)  # type: ignore[arg-type]  # set: exact and both-None returned above
 
 
 def match_http(pattern: str, target: str) -> bool:
@@ -249,7 +256,7 @@ def match_http(pattern: str, target: str) -> bool:
     return match_http_parsed(parsed_pattern, parsed_target)
 
 
-def _remove_dot_segments(path):
+def _remove_dot_segments(path: str) -> str:
     normalised = posixpath.normpath(path)
     if normalised.startswith("//"):
         normalised = "/" + normalised.lstrip("/")
@@ -268,10 +275,10 @@ def matches(kind: str, pattern: str, target: str) -> bool:
     return False
 
 
-def capabilities_problems(capabilities) -> list[str]:
+def capabilities_problems(capabilities: Iterable[object]) -> list[str]:
     """Problems of a whole capability list (dicts or objects with `kind`/`target`), for the
     installer: an addon declaring any of them is refused."""
-    problems = []
+    problems: list[str] = []
     for cap in capabilities:
         kind = cap.get("kind") if isinstance(cap, dict) else getattr(cap, "kind", None)
         target = cap.get("target") if isinstance(cap, dict) else getattr(cap, "target", None)

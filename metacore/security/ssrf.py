@@ -23,8 +23,11 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from types import TracebackType
+from typing import Literal
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError, PermissionDenied, ValidationError
@@ -64,17 +67,17 @@ class FetchTimeout(FetchError):
 @dataclass
 class FetchResponse:
     status: int
-    headers: list  # [(name, value), ...] as received
+    headers: list[tuple[str, str]]  # [(name, value), ...] as received
     body: bytes
     url: str  # the final URL, after redirects
-    redirects: list = field(default_factory=list)
+    redirects: list[str] = field(default_factory=list)
 
-    def header(self, name, default=None):
+    def header(self, name: str, default: str | None = None) -> str | None:
         name = name.lower()
         return next((v for k, v in self.headers if k.lower() == name), default)
 
 
-def blocked_reason(address) -> str | None:
+def blocked_reason(address: str) -> str | None:
     """Why an address is no place for an addon to connect to; None for public unicast."""
     ip = ipaddress.ip_address(address)
     if ip in METADATA_ADDRESSES:
@@ -95,11 +98,11 @@ def blocked_reason(address) -> str | None:
     return None
 
 
-def _allowed_by_setting(ip):
+def _allowed_by_setting(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return any(ip in ipaddress.ip_network(net, strict=False) for net in metacore_settings.HTTP_ALLOWED_NETWORKS)
 
 
-def resolve_checked(host, port) -> str:
+def resolve_checked(host: str, port: int) -> str:
     """Resolve `host` once and return the address to connect to; raises EgressBlocked if any
     answer is blocked (a mix of public and private answers is refused as a whole)."""
     try:
@@ -128,11 +131,11 @@ def resolve_checked(host, port) -> str:
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to a pre-checked address; `self.host` stays the name (Host header)."""
 
-    def __init__(self, host, port, address, **kwargs):
-        super().__init__(host, port, **kwargs)
+    def __init__(self, host: str, port: int, address: str, *, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
         self._address = address
 
-    def connect(self):
+    def connect(self) -> None:
         self.sock = socket.create_connection((self._address, self.port), self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -140,16 +143,16 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """TLS to a pre-checked address, with SNI and certificate verification for the name."""
 
-    def __init__(self, host, port, address, **kwargs):
-        super().__init__(host, port, context=ssl.create_default_context(), **kwargs)
+    def __init__(self, host: str, port: int, address: str, *, timeout: float) -> None:
+        super().__init__(host, port, context=ssl.create_default_context(), timeout=timeout)
         self._address = address
 
-    def connect(self):
+    def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]  # HTTPSConnection keeps its context there (not in typeshed)
 
 
-def _check_url(url):
+def _check_url(url: str) -> tuple[SplitResult, str, int]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise EgressBlocked(f"only http and https URLs can be fetched, not {url!r}", errors={"url": [url]})
@@ -164,7 +167,7 @@ def _check_url(url):
     return parts, parts.hostname.rstrip("."), port
 
 
-def _audit_block(addon_key, url, exc, context):
+def _audit_block(addon_key: str | None, url: str, exc: EgressBlocked, context: Mapping[str, object] | None) -> None:
     from metacore.kernel import get_kernel
 
     context = dict(context or {})
@@ -184,14 +187,14 @@ def _audit_block(addon_key, url, exc, context):
 
 
 def safe_fetch(
-    url,
-    method="GET",
-    body=None,
-    headers=None,
-    timeout=None,
-    max_bytes=None,
-    addon_key=None,
-    context=None,
+    url: str,
+    method: str = "GET",
+    body: str | bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    max_bytes: int | None = None,
+    addon_key: str | None = None,
+    context: Mapping[str, object] | None = None,
 ) -> FetchResponse:
     """Fetch `url` for `addon_key` through the capability check and the SSRF guard.
 
@@ -213,7 +216,7 @@ def safe_fetch(
         body = body.encode()
     method = method.upper()
     deadline = time.monotonic() + timeout
-    redirects = []
+    redirects: list[str] = []
     with telemetry.span("metacore.http.fetch", addon=addon_key, method=method) as span_:
         while True:
             parts, host, port = _check_url(url)
@@ -250,12 +253,13 @@ class _Budget:
     """Cuts the connection's socket at the deadline, whatever it is doing: a per-read socket
     timeout alone lets a server dripping a byte at a time hold a call forever."""
 
-    def __init__(self, seconds):
+    def __init__(self, seconds: float) -> None:
+        self.sock: socket.socket | None
         self.sock, self.cut = None, False  # the socket itself: http.client drops conn.sock once a response owns it
         self.timer = threading.Timer(max(0.0, seconds), self._cut)
         self.timer.daemon = True
 
-    def _cut(self):
+    def _cut(self) -> None:
         self.cut = True
         sock = self.sock
         if sock is not None:
@@ -264,16 +268,21 @@ class _Budget:
             except OSError:
                 pass
 
-    def __enter__(self):
+    def __enter__(self) -> "_Budget":
         self.timer.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
         self.timer.cancel()
         return False
 
 
-def _request(parts, host, port, address, method, body, headers, timeout, max_bytes):
+def _request(
+    parts: SplitResult, host: str, port: int, address: str, method: str, body: bytes | None,
+    headers: Mapping[str, str], timeout: float, max_bytes: int,
+) -> FetchResponse:
     """One request; connect, send and every read share one budget of `timeout` seconds."""
     cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
     conn = cls(host, port, address, timeout=timeout)

@@ -16,12 +16,14 @@ per database connection.
 """
 from __future__ import annotations
 
+from django.db.backends.base.base import BaseDatabaseWrapper
+
 POLICY = "metacore_tenant_isolation"
 SETTING = "metacore.tenant"
 _CURRENT = f"NULLIF(current_setting('{SETTING}', true), '')"
 
 
-def enable_rls(connection, db_table: str) -> None:
+def enable_rls(connection: BaseDatabaseWrapper, db_table: str) -> None:
     """Enable and force RLS on `db_table` (Django `db_table`, possibly schema-qualified) with
     the tenant policy; idempotent (a reinstall adopting the table replaces the policy).
     A no-op on databases other than PostgreSQL."""
@@ -36,7 +38,7 @@ def enable_rls(connection, db_table: str) -> None:
         cursor.execute(f"CREATE POLICY {POLICY} ON {table} USING ({check}) WITH CHECK ({check})")
 
 
-def binds(connection) -> bool:
+def binds(connection: BaseDatabaseWrapper) -> bool:
     """Is this connection's role subject to row-level security (not a superuser, no
     BYPASSRLS)? Asked once per configured database login, then cached; `forget` after a
     `SET ROLE`."""
@@ -51,19 +53,19 @@ def binds(connection) -> bool:
     return _BINDS[key]
 
 
-def forget(connection) -> None:
+def forget(connection: BaseDatabaseWrapper) -> None:
     _BINDS.pop(_login(connection), None)
 
 
-def _login(connection):
+def _login(connection: BaseDatabaseWrapper) -> tuple[str, object, object, object, object]:
     settings = connection.settings_dict
     return connection.alias, settings.get("HOST"), settings.get("PORT"), settings.get("NAME"), settings.get("USER")
 
 
-_BINDS: dict[tuple, bool] = {}
+_BINDS: dict[tuple[str, object, object, object, object], bool] = {}
 
 
-def set_tenant(connection, tenant: str | None) -> None:
+def set_tenant(connection: BaseDatabaseWrapper, tenant: str | None) -> None:
     """Bind the current transaction to `tenant` (call inside `transaction.atomic`)."""
     if connection.vendor != "postgresql":
         return

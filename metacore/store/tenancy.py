@@ -4,9 +4,14 @@
 The default reads the user's `TenantMembership` (metacore.models); a host with its own
 organization model points the setting at its own function.
 """
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest
 
 
-def default_tenant_resolver(user, request=None):
+def default_tenant_resolver(
+    user: AbstractBaseUser | AnonymousUser | None, request: HttpRequest | None = None
+) -> str | None:
     if user is None or not getattr(user, "is_authenticated", False):
         return None
     # A missing one-to-one raises RelatedObjectDoesNotExist, an AttributeError: getattr's default.

@@ -144,7 +144,7 @@ class TransferService:
         report = ImportReport()
         prepared = []
         seen_unique: dict[str, dict] = {c.name: {} for c in spec.user_columns if c.unique}
-        ignored = set()
+        ignored: set[str] = set()
         with self.store.tenant_transaction(ctx, resolved):
             for number, (line, raw) in enumerate(with_keys(spec, records), start=1):
                 if number > MAX_IMPORT_ROWS:
@@ -231,7 +231,7 @@ class TransferService:
 # -- readers and writers -------------------------------------------------------------------
 def read_csv(stream) -> Iterator[tuple[int, dict]]:
     """(line the record starts on, {header: cell}) per data record of a CSV byte stream."""
-    text = codecs.getreader("utf-8-sig")(stream, errors="strict")
+    text = codecs.getreader("utf-8-sig")(stream, errors="strict")  # type: ignore[call-arg]  # StreamReader takes errors (typeshed's protocol omits it)
     reader = csv.reader(text)
     try:
         header = next(reader, None)

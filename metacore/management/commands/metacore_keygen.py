@@ -1,9 +1,10 @@
 """`manage.py metacore_keygen <private-key-file>`: a new ed25519 key pair for signing bundles."""
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management.base import CommandError
 
-from metacore.installer.signing import Ed25519PrivateKey, key_id, private_key_pem, public_key_text
+from metacore.installer.signing import key_id, private_key_pem, public_key_text
 from metacore.management.base import MetacoreCommand
 
 
