@@ -5,11 +5,16 @@ PORT ?= 8000
 
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: venv run test bench examples clean
+.PHONY: venv run test check lock bench examples clean
 
-$(VENV)/.installed: pyproject.toml
+# Coverage floor for `make test` (branch coverage of metacore/, measured on SQLite and on PostgreSQL).
+COVERAGE_FLOOR ?= 80
+
+## The pinned dependency set (requirements.lock), then metacore itself without resolving again.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed
@@ -20,9 +25,22 @@ run: venv
 	$(PY) manage.py metacore_install_examples
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) sandbox_project.asgi:application
 
-## The whole suite on the database in DATABASE_URL (SQLite when unset).
+## The whole suite on the database in DATABASE_URL (SQLite when unset), with branch coverage.
 test: venv
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest --cov --cov-report= --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
+	$(PY) tools/coverage_by_package.py
+
+## Lint, format, types and known vulnerabilities in the locked dependencies (CI runs it first).
+check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy metacore
+	$(VENV)/bin/pip-audit --requirement requirements.lock --disable-pip --no-deps --progress-spinner off
+
+## Re-pin requirements.lock from pyproject.toml (after changing a dependency).
+lock: venv
+	$(VENV)/bin/pip-compile --quiet --extra test --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
 
 ## Every benchmark, on SQLite and on PostgreSQL (BENCH="store upgrade" picks modules).
 bench: venv
