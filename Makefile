@@ -19,10 +19,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 venv: $(VENV)/.installed
 
-## Serve the sandbox project on the embedded SQLite database, with the example addons.
+## Serve the sandbox project on the embedded SQLite database, with the example addons, and a
+## background worker (webhook deliveries) next to the server; Ctrl-C stops both.
 run: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py metacore_install_examples
+	$(PY) manage.py metacore_worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) sandbox_project.asgi:application
 
 ## The whole suite on the database in DATABASE_URL (SQLite when unset), with branch coverage.

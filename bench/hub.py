@@ -1,11 +1,16 @@
 """Hub fanout: 1,000 connected clients subscribed to one model, a burst of committed writes.
 
+Goal (issue 18): the hub's per-process fanout (`metacore.hub.fanout`: one channel-layer
+message per process per group) delivers >= 5x the events/s of a bare Channels fanout
+(one `group_send` reaching one consumer per socket), with p99 under 1 s for a 20-write burst,
+in memory and over Redis.
+
 Each write is a transaction whose commit publishes one `DataEvent` (what the store does
 after its insert); a frame's latency runs from the event's timestamp, taken just before the
 commit, to its receipt by the client. Reported per layer: delivered events per second and
 p50/p99 commit->receipt latency for the hub, next to a bare Channels fanout of the same
 frames in the same run (a consumer that joins one group and forwards each group message,
-fed by one `group_send` per write), and the ratios hub/bare (goal: within 1.5x).
+fed by one `group_send` per write), and the ratios hub/bare.
 
 1. In-memory layer, in process: the clients are ASGI connections driven directly (as
    Channels' WebsocketCommunicator does) against the real `HubConsumer` and the bare one.
@@ -296,9 +301,9 @@ def _report(title, hub, bare):
     for name, r in (("hub", hub), ("bare group_send", bare)):
         print(f"  {name:16} delivered {r['delivered']}/{r['expected']} (dropped {r['dropped']}, sockets lost {r['lost']})"
               f"  {r['events_per_s']:>9,.0f} events/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms")
-    print(f"  ratio hub/bare: throughput {bare['events_per_s'] / hub['events_per_s']:.2f}x slower,"
-          f" p50 {hub['p50_ms'] / bare['p50_ms']:.2f}x, p99 {hub['p99_ms'] / bare['p99_ms']:.2f}x (goal <= 1.5x)",
-          flush=True)
+    print(f"  hub/bare: throughput {hub['events_per_s'] / bare['events_per_s']:.2f}x (goal >= 5x),"
+          f" p50 {hub['p50_ms'] / bare['p50_ms']:.2f}x, p99 {hub['p99_ms'] / bare['p99_ms']:.2f}x;"
+          f" hub p99 {hub['p99_ms'] / 1000:.2f} s (goal < 1 s)", flush=True)
 
 
 def main():

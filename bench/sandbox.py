@@ -6,9 +6,14 @@
    instance, alloc, write, call, read). Goal: under 2x. Reported with the default audit
    sinks and with audit sinks off (the database sink's INSERT is most of the gap), and for
    the engine alone (no database: what the sandbox's limits and checks cost).
-2. Instantiation per call: a fresh store with its limits plus `InstancePre.instantiate`
+2. A call whose guest runs one `db_query` (the helpdesk `summary` export: a GROUP BY over
+   the tenant's 50 tickets), against the same service's `echo` call (no database), the
+   bare SQL on the same connection, and the bare wasmtime echo: what the SQL walls (parse
+   with pglast, allowlists, rewrite; on PostgreSQL the guest role, RLS and the host-written
+   tenant; on SQLite the authorizer and progress handler) add to a call. Audit sinks off.
+3. Instantiation per call: a fresh store with its limits plus `InstancePre.instantiate`
    (microseconds; goal < 100).
-3. Loading a ~1 MiB module from the disk cache (`Module.deserialize_file`) against
+4. Loading a ~1 MiB module from the disk cache (`Module.deserialize_file`) against
    compiling it (ratio).
 """
 import json
@@ -87,6 +92,47 @@ def round_trip():
     reset_kernel()
 
 
+def db_query_call():
+    import uuid
+
+    from django.db import connection
+    from django.test import override_settings
+
+    from metacore.kernel import get_kernel, reset_kernel
+    from metacore.schema.naming import physical_table
+
+    wasm = (EXAMPLE / "backend" / "helpdesk.wasm").read_bytes()
+    bare = per_call(bare_call(wasm), number=300)
+    tenant = str(uuid.uuid4())
+    with override_settings(METACORE={"AUDIT_SINKS": []}):
+        reset_kernel()
+        kernel = get_kernel()
+        tickets = kernel.registry.model_for("helpdesk", "tickets")
+        tickets.objects.bulk_create([tickets(organization_id=tenant, title=f"t{i}", status=("open", "resolved")[i % 2])
+                                     for i in range(50)])
+        sandbox, context = kernel.sandbox, {"tenant": tenant}
+        result = sandbox.call("helpdesk", "summary", {}, context)
+        assert sorted((r["status"], r["n"]) for r in result["data"]["rows"]) == [("open", 25), ("resolved", 25)], result
+        echo = per_call(lambda: sandbox.call("helpdesk", "echo", {}, context), number=200)
+        summary = per_call(lambda: sandbox.call("helpdesk", "summary", {}, context), number=200)
+    reset_kernel()
+    table = connection.ops.quote_name(physical_table("helpdesk", "tickets", connection.vendor))
+    org = uuid.UUID(tenant) if connection.vendor == "postgresql" else uuid.UUID(tenant).hex
+    sql = f"SELECT status, count(*) AS n FROM {table} WHERE organization_id = %s GROUP BY status ORDER BY status"
+
+    def bare_sql():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [org])
+            return cursor.fetchall()
+
+    raw = per_call(bare_sql, number=300)
+    print(f"  bare SQL of the same query ({connection.vendor}):          {raw * 1e6:8.1f} us")
+    print(f"  SandboxService.call echo, no db (sinks off):  {echo * 1e6:8.1f} us  ratio to bare wasmtime {echo / bare:5.2f}x")
+    print(f"  SandboxService.call with one db_query:        {summary * 1e6:8.1f} us  ratio to bare wasmtime"
+          f" {summary / bare:5.2f}x; db_query import costs {(summary - echo) * 1e6:7.1f} us"
+          f" ({(summary - echo) / raw:4.1f}x the bare SQL)")
+
+
 def instantiation():
     from wasmtime import Store
 
@@ -147,6 +193,7 @@ def disk_cache():
 def main():
     setup_django()
     round_trip()
+    db_query_call()
     instantiation()
     disk_cache()
 

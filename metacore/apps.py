@@ -12,6 +12,10 @@ class MetacoreConfig(AppConfig):
         from metacore.host import checks  # noqa: F401
         from metacore.host.telemetry import setup_from_env
         from metacore.hub.publisher import connect_receivers
+        from metacore.integrations.deliveries import connect_receivers as connect_deliveries
+        from metacore.integrations.eventlog import connect_receivers as connect_eventlog
 
         connect_receivers()
+        connect_deliveries()
+        connect_eventlog()
         setup_from_env()  # OpenTelemetry from OTEL_* variables; nothing when none is set

@@ -16,11 +16,22 @@ DEFAULTS = {
     "MAX_BUNDLE_BYTES": 50 * 1024 * 1024,
     # Installation secrets and webhooks
     "SECRET_MASTER_KEY": None,  # encrypts installation secrets so outbound webhooks can be signed
+    "SECRETS_KEY": None,  # encrypts secret settings at rest (default: derived from Django's SECRET_KEY)
     "WEBHOOK_MAX_SKEW_SECONDS": 300,  # accepted clock skew (and nonce lifetime) of signed webhooks
+    "WEBHOOK_TIMEOUT_S": 15.0,  # total budget of one outbound webhook call (upstream's default)
+    "WEBHOOK_HOST_NAME": "metacore",  # X-Metacore-Host of outbound webhooks
+    "WEBHOOK_MAX_ATTEMPTS": 5,  # attempts of an addon's manifest subscription before dead-lettering
+    "WEBHOOK_RETRY_BASE_S": 4.0,  # first retry delay; then x4 per attempt, with jitter
+    "WEBHOOK_RETRY_MAX_S": 3600.0,  # cap of one retry delay
+    "WEBHOOK_RECOVER_AFTER_S": 60.0,  # a pending delivery this overdue lost its task: requeued
     # Store
     "DEFAULT_PER_PAGE": 20,
     "MAX_PER_PAGE": 200,
+    "PUBLIC_SCHEMA": False,  # serve /schema/, /docs/ and /redoc/ to anonymous users (default: the API's auth)
     "TENANT_RESOLVER": "metacore.store.tenancy.default_tenant_resolver",
+    "ORG_CONFIG_RESOLVER": None,  # (organization_id, key) -> str | None, for `$org.<key>` validators
+    "IDEMPOTENCY_CACHE": "default",  # Django cache alias keeping Idempotency-Key answers
+    "IDEMPOTENCY_TTL_S": 24 * 3600,
     # Security
     "ENFORCER_DEFAULT_MODE": "enforce",
     "HTTP_RESOLVER": "socket.getaddrinfo",
@@ -29,6 +40,9 @@ DEFAULTS = {
     "HTTP_TIMEOUT_S": 10.0,
     "HTTP_MAX_BYTES": 5 * 1024 * 1024,
     "AUDIT_CAPABILITY_ALLOWS": False,  # also audit allowed capability checks (volume)
+    # Metrics (GET <api>/metrics, Prometheus text format)
+    "METRICS_PUBLIC": False,  # True: anyone may scrape (else staff users or METRICS_TOKEN)
+    "METRICS_TOKEN": None,  # a scraper's `Authorization: Bearer <token>`
     # Audit
     "AUDIT_SINKS": ["metacore.audit.sinks.LogSink", "metacore.audit.sinks.DatabaseSink"],
     "AUDIT_READS": False,
@@ -41,11 +55,13 @@ DEFAULTS = {
     "HUB_MAX_BACKLOG": 500,
     "HUB_MAX_FRAME_BYTES": 64 * 1024,
     "HUB_MAX_MODELS_PER_CONNECTION": 100,
+    "HUB_RECHECK_SECONDS": 3,  # open sockets re-verify credentials and grants at most this old
+    "HUB_ALLOWED_ORIGINS": None,  # None: same origin as the Host, or ALLOWED_HOSTS; else patterns
     # Kernel parts a host may replace
     "KERNEL_CLASS": "metacore.kernel.Kernel",
 }
 
-IMPORT_STRINGS = {"TENANT_RESOLVER", "KERNEL_CLASS", "HTTP_RESOLVER"}
+IMPORT_STRINGS = {"TENANT_RESOLVER", "KERNEL_CLASS", "HTTP_RESOLVER", "ORG_CONFIG_RESOLVER"}
 
 
 class MetacoreSettings:

@@ -1,15 +1,45 @@
-"""Typed errors raised by services; the API layer turns them into envelopes with `status`."""
+"""Typed errors raised by services; the API layer turns them into envelopes with `status`
+and the machine `code` (docs/api.md lists the codes)."""
+
+#: The code of an error that names none, by HTTP status (DRF's `default_code` spelling).
+STATUS_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "request_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "throttled",
+    500: "server_error",
+    501: "not_implemented",
+    503: "unavailable",
+    504: "timeout",
+}
+
+
+def code_for_status(status: int) -> str:
+    return STATUS_CODES.get(status, "client_error" if status < 500 else "server_error")
 
 
 class MetacoreError(Exception):
     status = 400
+    code = None  # None: the status's code (STATUS_CODES)
 
-    def __init__(self, message, *, errors=None, status=None):
+    def __init__(self, message, *, errors=None, status=None, code=None):
         super().__init__(message)
         self.message = message
         self.errors = errors or {}
         if status is not None:
             self.status = status
+        if code is not None:
+            self.code = code
+        if self.code is None:
+            self.code = code_for_status(self.status)
 
 
 class ValidationError(MetacoreError):
@@ -26,6 +56,8 @@ class PermissionDenied(MetacoreError):
 
 class CapabilityDenied(PermissionDenied):
     """An addon operation its manifest's capabilities do not grant (enforce mode)."""
+
+    code = "capability_denied"
 
 
 class NotFound(MetacoreError):

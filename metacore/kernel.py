@@ -31,6 +31,18 @@ class Kernel:
         return StoreService(self)
 
     @cached_property
+    def shaper(self):
+        from metacore.store.shaping import RowShaper
+
+        return RowShaper(self.store, self.permissions)
+
+    @cached_property
+    def transfer(self):
+        from metacore.store.transfer import TransferService
+
+        return TransferService(self.store, self.audit)
+
+    @cached_property
     def permissions(self):
         from metacore.permissions.service import PermissionService
 
@@ -60,6 +72,41 @@ class Kernel:
         from metacore.sandbox.service import SandboxService
 
         return SandboxService(self)
+
+    @cached_property
+    def actions(self):
+        """Row action triggers: wasm, noop, webhook (actions/dispatcher.py)."""
+        from metacore.actions.dispatcher import ActionDispatcher
+
+        return ActionDispatcher(self)
+
+    @cached_property
+    def deliveries(self):
+        """Outbound webhook deliveries on events (integrations/deliveries.py)."""
+        from metacore.integrations.deliveries import DeliveryService
+
+        return DeliveryService(self)
+
+    @cached_property
+    def schedules(self):
+        """Addon cron schedules (integrations/schedules.py)."""
+        from metacore.integrations.schedules import ScheduleService
+
+        return ScheduleService(self)
+
+    @cached_property
+    def tools(self):
+        """Tool registry from manifests' tools[] and its dispatcher (integrations/tools.py)."""
+        from metacore.integrations.tools import ToolService
+
+        return ToolService(self)
+
+    @cached_property
+    def inbound(self):
+        """Inbound webhooks declared by manifests (integrations/inbound.py)."""
+        from metacore.integrations.inbound import InboundService
+
+        return InboundService(self)
 
     @cached_property
     def hub(self):

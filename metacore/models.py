@@ -134,3 +134,6 @@ class WebhookNonce(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["scope", "nonce"], name="metacore_webhook_nonce_once")]
+
+
+from metacore.integrations.models import EventLogEntry, ScheduleRun, WebhookDelivery, WebhookSubscription  # noqa: E402,F401  (registered here)

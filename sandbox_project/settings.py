@@ -3,10 +3,13 @@
 Everything metacore needs is the INSTALLED_APPS entry, the URL include and the ASGI app;
 the rest is an ordinary Django settings module.
 """
+import hashlib
 import os
 from pathlib import Path
 
 import dj_database_url
+
+from metacore.settings import sqlite_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "sandbox-insecure-key-change-me")
@@ -24,13 +27,19 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "guardian",
     "channels",
+    "django_tasks",
+    "django_tasks_db",
     "metacore",
 ]
 
 MIDDLEWARE = [
+    "metacore.api.request_id.RequestIdMiddleware",  # X-Request-ID: read or made, echoed
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files (the admin's CSS) under Daphne
+    "metacore.api.middleware.ApiErrorsMiddleware",  # JSON errors under /api/ (docs/api.md)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -65,6 +74,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # WAL, a busy timeout and BEGIN IMMEDIATE: concurrent writers queue (docs/embedding.md).
+    DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), **sqlite_options()}
     # A file (not Django's in-memory default) so tests can check what a second process sees.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test_{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -76,10 +87,15 @@ AUTHENTICATION_BACKENDS = [
 # Object permissions on addon rows (see metacore.permissions.guardian).
 GUARDIAN_GET_CONTENT_TYPE = "metacore.permissions.guardian.get_content_type"
 
+# JWT for SDK frontends (metacore.api.jwt_urls); a 256-bit signing key derived from SECRET_KEY.
+SIMPLE_JWT = {"SIGNING_KEY": hashlib.sha256(f"jwt:{SECRET_KEY}".encode()).hexdigest()}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        # `Authorization: Bearer <jwt>`, what the SDK's API client sends (metacore.api.jwt_urls)
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -95,6 +111,9 @@ CHANNEL_LAYERS = (
     else {"default": {"BACKEND": "metacore.hub.layers.InMemoryChannelLayer"}}
 )
 
+# Background work (webhook deliveries, schedules): Django's Tasks API, on the database.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
 METACORE = {
     # The sandbox installs its unsigned example bundles; a production host keeps this False.
     "ALLOW_UNSIGNED_BUNDLES": True,
@@ -108,6 +127,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+# WhiteNoise serves the apps' static files straight from their folders (no collectstatic):
+# this is a development project; a deployment sets STATIC_ROOT and runs collectstatic.
+WHITENOISE_USE_FINDERS = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from django.db import connection
 
+from addon_fixtures import read_raw
 from metacore.manifest.parse import load_manifest
 from metacore.installer.bundle import template_key
 from metacore.schema.naming import physical_index, physical_table
-from tests.conftest import SDK_FIXTURES
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -31,19 +31,9 @@ DB_TYPES = {
 }
 
 
-def fixture_bundles():
-    """Every valid SDK fixture: v3 manifest directories and flat .tar.gz bundles."""
-    manifests = sorted(p for p in (SDK_FIXTURES / "manifests").iterdir() if p.name != "sdk-testdata-v3_invalid")
-    return manifests + sorted((SDK_FIXTURES / "bundles").glob("*.tar.gz"))
-
-
 def manifest_of(path: Path):
     """The Manifest a fixture installs as (template keys filled the way the installer does)."""
-    if path.is_dir():
-        raw = json.loads((path / "manifest.json").read_text())
-    else:
-        with tarfile.open(path) as archive:
-            raw = json.load(archive.extractfile("manifest.json"))
+    raw = read_raw(path)
     values = {"ADDON_KEY": template_key(path)} if "{{ADDON_KEY}}" in json.dumps(raw) else None
     return load_manifest(raw, template_values=values)
 

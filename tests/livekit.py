@@ -75,12 +75,12 @@ class Daphne:
         self.log.seek(0)
         return self.log.read()[-3000:]
 
-    def request(self, method, path, token, body=None):
+    def request(self, method, path, token, body=None, timeout=10):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
                                      headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=10) as response:
+            with urllib.request.urlopen(req, timeout=timeout) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")

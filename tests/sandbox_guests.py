@@ -208,3 +208,25 @@ def _bad_calls():
 PROBE_EXPORTS = ["echo", "call_log", "call_env_get", "call_http_fetch", "call_db_query", "call_db_exec",
                  "call_event_emit", "bad_log", "bad_env_get", "bad_http_fetch", "bad_db_query", "bad_db_exec",
                  "bad_event_emit"]
+
+
+def install_probe_addon(tmp_path, key, **manifest_changes):
+    """Install the helpdesk example as addon `key` with the `probe()` guest as its backend
+    (every `PROBE_EXPORTS` callable), `manifest_changes` applied to its manifest."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from metacore.kernel import get_kernel
+
+    target = tmp_path / key
+    shutil.copytree(Path(__file__).resolve().parent.parent / "examples" / "helpdesk", target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest.update(key=key, name=key.title(), hooks={}, actions={},
+                    backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm", "exports": PROBE_EXPORTS,
+                             "memory_limit_mb": 8, "timeout_ms": 2000})
+    settings = manifest_changes.pop("install_settings", None)
+    manifest.update(manifest_changes)
+    (target / "backend" / "helpdesk.wasm").write_bytes(probe())
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return get_kernel().installer.install(target, settings=settings)

@@ -65,7 +65,7 @@ def publish(ev):
 async def connect(user, query=""):
     token = await database_sync_to_async(token_for)(user)
     comm = communicator(f"/api/ws?token={token}{query}")
-    connected, _ = await comm.connect()
+    connected, _ = await comm.connect(timeout=5)
     assert connected
     return comm
 
@@ -85,7 +85,7 @@ def run(coro):
 def test_no_credentials_closes_4401_with_reason_before_any_frame():
     async def body():
         comm = communicator("/api/ws")
-        assert (await comm.connect())[0]
+        assert (await comm.connect(timeout=5))[0]
         closed = await close_of(comm)
         assert closed["code"] == 4401 and closed["reason"] == "authentication required"
 
@@ -96,7 +96,7 @@ def test_bad_token_closes_4401(org):
     async def body():
         for path in ("/api/ws?token=nope", "/ws?token=nope"):
             comm = communicator(path)
-            await comm.connect()
+            await comm.connect(timeout=5)
             closed = await close_of(comm)
             assert closed["code"] == 4401 and "token" in closed["reason"].lower()
 
@@ -111,7 +111,7 @@ def test_authorization_header_token_and_session_cookie_authenticate(org, client)
     async def body():
         for headers in ([(b"authorization", f"Token {token}".encode())], [(b"cookie", cookie)]):
             comm = communicator("/ws", headers=headers)
-            await comm.connect()
+            await comm.connect(timeout=5)
             await comm.send_to(text_data='{"type":"ping"}')
             assert (await receive_json(comm))["type"] == "pong"
             await comm.disconnect()
@@ -430,7 +430,8 @@ def test_notifications_go_to_one_user_and_manifest_changes_to_everyone(org):
         for comm in (alice, carol):
             frame = await receive_json(comm)
             assert frame["type"] == "ADDON_MANIFEST_CHANGED"
-            assert frame["payload"] == {"addon": "crm", "operation": "upgrade", "version": "1.1.0", "at": lifecycle.at}
+            assert frame["payload"] == {"addon": "crm", "operation": "upgrade", "version": "1.1.0", "at": lifecycle.at,
+                                        "addonKey": "crm", "orgId": "", "newHash": "", "timestamp": lifecycle.at}
             await comm.disconnect()
 
     run(body)
@@ -446,3 +447,125 @@ def test_realtime_info_tells_the_channel_and_url(org, client):
     assert data["enabled"] is True and data["coalesce_ms"] == 0
     client.logout()
     assert client.get("/api/realtime/info").status_code in (401, 403)
+
+
+# -- origin, spellings, rechecks ---------------------------------------------------------------
+@pytest.mark.parametrize("origin, host, allowed_origins, allowed", [
+    ("https://evil.example", "app.example", None, False),
+    ("http://app.example", "app.example", None, True),
+    ("http://app.example:8000", "app.example:8000", None, True),
+    ("http://app.example:9999", "app.example:8000", None, False),
+    ("https://evil.example", "app.example", ["https://evil.example"], True),
+    ("https://app.example", "app.example", [".trusted.example"], False),
+    (None, "app.example", None, True),  # no Origin: not a browser
+])
+def test_websocket_origin_is_checked(org, settings, origin, host, allowed_origins, allowed):
+    """`ALLOWED_HOSTS = ["*"]` (the sandbox's) does not open the socket to every site."""
+    settings.METACORE = {**settings.METACORE, "HUB_ALLOWED_ORIGINS": allowed_origins}
+    headers = [(b"host", host.encode())] + ([(b"origin", origin.encode())] if origin else [])
+    token = token_for(org["alice"])
+
+    async def body():
+        comm = communicator(f"/api/ws?token={token}", headers=headers)
+        assert (await comm.connect(timeout=5))[0]
+        if allowed:
+            await comm.send_to(text_data='{"type":"ping"}')
+            assert (await receive_json(comm))["type"] == "pong"
+            await comm.disconnect()
+        else:
+            closed = await close_of(comm)
+            assert closed["code"] == 4403 and "origin" in closed["reason"]
+
+    run(body)
+
+
+def test_every_rest_spelling_gets_a_frame_the_official_matcher_accepts(org):
+    """`crm.leads` (addon.table) is not one of the names the official client matches on
+    (model key, table, addon.model): that subscription gets the frame respelled."""
+    ev = event(org["t1"])
+
+    async def body():
+        comm = await connect(org["alice"])
+        await subscribe(comm, ["crm.leads"])
+        await database_sync_to_async(publish)(ev)
+        frame = await receive_json(comm)
+        assert frame["payload"]["model"] == "crm.leads" and "table" not in frame["payload"]
+        assert frame["payload"]["id"] == ev.id and frame["payload"]["addon"] == "crm"
+        assert await comm.receive_nothing(timeout=0.2)
+        await subscribe(comm, ["lead"])  # a matched spelling as well: both frames, one each
+        await database_sync_to_async(publish)(ev)
+        models = sorted([(await receive_json(comm))["payload"]["model"] for _ in range(2)])
+        assert models == ["Lead", "crm.leads"]
+        await comm.disconnect()
+
+    run(body)
+
+
+def test_open_socket_is_closed_when_its_user_loses_access(org, settings):
+    settings.METACORE = {**settings.METACORE, "HUB_RECHECK_SECONDS": 0.2}
+    from rest_framework.authtoken.models import Token
+
+    def revoke_read():
+        get_kernel().permissions.revoke(org["alice"], ["crm.leads.read"])
+
+    def delete_token():
+        Token.objects.filter(user=org["carol"]).delete()
+
+    def deactivate():
+        org["bob"].is_active = False
+        org["bob"].save(update_fields=["is_active"])
+
+    async def body():
+        cases = [(org["alice"], org["t1"], revoke_read, 4403, 'missing "crm.leads.read"'),
+                 (org["carol"], org["t1"], delete_token, 4401, "token"),
+                 (org["bob"], org["t2"], deactivate, 4401, "inactive")]
+        for user, tenant, take_away, code, reason in cases:
+            comm = await connect(user)
+            await subscribe(comm, ["leads"])
+            await database_sync_to_async(publish)(event(tenant))
+            assert (await receive_json(comm))["type"] == "DATA_EVENT"
+            await database_sync_to_async(take_away)()
+            await asyncio.sleep(0.3)
+            await database_sync_to_async(publish)(event(tenant))
+            closed = await close_of(comm)
+            assert closed["code"] == code and reason in closed["reason"].lower(), closed
+
+    run(body)
+    assert AuditRecord.objects.filter(kind="hub.recheck", decision="deny").count() == 3
+
+
+def test_session_socket_is_closed_after_logout(org, client, settings):
+    settings.METACORE = {**settings.METACORE, "HUB_RECHECK_SECONDS": 0.2}
+    client.force_login(org["alice"])
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    async def body():
+        comm = communicator("/api/ws", headers=[(b"cookie", cookie)])
+        assert (await comm.connect(timeout=5))[0]
+        await subscribe(comm, ["leads"])
+        await database_sync_to_async(client.logout)()
+        await asyncio.sleep(0.3)
+        await database_sync_to_async(publish)(event(org["t1"]))
+        closed = await close_of(comm)
+        assert (closed["code"], closed["reason"]) == (4401, "session ended")
+
+    run(body)
+
+
+def test_jwt_authenticates_a_socket_like_the_rest_api(org):
+    """The SDK's frontends hold a JWT (simplejwt, in the sandbox's DRF classes) and open the
+    socket with `?token=<jwt>`."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    jwt = str(AccessToken.for_user(org["alice"]))
+
+    async def body():
+        comm = communicator(f"/api/ws?token={jwt}")
+        assert (await comm.connect(timeout=5))[0]
+        assert (await subscribe(comm, ["leads"]))["models"] == ["leads"]
+        await comm.disconnect()
+        forged = communicator(f"/api/ws?token={jwt[:-4]}AAAA")
+        assert (await forged.connect(timeout=5))[0]
+        assert (await close_of(forged))["code"] == 4401
+
+    run(body)

@@ -9,7 +9,8 @@ from metacore.kernel import get_kernel
 from metacore.models import AppliedMigration, AuditRecord, InstallJournal, Installation
 from metacore.permissions.naming import model_permission
 from metacore.schema import ddl
-from tests.installer_support import EXAMPLES, assert_schema_matches, fixture_bundles, manifest_of, small_manifest
+from addon_fixtures import OWN_FIXTURES, bundle_params
+from tests.installer_support import EXAMPLES, assert_schema_matches, manifest_of, small_manifest
 
 pytestmark = pytest.mark.django_db
 ORG = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -37,7 +38,7 @@ def write_bundle(directory, manifest, files=None):
     return directory
 
 
-@pytest.mark.parametrize("path", fixture_bundles(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", bundle_params())
 def test_every_fixture_installs_with_its_declared_schema_and_drops_cleanly(installer, path):
     manifest = manifest_of(path)
     result = installer.install(path)
@@ -75,24 +76,24 @@ def test_example_bundle_has_related_tables_and_cascades(installer):
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="bundle SQL runs on PostgreSQL only")
-def test_sql_migrations_run_in_the_addon_schema_and_skip_contradicting_statements(installer, sdk_fixtures):
-    result = installer.install(sdk_fixtures / "manifests" / "catalog")
+def test_sql_migrations_run_in_the_addon_schema_and_skip_contradicting_statements(installer):
+    result = installer.install(OWN_FIXTURES / "library")
     outcome = {m.name: m for m in result.migrations}["0001_init.sql"]
     assert outcome.status == "partial"
     assert "undefined column" in outcome.reason and "org_id" in outcome.reason
-    info = ddl.describe_table("catalog", "products")
-    assert info.index_on("sku") is not None and any(i.name == "products_sku_idx" for i in info.indexes)
-    record = AppliedMigration.objects.get(addon_key="catalog", name="0001_init.sql")
+    info = ddl.describe_table("library", "books")
+    assert info.index_on("isbn") is not None and any(i.name == "books_isbn_idx" for i in info.indexes)
+    record = AppliedMigration.objects.get(addon_key="library", name="0001_init.sql")
     assert record.status == "partial" and len(record.checksum) == 64 and "org_id" in record.reason
     with connection.cursor() as cursor:  # the search_path of the transaction was restored
         cursor.execute("SHOW search_path")
-        assert "addon_catalog" not in cursor.fetchone()[0]
+        assert "addon_library" not in cursor.fetchone()[0]
 
 
 @pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite only")
-def test_sql_migrations_are_recorded_as_skipped_on_sqlite(installer, sdk_fixtures):
-    installer.install(sdk_fixtures / "manifests" / "tickets")
-    record = AppliedMigration.objects.get(addon_key="tickets")
+def test_sql_migrations_are_recorded_as_skipped_on_sqlite(installer):
+    installer.install(OWN_FIXTURES / "fieldservice")
+    record = AppliedMigration.objects.get(addon_key="fieldservice")
     assert record.status == "skipped" and "PostgreSQL" in record.reason
 
 
@@ -194,7 +195,7 @@ def test_incompatible_kernel_and_bad_capabilities_are_refused(installer, tmp_pat
     assert ddl.addon_tables("future") == [] and ddl.addon_tables("greedy") == []
 
 
-def test_template_bundle_takes_its_key_from_the_directory_name(installer, sdk_fixtures):
-    result = installer.install(sdk_fixtures / "manifests" / "template-crud-model")
-    assert result.key == "template_crud_model"
-    assert result.created_tables == ["template_crud_model_items"]
+def test_template_bundle_takes_its_key_from_the_directory_name(installer):
+    result = installer.install(OWN_FIXTURES / "storefront-template")
+    assert result.key == "storefront_template"
+    assert result.created_tables == ["storefront_template_products"]

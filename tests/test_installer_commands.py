@@ -1,6 +1,7 @@
 """The installer's management commands: thin, one-line errors, no tracebacks."""
 import json
 import shutil
+from addon_fixtures import OWN_FIXTURES, OWN_INVALID
 from io import StringIO
 
 import pytest
@@ -28,12 +29,12 @@ def test_install_list_disable_enable_uninstall():
     output = run("metacore_install", str(EXAMPLES / "tasks"))
     assert "installed tasks 1.0.0" in output and "projects, tasks" in output
     assert "tasks" in run("metacore_list") and "enabled" in run("metacore_list")
-    assert json.loads(run("metacore_list", "--json"))[0]["tables"] == ["projects", "tasks"]
+    assert json.loads(run("metacore_list", "--format", "json"))[0]["tables"] == ["projects", "tasks"]
     assert "is disabled" in run("metacore_disable", "tasks")
     assert "is enabled" in run("metacore_enable", "tasks")
     assert "kept" in run("metacore_uninstall", "tasks")
     assert Installation.objects.get().state == "uninstalled" and ddl.table_exists("tasks", "tasks")
-    assert "dropped" in run("metacore_uninstall", "tasks", "--drop-data")
+    assert "dropped" in run("metacore_uninstall", "tasks", "--drop-data", "--noinput")
     assert not ddl.table_exists("tasks", "tasks") and "no addons installed" in run("metacore_list")
 
 
@@ -53,12 +54,12 @@ def test_bad_input_is_a_one_line_command_error(args, message):
     assert "\n" not in str(error.value)
 
 
-def test_install_twice_and_invalid_manifest_are_command_errors(sdk_fixtures):
+def test_install_twice_and_invalid_manifest_are_command_errors():
     run("metacore_install", str(EXAMPLES / "tasks"))
     with pytest.raises(CommandError, match="already installed"):
         run("metacore_install", str(EXAMPLES / "tasks"))
     with pytest.raises(CommandError, match="invalid manifest"):
-        run("metacore_install", str(sdk_fixtures / "manifests" / "sdk-testdata-v3_invalid"))
+        run("metacore_install", str(OWN_FIXTURES / OWN_INVALID))
 
 
 def test_install_examples_installs_each_bundle_once(tmp_path, settings):

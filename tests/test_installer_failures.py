@@ -1,13 +1,17 @@
 """Bad bundles and failures in the middle of an install leave nothing behind: no table, no
 schema, no row (checked by introspection, on SQLite and PostgreSQL, with real commits)."""
 import json
+import shutil
 import tarfile
+import threading
+import time
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Permission, User
 from django.db import connection
+from rest_framework.test import APIClient
 
-from metacore.errors import ValidationError
+from metacore.errors import Conflict, ValidationError
 from metacore.installer import service as installer_service
 from metacore.installer.bundle import open_bundle
 from metacore.kernel import get_kernel
@@ -176,3 +180,93 @@ def test_bundle_sql_that_would_commit_early_is_refused_on_both_databases(tmp_pat
     with pytest.raises(ValidationError, match="must not control the transaction"):
         get_kernel().installer.install(source)
     assert_nothing_left("demo", ["notes"])
+
+
+# -- extracted files and server paths ------------------------------------------------------
+
+
+def bundles_left(data_dir):
+    """Everything under DATA_DIR/bundles (extracted copies, staging folders)."""
+    bundles = data_dir / "bundles"
+    return sorted(p.relative_to(bundles).as_posix() for p in bundles.rglob("*")) if bundles.exists() else []
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARCHIVES))
+def test_bad_archive_errors_name_no_server_path(tmp_path, data_dir, case):
+    admin = APIClient()
+    admin.force_authenticate(User.objects.create_superuser("root", password=None))
+    path = archive(tmp_path, "demo-1.0.0.tar.gz", BAD_ARCHIVES[case][0]())
+    with path.open("rb") as upload:
+        response = admin.post("/api/metacore/installations/demo", {"bundle": upload}, format="multipart")
+    assert response.status_code == 400 and response.json()["success"] is False
+    text = response.content.decode()
+    for folder in (str(tmp_path), str(data_dir), str(data_dir.parent.parent), ".staging-"):
+        assert folder not in text, (folder, text)
+    assert bundles_left(data_dir) == []
+
+
+def test_refused_and_failed_installs_remove_what_they_extracted(tmp_path, data_dir, monkeypatch):
+    incompatible = tmp_path / "demo"
+    incompatible.mkdir()
+    (incompatible / "manifest.json").write_text(json.dumps({**small_manifest(), "kernel": ">=99.0.0"}))
+    with pytest.raises(ValidationError):
+        get_kernel().installer.install(incompatible)
+    assert bundles_left(data_dir) == []
+
+    get_kernel().installer.install(EXAMPLES / "tasks")
+    installed = bundles_left(data_dir)
+    assert installed and all(p.split("/")[0] == "tasks" for p in installed)
+    newer = tmp_path / "tasks"
+    shutil.copytree(EXAMPLES / "tasks", newer)
+    manifest = json.loads((newer / "manifest.json").read_text())
+    manifest["metadata"]["version"] = "9.0.0"
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Conflict, match="upgrade it"):
+        get_kernel().installer.install(newer)
+    with pytest.raises(Conflict, match="already installed"):
+        get_kernel().installer.install(EXAMPLES / "tasks")
+    assert bundles_left(data_dir) == installed  # the installed version's copy stays, the refused one is gone
+    get_kernel().installer.uninstall("tasks", drop_data=True)
+
+    monkeypatch.setattr(installer_service, "run_lifecycle_hook", lambda *a, **k: 1 / 0)
+    with pytest.raises(installer_service.InstallFailed):
+        get_kernel().installer.install(EXAMPLES / "tasks")
+    assert bundles_left(data_dir) == []  # no installation points at the copy any more: gone with the failure
+
+
+def test_concurrent_installs_of_one_addon_give_the_loser_a_conflict(tmp_path, data_dir, monkeypatch):
+    """Two real threads install the same new addon at once; the schema creation is slowed
+    down so both are inside the install together. One wins (201), the other gets 409."""
+    original = ddl.ensure_schema
+
+    def slow_ensure_schema(*args, **kwargs):
+        time.sleep(0.5)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ddl, "ensure_schema", slow_ensure_schema)
+    root = User.objects.create_superuser("root", password=None)
+    source = archive(tmp_path, "demo-1.0.0.tar.gz", targz({"manifest.json": MANIFEST}))
+    barrier = threading.Barrier(2)
+    statuses, bodies = [], []
+
+    def install():
+        client = APIClient()
+        client.force_authenticate(root)
+        try:
+            barrier.wait()
+            with source.open("rb") as upload:
+                response = client.post("/api/metacore/installations/demo", {"bundle": upload}, format="multipart")
+            statuses.append(response.status_code)
+            bodies.append(response.json())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=install) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(statuses) == [201, 409], bodies
+    loser = next(b for b in bodies if b.get("success") is False)
+    assert "already installed" in loser["message"] and "IntegrityError" not in json.dumps(loser)
+    assert Installation.objects.filter(key="demo").count() == 1

@@ -130,7 +130,7 @@ def test_another_process_install_is_seen_on_the_next_resolve():
     try:
         manage("metacore_install", str(EXAMPLES / "tasks"))
         assert registry.resolve("tasks").installation_key == "tasks"
-        manage("metacore_uninstall", "tasks", "--drop-data")
+        manage("metacore_uninstall", "tasks", "--drop-data", "--noinput")
         with pytest.raises(NotFound):
             registry.resolve("projects")
     finally:

@@ -4,6 +4,7 @@ import io
 import json
 
 import pytest
+from addon_fixtures import OWN_FIXTURES
 from django.contrib.auth.models import Permission, User
 from django.db import connection
 from rest_framework.test import APIClient
@@ -293,10 +294,10 @@ def test_manifests_flat_with_kernel_version_header(catalog, admin):
     assert "model_definitions" not in lite and lite["navigation"]
 
 
-def test_manifests_present_v3_addons_flat(catalog, admin, signer, sdk_fixtures, tmp_path):
+def test_manifests_present_v3_addons_flat(catalog, admin, signer, tmp_path):
     source = tmp_path / "v3"
     source.mkdir()
-    manifest = json.loads((sdk_fixtures / "manifests" / "template-minimal" / "manifest.json").read_text())
+    manifest = json.loads((OWN_FIXTURES / "storefront-template" / "manifest.json").read_text())
     (source / "manifest.json").write_text(json.dumps(manifest))
     signer.signed_archive(source, catalog / "v3.tar.gz")
     entry = [e for e in admin.get(f"{API}/catalog").json() if e["manifest"]["key"] != "helpdesk"][0]
@@ -304,18 +305,18 @@ def test_manifests_present_v3_addons_flat(catalog, admin, signer, sdk_fixtures, 
     assert "apiVersion" not in entry["manifest"] and entry["manifest"]["version"]
 
 
-def test_v3_manifest_presented_flat(catalog, admin, signer, sdk_fixtures, tmp_path):
+def test_v3_manifest_presented_flat(catalog, admin, signer, tmp_path):
     source = tmp_path / "v3"
     source.mkdir()
-    (source / "manifest.json").write_text((sdk_fixtures / "manifests" / "tickets" / "manifest.json").read_text())
-    signer.signed_archive(source, catalog / "tickets.tar.gz")
-    manifest = admin.get(f"{API}/catalog/tickets").json()["manifest"]
-    assert (manifest["key"], manifest["category"], manifest["icon"]) == ("tickets", "productivity", "Ticket")
+    (source / "manifest.json").write_text((OWN_FIXTURES / "library" / "manifest.json").read_text())
+    signer.signed_archive(source, catalog / "library.tar.gz")
+    manifest = admin.get(f"{API}/catalog/library").json()["manifest"]
+    assert (manifest["key"], manifest["category"], manifest["icon"]) == ("library", "productivity", "BookOpen")
     assert manifest["tenant_isolation"] == "schema-per-tenant"
-    assert manifest["navigation"][0]["items"][0]["model"] == "Tickets"
-    assert manifest["model_definitions"][0]["table_name"] == "tickets"
+    assert manifest["navigation"][0]["items"][0]["model"] == "Book"
+    assert manifest["model_definitions"][0]["table_name"] == "books"
     assert {c["name"] for c in manifest["model_definitions"][0]["columns"]} >= {"title", "status"}
-    assert set(manifest["actions"]) == {"tickets"}
+    assert set(manifest["actions"]) == {"books"}
 
 
 def test_frontend_files(catalog, admin):

@@ -1,11 +1,10 @@
-"""Manifests: both formats, every SDK fixture, the v3 -> internal mapping, validation rules,
+"""Manifests: both formats, every fixture (own and SDK corpus), the v3 -> internal mapping, validation rules,
 column types, and `metacore_validate`."""
 import datetime as dt
 import json
 import tarfile
 import uuid
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -15,18 +14,15 @@ from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from addon_fixtures import OWN_FIXTURES, OWN_INVALID, bundle_params, manifest_features, own_bundles, sdk_bundles
+
 from metacore.manifest.errors import ManifestError
 from metacore.manifest.files import read_manifest_bytes
 from metacore.manifest.model import Column, Manifest, Reference
 from metacore.manifest.parse import load_manifest
 from metacore.schema.types import TYPES, UnknownColumnType, get_type
 
-SDK = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "metacore-sdk"
-INVALID = "sdk-testdata-v3_invalid"
-FIXTURES = sorted(
-    [p.parent for p in SDK.glob("manifests/*/manifest.json") if p.parent.name != INVALID]
-    + list(SDK.glob("bundles/*.tar.gz"))
-)
+FIXTURES = bundle_params()
 
 
 def problems_of(data, **kwargs):
@@ -99,8 +95,8 @@ def flat(**changes):
 # --- fixtures -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
-def test_every_sdk_fixture_validates(path):
+@pytest.mark.parametrize("path", FIXTURES)
+def test_every_fixture_validates(path):
     manifest = load_manifest(read_manifest_bytes(path))
     assert manifest.key and manifest.version
     # the JSON snapshot the installer stores reads back as the same Manifest
@@ -110,13 +106,27 @@ def test_every_sdk_fixture_validates(path):
         assert all(get_type(c.type).name == c.type for c in model.columns)
 
 
-def test_fixture_list_is_complete():
-    assert len([p for p in FIXTURES if p.name.endswith(".tar.gz")]) == 9
-    assert len(FIXTURES) == 23
+def test_own_fixtures_use_both_formats_directories_and_tarballs():
+    features = set().union(*(manifest_features(p) for p in own_bundles()))
+    assert {"v3:.apiVersion", "flat:.model_definitions", "flat:tar.gz", "v3:migrations/*.sql",
+            "flat:migrations/*.sql", "v3:{{TEMPLATE}}"} <= features
 
 
-def test_invalid_fixture_is_rejected_with_its_reasons():
-    problems = problems_of(read_manifest_bytes(SDK / "manifests" / INVALID))
+@pytest.mark.conformance
+def test_corpus_is_complete_and_own_fixtures_cover_every_feature_it_uses():
+    """Every key path, enumerated value (column type, capability kind, delete rule...),
+    packaging and templating the SDK corpus uses, in each format, is used by tests/data/addons
+    too: the suite without the corpus exercises all of it."""
+    corpus = sdk_bundles()
+    assert len([p for p in corpus if p.name.endswith(".tar.gz")]) == 9 and len(corpus) == 23
+    used = set().union(*(manifest_features(p) for p in corpus))
+    covered = set().union(*(manifest_features(p) for p in own_bundles()))
+    assert sorted(used - covered) == []
+
+
+@pytest.mark.parametrize("path", bundle_params(invalid=True))
+def test_invalid_fixture_is_rejected_with_its_reasons(path):
+    problems = problems_of(read_manifest_bytes(path))
     assert 'apiVersion: unsupported apiVersion "asteby.com/v2" (expected "asteby.com/v3")' in problems
     assert "backend: unknown field (not allowed here)" in problems
 
@@ -267,20 +277,20 @@ def test_flat_permissions_legacy_shape():
 
 
 def test_template_placeholders_are_substituted():
-    source = read_manifest_bytes(SDK / "manifests" / "template-crud-model")
+    source = read_manifest_bytes(OWN_FIXTURES / "storefront-template")
     default = load_manifest(source)
-    assert default.key == "my_addon" and default.models[0].table == "my_addon_items"
+    assert default.key == "my_addon" and default.models[0].table == "my_addon_products"
     assert default.name == "My Addon"
     m = load_manifest(source, template_values={"ADDON_KEY": "crud", "ADDON_NAME": "Crud"})
-    assert m.key == "crud" and m.name == "Crud" and m.models[0].table == "crud_items"
+    assert m.key == "crud" and m.name == "Crud" and m.models[0].table == "crud_products"
     assert m.capabilities[0].target == "addon_crud.*"
-    assert m.models[0].column("status").index  # the templated single-column index folded in
+    assert m.models[0].column("name").index  # the templated single-column index folded in
     assert m.raw["metadata"]["key"] == "{{ADDON_KEY}}"  # raw is the manifest as received
 
 
 def test_runtime_placeholders_are_left_alone():
-    m = load_manifest(read_manifest_bytes(SDK / "bundles" / "coingecko-1.0.0.tar.gz"))
-    assert "{{coin_ids}}" in m.tools[0]["endpoint"]
+    m = load_manifest(read_manifest_bytes(OWN_FIXTURES / "weather"))
+    assert "{{city}}" in m.tools[0]["endpoint"]
 
 
 # --- validation -----------------------------------------------------------------------
@@ -303,6 +313,15 @@ BAD_V3 = [
     ("unknown type", _set(["models", 0, "columns", 3, "type"], "blob"), 'models[0].columns[3].type: unknown type "blob"'),
     ("bad column name", _set(["models", 0, "columns", 2, "name"], "Title"), 'models[0].columns[2].name: invalid column name "Title"'),
     ("column name with __", _set(["models", 0, "columns", 2, "name"], "a__b"), 'models[0].columns[2].name: invalid column name "a__b"'),
+    # Full-match validation: a trailing newline is not a valid end of an identifier (`$` would admit it).
+    ("column name with trailing newline", _set(["models", 0, "columns", 2, "name"], "title\n"),
+     'models[0].columns[2].name: invalid column name "title\n"'),
+    ("table with trailing newline", _set(["models", 0, "table"], "tickets\n"), 'models[0].table: invalid table name "tickets\n"'),
+    ("model key with trailing newline", _set(["models", 0, "key"], "Ticket\n"), "models[0].key: invalid model key"),
+    ("key with trailing newline", _set(["metadata", "key"], "helpdesk\n"), 'metadata.key: invalid addon key "helpdesk\n"'),
+    ("version with trailing newline", _set(["metadata", "version"], "1.2.0\n"), 'metadata.version: "1.2.0\n" is not a semantic version'),
+    ("action key with trailing newline", _set(["contributions", "actions", 0, "key"], "escalate\n"),
+     "contributions.actions[0].key: invalid action key"),
     ("reserved column", _set(["models", 0, "columns", 2, "name"], "save"), 'models[0].columns[2].name: column name "save" is reserved'),
     ("duplicate column", _append_column({"name": "title", "type": "text"}), 'models[0].columns[5].name: duplicate column "title"'),
     ("duplicate table", _set(["models", 1, "table"], "tickets"), 'models[1]: "tickets" names two models'),
@@ -312,7 +331,7 @@ BAD_V3 = [
      'models[1].foreign_keys[0].references.model: references unknown model "helpdesk.Nope"'),
     ("reference to non-uuid", _set(["models", 1, "columns", 0, "type"], "text"),
      "models[1].columns[0].type: column \"ticket_id\" references tickets.id, so it must be uuid"),
-    ("bad semver", _set(["metadata", "version"], "1.0"), 'metadata.version: "1.0" is not a semantic version'),
+    ("bad semver", _set(["metadata", "version"], "1.0.x"), 'metadata.version: "1.0.x" is not a semantic version'),
     ("bad kernel range", _set(["compatibility", "requires", 0, "version"], "three"),
      'compatibility.requires[0].version: "three" is not a version range'),
     ("key with __", _set(["metadata", "key"], "help__desk"), 'metadata.key: invalid addon key "help__desk"'),
@@ -543,14 +562,15 @@ def test_openapi_and_describe():
 
 
 def test_validate_command_prints_the_normalised_manifest(capsys):
-    call_command("metacore_validate", str(SDK / "bundles" / "fiscal_mexico-1.0.0.tar.gz"))
+    bundle = next(p for p in own_bundles() if p.name == "fieldservice-1.0.0.tar.gz")
+    call_command("metacore_validate", str(bundle), "--format", "json")
     printed = json.loads(capsys.readouterr().out)
-    assert printed["key"] == "fiscal_mexico" and printed["models"][0]["table"] == "fiscal_documents"
+    assert printed["key"] == "fieldservice" and printed["models"][0]["table"] == "work_orders"
 
 
 def test_validate_command_reports_problems_without_traceback(capsys):
     with pytest.raises(CommandError, match=r"invalid manifest \(2 problems\)") as info:
-        call_command("metacore_validate", str(SDK / "manifests" / INVALID))
+        call_command("metacore_validate", str(OWN_FIXTURES / OWN_INVALID))
     assert info.value.returncode == 1
     assert capsys.readouterr().err.splitlines() == [
         'apiVersion: unsupported apiVersion "asteby.com/v2" (expected "asteby.com/v3")',
@@ -559,10 +579,10 @@ def test_validate_command_reports_problems_without_traceback(capsys):
 
 
 def test_validate_command_template_values_and_bad_paths(tmp_path, capsys):
-    call_command("metacore_validate", str(SDK / "manifests" / "template-crud-model"), "--set", "ADDON_KEY=crud")
-    assert json.loads(capsys.readouterr().out)["models"][0]["table"] == "crud_items"
-    call_command("metacore_validate", str(SDK / "manifests" / "template-crud-model" / "manifest.json"))
-    assert json.loads(capsys.readouterr().out)["key"] == "template_crud_model"  # as metacore_install names it
+    call_command("metacore_validate", str(OWN_FIXTURES / "storefront-template"), "--set", "ADDON_KEY=crud", "--format", "json")
+    assert json.loads(capsys.readouterr().out)["models"][0]["table"] == "crud_products"
+    call_command("metacore_validate", str(OWN_FIXTURES / "storefront-template" / "manifest.json"), "--format", "json")
+    assert json.loads(capsys.readouterr().out)["key"] == "storefront_template"  # as metacore_install names it
     with pytest.raises(CommandError, match="no such file"):
         call_command("metacore_validate", str(tmp_path / "missing"))
     with pytest.raises(CommandError, match="no manifest.json"):

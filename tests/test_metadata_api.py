@@ -9,6 +9,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from metacore.kernel import get_kernel
+from metacore.metadata import derive
 from metacore.models import TenantMembership
 
 from metadata_fixtures import fresh_registry, helpdesk_manifest, install, model, uninstall, upgrade  # noqa: F401 (autouse fixture)
@@ -94,7 +95,7 @@ def test_missing_read_permission_is_403_with_the_exact_message(helpdesk, url):
     carol = member("carol", ORG_A)
     response = client_for(carol).get(url)
     assert response.status_code == 403
-    assert response.json() == {"success": False, "message": 'permission denied: missing "helpdesk.tickets.read"', "errors": {}}
+    assert response.json() == {"success": False, "message": 'permission denied: missing "helpdesk.tickets.read"', "code": "permission_denied", "errors": {}}
 
 
 def test_superuser_reads_without_grants(helpdesk):
@@ -300,8 +301,11 @@ def test_options_bad_input_is_400_naming_the_parameter(alice, query, param):
 
 
 def test_options_without_an_organization():
-    manifest = helpdesk_manifest(key="shared", extra_models=(
-        model("Categories", "categories", [{"name": "title", "type": "string"}], org_scoped=False),))
+    # Under the default (shared) tenancy every table is per organization; a table shared by
+    # all tenants needs an addon that isolates tenants otherwise and leaves it unscoped.
+    manifest = {**helpdesk_manifest(key="shared", extra_models=(
+        model("Categories", "categories", [{"name": "title", "type": "string"}], org_scoped=False),)),
+        "tenant_isolation": "schema-per-tenant"}
     install(manifest)
     try:
         get_kernel().registry.resolve("shared.categories").model_class._default_manager.create(title="Hardware")
@@ -356,3 +360,74 @@ def test_options_and_search_are_audited_as_reads_when_reads_are(data, alice, set
     assert sorted(r.target.split(".")[-1] for r in reads) == ["customers", "tickets"]
     assert {r.tenant for r in reads} == {str(ORG_A)}
     reset_kernel()
+
+
+def test_options_filter_value_scopes_a_dependent_dropdown(db):
+    """`filter_value` (the SDK's dependent pickers) compares with the manifest's `filter_by`
+    column of the options' model; a field without one ignores it, as upstream does."""
+    manifest = helpdesk_manifest(key="deps", table_meta={"columns": [{"key": "customer_id", "filter_by": "email"},
+                                                                     {"key": "status", "filter_by": "priority"}]})
+    install(manifest)
+    try:
+        table = lambda name: get_kernel().registry.resolve(f"deps.{name}").model_class._default_manager
+        table("customers").create(organization_id=ORG_A, name="Acme", email="a@acme.test")
+        table("customers").create(organization_id=ORG_A, name="Beta", email="b@beta.test")
+        table("tickets").create(organization_id=ORG_A, title="x", status="open", priority=1)
+        table("tickets").create(organization_id=ORG_A, title="y", status="pending", priority=2)
+        client = client_for(member("dora", ORG_A, is_superuser=True))
+        url = "/api/options/deps.tickets?field="
+        assert [o["label"] for o in client.get(url + "customer_id&filter_value=b@beta.test").json()["data"]] == ["Beta"]
+        assert [o["value"] for o in client.get(url + "status&filter_value=2").json()["data"]] == ["pending"]
+        assert client.get(url + "status&filter_value=two").status_code == 400
+        assert len(client.get(url + "title&filter_value=1").json()["data"]) == 2  # no filter_by: ignored
+        assert len(client.get(url + "customer_id&filter_value=").json()["data"]) == 2
+    finally:
+        uninstall(manifest)
+
+
+def test_metadata_labels_follow_accept_language(db):
+    """Labels that are i18n keys (`models.*`) come from the manifest's `i18n` block in the
+    caller's best language (upstream metadata/i18n.go); unknown keys and languages stay."""
+    manifest = helpdesk_manifest(key="intl", table_meta={"title": "models.tickets.title",
+                                                         "columns": [{"key": "title", "label": "models.tickets.subject"}]})
+    manifest["i18n"] = {"es": {"models.tickets.title": "Boletos", "models.tickets.subject": "Asunto"},
+                        "en": {"models.tickets.title": "Tickets"}}
+    install(manifest)
+    try:
+        client = client_for(member("dora", ORG_A, is_superuser=True))
+        get = lambda url, lang: client.get(url, HTTP_ACCEPT_LANGUAGE=lang).json()["data"]
+        meta = get("/api/metadata/table/intl.tickets", "es-MX,en;q=0.5")
+        assert meta["title"] == "Boletos" and meta["columns"][0]["label"] == "Asunto"
+        meta = get("/api/metadata/table/intl.tickets", "fr;q=1, en;q=0.8")
+        assert meta["title"] == "Tickets" and meta["columns"][0]["label"] == "models.tickets.subject"
+        assert get("/api/metadata/table/intl.tickets", "")["title"] == "models.tickets.title"
+        assert get("/api/metadata/all", "es")["tables"]["Tickets"]["title"] == "Boletos"
+    finally:
+        uninstall(manifest)
+
+
+def test_ref_from_relations_and_org_validators(db, settings):
+    """`ref` comes from a `belongs_to` relation when the column has no reference (upstream
+    AutoDeriveColumnRefs); `$org.<key>` validators resolve through ORG_CONFIG_RESOLVER."""
+    manifest = helpdesk_manifest(key="rel", table_meta={"columns": [
+        {"key": "notes", "label": "Notes", "validation": {"custom": "$org.notes_rule"}},
+        {"key": "title", "label": "Title", "validation": {"custom": "$org.unknown"}}]})
+    tickets = manifest["model_definitions"][0]
+    tickets["columns"].append({"name": "owner_id", "type": "uuid"})
+    tickets["relations"] = [{"kind": "belongs_to", "foreign_key": "owner_id", "through": "customers"},
+                            {"kind": "has_many", "foreign_key": "title", "through": "customers"}]
+    install(manifest)
+    settings.METACORE = {**settings.METACORE, "ORG_CONFIG_RESOLVER": lambda org, key: {
+        (str(ORG_A), "notes_rule"): "^[A-Z]{4}$"}.get((org, key))}
+    try:
+        client = client_for(member("dora", ORG_A, is_superuser=True))
+        columns = {c["key"]: c for c in client.get("/api/metadata/table/rel.tickets").json()["data"]["columns"]}
+        assert columns["notes"]["validation"] == {"custom": "^[A-Z]{4}$"}
+        assert columns["title"]["validation"] == {"custom": "$org.unknown"}
+        resolved = get_kernel().registry.resolve("rel.tickets")
+        derived = derive.table_metadata(resolved.manifest, resolved.spec.model_copy(update={"table_meta": None}))
+        assert {c["key"]: c.get("ref") for c in derived["columns"]}["owner_id"] == "rel.customers"
+        fields = {f["key"]: f for f in client.get("/api/metadata/modal/rel.tickets").json()["data"]["fields"]}
+        assert fields["owner_id"]["ref"] == "rel.customers" and "ref" not in fields["title"]
+    finally:
+        uninstall(manifest)

@@ -1,20 +1,55 @@
-"""GET /api/schema/: the installed addons' dynamic endpoints with their real column types."""
+"""GET /api/schema/: the installed addons' dynamic endpoints with their real column types,
+behind the API's authentication; the Swagger UI and Redoc pages over it."""
 import json
 
 import pytest
+from django.contrib.auth.models import User
 from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
+import metacore
 
 from metadata_fixtures import fresh_registry, helpdesk_manifest, install, uninstall, upgrade  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.django_db
 
 
+def user_client():
+    client = APIClient()
+    client.force_authenticate(User.objects.get_or_create(username="reader")[0])
+    return client
+
+
 def schema():
-    response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    response = user_client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     return json.loads(response.content)
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/", "/api/redoc/"])
+def test_schema_and_its_pages_need_the_apis_authentication_unless_public(path, settings):
+    assert APIClient().get(path).status_code == 401
+    settings.METACORE = {**settings.METACORE, "PUBLIC_SCHEMA": True}
+    assert APIClient().get(path).status_code == 200
+
+
+def test_document_has_title_version_description_and_no_generic_model_routes():
+    document = schema()
+    assert document["info"]["title"] == "metacore API" and document["info"]["version"] == metacore.__version__
+    assert "Token" in document["info"]["description"]
+    assert not [p for p in document["paths"] if "dynamic/{model}" in p]  # documented per model instead
+    descriptions = [op.get("description", "") for item in document["paths"].values()
+                    for op in item.values() if isinstance(op, dict)]
+    assert not [d for d in descriptions if "Mix into an APIView" in d]
+
+
+def test_swagger_and_redoc_pages_use_the_sidecar_assets_not_a_cdn():
+    client = user_client()
+    swagger = client.get("/api/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in swagger
+    assert "/api/schema/" in swagger and "cdn" not in swagger.lower()
+    redoc = client.get("/api/redoc/").content.decode()
+    assert "/static/drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js" in redoc
 
 
 def test_installed_addon_appears_with_real_types_and_goes_after_uninstall():
@@ -51,6 +86,8 @@ def test_installed_addon_appears_with_real_types_and_goes_after_uninstall():
         assert row["created_at"]["format"] == "date-time" and row["created_at"]["readOnly"] is True
         body = components["HelpdeskTicketsInput"]
         assert body["required"] == ["title"]  # status has a default
+        assert set(body["example"]) == set(body["properties"]) and set(components["HelpdeskTickets"]["example"]) == set(row)
+        assert body["example"]["title"] == "text" and body["example"]["customer_id"].count("-") == 4
         assert "id" not in body["properties"] and "organization_id" not in body["properties"]
         assert components["MetacoreError"]["required"] == ["success", "message"]
         validate_schema(document)  # a valid OpenAPI 3 document, addon paths included

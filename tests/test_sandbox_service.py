@@ -153,12 +153,12 @@ def test_only_listed_exports_are_callable(helpdesk):
 
 
 def test_metacore_call_command(helpdesk, capsys):
-    call_command("metacore_call", "helpdesk", "echo", "--json", '{"ping": 1}')
+    call_command("metacore_call", "helpdesk", "echo", "--data", '{"ping": 1}')
     assert json.loads(capsys.readouterr().out) == {"ping": 1}
     with pytest.raises(CommandError, match="not listed"):
-        call_command("metacore_call", "helpdesk", "nope", "--json", "{}")
+        call_command("metacore_call", "helpdesk", "nope", "--data", "{}")
     with pytest.raises(CommandError, match="JSON"):
-        call_command("metacore_call", "helpdesk", "echo", "--json", "{nope")
+        call_command("metacore_call", "helpdesk", "echo", "--data", "{nope")
     with pytest.raises(CommandError, match="not installed"):
         call_command("metacore_call", "ghost", "echo")
 
@@ -219,15 +219,16 @@ def test_trapping_action_answers_the_action_envelope_and_rolls_back(tmp_path, cl
     assert failed.details["outcome"] == "trap"
 
 
-def test_v3_contribution_actions_are_found(sdk_fixtures):
+def test_v3_contribution_actions_are_found():
+    from addon_fixtures import OWN_FIXTURES
     from metacore.manifest.parse import load_manifest
     from metacore.sandbox.service import find_action
 
-    manifest = load_manifest(json.loads((sdk_fixtures / "manifests" / "tickets" / "manifest.json").read_text()))
-    spec = manifest.model("Tickets")
-    action = find_action(manifest, spec, "resolve")
-    assert action is not None and action.handler_type == "wasm" and action.function == "Resolve"
-    assert "Resolve" in manifest.backend.exports
+    manifest = load_manifest(json.loads((OWN_FIXTURES / "library" / "manifest.json").read_text()))
+    spec = manifest.model("Book")
+    action = find_action(manifest, spec, "lend")
+    assert action is not None and action.handler_type == "wasm" and action.function == "Lend"
+    assert "Lend" in manifest.backend.exports
     assert find_action(manifest, spec, "explode") is None
 
 

@@ -3,7 +3,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from metacore.models import AuditRecord, EnforcerMode
+from metacore.models import AuditRecord, EnforcerMode, Installation
 
 pytestmark = pytest.mark.django_db
 URL = "/api/metacore/enforcer"
@@ -17,7 +17,12 @@ def staff():
     return client
 
 
-def test_staff_read_and_flip_modes(staff):
+@pytest.fixture
+def tickets():
+    return Installation.objects.create(key="tickets", name="tickets", version="1.0.0", manifest={"key": "tickets"})
+
+
+def test_staff_read_and_flip_modes(staff, tickets):
     response = staff.get(URL)
     assert response.status_code == 200
     assert response.json() == {"success": True, "data": {
@@ -48,6 +53,15 @@ def test_bad_input_is_an_envelope(staff, body, field):
     assert payload["success"] is False and field in payload["errors"]
 
 
+@pytest.mark.parametrize("addon,status", [("../x", 400), ("Tickets\n", 400), ("nobody", 404)])
+def test_an_override_must_name_an_installed_addon(staff, addon, status):
+    response = staff.post(URL, {"mode": "shadow", "addon": addon}, format="json")
+    assert response.status_code == status
+    payload = response.json()
+    assert payload["success"] is False and "addon" in payload["errors"]
+    assert not EnforcerMode.objects.exists() and not AuditRecord.objects.filter(kind="enforcer.mode_changed").exists()
+
+
 def test_clearing_a_missing_override_is_harmless(staff):
     response = staff.post(URL, {"addon": "nobody", "clear": True}, format="json")
     assert response.status_code == 200
@@ -63,13 +77,17 @@ def test_only_staff():
     assert not EnforcerMode.objects.exists()
 
 
-def test_admin_flip_goes_through_the_enforcer(client):
+def test_admin_flip_goes_through_the_enforcer(client, tickets):
     admin = get_user_model().objects.create_superuser("root", password="pw")
     client.force_login(admin)
     response = client.post("/admin/metacore/enforcermode/add/", {"addon_key": "tickets", "mode": "shadow"})
     assert response.status_code == 302, response.content[:500]
     assert EnforcerMode.objects.get(addon_key="tickets").mode == "shadow"
     assert AuditRecord.objects.filter(kind="enforcer.mode_changed", actor="root").exists()
+
+    response = client.post("/admin/metacore/enforcermode/add/", {"addon_key": "../x", "mode": "shadow"})
+    assert response.status_code == 200 and b"invalid addon key" in response.content
+    assert not EnforcerMode.objects.filter(addon_key="../x").exists()
 
 
 @pytest.mark.parametrize("metacore,expected", [

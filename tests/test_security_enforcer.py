@@ -139,7 +139,7 @@ def test_default_mode_comes_from_settings(enforcer, tickets, settings):
     assert enforcer.mode_for("tickets") == "shadow"
 
 
-def test_mode_change_is_validated_and_audited(enforcer):
+def test_mode_change_is_validated_and_audited(enforcer, tickets):
     with pytest.raises(ValidationError):
         enforcer.set_mode("lenient")
     enforcer.set_mode("shadow", actor="admin")
@@ -170,7 +170,7 @@ def test_denials_are_counted_in_metrics(enforcer, tickets, otel):
 # --- the management command -----------------------------------------------------------
 
 
-def test_command_shows_and_flips_modes(capsys):
+def test_command_shows_and_flips_modes(capsys, tickets):
     call_command("metacore_enforcer")
     assert "global: enforce (default)" in capsys.readouterr().out
     call_command("metacore_enforcer", "--mode", "shadow")
@@ -193,6 +193,8 @@ def test_command_shows_and_flips_modes(capsys):
     (["--mode", "lenient"], "invalid choice"),
     (["--clear"], "--clear needs --addon"),
     (["--clear", "--addon", "nobody"], "no override"),
+    (["--mode", "shadow", "--addon", "nobody"], "addon 'nobody' is not installed"),
+    (["--mode", "shadow", "--addon", "../x"], "invalid addon key"),
 ])
 def test_command_rejects_bad_input(args, message):
     with pytest.raises(CommandError, match=message):

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from addon_fixtures import bundle_sets, read_raw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,26 +118,18 @@ def test_refused_capabilities_say_why(kind, target, fragment):
     assert len(problems) == 1 and fragment in problems[0], problems
 
 
-def _sdk_capabilities(sdk_fixtures):
-    import tarfile
-
-    found = []
-    for path in sorted((sdk_fixtures / "manifests").glob("*/manifest.json")):
-        found.append((path.parent.name, json.loads(path.read_text())))
-    for bundle in sorted((sdk_fixtures / "bundles").glob("*.tar.gz")):
-        with tarfile.open(bundle) as tar:
-            member = next(m for m in tar.getmembers() if m.name.endswith("manifest.json"))
-            found.append((bundle.name, json.load(tar.extractfile(member))))
+def _capabilities(bundles):
     return [
-        (name, cap["kind"], cap["target"].replace("{{ADDON_KEY}}", "demo"))
-        for name, manifest in found
-        for cap in manifest.get("capabilities") or ()
+        (path.name, cap["kind"], cap["target"].replace("{{ADDON_KEY}}", "demo"))
+        for path in bundles
+        for cap in read_raw(path).get("capabilities") or ()
     ]
 
 
-def test_every_sdk_fixture_capability_is_accepted(sdk_fixtures):
-    caps = _sdk_capabilities(sdk_fixtures)
-    assert len(caps) > 20
+@pytest.mark.parametrize("bundles", bundle_sets())
+def test_every_fixture_capability_is_accepted(bundles):
+    caps = _capabilities(bundles)
+    assert len(caps) > 10
     assert {kind for _, kind, _ in caps} <= set(KNOWN_KINDS)
     refused = [(name, kind, target, capability_problems(kind, target)) for name, kind, target in caps]
     assert [r for r in refused if r[3]] == []

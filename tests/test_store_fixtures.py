@@ -1,4 +1,4 @@
-"""Every model of every shared SDK fixture, served by the dynamic store over HTTP: create,
+"""Every model of every addon fixture (own and SDK corpus), served by the dynamic store over HTTP: create,
 get, list with each operator, sort, search, paginate, update (PUT merge and PATCH), delete
 (soft on soft-delete tables, hard otherwise). Each fixture is installed once for the module
 with the real installer and uninstalled (with its data) afterwards."""
@@ -13,39 +13,21 @@ from metacore.manifest.model import Manifest
 from metacore.schema.types import get_type
 from metacore.store.query import OPERATORS, search_columns
 from store_support import ORG_A, as_query, client_for, fails, installed_addon, make_user, ok, same, sample
-from conftest import SDK_FIXTURES, is_postgres
+from conftest import is_postgres
+from addon_fixtures import bundle_params
 
 
-def _manifest_json(path):
-    if path.is_dir():
-        return json.loads((path / "manifest.json").read_text())
-    with tarfile.open(path) as tar:
-        member = next(m for m in tar.getmembers() if m.name.rsplit("/", 1)[-1] == "manifest.json")
-        return json.load(tar.extractfile(member))
+FIXTURES = bundle_params(where=lambda raw: bool(raw.get("models") or raw.get("model_definitions")))
 
 
-def _model_bearing_fixtures():
-    paths = sorted(SDK_FIXTURES.glob("manifests/*")) + sorted(SDK_FIXTURES.glob("bundles/*.tar.gz"))
-    found = []
-    for path in paths:
-        if path.name == "sdk-testdata-v3_invalid":
-            continue  # the SDK's own validator rejects it; the installer test covers it
-        data = _manifest_json(path)
-        if data.get("models") or data.get("model_definitions"):
-            found.append(path)
-    return found
-
-
-FIXTURES = _model_bearing_fixtures()
-
-
+@pytest.mark.conformance
 def test_fixture_list_is_complete():
-    names = {p.name for p in FIXTURES}
+    names = {p.values[0].name for p in FIXTURES}
     assert {"tickets", "tickets-addon", "orders", "catalog", "fiscal_mexico-1.0.0.tar.gz"} <= names
     assert len(FIXTURES) >= 10
 
 
-@pytest.fixture(scope="module", params=FIXTURES, ids=lambda p: p.name)
+@pytest.fixture(scope="module", params=FIXTURES)
 def addon(request, django_db_setup, django_db_blocker):
     with installed_addon(django_db_blocker, request.param) as result:
         yield Manifest.model_validate(result.installation.manifest)
@@ -214,3 +196,23 @@ def test_sort_search_and_paginate(addon, client):
         assert sorted(seen) == sorted(r["id"] for r in rows)
         assert ok(client.get(url(addon, spec), {"per_page": 2, "page": 4}))["data"] == []
         assert ok(client.get(url(addon, spec), {"per_page": 5000}))["meta"]["per_page"] == 200
+
+
+def test_export_then_import_round_trips_every_column(addon, client):
+    """CSV export of two rows, the rows removed, the file imported: the same values back."""
+    for spec in addon.models:
+        rows = [create_row(client, addon, spec, i) for i in (1, 2)]
+        ids_filter = "IN:" + ",".join(r["id"] for r in rows)
+        response = client.get(url(addon, spec) + "/export", {"f_id": ids_filter})
+        assert response.status_code == 200, response.content[:500]
+        exported = b"".join(response.streaming_content)
+        model_class = get_kernel().registry.resolve(f"{addon.key}.{spec.table}").model_class
+        model_class.objects.filter(pk__in=[r["id"] for r in rows]).delete()
+        before = set(ids(listed(client, addon, spec)))
+        imported = client.post(url(addon, spec) + "/import", exported, content_type="text/csv")
+        assert ok(imported, 201)["data"]["created"] == 2
+        back = [r for r in listed(client, addon, spec)["data"] if r["id"] not in before]
+        assert len(back) == 2
+        for column in spec.user_columns:
+            for original in rows:
+                assert any(same(column, b[column.name], original[column.name]) for b in back), (spec.key, column.name)

@@ -94,6 +94,41 @@ def test_filters_become_orm_lookups(query, where):
     assert parse(query).where == Q() & where
 
 
+@pytest.mark.parametrize("query, where", [
+    # The official SDK's spellings (upper-case operators, RANGE with a comma) ...
+    ("f_qty=IN:1,2", Q(qty__in=[1, 2])),
+    ("f_qty=NOT_IN:1,2", ~Q(qty__in=[1, 2])),
+    ("f_qty=RANGE:1,5", Q(qty__gte=1) & Q(qty__lte=5)),
+    ("f_qty=RANGE:,5", Q(qty__lte=5)),
+    ("f_qty=GT:1", Q(qty__gt=1)),
+    ("f_title=ILIKE:ab", Q(title__icontains="ab")),
+    ("f_title=LIKE:ab", Q(title__contains="ab")),
+    ("f_title=NULL:", Q(title__isnull=True)),
+    ("f_title=NOT_NULL:", Q(title__isnull=False)),
+    ("f_title=IN:open, closed", Q(title__in=["open", "closed"])),
+    # ... a day range on a date-time column covers both whole days ...
+    ("f_due=2024-01-01_2024-01-31", Q(due__gte=datetime(2024, 1, 1, tzinfo=timezone.utc))
+     & Q(due__lt=datetime(2024, 2, 1, tzinfo=timezone.utc))),
+    ("f_due=RANGE:2024-01-01,2024-01-31", Q(due__gte=datetime(2024, 1, 1, tzinfo=timezone.utc))
+     & Q(due__lt=datetime(2024, 2, 1, tzinfo=timezone.utc))),
+    # ... and upstream's meaning: empty filters are no filters, an unknown prefix is literal.
+    ("f_title=", Q()),
+    ("f_qty=eq:", Q()),
+    ("f_qty=IN:", Q()),
+    ("f_qty=RANGE:,", Q()),
+    ("f_title=startswith:", Q()),
+    ("f_qty=range:1", Q(qty__gte=1)),
+    ("f_title=https://x.test/a", Q(title="https://x.test/a")),
+    ("f_title=IN:open,closed", Q(title__in=["open", "closed"])),
+])
+def test_sdk_spellings_have_upstream_meaning(query, where):
+    assert parse(query).where == Q() & where if where else parse(query).where == Q()
+
+
+def test_search_columns_narrows_search():
+    assert parse("search=x&search_columns=title").where == Q() & Q(title__icontains="x")
+
+
 def test_search_ors_text_columns():
     assert parse("search=%25x_").where == Q() & Q(title__icontains="%x_")
 
@@ -107,9 +142,12 @@ def test_search_ors_text_columns():
     ("f_qty=gt:x", "f_qty", "not a valid integer"),
     ("f_qty=gt:99999999999", "f_qty", "out of range"),
     ("f_done=yes please", "f_done", "not a boolean"),
-    ("f_qty=range:1", "f_qty", "range needs"),
-    ("f_qty=in:", "f_qty", "comma-separated"),
-    ("f_title=startswith:", "f_title", "needs a value"),
+    ("f_qty=range:1,2,3", "f_qty", "range needs"),
+    ("f_qty=IN:1,x", "f_qty", "not a valid integer"),
+    ("f_qty=NOPE:1", "f_qty", 'unknown operator "nope"'),
+    ("f_qty=ILIKE:1", "f_qty", "does not apply to int"),
+    ("f_due=2024-01-01_x", "f_due", "not a valid date-time"),
+    ("search=a&search_columns=title,zz", "search_columns", 'unknown column "zz"'),
     ("sortBy=tags", "sortBy", "cannot be sorted"),
     ("sortBy=zz", "sortBy", 'unknown column "zz"'),
     ("order=up", "order", "asc"),

@@ -19,6 +19,7 @@ from metacore.schema import ddl
 pytestmark = pytest.mark.django_db(transaction=True)
 
 KEY = "upg"
+ORG = uuid.UUID("0a0a0a0a-0000-4000-8000-00000000000a")  # the tables are per organization (shared tenancy)
 
 
 def column(name, type_, **extra):
@@ -57,7 +58,7 @@ def installed(tmp_path):
     model = tickets_model()
     ids = []
     for i, (subject, points, code) in enumerate([("short", 1, "A"), ("a much longer subject line", 2, "B"), ("mid", None, None)]):
-        row = model.objects.create(subject=subject, body=f"body {i}", points=points, code=code)
+        row = model.objects.create(organization_id=ORG, subject=subject, body=f"body {i}", points=points, code=code)
         ids.append(row.pk)
     yield ids
     get_kernel().installer.uninstall(KEY, drop_data=True)
@@ -179,6 +180,9 @@ def test_not_null_change_is_checked_for_nulls(tmp_path, installed):
     plan = get_kernel().installer.plan(bundle)
     assert [s.safety for s in plan.steps] == ["needs-data-check"]
     assert plan.blocked == ["1 row in tickets.points is null"]
+    with pytest.raises(CommandError, match="BLOCKED: 1 row in tickets.points is null") as blocked:
+        call_command("metacore_plan", str(bundle))
+    assert blocked.value.returncode == 3
     tickets_model().objects.filter(points__isnull=True).update(points=0)
     before = rows_by_id()
     get_kernel().installer.upgrade(bundle)
@@ -187,7 +191,7 @@ def test_not_null_change_is_checked_for_nulls(tmp_path, installed):
 
 
 def test_unique_change_is_checked_for_duplicates(tmp_path, installed):
-    tickets_model().objects.create(subject="dup", code="A")
+    tickets_model().objects.create(organization_id=ORG, subject="dup", code="A")
     tickets = [dict(c, unique=True) if c["name"] == "code" else c for c in TICKETS_V1]
     bundle = write_bundle(tmp_path, "1.1.0", tickets)
     assert get_kernel().installer.plan(bundle).blocked == ["1 value in tickets.code is duplicated"]
@@ -204,7 +208,7 @@ def test_default_change_is_safe(tmp_path, installed):
     tickets = [dict(c, default=5) if c["name"] == "points" else c for c in TICKETS_V1]
     get_kernel().installer.upgrade(write_bundle(tmp_path, "1.1.0", tickets))
     assert_rows_kept(before)
-    row = tickets_model().objects.create(subject="new")
+    row = tickets_model().objects.create(organization_id=ORG, subject="new")
     assert tickets_model().objects.get(pk=row.pk).points == 5
 
 
@@ -229,7 +233,7 @@ def test_rename_column_and_table_with_hints_keep_data(tmp_path, installed):
     assert {str(k): v for k, v in titles.items()} == {k: r["subject"] for k, r in before.items()}
 
     notes = get_kernel().registry.resolve(f"{KEY}.notes").model_class
-    notes.objects.create(note="keep me")
+    notes.objects.create(organization_id=ORG, note="keep me")
     models = [{"table_name": "memos", "model_key": "memos", "label": "Memos", "renamed_from": "notes",
                "columns": NOTES_V1}]
     renamed = write_bundle(tmp_path, "1.2.0", tickets, notes=None, extra_models=models)

@@ -1,12 +1,15 @@
 """A second server process (a real Daphne of the sandbox project, on the test database)
 serves the upgraded schema on its very next request after the upgrade commits, and keeps
 serving the old one, whole, when an upgrade fails."""
+import uuid
+
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from metacore.errors import MetacoreError
 from metacore.kernel import get_kernel
+from metacore.models import TenantMembership
 from tests.livekit import Daphne
 from tests.test_upgrade import KEY, TICKETS_V1, column, write_bundle
 
@@ -17,6 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def server(tmp_path):
     get_kernel().installer.install(write_bundle(tmp_path, "1.0.0", TICKETS_V1))
     admin = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
+    TenantMembership.objects.create(user=admin, organization_id=uuid.uuid4())  # the tables are per organization
     token = Token.objects.create(user=admin).key
     (daphne,) = Daphne.start(log_dir=tmp_path)
     yield daphne, token

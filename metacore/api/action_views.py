@@ -9,12 +9,13 @@ the addon runs (auth, permission, unknown model/row/action, bad body) are the us
 """
 import uuid
 
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.api.idempotency import idempotent
+from metacore.api.parsers import JSONParser
 from metacore.kernel import get_kernel
 from metacore.store.service import StoreContext
 
@@ -22,9 +23,12 @@ from metacore.store.service import StoreContext
 class RowActionView(EnvelopeErrorsMixin, APIView):
     parser_classes = [JSONParser]
     permission_classes = [IsAuthenticated]
+    schema = None  # documented per addon model by metacore.api.openapi
 
     def post(self, request, model, row_id, key):
         request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
         ctx = StoreContext.for_user(request.user, request, request_id=request_id)
-        status, body = get_kernel().sandbox.run_action(ctx, model, row_id, key, request.data)
-        return Response(body, status=status)
+        def run():
+            status, body = get_kernel().sandbox.run_action(ctx, model, row_id, key, request.data)
+            return Response(body, status=status)
+        return idempotent(request, run)

@@ -1,22 +1,35 @@
 """Error envelopes shared by every metacore API view.
 
 Services raise `metacore.errors.MetacoreError`s; DRF raises its own exceptions (auth, parse,
-validation, method). Both leave the API as `{"success": false, "message": ..., "errors": {...}}`
-with the right status. Views get this by inheriting `EnvelopeErrorsMixin` (before
-`APIView`), so a host's global `EXCEPTION_HANDLER` is left alone.
+validation, method). Both leave the API as
+`{"success": false, "message": ..., "code": ..., "errors": {...}}` with the right status and
+a stable machine `code` (docs/api.md). Views get this by inheriting `EnvelopeErrorsMixin`
+(before `APIView`), so a host's global `EXCEPTION_HANDLER` is left alone; what happens
+outside a view (unknown routes, failures in middleware, uncaught exceptions) is covered by
+`metacore.api.middleware.ApiErrorsMiddleware`.
 """
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from metacore.errors import MetacoreError
+from metacore.errors import MetacoreError, code_for_status
 
 
-def error_response(message, status, errors=None, headers=None):
-    body = {"success": False, "message": message, "errors": errors or {}}
-    return Response(body, status=status, headers=headers)
+class RequestTooLarge(drf.APIException):
+    status_code = 413
+    default_detail = "the request body is too large"
+    default_code = "request_too_large"
+
+
+def error_body(message, status, errors=None, code=None) -> dict:
+    return {"success": False, "message": message, "code": code or code_for_status(status), "errors": errors or {}}
+
+
+def error_response(message, status, errors=None, headers=None, code=None):
+    return Response(error_body(message, status, errors, code), status=status, headers=headers)
 
 
 def _as_error_lists(detail):
@@ -47,10 +60,14 @@ def envelope_exception_handler(exc, context):
         exc = drf.NotFound(str(exc) or "not found")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied(str(exc) or "permission denied")
+    elif isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge(str(exc))
+    elif isinstance(exc, SuspiciousOperation):
+        exc = drf.ParseError(str(exc))
 
     if isinstance(exc, MetacoreError):
         set_rollback()
-        return error_response(exc.message, exc.status, _as_error_lists(exc.errors))
+        return error_response(exc.message, exc.status, _as_error_lists(exc.errors), code=exc.code)
 
     if isinstance(exc, drf.APIException):
         set_rollback()
@@ -61,8 +78,9 @@ def envelope_exception_handler(exc, context):
             headers["Retry-After"] = "%d" % exc.wait
         if isinstance(exc, drf.ValidationError):
             errors = _as_error_lists(exc.detail)
-            return error_response(_summary(errors), exc.status_code, errors, headers)
-        return error_response(str(exc.detail), exc.status_code, None, headers)
+            return error_response(_summary(errors), exc.status_code, errors, headers, code="invalid")
+        code = getattr(exc.detail, "code", None) or exc.default_code
+        return error_response(str(exc.detail), exc.status_code, None, headers, code=code)
     return None
 
 

@@ -1,7 +1,6 @@
 """Addon management API under `/api/metacore/`: the surface `@asteby/metacore-sdk`'s
 MarketplaceClient calls. Thin translation of HTTP onto the installer, catalog and
 management services; every shape is in docs/management-api.md."""
-import json
 import mimetypes
 from pathlib import Path
 
@@ -9,13 +8,15 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import metacore
 from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.api.parsers import JSONParser
+from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError, NotFound, ValidationError
 from metacore.installer import catalog, management, wire
@@ -47,9 +48,10 @@ def _enabled_manifests() -> list[Manifest]:
 
 def _schema(answer: str, request=OpenApiTypes.OBJECT):
     """OpenAPI for a management view: free-form JSON described in words (the exact shapes are
-    the SDK's and live in docs/management-api.md)."""
+    the SDK's and live in docs/management-api.md); `[Thing]` answers are arrays."""
+    body = {"type": "array", "items": {"type": "object"}} if answer.startswith("[") else OpenApiTypes.OBJECT
     return extend_schema(tags=["metacore management"], request=request,
-                         responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description=answer)})
+                         responses={200: OpenApiResponse(body, description=answer)})
 
 
 class ManagementView(EnvelopeErrorsMixin, APIView):
@@ -64,7 +66,7 @@ class ManagementView(EnvelopeErrorsMixin, APIView):
         management.require_manager(self.kernel, request.user, action, key)
 
     def installation_response(self, request, installation, http_status=status.HTTP_200_OK, **extra):
-        body = wire.installation(installation, organization_id=_tenant(request))
+        body = wire.installation(installation, organization_id=_tenant(request), manager=management.can_manage(request.user))
         return Response({**body, **extra}, status=http_status)
 
 
@@ -103,7 +105,8 @@ class InstallationListView(ManagementView):
     def get(self, request):
         tenant = _tenant(request)
         rows = self.kernel.installer.list(include_uninstalled=False)
-        return Response([wire.installation(row, organization_id=tenant) for row in rows])
+        manager = management.can_manage(request.user)
+        return Response([wire.installation(row, organization_id=tenant, manager=manager) for row in rows])
 
 
 @_schema("201 Installation with the one-time secret; DELETE answers 204")
@@ -128,6 +131,7 @@ class InstallationView(ManagementView):
         return self.installation_response(
             request, result.installation, status.HTTP_201_CREATED,
             secret=secret, tables=result.created_tables, adopted_tables=result.adopted_tables, migrations=migrations,
+            warnings=result.warnings,
         )
 
     def delete(self, request, key):
@@ -144,15 +148,15 @@ def _options_data(request) -> dict:
             raise ValidationError("the body must be a JSON object", errors={"body": ["must be an object"]})
         return request.data
     data = {}
-    for name in ("settings", "credentials", "selected_tools", "version"):
+    for name in ("settings", "credentials", "selected_tools", "version", "assign_organization"):
         value = request.data.get(name)
         if value in (None, ""):
             continue
-        if name == "version":
+        if name in ("version", "assign_organization"):
             data[name] = value
             continue
         try:
-            data[name] = json.loads(value)
+            data[name] = limits.loads(value)
         except ValueError:
             raise ValidationError(f"{name} must be JSON", errors={name: ["must be JSON text"]}) from None
     return data
@@ -211,25 +215,42 @@ class UpgradeView(ManagementView):
     def _upgrade(self, request, bundle):
         installer = self.kernel.installer
         force = _flag(request, "force")
+        organization = _options_data(request).get("assign_organization")
         if _flag(request, "dry_run"):
-            return Response(installer.plan(bundle, force=force).as_dict())
+            return Response(installer.plan(bundle, force=force, assign_organization=organization).as_dict())
         result = installer.upgrade(
-            bundle, actor=request.user, allow_destructive=_flag(request, "allow_destructive"), force=force
+            bundle, actor=request.user, allow_destructive=_flag(request, "allow_destructive"), force=force,
+            assign_organization=organization,
         )
         return self.installation_response(
             request, result.installation, plan=result.plan.as_dict(), registry_revision=result.registry_revision
         )
 
 
+class BootView(ManagementView):
+    """What the SDK fetches while it boots, before anyone signs in: without credentials it
+    answers `[]` (as upstream) rather than 401; a bad credential is still 401."""
+
+    permission_classes = []
+
+    @staticmethod
+    def anonymous(request):
+        return request.user is None or not request.user.is_authenticated
+
+
 @_schema("[NavGroup]")
-class NavigationView(ManagementView):
+class NavigationView(BootView):
     def get(self, request):
+        if self.anonymous(request):
+            return Response([])
         return Response(build_navigation(_enabled_manifests(), request.user, self.kernel.permissions))
 
 
 @_schema("[Manifest] (flat), header X-Metacore-Kernel-Version")
-class ManifestsView(ManagementView):
+class ManifestsView(BootView):
     def get(self, request):
+        if self.anonymous(request):
+            return Response([], headers={KERNEL_VERSION_HEADER: metacore.KERNEL_VERSION})
         lite = _flag(request, "lite")
         body = [wire.flat_manifest(manifest, lite=lite) for manifest in _enabled_manifests()]
         return Response(body, headers={KERNEL_VERSION_HEADER: metacore.KERNEL_VERSION})

@@ -2,7 +2,7 @@
 from django.urls import path
 
 from metacore.api import model_meta_views as views
-from metacore.api.openapi import MetacoreSchemaView
+from metacore.api.openapi import MetacoreRedocView, MetacoreSchemaView, MetacoreSwaggerView
 
 urlpatterns = [
     path("metadata/table/<str:model>", views.TableMetadataView.as_view(), name="metacore-metadata-table"),
@@ -11,4 +11,6 @@ urlpatterns = [
     path("options/<str:model>", views.OptionsView.as_view(), name="metacore-options"),
     path("search/<str:model>", views.SearchView.as_view(), name="metacore-search"),
     path("schema/", MetacoreSchemaView.as_view(), name="metacore-schema"),
+    path("docs/", MetacoreSwaggerView.as_view(), name="metacore-docs"),
+    path("redoc/", MetacoreRedocView.as_view(), name="metacore-redoc"),
 ]

@@ -31,19 +31,19 @@ def _documented(summary, *parameters):
 class TableMetadataView(_MetaView):
     @_documented("TableMetadata of a model (`{success, data}`)")
     def get(self, request, model):
-        return Response({"success": True, "data": self.service.table(request.user, model)})
+        return Response({"success": True, "data": self.service.table(request.user, model, request.headers.get("Accept-Language"), request)})
 
 
 class ModalMetadataView(_MetaView):
     @_documented("ModalMetadata of a model (`{success, data}`)")
     def get(self, request, model):
-        return Response({"success": True, "data": self.service.modal(request.user, model)})
+        return Response({"success": True, "data": self.service.modal(request.user, model, request.headers.get("Accept-Language"), request)})
 
 
 class AllMetadataView(_MetaView):
     @_documented("Every readable model's metadata: `{version, tables, modals}`")
     def get(self, request):
-        return Response({"success": True, "data": self.service.all(request.user)})
+        return Response({"success": True, "data": self.service.all(request.user, request.headers.get("Accept-Language"))})
 
 
 class OptionsView(_MetaView):
@@ -54,6 +54,7 @@ class OptionsView(_MetaView):
         _query("limit", int, "at most 200 (default 50)"),
         _query("offset", int, "rows to skip"),
         _query("ids", str, "comma list of ids to fetch (selected values)"),
+        _query("filter_value", str, "dependent dropdowns: compared with the field's `filter_by` column"),
     )
     def get(self, request, model):
         kind, options = self.service.options(request.user, model, request.query_params, request)

@@ -1,34 +1,51 @@
 """OpenAPI (drf-spectacular) with every installed addon's dynamic endpoints.
 
-The URL patterns only know `dynamic/{model}`; `MetacoreSchemaGenerator` adds, per enabled
-addon model, concrete paths `dynamic/<addon>.<table>` (list, create, retrieve, update,
-partial update, delete, row actions) and components built from the column types
-(`ColumnType.openapi`). The view caches the document under the metadata version token, so
-an install, upgrade or uninstall (in any process) regenerates it on the next request.
+The URL patterns only know `dynamic/{model}` (those views set `schema = None`: they are
+left out of the document); `MetacoreSchemaGenerator` adds, per enabled addon model, concrete paths
+`dynamic/<addon>.<table>` (list, create, retrieve, update, partial update, delete, row
+actions) and components built from the column types (`ColumnType.openapi`), each with an
+example. The view caches the document under the metadata version token, so an install,
+upgrade or uninstall (in any process) regenerates it on the next request.
+
+The schema and its two pages (Swagger UI at `docs/`, Redoc at `redoc/`, assets from
+drf-spectacular-sidecar: no CDN) follow the API's authentication: anonymous requests get 401
+unless `METACORE["PUBLIC_SCHEMA"]` is True.
 
 A host's `manage.py spectacular` includes the addons too with
 `SPECTACULAR_SETTINGS["DEFAULT_GENERATOR_CLASS"] = "metacore.api.openapi.MetacoreSchemaGenerator"`.
 """
+import inspect
 import re
 import threading
 
+from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 from drf_spectacular.generators import SchemaGenerator
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.settings import spectacular_settings
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
+import metacore
+from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.conf import metacore_settings
 from metacore.kernel import get_kernel
 from metacore.metadata.derive import model_actions
 from metacore.schema.types import get_type
 from metacore.store.query import OPERATORS
 
 ERROR_COMPONENT = "MetacoreError"
+SHAPE_PARAMS = (
+    ("fields", {"type": "string"}, "comma list of the columns to return (`id` always comes)"),
+    ("expand", {"type": "string"}, "comma list of reference columns whose row to embed (one level)"),
+)
 LIST_PARAMS = (
     ("page", {"type": "integer", "minimum": 1}, "1-based page number"),
     ("per_page", {"type": "integer", "minimum": 1}, "rows per page (clamped to the documented maximum)"),
     ("sortBy", {"type": "string"}, "comma list of columns; `-col` sorts descending"),
     ("order", {"type": "string", "enum": ["asc", "desc"]}, "direction for sortBy"),
     ("search", {"type": "string"}, "contains-match over the model's search columns"),
+    *SHAPE_PARAMS,
 )
 
 
@@ -44,6 +61,20 @@ def _prefix() -> str:
         return "/api/"
 
 
+DESCRIPTION = (
+    "Every installed addon's tables as REST resources under `dynamic/<addon>.<table>`, in the "
+    "Metacore envelopes `{success, data, meta}`; plus metadata, options, search, row actions, "
+    "the capability enforcer and addon management (`metacore/...`). Authenticate with "
+    "`Authorization: Token <key>` or a session cookie."
+)
+# One example value per canonical column type (see metacore.schema.types).
+EXAMPLES = {
+    "string": "text", "text": "Some longer text", "uuid": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+    "int": 42, "bigint": 1_000_000, "float": 1.5, "decimal": "12.50", "bool": True,
+    "date": "2026-01-31", "datetime": "2026-01-31T09:30:00Z", "json": {"key": "value"},
+}
+
+
 def column_schema(column) -> dict:
     schema = get_type(column.type).openapi(column)
     if column.size and get_type(column.type).text_like:
@@ -51,6 +82,16 @@ def column_schema(column) -> dict:
     if column.label:
         schema["title"] = column.label
     return schema
+
+
+def column_example(column):
+    """The column's literal default, else a value of its type."""
+    if column.has_default and column.default_fn is None and column.default is not None:
+        return column.default
+    value = EXAMPLES.get(get_type(column.type).name, "text")
+    if isinstance(value, str) and column.size:
+        value = value[: column.size]
+    return value
 
 
 def model_components(resolved) -> dict:
@@ -61,11 +102,13 @@ def model_components(resolved) -> dict:
     required = []
     for column in resolved.spec.columns:
         schema = column_schema(column)
+        row.setdefault("example", {})[column.name] = column_example(column)
         if column.system:
             row["properties"][column.name] = {**schema, "readOnly": True}
             continue
         row["properties"][column.name] = schema
         body["properties"][column.name] = schema
+        body.setdefault("example", {})[column.name] = column_example(column)
         if column.required and not column.has_default and column.default_fn is None:
             required.append(column.name)
     if required:
@@ -123,7 +166,9 @@ def model_paths(resolved, prefix) -> dict:
         },
         base + "/{id}": {
             "parameters": [id_param],
-            "get": op("retrieve", f"Get a {spec.label} row", responses={"200": _json(row), **errors}),
+            "get": op("retrieve", f"Get a {spec.label} row", responses={"200": _json(row), **errors},
+                      parameters=[{"name": n, "in": "query", "required": False, "schema": s, "description": d}
+                                  for n, s, d in SHAPE_PARAMS]),
             "put": op("update", f"Update a {spec.label} row (missing keys keep their value)", requestBody=partial,
                       responses={"200": _json(row), **errors}),
             "patch": op("partial_update", f"Partially update a {spec.label} row", requestBody=partial,
@@ -144,20 +189,37 @@ def model_paths(resolved, prefix) -> dict:
     return paths
 
 
-def _store_security(paths, prefix):
-    """The security requirements spectacular derived for the generic CRUD views (the host's
+def _api_security(paths, prefix):
+    """The security requirements spectacular derived for metacore's own views (the host's
     authentication classes), reused for the per-model paths."""
     for path, item in paths.items():
-        if path.startswith(f"{prefix}dynamic/{{model}}"):
+        if path.startswith(f"{prefix}metadata/"):
             for operation in item.values():
                 if isinstance(operation, dict) and "security" in operation:
                     return operation["security"]
     return None
 
 
+# Views without a docstring of their own inherit this one (inspect.getdoc); it describes
+# the implementation, not the operation, so it is dropped from the document.
+_MIXIN_DOC = inspect.getdoc(EnvelopeErrorsMixin)
+
+
+def _describe(schema):
+    """Title, version (the package's) and description, unless the host set its own."""
+    info = schema.setdefault("info", {})
+    if not spectacular_settings.TITLE:
+        info["title"] = "metacore API"
+    if spectacular_settings.VERSION in ("0.0.0", None):
+        info["version"] = metacore.__version__
+    if not spectacular_settings.DESCRIPTION:
+        info["description"] = DESCRIPTION
+
+
 class MetacoreSchemaGenerator(SchemaGenerator):
     def get_schema(self, request=None, public=False):
         schema = super().get_schema(request=request, public=public)
+        _describe(schema)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components[ERROR_COMPONENT] = {
             "type": "object",
@@ -167,7 +229,11 @@ class MetacoreSchemaGenerator(SchemaGenerator):
         }
         prefix = _prefix()
         paths = schema.setdefault("paths", {})
-        security = _store_security(paths, prefix)
+        security = _api_security(paths, prefix)
+        for item in paths.values():
+            for operation in item.values():
+                if isinstance(operation, dict) and operation.get("description") == _MIXIN_DOC:
+                    del operation["description"]
         for resolved in get_kernel().registry.all_models():
             components.update(model_components(resolved))
             for path, item in model_paths(resolved, prefix).items():
@@ -179,7 +245,42 @@ class MetacoreSchemaGenerator(SchemaGenerator):
         return schema
 
 
-class MetacoreSchemaView(SpectacularAPIView):
+class SchemaAccess(EnvelopeErrorsMixin):
+    """The API's authentication classes; 401 for anonymous unless METACORE['PUBLIC_SCHEMA']."""
+
+    def get_permissions(self):
+        return [AllowAny() if metacore_settings.PUBLIC_SCHEMA else IsAuthenticated()]
+
+
+def _sidecar(path):
+    return static(f"drf_spectacular_sidecar/{path}")
+
+
+class MetacoreSwaggerView(SchemaAccess, SpectacularSwaggerView):
+    """Swagger UI over `schema/`, its assets served by this host (drf-spectacular-sidecar)."""
+    url_name = "metacore-schema"
+    title = "metacore API"
+
+    @staticmethod
+    def _swagger_ui_resource(filename):
+        return _sidecar(f"swagger-ui-dist/{filename}")
+
+    @staticmethod
+    def _swagger_ui_favicon():
+        return _sidecar("swagger-ui-dist/favicon-32x32.png")
+
+
+class MetacoreRedocView(SchemaAccess, SpectacularRedocView):
+    """Redoc over `schema/`, its script served by this host (drf-spectacular-sidecar)."""
+    url_name = "metacore-schema"
+    title = "metacore API"
+
+    @staticmethod
+    def _redoc_standalone():
+        return _sidecar("redoc/bundles/redoc.standalone.js")
+
+
+class MetacoreSchemaView(SchemaAccess, SpectacularAPIView):
     generator_class = MetacoreSchemaGenerator
     _lock = threading.Lock()
     _cached = (None, None)  # (key, schema): only the current version is kept

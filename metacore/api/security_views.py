@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.api.parsers import JSONParser
 from metacore.kernel import get_kernel
 from metacore.security.enforcer import MODES
 
@@ -27,6 +28,7 @@ class EnforcerView(EnvelopeErrorsMixin, APIView):
     """GET: `{"default", "global", "effective", "overrides"}`. POST `{"mode", "addon"?}` sets the
     global mode or an addon's override; `{"addon", "clear": true}` drops an override."""
 
+    parser_classes = [JSONParser]
     permission_classes = [IsAdminUser]
 
     def get(self, request):

@@ -8,12 +8,13 @@ Bodies are JSON only; answers use the Metacore envelopes (docs/api.md).
 import uuid
 
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.api.idempotency import idempotent
+from metacore.api.parsers import JSONParser
 from metacore.host.telemetry import count_request, span
 from metacore.kernel import get_kernel
 from metacore.store.service import StoreContext
@@ -30,6 +31,7 @@ ACTIONS = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "update", 
 class StoreView(EnvelopeErrorsMixin, APIView):
     parser_classes = [JSONParser]
     permission_classes = [IsAuthenticated]
+    schema = None  # documented per addon model by metacore.api.openapi
 
     def dispatch(self, request, *args, **kwargs):
         """One `metacore.store.<action>` span per request (the store adds addon, model and
@@ -48,17 +50,23 @@ class StoreView(EnvelopeErrorsMixin, APIView):
 
 class DynamicListView(StoreView):
     def get(self, request, model):
-        page = self.store.list(store_context(request), model, request.query_params)
-        return Response({"success": True, "data": page.rows, "meta": page.meta})
+        ctx = store_context(request)
+        page = self.store.list(ctx, model, request.query_params)
+        rows = get_kernel().shaper.apply(ctx, model, page.rows, request.query_params)
+        return Response({"success": True, "data": rows, "meta": page.meta})
 
     def post(self, request, model):
-        row = self.store.create(store_context(request), model, request.data)
-        return Response({"success": True, "data": row}, status=status.HTTP_201_CREATED)
+        def create():
+            row = self.store.create(store_context(request), model, request.data)
+            return Response({"success": True, "data": row}, status=status.HTTP_201_CREATED)
+        return idempotent(request, create)
 
 
 class DynamicDetailView(StoreView):
     def get(self, request, model, row_id):
-        return Response({"success": True, "data": self.store.get(store_context(request), model, row_id)})
+        ctx = store_context(request)
+        row = self.store.get(ctx, model, row_id)
+        return Response({"success": True, "data": get_kernel().shaper.apply(ctx, model, [row], request.query_params)[0]})
 
     def put(self, request, model, row_id):
         """Load-merge-save: keys missing from the body keep their value (upstream PUT)."""

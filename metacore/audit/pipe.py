@@ -4,6 +4,9 @@ A sink is any callable taking an `AuditEvent` (classes are instantiated once). A
 sink never fails the caller: the failure is counted (`AuditPipe.failures`, per sink in
 `failures_by_sink`, and the `metacore.audit.sink.failures` metric) and logged.
 `crud.read` events are dropped unless `METACORE['AUDIT_READS']` is on (reads are the volume).
+No event is lost to its own size: text fields longer than the schema allows (`LIMITS`) and
+long strings in `details` are cut, end with `TRUNCATED`, and the original lengths are kept
+in `details["truncated"]`.
 
 The schema (version `SCHEMA_VERSION`) is documented in docs/audit.md.
 """
@@ -38,11 +41,36 @@ EVENT_KINDS = (
     "sandbox.import",
     "hub.connect",
     "hub.subscribe",
+    "action.dispatch",
+    "webhook.delivery",
+    "schedule.run",
+    "tool.execute",
 )
 DECISIONS = ("allow", "deny", "would-deny")
 _TEXT_FIELDS = ("actor", "tenant", "addon", "target", "decision", "mode", "reason", "request_id", "trace_id", "span_id")
 _context = contextvars.ContextVar("metacore_audit_context", default={})
 _FIELDS = frozenset(_TEXT_FIELDS) | {"id", "timestamp"}
+# Longest value of each text field (the database sink's column sizes; `reason` is unbounded).
+LIMITS = {"actor": 150, "tenant": 64, "addon": 64, "target": 300, "decision": 12, "mode": 8,
+          "reason": 4000, "request_id": 64, "trace_id": 32, "span_id": 16}
+DETAIL_LIMIT = 2000  # longest string kept inside `details`
+TRUNCATED = "…[truncated]"
+
+
+def _cut(value: str, limit: int) -> str:
+    return value[: max(limit - len(TRUNCATED), 0)] + TRUNCATED
+
+
+def _bounded_details(value, lengths: dict, path: str):
+    """`details` with every long string cut (recording the original lengths by path)."""
+    if isinstance(value, str) and len(value) > DETAIL_LIMIT:
+        lengths[path] = len(value)
+        return _cut(value, DETAIL_LIMIT)
+    if isinstance(value, dict):
+        return {k: _bounded_details(v, lengths, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_bounded_details(v, lengths, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
 
 
 @dataclass
@@ -119,8 +147,16 @@ class AuditPipe:
                 fields[name] = str(value)
         details = dict(fields.pop("details", None) or {})
         extra = {name: fields.pop(name) for name in list(fields) if name not in _FIELDS}
-        event = AuditEvent(kind=kind, details={**extra, **details},
-                           **{k: ("" if v is None else v) for k, v in fields.items()})
+        lengths = {}
+        for name, limit in LIMITS.items():
+            value = fields.get(name)
+            if isinstance(value, str) and len(value) > limit:
+                lengths[name] = len(value)
+                fields[name] = _cut(value, limit)
+        details = {k: _bounded_details(v, lengths, f"details.{k}") for k, v in {**extra, **details}.items()}
+        if lengths:
+            details["truncated"] = lengths
+        event = AuditEvent(kind=kind, details=details, **{k: ("" if v is None else v) for k, v in fields.items()})
         for sink in self.sinks:
             try:
                 sink(event)

@@ -93,3 +93,90 @@ def check_egress_and_audit(app_configs, **kwargs):
         elif not callable(entry):
             errors.append(Error(f"METACORE['AUDIT_SINKS'] entry {entry!r} is not callable", id="metacore.E031"))
     return errors
+
+
+@register("metacore")
+def check_robustness(app_configs, **kwargs):
+    """File SQLite databases need WAL, a busy timeout and IMMEDIATE transactions to hold
+    concurrent writes; API errors need the middleware to be JSON outside the views."""
+    from metacore.settings import sqlite_options
+
+    wanted = sqlite_options()
+    warnings = []
+    for alias, database in settings.DATABASES.items():
+        name = str(database.get("NAME") or "")
+        if not database.get("ENGINE", "").endswith("sqlite3") or name in ("", ":memory:") or "mode=memory" in name:
+            continue
+        options = database.get("OPTIONS") or {}
+        missing = [key for key in ("transaction_mode", "init_command") if options.get(key) != wanted[key]]
+        if float(options.get("timeout") or 5) < 5:
+            missing.append("timeout")
+        if missing:
+            warnings.append(Warning(
+                f"SQLite database {alias!r} will fail concurrent writes with 'database is locked' "
+                f"(OPTIONS lack {', '.join(missing)})",
+                hint=f'DATABASES["{alias}"]["OPTIONS"] = {{**DATABASES["{alias}"].get("OPTIONS", {{}}), '
+                     "**metacore.settings.sqlite_options()} (docs/embedding.md)",
+                id="metacore.W040"))
+    if "metacore.api.middleware.ApiErrorsMiddleware" not in settings.MIDDLEWARE:
+        warnings.append(Warning("API errors outside metacore's views (unknown /api/ routes, 500s, oversized "
+                                "bodies) will be HTML, not JSON envelopes",
+                                hint='add "metacore.api.middleware.ApiErrorsMiddleware" near the top of MIDDLEWARE',
+                                id="metacore.W041"))
+    return warnings
+
+
+@register("metacore")
+def check_rest_framework(app_configs, **kwargs):
+    """What the README and docs/embedding.md rely on: token and session authentication (curl
+    with `Authorization: Token`, the browser and the API docs pages) and drf-spectacular's
+    schema class (without it /api/schema/ answers 500). daphne's own check (daphne.E001)
+    catches daphne listed after staticfiles."""
+    from drf_spectacular.openapi import AutoSchema
+    from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+    from rest_framework.settings import api_settings
+
+    errors = []
+    classes = api_settings.DEFAULT_AUTHENTICATION_CLASSES
+    for wanted in (TokenAuthentication, SessionAuthentication):
+        if not any(issubclass(c, wanted) for c in classes):
+            errors.append(Warning(
+                f"REST_FRAMEWORK['DEFAULT_AUTHENTICATION_CLASSES'] has no {wanted.__name__}",
+                hint=f'add "{wanted.__module__}.{wanted.__name__}" (docs/embedding.md); the README\'s '
+                     "`Authorization: Token` requests and the API docs pages rely on it",
+                id="metacore.W002"))
+    if any(issubclass(c, TokenAuthentication) for c in classes) and "rest_framework.authtoken" not in settings.INSTALLED_APPS:
+        errors.append(Error("TokenAuthentication needs 'rest_framework.authtoken' in INSTALLED_APPS", id="metacore.E006"))
+    schema_class = api_settings.DEFAULT_SCHEMA_CLASS
+    if not (isinstance(schema_class, type) and issubclass(schema_class, AutoSchema)):
+        errors.append(Error(
+            f"REST_FRAMEWORK['DEFAULT_SCHEMA_CLASS'] is {getattr(schema_class, '__qualname__', schema_class)}, "
+            "not drf-spectacular's: /api/schema/ cannot be generated",
+            hint='"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema" (docs/embedding.md)', id="metacore.E007"))
+    for app in ("drf_spectacular", "drf_spectacular_sidecar"):
+        if app not in settings.INSTALLED_APPS:
+            errors.append(Warning(f"{app!r} is not in INSTALLED_APPS: the API docs pages (/api/docs/, /api/redoc/) "
+                                  "cannot render", id="metacore.W003"))
+    return errors
+
+
+@register("metacore", "database")
+def check_sql_confinement(app_configs, databases=None, **kwargs):
+    """PostgreSQL: addon SQL is confined by per-addon roles, which the database user must be
+    allowed to create (CREATEROLE); without it wasm db_* imports and bundle SQL are refused
+    (docs/security.md). Runs with `manage.py check --database default` and `migrate`."""
+    from django.db import connections
+
+    from metacore.schema.roles import can_confine
+
+    warnings = []
+    for alias in databases or ():
+        connection = connections[alias]
+        if connection.vendor == "postgresql" and not can_confine(connection):
+            warnings.append(Warning(
+                f"database {alias!r}: the user may not create roles, so addon SQL cannot be confined;"
+                " wasm db_query/db_exec and bundle SQL migrations will be refused",
+                hint="ALTER ROLE <user> CREATEROLE (docs/security.md, 'What the host grants')",
+                id="metacore.W050",
+            ))
+    return warnings

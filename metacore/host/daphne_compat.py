@@ -1,5 +1,5 @@
-"""Two Daphne shortcomings the hub's close codes depend on, fixed when Daphne is the server
-(any other ASGI server is left alone):
+"""Daphne shortcomings the hub's close codes and the API's error contract depend on, fixed
+when Daphne is the server (any other ASGI server is left alone):
 
 - Daphne closes sockets through autobahn's public `sendClose`, which drops the ASGI close
   `reason` (django/daphne#374) and refuses the RFC 6455 codes a server legitimately sends
@@ -9,8 +9,11 @@
   application yet (a TCP connection whose request has not arrived, or a finished HTTP one
   not yet reaped), which aborts the shutdown trigger: no application is cancelled and open
   sockets are dropped without a close frame. Such connections are skipped instead.
+- Twisted drops a request whose URL is over 16 KB with no answer at all: it gets a JSON 414
+  (`_answer_oversized_requests`).
 """
 import asyncio
+import json
 import logging
 
 log = logging.getLogger("daphne.server")
@@ -56,3 +59,33 @@ def patch_daphne():
     handle_reply._metacore_patched = True
     WebSocketProtocol.handle_reply = handle_reply
     Server.kill_all_applications = kill_all_applications
+    _answer_oversized_requests()
+
+
+def _envelope_answer(status, reason, message, code):
+    body = json.dumps({"success": False, "message": message, "code": code, "errors": {}}).encode()
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+def _answer_oversized_requests():
+    """Twisted's HTTP channel drops the connection without a word when a request line is
+    over 16 KB (`lineLengthExceeded`) and answers a bare, bodiless 400 to other malformed
+    heads: answer the JSON envelope instead (414 for the URL, 431 for a header line)."""
+    from twisted.web.http import HTTPChannel
+
+    def line_length_exceeded(self, line):
+        first = getattr(self, "_HTTPChannel__first_line", True)
+        answer = (_envelope_answer(414, "URI Too Long", f"the request line is longer than {self.MAX_LENGTH} bytes",
+                                   "uri_too_long") if first else
+                  _envelope_answer(431, "Request Header Fields Too Large",
+                                   f"a header line is longer than {self.MAX_LENGTH} bytes", "headers_too_large"))
+        self.transport.write(answer)
+        self.loseConnection()
+
+    def bad_request(self):
+        self.transport.write(_envelope_answer(400, "Bad Request", "malformed HTTP request", "bad_request"))
+        self.loseConnection()
+
+    HTTPChannel.lineLengthExceeded = line_length_exceeded
+    HTTPChannel._respondToBadRequestAndDisconnect = bad_request

@@ -163,6 +163,30 @@ def emit_log(body, *, event_name, attributes, severity_text="INFO"):
         t.logger.emit(body=body, event_name=event_name, attributes=_attributes(attributes), severity_text=severity_text)
 
 
+# --- Prometheus ---------------------------------------------------------------------------
+
+_prometheus_registry = None
+
+
+def prometheus_registry():
+    """The registry `/metrics` renders: fed by the OTel Prometheus exporter's reader, so the
+    scrape shows the same OTel metrics as the OTLP/console exporters (one pipeline)."""
+    global _prometheus_registry
+    if _prometheus_registry is None:
+        from prometheus_client import CollectorRegistry
+
+        _prometheus_registry = CollectorRegistry(auto_describe=True)
+    return _prometheus_registry
+
+
+def prometheus_reader():
+    """A metric reader to put in the host's MeterProvider (`OTEL_METRICS_EXPORTER=prometheus`
+    does it for hosts configured from the environment)."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    return PrometheusMetricReader(registry=prometheus_registry())
+
+
 # --- configuration from the standard environment variables ---------------------------------
 
 
@@ -207,7 +231,7 @@ def setup_from_env(environ=None):
     anything was turned on. Nothing happens when `OTEL_SDK_DISABLED=true`, when no exporter
     is named, or when the host already installed SDK providers (then only HTTP spans are
     added). Reads OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_LOGS_EXPORTER (comma
-    lists of console/otlp/none), OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES (through the
+    lists of console/otlp/prometheus/none; prometheus feeds `/metrics`), OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES (through the
     SDK's Resource), OTEL_EXPORTER_OTLP_* (through the OTLP exporters)."""
     global _telemetry
     env = os.environ if environ is None else environ
@@ -241,7 +265,9 @@ def setup_from_env(environ=None):
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        readers = [PeriodicExportingMetricReader(e) for e in map(lambda k: _exporter(k, "metrics"), wanted["metrics"]) if e]
+        readers = [prometheus_reader() if kind == "prometheus" else PeriodicExportingMetricReader(exporter)
+                   for kind in wanted["metrics"]
+                   if kind == "prometheus" or (exporter := _exporter(kind, "metrics"))]
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
     if wanted["logs"] and not _is_sdk(_logs.get_logger_provider()):
         from opentelemetry.sdk._logs import LoggerProvider

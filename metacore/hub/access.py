@@ -40,11 +40,6 @@ class HubAccess:
         self.user = user
         self.tenant = tenant
 
-    @classmethod
-    def for_user(cls, kernel, user):
-        tenant = metacore_settings.TENANT_RESOLVER(user, None)
-        return cls(kernel, user, None if tenant in (None, "") else str(tenant))
-
     @property
     def actor(self):
         return self.user.get_username()
@@ -89,6 +84,38 @@ class HubAccess:
         self.kernel.audit.record("hub.subscribe", actor=self.actor, tenant=self.tenant or "", addon=addon,
                                  target=target, decision=decision, reason=reason, details=details)
 
+    def audit_recheck(self, code, reason):
+        self.kernel.audit.record("hub.recheck", actor=self.actor, tenant=self.tenant or "", decision="deny",
+                                 reason=reason, details={"close_code": code})
+
     def audit_connect(self, decision, reason="", **details):
         self.kernel.audit.record("hub.connect", actor=self.actor, tenant=self.tenant or "",
                                  decision=decision, reason=reason, details=details)
+
+
+def verifier(kernel, user_pk, credential):
+    """The synchronous recheck of sockets opened with `credential` by user `user_pk` (see
+    `metacore.hub.fanout.Principal`): the credential must still authenticate that user, who
+    must be active; the verdict carries the tenant and the addon permissions held now."""
+    from django.contrib.auth import get_user_model
+
+    from metacore.hub.auth import session_user, token_user
+    from metacore.hub.fanout import Verdict
+
+    def verify():
+        kind, value = credential
+        if kind == "token":
+            user, reason = token_user(value)
+        elif kind == "session":
+            user, reason = session_user(value), "session ended"
+        else:
+            user, reason = get_user_model()._default_manager.filter(pk=value).first(), "user deleted"
+        if user is None or user.pk != user_pk:
+            return Verdict.failed(4401, reason)
+        if not user.is_active:
+            return Verdict.failed(4401, "user inactive")
+        tenant = metacore_settings.TENANT_RESOLVER(user, None)
+        return Verdict(user=user, tenant=None if tenant in (None, "") else str(tenant),
+                       superuser=bool(user.is_superuser), readable=frozenset(kernel.permissions.effective(user)))
+
+    return verify

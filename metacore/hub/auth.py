@@ -34,25 +34,79 @@ def _token_authenticators():
     from rest_framework.authentication import TokenAuthentication
     from rest_framework.settings import api_settings
 
-    return [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES if issubclass(cls, TokenAuthentication)]
+    return [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES
+            if issubclass(cls, TokenAuthentication) or hasattr(cls, "get_validated_token")]
 
 
-@database_sync_to_async
-def authenticate_token(key):
-    """(user, None) for a valid token, (None, reason) otherwise."""
+def _user_for(authenticator, key):
+    if hasattr(authenticator, "get_validated_token"):  # simplejwt's JWTAuthentication: a bearer JWT
+        return authenticator.get_user(authenticator.get_validated_token(key.encode()))
+    return authenticator.authenticate_credentials(key)[0]
+
+
+def token_user(key):
+    """(user, None) for a valid token (a DRF token, or a JWT when the host lists simplejwt's
+    authentication), (None, reason) otherwise, the reason of the first class that refused
+    (synchronous). Rechecks call it again, so an expired JWT closes its socket too."""
     from rest_framework.exceptions import AuthenticationFailed
 
     authenticators = _token_authenticators()
     if not authenticators:
         return None, "token authentication is not enabled on this host"
-    reason = "invalid token"
+    reasons = []
     for authenticator in authenticators:
         try:
-            user, _ = authenticator.authenticate_credentials(key)
-            return user, None
+            user = _user_for(authenticator, key)
         except AuthenticationFailed as exc:
-            reason = str(exc.detail)
-    return None, reason
+            reasons.append(exc.detail.get("detail", exc.detail) if isinstance(exc.detail, dict) else exc.detail)
+            continue
+        if user is not None and user.is_active:
+            return user, None
+        reasons.append("User inactive or deleted.")
+    return None, str(reasons[0]) if reasons else "invalid token"
+
+
+authenticate_token = database_sync_to_async(token_user)
+
+
+def session_user(session_key):
+    """The user a session still authenticates, or None (logged out, expired, password changed):
+    what `django.contrib.auth.get_user` decides for a request carrying that session."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
+    from django.utils.crypto import constant_time_compare
+
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user_id, backend_path = session.get(SESSION_KEY), session.get(BACKEND_SESSION_KEY)
+    if user_id is None or backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    user = load_backend(backend_path).get_user(user_id)
+    if user is None or not hasattr(user, "get_session_auth_hash"):
+        return user
+    stored = session.get(HASH_SESSION_KEY) or ""
+    if any(constant_time_compare(stored, h) for h in (user.get_session_auth_hash(), *_fallback_hashes(user))):
+        return user
+    return None
+
+
+def _fallback_hashes(user):
+    fallbacks = getattr(user, "get_session_auth_fallback_hash", None)
+    return tuple(fallbacks()) if fallbacks else ()
+
+
+def credential(scope):
+    """How a socket authenticated, for rechecks: ("token", key), ("session", session key) or
+    ("user", pk) when something else put the user in the scope."""
+    key = _token_from(scope)
+    if key is not None:
+        return ("token", key)
+    session = scope.get("session")
+    session_key = getattr(session, "session_key", None) if session is not None else None
+    if session_key:
+        return ("session", session_key)
+    return ("user", scope["user"].pk)
 
 
 class TokenAuthMiddleware(BaseMiddleware):

@@ -1,8 +1,9 @@
 """The hub's WebSocket consumer: the realtime protocol of `@asteby/metacore-websocket`.
 
 Thin by design: who may see what is decided in `metacore.hub.access` (plain Python over the
-kernel's services); frames are built once by the publisher and forwarded as text. Per
-connection the consumer keeps
+kernel's services); frames are built once by the publisher and forwarded as text. Sockets do
+not join channel-layer groups themselves: the process's `LocalFanout` does, once per group,
+and hands each message to its sockets (`deliver`). Per connection the consumer keeps
 
 - its subscriptions (model groups, the tenant-wide group for `*`, addon event channels),
 - a coalescing window per row (`HUB_COALESCE_MS`): the first event of a row goes out at
@@ -12,23 +13,35 @@ connection the consumer keeps
   client refetches); when it overflows again before that notice could even be sent, the
   client is stuck and is closed with 1013 (try again later).
 
-Close codes: 4401 no/bad credentials, 4403 a `?channel=` the caller may not join, 1009 an
-oversized frame, 1013 a stuck client, 1001 server shutdown.
+Before an event reaches a socket, its `Principal` (user + credential, shared by the sockets
+opened with it) must have been verified within `HUB_RECHECK_SECONDS`; otherwise the event
+waits for a recheck, and a socket that no longer passes is closed: 4401 when the token or
+session no longer authenticates or the user is inactive, 4403 when a subscribed model's read
+permission was revoked or the user's organization changed.
+
+Close codes: 4401 no/bad credentials, 4403 a `?channel=` the caller may not join (or lost
+access, above), 1009 an oversized frame, 1013 a stuck client, 1001 server shutdown.
 """
 import asyncio
+import functools
 import json
 import logging
 from collections import deque
 
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 
+from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.host import telemetry
 from metacore.hub import groups
-from metacore.hub.access import ADDON_CHANNEL, HubAccess
-from metacore.hub.auth import query_params
+from metacore.hub.access import ADDON_CHANNEL, HubAccess, verifier
+from metacore.hub.auth import credential, query_params
+from metacore.hub.fanout import Principal, fanout_for
 from metacore.hub.publisher import frame_text
+from metacore.permissions.naming import model_permission
 
 log = logging.getLogger("metacore.hub")
 
@@ -64,9 +77,33 @@ class _Window:
         self.merged += 1
 
 
+def client_names(ref):
+    """The names the official client's matcher (`dataEventMatches`) accepts for a frame of
+    `ref`: the model key, the table, `addon.model`, lowercased."""
+    return {ref.model.lower(), ref.table.lower(), f"{ref.addon}.{ref.model}".lower()}
+
+
+@functools.lru_cache(maxsize=1024)
+def respelled(text, token):
+    """A `DATA_EVENT` frame as seen through a subscription spelled `token` that the official
+    client would not match on the canonical frame (`addon.table`): `model` is that spelling
+    (also a valid REST name) and `table` is left out, so no other spelling matches it twice."""
+    frame = json.loads(text)
+    payload = frame["payload"]
+    payload["model"] = token
+    payload.pop("table", None)
+    return json.dumps(frame, separators=(",", ":"))
+
+
 class HubConsumer(AsyncWebsocketConsumer):
+    # No channel per socket: the process's LocalFanout receives for every socket.
+    channel_layer_alias = None
+    fanout_layer_alias = DEFAULT_CHANNEL_LAYER
     access = None
     sender = None
+    fanout = None
+    principal = None
+    deferred = None  # messages arriving during a SUBSCRIBE/UNSUBSCRIBE, delivered after its ack
 
     # -- connection lifecycle --------------------------------------------------------------
     async def __call__(self, scope, receive, send):
@@ -91,7 +128,17 @@ class HubConsumer(AsyncWebsocketConsumer):
         from metacore.kernel import get_kernel
 
         self.kernel = get_kernel()
-        access = await database_sync_to_async(HubAccess.for_user)(self.kernel, user)
+        self.fanout = fanout_for(get_channel_layer(self.fanout_layer_alias))
+        key = (user.pk, credential(self.scope))
+        ttl = float(metacore_settings.HUB_RECHECK_SECONDS)
+        self.principal = self.fanout.principal(key, lambda: Principal(key, verifier(self.kernel, user.pk, key[1]), ttl))
+        self.principal.consumers[self] = None
+        verdict = self.principal.verdict
+        if not self.principal.fresh() or verdict.code:
+            verdict = await self.principal.check()
+        if verdict.code:
+            return await self._refuse(verdict.code, verdict.reason)
+        access = HubAccess(self.kernel, user, verdict.tenant)
         self.loop = asyncio.get_running_loop()
         self.window = metacore_settings.HUB_COALESCE_MS / 1000
         self.max_backlog = max(1, int(metacore_settings.HUB_MAX_BACKLOG))
@@ -99,8 +146,8 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.joined = set()
         self.tokens = {}  # normalised token -> ModelRef (data subscriptions)
         self.explicit = {}  # (addon, table) -> number of tokens naming it
+        self.spellings = {}  # (addon, table) -> (send the canonical frame?, tokens to respell for)
         self.star = False
-        self.star_decisions = {}  # (addon, table) -> may read, for `*` events
         self.channels = set()  # addon event channels
         self.recent = {}  # row -> _Window
         self.outbox = deque()
@@ -145,14 +192,16 @@ class HubConsumer(AsyncWebsocketConsumer):
         return False, f"unknown channel {channel[:100]!r}"
 
     async def websocket_disconnect(self, message):
+        self.closing = True
         if self.sender is not None:
             self.sender.cancel()
         for window in getattr(self, "recent", {}).values():
             if window.timer is not None:
                 window.timer.cancel()
-        if self.channel_layer is not None:
-            for group in getattr(self, "joined", ()):
-                await self.channel_layer.group_discard(group, self.channel_name)
+        for group in list(getattr(self, "joined", ())):
+            await self._leave(group)
+        if self.principal is not None:
+            self.fanout.release(self.principal, self)
         if self.access is not None:
             telemetry.hub_connection(-1, tenant=self.access.tenant)
         await super().websocket_disconnect(message)
@@ -167,9 +216,9 @@ class HubConsumer(AsyncWebsocketConsumer):
         if bytes_data is not None:
             return self._error("bad_frame", "binary frames are not supported; send JSON text")
         try:
-            frame = json.loads(text_data)
+            frame = limits.loads(text_data)
         except ValueError as exc:
-            return self._error("bad_json", f"malformed JSON: {exc}")
+            return self._error("bad_json", str(exc))
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             return self._error("bad_frame", 'a frame is a JSON object with a string "type"')
         kind = frame["type"].upper()
@@ -187,16 +236,24 @@ class HubConsumer(AsyncWebsocketConsumer):
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             return self._error("bad_frame", '"models" must be a list of strings')
         tokens = list(dict.fromkeys(m.strip().lower() for m in models if m.strip()))
-        refused = []
-        if subscribe:
-            refused = await self._add_tokens(tokens)
-        else:
-            for token in tokens:
-                await self._drop_token(token)
-        payload = {"models": sorted(self.tokens) + (["*"] if self.star else [])}
-        if refused:
-            payload["refused"] = refused
-        self._control(frame_text("DATA_SUBSCRIBED", payload))
+        # Events that arrive while this runs wait and follow the ack, as they would if the
+        # socket's messages were handled one at a time.
+        self.deferred = [] if self.deferred is None else self.deferred
+        try:
+            refused = []
+            if subscribe:
+                refused = await self._add_tokens(tokens)
+            else:
+                for token in tokens:
+                    await self._drop_token(token)
+            payload = {"models": sorted(self.tokens) + (["*"] if self.star else [])}
+            if refused:
+                payload["refused"] = refused
+            self._control(frame_text("DATA_SUBSCRIBED", payload))
+        finally:
+            deferred, self.deferred = self.deferred, None
+            for message in deferred:
+                self.deliver(message)
 
     async def _add_tokens(self, tokens):
         limit = int(metacore_settings.HUB_MAX_MODELS_PER_CONNECTION)
@@ -213,7 +270,6 @@ class HubConsumer(AsyncWebsocketConsumer):
         if "*" in wanted:
             wanted.remove("*")
             self.star = True
-            self.star_decisions.clear()
             await self._join(groups.all_data_group(access.tenant))
             await self._join(groups.all_data_group(None))
         results = await database_sync_to_async(access.resolve_models)(wanted)
@@ -224,6 +280,7 @@ class HubConsumer(AsyncWebsocketConsumer):
                 continue
             self.tokens[token] = ref
             self.explicit[ref.ident] = self.explicit.get(ref.ident, 0) + 1
+            self._respell(ref.ident)
             if self.explicit[ref.ident] == 1:
                 await self._join(self._model_group(ref))
             granted.append(token)
@@ -247,9 +304,20 @@ class HubConsumer(AsyncWebsocketConsumer):
         if ref is None:
             return
         self.explicit[ref.ident] -= 1
+        self._respell(ref.ident)
         if not self.explicit[ref.ident]:
             del self.explicit[ref.ident]
             await self._leave(self._model_group(ref))
+
+    def _respell(self, ident):
+        """Which frames a model's events go out as: the canonical one when a token of it is a
+        name the official client matches, plus one respelled frame per token that is not."""
+        refs = [(t, ref) for t, ref in self.tokens.items() if ref.ident == ident]
+        respelled_tokens = tuple(t for t, ref in refs if t not in client_names(ref))
+        if respelled_tokens:
+            self.spellings[ident] = (len(respelled_tokens) < len(refs), respelled_tokens)
+        else:
+            self.spellings.pop(ident, None)
 
     def _model_group(self, ref):
         """Rows of an org-scoped table are published to their tenant's group; rows of a shared
@@ -277,38 +345,63 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.channels.add(channel)
         await self._join(groups.addon_event_group(self.access.tenant, match["addon"], match["event"]))
 
-    # -- channel layer messages (from the publisher) -----------------------------------------
-    async def hub_data(self, message):
+    # -- messages from the process's fanout (published frames) ---------------------------------
+    def deliver(self, message):
+        """Called by the LocalFanout, in the event loop, for each message of a group this socket
+        is in; synchronous so one message reaches every local socket without a task hop."""
+        if self.access is None or self.closing:
+            return
+        if self.deferred is not None:
+            return self.deferred.append(message)
+        if not self.principal.fresh():
+            return self.principal.hold(self, message)
+        if message["type"] == "hub.data":
+            self._data(message)
+        elif message["type"] == "hub.lifecycle":
+            self.principal.expire()  # grants may have changed with the addon
+            self._control(message["text"])
+        else:
+            self._control(message["text"])
+
+    def _data(self, message):
         addon, table, _ = message["row"].split(".", 2)
         ident = (addon, table)
         if message["via"] == "model":
             if ident not in self.explicit:
                 return  # unsubscribed while the event was in flight
-        else:
-            if not self.star or ident in self.explicit:
-                return  # not a `*` subscriber, or it arrives through its model group
-            if not await self._star_may_read(ident):
-                return
+        elif not self.star or ident in self.explicit:
+            return  # not a `*` subscriber, or it arrives through its model group
+        elif not self.principal.verdict.may(model_permission(addon, table, "read")):
+            return
         self._offer(message, addon, table)
 
-    async def hub_frame(self, message):
-        self._control(message["text"])
+    def rechecked(self, verdict):
+        """The principal was re-verified: close this socket if it no longer passes."""
+        if self.access is None or self.closing:
+            return
+        code, reason = verdict.code, verdict.reason
+        if not code and verdict.tenant != self.access.tenant:
+            code, reason = CLOSE_FORBIDDEN, "organization changed"
+        if not code:
+            for ref in self.tokens.values():
+                codename = model_permission(ref.addon, ref.table, "read")
+                if not verdict.may(codename):
+                    code, reason = CLOSE_FORBIDDEN, f'permission revoked: missing "{codename}"'
+                    break
+        if code:
+            self.closing = True
+            asyncio.ensure_future(self._revoke(code, reason))
 
-    async def hub_lifecycle(self, message):
-        self.star_decisions.clear()
-        self._control(message["text"])
-
-    async def _star_may_read(self, ident):
-        allowed = self.star_decisions.get(ident)
-        if allowed is None:
-            allowed = await database_sync_to_async(self.access.may_read)(*ident)
-            self.star_decisions[ident] = allowed
-        return allowed
+    async def _revoke(self, code, reason):
+        if self.sender is not None:
+            self.sender.cancel()  # nothing queued goes out any more
+        await database_sync_to_async(self.access.audit_recheck)(code, reason)
+        await self._close(code, reason)
 
     # -- coalescing ---------------------------------------------------------------------------
     def _offer(self, message, addon, table):
         if self.window <= 0:
-            return self._enqueue(message["text"], DATA, addon, table)
+            return self._emit(message["text"], addon, table)
         row = message["row"]
         now = self.loop.time()
         window = self.recent.get(row)
@@ -316,7 +409,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             if len(self.recent) > 1024:
                 self._prune(now)
             self.recent[row] = _Window(now + self.window)
-            return self._enqueue(message["text"], DATA, addon, table)
+            return self._emit(message["text"], addon, table)
         window.hold(message["text"])
         if window.timer is None:
             window.timer = self.loop.call_later(window.until - now, self._flush, row)
@@ -330,7 +423,14 @@ class HubConsumer(AsyncWebsocketConsumer):
             payload["coalesced"] = window.merged - 1
         # A row that keeps changing gets at most one frame per window.
         self.recent[row] = _Window(self.loop.time() + self.window)
-        self._enqueue(frame_text("DATA_EVENT", payload), DATA, payload["addon"].lower(), payload["table"].lower())
+        self._emit(frame_text("DATA_EVENT", payload), payload["addon"].lower(), payload["table"].lower())
+
+    def _emit(self, text, addon, table):
+        canonical, tokens = self.spellings.get((addon, table), (True, ()))
+        if canonical:
+            self._enqueue(text, DATA, addon, table)
+        for token in tokens:
+            self._enqueue(respelled(text, token), DATA, addon, table)
 
     def _prune(self, now):
         self.recent = {row: w for row, w in self.recent.items() if w.until > now or w.timer is not None}
@@ -396,11 +496,11 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     # -- groups --------------------------------------------------------------------------------
     async def _join(self, group):
-        if self.channel_layer is not None and group not in self.joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        if group not in self.joined:
             self.joined.add(group)
+            await self.fanout.join(group, self)
 
     async def _leave(self, group):
-        if self.channel_layer is not None and group in self.joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if group in self.joined:
             self.joined.discard(group)
+            await self.fanout.leave(group, self)

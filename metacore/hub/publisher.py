@@ -2,7 +2,8 @@
 
 The store, the sandbox and the installer publish committed events as Django signals
 (`metacore.events`); the receivers below turn each into one JSON frame, serialised once, and
-`group_send` it to the tenant-scoped groups the connections joined (`metacore.hub.groups`).
+`group_send` it to the tenant-scoped groups the processes' fanouts joined for their sockets
+(`metacore.hub.groups`, `metacore.hub.fanout`): one channel-layer message per process.
 Frames carry identity and changed key names, never row values. Receivers are connected in
 `MetacoreConfig.ready()`, so every process that writes also publishes; with a shared channel
 layer (channels_redis) a write in one process reaches sockets held by any other.
@@ -45,6 +46,17 @@ def data_payload(event: events.DataEvent) -> dict:
     }
 
 
+def lifecycle_payload(event: events.LifecycleEvent, new_hash: str) -> dict:
+    """`ADDON_MANIFEST_CHANGED`: metacore's keys (`addon`, `operation`, `version`, `at`) and
+    the upstream kernel's (`addonKey`, `orgId`, `newHash`, `version`, `timestamp`), which the
+    SDK's hot-swap (`wireHotSwapInvalidation`, `applyHotSwapReload`) reads. `newHash` is the
+    installed bundle's sha256 ("" after an uninstall): it changes whenever the bundle does,
+    which is what the SDK's cache-busting of an addon's frontend needs. `orgId` is "":
+    installations serve every organization."""
+    return {"addon": event.addon, "operation": event.operation, "version": event.version, "at": event.at,
+            "addonKey": event.addon, "orgId": "", "newHash": new_hash, "timestamp": event.at}
+
+
 class HubPublisher:
     """`get_kernel().hub`: publishes frames to the channel layer."""
 
@@ -82,14 +94,20 @@ class HubPublisher:
                           {"type": "hub.frame", "text": text})])
 
     def publish_lifecycle(self, event: events.LifecycleEvent):
-        payload = {"addon": event.addon, "operation": event.operation, "version": event.version, "at": event.at}
-        text = frame_text(ADDON_MANIFEST_CHANGED, payload)
+        text = frame_text(ADDON_MANIFEST_CHANGED, lifecycle_payload(event, self._bundle_hash(event.addon)))
         self._send_many([(groups.LIFECYCLE_GROUP, {"type": "hub.lifecycle", "text": text, "addon": event.addon})])
 
     def notify(self, user_pk, payload: dict):
         """Send a `NOTIFICATION` frame to every open socket of one user."""
         text = frame_text(NOTIFICATION, payload)
         self._send_many([(groups.user_group(user_pk), {"type": "hub.frame", "text": text})])
+
+    @staticmethod
+    def _bundle_hash(addon):
+        from metacore.models import Installation
+
+        digest = Installation.objects.filter(key=addon).values_list("bundle_sha256", flat=True).first()
+        return f"sha256:{digest}" if digest else ""
 
     # -- delivery ------------------------------------------------------------------------------
     def _send_many(self, messages):
@@ -102,14 +120,12 @@ class HubPublisher:
             messages = [(group, message) for group, message in messages if layer.groups.get(group)]
             if not messages:
                 return
-            # Only this layer knows its group sizes without a round trip (channels_redis keeps
-            # them in Redis): the fanout-size metric is recorded here.
-            telemetry.record_hub_fanout(sum(len(layer.groups[group]) for group, _ in messages),
-                                        kind=messages[0][1]["type"])
 
         async def send_all():
+            # Each process's LocalFanout is the group's only member there: the message names
+            # its group so the fanout knows which of its sockets it is for.
             for group, message in messages:
-                await layer.group_send(group, message)
+                await layer.group_send(group, {**message, "group": group})
 
         try:
             loop = asyncio.get_running_loop()

@@ -19,9 +19,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from metacore import limits
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import ValidationError
-from metacore.installer.signing import verify_bundle
+from metacore.installer.signing import read_detached_signature, verify_bundle, verify_tarball
 from metacore.manifest.model import Manifest
 
 MANIFEST_NAME = "manifest.json"
@@ -31,10 +32,22 @@ TEMPLATE_MARK = "{{ADDON_KEY}}"
 
 
 class BundleError(ValidationError):
-    """A bundle that cannot be opened; the message says which rule it broke."""
+    """A bundle that cannot be opened; the message says which rule it broke, naming the
+    bundle by its file name only (no server path: messages reach API clients)."""
 
     def __init__(self, source, message):
+        message = _without_paths(message, source)
         super().__init__(f"bundle {Path(source).name}: {message}", errors={"bundle": [message]})
+
+
+def _without_paths(message: str, source) -> str:
+    """`message` with the data directory and the bundle's folder left out (an OSError or
+    tarfile error quotes the absolute path it failed on)."""
+    for folder in sorted({str(data_dir()), str(Path(source).resolve().parent), str(Path(source).parent)}, key=len,
+                         reverse=True):
+        if folder not in ("", ".", "/"):
+            message = message.replace(folder + "/", "").replace(folder, "")
+    return message
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,11 @@ def open_bundle(path) -> Bundle:
             prefix = root.relative_to(staging).as_posix() + "/"
             files = {p.removeprefix(prefix): d for p, d in files.items() if p.startswith(prefix)}
         raw = _read_manifest(source, root)
-        verify_bundle(raw, files)  # signature, digest and per-file checksums (docs/bundles.md)
+        detached = read_detached_signature(source)
+        if detached is not None:  # upstream's signature over the raw archive (docs/bundles.md)
+            verify_tarball(digest, detached, files)
+        else:
+            verify_bundle(raw, files)  # signature, digest and per-file checksums (docs/bundles.md)
         values = _template_values(source, raw)
         manifest = _parse_manifest(source, raw, values)
         final = data_dir("bundles") / manifest.key / f"{manifest.version}-{digest[:12]}"
@@ -102,6 +119,22 @@ def open_bundle(path) -> Bundle:
         return Bundle(source, final, manifest, raw, files, digest, values)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def discard_unused(bundle: Bundle) -> None:
+    """Remove an extracted bundle no installation points at (a refused or failed install or
+    upgrade, a dry-run plan, a catalog inspection), so `DATA_DIR/bundles` holds only what is
+    installed."""
+    from metacore.models import Installation
+
+    root = Path(bundle.root)
+    if Installation.objects.filter(bundle_path=str(root)).exists():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        root.parent.rmdir()  # the addon's folder, once its last version is gone
+    except OSError:
+        pass
 
 
 def _check_name(source, name: str) -> str:
@@ -195,7 +228,7 @@ def _bundle_root(source, staging: Path, files: dict[str, str]) -> Path:
 
 def _read_manifest(source, root: Path) -> dict:
     try:
-        raw = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
+        raw = limits.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(source, f"{MANIFEST_NAME} is not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):

@@ -7,7 +7,6 @@ would get past loading; the result is cached per process until the file or the t
 """
 from __future__ import annotations
 
-import json
 import logging
 import tarfile
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError, NotFound
 from metacore.installer.compat import check_kernel_compatibility
@@ -102,7 +102,7 @@ def _stamp(path: Path) -> tuple:
 
 
 def _inspect(path: Path) -> CatalogItem | None:
-    from metacore.installer.bundle import open_bundle
+    from metacore.installer.bundle import discard_unused, open_bundle
 
     try:
         bundle = open_bundle(path)
@@ -112,6 +112,7 @@ def _inspect(path: Path) -> CatalogItem | None:
             log.warning("catalog: skipping %s: %s", path, exc.message)
             return None
         return CatalogItem(path, _key_of(raw), str(_version_of(raw)), raw, None, (exc.message,))
+    discard_unused(bundle)  # inspected, not installed: the catalog keeps the manifest only
     problems = ()
     try:
         check_kernel_compatibility(bundle.manifest.kernel)
@@ -133,7 +134,7 @@ def _raw_manifest(path: Path) -> dict | None:
                 if member is None or member.size > 5 * 1024 * 1024:
                     return None
                 data = archive.extractfile(member).read()
-        raw = json.loads(data)
+        raw = limits.loads(data)
     except (OSError, tarfile.TarError, EOFError, ValueError):
         return None
     return raw if isinstance(raw, dict) else None

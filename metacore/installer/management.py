@@ -13,7 +13,8 @@ from django.db import transaction
 from metacore.conf import data_dir
 from metacore.errors import NotFound, PermissionDenied, ValidationError
 from metacore.installer import catalog
-from metacore.installer.secrets import issue_secret
+from metacore.installer.secrets import issue_secret, seal_settings
+from metacore.installer.setting_types import clean_settings
 from metacore.manifest.model import Manifest
 from metacore.models import Installation
 
@@ -101,22 +102,16 @@ def rotate_secret(kernel, key: str, *, actor) -> tuple[Installation, str]:
 
 
 def update_settings(kernel, key: str, settings, *, actor) -> Installation:
-    """Replace an installation's settings; keys must be ones the manifest declares (when it
-    declares any)."""
+    """Replace an installation's settings, checked against the manifest's `settings[]` (keys
+    and types, see `setting_types`); audited with the keys, never the values."""
     if not isinstance(settings, dict):
         raise ValidationError("settings must be a JSON object", errors={"settings": ["must be an object"]})
     with transaction.atomic():
         installation = _active(kernel, key)
-        declared = {s.get("key") for s in Manifest.model_validate(installation.manifest).settings if isinstance(s, dict)}
-        unknown = sorted(k for k in settings if declared and k not in declared)
-        if unknown:
-            raise ValidationError(
-                f"unknown setting(s) for {key}: {', '.join(unknown)}",
-                errors={name: [f"not a setting of {key}; known: {', '.join(sorted(filter(None, declared)))}"]
-                        for name in unknown},
-            )
+        manifest = Manifest.model_validate(installation.manifest)
+        settings = clean_settings(manifest, settings, addon=key, previous=installation.settings)
         before = sorted(installation.settings)
-        installation.settings = settings
+        installation.settings = seal_settings(manifest, settings, previous=installation.settings)
         installation.save(update_fields=["settings", "updated_at"])
         kernel.audit.record("addon.settings", actor=actor.get_username(), addon=key, target=key, decision="allow",
                             details={"keys_before": before, "keys_after": sorted(settings)})

@@ -21,15 +21,18 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from metacore.errors import Conflict, MetacoreError, NotFound, ValidationError
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.host.telemetry import span
-from metacore.installer.bundle import Bundle, open_bundle, template_key
+from metacore.installer.bundle import Bundle, discard_unused, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
+from metacore.installer.secrets import seal_settings
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
+from metacore.installer.setting_types import declared_settings
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, InstallJournal, Installation, RegistryState
 from metacore.permissions.naming import MODEL_ACTIONS, declared_permission, model_permission
 from metacore.schema import ddl
 from metacore.schema.builder import build_addon_models
+from metacore.schema.roles import drop_addon_roles
 from metacore.store.rls import enable_rls
 
 log = logging.getLogger("metacore.installer")
@@ -101,7 +104,8 @@ class InstallerService:
                 self._journal_failure(template_key(bundle), "install", "", exc, actor_name)
                 raise
         manifest = bundle.manifest
-        with self._failure_recorded("install", manifest, actor_name, f"install of {manifest.key} {manifest.version} failed"), \
+        with self._bundle_discarded_on_failure(bundle), \
+                self._failure_recorded("install", manifest, actor_name, f"install of {manifest.key} {manifest.version} failed"), \
                 span("metacore.install", addon=manifest.key, version=manifest.version), transaction.atomic(using=self.using):
             result = self._install(bundle, actor_name, settings, credentials, selected_tools)
         log.info("installed %s %s (%d tables)", manifest.key, manifest.version, len(manifest.models))
@@ -109,6 +113,7 @@ class InstallerService:
 
     def _install(self, bundle: Bundle, actor, settings, credentials, selected_tools) -> InstallResult:
         manifest = bundle.manifest
+        self._lock_addon_key(manifest.key)
         existing = Installation.objects.using(self.using).select_for_update().filter(key=manifest.key).first()
         if existing is not None and existing.state != Installation.State.UNINSTALLED:
             if existing.version == manifest.version:
@@ -125,7 +130,7 @@ class InstallerService:
         with span("metacore.install.ddl", addon=manifest.key, tables=len(manifest.models)):
             created, adopted = self._create_tables(manifest, built, kept=kept)
         with span("metacore.install.sql_migrations", addon=manifest.key):
-            migrations = apply_migrations(manifest.key, bundle.migrations(), using=self.using)
+            migrations = apply_migrations(manifest, bundle.migrations(), using=self.using)
 
         installation = existing or Installation(key=manifest.key)
         installation.name = manifest.name
@@ -133,7 +138,7 @@ class InstallerService:
         installation.state = Installation.State.ENABLED
         installation.manifest = manifest.model_dump(mode="json")
         installation.capabilities = [c.model_dump(mode="json") for c in manifest.capabilities]
-        installation.settings = {**_setting_defaults(manifest), **(settings or {})}
+        installation.settings = seal_settings(manifest, {**_setting_defaults(manifest), **(settings or {})})
         installation.credentials = credentials or {}
         installation.selected_tools = list(selected_tools or [])
         installation.bundle_path = str(bundle.root)
@@ -145,7 +150,7 @@ class InstallerService:
         with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
             run_lifecycle_hook(self.kernel, installation, bundle, "on_install")
         registry_revision = bump_registry_revision(self.using)
-        warnings = []
+        warnings = list(manifest.warnings)
         missing = missing_backend_module(manifest, bundle.root)
         if missing:
             warnings.append(f"the wasm backend {missing} is not in the bundle: hooks and wasm actions cannot run")
@@ -161,6 +166,38 @@ class InstallerService:
         self._audit("addon.install", manifest.key, actor, decision="allow", details=details)
         publish_on_commit(addon_changed, LifecycleEvent(manifest.key, "install", manifest.version), using=self.using)
         return InstallResult(installation, created, adopted, migrations, sorted(permissions), registry_revision, warnings)
+
+    def _lock_addon_key(self, key: str) -> None:
+        """Serialise installs of one addon key until this transaction ends. A row lock cannot
+        do it for an addon that has no Installation row yet: two concurrent installs would
+        both go on to CREATE SCHEMA and the loser would fail on pg_namespace's unique index.
+        With the lock the loser waits, then finds the winner's row and answers Conflict.
+        SQLite has one writer: a first (empty) write takes its write lock before anything is
+        read, so the loser waits for the winner's commit instead of failing on a stale read."""
+        connection = connections[self.using]
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"metacore.install:{key}"])
+            elif connection.vendor == "sqlite":
+                table = connection.ops.quote_name(RegistryState._meta.db_table)
+                cursor.execute(f"UPDATE {table} SET revision = revision WHERE 1 = 0")
+
+    @contextmanager
+    def _bundle_discarded_on_failure(self, bundle: Bundle):
+        """A refused or failed operation leaves no extracted copy behind (see discard_unused)."""
+        try:
+            yield
+        except BaseException:
+            discard_unused(bundle)
+            raise
+
+    def preflight(self, bundle) -> Bundle:
+        """What install checks before it touches the database: the bundle opens (signature,
+        checksums, manifest), the kernel version fits, every capability is grantable."""
+        bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        check_kernel_compatibility(bundle.manifest.kernel)
+        self._check_capabilities(bundle.manifest)
+        return bundle
 
     def _check_capabilities(self, manifest: Manifest) -> None:
         from metacore.security.patterns import capability_problems
@@ -216,26 +253,33 @@ class InstallerService:
 
     # -- upgrade ------------------------------------------------------------------------
 
-    def plan(self, bundle, *, force: bool = False):
+    def plan(self, bundle, *, force: bool = False, assign_organization=None):
         """The upgrade plan from the installed version to `bundle` (path or Bundle), in words
         and SQL; nothing is changed."""
         from metacore.installer.upgrade import Upgrader
 
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-        return Upgrader(self).plan(self.get(bundle.manifest.key), bundle, force=force)
+        try:
+            return Upgrader(self).plan(self.get(bundle.manifest.key), bundle, force=force,
+                                       assign_organization=assign_organization)
+        finally:
+            discard_unused(bundle)  # a plan applies nothing, so it keeps no copy either
 
-    def upgrade(self, bundle, *, allow_destructive: bool = False, force: bool = False, actor=None):
+    def upgrade(self, bundle, *, allow_destructive: bool = False, force: bool = False, actor=None,
+                assign_organization=None):
         """Apply the plan in one transaction; on any failure the old schema, data and
-        manifest stay, and the failure is journalled."""
+        manifest stay, and the failure is journalled. `assign_organization` gives rows of
+        tables that become organization-scoped their organization (see `Differ._scope_table`)."""
         from metacore.installer.upgrade import Upgrader
 
         actor_name = _actor_name(actor)
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         manifest = bundle.manifest
-        with self._failure_recorded("upgrade", manifest, actor_name, f"upgrade of {manifest.key} to {manifest.version} failed"), \
+        with self._bundle_discarded_on_failure(bundle), self._failure_recorded("upgrade", manifest, actor_name, f"upgrade of {manifest.key} to {manifest.version} failed"), \
                 span("metacore.upgrade", addon=manifest.key, version=manifest.version):
             return Upgrader(self).upgrade(
-                manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name
+                manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name,
+                assign_organization=assign_organization,
             )
 
     # -- uninstall ----------------------------------------------------------------------
@@ -257,6 +301,7 @@ class InstallerService:
                 else:
                     installation.state = Installation.State.UNINSTALLED
                     installation.save(using=self.using, update_fields=["state", "updated_at"])
+                drop_addon_roles(key, self.using)
                 bump_registry_revision(self.using)
                 details = {"version": installation.version, "drop_data": drop_data}
                 self._journal(key, "uninstall", installation.version, "", "uninstalled", details, actor_name)
@@ -385,7 +430,7 @@ def _schema_of(spec) -> tuple:
 
 
 def _setting_defaults(manifest: Manifest) -> dict:
-    return {s["key"]: s["default"] for s in manifest.settings if isinstance(s, dict) and "key" in s and "default" in s}
+    return {s.key: s.default for s in declared_settings(manifest) if s.has_default}
 
 
 def _as_metacore_error(exc: Exception, context: str) -> MetacoreError:

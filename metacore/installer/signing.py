@@ -13,6 +13,13 @@ of the 32 digest bytes (the upstream kernel also signs the raw digest). Because 
 but manifest.json is pinned by its checksum and the manifest by the payload, the signature
 covers the whole archive content, independently of how it was compressed. See
 docs/bundles.md.
+
+The upstream kernel's marketplace format is also verified (`security/signature.go`): the
+ed25519 signature of the SHA-256 of the raw `.tar.gz` bytes, which cannot live inside the
+archive, so it travels beside it as `<archive>.sig`, a JSON object with upstream's
+`Signature` fields (`algorithm`, `digest` and `value` in hex, optional per-entry `checksums`,
+`developer_id`, `signed_at`...). The same trusted keys (upstream's MARKETPLACE_PUBKEY(S) hex
+keys go into METACORE['TRUSTED_KEYS']) verify both.
 """
 from __future__ import annotations
 
@@ -32,12 +39,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.errors import ValidationError
 
 ALGORITHM = "ed25519"
 MANIFEST_NAME = "manifest.json"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class SignatureError(ValidationError):
@@ -170,7 +178,7 @@ def verify_bundle(manifest: dict, files: dict[str, str]) -> SignatureCheck:
 
     checksums = block.get("checksums")
     if not isinstance(checksums, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and _HEX64.match(v) for k, v in checksums.items()
+        isinstance(k, str) and isinstance(v, str) and _HEX64.fullmatch(v) for k, v in checksums.items()
     ):
         raise SignatureError('"checksums" must map each file path to its lowercase SHA-256 hex digest')
     _check_files(checksums, files)
@@ -180,13 +188,21 @@ def verify_bundle(manifest: dict, files: dict[str, str]) -> SignatureCheck:
     if declared_digest and declared_digest != digest.hex():
         raise SignatureError("digest mismatch: the manifest or its checksums changed after signing")
 
+    key = _signing_key(block, digest)
+    if key is None:
+        named = f" (key_id {block.get('key_id')})" if block.get("key_id") else ""
+        raise SignatureError(f"the signature{named} does not verify under any trusted key")
+    return SignatureCheck(signed=True, key_id=key_id(key), digest=digest.hex())
+
+
+def _signing_key(block: dict, digest: bytes) -> Ed25519PublicKey | None:
+    """The trusted key under which `block["value"]` (hex) signs `digest`, if any."""
     try:
-        value = bytes.fromhex(str(block.get("value")).strip())
+        value = bytes.fromhex(str(block.get("value") or "").strip())
     except ValueError:
         raise SignatureError('"value" is not hex') from None
     if len(value) != 64:
         raise SignatureError(f'"value" has {len(value)} bytes, an ed25519 signature has 64')
-
     keys = trusted_keys()
     if not keys:
         raise SignatureError("no trusted keys are configured (METACORE['TRUSTED_KEYS'] is empty)")
@@ -195,9 +211,50 @@ def verify_bundle(manifest: dict, files: dict[str, str]) -> SignatureCheck:
             key.verify(value, digest)
         except InvalidSignature:
             continue
-        return SignatureCheck(signed=True, key_id=key_id(key), digest=digest.hex())
-    named = f" (key_id {block.get('key_id')})" if block.get("key_id") else ""
-    raise SignatureError(f"the signature{named} does not verify under any trusted key")
+        return key
+    return None
+
+
+DETACHED_SUFFIX = ".sig"
+
+
+def detached_signature_path(archive: Path) -> Path:
+    return archive.with_name(archive.name + DETACHED_SUFFIX)
+
+
+def read_detached_signature(archive: Path) -> dict | None:
+    """The upstream-format signature beside an archive (`<archive>.sig`), or None."""
+    path = detached_signature_path(Path(archive))
+    if Path(archive).is_dir() or not path.is_file():
+        return None
+    try:
+        block = json.loads(path.read_bytes()[:1_000_000])
+    except ValueError as exc:
+        raise SignatureError(f"{path.name} is not valid JSON ({exc})") from None
+    if not isinstance(block, dict):
+        raise SignatureError(f"{path.name} must hold a JSON object")
+    return block
+
+
+def verify_tarball(archive_sha256: str, block: dict, files: dict[str, str]) -> SignatureCheck:
+    """Upstream's check (`security.VerifyBundle`): `value` signs the SHA-256 of the raw
+    archive; a declared `digest` must be that hash; declared `checksums` must match every
+    entry but manifest.json, with none missing or extra."""
+    algorithm = str(block.get("algorithm") or ALGORITHM).strip().lower()
+    if algorithm != ALGORITHM:
+        raise SignatureError(f'unsupported algorithm {block.get("algorithm")!r} (only "ed25519")')
+    declared = str(block.get("digest") or "").strip().lower()
+    if declared and declared != archive_sha256:
+        raise SignatureError("digest mismatch: the archive changed after it was signed")
+    key = _signing_key(block, bytes.fromhex(archive_sha256))
+    if key is None:
+        raise SignatureError("the archive's signature does not verify under any trusted key")
+    checksums = block.get("checksums") or {}
+    if checksums:
+        if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
+            raise SignatureError('"checksums" must map each entry to its SHA-256 hex digest')
+        _check_files({k: v.strip().lower() for k, v in checksums.items() if k != MANIFEST_NAME}, files)
+    return SignatureCheck(signed=True, key_id=key_id(key), digest=archive_sha256)
 
 
 def _check_files(checksums: dict[str, str], files: dict[str, str]) -> None:
@@ -238,7 +295,7 @@ def read_source(path: Path) -> tuple[dict, dict[str, bytes]]:
     if MANIFEST_NAME not in contents:
         raise ValidationError(f"{path}: no {MANIFEST_NAME} at the bundle root")
     try:
-        manifest = json.loads(contents.pop(MANIFEST_NAME))
+        manifest = limits.loads(contents.pop(MANIFEST_NAME))
     except ValueError as exc:
         raise ValidationError(f"{path}: {MANIFEST_NAME} is not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict):
@@ -280,3 +337,18 @@ def sign_bundle(source: Path, private_key: Ed25519PrivateKey) -> bytes:
     """Sign a bundle directory or archive; returns the signed .tar.gz bytes."""
     manifest, contents = read_source(source)
     return write_bundle(sign_manifest(manifest, contents, private_key), contents)
+
+
+def sign_tarball(archive: bytes, private_key: Ed25519PrivateKey, contents: dict[str, bytes] | None = None) -> dict:
+    """Upstream's detached signature of an archive (write it to `<archive>.sig`)."""
+    digest = hashlib.sha256(archive).digest()
+    block = {
+        "algorithm": ALGORITHM,
+        "key_id": key_id(private_key.public_key()),
+        "signed_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "digest": digest.hex(),
+        "value": private_key.sign(digest).hex(),
+    }
+    if contents is not None:
+        block["checksums"] = {path: hashlib.sha256(data).hexdigest() for path, data in sorted(contents.items())}
+    return block

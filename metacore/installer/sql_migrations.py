@@ -1,36 +1,53 @@
 """Bundle SQL migrations (`migrations/*.sql`), run after the manifest DDL.
 
-PostgreSQL: each file runs under `SET LOCAL search_path TO addon_<key>, public` (the
-previous path is restored afterwards, so the rest of the transaction never resolves a name
-to an addon table), one statement at a time, each in a savepoint. A statement that
-contradicts the manifest schema (SQLSTATE 42703 undefined column, 42P01 undefined table:
-upstream SQL often names `org_id` where the manifest says `organization_id`) is skipped,
-with the reason recorded; any other error fails the install. Files are recorded in
-`AppliedMigration` with their checksum: `applied`, `partial` (some statements skipped) or
-`skipped`; a file already applied with the same checksum is not run again (reinstall).
+PostgreSQL: each file is parsed with PostgreSQL's own grammar (`pglast`) and must consist of
+allowlisted statement kinds (tables, indexes, sequences, views, comments, enum types and
+plain DML) naming no schema but the addon's and calling only allowlisted functions: no
+transaction control, no SET ROLE/SESSION AUTHORIZATION/search_path, no DO blocks, no
+functions or procedures (their bodies could switch the role back). It then runs under
+`SET LOCAL ROLE` to the addon's owner role (schema/roles.py), which may run DDL only inside
+`addon_<key>` and has no rights on `public` or any other schema; the previous role and
+search_path are restored afterwards. One statement at a time, each in a savepoint: a
+statement that contradicts the manifest schema (SQLSTATE 42703 undefined column, 42P01
+undefined table: upstream SQL often names `org_id` where the manifest says
+`organization_id`) is skipped, with the reason recorded; any other error (a permission
+denied included) fails the install, and the install's transaction takes everything with
+it. Files are recorded in `AppliedMigration` with their checksum: `applied`, `partial`
+(some statements skipped) or `skipped`; a file already applied with the same checksum is not
+run again (reinstall). Where the database user may not create roles, bundle SQL is refused
+(ConfinementUnavailable) rather than run with the host's rights.
 
 SQLite: the files are written for PostgreSQL, so they are recorded as skipped with that
-reason; the manifest schema alone defines the tables.
-
-On both databases a file that tries to control the transaction (BEGIN, COMMIT, ROLLBACK,
-SAVEPOINT...) or to change the session (SET/RESET of the role, the session authorization or
-the search path, DISCARD) is refused before anything runs: it would break the install's
-atomicity or outlive it on a pooled connection.
+reason; the manifest schema alone defines the tables (they are still checked, so a bundle
+is refused the same way on both databases).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import re
-
-import sqlparse
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from pglast import ast, parse_sql
+from pglast.parser import ParseError
 
 from metacore.errors import ValidationError
+from metacore.sandbox.sql import ALLOWED_FUNCTIONS
+from metacore.schema import roles
 from metacore.schema.naming import schema_name
 
 SCHEMA_MISMATCH_STATES = {"42703": "undefined column", "42P01": "undefined table"}
 SQLITE_REASON = "bundle SQL migrations are written for PostgreSQL; on SQLite the manifest schema alone defines the tables"
+STATEMENT_KINDS = (
+    ast.CreateStmt, ast.IndexStmt, ast.AlterTableStmt, ast.CreateSeqStmt, ast.AlterSeqStmt, ast.ViewStmt,
+    ast.CommentStmt, ast.CreateEnumStmt, ast.AlterEnumStmt, ast.RenameStmt, ast.DropStmt, ast.InsertStmt,
+    ast.UpdateStmt, ast.DeleteStmt, ast.SelectStmt, ast.ConstraintsSetStmt, ast.VariableSetStmt,
+)
+MIGRATION_FUNCTIONS = ALLOWED_FUNCTIONS | {
+    "gen_random_uuid", "uuid_generate_v4", "nextval", "currval", "setval", "to_tsvector", "setweight",
+    "to_jsonb", "to_json", "jsonb_build_array", "json_build_array", "md5", "random", "clock_timestamp",
+    "statement_timestamp", "transaction_timestamp", "timezone", "left", "right", "position", "split_part",
+    "regexp_replace", "lpad", "rpad", "make_date", "age", "date_part", "unnest", "generate_series", "format",
+}
+SESSION_SETTINGS = {"role", "session_authorization", "search_path"}
 
 
 @dataclass(frozen=True)
@@ -40,39 +57,93 @@ class MigrationOutcome:
     reason: str = ""
 
 
-FORBIDDEN = re.compile(
-    r"^\s*(BEGIN|COMMIT|ROLLBACK|ABORT|END|START\s+TRANSACTION|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION|DISCARD"
-    r"|(SET|RESET)(\s+(SESSION|LOCAL))?\s+(ROLE|SESSION\s+AUTHORIZATION|SEARCH_PATH)"
-    r"|SET\s+(SESSION\s+)?(?!LOCAL\b|CONSTRAINTS\b)\w+|RESET\s+ALL)\b",
-    re.IGNORECASE,
-)
+def check_statements(migration, addon_key: str | None = None) -> list[str]:
+    """The statements of `migration`, each checked against the allowlists; ValidationError
+    naming the first one outside them."""
+    def refuse(number, text, why):
+        raise ValidationError(
+            f"migration {migration.name}, statement {number} ({_first_line(text)}): {why}",
+            errors={"migrations": [f"{migration.name}: statement {number} not allowed"]},
+        )
+
+    found = []
+    source = migration.sql
+    try:
+        parsed = parse_sql(migration.sql)
+    except ParseError as exc:
+        for number, text in enumerate(statements(migration.sql), start=1):  # name the statement
+            try:
+                parse_sql(text)
+            except ParseError as inner:
+                refuse(number, text, f"not valid SQL: {inner}")
+        raise ValidationError(f"migration {migration.name} is not valid SQL: {exc}",
+                              errors={"migrations": [f"{migration.name}: {exc}"]}) from None
+    for number, raw in enumerate(parsed, start=1):
+        end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(source)
+        text = source[raw.stmt_location:end].strip()  # pglast's offsets count characters
+        stmt = raw.stmt
+        if not isinstance(stmt, STATEMENT_KINDS):
+            refuse(number, text, f"{type(stmt).__name__} is not allowed in bundle SQL (it must not control the"
+                                 " transaction or change the session, and may not define code)")
+        if isinstance(stmt, ast.VariableSetStmt) and (not stmt.is_local or (stmt.name or "").lower() in SESSION_SETTINGS):
+            refuse(number, text, "bundle SQL must not control the transaction or change the session")
+        problem = _node_problem(stmt, addon_key)
+        if problem:
+            refuse(number, text, problem)
+        found.append(text)
+    return found
 
 
-def check_statements(migration) -> None:
-    """ValidationError naming the first statement that would control the transaction or
-    change the session."""
-    for number, statement in enumerate(statements(migration.sql), start=1):
-        code = sqlparse.format(statement, strip_comments=True).strip()
-        if FORBIDDEN.match(code):
-            raise ValidationError(
-                f"migration {migration.name}, statement {number} ({_first_line(code)}): bundle SQL must not"
-                " control the transaction or change the session",
-                errors={"migrations": [f"{migration.name}: statement {number} not allowed"]},
-            )
+def _node_problem(node, addon_key):
+    """Why a node inside a statement is not allowed (None: fine)."""
+    for child in _nodes(node):
+        if isinstance(child, ast.FuncCall):
+            names = [n.sval.lower() for n in child.funcname]
+            if names[-1] not in MIGRATION_FUNCTIONS or (len(names) > 1 and names[0] != "pg_catalog"):
+                return f"function {'.'.join(names)} is not allowed in bundle SQL"
+        elif isinstance(child, ast.RangeVar) and child.schemaname is not None and addon_key is not None \
+                and child.schemaname.lower() != schema_name(addon_key):
+            return f"bundle SQL may only name its own schema, not {child.schemaname}"
+        elif isinstance(child, (ast.DoStmt, ast.CreateFunctionStmt, ast.CallStmt, ast.RangeFunction)):
+            return f"{type(child).__name__} is not allowed in bundle SQL"
+        elif isinstance(child, ast.Node) and type(child).__name__.endswith("Stmt") and not isinstance(child, STATEMENT_KINDS):
+            return f"{type(child).__name__} is not allowed in bundle SQL"
+    return None
+
+
+def _nodes(node):
+    if isinstance(node, (tuple, list)):
+        for item in node:
+            yield from _nodes(item)
+    elif isinstance(node, ast.Node):
+        yield node
+        for name in type(node).__slots__:
+            value = getattr(node, name)
+            if isinstance(value, (ast.Node, tuple, list)):
+                yield from _nodes(value)
 
 
 def statements(sql: str) -> list[str]:
-    """The statements of a SQL file, comments-only chunks dropped."""
-    return [s.strip() for s in sqlparse.split(sql) if sqlparse.format(s, strip_comments=True).strip()]
+    """The statements of a SQL file as PostgreSQL's grammar splits them (comments dropped)."""
+    from pglast import split
+
+    return [s.strip() for s in split(sql, with_parser=False) if s.strip()]
 
 
-def apply_migrations(addon_key: str, migrations, using=DEFAULT_DB_ALIAS) -> list[MigrationOutcome]:
+def apply_migrations(manifest, migrations, using=DEFAULT_DB_ALIAS) -> list[MigrationOutcome]:
+    """Check every file, confine the addon (roles, grants, RLS), run what is new under the
+    owner role, then confine again so nothing bundle SQL did to grants or RLS stays."""
     from metacore.models import AppliedMigration
 
+    addon_key = manifest.key
     connection = connections[using]
     migrations = list(migrations)
-    for migration in migrations:
-        check_statements(migration)
+    checked = {m.name: check_statements(m, addon_key) for m in migrations}
+    confined = connection.vendor == "postgresql" and roles.can_confine(connection)
+    if connection.vendor == "postgresql" and migrations and not confined:
+        roles.require_confinement(connection, f"addon {addon_key}: bundle SQL")
+    if confined:
+        roles.confine_addon(manifest, using)
     outcomes = []
     for migration in migrations:
         previous = AppliedMigration.objects.using(using).filter(addon_key=addon_key, name=migration.name).first()
@@ -80,7 +151,7 @@ def apply_migrations(addon_key: str, migrations, using=DEFAULT_DB_ALIAS) -> list
             outcomes.append(MigrationOutcome(migration.name, "unchanged", "already applied with this checksum"))
             continue
         if connection.vendor == "postgresql":
-            outcome = _run_postgresql(connection, addon_key, migration)
+            outcome = _run_postgresql(connection, addon_key, migration, checked[migration.name])
         else:
             outcome = MigrationOutcome(migration.name, "skipped", SQLITE_REASON)
         AppliedMigration.objects.using(using).update_or_create(
@@ -89,25 +160,28 @@ def apply_migrations(addon_key: str, migrations, using=DEFAULT_DB_ALIAS) -> list
             defaults={"checksum": migration.checksum, "status": outcome.status, "reason": outcome.reason},
         )
         outcomes.append(outcome)
+    if confined and migrations:
+        roles.confine_addon(manifest, using)
     return outcomes
 
 
-def _run_postgresql(connection, addon_key: str, migration) -> MigrationOutcome:
+def _run_postgresql(connection, addon_key: str, migration, checked) -> MigrationOutcome:
     skipped, ran = [], 0
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('search_path')")
-        previous_path = cursor.fetchone()[0]
+        cursor.execute("SELECT current_setting('search_path'), current_setting('role')")
+        previous_path, previous_role = cursor.fetchone()
         quoted = connection.ops.quote_name(schema_name(addon_key))
         cursor.execute(f"SET LOCAL search_path TO {quoted}, public")
+        cursor.execute("SELECT set_config('role', %s, true)", [roles.owner_role(connection, addon_key)])
         try:
-            for number, statement in enumerate(statements(migration.sql), start=1):
+            for number, statement in enumerate(checked, start=1):
                 try:
                     with transaction.atomic(using=connection.alias):
                         cursor.execute(statement)
                     ran += 1
                 except DatabaseError as exc:
                     state = getattr(exc.__cause__, "sqlstate", None)
-                    summary = _first_line(sqlparse.format(statement, strip_comments=True))
+                    summary = _first_line(statement)
                     if state not in SCHEMA_MISMATCH_STATES:
                         raise ValidationError(
                             f"migration {migration.name}, statement {number} ({summary}): {_first_line(str(exc))}",
@@ -115,7 +189,9 @@ def _run_postgresql(connection, addon_key: str, migration) -> MigrationOutcome:
                         ) from exc
                     skipped.append(f"statement {number} ({summary}): {SCHEMA_MISMATCH_STATES[state]}: {_first_line(str(exc))}")
         finally:
-            cursor.execute("SELECT set_config('search_path', %s, true)", [previous_path])
+            if not connection.needs_rollback:
+                cursor.execute("SELECT set_config('role', %s, true), set_config('search_path', %s, true)",
+                               [previous_role, previous_path])
     if not skipped:
         return MigrationOutcome(migration.name, "applied")
     return MigrationOutcome(migration.name, "partial" if ran else "skipped", "skipped " + "; ".join(skipped))

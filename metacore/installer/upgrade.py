@@ -9,6 +9,7 @@ new manifest, so a failure anywhere leaves the old schema, data and manifest in 
 """
 from __future__ import annotations
 
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.host.telemetry import set_attributes, span
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.hooks import run_lifecycle_hook
+from metacore.installer.secrets import seal_settings
 from metacore.installer.sql_migrations import apply_migrations
 from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, Installation
@@ -127,6 +129,17 @@ def _version(text: str, what: str) -> Version:
         raise ValidationError(f"{what} version {text!r} is not a semantic version", errors={"version": [text]}) from None
 
 
+def _organization(value) -> uuid.UUID | None:
+    """`--assign-organization`: an organization id (a UUID, as tenant resolvers return)."""
+    if value is None or value == "":
+        return None
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError:
+        raise ValidationError(f"assign_organization {str(value)[:64]!r} is not an organization id (a UUID)",
+                              errors={"assign_organization": ["must be a UUID"]}) from None
+
+
 def _permission_renames(old: Manifest, new: Manifest) -> dict[str, str]:
     """Old -> new codenames of the CRUD permissions of tables renamed with `renamed_from`,
     so a rename keeps every user's and group's grants."""
@@ -152,7 +165,8 @@ class Upgrader:
     def connection(self):
         return connections[self.using]
 
-    def plan(self, installation: Installation, bundle, *, force: bool = False, with_sql: bool = True) -> UpgradePlan:
+    def plan(self, installation: Installation, bundle, *, force: bool = False, with_sql: bool = True,
+             assign_organization=None) -> UpgradePlan:
         old = Manifest.model_validate(installation.manifest)
         new = bundle.manifest
         if new.key != old.key:
@@ -168,7 +182,7 @@ class Upgrader:
         self.installer._check_capabilities(new)
         vendor = self.connection.vendor
         old_models = build_addon_models(old, revision=0, vendor=vendor).classes
-        differ = Differ(old, new, vendor, old_models)
+        differ = Differ(old, new, vendor, old_models, assign_organization=_organization(assign_organization))
         steps = differ.steps() + self._metadata_steps(old, new, bundle)
         plan = UpgradePlan(old.key, old.version, new.version, steps)
         plan.blocked = [message for message in (s.check() for s in steps if s.check) if message]
@@ -203,12 +217,13 @@ class Upgrader:
                                   NEEDS_CHECK))
         return steps
 
-    def upgrade(self, key: str, bundle, *, allow_destructive=False, force=False, actor="") -> UpgradeResult:
+    def upgrade(self, key: str, bundle, *, allow_destructive=False, force=False, actor="",
+                assign_organization=None) -> UpgradeResult:
         installer = self.installer
         with transaction.atomic(using=self.using):
             installation = installer._locked(key)
             with span("metacore.upgrade.plan", addon=key):
-                plan = self.plan(installation, bundle, force=force, with_sql=False)
+                plan = self.plan(installation, bundle, force=force, with_sql=False, assign_organization=assign_organization)
             set_attributes(steps=len(plan.steps), destructive=len(plan.destructive))
             if plan.blocked:
                 raise UpgradeRefused(f"upgrade of {key} stopped: {'; '.join(plan.blocked)}", errors={"data": plan.blocked})
@@ -227,12 +242,14 @@ class Upgrader:
                 if spec.org_scoped:  # idempotent: new, renamed and newly org-scoped tables get the policy
                     enable_rls(self.connection, new_models[spec.table]._meta.db_table)
             with span("metacore.upgrade.sql_migrations", addon=key):
-                migrations = apply_migrations(key, bundle.migrations(), using=self.using)
+                migrations = apply_migrations(new, bundle.migrations(), using=self.using)
             self._sync_permissions(old, new)
             installation.name = new.name
             installation.version = new.version
             installation.manifest = new.model_dump(mode="json")
             installation.capabilities = [c.model_dump(mode="json") for c in new.capabilities]
+            # settings the new version marks secret are encrypted now
+            installation.settings = seal_settings(new, installation.settings, previous=installation.settings)
             installation.bundle_path = str(bundle.root)
             installation.bundle_sha256 = bundle.sha256
             installation.revision += 1

@@ -6,6 +6,7 @@ every shape.
 """
 from __future__ import annotations
 
+from metacore.installer.secrets import masked_settings
 from metacore.manifest.model import Manifest
 
 # Top-level keys the shell does not need (`GET /manifests?lite=1`).
@@ -115,9 +116,11 @@ def _actions_by_model(manifest: Manifest) -> dict:
     return grouped
 
 
-def installation(inst, *, organization_id=None) -> dict:
-    """One installation (the SDK's `Installation`, plus metacore's own fields)."""
-    return {
+def installation(inst, *, organization_id=None, manager: bool = False) -> dict:
+    """One installation (the SDK's `Installation`, plus metacore's own fields). Settings,
+    tools, credential names and capabilities are for users who may manage addons
+    (`manager`), and even they see secret settings only as a mask."""
+    body = {
         "id": str(inst.pk),
         "organization_id": str(organization_id) if organization_id else None,
         "addon_key": inst.key,
@@ -126,11 +129,15 @@ def installation(inst, *, organization_id=None) -> dict:
         "version": inst.version,
         "status": inst.state,
         "source": "bundle",
-        "settings": inst.settings,
-        "selected_tools": inst.selected_tools,
-        "credential_keys": sorted(inst.credentials),
-        "capabilities": inst.capabilities,
         "revision": inst.revision,
         "installed_at": inst.installed_at.isoformat() if inst.installed_at else None,
         "updated_at": inst.updated_at.isoformat() if inst.updated_at else None,
     }
+    if manager:
+        body.update({
+            "settings": masked_settings(Manifest.model_validate(inst.manifest), inst.settings),
+            "selected_tools": inst.selected_tools,
+            "credential_keys": sorted(inst.credentials),
+            "capabilities": inst.capabilities,
+        })
+    return body

@@ -1,43 +1,34 @@
-"""Shared argument handling of `metacore_grant` and `metacore_revoke`."""
+"""Shared argument handling of `metacore_grant`, `metacore_revoke` and `metacore_grants`."""
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from metacore.errors import MetacoreError
 from metacore.kernel import get_kernel
+from metacore.management.base import MetacoreCommand
 
 
-class GrantCommand(BaseCommand):
-    verb = ""  # "grant" | "revoke"
+class PrincipalCommand(MetacoreCommand):
+    """A command about one user or group: `--user NAME`, `--group NAME`, or a bare name first."""
 
-    def add_arguments(self, parser):
+    def add_principal_arguments(self, parser):
         target = parser.add_mutually_exclusive_group()
         target.add_argument("--user", metavar="NAME", help="the user (username)")
         target.add_argument("--group", metavar="NAME", help="the group (role)")
-        parser.add_argument(
-            "names", nargs="+", metavar="ARG",
-            help="without --user/--group: a user or group name first; then permission codenames "
-                 "<addon>.<table>.<action> or <addon>.<table>.*",
-        )
 
-    def handle(self, *args, user=None, group=None, names=(), **options):
-        names = list(names)
-        if user is None and group is None:
-            if len(names) < 2:
-                raise CommandError("give a user or group and at least one permission")
-            principal = self.principal_by_name(names.pop(0))
-        elif user is not None:
-            principal = self.user(user)
-        else:
-            principal = self.group(group)
-        service = get_kernel().permissions
-        try:
-            codenames = getattr(service, self.verb)(principal, names)
-        except MetacoreError as exc:
-            raise CommandError(exc.message) from None
-        kind = "group" if isinstance(principal, Group) else "user"
-        done = "granted to" if self.verb == "grant" else "revoked from"
-        self.stdout.write(f"{len(codenames)} permission(s) {done} {kind} {principal}: {', '.join(codenames)}")
+    def principal(self, user, group, names: list, *, create_group=False):
+        """The user or group named by the options, or else by the first of `names` (popped)."""
+        if user is not None:
+            return self.user(user)
+        if group is not None:
+            if create_group:
+                found, created = Group.objects.get_or_create(name=group)
+                if created:
+                    self.stdout.write(f"group {group} created")
+                return found
+            return self.group(group)
+        if not names:
+            raise CommandError("give a user or a group (--user NAME, --group NAME or a name)")
+        return self.principal_by_name(names.pop(0))
 
     def user(self, name):
         model = get_user_model()
@@ -50,7 +41,7 @@ class GrantCommand(BaseCommand):
         try:
             return Group.objects.get(name=name)
         except Group.DoesNotExist:
-            raise CommandError(f'unknown group "{name}"') from None
+            raise CommandError(f'unknown group "{name}" (create it with --create-group)') from None
 
     def principal_by_name(self, name):
         model = get_user_model()
@@ -61,3 +52,33 @@ class GrantCommand(BaseCommand):
         if not (user or group):
             raise CommandError(f'unknown user or group "{name}"')
         return user or group
+
+    @staticmethod
+    def describe(principal) -> str:
+        return f"{'group' if isinstance(principal, Group) else 'user'} {principal}"
+
+
+class GrantCommand(PrincipalCommand):
+    verb = ""  # "grant" | "revoke"
+
+    def add_arguments(self, parser):
+        self.add_principal_arguments(parser)
+        if self.verb == "grant":
+            parser.add_argument("--create-group", action="store_true",
+                                help="with --group: create the group when it does not exist")
+        parser.add_argument(
+            "names", nargs="+", metavar="ARG",
+            help="without --user/--group: a user or group name first; then permission codenames "
+                 "<addon>.<table>.<action> or <addon>.<table>.*",
+        )
+
+    def handle(self, *args, user=None, group=None, names=(), create_group=False, **options):
+        names = list(names)
+        if user is None and group is None and len(names) < 2:
+            raise CommandError("give a user or group and at least one permission")
+        principal = self.principal(user, group, names, create_group=create_group)
+        codenames = getattr(get_kernel().permissions, self.verb)(principal, names)
+        done = "granted to" if self.verb == "grant" else "revoked from"
+        unchanged = "already held" if self.verb == "grant" else "not held"
+        line = f"{len(codenames)} permission(s) {done} {self.describe(principal)}"
+        self.stdout.write(line + (f": {', '.join(codenames)}" if codenames else f" (all {unchanged})"))

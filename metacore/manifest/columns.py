@@ -34,9 +34,9 @@ DEFAULT_FUNCTIONS = {
     "gen_random_uuid()": "uuid",
     "uuid_generate_v4()": "uuid",
 }
-_QUOTED_DEFAULT = re.compile(r"^'((?:[^']|'')*)'(?:::[a-z][a-z0-9_ ]*(?:\(\d+(?:,\s*\d+)?\))?)?$", re.I)
-_FUNCTION_CALL = re.compile(r"^[a-z_][a-z0-9_.]*\s*\(.*\)$", re.I | re.S)
-_PARAMETERISED_TYPE = re.compile(r"^\s*([a-z ]+?)\s*\(\s*(\d{1,4})\s*(?:,\s*(\d{1,4})\s*)?\)\s*$", re.I)
+_QUOTED_DEFAULT = re.compile(r"'((?:[^']|'')*)'(?:::[a-z][a-z0-9_ ]*(?:\(\d+(?:,\s*\d+)?\))?)?", re.I)
+_FUNCTION_CALL = re.compile(r"[a-z_][a-z0-9_.]*\s*\(.*\)", re.I | re.S)
+_PARAMETERISED_TYPE = re.compile(r"\s*([a-z ]+?)\s*\(\s*(\d{1,4})\s*(?:,\s*(\d{1,4})\s*)?\)\s*", re.I)
 
 SYSTEM_TYPES = {
     "id": "uuid",
@@ -116,7 +116,7 @@ class ModelDraft:
 def resolve_type(declared: str) -> tuple[str, dict[str, int]]:
     """`numeric(10,2)` -> ("decimal", {precision: 10, scale: 2}); `varchar(80)` -> ("string",
     {size: 80}); aliases -> canonical names. Raises UnknownColumnType."""
-    match = _PARAMETERISED_TYPE.match(declared)
+    match = _PARAMETERISED_TYPE.fullmatch(declared)
     if not match:
         return canonical_name(declared), {}
     base, first, second = match.group(1), int(match.group(2)), match.group(3)
@@ -150,10 +150,10 @@ def resolve_default(raw: Any, type_name: str) -> tuple[bool, Any, str | None]:
             if type_name not in allowed:
                 raise ValueError(f'default {text} does not apply to a {type_name} column')
             return False, None, meaning
-        quoted = _QUOTED_DEFAULT.match(text)
+        quoted = _QUOTED_DEFAULT.fullmatch(text)
         if quoted:
             value = quoted.group(1).replace("''", "'")
-        elif _FUNCTION_CALL.match(text):
+        elif _FUNCTION_CALL.fullmatch(text):
             raise ValueError(
                 f'unsupported default expression "{text}" (use a literal value, now() or gen_random_uuid())'
             )
@@ -170,7 +170,7 @@ def _check_model_names(addon_key: str, drafts: list[ModelDraft], problems: Probl
     for draft in drafts:
         for rule in table_name_problems(addon_key, draft.table):
             problems.add(draft.path + ".table", rule)
-        if not MODEL_KEY_RE.match(draft.key) or len(draft.key) > 63:
+        if not MODEL_KEY_RE.fullmatch(draft.key) or len(draft.key) > 63:
             problems.add(draft.path + ".key", f'invalid model key "{draft.key}": letters, digits and "_", '
                          "starting with a letter, at most 63 characters")
         for name in {draft.key.lower(), draft.table.lower()}:

@@ -27,9 +27,14 @@ class Problems:
 
     def __init__(self):
         self.lines: list[str] = []
+        self.warnings: list[str] = []
 
     def add(self, path: str, rule: str) -> None:
         self.lines.append(f"{path or 'manifest'}: {rule}")
+
+    def warn(self, path: str, rule: str) -> None:
+        """Something upstream accepts and metacore accepts too, but the author should fix."""
+        self.warnings.append(f"{path or 'manifest'}: {rule}")
 
     def __bool__(self) -> bool:
         return bool(self.lines)

@@ -14,20 +14,20 @@ MAX_IDENTIFIER = 63  # PostgreSQL NAMEDATALEN - 1
 PHYSICAL_OVERHEAD = len("addon_") + len("__")
 MAX_ADDON_KEY = 40
 
-ADDON_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]$")
-SQL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")  # tables, columns, index names
-MODEL_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-PERMISSION_KEY_RE = re.compile(r"^[a-z0-9_][a-z0-9_-]*(\.[a-z0-9_*][a-z0-9_*-]*)*$")
-EXPORT_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ACTION_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+ADDON_KEY_RE = re.compile(r"[a-z][a-z0-9_]*[a-z0-9]")
+SQL_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")  # tables, columns, index names
+MODEL_KEY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+PERMISSION_KEY_RE = re.compile(r"[a-z0-9_][a-z0-9_-]*(\.[a-z0-9_*][a-z0-9_*-]*)*")
+EXPORT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ACTION_KEY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
 )
 # One comparator of a Masterminds-style range: ">=3.0.0", "<4", "^1.2", "~1.2.3", "1.x", "*".
 _COMPARATOR_RE = re.compile(
-    r"^(?:\*|(?:>=|<=|>|<|=|==|!=|\^|~)?v?(?:\d+|[xX*])(?:\.(?:\d+|[xX*])){0,2}(?:-[0-9A-Za-z.-]+)?)$"
+    r"(?:\*|(?:>=|<=|>|<|=|==|!=|\^|~)?v?(?:\d+|[xX*])(?:\.(?:\d+|[xX*])){0,2}(?:-[0-9A-Za-z.-]+)?)"
 )
 
 # Column names a runtime Django model cannot carry as fields: they would shadow the model's
@@ -38,7 +38,7 @@ RESERVED_COLUMN_NAMES = frozenset(
 
 
 def addon_key_problems(key: str) -> list[str]:
-    if not ADDON_KEY_RE.match(key):
+    if not ADDON_KEY_RE.fullmatch(key):
         return [f'invalid addon key "{key}": use lowercase letters, digits and "_", '
                 "start with a letter, end with a letter or digit, at least 2 characters"]
     if "__" in key:
@@ -49,7 +49,7 @@ def addon_key_problems(key: str) -> list[str]:
 
 
 def sql_name_problems(kind: str, name: str) -> list[str]:
-    if not SQL_NAME_RE.match(name):
+    if not SQL_NAME_RE.fullmatch(name):
         return [f'invalid {kind} name "{name}": use lowercase letters, digits and "_", '
                 "starting with a letter"]
     if len(name) > MAX_IDENTIFIER:
@@ -79,8 +79,17 @@ def table_name_problems(addon_key: str, table: str) -> list[str]:
     return []
 
 
+#: What upstream also accepts: MAJOR or MAJOR.MINOR (read as MAJOR.MINOR.0), with a "v".
+LENIENT_VERSION_RE = re.compile(r"v?(0|[1-9]\d*)(\.(0|[1-9]\d*))?(?:-[0-9A-Za-z.-]+)?")
+
+
+def lenient_version(version: str) -> bool:
+    """A version upstream accepts that is not full semver ("1.0", "2", "v1.2")."""
+    return not SEMVER_RE.fullmatch(version) and bool(LENIENT_VERSION_RE.fullmatch(version))
+
+
 def semver_problems(version: str) -> list[str]:
-    if not SEMVER_RE.match(version):
+    if not SEMVER_RE.fullmatch(version) and not lenient_version(version):
         return [f'"{version}" is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)']
     return []
 
@@ -93,7 +102,7 @@ def version_range_problems(text: str) -> list[str]:
         return [f'"{text}" is not a version range (e.g. ">=3.0.0 <4.0.0")']
     for part in alternatives:
         for comparator in re.split(r"[\s,]+", part):
-            if comparator and not _COMPARATOR_RE.match(comparator):
+            if comparator and not _COMPARATOR_RE.fullmatch(comparator):
                 return [f'"{text}" is not a version range: cannot read "{comparator}" '
                         '(e.g. ">=3.0.0 <4.0.0")']
     return []

@@ -139,6 +139,7 @@ class Manifest(_Frozen):
     backend: Backend | None = None
     frontend: dict[str, Any] | None = None
     raw: dict[str, Any] = Field(default_factory=dict)  # the manifest as received
+    warnings: tuple[str, ...] = ()  # what upstream accepts that the author should still fix
 
     def model(self, key_or_table: str) -> Model | None:
         """Find a model by key or table name, case-insensitively."""

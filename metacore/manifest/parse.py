@@ -8,12 +8,13 @@ JSON path and the rule (`models[0].columns[3].type: unknown type "blob"`).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import re
 from typing import Any
 
 import pydantic
+
+from metacore import limits
 
 from .columns import build_models
 from .draft import ManifestDraft
@@ -24,6 +25,7 @@ from .identifiers import (
     EXPORT_NAME_RE,
     PERMISSION_KEY_RE,
     addon_key_problems,
+    lenient_version,
     semver_problems,
     version_range_problems,
 )
@@ -59,21 +61,19 @@ def _decode(data: dict | str | bytes) -> dict:
             raise ManifestError([f"manifest: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     if isinstance(data, str):
         try:
-            data = json.loads(data, parse_constant=_reject_constant)
-        except json.JSONDecodeError as exc:
-            raise ManifestError([f"manifest: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]) from None
+            data = limits.loads(data)
         except ValueError as exc:
             raise ManifestError([f"manifest: invalid JSON: {exc}"]) from None
     if not isinstance(data, dict):
         raise ManifestError([f"manifest: must be a JSON object, not {type(data).__name__}"])
+    try:
+        limits.check_depth(data)
+    except ValueError as exc:
+        raise ManifestError([f"manifest: {exc}"]) from None
     bad = list(_non_finite_numbers(data, ""))
     if bad:
         raise ManifestError([f"{path or 'manifest'}: NaN and Infinity are not JSON numbers" for path in bad])
     return data
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _non_finite_numbers(value: Any, path: str):
@@ -116,9 +116,17 @@ def _assemble(draft: ManifestDraft, raw: dict, problems: Problems) -> Manifest |
     if draft.version:
         for rule in semver_problems(draft.version):
             problems.add(draft.version_path, rule)
+        if lenient_version(draft.version):
+            problems.warn(draft.version_path, f'"{draft.version}" is not MAJOR.MINOR.PATCH; accepted as upstream '
+                                              "does (compared as a version, missing parts are 0)")
     if draft.kernel is not None:
         for rule in version_range_problems(draft.kernel):
             problems.add(draft.kernel_path, rule)
+    if draft.tenant_isolation == "shared":
+        # Upstream's fail-closed backstop (dynamic/schema.go), in both formats: under shared
+        # tenancy (the default) every table is organization-scoped, whatever `org_scoped` says.
+        for model in draft.models:
+            model.org_scoped = True
     models = build_models(draft.key, draft.models, problems)
     capabilities = _capabilities(draft, problems)
     permissions = _permissions(draft, problems)
@@ -149,6 +157,7 @@ def _assemble(draft: ManifestDraft, raw: dict, problems: Problems) -> Manifest |
             backend=backend,
             frontend=draft.frontend,
             raw=copy.deepcopy(raw),
+            warnings=tuple(problems.warnings),
         )
     except pydantic.ValidationError as exc:  # a reader let a wrong shape through: still no traceback
         for error in exc.errors():
@@ -180,7 +189,7 @@ def _permissions(draft: ManifestDraft, problems: Problems) -> tuple[Permission, 
     found: dict[str, Permission] = {}
     for path, perm in draft.permissions:
         key = perm.get("key")
-        if not isinstance(key, str) or not PERMISSION_KEY_RE.match(key):
+        if not isinstance(key, str) or not PERMISSION_KEY_RE.fullmatch(key):
             problems.add(at(path, "key"), f"invalid permission key {key!r}: lowercase dot-separated "
                          'words (e.g. "tickets.approve")')
             continue
@@ -225,7 +234,7 @@ def _backend(draft: ManifestDraft, problems: Problems) -> Backend | None:
             problems.add(at(path, "entry"), f"invalid entry {entry!r}: a relative path inside the bundle")
             return None
     exports = spec.get("exports") or []
-    if not isinstance(exports, list) or not all(isinstance(e, str) and EXPORT_NAME_RE.match(e) for e in exports):
+    if not isinstance(exports, list) or not all(isinstance(e, str) and EXPORT_NAME_RE.fullmatch(e) for e in exports):
         problems.add(at(path, "exports"), "must be a list of export names (letters, digits, _)")
         return None
     values = {"runtime": runtime, "entry": entry, "exports": tuple(dict.fromkeys(exports)),
@@ -250,7 +259,7 @@ def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Pr
     found = []
     for a in draft.actions:
         ok = True
-        if a.key and not ACTION_KEY_RE.match(a.key):
+        if a.key and not ACTION_KEY_RE.fullmatch(a.key):
             problems.add(at(a.path, "key"), f'invalid action key "{a.key}": letters, digits, "_" or "-"')
             ok = False
         table = tables.get(a.model.lower())
@@ -273,7 +282,7 @@ def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Pr
             problems.add(at(a.path, "run_in_tx"), f"a {a.handler_type} handler cannot run in the request transaction")
             ok = False
         if a.handler_type == "wasm":
-            if not a.function or not EXPORT_NAME_RE.match(a.function):
+            if not a.function or not EXPORT_NAME_RE.fullmatch(a.function):
                 problems.add(at(a.handler_path, "function"), "a wasm handler needs the export name to call")
                 ok = False
             elif backend is not None and backend.exports and a.function not in backend.exports:
@@ -281,6 +290,10 @@ def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Pr
                 ok = False
         fields = []
         for index, spec in enumerate(a.fields):
+            if spec.get("key") in ("", None) and ("name" in spec or "key" in spec):
+                # Upstream accepts `"name": ""`; a field without a name can carry no value.
+                problems.warn(at(at(a.path, "fields"), index), "a field with an empty name is ignored")
+                continue
             if not isinstance(spec.get("key"), str) or not spec["key"]:
                 problems.add(at(at(a.path, "fields"), index), "a field needs a key (or name)")
                 ok = False

@@ -81,10 +81,6 @@ def read_v3(data: dict, problems: Problems) -> ManifestDraft:
         r.known_keys(cap, CAPABILITY, path)
         draft.capabilities.append((path, cap))
     draft.models = [_model(r, path, item) for path, item in r.objects(data.get("models"), "models")]
-    if draft.tenant_isolation == "shared":
-        # Upstream's fail-closed backstop: under shared tenancy every table is org-scoped.
-        for model in draft.models:
-            model.org_scoped = True
     draft.frontend = r.obj(data.get("frontend"), "frontend")
     _rbac(r, data, draft)
     draft.settings = [(path, _setting(item)) for path, item in r.objects(data.get("settings"), "settings")]

@@ -84,9 +84,34 @@ def cell_style(column: Column) -> str | None:
     return None
 
 
-def ref(manifest: Manifest, column: Column) -> str | None:
-    """Qualified `<addon>.<table>` of the referenced model: what `/options/<ref>?field=id` takes."""
-    return f"{manifest.key}.{column.references.table}" if column.references is not None else None
+def ref(manifest: Manifest, column: Column, model: Model | None = None) -> str | None:
+    """Qualified `<addon>.<table>` of the referenced model: what `/options/<ref>?field=id` takes.
+    Without a reference, a `belongs_to` entry of the model's `relations[]` whose `foreign_key`
+    is the column names it by `through` (upstream `AutoDeriveColumnRefs`)."""
+    if column.references is not None:
+        return f"{manifest.key}.{column.references.table}"
+    through = relation_targets(manifest, model).get(column.name) if model is not None else None
+    if not through:
+        return None
+    target = manifest.model(through)
+    return f"{manifest.key}.{target.table}" if target is not None else through
+
+
+def relation_targets(manifest: Manifest, model: Model) -> dict[str, str]:
+    """`{foreign_key: through}` of the model's `belongs_to` relations in the raw manifest."""
+    raw = manifest.raw or {}
+    entries = raw.get("models") or raw.get("model_definitions") or []
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, dict):
+            continue
+        if model.key in (entry.get("key"), entry.get("model_key")) or model.table in (entry.get("table"), entry.get("table_name")):
+            found = {}
+            for relation in entry.get("relations") or ():
+                if (isinstance(relation, dict) and str(relation.get("kind", "")).lower() == "belongs_to"
+                        and relation.get("foreign_key") and relation.get("through")):
+                    found.setdefault(str(relation["foreign_key"]), str(relation["through"]))
+            return found
+    return {}
 
 
 def search_columns(model: Model) -> list[str]:
@@ -150,7 +175,7 @@ def table_metadata(manifest: Manifest, model: Model) -> dict:
             "sortable": col_type.sortable,
             "filterable": True,
             "cellStyle": cell_style(column),
-            "ref": ref(manifest, column),
+            "ref": ref(manifest, column, model),
             "hidden": column.name == "id",
             "readonly": column.system,
         }))
@@ -197,7 +222,7 @@ def modal_metadata(manifest: Manifest, model: Model) -> dict:
             "type": form_type(column),
             "required": column.required,
             "nullable": not column.required,
-            "ref": ref(manifest, column),
+            "ref": ref(manifest, column, model),
         }
         if column.has_default and column.default is not None:
             field["defaultValue"] = _default_value(column)

@@ -14,17 +14,19 @@ from weakref import WeakKeyDictionary
 from django.db.models import Q
 
 from metacore import errors
-from metacore.metadata import derive
+from metacore.conf import metacore_settings
+from metacore.metadata import derive, i18n
 from metacore.models import Installation
 from metacore.permissions.naming import model_permission
 from metacore.schema.registry import read_revision
 from metacore.schema.types import get_type
+from metacore.store.query import MAX_OFFSET, parse_value
 from metacore.store.service import StoreContext
 
 DEFAULT_OPTIONS_LIMIT = 50
 MAX_OPTIONS_LIMIT = 200
 DEFAULT_SEARCH_LIMIT = 20
-OPTIONS_PARAMS = ("field", "q", "limit", "offset", "ids")
+OPTIONS_PARAMS = ("field", "q", "limit", "offset", "ids", "filter_value")
 SEARCH_PARAMS = ("q", "search", "limit")
 
 
@@ -49,13 +51,27 @@ class MetadataService:
         self.kernel.permissions.require(user, self.read_permission(resolved))
         return resolved
 
-    def table(self, user, ref) -> dict:
-        return self._metadata(self.resolve_readable(user, ref))[0]
+    def table(self, user, ref, language=None, request=None) -> dict:
+        resolved = self.resolve_readable(user, ref)
+        return self._for_caller(resolved, self._metadata(resolved)[0], user, language, request)
 
-    def modal(self, user, ref) -> dict:
-        return self._metadata(self.resolve_readable(user, ref))[1]
+    def modal(self, user, ref, language=None, request=None) -> dict:
+        resolved = self.resolve_readable(user, ref)
+        return self._for_caller(resolved, self._metadata(resolved)[1], user, language, request)
 
-    def all(self, user) -> dict:
+    @staticmethod
+    def _for_caller(resolved, meta, user, language, request):
+        """The cached metadata in the caller's language, with its organization's validators."""
+        meta = i18n.localize(meta, i18n.texts_for(resolved.manifest, language))
+        resolver = metacore_settings.ORG_CONFIG_RESOLVER
+        if resolver is None:
+            return meta
+        tenant = metacore_settings.TENANT_RESOLVER(user, request)
+        if tenant is None:
+            return meta
+        return i18n.resolve_org_validators(meta, lambda key: resolver(str(tenant), key))
+
+    def all(self, user, language=None) -> dict:
         """Every model the caller may read, keyed by model key (qualified `<addon>.<key>`
         when two addons share the key), plus the `version` token."""
         self._require_user(user)
@@ -65,7 +81,8 @@ class MetadataService:
         for m in models:
             if self.kernel.permissions.has(user, self.read_permission(m)):
                 name = m.spec.key if counts[m.spec.key.lower()] == 1 else m.qualified_name
-                tables[name], modals[name] = self._metadata(m)
+                tables[name], modals[name] = (self._for_caller(m, meta, user, language, None)
+                                              for meta in self._metadata(m))
         return {"version": self.version(), "tables": tables, "modals": modals}
 
     def _metadata(self, resolved) -> tuple[dict, dict]:
@@ -94,6 +111,8 @@ class MetadataService:
                                          errors={"field": [f'model "{spec.key}" has no column "{field}"']})
         limit = self._int(params, "limit", DEFAULT_OPTIONS_LIMIT, minimum=1, maximum=MAX_OPTIONS_LIMIT)
         offset = self._int(params, "offset", 0, minimum=0)
+        if offset > MAX_OFFSET:
+            raise errors.ValidationError("offset: is too large", errors={"offset": ["is too large"]})
         q = (params.get("q") or "").strip()
 
         static = self._static_options(spec, field)
@@ -109,6 +128,7 @@ class MetadataService:
                 self.kernel.permissions.require(user, self.read_permission(source))
             label = source.spec.column(derive.label_column(source.spec))
             with self._visible_rows(source, user, request) as rows:
+                rows = self._scoped_by(rows, source.spec, spec, field, params)
                 if q:
                     rows = rows.filter(self._match(label, q, "q"))
                 if params.get("ids"):
@@ -117,7 +137,7 @@ class MetadataService:
 
         col_type = get_type(column.type)
         with self._visible_rows(resolved, user, request) as rows:
-            rows = rows.exclude(**{f"{column.name}__isnull": True})
+            rows = self._scoped_by(rows.exclude(**{f"{column.name}__isnull": True}), spec, spec, field, params)
             if q:
                 rows = rows.filter(self._match(column, q, "q"))
             values = list(rows.order_by(column.name).values_list(column.name, flat=True).distinct()[offset:offset + limit])
@@ -169,9 +189,9 @@ class MetadataService:
 
     @staticmethod
     def _ids(resolved, raw):
-        id_type = get_type(resolved.spec.column("id").type)
+        id_column = resolved.spec.column("id")
         try:
-            return [id_type.parse(part.strip()) for part in raw.split(",") if part.strip()]
+            return [parse_value(id_column, part.strip()) for part in raw.split(",") if part.strip()]
         except ValueError as exc:
             raise errors.ValidationError("invalid input", errors={"ids": [str(exc)]}) from None
 
@@ -182,9 +202,26 @@ class MetadataService:
         if col_type.text_like:
             return Q(**{f"{column.name}__icontains": q})
         try:
-            return Q(**{column.name: col_type.parse(q)})
+            return Q(**{column.name: parse_value(column, q)})
         except ValueError as exc:
             raise errors.ValidationError("invalid input", errors={param: [str(exc)]}) from None
+
+    def _scoped_by(self, rows, source, spec, field, params):
+        """Dependent dropdowns (upstream `FilterBy`): `filter_value` compared with the column the
+        field's entry in the manifest's `table.columns[]` or `modal.fields[]` names as
+        `filter_by` (a column of the model the options come from). Without one it is ignored,
+        as upstream does."""
+        value = (params.get("filter_value") or "").strip()
+        if not value:
+            return rows
+        entries = [*((spec.table_meta or {}).get("columns") or ()), *((spec.modal_meta or {}).get("fields") or ())]
+        name = next((e.get("filter_by") or e.get("filterBy") for e in entries if isinstance(e, dict)
+                     and e.get("key") == field and (e.get("filter_by") or e.get("filterBy"))), None)
+        column = source.column(name) if name else None
+        if column is None:
+            return rows
+        return rows.filter(self._match(column, value, "filter_value") if not get_type(column.type).text_like
+                           else Q(**{column.name: value}))
 
     @staticmethod
     def _static_options(spec, field):
@@ -203,6 +240,10 @@ class MetadataService:
                 f"unknown parameter: {', '.join(unknown)}",
                 errors={name: [f"unknown parameter (allowed: {', '.join(allowed)})"] for name in unknown},
             )
+        with_nul = sorted(name for name in params if "\x00" in str(params.get(name)))
+        if with_nul:
+            raise errors.ValidationError(f"{with_nul[0]}: must not contain NUL characters",
+                                         errors={name: ["must not contain NUL characters"] for name in with_nul})
 
     @staticmethod
     def _int(params, name, default, *, minimum, maximum=None):

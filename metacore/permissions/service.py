@@ -117,20 +117,37 @@ class PermissionService:
         return [found[c] for c in sorted(found)]
 
     def grant(self, principal, names) -> list[str]:
-        """Grant permissions to a user or a Group (role); returns the codenames granted."""
+        """Grant permissions to a user or a Group (role); returns the codenames newly granted
+        (ones already held directly are not counted again)."""
         perms = self.resolve_names(names)
-        self._permission_set(principal).add(*perms)
+        held = set(self._permission_set(principal).filter(pk__in=[p.pk for p in perms]).values_list("pk", flat=True))
+        added = [p for p in perms if p.pk not in held]
+        self._permission_set(principal).add(*added)
         if not isinstance(principal, Group):
             self.forget(principal)
-        return [p.codename for p in perms]
+        return [p.codename for p in added]
 
     def revoke(self, principal, names) -> list[str]:
-        """Revoke direct grants from a user or a Group; a user keeps what their groups grant."""
+        """Revoke direct grants from a user or a Group; returns the codenames actually removed.
+        A user keeps what their groups grant."""
         perms = self.resolve_names(names)
-        self._permission_set(principal).remove(*perms)
+        held = set(self._permission_set(principal).filter(pk__in=[p.pk for p in perms]).values_list("pk", flat=True))
+        removed = [p for p in perms if p.pk in held]
+        self._permission_set(principal).remove(*removed)
         if not isinstance(principal, Group):
             self.forget(principal)
-        return [p.codename for p in perms]
+        return [p.codename for p in removed]
+
+    def grants(self, principal) -> list[tuple[str, str]]:
+        """(codename, source) of every addon permission a user or group holds: source is
+        `direct` or `group:<name>` (a user's groups); sorted by codename."""
+        rows = [(c, "direct") for c in self._permission_set(principal).filter(
+            content_type__app_label=APP_LABEL, codename__contains=".").values_list("codename", flat=True)]
+        if not isinstance(principal, Group):
+            rows += [(c, f"group:{g}") for c, g in Permission.objects.filter(
+                content_type__app_label=APP_LABEL, codename__contains=".", group__user=principal,
+            ).values_list("codename", "group__name")]
+        return sorted(rows)
 
     @staticmethod
     def _permission_set(principal):

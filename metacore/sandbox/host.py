@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from django.db import DatabaseError, connections, transaction
+from django.utils import timezone
 from wasmtime import FuncType, ValType
 
 from metacore.errors import CapabilityDenied, MetacoreError
@@ -46,6 +47,7 @@ EVENT_PAYLOAD_MAX = 256 * 1024
 DB_MAX_ROWS = 10_000  # db_query/db_exec limits, as upstream (host-side, not per addon)
 DB_MAX_BYTES = 8 * 1024 * 1024
 DB_TIMEOUT_MS = 5_000
+HOST_WRITTEN = {"id", "organization_id", "created_at", "deleted_at"}  # never UPDATEd by a guest (updated_at: by the host's own SET)
 
 
 @dataclass
@@ -61,7 +63,14 @@ class Invocation:
     request_id: str = ""
     using: str = "default"
     logs: list = field(default_factory=list)
+    deadline: float | None = None  # time.monotonic() at which the call's wall-time budget ends
     _partial: dict = field(default_factory=dict)
+
+    def remaining_ms(self, cap_ms: int) -> int:
+        """Milliseconds a host operation may still take: the call's remaining budget, at most `cap_ms`."""
+        if self.deadline is None:
+            return cap_ms
+        return min(cap_ms, int((self.deadline - time.monotonic()) * 1000))
 
     @property
     def logger(self):
@@ -228,16 +237,21 @@ def host_http_request(invocation, guest, url_ptr, url_len, method_ptr, method_le
 
 
 def _http(invocation, url, method, headers, body):
-    """safe_fetch checks http:fetch (every redirect hop too) and the SSRF guard; its
-    timeout and size cap are METACORE['HTTP_TIMEOUT_S'] / ['HTTP_MAX_BYTES']."""
+    """safe_fetch checks http:fetch (every redirect hop too) and the SSRF guard; one budget
+    (METACORE['HTTP_TIMEOUT_S'], never past the call's own deadline) covers connect and every
+    read; the size cap is METACORE['HTTP_MAX_BYTES']; Host is not the guest's to set."""
+    from metacore.conf import metacore_settings
     from metacore.security.ssrf import safe_fetch
 
     method = (method or "GET").upper()
     if body and not any(k.lower() == "content-type" for k in headers):
         headers = {**headers, "Content-Type": "application/json"}
     started = time.perf_counter()
+    budget_ms = invocation.remaining_ms(int(metacore_settings.HTTP_TIMEOUT_S * 1000))
+    if budget_ms <= 0:
+        return {"error": "transport", "message": "the call's time budget is spent"}
     try:
-        response = safe_fetch(url, method=method, body=body or None, headers=headers,
+        response = safe_fetch(url, method=method, body=body or None, headers=headers, timeout=budget_ms / 1000,
                               addon_key=invocation.addon_key, context=invocation.context(via="sandbox"))
     except MetacoreError as exc:
         code = "forbidden" if exc.status == 403 else ("bad_request" if exc.status == 400 else "transport")
@@ -266,7 +280,10 @@ def host_db_exec(invocation, guest, sql_ptr, sql_len, args_ptr, args_len):
 
 
 def run_sql(invocation, sql_text, raw_args, *, write):
-    """db_query / db_exec: confine, bind, run in a savepoint, answer the upstream envelope."""
+    """db_query / db_exec: parse and confine, then run in a savepoint behind the database's
+    own wall, answering the upstream envelope."""
+    from metacore.schema.roles import ConfinementUnavailable
+
     name = "db_exec" if write else "db_query"
     started = time.perf_counter()
     connection = connections[invocation.using]
@@ -274,29 +291,45 @@ def run_sql(invocation, sql_text, raw_args, *, write):
 
     def fail(code, message):
         meta["durationMs"] = round((time.perf_counter() - started) * 1000, 3)
-        _audit(invocation, name, sql_text[:200], "deny" if code == "forbidden" else "", message, code=code)
+        _audit(invocation, name, sql_text[:200], "deny" if code in ("forbidden", "confinement_unavailable") else "",
+               message, code=code)
         return {"success": False, "error": {"code": code, "message": message}, "meta": meta}
 
     try:
         args = _decode_args(raw_args, connection.vendor)
         resolver = _TableResolver(invocation, connection.vendor)
         tenant = _tenant_param(invocation.tenant, connection.vendor)
-        prepared = sqlguard.prepare(sql_text, args, resolver, write=write, tenant=tenant)
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        prepared = sqlguard.prepare(sql_text, args, resolver, write=write, tenant=tenant, now=now,
+                                    vendor=connection.vendor)
     except sqlguard.SQLRefused as exc:
         return fail(exc.code, exc.message)
     except CapabilityDenied as exc:
         return fail("forbidden", exc.message)
+    budget_ms = invocation.remaining_ms(DB_TIMEOUT_MS)
+    if budget_ms <= 0:
+        return fail("timeout", "the call's time budget is spent")
     max_rows = DB_MAX_ROWS
+    wall = _database_wall(connection, resolver, write, budget_ms)
     try:
-        with transaction.atomic(using=invocation.using), _database_wall(connection, resolver, write):
-            with connection.cursor() as cursor:
-                cursor.execute(prepared.sql, prepared.params)
+        with transaction.atomic(using=invocation.using), wall:
+            cursor = connection.create_cursor()  # not Django's debug wrapper: the wall judges only this statement
+            try:
+                with connection.wrap_database_errors:
+                    wall.run(cursor, prepared.sql, prepared.params)
                 columns = [c[0] for c in cursor.description] if cursor.description else None
                 rows = cursor.fetchmany(max_rows + 1) if columns is not None else []
                 affected = cursor.rowcount
+            finally:
+                cursor.close()
+    except ConfinementUnavailable as exc:
+        return fail(exc.code, exc.message)
     except DatabaseError as exc:
+        if wall.interrupted or getattr(exc.__cause__, "sqlstate", None) == "57014":  # query_canceled
+            return fail("timeout", f"the statement ran past the call's {budget_ms} ms budget and was stopped")
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        code = "forbidden" if "not authorized" in message else "db_error"
+        code = "forbidden" if ("not authorized" in message or "permission denied" in message
+                               or "row-level security" in message) else "db_error"
         return fail(code, message)
     if len(rows) > max_rows:
         return fail("row_limit_exceeded", f"result exceeded {max_rows} rows")
@@ -327,9 +360,10 @@ class _TableResolver:
         self.invocation = invocation
         self.vendor = vendor
         self.physical = set()  # unquoted physical names used (the SQLite authorizer's list)
+        self.foreign = set()  # (schema, table) of other addons' tables read (PostgreSQL grants)
 
     def __call__(self, schema, name, for_write):
-        from metacore.schema.naming import physical_table
+        from metacore.schema.naming import physical_table, schema_name
 
         own = self.invocation.addon_key
         addon = own
@@ -345,10 +379,14 @@ class _TableResolver:
             if for_write:
                 raise sqlguard.SQLRefused(f"db_exec writes only the addon's own tables, not {addon}.{name}", code="forbidden")
             _check(self.invocation, "db:read", f"addon_{addon}.{model.table}")
+        columns = frozenset(c.name for c in model.columns)
+        if self.vendor == "postgresql":
+            if addon != own:
+                self.foreign.add((schema_name(addon), model.table))
+            return sqlguard.Relation(schema_name(addon), model.table, model.org_scoped, model.soft_delete, columns)
         table = physical_table(addon, model.table, self.vendor)
         self.physical.add(table)
-        quote = connections[self.invocation.using].ops.quote_name
-        return sqlguard.Relation(quote(table), org_scoped=model.org_scoped, soft_delete=model.soft_delete)
+        return sqlguard.Relation(None, table, model.org_scoped, model.soft_delete, columns)
 
 
 def _tenant_param(tenant, vendor):
@@ -372,42 +410,63 @@ def _manifest_of(addon_key):
 
 
 class _database_wall:
-    """The database's own check under the parser: on SQLite an authorizer that allows only
-    reads of the resolved tables (and, for db_exec, writes to them) and allowlisted
-    functions; on PostgreSQL a search_path holding only the addon's schema and a statement
-    timeout, both restored afterwards."""
+    """The database's own check under the parser.
 
-    def __init__(self, connection, resolver, write):
-        self.connection, self.resolver, self.write = connection, resolver, write
-        self.restore = None
+    SQLite: an authorizer that allows only reads of the resolved tables (and, for db_exec,
+    writes to them) and allowlisted functions, installed only while the guest's statement is
+    prepared; and a progress handler that ends the statement at the call's deadline.
+    PostgreSQL: the addon's guest role (schema/roles.py) with RLS and a statement timeout,
+    entered with SET LOCAL ROLE and left afterwards."""
+
+    PROGRESS_STEPS = 1000  # SQLite VM instructions between deadline checks
+
+    def __init__(self, connection, resolver, write, budget_ms):
+        self.connection, self.resolver, self.write, self.budget_ms = connection, resolver, write, budget_ms
+        self.session = None
+        self.deadline = None
+        self.interrupted = False
 
     def __enter__(self):
+        from metacore.schema.roles import GuestSession
+
         self.connection.ensure_connection()
-        if self.connection.vendor == "sqlite":
-            self.connection.connection.set_authorizer(self._authorize)
-        elif self.connection.vendor == "postgresql":
-            timeout = f"{DB_TIMEOUT_MS}ms"
-            schema = self.connection.ops.quote_name(f"addon_{self.resolver.invocation.addon_key}")
-            with self.connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT current_setting('search_path'), current_setting('statement_timeout'),"
-                    " set_config('search_path', %s, true), set_config('statement_timeout', %s, true)",
-                    [schema, timeout],
-                )
-                self.restore = cursor.fetchone()[:2]
+        if self.connection.vendor == "postgresql":
+            invocation = self.resolver.invocation
+            self.session = GuestSession(self.connection, invocation.manifest,
+                                        _tenant_param(invocation.tenant, "postgresql"), self.budget_ms,
+                                        sorted(self.resolver.foreign))
+            self.session.enter()
         return self
+
+    def run(self, cursor, sql, params):
+        if self.connection.vendor != "sqlite":
+            cursor.execute(sql, params)
+            return
+        raw = self.connection.connection
+        self.deadline = time.monotonic() + self.budget_ms / 1000
+        raw.set_progress_handler(self._progress, self.PROGRESS_STEPS)
+        raw.set_authorizer(self._authorize)
+        try:
+            cursor.execute(sql, params)
+        finally:
+            raw.set_authorizer(None)
 
     def __exit__(self, *exc):
         if self.connection.vendor == "sqlite":
-            self.connection.connection.set_authorizer(None)
-        elif self.restore is not None and self.connection.connection is not None and not self.connection.needs_rollback:
+            if self.connection.connection is not None:
+                self.connection.connection.set_progress_handler(None, 0)
+        elif self.session is not None and self.connection.connection is not None and not self.connection.needs_rollback:
             try:
-                with self.connection.cursor() as cursor:
-                    cursor.execute("SELECT set_config('search_path', %s, true), set_config('statement_timeout', %s, true)",
-                                   list(self.restore))
+                self.session.leave()
             except DatabaseError:
                 pass  # the surrounding savepoint is being rolled back; SET LOCAL goes with it
         return False
+
+    def _progress(self):
+        if time.monotonic() > self.deadline:
+            self.interrupted = True
+            return 1
+        return 0
 
     def _authorize(self, action, arg1, arg2, dbname, source):
         allowed_tables = self.resolver.physical
@@ -417,8 +476,12 @@ class _database_wall:
             return sqlite3.SQLITE_OK if arg1 in allowed_tables or arg1 is None else sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_FUNCTION:
             return sqlite3.SQLITE_OK if (arg2 or "").lower() in sqlguard.ALLOWED_FUNCTIONS else sqlite3.SQLITE_DENY
-        if self.write and action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE):
+        if self.write and action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_DELETE):
             return sqlite3.SQLITE_OK if arg1 in allowed_tables else sqlite3.SQLITE_DENY
+        if self.write and action == sqlite3.SQLITE_UPDATE:  # arg2: the column; system ones are the host's
+            if arg1 not in allowed_tables or arg2 in HOST_WRITTEN:
+                return sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK
         return sqlite3.SQLITE_DENY
 
 

@@ -1,9 +1,9 @@
 """SandboxService (`get_kernel().sandbox`): run an addon's wasm exports under its limits.
 
 - `call(addon, export, payload, context)`: an operator/API call of a manifest-listed export.
-- `run_action(ctx, model, id, key, body)`: a row action (`handler_type: wasm`), inside a
-  transaction when `run_in_tx`, so the guest's `db_exec` writes and `event_emit` events
-  are kept only when the action succeeds.
+- `run_action(ctx, model, id, key, body)`: a row action, whatever its trigger (wasm, noop,
+  webhook: `actions/dispatcher.py`), inside a transaction when `run_in_tx`, so the guest's
+  `db_exec` writes and `event_emit` events are kept only when the action succeeds.
 - `run_hook(installation, manifest, hook, bundle_dir)`: lifecycle hooks, inside the caller's (the
   installer's) transaction; a failing hook raises, which rolls the operation back.
 - `validate_backend(manifest, bundle_dir)`: install-time checks (imports, exports, ABI).
@@ -11,13 +11,16 @@
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import NotFound, ValidationError
+from metacore.actions.dispatcher import ActionRequest
 from metacore.host import telemetry
+from metacore.installer.secrets import unsealed_settings
 from metacore.manifest.model import Manifest
 from metacore.sandbox.engine import CallStats, Limits, SandboxEngine
 from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
@@ -172,17 +175,19 @@ class SandboxService:
             addon_key=manifest.key,
             export=export,
             manifest=manifest,
-            settings=dict(getattr(inst, "settings", None) or {}),
+            settings=unsealed_settings(getattr(inst, "settings", None) or {}),  # the one place secrets are read
             tenant=context.get("tenant"),
             actor=context.get("actor"),
             request_id=context.get("request_id", ""),
             using=context.get("using", DEFAULT_DB_ALIAS),
         )
+        limits = self.limits_for(manifest)
+        invocation.deadline = time.monotonic() + limits.timeout_ms / 1000
         stats = CallStats()
         outcome, error = "ok", None
         with telemetry.span("metacore.sandbox.call", addon=manifest.key, function=export, tenant=invocation.tenant):
             try:
-                raw = self.engine.invoke(compiled, export, data, self.limits_for(manifest), invocation, stats)
+                raw = self.engine.invoke(compiled, export, data, limits, invocation, stats)
             except SandboxError as exc:
                 outcome, error = exc.code, exc
             telemetry.set_attributes(outcome=outcome, fuel=stats.fuel_used)
@@ -202,7 +207,9 @@ class SandboxService:
             tenant=invocation.tenant or "",
             addon=invocation.addon_key,
             target=invocation.export,
-            decision="allow",  # the call was permitted; how it went is details.outcome
+            # A call that failed (trap, timeout, denied import...) is no `allow`: `error`, with
+            # the failure's code in details.outcome and its message in reason.
+            decision="allow" if outcome == "ok" else "error",
             reason=reason,
             request_id=invocation.request_id,
             details={
@@ -267,50 +274,33 @@ class SandboxService:
         if action is None:
             raise NotFound(f'model "{spec.key}" has no action "{action_key}"')
         meta = {"model": spec.key, "action": action.key, "trigger_type": action.handler_type}
-        if action.handler_type != "wasm":
-            raise ValidationError(f'action "{action.key}" is handled by {action.handler_type!r}; only wasm actions run here')
-        export = action.function or action.key
-        if manifest.backend is None or export not in manifest.backend.exports:
-            raise ExportNotAllowed(f'action "{action.key}" calls {export!r}, which backend.exports does not list')
+        actions = self.kernel.actions
+        actions.check(manifest, action)
         args = action_args(action, body)
         row = store.get(ctx, f"{addon_key}.{spec.key}", row_id)
         inst, _ = self._installation(addon_key)
-        deferred = []
-        context = {"tenant": ctx.tenant, "actor": ctx.actor_id, "request_id": ctx.request_id, "deferred_audit": deferred}
-        payload = {
-            "row": row,
-            "args": args,
-            "ctx": {"addon": addon_key, "model": spec.key, "table": spec.table, "action": action.key,
-                    "principal": {"user_id": ctx.actor_id, "org_id": ctx.tenant}, "request_id": ctx.request_id},
-        }
-
-        def dispatch():
-            try:
-                result = self.invoke(inst, manifest, inst.bundle_path, export, payload, context)
-            except SandboxError as exc:
-                return False, None, {"code": exc.code, "message": exc.message}, {}, exc.status
-            return interpret_result(result)
-
-        if action.run_in_tx:
-            try:
-                with store.tenant_transaction(ctx, resolved):
-                    outcome = dispatch()
-                    if not outcome[0]:
-                        raise _ActionFailed(outcome)
+        request = ActionRequest(ctx, inst, manifest, spec, action, row, args)
+        try:
+            if action.run_in_tx:
+                try:
+                    with store.tenant_transaction(ctx, resolved):
+                        outcome = actions.dispatch(request)
+                        if not outcome.ok:
+                            raise _ActionFailed(outcome)
+                    meta["rolled_back"] = False
+                except _ActionFailed as failed:
+                    outcome = failed.outcome
+                    meta["rolled_back"] = True
+            else:
+                outcome = actions.dispatch(request)
                 meta["rolled_back"] = False
-            except _ActionFailed as failed:
-                outcome = failed.outcome
-                meta["rolled_back"] = True
-        else:
-            outcome = dispatch()
-            meta["rolled_back"] = False
-        for record in deferred:
-            self.kernel.audit.record("sandbox.call", **record)
-        ok, data, error, guest_meta, status = outcome
-        merged = {**guest_meta, **meta}
-        if ok:
-            return 200, {"success": True, "data": data, "meta": merged}
-        return status, {"success": False, "error": error, "meta": merged}
+        finally:
+            for record in request.deferred_audit:
+                self.kernel.audit.record(record.pop("kind", "sandbox.call"), **record)
+        merged = {**outcome.meta, **meta}
+        if outcome.ok:
+            return 200, {"success": True, "data": outcome.data, "meta": merged}
+        return outcome.status, {"success": False, "error": outcome.error, "meta": merged}
 
 
 def decode_result(export, raw: bytes):

@@ -1,43 +1,71 @@
-"""SQL confinement for db_query / db_exec, on sqlparse's token tree (never string matching).
+"""SQL confinement for db_query / db_exec, on PostgreSQL's own grammar (`pglast`).
 
-A statement is accepted only when:
-- it is exactly one statement of the allowed kind (SELECT/WITH for reads; one
-  INSERT/UPDATE/DELETE for writes) with no DDL, no second DML verb, no banned keyword;
-- every relation in a FROM/JOIN/INTO/UPDATE/USING position is a CTE of the statement or
-  a table the resolver accepts, and is rewritten to its physical name;
-- every function call is on a short allowlist (so nothing like `query_to_xml('...')` or
-  `pg_read_file` runs SQL or reads files behind the parser's back);
-- arguments are bound as parameters (`?`, `$n` or `%s` placeholders), never interpolated.
-The database adds its own wall on top (see host.py: a SQLite authorizer, PostgreSQL's
-search_path restricted to the addon schema).
+The guest's text is parsed by libpg_query (the PostgreSQL parser itself), so what is
+checked is exactly what the database would run: comments, dollar quotes, unicode escapes
+and `fn/**/(...)` are all resolved by the grammar before anything is judged. The tree is
+then accepted only when every node is of an allowlisted kind:
+- exactly one statement: SELECT (with WITH/set operations) for reads; one INSERT, UPDATE
+  or DELETE for writes; no data-modifying CTEs, SELECT INTO, FOR UPDATE, table functions;
+- every relation is a CTE of the statement or a table the resolver accepts, and is
+  rewritten to its physical name;
+- every function is on a short allowlist of pure functions, every cast to a plain type;
+- db_exec never writes `organization_id` or another system column (by UPDATE SET,
+  INSERT column list, INSERT ... SELECT or ON CONFLICT DO UPDATE): the host fills them;
+- arguments are bound as parameters (`?` or `$n`), never interpolated.
+The statement sent to the database is deparsed from the checked tree, never the guest's
+text. The database adds its own wall underneath (see host.py and schema/roles.py: a
+per-addon role with row-level security on PostgreSQL, the authorizer on SQLite).
 """
-import re
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import sqlparse
-from sqlparse import sql as S
-from sqlparse import tokens as T
+from pglast import ast, parse_sql
+from pglast.enums import OnConflictAction, SQLValueFunctionOp
+from pglast.parser import ParseError, scan
+from pglast.stream import RawStream
 
 from metacore.errors import ValidationError
+from metacore.manifest.model import SYSTEM_COLUMNS
 
 MAX_SQL_BYTES = 16 * 1024
 MAX_ARGS = 64
-WRITE_VERBS = {"INSERT", "UPDATE", "DELETE"}
-BANNED_KEYWORDS = {
-    "PRAGMA", "ATTACH", "DETACH", "VACUUM", "COPY", "GRANT", "REVOKE", "LOCK", "CALL", "DO",
-    "LISTEN", "NOTIFY", "UNLISTEN", "EXECUTE", "PREPARE", "DEALLOCATE", "REINDEX", "ANALYZE",
-    "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "TRUNCATE", "LOAD", "REPLACE",
-}
 ALLOWED_FUNCTIONS = {
     "count", "sum", "avg", "min", "max", "total", "coalesce", "nullif", "ifnull", "lower", "upper",
-    "length", "char_length", "trim", "ltrim", "rtrim", "substr", "substring", "replace", "instr",
-    "abs", "round", "ceil", "floor", "cast", "date", "datetime", "time", "strftime", "julianday",
-    "now", "date_trunc", "extract", "to_char", "concat", "greatest", "least", "group_concat",
+    "length", "char_length", "trim", "btrim", "ltrim", "rtrim", "substr", "substring", "replace", "instr",
+    "abs", "round", "ceil", "floor", "date", "datetime", "time", "strftime", "julianday",
+    "now", "date_trunc", "extract", "date_part", "to_char", "concat", "greatest", "least", "group_concat",
     "string_agg", "array_agg", "json_extract", "json_object", "json_array", "json_group_array",
     "json_build_object", "jsonb_build_object", "json_agg", "jsonb_agg", "row_number", "rank",
-    "dense_rank", "exists", "in", "values",
+    "dense_rank",
 }
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ALLOWED_TYPES = {
+    "int2", "int4", "int8", "int", "integer", "bigint", "smallint", "numeric", "decimal", "float4", "float8",
+    "real", "text", "varchar", "bpchar", "char", "bool", "boolean", "date", "time", "timetz", "timestamp",
+    "timestamptz", "interval", "uuid", "json", "jsonb",
+}
+ALLOWED_VALUE_FUNCTIONS = {
+    SQLValueFunctionOp.SVFOP_CURRENT_DATE, SQLValueFunctionOp.SVFOP_CURRENT_TIME,
+    SQLValueFunctionOp.SVFOP_CURRENT_TIME_N, SQLValueFunctionOp.SVFOP_CURRENT_TIMESTAMP,
+    SQLValueFunctionOp.SVFOP_CURRENT_TIMESTAMP_N, SQLValueFunctionOp.SVFOP_LOCALTIME,
+    SQLValueFunctionOp.SVFOP_LOCALTIME_N, SQLValueFunctionOp.SVFOP_LOCALTIMESTAMP,
+    SQLValueFunctionOp.SVFOP_LOCALTIMESTAMP_N,
+}
+# Node kinds a statement may contain. Anything else (DDL, utility statements, SELECT INTO,
+# locking clauses, table functions, XML, COLLATE, sequences...) is refused by kind.
+EXPRESSION_NODES = (
+    ast.ResTarget, ast.ColumnRef, ast.A_Star, ast.A_Const, ast.Integer, ast.Float, ast.String, ast.Boolean,
+    ast.ParamRef, ast.A_Expr, ast.BoolExpr, ast.NullTest, ast.BooleanTest, ast.FuncCall, ast.TypeCast,
+    ast.TypeName, ast.SubLink, ast.CaseExpr, ast.CaseWhen, ast.CoalesceExpr, ast.MinMaxExpr, ast.SortBy,
+    ast.WindowDef, ast.RangeVar, ast.Alias, ast.JoinExpr, ast.RangeSubselect, ast.CommonTableExpr,
+    ast.WithClause, ast.A_ArrayExpr, ast.A_Indirection, ast.A_Indices, ast.RowExpr, ast.SQLValueFunction,
+    ast.SelectStmt, ast.SetToDefault, ast.MultiAssignRef, ast.OnConflictClause, ast.InferClause,
+    ast.IndexElem, ast.ReturningClause,
+)
+WRITE_STATEMENTS = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)
+HOST_COLUMNS = tuple(c for c in SYSTEM_COLUMNS if c != "id")  # a new row's id is the guest's to choose
 
 
 class SQLRefused(ValidationError):
@@ -52,283 +80,405 @@ class SQLRefused(ValidationError):
 class Relation:
     """What a resolver answers for a table reference."""
 
-    physical: str  # quoted physical name
+    schema: str | None  # physical schema (PostgreSQL) or None (SQLite)
+    table: str  # physical table name
     org_scoped: bool = False
     soft_delete: bool = False
+    columns: frozenset = frozenset()  # every column of the table
 
 
 @dataclass
 class Prepared:
-    sql: str
+    sql: str  # DB-API text with %s placeholders
     params: list
     verb: str
     tables: list = field(default_factory=list)  # (schema or None, logical name) as written
 
 
-class _TenantParam(S.Token):
-    """A placeholder the host adds for the invocation's tenant (bound after the guest's)."""
-
-    def __init__(self):
-        super().__init__(T.Name.Placeholder, "%s")
+TENANT, NOW = "tenant", "now"  # the host values a statement may carry after the guest's arguments
+CACHE_SIZE = 512
 
 
-def prepare(sql_text: str, args: list, resolve, *, write: bool, tenant=None) -> Prepared:
-    """Validate `sql_text` and rewrite its relations with `resolve(schema, name, for_write)`,
+@dataclass(frozen=True)
+class _Plan:
+    """A checked statement, reusable while its tables resolve to the same Relations."""
+
+    sql: str
+    positions: tuple  # parameter order: index into guest args + host values
+    host: tuple  # TENANT / NOW for each host value, in order
+    verb: str
+    tables: tuple  # ((schema, name, for_write, Relation), ...) as resolved
+
+
+_plans: OrderedDict = OrderedDict()
+_plans_lock = threading.Lock()
+
+
+def prepare(sql_text: str, args: list, resolve, *, write: bool, tenant=None, now=None, vendor="postgresql") -> Prepared:
+    """Check `sql_text` and rewrite its relations with `resolve(schema, name, for_write)`,
     which returns a Relation or raises SQLRefused. Organization-scoped tables are confined
     to `tenant`: reads see only its rows (and no soft-deleted ones), UPDATE/DELETE get an
-    `organization_id` predicate, INSERT gets the `organization_id` column filled in."""
+    `organization_id` predicate, INSERT gets `organization_id` (and the timestamps, `now`)
+    filled in; UPDATE sets `updated_at` to `now`.
+
+    Parsing and deparsing cost milliseconds, so the checked statement is kept (keyed by its
+    text): a later call reuses it only after `resolve` answered the same for every table
+    again (so a capability check or a manifest change is never skipped)."""
     if not sql_text or not sql_text.strip():
         raise SQLRefused("empty statement")
     if len(sql_text.encode()) > MAX_SQL_BYTES:
         raise SQLRefused(f"sql exceeds {MAX_SQL_BYTES} bytes")
     if len(args) > MAX_ARGS:
         raise SQLRefused(f"more than {MAX_ARGS} arguments", code="arg_decode")
-    statements = [s for s in sqlparse.parse(sql_text) if s.token_first(skip_cm=True, skip_ws=True) is not None]
+    key = (sql_text, len(args), write, vendor, tenant is None, now is None)
+    with _plans_lock:
+        plan = _plans.get(key)
+    if plan is not None and all(resolve(schema, name, for_write) == relation for schema, name, for_write, relation in plan.tables):
+        with _plans_lock:
+            _plans[key] = plan
+            _plans.move_to_end(key)
+    else:
+        plan = _plan(sql_text, len(args), _Recording(resolve), write=write, tenant=tenant, now=now, vendor=vendor)
+        with _plans_lock:
+            _plans[key] = plan
+            while len(_plans) > CACHE_SIZE:
+                _plans.popitem(last=False)
+    values = [*args, *[tenant if kind == TENANT else now for kind in plan.host]]
+    return Prepared(plan.sql, [values[i] for i in plan.positions], plan.verb,
+                    [(schema, name) for schema, name, _, _ in plan.tables])
+
+
+class _Recording:
+    """The resolver, remembering what it answered (the plan's validity check)."""
+
+    def __init__(self, resolve):
+        self.resolve, self.answers = resolve, []
+
+    def __call__(self, schema, name, for_write):
+        relation = self.resolve(schema, name, for_write)
+        self.answers.append((schema, name, for_write, relation))
+        return relation
+
+
+def _plan(sql_text, n_args, resolve, *, write, tenant, now, vendor) -> _Plan:
+    try:
+        statements = parse_sql(_numbered_placeholders(sql_text))
+    except ParseError as exc:
+        raise SQLRefused(f"not valid SQL: {exc}") from None
     if len(statements) != 1:
         raise SQLRefused("exactly one statement is allowed")
-    stmt = statements[0]
-    verb = _check_tokens(stmt, write)
-    for tok in stmt.flatten():  # comments go, so nothing appended can end up inside one
-        if tok.ttype in T.Comment:
-            tok.value = " "
-    rewriter = _Rewriter(resolve, _cte_names(stmt), write, verb, tenant)
-    rewriter.walk(stmt)
-    if rewriter.target is not None:
-        rewriter.confine_target(stmt)
-    _check_functions(stmt, rewriter.table_functions)
-    sql_out, params = _bind(stmt, args, tenant)
-    return Prepared(sql_out, params, verb, rewriter.tables)
-
-
-def _check_tokens(stmt, write):
-    tokens = [t for t in stmt.flatten() if not t.is_whitespace and t.ttype not in T.Comment]
-    while tokens and tokens[-1].match(T.Punctuation, ";"):
-        tokens.pop()
-    verbs = []
-    for tok in tokens:
-        # Where sqlparse's lexer and the database could read a token differently, refuse it:
-        # backslashes (sqlparse takes \' as an escaped quote, PostgreSQL and SQLite do not),
-        # dollar-quoted strings, UESCAPE (unicode escapes), and anything the lexer could not classify.
-        if "\\" in tok.value:
-            raise SQLRefused("backslashes are not allowed in SQL text; pass such values as arguments")
-        if tok.ttype is T.Error or tok.ttype is T.Literal or tok.value.upper() == "UESCAPE":
-            raise SQLRefused(f"{tok.value[:20]!r} is not allowed; pass values as arguments")
-        value = tok.normalized.upper() if tok.is_keyword else tok.value
-        if tok.ttype in T.Keyword.DDL:
-            raise SQLRefused(f"{value} is not allowed")
-        if tok.ttype in T.Keyword.DML:
-            verbs.append(value)
-        elif tok.is_keyword and value in BANNED_KEYWORDS:
-            raise SQLRefused(f"{value} is not allowed")
-        elif tok.is_keyword and value in ("INTO", "FOR") and not write:
-            raise SQLRefused(f"{value} is not allowed in db_query")
-        elif tok.match(T.Punctuation, ";"):
-            raise SQLRefused("exactly one statement is allowed")
-        elif tok.ttype in T.Name and not tok.ttype in T.Name.Placeholder:
-            name = tok.value.strip('"`[]').lower()
-            if name.startswith(("pg_", "sqlite_")) or name == "information_schema":
-                raise SQLRefused(f"{tok.value} is not reachable from addon code", code="forbidden")
-    writes = [v for v in verbs if v != "SELECT"]
+    stmt = statements[0].stmt
     if write:
-        if len(writes) != 1 or writes[0] not in WRITE_VERBS:
+        if not isinstance(stmt, WRITE_STATEMENTS):
             raise SQLRefused("db_exec runs exactly one INSERT, UPDATE or DELETE")
-        return writes[0]
-    if writes or "SELECT" not in verbs:
-        raise SQLRefused("db_query runs exactly one SELECT (or WITH ... SELECT); use db_exec to write")
-    first = tokens[0].normalized.upper() if tokens else ""
-    if first not in ("SELECT", "WITH"):
-        raise SQLRefused(f"db_query statements start with SELECT or WITH, not {first}")
-    return "SELECT"
+        verb = {ast.InsertStmt: "INSERT", ast.UpdateStmt: "UPDATE", ast.DeleteStmt: "DELETE"}[type(stmt)]
+    else:
+        if not isinstance(stmt, ast.SelectStmt):
+            raise SQLRefused("db_query runs exactly one SELECT (or WITH ... SELECT); use db_exec to write")
+        verb = "SELECT"
+    params = _Params(n_args)
+    _Rewriter(resolve, write, TENANT if tenant is not None else None, NOW if now is not None else None,
+              params, vendor).statement(stmt)
+    text, positions = params.bind(RawStream()(stmt))
+    return _Plan(text, tuple(positions), tuple(params.host_values), verb, tuple(resolve.answers))
 
 
-def _cte_names(stmt):
-    names = set()
-    for group in [stmt, *[t for t in _walk(stmt) if t.is_group]]:
-        toks = [t for t in group.tokens if not t.is_whitespace]
-        for i, tok in enumerate(toks):
-            if tok.ttype in T.Keyword.CTE and i + 1 < len(toks):
-                nxt = toks[i + 1]
-                if nxt.is_keyword and nxt.normalized.upper() == "RECURSIVE" and i + 2 < len(toks):
-                    nxt = toks[i + 2]
-                items = nxt.get_identifiers() if isinstance(nxt, S.IdentifierList) else [nxt]
-                for item in items:
-                    if isinstance(item, S.Identifier):
-                        names.add(item.get_real_name().lower())
-    return names
+def _numbered_placeholders(sql_text):
+    """`?` placeholders (as the grammar's scanner finds them, never inside a string) become
+    `$n`, numbered in order, so one grammar reads both spellings."""
+    out, last, number = [], 0, 0
+    for token in scan(sql_text):
+        if token.name == "Op" and sql_text[token.start:token.end + 1] == "?":
+            number += 1
+            out += [sql_text[last:token.start], f"${number}"]
+            last = token.end + 1
+    return "".join(out) + sql_text[last:]
 
 
-def _walk(token):
-    if token.is_group:
-        for child in token.tokens:
-            yield child
-            yield from _walk(child)
+class _Params:
+    """The guest's arguments ($1..$n) and the host's own values (TENANT/NOW), numbered after them."""
+
+    def __init__(self, n_args):
+        self.n_args, self.host_values = n_args, []
+
+    def host(self, kind) -> ast.ParamRef:
+        self.host_values.append(kind)
+        return ast.ParamRef(number=self.n_args + len(self.host_values))
+
+    def bind(self, text):
+        """DB-API text (`%s`, `%%`) and, for each placeholder, the index of its value."""
+        parts, positions, last = [], [], 0
+        for token in scan(text):
+            if token.name == "PARAM":
+                position = int(text[token.start + 1:token.end + 1]) - 1
+                if not 0 <= position < self.n_args + len(self.host_values):
+                    raise SQLRefused(f"placeholder ${position + 1} has no argument", code="arg_decode")
+                parts += [text[last:token.start].replace("%", "%%"), "%s"]
+                positions.append(position)
+                last = token.end + 1
+        parts.append(text[last:].replace("%", "%%"))
+        return "".join(parts).strip(), positions
 
 
-def _is_relation_keyword(tok, verb):
-    if not tok.is_keyword:
-        return False
-    word = tok.normalized.upper()
-    return word in ("FROM", "INTO", "USING") or word.endswith("JOIN") or (word == "UPDATE" and verb == "UPDATE")
+def _names(nodes):
+    return [n.sval.lower() for n in nodes or () if isinstance(n, ast.String)]
 
 
 class _Rewriter:
-    def __init__(self, resolve, ctes, write, verb, tenant):
-        self.resolve, self.ctes, self.write, self.verb, self.tenant = resolve, ctes, write, verb, tenant
-        self.tables, self.table_functions = [], set()
-        self.target = None  # (Relation, the Function of `INSERT INTO t (cols)` or None)
+    def __init__(self, resolve, write, tenant, now, params, vendor):
+        self.resolve, self.write, self.tenant, self.now = resolve, write, tenant, now
+        self.params, self.vendor = params, vendor
+        self.guest_args = params.n_args
+        self.tables = []
+        self.ctes: list[set] = []  # CTE names visible at each WITH level
 
-    def walk(self, group):
-        expect = False
-        for index, tok in enumerate(list(group.tokens)):
-            if tok.is_whitespace or tok.ttype in T.Comment:
-                continue
-            if expect:
-                expect = False
-                is_target = self.write and _is_target(group.tokens, index, self.verb)
-                if isinstance(tok, S.IdentifierList):
-                    for item in list(tok.get_identifiers()):
-                        self._swap(tok, item, self._relation(item, False))
-                else:
-                    self._swap(group, tok, self._relation(tok, is_target))
-                if tok.is_group:
-                    self.walk(tok)
-                continue
-            if _is_relation_keyword(tok, self.verb) or (tok.ttype in T.Keyword.DML and tok.normalized.upper() == "UPDATE"):
-                expect = True
-            elif tok.is_group:
-                self.walk(tok)
+    # -- statements ---------------------------------------------------------------------
+
+    def statement(self, stmt):
+        if isinstance(stmt, ast.SelectStmt):
+            return self.select(stmt)
+        with_names = self._with(stmt.withClause)
+        try:
+            relation = self._target(stmt.relation)
+            if isinstance(stmt, ast.InsertStmt):
+                self._insert(stmt, relation)
+            elif isinstance(stmt, ast.UpdateStmt):
+                self._assignments(stmt.targetList, relation)
+                self._from(stmt, "fromClause")
+                self.expr(stmt.whereClause)
+                stmt.whereClause = self._confine(stmt.whereClause, relation)
+                if relation.columns and "updated_at" in relation.columns and self.now is not None:
+                    stmt.targetList = (*stmt.targetList, ast.ResTarget(name="updated_at", val=self.params.host(self.now)))
+            else:
+                self._from(stmt, "usingClause")
+                self.expr(stmt.whereClause)
+                stmt.whereClause = self._confine(stmt.whereClause, relation)
+            if stmt.returningClause is not None:
+                for item in stmt.returningClause.exprs or ():
+                    self.expr(item)
+        finally:
+            self._leave(with_names)
+
+    def select(self, stmt):
+        if stmt.intoClause is not None:
+            raise SQLRefused("SELECT INTO is not allowed")
+        if stmt.lockingClause:
+            raise SQLRefused("FOR UPDATE/SHARE is not allowed")
+        with_names = self._with(stmt.withClause)
+        try:
+            if stmt.larg is not None or stmt.rarg is not None:
+                self.select(stmt.larg)
+                self.select(stmt.rarg)
+            self._from(stmt, "fromClause")
+            for name in ("targetList", "distinctClause", "groupClause", "sortClause", "windowClause", "valuesLists"):
+                for item in getattr(stmt, name) or ():
+                    self.expr(item)
+            for name in ("whereClause", "havingClause", "limitCount", "limitOffset"):
+                self.expr(getattr(stmt, name))
+        finally:
+            self._leave(with_names)
+
+    def _with(self, clause):
+        if clause is None:
+            return None
+        names = set()
+        self.ctes.append(names)
+        for cte in clause.ctes:
+            if not isinstance(cte.ctequery, ast.SelectStmt):
+                raise SQLRefused("only SELECT is allowed inside WITH")
+            if clause.recursive:
+                names.add(cte.ctename.lower())
+            self.select(cte.ctequery)
+            names.add(cte.ctename.lower())
+        return names
+
+    def _leave(self, names):
+        if names is not None:
+            self.ctes.pop()
+
+    def _insert(self, stmt, relation):
+        columns = [c.name.lower() for c in stmt.cols or ()]
+        if not columns:
+            raise SQLRefused("INSERT needs a column list")
+        self._refuse_host_columns(columns, HOST_COLUMNS)
+        source = stmt.selectStmt
+        if source is None:
+            raise SQLRefused("INSERT needs VALUES or a SELECT")
+        self.select(source)
+        added = []
+        if relation.org_scoped:
+            added.append(("organization_id", self.tenant))
+        for name in ("created_at", "updated_at"):
+            if name in relation.columns and self.now is not None:
+                added.append((name, self.now))
+        if added:
+            if not source.valuesLists:
+                raise SQLRefused("INSERT into this table takes VALUES rows (the host fills its system columns)")
+            stmt.cols = (*stmt.cols, *[ast.ResTarget(name=name) for name, _ in added])
+            refs = [self.params.host(value) for _, value in added]
+            source.valuesLists = tuple((*row, *refs) for row in source.valuesLists)
+        conflict = stmt.onConflictClause
+        if conflict is not None:
+            if conflict.infer is not None:
+                for item in conflict.infer.indexElems or ():
+                    if not isinstance(item, ast.IndexElem) or item.expr is not None:
+                        raise SQLRefused("ON CONFLICT takes plain column names")
+                self.expr(conflict.infer.whereClause)
+            if conflict.action == OnConflictAction.ONCONFLICT_UPDATE:
+                self._assignments(conflict.targetList, relation)
+                self.expr(conflict.whereClause)
+                conflict.whereClause = self._confine(conflict.whereClause, relation)
+                if "updated_at" in relation.columns and self.now is not None:
+                    conflict.targetList = (*conflict.targetList, ast.ResTarget(name="updated_at", val=self.params.host(self.now)))
+
+    def _assignments(self, targets, relation):
+        self._refuse_host_columns([t.name.lower() for t in targets], SYSTEM_COLUMNS)
+        for target in targets:
+            if target.indirection:
+                raise SQLRefused("assignments to subfields or array elements are not allowed")
+            self.expr(target.val)
 
     @staticmethod
-    def _swap(owner, node, parts):
-        """Replace `node` (for `table (cols)`, the Function's name part) by `parts`."""
-        if parts is None:
-            return
-        if isinstance(node, S.Function):
-            owner, node = node, node.tokens[0]
-        owner.tokens[owner.tokens.index(node)] = S.TokenList(parts)
+    def _refuse_host_columns(columns, reserved):
+        for name in columns:
+            if name in reserved:
+                raise SQLRefused(f"{name} is set by the host, not by addon code", code="forbidden")
 
-    def _relation(self, item, target):
-        """Replacement tokens for one FROM/JOIN/target item (None: nothing to replace)."""
-        if isinstance(item, S.Parenthesis):
-            return None  # a subquery: walked recursively
-        if isinstance(item, S.Function):
-            name_part = item.tokens[0]
-            if target and self.verb == "INSERT" and isinstance(name_part, S.Identifier):  # INSERT INTO t (a, b)
-                self.table_functions.add(id(item))
-                return self._resolved(name_part, True, function=item)
-            raise SQLRefused(f"table function {item.get_name()} is not allowed", code="forbidden")
-        if isinstance(item, S.Identifier):
-            if any(isinstance(t, S.Parenthesis) for t in item.tokens):
-                return None  # `(SELECT ...) AS alias`: walked recursively
-            return self._resolved(item, target)
-        if item.ttype in T.Name:
-            return self._resolved(S.Identifier([item]), target)
-        raise SQLRefused(f"cannot read the relation {str(item)!r}")
-
-    def _resolved(self, ident, target, function=None):
-        name = ident.get_real_name()
-        schema = ident.get_parent_name()
-        if not name or not IDENT.match(name) or (schema and not IDENT.match(schema)):
-            raise SQLRefused(f"cannot read the relation {str(ident)!r}", code="forbidden")
-        if schema is None and name.lower() in self.ctes and not target:
-            return None
-        self.tables.append((schema, name))
-        relation = self.resolve(schema, name, target)
-        if relation.org_scoped and self.tenant is None:
-            raise SQLRefused(f"table {name} is organization-scoped and the call has no organization", code="no_active_org")
-        if target:
-            self.target = (relation, function)
-            return [S.Token(T.Name, relation.physical)]
-        alias = ident.get_alias() or name
-        if not (relation.org_scoped or relation.soft_delete):
-            return [S.Token(T.Name, f"{relation.physical} AS {alias}")]
-        conditions = ["deleted_at IS NULL"] if relation.soft_delete else []
-        parts = [S.Token(T.Name, f"(SELECT * FROM {relation.physical} WHERE ")]
-        if relation.org_scoped:
-            parts += [S.Token(T.Name, "organization_id = "), _TenantParam()]
-            conditions = [" AND " + c for c in conditions]
-        parts.append(S.Token(T.Name, "".join(conditions) + f") AS {alias}"))
-        return parts
-
-    def confine_target(self, stmt):
-        relation, function = self.target
+    def _confine(self, where, relation):
+        """`where AND organization_id = <tenant>` for a write target that is org-scoped."""
         if not relation.org_scoped:
+            return where
+        if self.tenant is None:
+            raise SQLRefused("the table is organization-scoped and the call has no organization", code="no_active_org")
+        condition = ast.A_Expr(kind=0, name=(ast.String(sval="="),),
+                               lexpr=ast.ColumnRef(fields=(ast.String(sval=relation.table), ast.String(sval="organization_id"))),
+                               rexpr=self.params.host(self.tenant))
+        if where is None:
+            return condition
+        return ast.BoolExpr(boolop=0, args=(where, condition))
+
+    # -- relations ------------------------------------------------------------------------
+
+    def _target(self, node):
+        if node.alias is not None:
+            raise SQLRefused("aliases on the written table are not allowed")
+        if not node.inh:
+            raise SQLRefused("ONLY is not allowed")
+        relation = self._resolve(node, True)
+        if relation.org_scoped and self.tenant is None:
+            raise SQLRefused(f"table {node.relname} is organization-scoped and the call has no organization",
+                             code="no_active_org")
+        node.schemaname, node.relname = relation.schema, relation.table
+        return relation
+
+    def _resolve(self, node, for_write):
+        if node.catalogname is not None:
+            raise SQLRefused(f"cannot read the relation {node.catalogname}.{node.schemaname}.{node.relname}", code="forbidden")
+        self.tables.append((node.schemaname, node.relname))
+        return self.resolve(node.schemaname, node.relname, for_write)
+
+    def _from(self, stmt, attribute):
+        items = getattr(stmt, attribute)
+        if items:
+            setattr(stmt, attribute, tuple(self.from_item(item) for item in items))
+
+    def from_item(self, node):
+        if isinstance(node, ast.RangeVar):
+            return self._read(node)
+        if isinstance(node, ast.JoinExpr):
+            node.larg, node.rarg = self.from_item(node.larg), self.from_item(node.rarg)
+            self.expr(node.quals)
+            if node.alias is not None:
+                self._check(node.alias)
+            return node
+        if isinstance(node, ast.RangeSubselect):
+            if node.lateral:
+                raise SQLRefused("LATERAL is not allowed")
+            self.select(node.subquery)
+            return node
+        raise SQLRefused(f"{type(node).__name__} is not allowed in FROM", code="forbidden")
+
+    def _read(self, node):
+        if not node.inh:
+            raise SQLRefused("ONLY is not allowed")
+        name = node.relname.lower()
+        if node.schemaname is None and any(name in level for level in self.ctes):
+            return node
+        relation = self._resolve(node, False)
+        if relation.org_scoped and self.tenant is None:
+            raise SQLRefused(f"table {node.relname} is organization-scoped and the call has no organization",
+                             code="no_active_org")
+        alias = node.alias or ast.Alias(aliasname=node.relname)
+        physical = ast.RangeVar(schemaname=relation.schema, relname=relation.table, inh=True, relpersistence="p")
+        if not (relation.org_scoped or relation.soft_delete):
+            physical.alias = alias
+            return physical
+        conditions = []
+        if relation.org_scoped:
+            conditions.append(ast.A_Expr(kind=0, name=(ast.String(sval="="),),
+                                         lexpr=ast.ColumnRef(fields=(ast.String(sval="organization_id"),)),
+                                         rexpr=self.params.host(self.tenant)))
+        if relation.soft_delete:
+            conditions.append(ast.NullTest(arg=ast.ColumnRef(fields=(ast.String(sval="deleted_at"),)), nulltesttype=0))
+        where = conditions[0] if len(conditions) == 1 else ast.BoolExpr(boolop=0, args=tuple(conditions))
+        subquery = ast.SelectStmt(targetList=(ast.ResTarget(val=ast.ColumnRef(fields=(ast.A_Star(),))),),
+                                  fromClause=(physical,), whereClause=where, limitOption=0, op=0)
+        return ast.RangeSubselect(lateral=False, subquery=subquery, alias=alias)
+
+    # -- expressions ----------------------------------------------------------------------
+
+    def expr(self, node):
+        """Walk an expression, refusing any node kind or function outside the allowlists."""
+        if node is None:
             return
-        if self.verb == "INSERT":
-            self._insert_tenant(stmt, function)
+        if isinstance(node, (tuple, list)):
+            for item in node:
+                self.expr(item)
             return
-        where = next((t for t in stmt.tokens if isinstance(t, S.Where)), None)
-        if where is not None:
-            keyword = where.tokens[0]
-            where.tokens = [keyword, S.Token(T.Name, " ("), *where.tokens[1:],
-                            S.Token(T.Name, ") AND organization_id = "), _TenantParam(), S.Token(T.Whitespace, " ")]
-            return
-        clause = [S.Token(T.Name, " WHERE organization_id = "), _TenantParam(), S.Token(T.Whitespace, " ")]
-        position = next((i for i, t in enumerate(stmt.tokens) if t.is_keyword and t.normalized.upper() == "RETURNING"),
-                        len(stmt.tokens))
-        while position > 0 and (stmt.tokens[position - 1].match(T.Punctuation, ";") or stmt.tokens[position - 1].is_whitespace):
-            position -= 1
-        stmt.tokens[position:position] = clause
+        if isinstance(node, ast.SelectStmt):
+            return self.select(node)
+        if isinstance(node, (ast.RangeVar, ast.JoinExpr, ast.RangeSubselect)):
+            raise SQLRefused("relations are only allowed in FROM", code="forbidden")
+        self._check(node)
+        if isinstance(node, ast.FuncCall):
+            self._function(node)
+        elif isinstance(node, ast.TypeCast):
+            self._type(node.typeName)
+            return self.expr(node.arg)
+        elif isinstance(node, ast.SQLValueFunction) and node.op not in ALLOWED_VALUE_FUNCTIONS:
+            raise SQLRefused(f"{node.op.name[6:]} is not allowed", code="forbidden")
+        elif isinstance(node, ast.SubLink):
+            self.expr(node.testexpr)
+            return self.select(node.subselect)
+        elif isinstance(node, ast.ParamRef) and not 1 <= node.number <= self.guest_args:
+            raise SQLRefused(f"placeholder ${node.number} has no argument", code="arg_decode")
+        elif isinstance(node, ast.A_Expr) and len(node.name or ()) > 1 and _names(node.name)[0] != "pg_catalog":
+            raise SQLRefused("schema-qualified operators are not allowed", code="forbidden")
+        elif isinstance(node, ast.ColumnRef) and len(node.fields) > 2:
+            raise SQLRefused("column references take at most table.column", code="forbidden")
+        for name in type(node).__slots__:
+            value = getattr(node, name)
+            if isinstance(value, (ast.Node, tuple, list)) and name not in ("funcname", "typeName", "name", "fields"):
+                self.expr(value)
 
-    def _insert_tenant(self, stmt, function):
-        values = next((t for t in stmt.tokens if isinstance(t, S.Values)), None)
-        columns = function.tokens[-1] if function is not None else None
-        if values is None or not isinstance(columns, S.Parenthesis):
-            raise SQLRefused("INSERT into an organization-scoped table needs a column list and VALUES")
-        names = {t.value.strip('"').lower() for t in columns.flatten() if t.ttype in T.Name}
-        if "organization_id" in names:
-            raise SQLRefused("organization_id is set by the host, not by addon code", code="forbidden")
-        columns.tokens[-1:-1] = [S.Token(T.Punctuation, ","), S.Token(T.Name, " organization_id")]
-        rows = [t for t in values.tokens if isinstance(t, S.Parenthesis)]
-        if not rows:
-            raise SQLRefused("INSERT into an organization-scoped table needs VALUES (...) rows")
-        for row in rows:
-            row.tokens[-1:-1] = [S.Token(T.Punctuation, ","), S.Token(T.Whitespace, " "), _TenantParam()]
+    @staticmethod
+    def _check(node):
+        if not isinstance(node, EXPRESSION_NODES):
+            raise SQLRefused(f"{type(node).__name__} is not allowed", code="forbidden")
 
+    @staticmethod
+    def _function(node):
+        names = _names(node.funcname)
+        if not names or (len(names) == 2 and names[0] != "pg_catalog") or len(names) > 2:
+            raise SQLRefused(f"function {'.'.join(names)} is not allowed", code="forbidden")
+        if names[-1] not in ALLOWED_FUNCTIONS:
+            raise SQLRefused(f"function {names[-1]!r} is not allowed", code="forbidden")
+        if node.func_variadic:
+            raise SQLRefused("VARIADIC is not allowed", code="forbidden")
 
-def _is_target(toks, index, verb):
-    """The first relation after INSERT INTO / UPDATE / DELETE FROM is the write target."""
-    words = [t.normalized.upper() for t in toks[:index] if t.is_keyword]
-    if verb == "INSERT":
-        return words[-2:] == ["INSERT", "INTO"]
-    if verb == "UPDATE":
-        return words[-1:] == ["UPDATE"]
-    if verb == "DELETE":
-        return words[-2:] == ["DELETE", "FROM"]
-    return False
-
-
-def _check_functions(stmt, table_functions):
-    for tok in _walk(stmt):
-        if isinstance(tok, S.Function) and id(tok) not in table_functions:
-            name = (tok.get_name() or "").lower()
-            if name not in ALLOWED_FUNCTIONS:
-                raise SQLRefused(f"function {name or str(tok)!r} is not allowed", code="forbidden")
-
-
-def _bind(stmt, args, tenant):
-    """Turn `?`, `$n` and `%s` placeholders into DB-API `%s` with parameters in order."""
-    parts, params, sequential = [], [], 0
-    for tok in stmt.flatten():
-        if isinstance(tok, _TenantParam):
-            params.append(tenant)
-            parts.append("%s")
-        elif tok.ttype in T.Name.Placeholder:
-            value = tok.value
-            if value.startswith("$") and value[1:].isdigit():
-                position = int(value[1:]) - 1
-            elif value in ("?", "%s"):
-                position = sequential
-                sequential += 1
-            else:
-                raise SQLRefused(f"unsupported placeholder {value}; use ?, $1 or %s", code="arg_decode")
-            if not 0 <= position < len(args):
-                raise SQLRefused(f"placeholder {value} has no argument", code="arg_decode")
-            params.append(args[position])
-            parts.append("%s")
-        else:
-            parts.append(tok.value.replace("%", "%%"))
-    text = "".join(parts).strip()
-    while text.endswith(";"):
-        text = text[:-1].rstrip()
-    return text, params
+    @staticmethod
+    def _type(type_name):
+        names = _names(type_name.names)
+        if not names or names[-1] not in ALLOWED_TYPES or (len(names) == 2 and names[0] != "pg_catalog") \
+                or len(names) > 2 or type_name.setof or type_name.pct_type or type_name.arrayBounds:
+            raise SQLRefused(f"cast to {'.'.join(names)} is not allowed", code="forbidden")

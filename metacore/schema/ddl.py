@@ -260,13 +260,13 @@ def _describe_postgresql(cursor, schema, table, info):
     info.foreign_keys.extend(ForeignKeyInfo(*row) for row in cursor.fetchall())
 
 
-_SIZED = re.compile(r"^\s*([a-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
+_SIZED = re.compile(r"\s*([a-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*")
 
 
 def _describe_sqlite(connection, cursor, info):
     introspection = connection.introspection
     for column in introspection.get_table_description(cursor, info.physical):
-        match = _SIZED.match(column.type_code.lower())
+        match = _SIZED.fullmatch(column.type_code.lower())
         base, size, scale = (match.group(1), match.group(2), match.group(3)) if match else (column.type_code.lower(), None, None)
         is_decimal = base in ("decimal", "numeric")
         info.columns[column.name] = ColumnInfo(

@@ -14,6 +14,7 @@ Each step says in words what it does and how safe it is:
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -80,8 +81,10 @@ def project_state(manifest: Manifest, vendor: str, classes=None) -> ProjectState
 class Differ:
     """Compares the installed manifest with a new one for one database vendor."""
 
-    def __init__(self, old: Manifest, new: Manifest, vendor: str, old_models: dict):
+    def __init__(self, old: Manifest, new: Manifest, vendor: str, old_models: dict,
+                 assign_organization: uuid.UUID | None = None):
         self.old, self.new, self.vendor = old, new, vendor
+        self.assign_organization = assign_organization  # the tenant of rows in tables becoming org-scoped
         self.old_models = old_models  # table -> runtime class over the current tables (for data checks)
         self.new_state = project_state(new, vendor)
         self.old_state = project_state(old, vendor, old_models)
@@ -171,6 +174,9 @@ class Differ:
             old_column = old_spec.column(column.name)
             if old_column is None and column.renamed_from and old_spec.column(column.renamed_from):
                 old_column = old_spec.column(column.renamed_from)
+            if old_column is None and column.name == "organization_id" and column.system:
+                steps.append(self._scope_table(old_spec, spec, column))
+                continue
             if old_column is None:
                 steps.append(self._add_column(old_spec, spec, column))
                 continue
@@ -210,6 +216,41 @@ class Differ:
                 return None
             step.check = check
         return step
+
+    def _scope_table(self, old_spec: Model, spec: Model, column: Column) -> Step:
+        """A shared table becoming organization-scoped (an addon upgraded to tenant-isolation
+        defaults): its existing rows need an organization before `organization_id` can be
+        NOT NULL. Nothing is guessed: without `assign_organization` a table with rows blocks
+        the plan with their count; with it, every row is given that organization."""
+        name, new_field = self._new_field(spec, column.name)
+        table = old_spec.table
+        org = self.assign_organization
+        words = f"organization-scope table {spec.table}: add column {spec.table}.organization_id not null"
+        if org is None:
+            step = Step("scope_table", spec.table, words + " (existing rows need an organization)", NEEDS_CHECK,
+                        column=column.name, operations=[migrations.AddField(spec.table, name, new_field)])
+
+            def check():
+                n = self._rows(table).count()
+                if n:
+                    return (f"table {spec.table} becomes organization-scoped and {n} row{'s have' if n != 1 else ' has'} "
+                            "no organization; assign them one with --assign-organization <organization id>")
+                return None
+            step.check = check
+            return step
+        nullable = new_field.clone()
+        nullable.null = True
+        db_table = physical_table(self.new.key, spec.table, self.vendor)
+        if self.vendor == "postgresql":
+            assign = (f'UPDATE "{db_table}" SET "organization_id" = CAST(%s AS uuid) WHERE "organization_id" IS NULL', [str(org)])
+        else:  # Django stores UUIDField as 32 hex characters on SQLite
+            assign = (f'UPDATE "{db_table}" SET "organization_id" = %s WHERE "organization_id" IS NULL', [org.hex])
+        return Step(
+            "scope_table", spec.table, words + f" (existing rows assigned to organization {org})", NEEDS_CHECK,
+            column=column.name,
+            operations=[migrations.AddField(spec.table, name, nullable), migrations.RunSQL([assign]),
+                        migrations.AlterField(spec.table, name, new_field)],
+        )
 
     def _alter_column(self, old_spec: Model, spec: Model, old: Column, new: Column) -> list[Step]:
         """One AlterField carrying every change of the column; safety is the worst change."""

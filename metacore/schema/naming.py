@@ -12,13 +12,13 @@ import re
 
 from metacore.errors import ValidationError
 
-IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
 def check_identifier(kind: str, value: str) -> str:
     """`value` if it is safe to put into SQL as a `kind` name, else ValidationError."""
-    if not isinstance(value, str) or not IDENTIFIER.match(value) or len(value) > MAX_IDENTIFIER:
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or len(value) > MAX_IDENTIFIER:
         raise ValidationError(
             f"{kind} {value!r} is not a valid identifier (lowercase letters, digits and _,"
             f" starting with a letter, at most {MAX_IDENTIFIER} characters)"

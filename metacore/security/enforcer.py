@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from django.db import connection, transaction
 
 from metacore.conf import metacore_settings
-from metacore.errors import CapabilityDenied, ValidationError
+from metacore.errors import CapabilityDenied, NotFound, ValidationError
 from metacore.host import telemetry
 from metacore.security import patterns
 from metacore.security.patterns import HTTP_FETCH, KNOWN_KINDS, NAME_KINDS, SATISFIED_BY
@@ -267,12 +267,26 @@ class Enforcer:
 
         if mode not in MODES:
             raise ValidationError(f"unknown enforcer mode {mode!r} (use enforce or shadow)", errors={"mode": [mode]})
+        if addon_key:
+            self.require_installed(addon_key)
         with transaction.atomic():
             row = EnforcerMode.objects.select_for_update().filter(addon_key=addon_key).first()
             previous = row.mode if row else None
             EnforcerMode.objects.update_or_create(addon_key=addon_key, defaults={"mode": mode, "changed_by": actor})
             self._audit_mode_change(addon_key, previous, mode, actor)
         return mode
+
+    @staticmethod
+    def require_installed(addon_key):
+        """An override names an installed addon: a malformed key is a 400, an unknown one a 404."""
+        from metacore.manifest.identifiers import addon_key_problems
+        from metacore.models import Installation
+
+        problems = addon_key_problems(addon_key)
+        if problems:
+            raise ValidationError(problems[0], errors={"addon": problems})
+        if not Installation.objects.filter(key=addon_key).exclude(state=Installation.State.UNINSTALLED).exists():
+            raise NotFound(f"addon {addon_key!r} is not installed", errors={"addon": [addon_key]})
 
     def clear_mode(self, addon_key, actor="") -> bool:
         """Drop an addon's override (it follows the global mode again); audited."""

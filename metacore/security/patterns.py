@@ -45,8 +45,8 @@ NAME_KINDS = frozenset({DB_READ, DB_WRITE, EVENT_EMIT, EVENT_SUBSCRIBE})
 SATISFIED_BY = {kind: (kind,) for kind in KNOWN_KINDS}
 SATISFIED_BY[DB_READ] = (DB_READ, DB_WRITE)
 
-_SEGMENT = re.compile(r"^[a-z0-9_-]+$")
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_SEGMENT = re.compile(r"[a-z0-9_-]+")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # Second-level public suffixes under which a wildcard would cover unrelated owners. Not the
 # full Public Suffix List: a conservative list of the common ones.
@@ -82,7 +82,7 @@ def _name_problems(kind, target):
     if len(segments) > 1 and stars not in ([], [0], [len(segments) - 1]):
         return [f"{kind} {target!r}: '*' may only be the first or the last segment"]
     for segment in segments:
-        if segment != "*" and not _SEGMENT.match(segment):
+        if segment != "*" and not _SEGMENT.fullmatch(segment):
             return [f"{kind} {target!r}: malformed name (segments of letters, digits, '_' or '-', joined by '.')"]
     return []
 
@@ -153,7 +153,7 @@ def _check_host_pattern(host):
         raise ValueError("missing host")
     wildcard = host.startswith("*.")
     labels = (host[2:] if wildcard else host).split(".")
-    if any(not _LABEL.match(label) for label in labels):
+    if any(not _LABEL.fullmatch(label) for label in labels):
         raise ValueError("malformed host (wildcard only as the whole leftmost label, as in *.example.com)")
     if labels[-1].isdigit():
         raise ValueError("IP literals are not allowed: name a host")

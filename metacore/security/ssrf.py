@@ -8,7 +8,10 @@ For the URL and again for every redirect hop:
    every answer must be a public unicast address (`blocked_reason()` says why not);
 4. the connection goes to the checked address itself (Host header, TLS SNI and certificate
    checks use the host name), so a DNS answer that changes between check and connect
-   (rebinding) cannot redirect it.
+   (rebinding) cannot redirect it; `Host` and the framing headers are the host's alone.
+
+One budget (`timeout`, default `METACORE['HTTP_TIMEOUT_S']`) covers the whole fetch: every
+connect, send and read of every hop; a server dripping bytes is cut at the deadline.
 
 `METACORE['HTTP_ALLOWED_NETWORKS']` (default empty) exempts CIDRs from step 3 — meant for
 tests against a local server; cloud metadata addresses are refused even then. Proxies from
@@ -18,12 +21,13 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from metacore.conf import metacore_settings
-from metacore.errors import MetacoreError, PermissionDenied
+from metacore.errors import MetacoreError, PermissionDenied, ValidationError
 from metacore.host import telemetry
 from metacore.security.enforcer import redacted_target
 from metacore.security.patterns import HTTP_FETCH
@@ -36,6 +40,8 @@ METADATA_ADDRESSES = frozenset(
 # the embedded address may be private.
 TUNNEL_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("2002::/16", "64:ff9b::/96", "64:ff9b:1::/48"))
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Headers that say where and how the request travels: the host derives them from the URL and body.
+HOST_SET_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "te", "upgrade"})
 
 
 class EgressBlocked(PermissionDenied):
@@ -46,6 +52,13 @@ class FetchError(MetacoreError):
     """The remote side failed: DNS, connection, timeout, too large, too many redirects."""
 
     status = 502
+
+
+class FetchTimeout(FetchError):
+    """The fetch outlived its budget (connect, send and every read together)."""
+
+    status = 504
+    code = "timeout"
 
 
 @dataclass
@@ -192,6 +205,10 @@ def safe_fetch(
     timeout = metacore_settings.HTTP_TIMEOUT_S if timeout is None else timeout
     max_bytes = metacore_settings.HTTP_MAX_BYTES if max_bytes is None else max_bytes
     headers = dict(headers or {})
+    reserved = sorted(k for k in headers if k.lower() in HOST_SET_HEADERS)
+    if reserved:
+        raise ValidationError(f"header(s) {', '.join(reserved)} are set by the host, not by the caller",
+                              errors={"headers": reserved})
     if isinstance(body, str):
         body = body.encode()
     method = method.upper()
@@ -229,20 +246,58 @@ def safe_fetch(
             url = next_url
 
 
+class _Budget:
+    """Cuts the connection's socket at the deadline, whatever it is doing: a per-read socket
+    timeout alone lets a server dripping a byte at a time hold a call forever."""
+
+    def __init__(self, seconds):
+        self.sock, self.cut = None, False  # the socket itself: http.client drops conn.sock once a response owns it
+        self.timer = threading.Timer(max(0.0, seconds), self._cut)
+        self.timer.daemon = True
+
+    def _cut(self):
+        self.cut = True
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+        return False
+
+
 def _request(parts, host, port, address, method, body, headers, timeout, max_bytes):
+    """One request; connect, send and every read share one budget of `timeout` seconds."""
     cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
     conn = cls(host, port, address, timeout=timeout)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
+    budget = _Budget(timeout)
     try:
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read(max_bytes + 1)
+        with budget:
+            conn.connect()  # bounded by the socket timeout, itself the budget
+            budget.sock = conn.sock
+            if budget.cut:
+                raise OSError("connect outlived the budget")
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read(max_bytes + 1)
+        if budget.cut:
+            raise FetchTimeout(f"fetching {parts.scheme}://{host}{path} took longer than its {timeout:.1f} s budget")
         if len(data) > max_bytes:
             raise FetchError(f"response from {host} exceeds {max_bytes} bytes")
         return FetchResponse(resp.status, resp.getheaders(), data, "")
     except (OSError, http.client.HTTPException) as exc:
+        if budget.cut or isinstance(exc, TimeoutError):
+            raise FetchTimeout(f"fetching {parts.scheme}://{host}{path} took longer than its {timeout:.1f} s budget") from exc
         raise FetchError(f"fetching {parts.scheme}://{host}{path} failed: {exc}") from exc
     finally:
         conn.close()

@@ -2,6 +2,13 @@
 
     page=2&per_page=50&sortBy=-priority,title&search=printer&f_status=in:open,pending
 
+It accepts every spelling the official SDK's table and filter components send, with the
+upstream kernel's meaning: operators in any case (`IN:a,b`, `RANGE:1,9`, `ILIKE:x`,
+`NOT_IN:`, `NULL:`), an empty filter (`f_x=`, `f_x=eq:`, `f_x=IN:`) is no filter, a
+date range `f_created_at=2024-01-01_2024-01-31` covers both whole days, `search_columns`
+narrows `search`, and an unknown `op:` prefix is taken literally as an `eq` value (so
+`f_url=http://x` matches the URL) unless that value does not fit the column.
+
 Every parameter is checked against the model's manifest before any SQL is built; a bad one
 raises `ValidationError` naming it (`{"f_status": ['unknown operator "foo"']}`). Filters
 become ORM lookups (never raw SQL), so values are always bound parameters and LIKE
@@ -9,10 +16,12 @@ wildcards in user input are escaped by Django.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from functools import reduce
 from operator import and_, or_
 
@@ -24,8 +33,9 @@ from metacore.errors import ValidationError
 from metacore.schema.types import get_type
 
 FILTER_PREFIX = "f_"
-RESERVED = {"page", "per_page", "sortBy", "order", "search"}
-_OPERATOR_LIKE = re.compile(r"^[a-z_]+$")
+RESERVED = {"page", "per_page", "sortBy", "order", "search", "search_columns", "fields", "expand"}
+_OPERATOR_LIKE = re.compile(r"[A-Za-z_]+")
+_DAY_RANGE = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})")
 MAX_OFFSET = 2**62  # an OFFSET both databases accept as a 64-bit integer
 
 #: operator -> the Django lookup the column's type must support for it.
@@ -39,6 +49,9 @@ OPERATORS = {
     "lt": "lt",
     "lte": "lte",
     "range": "gte",
+    "not_in": "in",
+    "null": "isnull",
+    "not_null": "isnull",
     "ilike": "icontains",
     "like": "contains",
     "contains": "icontains",
@@ -93,7 +106,7 @@ def parse_list_query(model, params, *, using="default") -> ListQuery:
             rejected.add(name)
     search = _last(params, "search")
     if search is not None and search.strip() and "search" not in rejected:
-        conditions.append(_search(model, search.strip(), errors))
+        conditions.append(_search(model, search.strip(), _last(params, "search_columns"), errors))
     for name in params:
         if name.startswith(FILTER_PREFIX) and name not in rejected:
             for raw in _getlist(params, name):
@@ -163,8 +176,16 @@ def search_columns(model):
     return marked or [c for c in model.user_columns if get_type(c.type).text_like]
 
 
-def _search(model, term, errors):
+def _search(model, term, only, errors):
     columns = search_columns(model)
+    if only:
+        # The SDK's table sends the metadata's searchable keys; narrow to those.
+        names = [n.strip() for n in only.split(",") if n.strip()]
+        unknown = [n for n in names if model.column(n) is None]
+        if unknown:
+            errors.setdefault("search_columns", []).append(f'unknown column "{unknown[0]}"')
+            return Q()
+        columns = [c for c in columns if c.name in names] or columns
     if not columns:
         errors.setdefault("search", []).append(f'model "{model.key}" has no searchable columns')
         return Q()
@@ -172,11 +193,11 @@ def _search(model, term, errors):
 
 
 def split_operator(raw: str) -> tuple[str | None, str]:
-    """`"gt:5"` -> ("gt", "5"); a bare value is `eq`. A prefix that looks like an operator
-    name but is not one comes back as is, so the caller can report it."""
+    """`"gt:5"`, `"GT:5"` -> ("gt", "5"); a bare value is `eq`. A prefix that looks like an
+    operator name but is not one comes back (lower-cased) as is, so the caller can decide."""
     head, sep, rest = raw.partition(":")
-    if sep and _OPERATOR_LIKE.match(head):
-        return head, rest
+    if sep and _OPERATOR_LIKE.fullmatch(head):
+        return head.lower(), rest
     if not sep and raw in ("isnull",):
         return "isnull", "true"
     return "eq", raw
@@ -188,11 +209,22 @@ def _filter(model, name, raw, errors, using):
     if column is None:
         errors.setdefault(name, []).append(f'unknown column "{column_name}"')
         return None
+    ctype = get_type(column.type)
+    raw = raw.strip()
     op, value = split_operator(raw)
     if op not in OPERATORS:
+        # Upstream takes an unknown prefix literally; report the operator when the literal
+        # does not fit the column either.
+        if "exact" in ctype.lookups:
+            with contextlib.suppress(ValueError):
+                return Q(**{column.name: parse_value(column, raw)})
         errors.setdefault(name, []).append(f'unknown operator "{op}"')
         return None
-    ctype = get_type(column.type)
+    value = value.strip()
+    if value == "" and op not in ("isnull", "null", "not_null"):
+        return None  # upstream: an empty filter is no filter
+    if op == "eq" and ctype.name in ("date", "datetime") and (days := _DAY_RANGE.fullmatch(value)):
+        op, value = "range", f"{days[1]}|{days[2]}"
     lookup = OPERATORS[op]
     json_containment = ctype.name == "json" and op == "contains"
     if json_containment:
@@ -205,49 +237,73 @@ def _filter(model, name, raw, errors, using):
         errors.setdefault(name, []).append(f'operator "{op}" does not apply to {ctype.name} column "{column_name}"')
         return None
     try:
-        return _condition(column.name, op, lookup, ctype, value)
+        return _condition(column, op, lookup, ctype, value)
     except ValueError as exc:
         errors.setdefault(name, []).append(str(exc))
         return None
 
 
-def _parse(ctype, raw):
-    """`ctype.parse`, plus the checks the database would otherwise fail on at query time."""
+def parse_value(column, raw):
+    """A filter value for `column` from query-string text: the type's `parse`, plus the
+    checks the database would otherwise fail on (or silently match nothing) at query time:
+    NUL characters, datetimes that overflow when moved to UTC, decimals beyond the column's
+    precision. Raises ValueError naming the problem."""
+    ctype = get_type(column.type)
+    if "\x00" in raw:
+        raise ValueError("must not contain NUL characters")
     value = ctype.parse(raw)
     if isinstance(value, datetime):
         try:
             value.astimezone(timezone.utc)
         except OverflowError:
             raise ValueError(f"{raw!r} is out of range") from None
+    if isinstance(value, Decimal):
+        precision, scale = ctype.precision_scale(column)
+        if abs(value) >= Decimal(10) ** (precision - scale):
+            raise ValueError(f"{raw!r} is out of range for {ctype.describe(column)}")
     if ctype.name == "json" and "\\u0000" in json.dumps(value):
         raise ValueError("JSON values must not contain NUL characters")
     return value
 
 
-def _condition(col, op, lookup, ctype, value):
-    if op == "isnull":
-        return Q(**{f"{col}__isnull": get_type("bool").parse(value)})
-    if op in ("in", "nin"):
-        items = [_parse(ctype, v) for v in value.split(",") if v != ""]
+def _upper_bound(column, ctype, raw):
+    """`<= raw`; a bare day as the upper bound of a date-time column includes that whole day."""
+    if ctype.name == "datetime" and _DAY.match(raw.strip()):
+        return Q(**{f"{column.name}__lt": parse_value(column, raw) + timedelta(days=1)})
+    return Q(**{f"{column.name}__lte": parse_value(column, raw)})
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _condition(column, op, lookup, ctype, value):
+    col = column.name
+    if op in ("isnull", "null", "not_null"):
+        null = get_type("bool").parse(value or "true") if op == "isnull" else op == "null"
+        return Q(**{f"{col}__isnull": null})
+    if op in ("in", "nin", "not_in"):
+        items = [parse_value(column, v.strip()) for v in value.split(",") if v.strip() != ""]
         if not items:
-            raise ValueError(f'operator "{op}" needs a comma-separated list of values')
+            return None
         q = Q(**{f"{col}__in": items})
-        return ~q if op == "nin" else q
+        return q if op == "in" else ~q
     if op == "range":
         separator = "|" if "|" in value else ","
-        parts = value.split(separator)
-        if len(parts) != 2 or parts == ["", ""]:
+        parts = [part.strip() for part in value.split(separator)]
+        if len(parts) > 2:
             raise ValueError('range needs "min|max" or "min,max" (either side may be empty)')
-        low, high = parts
+        low, high = (parts + [""])[:2]
         q = Q()
         if low != "":
-            q &= Q(**{f"{col}__gte": _parse(ctype, low)})
+            q &= Q(**{f"{col}__gte": parse_value(column, low)})
         if high != "":
-            q &= Q(**{f"{col}__lte": _parse(ctype, high)})
-        return q
+            q &= _upper_bound(column, ctype, high)
+        return q or None
+    if op == "lte":
+        return _upper_bound(column, ctype, value)
     if lookup in ("icontains", "contains", "istartswith", "iendswith") and ctype.text_like:
         if value == "":
             raise ValueError(f'operator "{op}" needs a value')
         return Q(**{f"{col}__{lookup}": value})
-    q = Q(**{f"{col}__{lookup}": _parse(ctype, value)})
+    q = Q(**{f"{col}__{lookup}": parse_value(column, value)})
     return ~q if op == "ne" else q

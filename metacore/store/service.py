@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,8 @@ from metacore.store import rls
 from metacore.store.query import parse_list_query
 from metacore.store.validation import serializer_class
 
+#: Filled with the acting user's id on create when the table has it (upstream BaseModel).
+CREATOR = "created_by_id"
 ACTION_EVENTS = {"create": "created", "update": "updated", "delete": "deleted"}
 
 
@@ -97,6 +100,38 @@ def _reader(resolved) -> _Reader:
     return reader
 
 
+_SQLITE_CONSTRAINT = re.compile(r"constraint failed: (.+)$")
+_POSTGRES_KEY = re.compile(r"Key \(([^)]*)\)=")
+
+
+def integrity_conflict(spec, exc) -> Conflict:
+    """A 409 for a database constraint violation, naming the manifest columns involved
+    (parsed from SQLite's `table.column` list or PostgreSQL's `Key (column, ...)` detail),
+    never the database's text, which names physical tables."""
+    text = str(exc)
+    names = []
+    if match := _POSTGRES_KEY.search(text):
+        names = [name.strip().strip('"') for name in match.group(1).split(",")]
+    elif match := _SQLITE_CONSTRAINT.search(text.strip().splitlines()[0] if text.strip() else ""):
+        names = [part.rsplit(".", 1)[-1].strip() for part in match.group(1).split(",")]
+    column = getattr(getattr(exc.__cause__, "diag", None), "column_name", None)
+    if column:
+        names.append(column)
+    columns = [name for name in dict.fromkeys(names) if spec.column(name) is not None]
+    lowered = text.lower()
+    if "unique" in lowered or "duplicate key" in lowered:
+        reason = "a row with this value already exists"
+    elif "foreign key" in lowered:
+        reason = "refers to a row that does not exist, or is still referenced"
+    elif "null" in lowered:
+        reason = "this field is required"
+    else:
+        reason = "violates a constraint of the table"
+    where = f" ({', '.join(columns)})" if columns else ""
+    return Conflict(f"the write conflicts with existing data{where}: {reason}",
+                    errors={name: [reason] for name in columns})
+
+
 class StoreService:
     def __init__(self, kernel):
         self.kernel = kernel
@@ -128,7 +163,14 @@ class StoreService:
     def create(self, ctx: StoreContext, ref: str, data) -> dict:
         resolved = self._authorize(ctx, ref, "create")
         spec = resolved.spec
+        if isinstance(data, dict) and CREATOR in data:
+            # Upstream fills the creator itself: what the client sends is never trusted.
+            data = {k: v for k, v in data.items() if k != CREATOR}
         values = self._validate(resolved, data, partial=False)
+        creator = spec.column(CREATOR)
+        if creator is not None and ctx.actor_id is not None:
+            with contextlib.suppress(ValueError):
+                values[CREATOR] = get_type(creator.type).parse(ctx.actor_id)
         now = timezone.now()
         if spec.org_scoped:
             values["organization_id"] = uuid.UUID(ctx.tenant)
@@ -242,9 +284,9 @@ class StoreService:
             with self._tenant_transaction(ctx, resolved, write=True):
                 yield
         except IntegrityError as exc:
-            raise Conflict(f"the write conflicts with existing data: {str(exc).strip().splitlines()[0]}") from None
-        except DataError as exc:  # e.g. a NUL character inside a JSON value on PostgreSQL
-            raise ValidationError(f"the database rejected a value: {str(exc).strip().splitlines()[0]}") from None
+            raise integrity_conflict(resolved.spec, exc) from None
+        except DataError:  # validation should have caught it; the database's text names physical tables
+            raise ValidationError("the database rejected a value (out of range or not storable)") from None
 
     def _fetch(self, ctx, resolved, row_id, *, for_update=False):
         pk = self._parse_id(resolved, row_id)

@@ -8,6 +8,7 @@ store service, tenant-aware, with the right status codes.
 """
 from __future__ import annotations
 
+import json
 from weakref import WeakKeyDictionary
 
 from rest_framework import serializers
@@ -36,6 +37,16 @@ def _decimal(column, **kwargs):
     return serializers.DecimalField(max_digits=precision, decimal_places=scale, **kwargs)
 
 
+def _no_nul(value):
+    """PostgreSQL cannot store U+0000 in jsonb (SQLite can): refused on both, alike."""
+    if "\\u0000" in json.dumps(value):
+        raise serializers.ValidationError("must not contain NUL characters")
+
+
+def _json(column, **kwargs):
+    return serializers.JSONField(validators=[_no_nul], **kwargs)
+
+
 def _plain(field_class):
     return lambda column, **kwargs: field_class(**kwargs)
 
@@ -52,7 +63,7 @@ FIELD_FACTORIES = {
     "bool": _plain(serializers.BooleanField),
     "date": _plain(serializers.DateField),
     "datetime": _plain(serializers.DateTimeField),
-    "json": _plain(serializers.JSONField),
+    "json": _json,
 }
 
 

@@ -1,20 +1,14 @@
 """Shared bits of the installer commands (not a command: the name starts with `_`)."""
-from contextlib import contextmanager
-
-from django.core.management.base import CommandError
-
-from metacore.errors import MetacoreError
 
 
-@contextmanager
-def as_command_errors(command):
-    """Turn a service error into a one-line CommandError (every manifest problem on stderr)."""
-    try:
-        yield
-    except MetacoreError as exc:
-        for line in getattr(exc, "problems", [])[1:]:
-            command.stderr.write(f"  {line}")
-        raise CommandError(exc.message) from None
+def installation_data(installation) -> dict:
+    return {"key": installation.key, "version": installation.version, "state": installation.state}
+
+
+def install_data(result) -> dict:
+    return {**installation_data(result.installation), "created_tables": result.created_tables,
+            "adopted_tables": result.adopted_tables, "warnings": result.warnings,
+            "migrations": [{"name": m.name, "status": m.status, "reason": m.reason} for m in result.migrations]}
 
 
 def describe_install(result) -> str:

@@ -1,12 +1,14 @@
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from metacore.models import AuditRecord
+from metacore.management.base import MetacoreCommand
+from metacore.retention import delete_in_batches
 
 
-class Command(BaseCommand):
+class Command(MetacoreCommand):
     help = "Delete AuditRecord rows older than --older-than DAYS (retention for the database audit sink)."
 
     def add_arguments(self, parser):
@@ -14,6 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--kind", action="append", default=[], help="only these event kinds (repeatable)")
         parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
         parser.add_argument("--batch-size", type=int, default=5000)
+        self.add_format_argument(parser)
 
     def handle(self, *args, older_than, kind, dry_run, batch_size, **options):
         if older_than < 0:
@@ -25,12 +28,10 @@ class Command(BaseCommand):
         if kind:
             old = old.filter(kind__in=kind)
         if dry_run:
-            self.stdout.write(f"{old.count()} audit records older than {cutoff:%Y-%m-%d %H:%M} would be deleted")
+            count = old.count()
+            self.report(options, f"{count} audit records older than {cutoff:%Y-%m-%d %H:%M} would be deleted",
+                        {"would_delete": count, "cutoff": cutoff.isoformat()})
             return
-        deleted = 0
-        while True:  # in batches, so a large backlog never holds one huge delete/lock
-            ids = list(old.values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                break
-            deleted += AuditRecord.objects.filter(pk__in=ids).delete()[0]
-        self.stdout.write(f"deleted {deleted} audit records older than {cutoff:%Y-%m-%d %H:%M}")
+        deleted = delete_in_batches(old, batch_size)
+        self.report(options, f"deleted {deleted} audit records older than {cutoff:%Y-%m-%d %H:%M}",
+                    {"deleted": deleted, "cutoff": cutoff.isoformat()})

@@ -1,17 +1,17 @@
-from django.core.management.base import BaseCommand
-
 from metacore.kernel import get_kernel
+from metacore.management.base import MetacoreCommand
 
-from ._installer import as_command_errors
+from ._installer import installation_data
 
 
-class Command(BaseCommand):
+class Command(MetacoreCommand):
     help = "Serve an installed addon again."
 
     def add_arguments(self, parser):
         parser.add_argument("key", help="addon key")
+        self.add_format_argument(parser)
 
     def handle(self, *args, key, **options):
-        with as_command_errors(self):
-            installation = get_kernel().installer.enable(key, actor="manage.py")
-        self.stdout.write(self.style.SUCCESS(f"{installation.key} {installation.version} is {installation.state}"))
+        installation = get_kernel().installer.enable(key, actor="manage.py")
+        self.report(options, f"{installation.key} {installation.version} is {installation.state}",
+                    installation_data(installation), success=True)

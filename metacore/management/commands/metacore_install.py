@@ -1,18 +1,20 @@
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from metacore.kernel import get_kernel
+from metacore.management.base import MetacoreCommand
 
-from ._installer import as_command_errors, describe_install
+from ._installer import describe_install, install_data
 
 
-class Command(BaseCommand):
+class Command(MetacoreCommand):
     help = "Install an addon bundle (directory or .tar.gz) in one transaction."
 
     def add_arguments(self, parser):
         parser.add_argument("bundle", help="bundle directory or .tar.gz file")
         parser.add_argument("--settings-json", default=None, help="installation settings as a JSON object")
+        self.add_format_argument(parser)
 
     def handle(self, *args, bundle, settings_json, **options):
         settings = None
@@ -23,6 +25,5 @@ class Command(BaseCommand):
                 raise CommandError(f"--settings-json is not valid JSON: {exc}") from None
             if not isinstance(settings, dict):
                 raise CommandError("--settings-json must be a JSON object")
-        with as_command_errors(self):
-            result = get_kernel().installer.install(bundle, actor="manage.py", settings=settings)
-        self.stdout.write(self.style.SUCCESS(describe_install(result)))
+        result = get_kernel().installer.install(bundle, actor="manage.py", settings=settings)
+        self.report(options, describe_install(result), install_data(result), success=True)

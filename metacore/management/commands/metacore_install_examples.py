@@ -1,12 +1,13 @@
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError
 from metacore.installer.bundle import MANIFEST_NAME, open_bundle
 from metacore.kernel import get_kernel
 from metacore.models import Installation
+from metacore.management.base import MetacoreCommand
 
 from ._installer import describe_install
 
@@ -21,7 +22,7 @@ def bundle_paths(directory: Path) -> list[Path]:
     )
 
 
-class Command(BaseCommand):
+class Command(MetacoreCommand):
     help = (
         "Install every bundle in METACORE['BUNDLE_DIR'] (or the given directory), skipping "
         "addons already installed at that version. Used by `make run`."

@@ -1,12 +1,13 @@
 """`manage.py metacore_keygen <private-key-file>`: a new ed25519 key pair for signing bundles."""
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from metacore.installer.signing import Ed25519PrivateKey, key_id, private_key_pem, public_key_text
+from metacore.management.base import MetacoreCommand
 
 
-class Command(BaseCommand):
+class Command(MetacoreCommand):
     help = (
         "Create an ed25519 signing key (PEM, mode 0600) and print the public key to add to "
         "METACORE['TRUSTED_KEYS']."

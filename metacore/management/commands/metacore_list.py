@@ -1,33 +1,31 @@
-import json
-
-from django.core.management.base import BaseCommand
-
 from metacore.kernel import get_kernel
+from metacore.management.base import MetacoreCommand
 
 
-class Command(BaseCommand):
-    help = "List the addons on this host: key, version, state and tables."
+class Command(MetacoreCommand):
+    help = "List the addons on this host: key, version, state, enforcer mode and tables."
 
     def add_arguments(self, parser):
-        parser.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+        self.add_format_argument(parser, legacy_json=True)
 
-    def handle(self, *args, **options):
+    def handle(self, *args, format, **options):
+        kernel = get_kernel()
         rows = [
             {
                 "key": i.key,
                 "version": i.version,
                 "state": i.state,
+                "enforcer": kernel.enforcer.mode_for(i.key),
                 "tables": [m["table"] for m in i.manifest.get("models", [])],
                 "revision": i.revision,
             }
-            for i in get_kernel().installer.list()
+            for i in kernel.installer.list()
         ]
-        if options["json"]:
-            self.stdout.write(json.dumps(rows, indent=2))
-            return
-        if not rows:
+        if format == "json":
+            self.write_json(rows)
+        elif not rows:
             self.stdout.write("no addons installed")
-            return
-        width = max(len(r["key"]) for r in rows)
-        for r in rows:
-            self.stdout.write(f"{r['key']:<{width}}  {r['version']:<10} {r['state']:<11} {', '.join(r['tables']) or '-'}")
+        else:
+            self.write_table(("KEY", "VERSION", "STATE", "ENFORCER", "TABLES"),
+                             [(r["key"], r["version"], r["state"], r["enforcer"], ", ".join(r["tables"]) or "-")
+                              for r in rows])

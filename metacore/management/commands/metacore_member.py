@@ -1,18 +1,20 @@
 import uuid
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from metacore.models import TenantMembership
+from metacore.management.base import MetacoreCommand
 
 
-class Command(BaseCommand):
+class Command(MetacoreCommand):
     help = ("Show or set the organization (tenant) a user acts for, as read by the default "
             "TENANT_RESOLVER. Without --organization a new organization id is made.")
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--organization", help="organization id (UUID) to join")
+        self.add_organization_argument(parser, "organization id (UUID) to join")
+        self.add_format_argument(parser)
 
     def handle(self, *args, username, organization, **options):
         user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).first()
@@ -26,4 +28,5 @@ class Command(BaseCommand):
         if org and membership.organization_id != org:
             membership.organization_id = org
             membership.save(update_fields=["organization_id"])
-        self.stdout.write(f"{username} acts for organization {membership.organization_id}")
+        self.report(options, f"{username} acts for organization {membership.organization_id}",
+                    {"user": username, "organization": str(membership.organization_id)})

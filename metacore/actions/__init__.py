@@ -1,0 +1,1 @@
+"""Row actions: one dispatcher for every trigger type (`dispatcher.py`)."""

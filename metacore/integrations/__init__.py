@@ -1,0 +1,1 @@
+"""Integrations: signed outbound webhooks (`outbound`), durable deliveries (`deliveries`)."""

@@ -1,0 +1,266 @@
+"""DeliveryService (`get_kernel().deliveries`): outbound webhooks on events, durably.
+
+- **Who receives what.** Data events (`<addon>.<model>.<created|updated|deleted>`) and addon
+  events (`event_emit`) go to the organization's `WebhookSubscription`s whose `events` match
+  (`order.created`, `order.*`, `*`: upstream's patterns), and to enabled addons' manifest
+  subscriptions with a webhook handler (v3 `contributions.subscriptions[]: {event, handler:
+  {type: webhook, url}}`) when the addon holds `event:subscribe` for the event.
+- **Durable.** Each (event, receiver) is a `WebhookDelivery` row, written after the event's
+  transaction committed (events are published on commit, so a rolled-back write sends
+  nothing); its task is enqueued when that row commits. The row is the truth, the task
+  only a wake-up: an attempt claims the row with a conditional UPDATE (so duplicate tasks
+  are harmless) and holds a lease of its budget plus `LEASE_MARGIN_S`. A worker killed
+  mid-attempt leaves an expired lease; `recover()` (run by `metacore_worker` every tick)
+  puts such rows, and pending rows whose task was lost, back in the queue, without counting
+  the lost attempt.
+- **Retries.** A failure (no answer, timeout, status outside 2xx) is retried after
+  `WEBHOOK_RETRY_BASE_S * 4**(attempt-1)` seconds (upstream's 1, 4, 16... shape), with jitter
+  (between half and all of it), capped by `WEBHOOK_RETRY_MAX_S`; after `max_attempts` the
+  delivery is `dead` (dead letter, audited as `webhook.delivery`), visible in the admin and
+  the API, and `replay()`able. Delivered ones are recorded on their row only.
+  A refused destination (SSRF guard, missing capability) is dead at once.
+"""
+import json
+import logging
+import random
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Count, F, Max, Q
+from django.utils import timezone
+
+from metacore.conf import metacore_settings
+from metacore.errors import CapabilityDenied, Conflict, NotFound, PermissionDenied, ValidationError
+from metacore.events import addon_event, as_dict, data_changed
+from metacore.integrations import outbound
+from metacore.integrations.models import WebhookDelivery, WebhookSubscription
+from metacore.security.ssrf import FetchError
+
+log = logging.getLogger("metacore.deliveries")
+LEASE_MARGIN_S = 5.0
+MAX_BODY_KEPT = 2048
+Status = WebhookDelivery.Status
+
+
+def matches(pattern: str, event: str) -> bool:
+    """upstream webhooks containsEvent: exact, `*`, or `prefix.*` (anything below prefix)."""
+    if pattern in ("*", event):
+        return True
+    return pattern.endswith(".*") and event.startswith(pattern[:-1])
+
+
+def connect_receivers():
+    """Deliver data and addon events (AppConfig.ready)."""
+    data_changed.connect(_on_event("data"), weak=False, dispatch_uid="metacore.deliveries.data")
+    addon_event.connect(_on_event("addon"), weak=False, dispatch_uid="metacore.deliveries.addon")
+
+
+def _on_event(kind):
+    def receiver(sender, event, **kwargs):
+        from metacore.kernel import get_kernel
+
+        get_kernel().deliveries.publish(event.name, event.tenant, {"event": event.name, "type": kind, "data": as_dict(event)})
+
+    return receiver
+
+
+def _queue_in_database() -> bool:
+    """Whether the task backend keeps its queue in this database (django-tasks-db), so a
+    task row can be written in the same transaction as the row it is about; any other
+    backend (RQ) is only told after the commit."""
+    from metacore.integrations.tasks import deliver_webhook
+
+    return type(deliver_webhook.get_backend()).__module__.startswith("django_tasks_db")
+
+
+def backoff_seconds(attempt: int) -> float:
+    delay = min(metacore_settings.WEBHOOK_RETRY_BASE_S * 4 ** max(attempt - 1, 0), metacore_settings.WEBHOOK_RETRY_MAX_S)
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+class DeliveryService:
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self._manifest_subs = (None, [])  # ((max updated_at, count), [(addon, pattern, url)])
+
+    # -- fan-out --------------------------------------------------------------------------
+
+    def publish(self, event: str, tenant, payload: dict) -> list:
+        """Record one delivery per matching receiver and enqueue them when that commits."""
+        rows = []
+        if tenant:
+            for sub in WebhookSubscription.objects.filter(organization_id=tenant, active=True).only(
+                    "id", "url", "events", "retry_max", "timeout_sec"):
+                if any(matches(p, event) for p in sub.events):
+                    rows.append(WebhookDelivery(subscription_id=sub.id, tenant=str(tenant), event=event, url=sub.url,
+                                                payload=payload, max_attempts=max(sub.retry_max, 1),
+                                                timeout_s=float(sub.timeout_sec or metacore_settings.WEBHOOK_TIMEOUT_S)))
+        for addon, pattern, url in self._manifest_subscriptions():
+            if matches(pattern, event) and self.kernel.enforcer.allows(addon, "event:subscribe", event):
+                rows.append(WebhookDelivery(addon_key=addon, tenant=str(tenant or ""), event=event, url=url,
+                                            payload=payload, max_attempts=metacore_settings.WEBHOOK_MAX_ATTEMPTS,
+                                            timeout_s=float(metacore_settings.WEBHOOK_TIMEOUT_S)))
+        if not rows:
+            return []
+        now = timezone.now()
+        for row in rows:
+            row.next_attempt_at = now
+        with transaction.atomic():
+            WebhookDelivery.objects.bulk_create(rows)
+            for row in rows:
+                self._enqueue_with_commit(row.id)
+        return rows
+
+    def _manifest_subscriptions(self):
+        from metacore.models import Installation
+
+        enabled = Installation.objects.filter(state=Installation.State.ENABLED)
+        version = tuple(enabled.aggregate(at=Max("updated_at"), n=Count("id")).values())
+        if self._manifest_subs[0] != version:
+            found = []
+            for key, manifest in enabled.values_list("key", "manifest"):
+                raw = (manifest or {}).get("raw") or {}
+                contributions = raw.get("contributions") if isinstance(raw.get("contributions"), dict) else {}
+                backend_url = ((manifest or {}).get("backend") or {}).get("url")
+                for sub in contributions.get("subscriptions") or raw.get("subscriptions") or []:
+                    handler = sub.get("handler") if isinstance(sub, dict) else None
+                    if not (isinstance(handler, dict) and handler.get("type") == "webhook"
+                            and isinstance(handler.get("url"), str) and isinstance(sub.get("event"), str)):
+                        continue
+                    try:
+                        found.append((key, sub["event"], outbound.resolve_url(handler["url"], backend_url)))
+                    except ValidationError:
+                        continue
+            self._manifest_subs = (version, found)
+        return self._manifest_subs[1]
+
+    def _enqueue_with_commit(self, delivery_id, run_after=None):
+        """Enqueue as part of the current transaction: in it when the queue lives in this
+        database, else once it commits (a worker must never see a task before its row)."""
+        if _queue_in_database():
+            self._enqueue(delivery_id, run_after)
+        else:
+            transaction.on_commit(lambda: self._enqueue(delivery_id, run_after))
+
+    @staticmethod
+    def _enqueue(delivery_id, run_after=None):
+        """Wake a worker for the delivery. A backend that cannot defer (the immediate one)
+        gets no retry task: `recover()` requeues the delivery once it is overdue."""
+        from metacore.integrations.tasks import deliver_webhook
+
+        if run_after is not None:
+            if not deliver_webhook.get_backend().supports_defer:
+                return
+            deliver_webhook.using(run_after=run_after).enqueue(str(delivery_id))
+        else:
+            deliver_webhook.enqueue(str(delivery_id))
+
+    # -- attempts -------------------------------------------------------------------------
+
+    def attempt(self, delivery_id) -> str:
+        """Claim the delivery and make one attempt; returns its status afterwards (or
+        `skipped` when another attempt owns it or it is not due)."""
+        now = timezone.now()
+        due = Q(status=Status.PENDING, next_attempt_at__lte=now + timedelta(seconds=1)) | Q(
+            status=Status.SENDING, lease_until__lt=now)
+        delivery = WebhookDelivery.objects.filter(id=delivery_id).first()
+        if delivery is None:
+            return "skipped"
+        lease = now + timedelta(seconds=delivery.timeout_s + LEASE_MARGIN_S)
+        if not WebhookDelivery.objects.filter(due, id=delivery_id).update(
+                status=Status.SENDING, attempts=F("attempts") + 1, lease_until=lease, updated_at=now):
+            return "skipped"
+        delivery.refresh_from_db()
+        try:
+            sent = self._send(delivery)
+        except (PermissionDenied, CapabilityDenied, ValidationError, Conflict) as exc:
+            return self._finish(delivery, None, exc.message, None, dead=True)
+        except FetchError as exc:
+            return self._finish(delivery, None, exc.message, None)
+        response = sent.response
+        body = response.body[:MAX_BODY_KEPT].decode("utf-8", "replace")
+        if 200 <= response.status < 300:
+            return self._finish(delivery, response.status, "", sent.duration_ms, body=body, delivered=True)
+        return self._finish(delivery, response.status, f"the receiver answered {response.status}", sent.duration_ms, body=body)
+
+    def _send(self, delivery):
+        from metacore.models import Installation
+
+        body = json.dumps(delivery.payload, default=str, separators=(",", ":")).encode()
+        headers = {"X-Metacore-Delivery": str(delivery.id), "User-Agent": "metacore-webhooks/1.0"}
+        if delivery.subscription_id:
+            sub = WebhookSubscription.objects.filter(id=delivery.subscription_id).first()
+            if sub is None:
+                raise NotFound("the webhook subscription was deleted")
+            return outbound.send(delivery.url, body, secret=sub.secret, event=delivery.event, tenant=delivery.tenant,
+                                 extra_headers={**headers, "X-Metacore-Webhook-ID": str(sub.id)},
+                                 timeout=delivery.timeout_s)
+        inst = Installation.objects.filter(key=delivery.addon_key, state=Installation.State.ENABLED).first()
+        if inst is None:
+            raise Conflict(f'addon "{delivery.addon_key}" is not installed and enabled')
+        return outbound.send(delivery.url, body, secret=outbound.installation_secret(inst), installation_id=inst.pk,
+                             event=delivery.event, tenant=delivery.tenant, extra_headers=headers,
+                             timeout=delivery.timeout_s, addon_key=inst.key)
+
+    def _finish(self, delivery, status_code, error, latency_ms, *, body="", delivered=False, dead=False) -> str:
+        now = timezone.now()
+        changes = dict(response_status=status_code, error=error[:2000], latency_ms=latency_ms, response_body=body,
+                       lease_until=None, updated_at=now)
+        if delivered:
+            changes.update(status=Status.DELIVERED, delivered_at=now, next_attempt_at=None)
+        elif dead or delivery.attempts >= delivery.max_attempts:
+            changes.update(status=Status.DEAD, next_attempt_at=None)
+        else:
+            changes.update(status=Status.PENDING, next_attempt_at=now + timedelta(seconds=backoff_seconds(delivery.attempts)))
+        with transaction.atomic():
+            WebhookDelivery.objects.filter(id=delivery.id, status=Status.SENDING).update(**changes)
+            if delivery.subscription_id:
+                counter = "success_count" if delivered else "failure_count"
+                WebhookSubscription.objects.filter(id=delivery.subscription_id).update(
+                    **{counter: F(counter) + 1, "last_triggered_at": now})
+            if changes["status"] == Status.PENDING:
+                self._enqueue_with_commit(delivery.id, run_after=changes["next_attempt_at"])
+            elif changes["status"] == Status.DEAD:
+                self.kernel.audit.record(
+                    "webhook.delivery", tenant=delivery.tenant, addon=delivery.addon_key, target=delivery.event,
+                    decision="allow", reason=error[:500],
+                    details={"delivery": str(delivery.id), "status": "dead", "attempts": delivery.attempts,
+                             "response_status": status_code, "subscription": str(delivery.subscription_id or "")})
+        log.info("delivery %s attempt %s: %s %s", delivery.id, delivery.attempts, changes["status"], status_code or error)
+        return changes["status"]
+
+    # -- operators ------------------------------------------------------------------------
+
+    def recover(self, now=None) -> int:
+        """Requeue deliveries whose attempt died with its worker (expired lease) or whose
+        task was lost (pending, overdue by `WEBHOOK_RECOVER_AFTER_S`). Returns how many."""
+        now = now or timezone.now()
+        overdue = now - timedelta(seconds=metacore_settings.WEBHOOK_RECOVER_AFTER_S)
+        stale = Q(status=Status.SENDING, lease_until__lt=now) | Q(status=Status.PENDING, next_attempt_at__lt=overdue)
+        count = 0
+        for row_id, status in WebhookDelivery.objects.filter(stale).values_list("id", "status")[:1000]:
+            lost_attempt = F("attempts") - 1 if status == Status.SENDING else F("attempts")
+            with transaction.atomic():
+                if not WebhookDelivery.objects.filter(stale, id=row_id).update(
+                        status=Status.PENDING, attempts=lost_attempt, lease_until=None, next_attempt_at=now):
+                    continue
+                self._enqueue_with_commit(row_id)
+            log.info("delivery %s requeued (%s)", row_id, "attempt lost with its worker" if status == Status.SENDING else "task lost")
+            count += 1
+        return count
+
+    def replay(self, delivery_id, actor="") -> WebhookDelivery:
+        """Send a dead (or delivered) delivery again, with a fresh attempt budget."""
+        with transaction.atomic():
+            updated = WebhookDelivery.objects.filter(id=delivery_id, status__in=[Status.DEAD, Status.DELIVERED]).update(
+                status=Status.PENDING, attempts=0, next_attempt_at=timezone.now(), error="", lease_until=None)
+            delivery = WebhookDelivery.objects.filter(id=delivery_id).first()
+            if delivery is None:
+                raise NotFound(f"no delivery {delivery_id}")
+            if not updated:
+                raise Conflict(f"delivery {delivery_id} is {delivery.status}; only dead or delivered ones are replayed")
+            self.kernel.audit.record("webhook.delivery", actor=actor, tenant=delivery.tenant, addon=delivery.addon_key,
+                                     target=delivery.event, decision="allow", reason="replay",
+                                     details={"delivery": str(delivery.id), "status": "replayed"})
+            self._enqueue_with_commit(delivery.id)
+        return delivery

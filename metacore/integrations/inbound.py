@@ -1,0 +1,70 @@
+"""Inbound webhooks (`get_kernel().inbound`): a URL per installation and declared hook.
+
+A manifest declares (v3 top level `webhooks`, or the flat manifest's)::
+
+    "webhooks": [{"key": "payment", "function": "OnPayment"},     # run an export
+                 {"key": "ping", "event": "shop.pinged"}]        # or emit an event
+
+and receives at `POST /api/metacore/webhooks/in/<addon>/<key>`. Every request is verified
+before anything runs: upstream's signature with the installation secret over the request
+path and body, a timestamp within `WEBHOOK_MAX_SKEW_SECONDS`, and a nonce never seen before
+(`installer/webhooks.verify_request`; 401 otherwise). An export gets `{"webhook", "body",
+"content_type"}` and its answer is the response; an event is published (needs the addon's
+`event:emit` capability) once the request's transaction commits.
+"""
+import json
+
+from django.db import transaction
+
+from metacore.errors import NotFound
+from metacore.events import AddonEvent, addon_event, publish_on_commit
+from metacore.installer.webhooks import WebhookRejected, verify_request
+
+
+def declared_webhooks(manifest: dict) -> dict:
+    """{key: {"function": export} | {"event": name}} from a stored manifest snapshot."""
+    raw = (manifest or {}).get("raw") or {}
+    found = {}
+    for entry in raw.get("webhooks") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            continue
+        handler = entry.get("handler") if isinstance(entry.get("handler"), dict) else {}
+        function = entry.get("function") or entry.get("export") or handler.get("function")
+        if isinstance(function, str):
+            found[entry["key"]] = {"function": function}
+        elif isinstance(entry.get("event"), str):
+            found[entry["key"]] = {"event": entry["event"]}
+    return found
+
+
+class InboundService:
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def receive(self, addon_key, hook_key, path, body: bytes, headers, content_type="", request_id=""):
+        """Verify and dispatch one inbound request; returns (status, JSON answer)."""
+        from metacore.integrations.outbound import installation_secret
+        from metacore.models import Installation
+
+        inst = Installation.objects.filter(key=addon_key, state=Installation.State.ENABLED).first()
+        hook = declared_webhooks(inst.manifest).get(hook_key) if inst else None
+        if hook is None:
+            raise NotFound(f'addon "{addon_key}" declares no webhook "{hook_key}"')
+        secret = installation_secret(inst)
+        if not secret:
+            raise WebhookRejected(f'addon "{addon_key}" has no recoverable secret to verify with')
+        verify_request(secret, "POST", path, body, headers, scope=f"in:{addon_key}")
+        try:
+            decoded = json.loads(body) if body.strip() else None
+        except (ValueError, UnicodeDecodeError):
+            decoded = body.decode("utf-8", "replace")
+        context = {"request_id": request_id}
+        if "function" in hook:
+            result = self.kernel.sandbox.call(addon_key, hook["function"],
+                                              {"webhook": hook_key, "body": decoded, "content_type": content_type}, context)
+            return 200, result if result is not None else {"success": True}
+        self.kernel.enforcer.check(addon_key, "event:emit", hook["event"], context)
+        with transaction.atomic():
+            publish_on_commit(addon_event, AddonEvent(addon=addon_key, name=hook["event"], tenant=None,
+                                                      payload=decoded if isinstance(decoded, dict) else {"body": decoded}))
+        return 202, {"success": True, "data": {"event": hook["event"]}}

@@ -1,0 +1,92 @@
+"""One signed outbound webhook call, as upstream's `security/webhookdispatch.go` sends it.
+
+Headers::
+
+    Content-Type:               application/json
+    X-Metacore-Installation-ID: <installation id>
+    X-Metacore-Event:           <event>            (when there is one)
+    X-Metacore-Host:            METACORE['WEBHOOK_HOST_NAME'] (default "metacore")
+    X-Metacore-Tenant:          <organization id>  (when there is one)
+    X-Metacore-Timestamp / X-Metacore-Nonce / X-Metacore-Signature  (when a secret is known)
+
+The signature is upstream's `Signer.SignWithNonce`: `sha256=<hex HMAC-SHA256(secret,
+"<ts>.<METHOD>.<path[?query]>.<nonce>.<sha256 hex of body>")>` (`installer/webhooks.py`).
+Like upstream, a call without a recoverable secret goes out unsigned. Every call goes
+through `safe_fetch`: the SSRF guard always, the addon's `http:fetch` capability when
+`addon_key` is given, and one total time budget (default 15 s, upstream's).
+"""
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from metacore.conf import metacore_settings
+from metacore.errors import ValidationError
+from metacore.installer.webhooks import sign_request
+from metacore.security.ssrf import FetchResponse, safe_fetch
+
+INSTALLATION_HEADER = "X-Metacore-Installation-ID"
+EVENT_HEADER = "X-Metacore-Event"
+HOST_HEADER = "X-Metacore-Host"
+TENANT_HEADER = "X-Metacore-Tenant"
+
+
+@dataclass
+class Sent:
+    response: FetchResponse
+    duration_ms: float
+    signed: bool
+
+
+def signed_path(url: str) -> str:
+    """The part of the URL that is signed: path (default `/`) plus `?query`, as upstream."""
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    return f"{path}?{parts.query}" if parts.query else path
+
+
+def resolve_url(url: str, base: str | None) -> str:
+    """An absolute webhook URL; a relative one (`/webhooks/x`) is joined to `base`
+    (the manifest's `backend.url`)."""
+    if urlsplit(url).scheme:
+        return url
+    if not base:
+        raise ValidationError(f"webhook URL {url!r} is relative and the addon declares no backend.url",
+                              errors={"url": [url]})
+    return urljoin(base.rstrip("/") + "/", url.lstrip("/"))
+
+
+def installation_secret(installation) -> str | None:
+    """The installation's secret when it can be recovered (master key configured), else None."""
+    from metacore.errors import Conflict
+    from metacore.installer.secrets import reveal_secret
+
+    if installation is None or not installation.secret_encrypted:
+        return None
+    try:
+        return reveal_secret(installation)
+    except Conflict:
+        return None
+
+
+def send(url, body: bytes, *, secret=None, installation_id="", event="", tenant=None, extra_headers=None,
+         timeout=None, addon_key=None, context=None, method="POST") -> Sent:
+    """POST (or `method`) `body` to `url`, signed with `secret` when given. Raises what `safe_fetch` raises
+    (EgressBlocked, CapabilityDenied, FetchError); any HTTP status is returned."""
+    headers = {"Content-Type": "application/json"}
+    if installation_id:
+        headers[INSTALLATION_HEADER] = str(installation_id)
+    if event:
+        headers[EVENT_HEADER] = event
+    host_name = metacore_settings.WEBHOOK_HOST_NAME
+    if host_name:
+        headers[HOST_HEADER] = host_name
+    if tenant:
+        headers[TENANT_HEADER] = str(tenant)
+    headers.update({k: v for k, v in (extra_headers or {}).items() if v})
+    if secret:
+        headers.update(sign_request(secret, method, signed_path(url), body))
+    timeout = metacore_settings.WEBHOOK_TIMEOUT_S if timeout is None else timeout
+    started = time.monotonic()
+    response = safe_fetch(url, method, body=body, headers=headers, timeout=timeout,
+                          addon_key=addon_key, context=context)
+    return Sent(response, (time.monotonic() - started) * 1000, bool(secret))

@@ -1,0 +1,108 @@
+"""ScheduleService (`get_kernel().schedules`): addon `schedules` on cron, run once per tick.
+
+A manifest declares (v3 top level, or the flat manifest's `schedules`)::
+
+    "schedules": [{"key": "nightly_sync", "cron": "0 3 * * *", "function": "SyncAll"}]
+
+(`function` may also be spelled `export` or `handler: {type: wasm, function}`; `cron` may be
+`schedule`; a sixth cron field is seconds, croniter's convention.) Every `metacore_worker`
+tick (`--tick`, default 10 s) looks, for each enabled installation, at each schedule's latest
+fire time not after now. The first worker to insert the `ScheduleRun` row for (addon,
+schedule, fire time) owns that tick (a unique constraint, so two workers or two hosts never
+both run it) and enqueues the export's run as a task.
+
+Missed ticks: after downtime only the latest missed fire time runs (older ones are
+coalesced into it, never replayed one by one); a fire time before the addon's installation
+never runs. The export receives `{"schedule", "tick_at", "addon_key", "run_id"}`; each run is
+recorded (`ScheduleRun`: status, duration, error) and audited (`schedule.run`).
+"""
+import logging
+import socket
+import time
+
+from croniter import croniter
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from metacore.errors import MetacoreError
+from metacore.integrations.models import ScheduleRun
+
+log = logging.getLogger("metacore.schedules")
+
+
+def declared_schedules(manifest: dict) -> list[tuple[str, str, str]]:
+    """(key, cron, export) of the valid schedules in a stored manifest snapshot."""
+    raw = (manifest or {}).get("raw") or {}
+    found = []
+    for entry in raw.get("schedules") or []:
+        if not isinstance(entry, dict):
+            continue
+        handler = entry.get("handler") if isinstance(entry.get("handler"), dict) else {}
+        export = entry.get("function") or entry.get("export") or handler.get("function")
+        cron = entry.get("cron") or entry.get("schedule")
+        key = entry.get("key") or entry.get("name") or export
+        if isinstance(cron, str) and isinstance(export, str) and isinstance(key, str) and croniter.is_valid(cron):
+            found.append((key, cron, export))
+        else:
+            log.warning("addon schedule %r ignored: needs key, a valid cron and a function", entry)
+    return found
+
+
+class ScheduleService:
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.worker = f"{socket.gethostname()}:{id(self):x}"
+
+    def tick(self, now=None) -> list[ScheduleRun]:
+        """Claim and enqueue every due tick no one has claimed yet; returns the claimed runs."""
+        from metacore.models import Installation
+
+        now = now or timezone.now()
+        claimed = []
+        installations = Installation.objects.filter(state=Installation.State.ENABLED).values_list(
+            "key", "manifest", "installed_at")
+        for addon, manifest, installed_at in installations:
+            for key, cron, export in declared_schedules(manifest):
+                fire_at = croniter(cron, now).get_prev(type(now))
+                if fire_at < installed_at:
+                    continue
+                try:
+                    with transaction.atomic():
+                        run = ScheduleRun.objects.create(addon_key=addon, schedule_key=key, tick_at=fire_at,
+                                                         export=export, worker=self.worker)
+                        transaction.on_commit(lambda run_id=run.id: self._enqueue(run_id))
+                except IntegrityError:
+                    continue  # another worker owns this tick
+                claimed.append(run)
+        return claimed
+
+    @staticmethod
+    def _enqueue(run_id):
+        from metacore.integrations.tasks import run_schedule
+
+        run_schedule.enqueue(run_id)
+
+    def run(self, run_id) -> str:
+        """Run the export of a claimed tick and record how it went."""
+        run = ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING).first()
+        if run is None:
+            return "skipped"
+        payload = {"schedule": run.schedule_key, "tick_at": run.tick_at.isoformat(), "addon_key": run.addon_key,
+                   "run_id": run.id}
+        started = time.monotonic()
+        status, error = ScheduleRun.Status.OK, ""
+        try:
+            result = self.kernel.sandbox.call(run.addon_key, run.export, payload,
+                                              {"actor": "", "request_id": f"schedule-{run.id}"})
+            if isinstance(result, dict) and result.get("success") is False:
+                status, error = ScheduleRun.Status.FAILED, str(result.get("error") or "the export answered success: false")
+        except MetacoreError as exc:
+            status, error = ScheduleRun.Status.FAILED, exc.message
+        duration = (time.monotonic() - started) * 1000
+        ScheduleRun.objects.filter(id=run.id).update(status=status, error=error[:2000], duration_ms=duration,
+                                                     finished_at=timezone.now())
+        self.kernel.audit.record("schedule.run", addon=run.addon_key, target=f"{run.schedule_key}:{run.export}",
+                                 decision="allow", reason=error[:500],
+                                 details={"run": run.id, "tick_at": run.tick_at.isoformat(), "status": status,
+                                          "duration_ms": round(duration, 3), "worker": run.worker})
+        return status

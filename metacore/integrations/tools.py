@@ -1,0 +1,244 @@
+"""ToolService (`get_kernel().tools`): the tool registry and its dispatcher (upstream `tool/`).
+
+The registry is synced from the stored manifests of enabled installations (`tools[]`, flat,
+and v3 `contributions.tools[]`), rebuilt when any installation changes, so every process sees
+the same tools; an installation's non-empty `selected_tools` narrows its offer.
+
+Input is validated as upstream's `tool/validator.go`: per declared parameter, a missing or
+blank value takes `default_value` or is `required`; the string form is trimmed and
+normalised (`uppercase`, `lowercase`, `trim`, `alphanumeric`, `order_id`), type-checked
+(`string`, `number`, `boolean`, `date` RFC 3339 or YYYY-MM-DD, `email`, `phone`), matched
+against `validation` (a regex), and coerced (numbers and booleans). Undeclared parameters
+are dropped. A v3 `input_schema` in JSON Schema form (`{type: object, properties,
+required}`) is read as that parameter list.
+
+Dispatch: a `handler: {type: wasm, function}` calls the export; anything else POSTs (or the
+tool's `method`) upstream's body `{addon_key, tool_id, installation_id, org_id, parameters}`
+to `endpoint` / `handler.url` (relative to `backend.url`), signed, through the SSRF guard and
+the addon's `http:fetch` capability. The answer is upstream's `Result`:
+`{success, data, error, metadata}`.
+"""
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from django.db.models import Count, Max
+
+from metacore.errors import NotFound, ValidationError
+from metacore.integrations import outbound
+from metacore.security.ssrf import FetchError
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE_RE = re.compile(r"^\+?[0-9\s\-()]{6,}$")
+NORMALIZE = {
+    "uppercase": str.upper,
+    "lowercase": str.lower,
+    "trim": str.strip,
+    "alphanumeric": lambda s: "".join(c for c in s if c.isascii() and c.isalnum()),
+    "order_id": lambda s: s.replace(" ", "").upper(),
+}
+JSON_SCHEMA_TYPES = {"integer": "number", "number": "number", "boolean": "boolean", "string": "string"}
+
+
+class ToolFailed(Exception):
+    """The tool could not be reached (upstream answers 502)."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    addon_key: str
+    id: str
+    definition: dict
+    params: tuple  # normalised ToolInputParam dicts
+    installation_id: int
+    backend_url: str | None = None
+    handler: dict = field(default_factory=dict)
+
+    def as_json(self):
+        return {**self.definition, "id": self.id, "input_schema": list(self.params), "addon_key": self.addon_key}
+
+
+def input_params(schema) -> tuple:
+    """Upstream's parameter list, from itself or from a JSON Schema object."""
+    if isinstance(schema, list):
+        return tuple(p for p in schema if isinstance(p, dict) and isinstance(p.get("name"), str))
+    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+        required = set(schema.get("required") or [])
+        return tuple(
+            {"name": name, "type": JSON_SCHEMA_TYPES.get((spec or {}).get("type"), "string"),
+             "description": str((spec or {}).get("description") or ""), "required": name in required}
+            for name, spec in schema["properties"].items()
+        )
+    return ()
+
+
+def _as_string(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _type_problem(kind, s):
+    if kind in ("", "string", None):
+        return None
+    if kind == "number":
+        try:
+            float(s)
+        except ValueError:
+            return f"expected number, got {s!r}"
+    elif kind == "boolean":
+        if s.lower() not in ("1", "t", "true", "0", "f", "false"):
+            return f"expected boolean, got {s!r}"
+    elif kind == "date":
+        try:
+            datetime.fromisoformat(s.replace("Z", "+00:00")) if "T" in s else date.fromisoformat(s)
+        except ValueError:
+            return f"expected RFC3339 or YYYY-MM-DD date, got {s!r}"
+    elif kind == "email" and not EMAIL_RE.match(s):
+        return f"invalid email {s!r}"
+    elif kind == "phone" and not PHONE_RE.match(s):
+        return f"invalid phone {s!r}"
+    return None
+
+
+def _coerce(kind, s):
+    if kind == "number":
+        number = float(s)
+        return int(number) if number.is_integer() else number
+    if kind == "boolean":
+        return s.lower() in ("1", "t", "true")
+    return s
+
+
+def validate(params, raw: dict) -> tuple[dict, dict]:
+    """(cleaned values, {param: [reason]}) as upstream's tool.Validate."""
+    cleaned, errors = {}, {}
+    for p in params:
+        name = p["name"]
+        value = raw.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if p.get("default_value"):
+                value = p["default_value"]
+            elif p.get("required"):
+                errors[name] = ["required"]
+                continue
+            else:
+                continue
+        s = _as_string(value).strip()
+        s = NORMALIZE.get(p.get("normalize") or "", lambda x: x)(s)
+        problem = _type_problem(p.get("type"), s)
+        if problem is None and p.get("validation"):
+            try:
+                if not re.search(p["validation"], s):
+                    problem = "does not match pattern"
+            except re.error as exc:
+                problem = f"invalid validation regex: {exc}"
+        if problem:
+            errors[name] = [problem]
+            continue
+        cleaned[name] = _coerce(p.get("type"), s)
+    return cleaned, errors
+
+
+def unpack(status: int, body: bytes) -> dict:
+    """An addon's answer as upstream's Result."""
+    ok = 200 <= status < 300
+    if not ok:
+        return {"success": False, "error": f"addon returned {status}: {body[:500].decode('utf-8', 'replace')}"}
+    if not body.strip():
+        return {"success": True}
+    try:
+        decoded = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {"success": True, "data": body.decode("utf-8", "replace")}
+    if isinstance(decoded, dict) and ({"success", "error", "metadata"} & decoded.keys()):
+        result = {"success": bool(decoded["success"]) if "success" in decoded else not decoded.get("error"),
+                  "data": decoded.get("data")}
+        for name in ("error", "metadata"):
+            if decoded.get(name):
+                result[name] = decoded[name]
+        return result
+    return {"success": True, "data": decoded}
+
+
+class ToolService:
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self._registry = (None, {})  # (installations version, {(addon, tool id): Tool})
+
+    def registry(self) -> dict:
+        from metacore.models import Installation
+
+        enabled = Installation.objects.filter(state=Installation.State.ENABLED)
+        version = tuple(enabled.aggregate(at=Max("updated_at"), n=Count("id")).values())
+        if self._registry[0] != version:
+            tools = {}
+            for inst_id, key, manifest, selected in enabled.values_list("id", "key", "manifest", "selected_tools"):
+                backend_url = ((manifest or {}).get("backend") or {}).get("url")
+                for definition in (manifest or {}).get("tools") or []:
+                    tool_id = definition.get("id") or definition.get("key")
+                    if not isinstance(tool_id, str) or (selected and tool_id not in selected):
+                        continue
+                    handler = definition.get("handler") if isinstance(definition.get("handler"), dict) else {}
+                    tools[(key, tool_id)] = Tool(key, tool_id, definition, input_params(definition.get("input_schema")),
+                                                 inst_id, backend_url, handler)
+            self._registry = (version, tools)
+        return self._registry[1]
+
+    def list(self, addon_key=None) -> list[Tool]:
+        return [t for (addon, _), t in sorted(self.registry().items()) if addon_key in (None, addon)]
+
+    def execute(self, addon_key, tool_id, parameters, *, tenant=None, actor=None, request_id="") -> dict:
+        """Validate and run one tool; raises ValidationError (400, per field), NotFound, or
+        ToolFailed when the addon cannot be reached."""
+        tool = self.registry().get((addon_key, tool_id))
+        if tool is None:
+            raise NotFound(f'addon "{addon_key}" has no tool "{tool_id}"')
+        if not isinstance(parameters, dict):
+            raise ValidationError("parameters must be an object", errors={"parameters": ["must be an object"]})
+        cleaned, errors = validate(tool.params, parameters)
+        if errors:
+            summary = "; ".join(f"{name}: {reasons[0]}" for name, reasons in errors.items())
+            raise ValidationError(f"invalid params: {summary}", errors=errors)
+        outcome = "failed"
+        try:
+            result = self._dispatch(tool, cleaned, tenant, actor, request_id)
+            outcome = "ok" if result.get("success") else "declined"
+            return result
+        finally:
+            self.kernel.audit.record("tool.execute", actor=str(actor or ""), tenant=str(tenant or ""), addon=addon_key,
+                                     target=tool_id, decision="allow", request_id=request_id,
+                                     details={"outcome": outcome, "parameters": sorted(cleaned)})
+
+    def _dispatch(self, tool, cleaned, tenant, actor, request_id):
+        from metacore.models import Installation
+        from metacore.sandbox.errors import SandboxError
+
+        body = {"addon_key": tool.addon_key, "tool_id": tool.id, "installation_id": str(tool.installation_id),
+                "org_id": tenant, "parameters": cleaned}
+        context = {"tenant": tenant, "actor": actor, "request_id": request_id}
+        if tool.handler.get("type") == "wasm":
+            try:
+                answer = self.kernel.sandbox.call(tool.addon_key, tool.handler.get("function") or tool.id, body, context)
+            except SandboxError as exc:
+                return {"success": False, "error": exc.message}
+            return unpack(200, json.dumps(answer).encode()) if answer is not None else {"success": True}
+        endpoint = tool.definition.get("endpoint") or tool.handler.get("url")
+        if not isinstance(endpoint, str) or not endpoint:
+            raise ValidationError(f'tool "{tool.id}" declares no endpoint', errors={"endpoint": ["missing"]})
+        url = outbound.resolve_url(endpoint, tool.backend_url)
+        inst = Installation.objects.get(id=tool.installation_id)
+        timeout = tool.definition.get("timeout")
+        try:
+            sent = outbound.send(url, json.dumps(body, default=str).encode(), secret=outbound.installation_secret(inst),
+                                 installation_id=inst.pk, event=f"tool:{tool.id}", tenant=tenant, addon_key=inst.key,
+                                 context=context, method=str(tool.definition.get("method") or "POST").upper(),
+                                 timeout=float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None)
+        except FetchError as exc:
+            raise ToolFailed(exc.message) from exc
+        return unpack(sent.response.status, sent.response.body)
