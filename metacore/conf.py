@@ -55,6 +55,7 @@ DEFAULTS = {
     "HUB_MAX_BACKLOG": 500,
     "HUB_MAX_FRAME_BYTES": 64 * 1024,
     "HUB_MAX_MODELS_PER_CONNECTION": 100,
+    "HUB_PRESENCE_TTL_S": 60,  # a socket's presence row outlives a dead process by at most this
     "HUB_RECHECK_SECONDS": 3,  # open sockets re-verify credentials and grants at most this old
     "HUB_ALLOWED_ORIGINS": None,  # None: same origin as the Host, or ALLOWED_HOSTS; else patterns
     # Kernel parts a host may replace

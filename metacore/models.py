@@ -137,3 +137,4 @@ class WebhookNonce(models.Model):
 
 
 from metacore.integrations.models import EventLogEntry, ScheduleRun, WebhookDelivery, WebhookSubscription  # noqa: E402,F401  (registered here)
+from metacore.hub.models import HubConnection  # noqa: E402,F401  (registered here)

@@ -122,3 +122,28 @@ def test_wasm_tool_and_unreachable_addon(toolbox, client, receiver):
     receiver.close()
     down = execute(client, "lookup", {"rfc": "ABC010203"})
     assert down.status_code == 502 and down.json()["success"] is False
+
+
+def test_idempotency_key_runs_a_tool_once(toolbox, client, receiver):
+    receiver.routes["/tools/lookup"] = (200, {"success": True, "data": {"name": "ACME"}}, 0)
+    body = {"addon_key": "toolbox", "tool_id": "lookup", "parameters": {"rfc": "ABC010203"}}
+    first = client.post("/api/metacore/tools/execute", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = client.post("/api/metacore/tools/execute", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == again.status_code == 200, first.content
+    assert again.json() == first.json() and again["Idempotent-Replay"] == "true"
+    assert len(receiver.requests) == 1
+    other = {**body, "parameters": {"rfc": "XYZ010203"}}
+    reused = client.post("/api/metacore/tools/execute", other, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert reused.status_code == 422 and "Idempotency-Key" in reused.json()["errors"]
+    fresh = client.post("/api/metacore/tools/execute", other, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert fresh.status_code == 200 and "Idempotent-Replay" not in fresh
+    assert len(receiver.requests) == 2
+
+
+def test_idempotency_key_does_not_keep_a_failure(toolbox, client, receiver):
+    body = {"addon_key": "toolbox", "tool_id": "lookup", "parameters": {"rfc": "ABC010203"}}
+    receiver.routes["/tools/lookup"] = (200, {"success": True, "data": {}}, 0)
+    bad = client.post("/api/metacore/tools/execute", {**body, "parameters": {}}, format="json", HTTP_IDEMPOTENCY_KEY="k-3")
+    assert bad.status_code == 400
+    again = client.post("/api/metacore/tools/execute", {**body, "parameters": {}}, format="json", HTTP_IDEMPOTENCY_KEY="k-3")
+    assert again.status_code == 400 and "Idempotent-Replay" not in again and receiver.requests == []

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.api.idempotency import idempotent
 from metacore.conf import metacore_settings
 from metacore.errors import NotFound, PermissionDenied, ValidationError
 from metacore.integrations.models import WebhookDelivery, WebhookSubscription
@@ -130,12 +131,17 @@ class ToolListView(WebhookView):
 
 class ToolExecuteView(WebhookView):
     """`POST tools/execute {addon_key, tool_id, parameters}`: upstream's Result; 400 naming the
-    parameter that failed validation; 502 when the addon cannot be reached."""
+    parameter that failed validation; 502 when the addon cannot be reached. With an
+    `Idempotency-Key` a repeated call answers the first success again instead of running the
+    tool twice (`metacore.api.idempotency`)."""
 
     def post(self, request):
+        org = _tenant(request)
+        return idempotent(request, lambda: self._execute(request, org))
+
+    def _execute(self, request, org):
         from metacore.integrations.tools import ToolFailed
 
-        org = _tenant(request)
         body = request.data if isinstance(request.data, dict) else {}
         missing = {name: ["required"] for name in ("addon_key", "tool_id") if not isinstance(body.get(name), str) or not body[name]}
         if missing:

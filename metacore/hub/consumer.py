@@ -23,9 +23,11 @@ Close codes: 4401 no/bad credentials, 4403 a `?channel=` the caller may not join
 access, above), 1009 an oversized frame, 1013 a stuck client, 1001 server shutdown.
 """
 import asyncio
+import datetime
 import functools
 import json
 import logging
+import uuid
 from collections import deque
 
 from channels import DEFAULT_CHANNEL_LAYER
@@ -36,7 +38,7 @@ from channels.layers import get_channel_layer
 from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.host import telemetry
-from metacore.hub import groups
+from metacore.hub import groups, presence
 from metacore.hub.access import ADDON_CHANNEL, HubAccess, verifier
 from metacore.hub.auth import credential, query_params
 from metacore.hub.fanout import Principal, fanout_for
@@ -104,6 +106,7 @@ class HubConsumer(AsyncWebsocketConsumer):
     fanout = None
     principal = None
     deferred = None  # messages arriving during a SUBSCRIBE/UNSUBSCRIBE, delivered after its ack
+    connection = None  # presence.ConnectionInfo once accepted
 
     # -- connection lifecycle --------------------------------------------------------------
     async def __call__(self, scope, receive, send):
@@ -162,10 +165,16 @@ class HubConsumer(AsyncWebsocketConsumer):
                 await database_sync_to_async(access.audit_connect)("deny", reason, channel=channel)
                 return await self._refuse(CLOSE_FORBIDDEN, reason)
         self.access = access
+        self.connection = presence.ConnectionInfo(uuid.uuid4().hex, str(user.pk), access.tenant or "", channel or "",
+                                                  datetime.datetime.now(datetime.timezone.utc))
         await self._join(groups.user_group(user.pk))
+        if access.tenant is not None:
+            await self._join(groups.tenant_user_group(access.tenant, user.pk))
+        await self._join(groups.connection_group(self.connection.id))
         await self._join(groups.LIFECYCLE_GROUP)
         if channel and channel.startswith("addon."):
             await self._join_addon_channel(channel)
+        await presence.heartbeat().add(self.connection)  # before the accept: present once the client is
         await self.accept()
         self.sender = asyncio.ensure_future(self._send_loop())
         telemetry.hub_connection(1, tenant=access.tenant)
@@ -202,6 +211,8 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self._leave(group)
         if self.principal is not None:
             self.fanout.release(self.principal, self)
+        if self.connection is not None:
+            await presence.heartbeat().remove(self.connection.id)
         if self.access is not None:
             telemetry.hub_connection(-1, tenant=self.access.tenant)
         await super().websocket_disconnect(message)

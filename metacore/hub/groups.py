@@ -41,3 +41,13 @@ def addon_event_group(tenant, addon: str, event: str) -> str:
 
 def user_group(user_pk) -> str:
     return f"mc.u.{part(user_pk)}"
+
+
+def tenant_user_group(tenant, user_pk) -> str:
+    """One user's sockets opened under one organization (what an addon may reach)."""
+    return f"mc.{tenant_part(tenant)}.u.{part(user_pk)}"
+
+
+def connection_group(connection_id) -> str:
+    """One socket (a conditional send's target)."""
+    return f"mc.c.{part(connection_id)}"

@@ -17,7 +17,7 @@ from channels.layers import InMemoryChannelLayer
 
 from metacore import events
 from metacore.host import telemetry
-from metacore.hub import groups
+from metacore.hub import groups, presence
 
 log = logging.getLogger("metacore.hub")
 
@@ -29,6 +29,19 @@ ADDON_MANIFEST_CHANGED = "ADDON_MANIFEST_CHANGED"
 
 def frame_text(type_, payload, **extra) -> str:
     return json.dumps({"type": type_, **extra, "payload": payload}, separators=(",", ":"), default=str)
+
+
+def _frame(frame) -> str:
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str) or not frame["type"]:
+        raise ValueError('a hub frame is a JSON object with a non-empty string "type"')
+    return json.dumps(frame, separators=(",", ":"), default=str)
+
+
+def addon_event_text(event: events.AddonEvent) -> str:
+    """The `ADDON_EVENT` frame of an addon event (channel `addon.<key>.<event>`)."""
+    payload = {"addon": event.addon, "event": event.name, "org_id": event.tenant or "",
+               "at": event.at, "data": event.payload}
+    return frame_text(ADDON_EVENT, payload, channel=f"addon.{event.addon}.{event.name}")
 
 
 def data_payload(event: events.DataEvent) -> dict:
@@ -86,21 +99,42 @@ class HubPublisher:
             ])
 
     def publish_addon_event(self, event: events.AddonEvent):
-        channel = f"addon.{event.addon}.{event.name}"
-        payload = {"addon": event.addon, "event": event.name, "org_id": event.tenant or "",
-                   "at": event.at, "data": event.payload}
-        text = frame_text(ADDON_EVENT, payload, channel=channel)
         self._send_many([(groups.addon_event_group(event.tenant, event.addon, event.name),
-                          {"type": "hub.frame", "text": text})])
+                          {"type": "hub.frame", "text": addon_event_text(event)})])
 
     def publish_lifecycle(self, event: events.LifecycleEvent):
         text = frame_text(ADDON_MANIFEST_CHANGED, lifecycle_payload(event, self._bundle_hash(event.addon)))
         self._send_many([(groups.LIFECYCLE_GROUP, {"type": "hub.lifecycle", "text": text, "addon": event.addon})])
 
+    # -- server-side send API (upstream's SendToUser, SendToUsers, SendConditional, ConnectedUsers) --
+    # Synchronous (they read presence from the database): from async code wrap them in
+    # `sync_to_async`. A `frame` is a JSON object with a string "type" (e.g. {"type":
+    # "NOTIFICATION", "payload": {...}}), sent as is to every selected socket, in any process.
+    def send_to_user(self, user_id, frame, tenant=None):
+        """Send `frame` to every open socket of one user; with `tenant`, only to the sockets
+        the user opened under that organization."""
+        self.send_to_users([user_id], frame, tenant=tenant)
+
+    def send_to_users(self, user_ids, frame, tenant=None):
+        text = _frame(frame)
+        self._send_many([(groups.user_group(uid) if tenant is None else groups.tenant_user_group(tenant, uid),
+                          {"type": "hub.frame", "text": text}) for uid in dict.fromkeys(str(u) for u in user_ids)])
+
+    def send_conditional(self, frame, predicate, tenant=None) -> int:
+        """Send `frame` to each open socket (of `tenant` when given) for which
+        `predicate(presence.ConnectionInfo)` is true; returns how many were selected."""
+        text = _frame(frame)
+        selected = [info for info in presence.connections(tenant) if predicate(info)]
+        self._send_many([(groups.connection_group(info.id), {"type": "hub.frame", "text": text}) for info in selected])
+        return len(selected)
+
+    def connected_users(self, tenant=None) -> list[str]:
+        """Ids of the users with at least one open socket in any process (of `tenant` when given)."""
+        return sorted({info.user_id for info in presence.connections(tenant)})
+
     def notify(self, user_pk, payload: dict):
         """Send a `NOTIFICATION` frame to every open socket of one user."""
-        text = frame_text(NOTIFICATION, payload)
-        self._send_many([(groups.user_group(user_pk), {"type": "hub.frame", "text": text})])
+        self.send_to_user(user_pk, {"type": NOTIFICATION, "payload": payload})
 
     @staticmethod
     def _bundle_hash(addon):

@@ -79,7 +79,7 @@ class Model(_Frozen):
 
 
 class Capability(_Frozen):
-    kind: str  # db:read, db:write, http:fetch, event:emit, event:subscribe
+    kind: str  # db:read, db:write, http:fetch, event:emit, event:subscribe, event:notify
     target: str
     reason: str = ""
 

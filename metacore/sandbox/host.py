@@ -11,6 +11,7 @@ guest's own `alloc`:
   db_query(sql, args)                       -> i64  {"success","data":{"rows","rowCount","columns"},"meta"}
   db_exec(sql, args)                        -> i64  {"success","data":{"rowsAffected"[,"rows","columns"]},"meta"}
   event_emit(name, payload)                 -> i64  {"success","data":{"event","subscribers"},"meta"}
+                                                    (payload {"$users": [...], ...}: to those users, see _emit_to_users)
 
 A pointer/length outside the guest's memory raises BadPointer, which stops the guest (a
 guest error, never a host crash). Denials and bad input come back to the guest as error
@@ -44,6 +45,7 @@ log = logging.getLogger("metacore.sandbox")
 LOG_LINE_MAX = 16 * 1024
 EVENT_NAME_MAX = 256
 EVENT_PAYLOAD_MAX = 256 * 1024
+EVENT_USERS_MAX = 1000  # recipients of one event_emit to users
 DB_MAX_ROWS = 10_000  # db_query/db_exec limits, as upstream (host-side, not per addon)
 DB_MAX_BYTES = 8 * 1024 * 1024
 DB_TIMEOUT_MS = 5_000
@@ -550,6 +552,8 @@ def host_event_emit(invocation, guest, name_ptr, name_len, payload_ptr, payload_
         payload = {"value": payload}
     if not invocation.tenant:
         return answer(False, "no_active_org", "the invocation has no organization to scope the event to")
+    if "$users" in payload:
+        return _emit_to_users(invocation, name, payload, answer)
     try:
         _check(invocation, "event:emit", name)
     except CapabilityDenied as exc:
@@ -558,3 +562,27 @@ def host_event_emit(invocation, guest, name_ptr, name_len, payload_ptr, payload_
     publish_on_commit(addon_event, event, using=invocation.using)
     _audit(invocation, "event_emit", name)
     return answer(True, data={"event": name, "subscribers": len(addon_event.receivers)})
+
+
+def _emit_to_users(invocation, name, payload, answer):
+    """`event_emit(name, {"$users": [ids], ...})`: the event goes, once the call commits, as
+    an `ADDON_EVENT` frame to those users' sockets opened under the call's organization only
+    (never to the channel's subscribers, the event log or webhooks). Needs `event:notify`."""
+    from metacore.events import AddonEvent
+    from metacore.hub.publisher import addon_event_text
+    from metacore.kernel import get_kernel
+
+    users = payload.pop("$users")
+    if (not isinstance(users, list) or not users or len(users) > EVENT_USERS_MAX
+            or not all(isinstance(u, (str, int)) and not isinstance(u, bool) and str(u) for u in users)):
+        return answer(False, "invalid_payload", f'"$users" must list 1..{EVENT_USERS_MAX} user ids (strings or integers)')
+    try:
+        _check(invocation, "event:notify", name)
+    except CapabilityDenied as exc:
+        return answer(False, "forbidden", exc.message)
+    event = AddonEvent(addon=invocation.addon_key, name=name, tenant=invocation.tenant, payload=payload)
+    frame = json.loads(addon_event_text(event))
+    tenant, hub = invocation.tenant, get_kernel().hub
+    transaction.on_commit(lambda: hub.send_to_users(users, frame, tenant=tenant), using=invocation.using)
+    _audit(invocation, "event_emit", name, users=[str(u) for u in users])
+    return answer(True, data={"event": name, "users": len(set(map(str, users)))})

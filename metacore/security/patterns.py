@@ -2,7 +2,7 @@
 
 A capability is `(kind, target-pattern)`. Kinds are `KNOWN_KINDS`. Two pattern families:
 
-Names (`db:read`, `db:write`, `event:emit`, `event:subscribe`)
+Names (`db:read`, `db:write`, `event:emit`, `event:subscribe`, `event:notify`)
     A name is dot-separated segments of `[A-Za-z0-9_-]`, compared case-insensitively.
     - `orders.created`  exact name.
     - `*`               any name (valid syntax, but refused at install as over-broad).
@@ -39,8 +39,9 @@ from urllib.parse import urlsplit
 DB_READ, DB_WRITE = "db:read", "db:write"
 HTTP_FETCH = "http:fetch"
 EVENT_EMIT, EVENT_SUBSCRIBE = "event:emit", "event:subscribe"
-KNOWN_KINDS = (DB_READ, DB_WRITE, HTTP_FETCH, EVENT_EMIT, EVENT_SUBSCRIBE)
-NAME_KINDS = frozenset({DB_READ, DB_WRITE, EVENT_EMIT, EVENT_SUBSCRIBE})
+EVENT_NOTIFY = "event:notify"  # emit an event straight to named users of the call's organization
+KNOWN_KINDS = (DB_READ, DB_WRITE, HTTP_FETCH, EVENT_EMIT, EVENT_SUBSCRIBE, EVENT_NOTIFY)
+NAME_KINDS = frozenset({DB_READ, DB_WRITE, EVENT_EMIT, EVENT_SUBSCRIBE, EVENT_NOTIFY})
 
 # Grant kinds that satisfy a check of a given kind.
 SATISFIED_BY: dict[str, tuple[str, ...]] = {kind: (kind,) for kind in KNOWN_KINDS}
