@@ -1,4 +1,5 @@
 """Run the benchmarks: every `bench/<module>.py` with a `main()`, or the ones named."""
+
 import importlib
 import pkgutil
 import sys
@@ -10,7 +11,8 @@ def modules(selected):
     apps of bench servers) are never imported here, as importing them configures Django."""
     here = Path(__file__).parent
     found = sorted(
-        m.name for m in pkgutil.iter_modules([str(here)])
+        m.name
+        for m in pkgutil.iter_modules([str(here)])
         if not m.name.startswith("_") and "\ndef main(" in (here / f"{m.name}.py").read_text()
     )
     unknown = sorted(set(selected) - set(found))

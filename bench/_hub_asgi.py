@@ -1,6 +1,7 @@
 """ASGI application of the hub bench's server process: the sandbox project's application,
 plus `/bench/bare`, a bare Channels consumer that forwards group messages as they come (the
 baseline the hub is measured against). Settings: `bench._hub_settings`."""
+
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench._hub_settings")

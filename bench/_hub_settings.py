@@ -1,6 +1,7 @@
 """Sandbox settings with channel-layer queues large enough for the hub bench's bursts (200
 writes to 1,000 sockets at once), so neither the hub nor the bare baseline loses messages in
 the layer itself (Channels' default capacity is 100 per channel)."""
+
 from sandbox_project.settings import *  # noqa: F401,F403
 from sandbox_project.settings import CHANNEL_LAYERS
 

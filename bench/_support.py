@@ -1,5 +1,6 @@
 """Shared set-up for bench modules: Django with the sandbox settings on a throw-away test
 database (SQLite or PostgreSQL from DATABASE_URL), destroyed at exit; and a timer."""
+
 import atexit
 import os
 import statistics

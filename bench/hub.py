@@ -23,6 +23,7 @@ take a few minutes on two cores; BENCH_HUB_WRITES=200 is the issue's full burst,
 frames per run). Latency includes queueing: every write of the burst is committed at once,
 so later frames wait behind earlier ones, in the hub and the baseline alike.
 """
+
 import asyncio
 import json
 import os
@@ -49,11 +50,18 @@ MANIFEST = {
     "kind": "Addon",
     "metadata": {"key": "benchhub", "name": "Bench hub", "version": "1.0.0"},
     "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
-    "models": [{"key": "Orders", "table": "orders", "label": "Orders", "columns": [
-        {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-        {"name": "organization_id", "type": "uuid", "not_null": True},
-        {"name": "title", "type": "text", "not_null": True},
-    ]}],
+    "models": [
+        {
+            "key": "Orders",
+            "table": "orders",
+            "label": "Orders",
+            "columns": [
+                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
+                {"name": "organization_id", "type": "uuid", "not_null": True},
+                {"name": "title", "type": "text", "not_null": True},
+            ],
+        }
+    ],
 }
 SUBSCRIBE = json.dumps({"type": "SUBSCRIBE", "models": ["orders"]})
 
@@ -90,15 +98,26 @@ def _write_all(kind, tenant):
 
     layer = get_channel_layer()
     for _ in range(WRITES):
-        event = events.DataEvent(addon="benchhub", model="Orders", table="orders", action="created",
-                                 id=str(uuid.uuid4()), tenant=tenant, actor_id="1", fields=("title",))
+        event = events.DataEvent(
+            addon="benchhub",
+            model="Orders",
+            table="orders",
+            action="created",
+            id=str(uuid.uuid4()),
+            tenant=tenant,
+            actor_id="1",
+            fields=("title",),
+        )
         with transaction.atomic():
             if kind == "hub":
                 events.publish_on_commit(events.data_changed, event)
             else:
                 text = frame_text(DATA_EVENT, data_payload(event))
-                transaction.on_commit(lambda text=text: async_to_sync(layer.group_send)(
-                    BARE_GROUP, {"type": "bare.frame", "text": text}))
+                transaction.on_commit(
+                    lambda text=text: async_to_sync(layer.group_send)(
+                        BARE_GROUP, {"type": "bare.frame", "text": text}
+                    )
+                )
 
 
 class _Receipts:
@@ -132,7 +151,11 @@ def _stats(receipts, elapsed_from):
             last = max(last, received)
     delivered = len(latencies)
     latencies.sort()
-    pick = (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]) if latencies else (lambda q: float("nan"))
+    pick = (
+        (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))])
+        if latencies
+        else (lambda q: float("nan"))
+    )
     return {
         "delivered": delivered,
         "expected": CLIENTS * WRITES,
@@ -177,8 +200,14 @@ async def _inmemory(kind, user, tenant):
     from metacore.hub.consumer import HubConsumer
 
     app = (HubConsumer if kind == "hub" else BareConsumer).as_asgi()
-    scope = {"type": "websocket", "path": "/api/ws", "query_string": b"", "headers": [], "subprotocols": [],
-             "user": user}
+    scope = {
+        "type": "websocket",
+        "path": "/api/ws",
+        "query_string": b"",
+        "headers": [],
+        "subprotocols": [],
+        "user": user,
+    }
     clients = [_AsgiClient(app, dict(scope)) for _ in range(CLIENTS)]
     await asyncio.wait_for(asyncio.gather(*(c.accepted.wait() for c in clients)), 600)
     if kind == "hub":
@@ -231,11 +260,26 @@ def _start_daphne():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench._hub_settings", "DATABASE_URL": _database_url(),
-           "REDIS_URL": REDIS_URL}
-    process = subprocess.Popen([str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
-                                "bench._hub_asgi:application"], cwd=ROOT, env=env,
-                               stdout=open(ROOT / "var" / "bench-hub-daphne.log", "w"), stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench._hub_settings",
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": REDIS_URL,
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("daphne")),
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "bench._hub_asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(ROOT / "var" / "bench-hub-daphne.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -256,13 +300,18 @@ async def _redis(kind, tenant, token, port):
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidHandshake
 
-    url = f"ws://127.0.0.1:{port}/api/ws?token={token}" if kind == "hub" else f"ws://127.0.0.1:{port}/bench/bare"
+    url = (
+        f"ws://127.0.0.1:{port}/api/ws?token={token}"
+        if kind == "hub"
+        else f"ws://127.0.0.1:{port}/bench/bare"
+    )
     sockets, receipts = [], []
+
     async def open_socket():
         for attempt in range(5):  # a loaded server may drop a handshake; the bench is not about that
             try:
                 return await connect(url, max_queue=None, open_timeout=30)
-            except (OSError, asyncio.TimeoutError, InvalidHandshake):
+            except (TimeoutError, OSError, InvalidHandshake):
                 await asyncio.sleep(0.2 * (attempt + 1))
         return await connect(url, max_queue=None, open_timeout=30)
 
@@ -299,11 +348,16 @@ async def _redis(kind, tenant, token, port):
 def _report(title, hub, bare):
     print(f"{title}: {CLIENTS} clients x {WRITES} writes")
     for name, r in (("hub", hub), ("bare group_send", bare)):
-        print(f"  {name:16} delivered {r['delivered']}/{r['expected']} (dropped {r['dropped']}, sockets lost {r['lost']})"
-              f"  {r['events_per_s']:>9,.0f} events/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms")
-    print(f"  hub/bare: throughput {hub['events_per_s'] / bare['events_per_s']:.2f}x (goal >= 5x),"
-          f" p50 {hub['p50_ms'] / bare['p50_ms']:.2f}x, p99 {hub['p99_ms'] / bare['p99_ms']:.2f}x;"
-          f" hub p99 {hub['p99_ms'] / 1000:.2f} s (goal < 1 s)", flush=True)
+        print(
+            f"  {name:16} delivered {r['delivered']}/{r['expected']} (dropped {r['dropped']}, sockets lost {r['lost']})"
+            f"  {r['events_per_s']:>9,.0f} events/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms"
+        )
+    print(
+        f"  hub/bare: throughput {hub['events_per_s'] / bare['events_per_s']:.2f}x (goal >= 5x),"
+        f" p50 {hub['p50_ms'] / bare['p50_ms']:.2f}x, p99 {hub['p99_ms'] / bare['p99_ms']:.2f}x;"
+        f" hub p99 {hub['p99_ms'] / 1000:.2f} s (goal < 1 s)",
+        flush=True,
+    )
 
 
 def main():
@@ -322,9 +376,16 @@ def main():
     if not _redis_reachable():
         print("channels_redis: skipped (no Redis on 127.0.0.1:6379)")
         return
-    layer = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                         "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 5000,
-                                    "expiry": 120}}}
+    layer = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "capacity": 5000,
+                "expiry": 120,
+            },
+        }
+    }
     override = _fresh_layers(layer)
     process, port = _start_daphne()
     try:

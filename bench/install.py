@@ -13,6 +13,7 @@ median seconds of each side and `install / migrate` (goal: <= 1.0).
 PostgreSQL comes from DATABASE_URL when it names one, else BENCH_POSTGRES_URL
 (default postgres://postgres@127.0.0.1:5432/metacore_bench).
 """
+
 import json
 import os
 import statistics
@@ -26,13 +27,24 @@ ROOT = Path(__file__).resolve().parent.parent
 TABLES, ROUNDS, KEY, APP = 50, 3, "benchinstall", "benchapp"
 # 17 user columns (+ id, created_at, updated_at = 20): (name, manifest column, Django field source)
 COLUMNS = [
-    *[(f"name{i}", {"type": "string", "size": 100, "index": i < 2}, f"models.CharField(max_length=100, null=True, db_index={i < 2})") for i in range(5)],
+    *[
+        (
+            f"name{i}",
+            {"type": "string", "size": 100, "index": i < 2},
+            f"models.CharField(max_length=100, null=True, db_index={i < 2})",
+        )
+        for i in range(5)
+    ],
     ("notes", {"type": "text"}, "models.TextField(null=True)"),
     ("body", {"type": "text"}, "models.TextField(null=True)"),
     ("qty", {"type": "int"}, "models.IntegerField(null=True)"),
     ("rank", {"type": "int", "index": True}, "models.IntegerField(null=True, db_index=True)"),
     ("big", {"type": "bigint"}, "models.BigIntegerField(null=True)"),
-    ("amount", {"type": "decimal", "precision": 12, "scale": 2}, "models.DecimalField(max_digits=12, decimal_places=2, null=True)"),
+    (
+        "amount",
+        {"type": "decimal", "precision": 12, "scale": 2},
+        "models.DecimalField(max_digits=12, decimal_places=2, null=True)",
+    ),
     ("ratio", {"type": "float"}, "models.FloatField(null=True)"),
     ("active", {"type": "bool"}, "models.BooleanField(null=True)"),
     ("day", {"type": "date"}, "models.DateField(null=True)"),
@@ -49,21 +61,35 @@ def manifest():
         ref = {"name": REFERENCE, "type": "uuid"}
         if t:
             ref["references"] = {"table": f"t{t - 1}", "on_delete": "cascade"}
-        models.append({"table_name": f"t{t}", "model_key": f"t{t}", "label": f"T{t}", "columns": [*columns, ref]})
+        models.append(
+            {"table_name": f"t{t}", "model_key": f"t{t}", "label": f"T{t}", "columns": [*columns, ref]}
+        )
     return {"key": KEY, "name": "Install bench", "version": "1.0.0", "model_definitions": models}
 
 
 def migration_source():
-    lines = ["import uuid", "from django.db import migrations, models", "import django.db.models.deletion", "",
-             "class Migration(migrations.Migration):", "    initial = True", "    dependencies = []",
-             "    operations = ["]
+    lines = [
+        "import uuid",
+        "from django.db import migrations, models",
+        "import django.db.models.deletion",
+        "",
+        "class Migration(migrations.Migration):",
+        "    initial = True",
+        "    dependencies = []",
+        "    operations = [",
+    ]
     for t in range(TABLES):
-        fields = ["('id', models.UUIDField(primary_key=True, default=uuid.uuid4, serialize=False))",
-                  "('created_at', models.DateTimeField())", "('updated_at', models.DateTimeField())"]
+        fields = [
+            "('id', models.UUIDField(primary_key=True, default=uuid.uuid4, serialize=False))",
+            "('created_at', models.DateTimeField())",
+            "('updated_at', models.DateTimeField())",
+        ]
         fields += [f"('{name}', {source})" for name, _, source in COLUMNS]
         if t:
-            fields.append(f"('parent', models.ForeignKey(null=True, db_column='{REFERENCE}', related_name='+', "
-                          f"on_delete=django.db.models.deletion.CASCADE, to='{APP}.t{t - 1}'))")
+            fields.append(
+                f"('parent', models.ForeignKey(null=True, db_column='{REFERENCE}', related_name='+', "
+                f"on_delete=django.db.models.deletion.CASCADE, to='{APP}.t{t - 1}'))"
+            )
         else:
             fields.append(f"('{REFERENCE}', models.UUIDField(null=True))")
         lines.append(f"        migrations.CreateModel(name='t{t}', fields=[{', '.join(fields)}]),")
@@ -127,13 +153,22 @@ def undo_migrate():
 
 
 def run_child(directory: Path, bundle: Path, database_url: str | None):
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench_install_settings",
-           "PYTHONPATH": os.pathsep.join([str(directory), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench_install_settings",
+        "PYTHONPATH": os.pathsep.join([str(directory), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("DATABASE_URL", None)
     if database_url:
         env["DATABASE_URL"] = database_url
-    done = subprocess.run([sys.executable, "-m", "bench.install", "--child", str(bundle)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.install", "--child", str(bundle)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"child failed ({database_url or 'sqlite'}): {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -148,16 +183,21 @@ def postgres_url():
 
 
 def main():
-    print(f"install of {TABLES} tables x {len(COLUMNS) + 4} columns vs `migrate` of the same app; "
-          f"median of {ROUNDS} alternated rounds")
+    print(
+        f"install of {TABLES} tables x {len(COLUMNS) + 4} columns vs `migrate` of the same app; "
+        f"median of {ROUNDS} alternated rounds"
+    )
     with tempfile.TemporaryDirectory(prefix="metacore-bench-install-") as tmp:
         directory = Path(tmp)
         bundle = write_project(directory)
         for database_url in (None, postgres_url()):
             result = run_child(directory, bundle, database_url)
             install, migrate = statistics.median(result["install"]), statistics.median(result["migrate"])
-            print(f"  {result['vendor']:<10} install {install * 1000:8.1f} ms   migrate {migrate * 1000:8.1f} ms   "
-                  f"install/migrate {install / migrate:.2f}  (goal <= 1.0)", flush=True)
+            print(
+                f"  {result['vendor']:<10} install {install * 1000:8.1f} ms   migrate {migrate * 1000:8.1f} ms   "
+                f"install/migrate {install / migrate:.2f}  (goal <= 1.0)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

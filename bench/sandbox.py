@@ -16,6 +16,7 @@
 4. Loading a ~1 MiB module from the disk cache (`Module.deserialize_file`) against
    compiling it (ratio).
 """
+
 import json
 import statistics
 import tempfile
@@ -43,8 +44,12 @@ def bare_call(wasm):
     engine = Engine()
     linker = Linker(engine)
     for name, params, results in (("log", 2, 0), ("db_query", 4, 1), ("db_exec", 4, 1), ("event_emit", 4, 1)):
-        linker.define_func("metacore_host", name, FuncType([ValType.i32()] * params, [ValType.i64()] * results),
-                           lambda *args: 0 if args else None)
+        linker.define_func(
+            "metacore_host",
+            name,
+            FuncType([ValType.i32()] * params, [ValType.i64()] * results),
+            lambda *args: 0 if args else None,
+        )
     module = Module(engine, wasm)
     data = json.dumps(_payload_1k(), separators=(",", ":")).encode()
 
@@ -79,8 +84,10 @@ def round_trip():
     engine, data = get_engine(), json.dumps(payload, separators=(",", ":")).encode()
     compiled = engine.load(wasm)
     core = per_call(lambda: json.loads(engine.invoke(compiled, "echo", data, Limits())), number=300)
-    print(f"  SandboxEngine.invoke (limits, fuel, deadline, checks; no database): {core * 1e6:8.1f} us"
-          f"  ratio {core / bare:5.2f}x")
+    print(
+        f"  SandboxEngine.invoke (limits, fuel, deadline, checks; no database): {core * 1e6:8.1f} us"
+        f"  ratio {core / bare:5.2f}x"
+    )
     for label, sinks in (("audit sinks as configured", None), ("audit sinks off", [])):
         overrides = {} if sinks is None else {"METACORE": {"AUDIT_SINKS": sinks}}
         with override_settings(**overrides):
@@ -108,11 +115,18 @@ def db_query_call():
         reset_kernel()
         kernel = get_kernel()
         tickets = kernel.registry.model_for("helpdesk", "tickets")
-        tickets.objects.bulk_create([tickets(organization_id=tenant, title=f"t{i}", status=("open", "resolved")[i % 2])
-                                     for i in range(50)])
+        tickets.objects.bulk_create(
+            [
+                tickets(organization_id=tenant, title=f"t{i}", status=("open", "resolved")[i % 2])
+                for i in range(50)
+            ]
+        )
         sandbox, context = kernel.sandbox, {"tenant": tenant}
         result = sandbox.call("helpdesk", "summary", {}, context)
-        assert sorted((r["status"], r["n"]) for r in result["data"]["rows"]) == [("open", 25), ("resolved", 25)], result
+        assert sorted((r["status"], r["n"]) for r in result["data"]["rows"]) == [
+            ("open", 25),
+            ("resolved", 25),
+        ], result
         echo = per_call(lambda: sandbox.call("helpdesk", "echo", {}, context), number=200)
         summary = per_call(lambda: sandbox.call("helpdesk", "summary", {}, context), number=200)
     reset_kernel()
@@ -127,10 +141,14 @@ def db_query_call():
 
     raw = per_call(bare_sql, number=300)
     print(f"  bare SQL of the same query ({connection.vendor}):          {raw * 1e6:8.1f} us")
-    print(f"  SandboxService.call echo, no db (sinks off):  {echo * 1e6:8.1f} us  ratio to bare wasmtime {echo / bare:5.2f}x")
-    print(f"  SandboxService.call with one db_query:        {summary * 1e6:8.1f} us  ratio to bare wasmtime"
-          f" {summary / bare:5.2f}x; db_query import costs {(summary - echo) * 1e6:7.1f} us"
-          f" ({(summary - echo) / raw:4.1f}x the bare SQL)")
+    print(
+        f"  SandboxService.call echo, no db (sinks off):  {echo * 1e6:8.1f} us  ratio to bare wasmtime {echo / bare:5.2f}x"
+    )
+    print(
+        f"  SandboxService.call with one db_query:        {summary * 1e6:8.1f} us  ratio to bare wasmtime"
+        f" {summary / bare:5.2f}x; db_query import costs {(summary - echo) * 1e6:7.1f} us"
+        f" ({(summary - echo) / raw:4.1f}x the bare SQL)"
+    )
 
 
 def instantiation():
@@ -159,13 +177,17 @@ def big_module(functions=2600):
 
     bodies = []
     for i in range(functions):
-        ops = "".join(f"(local.set $x (i32.xor (i32.mul (local.get $x) (i32.const {i * 7 + k + 3})) (i32.const {k})))"
-                      for k in range(40))
-        bodies.append(f'(func $f{i} (param $x i32) (result i32) {ops} (local.get $x))')
+        ops = "".join(
+            f"(local.set $x (i32.xor (i32.mul (local.get $x) (i32.const {i * 7 + k + 3})) (i32.const {k})))"
+            for k in range(40)
+        )
+        bodies.append(f"(func $f{i} (param $x i32) (result i32) {ops} (local.get $x))")
     calls = "".join(f"(local.set $x (call $f{i} (local.get $x)))" for i in range(functions))
-    wasm = wat2wasm('(module (memory (export "memory") 1) (func (export "alloc") (param i32) (result i32) (i32.const 0))'
-                    + "".join(bodies)
-                    + f'(func (export "run") (param $p i32) (param $x i32) (result i64) {calls} (i64.extend_i32_u (local.get $x))))')
+    wasm = wat2wasm(
+        '(module (memory (export "memory") 1) (func (export "alloc") (param i32) (result i32) (i32.const 0))'
+        + "".join(bodies)
+        + f'(func (export "run") (param $p i32) (param $x i32) (result i64) {calls} (i64.extend_i32_u (local.get $x))))'
+    )
     return wasm
 
 
@@ -186,8 +208,10 @@ def disk_cache():
             assert second.load(wasm).from_disk
             load_times.append(time.perf_counter() - start)
     compiled, loaded = statistics.median(compile_times), statistics.median(load_times)
-    print(f"  {len(wasm) / 1048576:.2f} MiB module: compile {compiled * 1000:7.1f} ms, from disk cache"
-          f" {loaded * 1000:6.2f} ms  ratio compile/cache {compiled / loaded:6.1f}x")
+    print(
+        f"  {len(wasm) / 1048576:.2f} MiB module: compile {compiled * 1000:7.1f} ms, from disk cache"
+        f" {loaded * 1000:6.2f} ms  ratio compile/cache {compiled / loaded:6.1f}x"
+    )
 
 
 def main():

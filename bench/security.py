@@ -10,6 +10,7 @@
    database row per list). Batches of each configuration are interleaved so drift hits
    all alike.
 """
+
 import json
 import statistics
 import sys
@@ -27,13 +28,20 @@ MANIFEST = {
     "kind": "Addon",
     "metadata": {"key": ADDON, "name": "Bench security", "version": "1.0.0"},
     "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
-    "models": [{"key": "Items", "table": "items", "label": "Items", "columns": [
-        {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-        {"name": "organization_id", "type": "uuid", "not_null": True},
-        {"name": "title", "type": "varchar", "size": 200, "not_null": True},
-        {"name": "priority", "type": "integer", "not_null": True, "default": 0},
-        {"name": "created_at", "type": "timestamptz"},
-    ]}],
+    "models": [
+        {
+            "key": "Items",
+            "table": "items",
+            "label": "Items",
+            "columns": [
+                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
+                {"name": "organization_id", "type": "uuid", "not_null": True},
+                {"name": "title", "type": "varchar", "size": 200, "not_null": True},
+                {"name": "priority", "type": "integer", "not_null": True, "default": 0},
+                {"name": "created_at", "type": "timestamptz"},
+            ],
+        }
+    ],
     "capabilities": [
         {"kind": "db:read", "target": "users"},
         {"kind": "event:emit", "target": "benchsec.*"},
@@ -72,15 +80,21 @@ def _capability_bench():
         lookup = per_call(lambda: table.get((kind, target)), number=20000)
         full = per_call(lambda: enforcer.check(ADDON, kind, target), number=500)
         rows.append((f"{kind} {target}"[:48], warm, cold, lookup, full))
-    print(f"capability check on {vendor()}: warm policy match (goal < 5 us) vs a dict lookup; uncached match;"
-          " full check() with its per-check state query")
+    print(
+        f"capability check on {vendor()}: warm policy match (goal < 5 us) vs a dict lookup; uncached match;"
+        " full check() with its per-check state query"
+    )
     print(f"{'check':48} {'warm us':>8} {'dict us':>8} {'ratio':>6} {'cold us':>8} {'check() us':>11}")
     for name, warm, cold, lookup, full in rows:
-        print(f"{name:48} {warm * 1e6:8.2f} {lookup * 1e6:8.2f} {warm / lookup:6.1f} {cold * 1e6:8.2f}"
-              f" {full * 1e6:11.1f}")
+        print(
+            f"{name:48} {warm * 1e6:8.2f} {lookup * 1e6:8.2f} {warm / lookup:6.1f} {cold * 1e6:8.2f}"
+            f" {full * 1e6:11.1f}"
+        )
     print(f"(one `SELECT 1` round trip on this database, same run: {round_trip * 1e6:.1f} us)")
     median = statistics.median(r[1] for r in rows)
-    print(f"median warm match: {median * 1e6:.2f} us ({'meets' if median < 5e-6 else 'MISSES'} the 5 us goal)")
+    print(
+        f"median warm match: {median * 1e6:.2f} us ({'meets' if median < 5e-6 else 'MISSES'} the 5 us goal)"
+    )
 
 
 class _Discard:
@@ -133,12 +147,19 @@ def _request_bench():
     org = TenantMembership.objects.create(user=user).organization_id
     now = timezone.now()
     model.objects.bulk_create(
-        [model(id=uuid.uuid4(), organization_id=org, title=f"item {i}", priority=i % 5, created_at=now)
-         for i in range(ROWS)], batch_size=500)
+        [
+            model(id=uuid.uuid4(), organization_id=org, title=f"item {i}", priority=i % 5, created_at=now)
+            for i in range(ROWS)
+        ],
+        batch_size=500,
+    )
     url = f"/api/dynamic/{ADDON}.items?per_page=50&page=3"
     base_settings = dict(settings.METACORE)
-    sinks = ["metacore.audit.sinks.LogSink", "metacore.audit.sinks.DatabaseSink",
-             "metacore.audit.sinks.OpenTelemetrySink"]
+    sinks = [
+        "metacore.audit.sinks.LogSink",
+        "metacore.audit.sinks.DatabaseSink",
+        "metacore.audit.sinks.OpenTelemetrySink",
+    ]
 
     def switch(on, reads=False):
         settings.METACORE = {**base_settings, "AUDIT_SINKS": sinks if on else [], "AUDIT_READS": reads}
@@ -157,6 +178,7 @@ def _request_bench():
             response = client.get(url)
             if response.status_code != 200:
                 raise AssertionError(f"GET {url}: {response.status_code} {response.content[:300]!r}")
+
         call()
         return call
 
@@ -173,8 +195,11 @@ def _request_bench():
             call()
         return (time.perf_counter() - start) / number
 
-    configs = {"both off": (False, False, off_call), "audit+OTel": (True, False, on_call),
-               "audit+OTel, reads audited": (True, True, on_call)}
+    configs = {
+        "both off": (False, False, off_call),
+        "audit+OTel": (True, False, on_call),
+        "audit+OTel, reads audited": (True, True, on_call),
+    }
     samples = {name: [] for name in configs}
     for _ in range(15):
         for name, (on, reads, call) in configs.items():
@@ -186,8 +211,10 @@ def _request_bench():
     for provider in providers:
         provider.shutdown()
     off, off_min = statistics.median(samples["both off"]), min(samples["both off"])
-    print(f"dynamic list request (50 of {ROWS}) on {vendor()}: audit pipe (log+db+otel sinks) and OpenTelemetry"
-          " (SDK, Django instrumentation) vs both off; goal < 1.15")
+    print(
+        f"dynamic list request (50 of {ROWS}) on {vendor()}: audit pipe (log+db+otel sinks) and OpenTelemetry"
+        " (SDK, Django instrumentation) vs both off; goal < 1.15"
+    )
     print(f"{'configuration':28} {'median us':>10} {'ratio':>6} {'best us':>8} {'ratio':>6}")
     for name, values in samples.items():
         median, best = statistics.median(values), min(values)

@@ -8,11 +8,12 @@ full Django stack (middleware, URL resolution, DRF, rendering) with the same
 authenticated user; the user's permission cache is dropped before each request, so the
 dynamic side pays its per-request permission lookup.
 """
+
 import json
 import sys
-from contextlib import contextmanager
 import tempfile
 import uuid
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -87,7 +88,9 @@ def _static_api():
         permission_classes = [permissions.IsAuthenticated]
 
         def get_queryset(self):
-            return StaticItem.objects.filter(organization_id=organization(self.request.user)).order_by("-created_at", "id")
+            return StaticItem.objects.filter(organization_id=organization(self.request.user)).order_by(
+                "-created_at", "id"
+            )
 
         def perform_create(self, serializer):
             serializer.save(organization_id=organization(self.request.user))
@@ -109,8 +112,17 @@ def _seed(dynamic_model, static_model, org):
         editor.create_model(static_model)
     now = timezone.now()
     rows = [
-        dict(organization_id=org, title=f"item {i}", status=("open", "closed", "pending")[i % 3], priority=i % 5,
-             amount=Decimal(i) / 4, done=i % 2 == 0, due=None, created_at=now, updated_at=now)
+        dict(
+            organization_id=org,
+            title=f"item {i}",
+            status=("open", "closed", "pending")[i % 3],
+            priority=i % 5,
+            amount=Decimal(i) / 4,
+            done=i % 2 == 0,
+            due=None,
+            created_at=now,
+            updated_at=now,
+        )
         for i in range(ROWS)
     ]
     with transaction.atomic():
@@ -188,9 +200,14 @@ def _measure(user, org, dynamic_model, static_model):
     def request(method, url, body=None, expect=200):
         def call():
             get_kernel().permissions.forget(user)
-            response = getattr(client, method)(url, body, format="json") if body else getattr(client, method)(url)
+            response = (
+                getattr(client, method)(url, body, format="json") if body else getattr(client, method)(url)
+            )
             if response.status_code != expect:
-                raise AssertionError(f"{method.upper()} {url}: {response.status_code} {response.content[:300]!r}")
+                raise AssertionError(
+                    f"{method.upper()} {url}: {response.status_code} {response.content[:300]!r}"
+                )
+
         return call
 
     some_id = dynamic_model.objects.order_by("id").values_list("id", flat=True)[ROWS // 2]
@@ -201,7 +218,7 @@ def _measure(user, org, dynamic_model, static_model):
 
     def bare_list():
         rows = dynamic_model.objects.filter(organization_id=org).order_by("-created_at", "id").values()
-        json.dumps(list(rows[6 * PAGE_SIZE:7 * PAGE_SIZE]), cls=DjangoJSONEncoder)
+        json.dumps(list(rows[6 * PAGE_SIZE : 7 * PAGE_SIZE]), cls=DjangoJSONEncoder)
 
     results = []
 
@@ -209,10 +226,20 @@ def _measure(user, org, dynamic_model, static_model):
         d, b = paired(dynamic, baseline)
         results.append((name, d, baseline_name, b, b / d if baseline_over_dynamic else d / b, goal))
 
-    compare("list 50 of 10k", request("get", dynamic_url + page), request("get", static_url + page),
-            "ModelViewSet", goal=">= 1.0")
-    compare("retrieve", request("get", f"{dynamic_url}/{some_id}"), request("get", f"{static_url}/{static_id}"),
-            "ModelViewSet", goal=">= 1.0")
+    compare(
+        "list 50 of 10k",
+        request("get", dynamic_url + page),
+        request("get", static_url + page),
+        "ModelViewSet",
+        goal=">= 1.0",
+    )
+    compare(
+        "retrieve",
+        request("get", f"{dynamic_url}/{some_id}"),
+        request("get", f"{static_url}/{static_id}"),
+        "ModelViewSet",
+        goal=">= 1.0",
+    )
     create = request("post", dynamic_url, body, 201), request("post", static_url, body, 201)
     compare("create (audit sinks: log+db)", *create, "ModelViewSet", goal=">= 1.0")
     with override_settings(METACORE={**settings.METACORE, "AUDIT_SINKS": []}):
@@ -221,14 +248,22 @@ def _measure(user, org, dynamic_model, static_model):
         with _without_receivers(data_changed):
             compare("create (audit off, no hub)", *create, "ModelViewSet", goal=">= 1.0")
     reset_kernel()
-    compare("list 50 of 10k vs bare", request("get", dynamic_url + page), bare_list, "values()+json",
-            goal="<= 1.5", baseline_over_dynamic=False)
+    compare(
+        "list 50 of 10k vs bare",
+        request("get", dynamic_url + page),
+        bare_list,
+        "values()+json",
+        goal="<= 1.5",
+        baseline_over_dynamic=False,
+    )
     return results
 
 
 def _report(results):
-    print(f"store bench on {vendor()} ({ROWS} rows, page of {PAGE_SIZE}); ratio = baseline/dynamic,"
-          " except 'vs bare' = dynamic/bare")
+    print(
+        f"store bench on {vendor()} ({ROWS} rows, page of {PAGE_SIZE}); ratio = baseline/dynamic,"
+        " except 'vs bare' = dynamic/bare"
+    )
     print(f"{'case':32} {'dynamic us':>11} {'baseline':>14} {'baseline us':>12} {'ratio':>6}  goal")
     for name, d, baseline_name, b, ratio, goal in results:
         print(f"{name:32} {d * 1e6:11.0f} {baseline_name:>14} {b * 1e6:12.0f} {ratio:6.2f}  {goal}")

@@ -4,6 +4,7 @@ rows in the same run. Goal: ratio `growth(1M) / growth(10k)` <= 1.5, i.e. memory
 grow with the number of rows (the rows are read with a database cursor in chunks and written
 as they go). The peak is Linux's VmHWM, reset before each export (/proc/self/clear_refs);
 tracemalloc would slow the export several times. BENCH_EXPORT_ROWS overrides the large size."""
+
 import gc
 import json
 import os
@@ -19,19 +20,27 @@ from bench._support import setup_django, vendor
 SMALL, LARGE = 10_000, int(os.environ.get("BENCH_EXPORT_ROWS", 1_000_000))
 ADDON = "benchexport"
 MANIFEST = {
-    "apiVersion": "asteby.com/v3", "kind": "Addon",
+    "apiVersion": "asteby.com/v3",
+    "kind": "Addon",
     "metadata": {"key": ADDON, "name": "Bench export", "version": "1.0.0"},
     "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
-    "models": [{"key": "Items", "table": "items", "label": "Items", "columns": [
-        {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-        {"name": "organization_id", "type": "uuid", "not_null": True},
-        {"name": "title", "type": "varchar", "size": 200, "not_null": True},
-        {"name": "priority", "type": "integer", "not_null": True, "default": 0},
-        {"name": "amount", "type": "numeric"},
-        {"name": "done", "type": "boolean", "not_null": True, "default": False},
-        {"name": "due", "type": "date"},
-        {"name": "created_at", "type": "timestamptz"},
-    ]}],
+    "models": [
+        {
+            "key": "Items",
+            "table": "items",
+            "label": "Items",
+            "columns": [
+                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
+                {"name": "organization_id", "type": "uuid", "not_null": True},
+                {"name": "title", "type": "varchar", "size": 200, "not_null": True},
+                {"name": "priority", "type": "integer", "not_null": True, "default": 0},
+                {"name": "amount", "type": "numeric"},
+                {"name": "done", "type": "boolean", "not_null": True, "default": False},
+                {"name": "due", "type": "date"},
+                {"name": "created_at", "type": "timestamptz"},
+            ],
+        }
+    ],
 }
 
 
@@ -42,11 +51,20 @@ def _seed(model, org, start, count):
     now = timezone.now()
     with transaction.atomic():
         for first in range(start, start + count, 20_000):
-            model.objects.bulk_create([
-                model(id=uuid.uuid4(), organization_id=org, title=f"item {i}", priority=i % 5,
-                      amount=Decimal(i) / 4, done=i % 2 == 0, created_at=now)
-                for i in range(first, min(first + 20_000, start + count))
-            ])
+            model.objects.bulk_create(
+                [
+                    model(
+                        id=uuid.uuid4(),
+                        organization_id=org,
+                        title=f"item {i}",
+                        priority=i % 5,
+                        amount=Decimal(i) / 4,
+                        done=i % 2 == 0,
+                        created_at=now,
+                    )
+                    for i in range(first, min(first + 20_000, start + count))
+                ]
+            )
 
 
 def _kib(field):

@@ -6,6 +6,7 @@ phase (the schema editor running the plan's operations) and the whole `upgrade()
 (plan, data checks, SQL preview, DDL, bookkeeping, commit), each as a ratio to the psql
 time; and whether PostgreSQL rewrote the table (its relfilenode changes on a rewrite).
 """
+
 import json
 import re
 import subprocess
@@ -28,14 +29,27 @@ def _bundle(directory: Path, version: str, models) -> Path:
 
 
 def _big(extra=()):
-    return [{"table_name": "big", "model_key": "big", "label": "Big",
-             "columns": [{"name": "title", "type": "string", "size": 80}, {"name": "n", "type": "bigint"}, *extra]}]
+    return [
+        {
+            "table_name": "big",
+            "model_key": "big",
+            "label": "Big",
+            "columns": [
+                {"name": "title", "type": "string", "size": 80},
+                {"name": "n", "type": "bigint"},
+                *extra,
+            ],
+        }
+    ]
 
 
 def _wide(tables=50, columns=20, extra=False):
     models = []
     for t in range(tables):
-        cols = [{"name": f"c{c}", "type": ["string", "int", "text", "bool", "datetime"][c % 5]} for c in range(columns)]
+        cols = [
+            {"name": f"c{c}", "type": ["string", "int", "text", "bool", "datetime"][c % 5]}
+            for c in range(columns)
+        ]
         if extra:
             cols.append({"name": "added", "type": "text"})
         models.append({"table_name": f"t{t}", "model_key": f"t{t}", "label": f"T{t}", "columns": cols})
@@ -47,9 +61,28 @@ def _psql_ms(sql: str) -> float:
 
     s = connection.settings_dict
     out = subprocess.run(
-        ["psql", "-X", "-q", "-h", s["HOST"] or "127.0.0.1", "-p", str(s["PORT"] or 5432), "-U", s["USER"],
-         "-d", s["NAME"], "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", "-c", sql],
-        check=True, capture_output=True, text=True,
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-h",
+            s["HOST"] or "127.0.0.1",
+            "-p",
+            str(s["PORT"] or 5432),
+            "-U",
+            s["USER"],
+            "-d",
+            s["NAME"],
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "\\timing on",
+            "-c",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return float(re.search(r"Time: ([\d.]+) ms", out).group(1))
 
@@ -79,7 +112,8 @@ def main():
         with connection.cursor() as cursor:
             cursor.execute(
                 f'INSERT INTO "addon_{KEY}"."big" (id, title, n) '
-                "SELECT gen_random_uuid(), 'row ' || g, g FROM generate_series(1, %s) g", [ROWS]
+                "SELECT gen_random_uuid(), 'row ' || g, g FROM generate_series(1, %s) g",
+                [ROWS],
             )
             cursor.execute(f'ANALYZE "addon_{KEY}"."big"')
 
@@ -104,9 +138,11 @@ def main():
         total_ms = (time.perf_counter() - start) * 1000
         rewritten = _relfilenode("big") != before
         ddl_ms = ddl_seconds[0] * 1000
-        print(f"add nullable column to {ROWS:,} rows: psql by hand {hand_ms:.1f} ms; metacore DDL phase {ddl_ms:.1f} ms "
-              f"(ratio {ddl_ms / hand_ms:.2f}x); whole upgrade() {total_ms:.1f} ms (ratio {total_ms / hand_ms:.2f}x); "
-              f"table rewritten: {'yes' if rewritten else 'no'}")
+        print(
+            f"add nullable column to {ROWS:,} rows: psql by hand {hand_ms:.1f} ms; metacore DDL phase {ddl_ms:.1f} ms "
+            f"(ratio {ddl_ms / hand_ms:.2f}x); whole upgrade() {total_ms:.1f} ms (ratio {total_ms / hand_ms:.2f}x); "
+            f"table rewritten: {'yes' if rewritten else 'no'}"
+        )
         installer.uninstall(KEY, drop_data=True)
 
         installer.install(_bundle(tmp, "2.0.0", _wide()))
@@ -116,9 +152,11 @@ def main():
         plan_ms = (time.perf_counter() - start) * 1000
         statements = ";\n".join(plan.sql) + ";"
         hand_ms = _psql_ms(f"BEGIN; {statements} ROLLBACK;")
-        print(f"plan for 50 tables x 20 columns (+1 column each): {plan_ms:.1f} ms for {len(plan.steps)} steps, "
-              f"{len(plan.sql)} statements; running those statements by hand in psql: {hand_ms:.1f} ms "
-              f"(plan / hand-run DDL: {plan_ms / hand_ms:.2f}x)")
+        print(
+            f"plan for 50 tables x 20 columns (+1 column each): {plan_ms:.1f} ms for {len(plan.steps)} steps, "
+            f"{len(plan.sql)} statements; running those statements by hand in psql: {hand_ms:.1f} ms "
+            f"(plan / hand-run DDL: {plan_ms / hand_ms:.2f}x)"
+        )
         installer.uninstall(KEY, drop_data=True)
 
 

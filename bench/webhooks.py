@@ -12,6 +12,7 @@ Both are bound by commits: a delivery is four (its row and task; the task's clai
 attempt's lease; its outcome), a bare POST none; on a disk with slow fsync (SQLite without
 WAL, a loaded PostgreSQL) that, not the HTTP, is what the first ratio measures.
 """
+
 import json
 import tempfile
 import threading
@@ -29,11 +30,18 @@ MANIFEST = {
     "kind": "Addon",
     "metadata": {"key": ADDON, "name": "Bench webhooks", "version": "1.0.0"},
     "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
-    "models": [{"key": "Items", "table": "items", "label": "Items", "columns": [
-        {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-        {"name": "organization_id", "type": "uuid", "not_null": True},
-        {"name": "title", "type": "varchar", "size": 200, "not_null": True},
-    ]}],
+    "models": [
+        {
+            "key": "Items",
+            "table": "items",
+            "label": "Items",
+            "columns": [
+                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
+                {"name": "organization_id", "type": "uuid", "not_null": True},
+                {"name": "title", "type": "varchar", "size": 200, "not_null": True},
+            ],
+        }
+    ],
 }
 
 
@@ -55,7 +63,9 @@ def _bare_posts(url, n):
     body = json.dumps({"event": "bench.created", "data": {"id": 1}}).encode()
     start = time.perf_counter()
     for _ in range(n):
-        request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
     return n / (time.perf_counter() - start)
@@ -109,7 +119,9 @@ def main():
     user = User.objects.create_superuser("bench-hooks", "bench@example.com", None)
     org = TenantMembership.objects.create(user=user).organization_id
     try:
-        sub = WebhookSubscription.objects.create(organization_id=org, url=url, events=["bench.*"], secret="s" * 64)
+        sub = WebhookSubscription.objects.create(
+            organization_id=org, url=url, events=["bench.*"], secret="s" * 64
+        )
         bare = _bare_posts(url, DELIVERIES)
         queued = _queued(org, DELIVERIES)
         ctx = StoreContext(user=user, tenant=str(org), actor_id=str(user.pk))
@@ -125,10 +137,14 @@ def main():
         sub.save()
         without_webhook, _ = paired(create, lambda: None, number=50, repeat=5)
         print(f"webhooks bench on {vendor()}")
-        print(f"  deliveries/s through the queue  {queued:9.1f}   bare urllib POST/s {bare:9.1f}   "
-              f"ratio {queued / bare:5.2f}")
-        print(f"  create with a matching webhook  {with_webhook * 1e3:7.2f} ms   without {without_webhook * 1e3:7.2f} ms   "
-              f"ratio {with_webhook / without_webhook:5.2f} (goal <= 1.5)")
+        print(
+            f"  deliveries/s through the queue  {queued:9.1f}   bare urllib POST/s {bare:9.1f}   "
+            f"ratio {queued / bare:5.2f}"
+        )
+        print(
+            f"  create with a matching webhook  {with_webhook * 1e3:7.2f} ms   without {without_webhook * 1e3:7.2f} ms   "
+            f"ratio {with_webhook / without_webhook:5.2f} (goal <= 1.5)"
+        )
         print(f"  ({DELIVERIES} deliveries, one in-process worker, persistent connections)")
     finally:
         DBTaskResult.objects.all().delete()

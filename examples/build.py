@@ -4,6 +4,7 @@ WebAssembly text is compiled with wasmtime's own `wat2wasm`, so no toolchain is 
 beyond the project's virtualenv. The built modules are committed, so `make run` installs
 the examples without building anything.
 """
+
 import sys
 from pathlib import Path
 

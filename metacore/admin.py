@@ -6,6 +6,7 @@ nobody edits or deletes here, superusers included: audit retention is `metacore_
 
 Every change goes through the same services as the API and the commands, so it is
 validated and audited alike."""
+
 import hashlib
 import secrets
 import time
@@ -29,9 +30,9 @@ from metacore.errors import MetacoreError
 from metacore.installer import management
 from metacore.installer.setting_types import TEXT_TYPES, clean_settings, declared_settings
 from metacore.manifest.model import Manifest
-from metacore.models import AppliedMigration, AuditRecord, EnforcerMode, InstallJournal, Installation
+from metacore.models import AppliedMigration, AuditRecord, EnforcerMode, Installation, InstallJournal
 
-UPGRADE_TOKEN_SALT = "metacore.admin.upgrade"
+UPGRADE_TOKEN_SALT = "metacore.admin.upgrade"  # noqa: S105 (a signing namespace, not a secret)
 UPGRADE_TOKEN_MAX_AGE = 3600  # seconds between reading the plan and applying it
 
 
@@ -70,13 +71,19 @@ SETTING_PREFIX = "setting__"
 
 def _setting_field(spec, current):
     """A form field for one declared setting; secrets are write-only (never rendered back)."""
-    common = {"label": spec.label, "help_text": spec.help, "required": spec.required and spec.type != "boolean"}
+    common = {
+        "label": spec.label,
+        "help_text": spec.help,
+        "required": spec.required and spec.type != "boolean",
+    }
     if spec.secret:
         state = "set" if current else "not set"
         return forms.CharField(
             widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-            label=spec.label, required=False,
-            help_text=f"write-only ({state}): leave blank to keep the current value. {spec.help}".strip())
+            label=spec.label,
+            required=False,
+            help_text=f"write-only ({state}): leave blank to keep the current value. {spec.help}".strip(),
+        )
     if spec.type == "boolean":
         return forms.BooleanField(**{**common, "required": False})
     if spec.type == "integer":
@@ -85,8 +92,11 @@ def _setting_field(spec, current):
         return forms.FloatField(**common)
     if spec.type == "select" and spec.options:
         by_text = {str(value): value for value, _ in spec.options}
-        return forms.TypedChoiceField(choices=[(str(v), label) for v, label in spec.options],
-                                      coerce=lambda text: by_text[text], **common)
+        return forms.TypedChoiceField(
+            choices=[(str(v), label) for v, label in spec.options],
+            coerce=lambda text: by_text[text],
+            **common,
+        )
     if spec.type in TEXT_TYPES:
         widget = forms.Textarea(attrs={"rows": 3}) if spec.type in ("text", "textarea") else None
         return forms.CharField(widget=widget, strip=False, **common)
@@ -133,8 +143,9 @@ class SettingsForm(forms.ModelForm):
                 continue
             values[spec.key] = value
         try:
-            self.settings_values = clean_settings(self.instance.manifest, values, addon=self.instance.key,
-                                                  previous=current)
+            self.settings_values = clean_settings(
+                self.instance.manifest, values, addon=self.instance.key, previous=current
+            )
         except MetacoreError as exc:
             for name, problems in (exc.errors or {}).items():
                 field = SETTING_PREFIX + name
@@ -167,7 +178,9 @@ def _kept_upload(name: str, sha256: str):
     """The pending bundle a (signed) token names, if it is still there and unchanged."""
     kept = _pending_dir() / Path(name).name
     if not kept.is_file() or hashlib.sha256(kept.read_bytes()).hexdigest() != sha256:
-        raise MetacoreError("the uploaded bundle is gone or changed since its plan was shown: upload it again")
+        raise MetacoreError(
+            "the uploaded bundle is gone or changed since its plan was shown: upload it again"
+        )
     return kept
 
 
@@ -177,16 +190,36 @@ class BundleUploadForm(forms.Form):
 
 # -- addons -------------------------------------------------------------------------------
 
+
 @admin.register(Installation)
 class InstallationAdmin(admin.ModelAdmin):
     form = SettingsForm
     change_list_template = "admin/metacore/installation/change_list.html"
-    list_display = ("key", "name", "version", "state", "enforcer_mode", "table_list", "revision", "updated_at")
+    list_display = (
+        "key",
+        "name",
+        "version",
+        "state",
+        "enforcer_mode",
+        "table_list",
+        "revision",
+        "updated_at",
+    )
     list_filter = ("state",)
     search_fields = ("key", "name")
     actions = ("enable_addons", "disable_addons")
-    readonly_fields = ("key", "name", "version", "state", "enforcer_mode", "revision", "bundle_sha256",
-                       "installed_at", "updated_at", "manifest_overview")
+    readonly_fields = (
+        "key",
+        "name",
+        "version",
+        "state",
+        "enforcer_mode",
+        "revision",
+        "bundle_sha256",
+        "installed_at",
+        "updated_at",
+        "manifest_overview",
+    )
 
     def has_add_permission(self, request):
         return False  # addons are installed from bundles: "Install or upgrade from a bundle"
@@ -195,8 +228,24 @@ class InstallationAdmin(admin.ModelAdmin):
         return False  # uninstalling drops or keeps tables: metacore_uninstall decides
 
     def get_fieldsets(self, request, obj=None):
-        fieldsets = [(None, {"fields": ("key", "name", "version", "state", "enforcer_mode", "revision",
-                                        "bundle_sha256", "installed_at", "updated_at")})]
+        fieldsets = [
+            (
+                None,
+                {
+                    "fields": (
+                        "key",
+                        "name",
+                        "version",
+                        "state",
+                        "enforcer_mode",
+                        "revision",
+                        "bundle_sha256",
+                        "installed_at",
+                        "updated_at",
+                    )
+                },
+            )
+        ]
         specs = declared_settings(obj.manifest) if obj is not None else []
         if specs:
             fieldsets.append(("Settings", {"fields": [SETTING_PREFIX + s.key for s in specs]}))
@@ -224,19 +273,29 @@ class InstallationAdmin(admin.ModelAdmin):
     @admin.display(description="enforcer mode")
     def enforcer_mode(self, obj):
         enforcer = _kernel().enforcer
-        return format_html("<b>{}</b> <small>({})</small>", enforcer.mode_for(obj.key),
-                           _mode_source(enforcer.modes(), obj.key))
+        return format_html(
+            "<b>{}</b> <small>({})</small>",
+            enforcer.mode_for(obj.key),
+            _mode_source(enforcer.modes(), obj.key),
+        )
 
     @admin.display(description="manifest")
     def manifest_overview(self, obj):
         manifest = Manifest.model_validate(obj.manifest)
         stored = obj.settings or {}
         settings = [
-            {"spec": s, "value": ("(set)" if stored.get(s.key) else "(not set)") if s.secret else stored.get(s.key, "")}
+            {
+                "spec": s,
+                "value": ("(set)" if stored.get(s.key) else "(not set)")
+                if s.secret
+                else stored.get(s.key, ""),
+            }
             for s in declared_settings(manifest)
         ]
-        return render_to_string("admin/metacore/installation/manifest.html",
-                                {"manifest": manifest, "settings": settings, "capabilities": obj.capabilities or []})
+        return render_to_string(
+            "admin/metacore/installation/manifest.html",
+            {"manifest": manifest, "settings": settings, "capabilities": obj.capabilities or []},
+        )
 
     @admin.action(description="Enable selected addons", permissions=["change"])
     def enable_addons(self, request, queryset):
@@ -250,8 +309,14 @@ class InstallationAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         return [
-            path("upload/", self.admin_site.admin_view(self.upload_view), name="metacore_installation_upload"),
-            path("upgrade/", self.admin_site.admin_view(self.apply_upgrade_view), name="metacore_installation_upgrade"),
+            path(
+                "upload/", self.admin_site.admin_view(self.upload_view), name="metacore_installation_upload"
+            ),
+            path(
+                "upgrade/",
+                self.admin_site.admin_view(self.apply_upgrade_view),
+                name="metacore_installation_upgrade",
+            ),
         ] + super().get_urls()
 
     def _require_manager(self, request):
@@ -261,10 +326,16 @@ class InstallationAdmin(admin.ModelAdmin):
         management.require_manager(_kernel(), request.user, "installing and upgrading addons")
 
     def _page(self, request, template, **context):
-        return TemplateResponse(request, f"admin/metacore/installation/{template}", {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "title": context.pop("title"),
-            **context,
-        })
+        return TemplateResponse(
+            request,
+            f"admin/metacore/installation/{template}",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": context.pop("title"),
+                **context,
+            },
+        )
 
     def upload_view(self, request):
         """Upload a bundle: a new addon is installed at once; an installed one gets its
@@ -276,14 +347,23 @@ class InstallationAdmin(admin.ModelAdmin):
             kept, sha256 = _keep_upload(form.cleaned_data["bundle"])
             try:
                 bundle = kernel.installer.preflight(kept)
-                installed = Installation.objects.filter(key=bundle.manifest.key).exclude(
-                    state=Installation.State.UNINSTALLED).first()
+                installed = (
+                    Installation.objects.filter(key=bundle.manifest.key)
+                    .exclude(state=Installation.State.UNINSTALLED)
+                    .first()
+                )
                 if installed is None:
                     kept.unlink()
-                    result, secret = management.install(kernel, bundle, actor=request.user,
-                                                        options=management.install_options({}))
-                    return self._page(request, "installed.html", title=f"Installed {result.key} {result.version}",
-                                      result=result, secret=secret)
+                    result, secret = management.install(
+                        kernel, bundle, actor=request.user, options=management.install_options({})
+                    )
+                    return self._page(
+                        request,
+                        "installed.html",
+                        title=f"Installed {result.key} {result.version}",
+                        result=result,
+                        secret=secret,
+                    )
                 plan = kernel.installer.plan(bundle)
             except MetacoreError as exc:
                 kept.unlink(missing_ok=True)
@@ -292,8 +372,13 @@ class InstallationAdmin(admin.ModelAdmin):
                 if plan.blocked:
                     kept.unlink()
                 token = signing.dumps({"upload": kept.name, "sha256": sha256}, salt=UPGRADE_TOKEN_SALT)
-                return self._page(request, "plan.html", title=f"Upgrade {plan.key} {plan.from_version} → "
-                                  f"{plan.to_version}", plan=plan, token=token)
+                return self._page(
+                    request,
+                    "plan.html",
+                    title=f"Upgrade {plan.key} {plan.from_version} → {plan.to_version}",
+                    plan=plan,
+                    token=token,
+                )
         return self._page(request, "upload.html", title="Install or upgrade from a bundle", form=form)
 
     def apply_upgrade_view(self, request):
@@ -302,23 +387,29 @@ class InstallationAdmin(admin.ModelAdmin):
         self._require_manager(request)
         try:
             try:
-                chosen = signing.loads(request.POST.get("token", ""), salt=UPGRADE_TOKEN_SALT,
-                                       max_age=UPGRADE_TOKEN_MAX_AGE)
+                chosen = signing.loads(
+                    request.POST.get("token", ""), salt=UPGRADE_TOKEN_SALT, max_age=UPGRADE_TOKEN_MAX_AGE
+                )
             except signing.BadSignature:
-                raise MetacoreError("the upgrade plan expired or was altered: upload the bundle again") from None
+                raise MetacoreError(
+                    "the upgrade plan expired or was altered: upload the bundle again"
+                ) from None
             kept = _kept_upload(chosen["upload"], chosen["sha256"])
             result = _kernel().installer.upgrade(
-                kept, allow_destructive=bool(request.POST.get("allow_destructive")), actor=request.user)
+                kept, allow_destructive=bool(request.POST.get("allow_destructive")), actor=request.user
+            )
             kept.unlink()  # a refused upgrade keeps it (until it expires), to try again from the plan
         except MetacoreError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return HttpResponseRedirect(reverse("admin:metacore_installation_upload"))
-        self.message_user(request, f"upgraded {result.installation.key} to {result.installation.version}",
-                          messages.SUCCESS)
+        self.message_user(
+            request, f"upgraded {result.installation.key} to {result.installation.version}", messages.SUCCESS
+        )
         return HttpResponseRedirect(reverse("admin:metacore_installation_changelist"))
 
 
 # -- records the kernel writes: read-only for everyone --------------------------------------
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Records written by the kernel: browsable, never added, edited or deleted here, not
@@ -353,7 +444,16 @@ class ActorMixin:
 
 @admin.register(InstallJournal)
 class InstallJournalAdmin(ActorMixin, ReadOnlyAdmin):
-    list_display = ("at", "addon_key", "operation", "from_version", "to_version", "ok", "actor_name", "message")
+    list_display = (
+        "at",
+        "addon_key",
+        "operation",
+        "from_version",
+        "to_version",
+        "ok",
+        "actor_name",
+        "message",
+    )
     list_filter = ("operation", "ok", "addon_key")
     search_fields = ("addon_key", "message", "actor")
 
@@ -379,10 +479,11 @@ class AuditRecordAdmin(ActorMixin, ReadOnlyAdmin):
 
 # -- enforcer ------------------------------------------------------------------------------
 
+
 class EnforcerModeForm(forms.ModelForm):
     class Meta:
         model = EnforcerMode
-        fields = "__all__"
+        fields = ("addon_key", "mode")  # changed_at and changed_by are set by the admin
 
     def clean_addon_key(self):
         """An override names an installed addon (the enforcer refuses others)."""
@@ -421,8 +522,12 @@ class EnforcerModeAdmin(admin.ModelAdmin):
             {"scope": i.key, "mode": enforcer.mode_for(i.key), "source": _mode_source(modes, i.key)}
             for i in Installation.objects.exclude(state=Installation.State.UNINSTALLED)
         ]
-        context = {"global_mode": modes["effective"], "global_source": "set" if modes["global"] else "default",
-                   "effective_modes": effective, **(extra_context or {})}
+        context = {
+            "global_mode": modes["effective"],
+            "global_source": "set" if modes["global"] else "default",
+            "effective_modes": effective,
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, extra_context=context)
 
     # Through the enforcer service, so every flip from the admin is audited like the others.

@@ -3,6 +3,7 @@
 Shaped like DRF's `api_settings`: `metacore_settings.NAME` reads the host's value or the
 default; names listed in IMPORT_STRINGS are imported on first access.
 """
+
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string

@@ -33,7 +33,12 @@ class MetacoreError(Exception):
     code: str | None = None  # None: the status's code (STATUS_CODES)
 
     def __init__(
-        self, message: str, *, errors: Mapping[str, Sequence[str]] | None = None, status: int | None = None, code: str | None = None
+        self,
+        message: str,
+        *,
+        errors: Mapping[str, Sequence[str]] | None = None,
+        status: int | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message

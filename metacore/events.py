@@ -5,9 +5,10 @@ the sandbox publishes `addon_event`, the installer `addon_changed`. The hub and 
 pipe connect receivers. Receivers must not raise (a failing receiver is logged by
 `send_robust`), so a broken consumer never fails a committed write.
 """
+
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.dispatch import Signal
@@ -20,7 +21,7 @@ addon_changed = Signal()  # kwargs: event=LifecycleEvent
 
 
 def _now():
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ the per-part settings (sinks, tenant resolver, channel layer). DRF views, consum
 management commands get services from `get_kernel()`; services never import DRF, Channels
 or the CLI.
 """
+
 from functools import cached_property
 
 from metacore.conf import metacore_settings

@@ -5,6 +5,7 @@
 copy or the response's encoder) and the non-JSON constants `NaN`/`Infinity` (which could
 not be sent back as valid JSON) are refused with `JSONInputError`, a `ValueError`.
 """
+
 import json
 
 MAX_JSON_DEPTH = 64

@@ -1,4 +1,5 @@
 """metacore's own tables. Addon tables are not here: they are built at runtime by `schema/`."""
+
 import uuid
 
 from django.conf import settings
@@ -97,7 +98,9 @@ class EnforcerMode(models.Model):
 class TenantMembership(models.Model):
     """Default tenant source: the organization a user acts for (see TENANT_RESOLVER)."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="metacore_membership")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="metacore_membership"
+    )
     organization_id = models.UUIDField(default=uuid.uuid4)
 
 
@@ -136,5 +139,5 @@ class WebhookNonce(models.Model):
         constraints = [models.UniqueConstraint(fields=["scope", "nonce"], name="metacore_webhook_nonce_once")]
 
 
-from metacore.integrations.models import EventLogEntry, ScheduleRun, WebhookDelivery, WebhookSubscription  # noqa: E402,F401  (registered here)
 from metacore.hub.models import HubConnection  # noqa: E402,F401  (registered here)
+from metacore.integrations.models import EventLogEntry, ScheduleRun, WebhookDelivery, WebhookSubscription  # noqa: E402,F401  (registered here)

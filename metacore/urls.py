@@ -1,4 +1,5 @@
 """Include with `path("api/", include("metacore.urls"))`."""
+
 from django.urls import include, path
 
 from metacore.api.metrics_views import metrics_view

@@ -3,6 +3,7 @@
 Everything metacore needs is the INSTALLED_APPS entry, the URL include and the ASGI app;
 the rest is an ordinary Django settings module.
 """
+
 import hashlib
 import os
 from pathlib import Path
@@ -105,8 +106,12 @@ REST_FRAMEWORK = {
 # socket_timeout: redis-py 8 defaults it to 5 s, the length of channels_redis' blocking
 # BZPOPMIN, so an idle consumer's read times out and its socket dies (1011) every 5 s.
 CHANNEL_LAYERS = (
-    {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                 "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": 30}]}}}
+    {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": 30}]},
+        }
+    }
     if os.environ.get("REDIS_URL")
     else {"default": {"BACKEND": "metacore.hub.layers.InMemoryChannelLayer"}}
 )
@@ -134,5 +139,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"metacore": {"handlers": ["console"], "level": os.environ.get("METACORE_LOG_LEVEL", "WARNING")}},
+    "loggers": {
+        "metacore": {"handlers": ["console"], "level": os.environ.get("METACORE_LOG_LEVEL", "WARNING")}
+    },
 }

@@ -6,6 +6,7 @@ is missing the conformance cases are skipped with one line in the summary, unles
 then the run fails (conftest.py). `manifest_features` names what a manifest uses, so a test can
 prove the own fixtures cover every feature the corpus uses, in both formats.
 """
+
 import json
 import os
 import re
@@ -71,8 +72,11 @@ def sdk_bundles(invalid=False) -> list[Path]:
 def bundle_params(invalid=False, where=lambda raw: True):
     """pytest params: own fixtures (always) then the corpus (marked `conformance`)."""
     own = [pytest.param(p, id=f"own:{p.name}") for p in own_bundles(invalid) if where(read_raw(p))]
-    sdk = [pytest.param(p, id=f"sdk:{p.name}", marks=pytest.mark.conformance)
-           for p in sdk_bundles(invalid) if where(read_raw(p))]
+    sdk = [
+        pytest.param(p, id=f"sdk:{p.name}", marks=pytest.mark.conformance)
+        for p in sdk_bundles(invalid)
+        if where(read_raw(p))
+    ]
     return own + sdk
 
 
@@ -81,8 +85,20 @@ def bundle_params(invalid=False, where=lambda raw: True):
 # Maps keyed by free-form names (a model, a hook, a language, a tool's property).
 _FREE_KEYS = (".actions", ".hooks", ".i18n", ".input_schema.properties")
 # Keys whose value is itself a feature (a column type, a capability kind, a delete rule...).
-_VALUED = {"type", "kind", "on_delete", "policy", "isolation", "tenant_isolation", "icon_type", "runtime", "format",
-           "layout", "method", "normalize"}
+_VALUED = {
+    "type",
+    "kind",
+    "on_delete",
+    "policy",
+    "isolation",
+    "tenant_isolation",
+    "icon_type",
+    "runtime",
+    "format",
+    "layout",
+    "method",
+    "normalize",
+}
 
 
 def _walk(node, path, out):
@@ -97,7 +113,10 @@ def _walk(node, path, out):
             if key in _VALUED and isinstance(value, str):
                 out.add(f"{child}={value}")
             if key == "default" and path.endswith("columns[]"):
-                out.add(f"{child}=" + (value if isinstance(value, str) and value.endswith("()") else type(value).__name__))
+                out.add(
+                    f"{child}="
+                    + (value if isinstance(value, str) and value.endswith("()") else type(value).__name__)
+                )
             _walk(value, child, out)
     elif isinstance(node, list):
         for value in node:
@@ -126,5 +145,7 @@ def manifest_features(path: Path) -> set[str]:
 
 def bundle_sets():
     """Two params for tests over a whole set: the own fixtures, then the corpus (`conformance`)."""
-    return [pytest.param(own_bundles(), id="own"),
-            pytest.param(sdk_bundles(), id="sdk", marks=pytest.mark.conformance)]
+    return [
+        pytest.param(own_bundles(), id="own"),
+        pytest.param(sdk_bundles(), id="sdk", marks=pytest.mark.conformance),
+    ]

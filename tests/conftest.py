@@ -4,21 +4,26 @@ The upstream SDK corpus is a conformance suite (tests/addon_fixtures.py): its ca
 `conformance` marker, are skipped with one summary line when the corpus is absent, and the
 run fails before collecting anything when `CI` is set and the corpus is missing.
 """
+
 import os
 
 import pytest
-
 from addon_fixtures import CONFORMANCE, HAVE_SDK, ROOT, SDK_ENV, SDK_FIXTURES  # noqa: F401 (re-exported)
 
-_MISSING = (f"SDK conformance corpus not found at {SDK_FIXTURES} (set {SDK_ENV} to run it): "
-            "conformance cases skipped")
+_MISSING = (
+    f"SDK conformance corpus not found at {SDK_FIXTURES} (set {SDK_ENV} to run it): conformance cases skipped"
+)
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", f"{CONFORMANCE}: needs the upstream SDK corpus (tests/addon_fixtures.py)")
+    config.addinivalue_line(
+        "markers", f"{CONFORMANCE}: needs the upstream SDK corpus (tests/addon_fixtures.py)"
+    )
     if not HAVE_SDK and os.environ.get("CI"):
-        raise pytest.UsageError(f"CI is set and the SDK conformance corpus is missing: {SDK_FIXTURES} "
-                                f"(check out ../shared or set {SDK_ENV})")
+        raise pytest.UsageError(
+            f"CI is set and the SDK conformance corpus is missing: {SDK_FIXTURES} "
+            f"(check out ../shared or set {SDK_ENV})"
+        )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,5 +1,6 @@
 """Helpers shared by the hub tests: registered addons without tables, users with tenants and
 grants, and a WebsocketCommunicator on the real ASGI application."""
+
 import json
 import uuid
 
@@ -18,21 +19,41 @@ def register_addon(key, models, capabilities=(), org_scoped=True):
     """An enabled Installation whose manifest declares `models` [(Key, table), ...], with the
     CRUD permission rows the installer creates; the hub needs no table for this."""
     specs = tuple(
-        Model(key=model_key, table=table, label=table, org_scoped=org_scoped,
-              columns=(Column(name="id", type="uuid", primary_key=True, system=True),
-                       Column(name="organization_id", type="uuid", system=True),
-                       Column(name="name", type="string", size=80)))
+        Model(
+            key=model_key,
+            table=table,
+            label=table,
+            org_scoped=org_scoped,
+            columns=(
+                Column(name="id", type="uuid", primary_key=True, system=True),
+                Column(name="organization_id", type="uuid", system=True),
+                Column(name="name", type="string", size=80),
+            ),
+        )
         for model_key, table in models
     )
-    manifest = Manifest(format="flat", key=key, name=key.title(), version="1.0.0", models=specs,
-                        capabilities=tuple({"kind": k, "target": t} for k, t in capabilities))
-    Installation.objects.create(key=key, name=key.title(), version="1.0.0", manifest=manifest.model_dump(mode="json"),
-                                capabilities=[{"kind": k, "target": t} for k, t in capabilities])
+    manifest = Manifest(
+        format="flat",
+        key=key,
+        name=key.title(),
+        version="1.0.0",
+        models=specs,
+        capabilities=tuple({"kind": k, "target": t} for k, t in capabilities),
+    )
+    Installation.objects.create(
+        key=key,
+        name=key.title(),
+        version="1.0.0",
+        manifest=manifest.model_dump(mode="json"),
+        capabilities=[{"kind": k, "target": t} for k, t in capabilities],
+    )
     content_type = ContentType.objects.get_for_model(Installation)
     for _, table in models:
         for action in ("read", "create", "update", "delete"):
             codename = model_permission(key, table, action)
-            Permission.objects.get_or_create(codename=codename, content_type=content_type, defaults={"name": codename})
+            Permission.objects.get_or_create(
+                codename=codename, content_type=content_type, defaults={"name": codename}
+            )
     state, _ = RegistryState.objects.get_or_create(pk=1)
     RegistryState.objects.filter(pk=1).update(revision=F("revision") + 1)
 

@@ -1,15 +1,16 @@
 """Helpers for the installer tests: fixture discovery, bundle builders, expectations read
 back by introspection."""
+
 import io
 import json
 import tarfile
 from pathlib import Path
 
+from addon_fixtures import read_raw
 from django.db import connection
 
-from addon_fixtures import read_raw
-from metacore.manifest.parse import load_manifest
 from metacore.installer.bundle import template_key
+from metacore.manifest.parse import load_manifest
 from metacore.schema.naming import physical_index, physical_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,13 +20,29 @@ EXAMPLES = ROOT / "examples"
 # PostgreSQL, the declared type on SQLite).
 DB_TYPES = {
     "postgresql": {
-        "string": "character varying", "text": "text", "uuid": "uuid", "int": "integer", "bigint": "bigint",
-        "float": "double precision", "decimal": "numeric", "bool": "boolean", "date": "date",
-        "datetime": "timestamp with time zone", "json": "jsonb",
+        "string": "character varying",
+        "text": "text",
+        "uuid": "uuid",
+        "int": "integer",
+        "bigint": "bigint",
+        "float": "double precision",
+        "decimal": "numeric",
+        "bool": "boolean",
+        "date": "date",
+        "datetime": "timestamp with time zone",
+        "json": "jsonb",
     },
     "sqlite": {
-        "string": "varchar", "text": "text", "uuid": "char", "int": "integer", "bigint": "bigint",
-        "float": "real", "decimal": "decimal", "bool": "bool", "date": "date", "datetime": "datetime",
+        "string": "varchar",
+        "text": "text",
+        "uuid": "char",
+        "int": "integer",
+        "bigint": "bigint",
+        "float": "real",
+        "decimal": "decimal",
+        "bool": "bool",
+        "date": "date",
+        "datetime": "datetime",
         "json": "text",
     },
 }
@@ -64,7 +81,9 @@ def assert_schema_matches(manifest, describe):
             if column.references is not None and column.references.physical:
                 target = physical_table(manifest.key, column.references.table, vendor).replace('"', "")
                 assert any(
-                    fk.column == column.name and fk.references_table == target and fk.references_column == "id"
+                    fk.column == column.name
+                    and fk.references_table == target
+                    and fk.references_column == "id"
                     for fk in info.foreign_keys
                 ), (where, info.foreign_keys)
         for index in spec.indexes:

@@ -1,5 +1,6 @@
 """Real servers for the hub's end-to-end tests: Daphne processes of the sandbox project on
 free 127.0.0.1 ports, sharing the test database (and Redis when asked)."""
+
 import json
 import os
 import signal
@@ -38,15 +39,29 @@ class Daphne:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/api/ws"
-        env = {**os.environ, "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "sandbox_project.settings"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "DJANGO_SETTINGS_MODULE": "sandbox_project.settings",
+        }
         env.pop("REDIS_URL", None)
         if redis:
             env["REDIS_URL"] = REDIS_URL
         self.log = open((log_dir or ROOT / "var") / f"daphne-{self.port}.log", "w+")
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(self.port), *extra_args,
-             "sandbox_project.asgi:application"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                str(Path(sys.executable).with_name("daphne")),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                *extra_args,
+                "sandbox_project.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     @classmethod
@@ -77,8 +92,12 @@ class Daphne:
 
     def request(self, method, path, token, body=None, timeout=10):
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
-                                     headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as response:
                 return response.status, json.loads(response.read() or b"null")

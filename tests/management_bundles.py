@@ -1,5 +1,6 @@
 """Test bundles for the management API tests: a small flat-format addon with a model,
 navigation bound to it, declared settings and a federated frontend."""
+
 import json
 from pathlib import Path
 
@@ -39,8 +40,10 @@ def helpdesk_manifest(version="1.0.0", key="helpdesk"):
                 ],
             }
         ],
-        "settings": [{"key": "greeting", "label": "Greeting", "type": "string", "default": "hola"},
-                     {"key": "sla_hours", "label": "SLA", "type": "number"}],
+        "settings": [
+            {"key": "greeting", "label": "Greeting", "type": "string", "default": "hola"},
+            {"key": "sla_hours", "label": "SLA", "type": "number"},
+        ],
         "frontend": {"entry": "remoteEntry.js", "format": "federation", "expose": "./plugin"},
     }
 
@@ -70,7 +73,10 @@ class Signer:
 
 def unsigned_archive(source: Path, target: Path) -> Path:
     manifest = json.loads((source / "manifest.json").read_text())
-    contents = {p.relative_to(source).as_posix(): p.read_bytes()
-                for p in sorted(source.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    contents = {
+        p.relative_to(source).as_posix(): p.read_bytes()
+        for p in sorted(source.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
     target.write_bytes(write_bundle(manifest, contents))
     return target

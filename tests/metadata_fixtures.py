@@ -1,6 +1,7 @@
 """A small flat-format addon (two org-scoped models, a reference, a soft-delete table, an
 action) installed and uninstalled through the real installer, for the permission and
 metadata tests."""
+
 import json
 import tempfile
 from pathlib import Path
@@ -20,33 +21,58 @@ def fresh_registry():
 
 
 def model(key, table, columns, **extra):
-    return {"model_key": key, "table_name": table, "label": extra.pop("label", key), "org_scoped": True,
-            "columns": list(columns), **extra}
+    return {
+        "model_key": key,
+        "table_name": table,
+        "label": extra.pop("label", key),
+        "org_scoped": True,
+        "columns": list(columns),
+        **extra,
+    }
 
 
 def helpdesk_manifest(key="helpdesk", version="1.0.0", table_meta=None, extra_models=()):
-    tickets = model("Tickets", "tickets", [
-        {"name": "title", "type": "varchar(120)", "required": True},
-        {"name": "status", "type": "string", "size": 20, "required": True, "default": "open"},
-        {"name": "priority", "type": "integer"},
-        {"name": "customer_id", "type": "uuid", "ref": "customers"},
-        {"name": "notes", "type": "text"},
-        {"name": "due_on", "type": "date"},
-        {"name": "billable", "type": "boolean"},
-        {"name": "amount", "type": "numeric(10,2)"},
-        {"name": "tags", "type": "jsonb"},
-    ], soft_delete=True)
+    tickets = model(
+        "Tickets",
+        "tickets",
+        [
+            {"name": "title", "type": "varchar(120)", "required": True},
+            {"name": "status", "type": "string", "size": 20, "required": True, "default": "open"},
+            {"name": "priority", "type": "integer"},
+            {"name": "customer_id", "type": "uuid", "ref": "customers"},
+            {"name": "notes", "type": "text"},
+            {"name": "due_on", "type": "date"},
+            {"name": "billable", "type": "boolean"},
+            {"name": "amount", "type": "numeric(10,2)"},
+            {"name": "tags", "type": "jsonb"},
+        ],
+        soft_delete=True,
+    )
     if table_meta is not None:
         tickets["table"] = table_meta
-    customers = model("Customers", "customers", [
-        {"name": "name", "type": "string", "size": 80, "required": True, "label": "Customer name"},
-        {"name": "email", "type": "string", "size": 120},
-    ])
+    customers = model(
+        "Customers",
+        "customers",
+        [
+            {"name": "name", "type": "string", "size": 80, "required": True, "label": "Customer name"},
+            {"name": "email", "type": "string", "size": 120},
+        ],
+    )
     return {
-        "key": key, "name": key.title(), "version": version,
+        "key": key,
+        "name": key.title(),
+        "version": version,
         "model_definitions": [tickets, customers, *extra_models],
-        "actions": {"Tickets": [{"key": "close", "label": "Close ticket", "trigger": {"type": "wasm", "export": "close"},
-                                 "fields": [{"key": "reason", "label": "Reason", "type": "text", "required": True}]}]},
+        "actions": {
+            "Tickets": [
+                {
+                    "key": "close",
+                    "label": "Close ticket",
+                    "trigger": {"type": "wasm", "export": "close"},
+                    "fields": [{"key": "reason", "label": "Reason", "type": "text", "required": True}],
+                }
+            ]
+        },
     }
 
 

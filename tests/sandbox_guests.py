@@ -4,6 +4,7 @@
 `alloc` that grows memory, `$pack`, and `$split` (index of the first NUL byte), so a test
 can pass several strings to a host import as `a\\0b\\0c`.
 """
+
 from wasmtime import wat2wasm
 
 HOST = '(import "metacore_host" "{name}" (func ${name} {sig}))'
@@ -78,12 +79,18 @@ ENV_CALL = """
 
 def module(body="", imports=(), *, prelude=True, extra_imports=""):
     lines = [HOST.format(name=name, sig=SIGNATURES[name]) for name in imports]
-    return wat2wasm("(module\n" + "\n".join(lines) + extra_imports + (PRELUDE if prelude else "") + body + "\n)")
+    return wat2wasm(
+        "(module\n" + "\n".join(lines) + extra_imports + (PRELUDE if prelude else "") + body + "\n)"
+    )
 
 
 def host_caller():
     """A guest exporting `call_<import>` for every metacore_host import."""
-    body = ENV_CALL + HTTP_CALL + "".join(TWO_ARG_CALL.format(name=n) for n in ("db_query", "db_exec", "event_emit"))
+    body = (
+        ENV_CALL
+        + HTTP_CALL
+        + "".join(TWO_ARG_CALL.format(name=n) for n in ("db_query", "db_exec", "event_emit"))
+    )
     return module(ECHO + body, imports=SIGNATURES)
 
 
@@ -122,31 +129,43 @@ def hostile():
 
 
 def garbage_alloc():
-    return module("""
+    return module(
+        """
   (memory (export "memory") 1)
   (func (export "alloc") (param i32) (result i32) (i32.const -16))
   (func (export "run") (param i32 i32) (result i64) (i64.const 0))
-""", prelude=False)
+""",
+        prelude=False,
+    )
 
 
 def without_alloc():
-    return module("""
+    return module(
+        """
   (memory (export "memory") 1)
   (func (export "run") (param i32 i32) (result i64) (i64.const 0))
-""", prelude=False)
+""",
+        prelude=False,
+    )
 
 
 def forbidden_import():
-    return module('(func (export "run") (param i32 i32) (result i64) (i64.const 0))',
-                  extra_imports='(import "env" "system" (func $system (param i32)))')
+    return module(
+        '(func (export "run") (param i32 i32) (result i64) (i64.const 0))',
+        extra_imports='(import "env" "system" (func $system (param i32)))',
+    )
 
 
 def with_free():
     """Logs `free <size>` for every free() the host makes (fresh instance per call)."""
-    return module(ECHO + """
+    return module(
+        ECHO
+        + """
   (data (i32.const 600) "free")
   (func (export "free") (param $p i32) (param $n i32) (call $log (i32.const 600) (i32.const 4)))
-""", imports=["log"])
+""",
+        imports=["log"],
+    )
 
 
 WASI_SNOOP = """
@@ -161,7 +180,8 @@ WASI_SNOOP = """
 def wasi_snoop():
     """Writes to stdout/stderr, then traps if any preopen, any env var, or /etc/passwd
     (through directory fds 3..5) is reachable; returns 0 (empty) when all is walled off."""
-    return module("""
+    return module(
+        """
   (data (i32.const 100) "/etc/passwd")
   (data (i32.const 200) "hello from wasi\\n")
   (data (i32.const 300) "oops on stderr\\n")
@@ -180,12 +200,18 @@ def wasi_snoop():
     (drop (call $env_sizes (i32.const 60) (i32.const 64)))
     (if (i32.ne (i32.load (i32.const 60)) (i32.const 0)) (then unreachable))
     (i64.const 0))
-""", extra_imports=WASI_SNOOP)
+""",
+        extra_imports=WASI_SNOOP,
+    )
 
 
 def probe():
     """`echo`, `call_<import>` and `bad_<import>` exports in one module (host import tests)."""
-    calls = ENV_CALL + HTTP_CALL + "".join(TWO_ARG_CALL.format(name=n) for n in ("db_query", "db_exec", "event_emit"))
+    calls = (
+        ENV_CALL
+        + HTTP_CALL
+        + "".join(TWO_ARG_CALL.format(name=n) for n in ("db_query", "db_exec", "event_emit"))
+    )
     return module(ECHO + calls + _bad_calls(), imports=SIGNATURES)
 
 
@@ -205,9 +231,21 @@ def _bad_calls():
 """
 
 
-PROBE_EXPORTS = ["echo", "call_log", "call_env_get", "call_http_fetch", "call_db_query", "call_db_exec",
-                 "call_event_emit", "bad_log", "bad_env_get", "bad_http_fetch", "bad_db_query", "bad_db_exec",
-                 "bad_event_emit"]
+PROBE_EXPORTS = [
+    "echo",
+    "call_log",
+    "call_env_get",
+    "call_http_fetch",
+    "call_db_query",
+    "call_db_exec",
+    "call_event_emit",
+    "bad_log",
+    "bad_env_get",
+    "bad_http_fetch",
+    "bad_db_query",
+    "bad_db_exec",
+    "bad_event_emit",
+]
 
 
 def install_probe_addon(tmp_path, key, **manifest_changes):
@@ -222,9 +260,19 @@ def install_probe_addon(tmp_path, key, **manifest_changes):
     target = tmp_path / key
     shutil.copytree(Path(__file__).resolve().parent.parent / "examples" / "helpdesk", target)
     manifest = json.loads((target / "manifest.json").read_text())
-    manifest.update(key=key, name=key.title(), hooks={}, actions={},
-                    backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm", "exports": PROBE_EXPORTS,
-                             "memory_limit_mb": 8, "timeout_ms": 2000})
+    manifest.update(
+        key=key,
+        name=key.title(),
+        hooks={},
+        actions={},
+        backend={
+            "runtime": "wasm",
+            "entry": "backend/helpdesk.wasm",
+            "exports": PROBE_EXPORTS,
+            "memory_limit_mb": 8,
+            "timeout_ms": 2000,
+        },
+    )
     settings = manifest_changes.pop("install_settings", None)
     manifest.update(manifest_changes)
     (target / "backend" / "helpdesk.wasm").write_bytes(probe())

@@ -1,8 +1,9 @@
 """Helpers for the dynamic store tests: install an addon for a test module, users with
 tenants and grants, an API client, and sample values for any column type."""
+
 import uuid
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import Permission, User
@@ -32,11 +33,15 @@ def installed_addon(django_db_blocker, path):
 
 
 def make_user(username, org=None, *, superuser=False, perms=()):
-    user = User.objects.create_user(username, password=None, is_superuser=superuser, is_staff=superuser)  # no hashing: fast
+    user = User.objects.create_user(
+        username, password=None, is_superuser=superuser, is_staff=superuser
+    )  # no hashing: fast
     if org is not None:
         TenantMembership.objects.create(user=user, organization_id=org)
     if perms:
-        user.user_permissions.add(*Permission.objects.filter(content_type__app_label="metacore", codename__in=perms))
+        user.user_permissions.add(
+            *Permission.objects.filter(content_type__app_label="metacore", codename__in=perms)
+        )
     return User.objects.get(pk=user.pk)
 
 
@@ -76,7 +81,7 @@ def sample(column, i):
         "decimal": lambda: str(Decimal("1.25") * (i + 1)),
         "bool": lambda: i % 2 == 0,
         "date": lambda: (date(2024, 1, 1) + timedelta(days=i)).isoformat(),
-        "datetime": lambda: (datetime(2024, 1, 1, 10, 30, tzinfo=timezone.utc) + timedelta(days=i)).isoformat(),
+        "datetime": lambda: (datetime(2024, 1, 1, 10, 30, tzinfo=UTC) + timedelta(days=i)).isoformat(),
         "json": lambda: {"k": i, "tags": [f"t{i}"]},
     }[name]()
 

@@ -2,6 +2,7 @@
 settings through a typed form and the management service, records nobody can edit or delete,
 actors by name, effective enforcer modes, and install/upgrade from an uploaded bundle with the
 plan shown before it is applied."""
+
 import io
 import json
 import shutil
@@ -9,14 +10,14 @@ import tarfile
 import uuid
 
 import pytest
+import sandbox_guests as guests
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-import sandbox_guests as guests
 from metacore.errors import MetacoreError
 from metacore.kernel import get_kernel
-from metacore.models import AuditRecord, InstallJournal, Installation
+from metacore.models import AuditRecord, Installation, InstallJournal
 from tests.installer_support import EXAMPLES
 
 pytestmark = pytest.mark.django_db
@@ -25,8 +26,13 @@ SETTINGS = [
     {"key": "greeting", "type": "string", "label": "Greeting", "default": "hello"},
     {"key": "sla_hours", "type": "number", "label": "SLA (hours)", "default": 24},
     {"key": "auto_assign", "type": "boolean", "label": "Auto-assign", "default": False},
-    {"key": "provider", "type": "select", "label": "Provider", "default": "finkok",
-     "options": [{"value": "finkok", "label": "Finkok"}, {"value": "sw", "label": "SW Sapien"}]},
+    {
+        "key": "provider",
+        "type": "select",
+        "label": "Provider",
+        "default": "finkok",
+        "options": [{"value": "finkok", "label": "Finkok"}, {"value": "sw", "label": "SW Sapien"}],
+    },
     {"key": "api_key", "type": "secret", "label": "API key"},
 ]
 
@@ -66,8 +72,12 @@ def change_url(installation):
 
 
 def settings_form(**values):
-    form = {"setting__greeting": "hello", "setting__sla_hours": "24", "setting__provider": "finkok",
-            "setting__api_key": ""}
+    form = {
+        "setting__greeting": "hello",
+        "setting__sla_hours": "24",
+        "setting__provider": "finkok",
+        "setting__api_key": "",
+    }
     form.update(values)
     return {k: v for k, v in form.items() if v is not None}
 
@@ -87,20 +97,36 @@ def test_settings_form_is_built_from_the_manifest_and_typed(admin_client, helpde
     assert 'type="checkbox" name="setting__auto_assign"' in page
     assert '<option value="sw">SW Sapien</option>' in page
     assert 'type="password" name="setting__api_key"' in page and "write-only (not set)" in page
-    bad = admin_client.post(change_url(helpdesk), settings_form(setting__sla_hours="soon", setting__provider="other"))
+    bad = admin_client.post(
+        change_url(helpdesk), settings_form(setting__sla_hours="soon", setting__provider="other")
+    )
     assert bad.status_code == 200 and "Enter a number." in bad.content.decode()
     helpdesk.refresh_from_db()
-    assert helpdesk.settings["sla_hours"] == 24 and not AuditRecord.objects.filter(kind="addon.settings").exists()
+    assert (
+        helpdesk.settings["sla_hours"] == 24
+        and not AuditRecord.objects.filter(kind="addon.settings").exists()
+    )
 
 
 def test_settings_are_saved_through_the_service_with_an_audit_record(admin_client, helpdesk):
-    response = admin_client.post(change_url(helpdesk), settings_form(
-        setting__greeting="buenas", setting__sla_hours="4.5", setting__auto_assign="on", setting__provider="sw",
-        setting__api_key="s3cret"))
+    response = admin_client.post(
+        change_url(helpdesk),
+        settings_form(
+            setting__greeting="buenas",
+            setting__sla_hours="4.5",
+            setting__auto_assign="on",
+            setting__provider="sw",
+            setting__api_key="s3cret",
+        ),
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     helpdesk.refresh_from_db()
     assert {k: helpdesk.settings[k] for k in ("greeting", "sla_hours", "auto_assign", "provider")} == {
-        "greeting": "buenas", "sla_hours": 4.5, "auto_assign": True, "provider": "sw"}
+        "greeting": "buenas",
+        "sla_hours": 4.5,
+        "auto_assign": True,
+        "provider": "sw",
+    }
     assert helpdesk.settings["api_key"]
     record = AuditRecord.objects.get(kind="addon.settings", addon="helpdesk")
     assert record.actor == "admin" and "s3cret" not in json.dumps(record.details)
@@ -113,9 +139,11 @@ def test_settings_are_saved_through_the_service_with_an_audit_record(admin_clien
 
 
 def test_the_api_refuses_the_types_the_form_refuses(admin_client, helpdesk):
-    response = admin_client.post("/api/metacore/installations/helpdesk/settings",
-                                 {"sla_hours": "soon", "auto_assign": "yes", "provider": "other"},
-                                 content_type="application/json")
+    response = admin_client.post(
+        "/api/metacore/installations/helpdesk/settings",
+        {"sla_hours": "soon", "auto_assign": "yes", "provider": "other"},
+        content_type="application/json",
+    )
     assert response.status_code == 400
     errors = response.json()["errors"]
     assert errors["sla_hours"] == ["must be a number"] and errors["auto_assign"] == ["must be true or false"]
@@ -132,7 +160,12 @@ def test_kernel_records_cannot_be_added_changed_or_deleted_even_by_a_superuser(a
         return
     obj = record.objects.first()
     assert admin_client.get(reverse(f"admin:metacore_{model}_delete", args=[obj.pk])).status_code == 403
-    assert admin_client.post(reverse(f"admin:metacore_{model}_delete", args=[obj.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        admin_client.post(
+            reverse(f"admin:metacore_{model}_delete", args=[obj.pk]), {"post": "yes"}
+        ).status_code
+        == 403
+    )
     admin_client.post(changelist, {"action": "delete_selected", "_selected_action": [obj.pk], "post": "yes"})
     assert record.objects.filter(pk=obj.pk).exists()
     assert admin_client.get(reverse(f"admin:metacore_{model}_add")).status_code == 403
@@ -143,9 +176,17 @@ def test_kernel_records_cannot_be_added_changed_or_deleted_even_by_a_superuser(a
 def test_audit_shows_the_actor_by_name_and_tenant_ids_on_one_line(admin_client, helpdesk):
     ann = User.objects.create_user("ann")
     tenant = str(uuid.uuid4())
-    get_kernel().audit.record("crud.create", actor=str(ann.pk), tenant=tenant, addon="helpdesk",
-                              target="helpdesk.tickets:1", decision="allow")
-    page = admin_client.get(reverse("admin:metacore_auditrecord_changelist"), {"kind": "crud.create"}).content.decode()
+    get_kernel().audit.record(
+        "crud.create",
+        actor=str(ann.pk),
+        tenant=tenant,
+        addon="helpdesk",
+        target="helpdesk.tickets:1",
+        decision="allow",
+    )
+    page = admin_client.get(
+        reverse("admin:metacore_auditrecord_changelist"), {"kind": "crud.create"}
+    ).content.decode()
     row = page.split("<tbody>")[1]
     assert '<td class="field-actor_name">ann</td>' in row
     assert f'<span style="white-space: nowrap">{tenant}</span>' in row
@@ -155,8 +196,13 @@ def test_failed_wasm_calls_are_not_recorded_as_allowed(tmp_path, admin_client):
     target = tmp_path / "trapper"
     shutil.copytree(EXAMPLES / "helpdesk", target)
     manifest = json.loads((target / "manifest.json").read_text())
-    manifest.update(key="trapper", name="trapper", hooks={}, actions={},
-                    backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm", "exports": ["trap", "echo"]})
+    manifest.update(
+        key="trapper",
+        name="trapper",
+        hooks={},
+        actions={},
+        backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm", "exports": ["trap", "echo"]},
+    )
     (target / "backend" / "helpdesk.wasm").write_bytes(guests.hostile())
     (target / "manifest.json").write_text(json.dumps(manifest))
     get_kernel().installer.install(target)
@@ -165,8 +211,14 @@ def test_failed_wasm_calls_are_not_recorded_as_allowed(tmp_path, admin_client):
         get_kernel().sandbox.call("trapper", "trap", {})
     calls = {r.target: r for r in AuditRecord.objects.filter(kind="sandbox.call", addon="trapper")}
     assert calls["echo"].decision == "allow" and calls["echo"].details["outcome"] == "ok"
-    assert calls["trap"].decision == "error" and calls["trap"].details["outcome"] == "trap" and calls["trap"].reason
-    page = admin_client.get(reverse("admin:metacore_auditrecord_changelist"), {"decision": "error"}).content.decode()
+    assert (
+        calls["trap"].decision == "error"
+        and calls["trap"].details["outcome"] == "trap"
+        and calls["trap"].reason
+    )
+    page = admin_client.get(
+        reverse("admin:metacore_auditrecord_changelist"), {"decision": "error"}
+    ).content.decode()
     assert "1 audit record" in page and "trap" in page
 
 
@@ -184,7 +236,10 @@ def test_effective_enforcer_mode_is_visible_without_stored_rows(admin_client, he
 
 def test_install_from_an_uploaded_bundle(admin_client, tmp_path):
     upload = reverse("admin:metacore_installation_upload")
-    assert "Install or upgrade from a bundle" in admin_client.get(reverse("admin:metacore_installation_changelist")).content.decode()
+    assert (
+        "Install or upgrade from a bundle"
+        in admin_client.get(reverse("admin:metacore_installation_changelist")).content.decode()
+    )
     folder, _ = bundle_dir(tmp_path)
     page = admin_client.post(upload, {"bundle": tarball(folder)})
     assert page.status_code == 200
@@ -193,6 +248,7 @@ def test_install_from_an_uploaded_bundle(admin_client, tmp_path):
     installation = Installation.objects.get(key="helpdesk")
     secret = body.split("<pre>")[1].split("</pre>")[0]
     from metacore.installer.secrets import secret_matches
+
     assert secret_matches(installation, secret)
     assert InstallJournal.objects.get(addon_key="helpdesk", operation="install").actor == "admin"
 
@@ -203,10 +259,16 @@ def test_upgrade_shows_the_plan_before_applying_it(admin_client, helpdesk, tmp_p
     manifest["model_definitions"][0]["columns"].append({"name": "due_at", "type": "timestamp"})
     (folder / "manifest.json").write_text(json.dumps(manifest))
     page = admin_client.post(upload, {"bundle": tarball(folder)}).content.decode()
-    assert "Upgrade helpdesk 1.0.0 → 1.1.0" in page and "add column tickets.due_at" in page and "Apply this upgrade" in page
+    assert (
+        "Upgrade helpdesk 1.0.0 → 1.1.0" in page
+        and "add column tickets.due_at" in page
+        and "Apply this upgrade" in page
+    )
     assert Installation.objects.get(key="helpdesk").version == "1.0.0"  # nothing applied yet
     token = page.split('name="token" value="')[1].split('"')[0]
-    tampered = admin_client.post(reverse("admin:metacore_installation_upgrade"), {"token": token[:-2] + "xx"}, follow=True)
+    tampered = admin_client.post(
+        reverse("admin:metacore_installation_upgrade"), {"token": token[:-2] + "xx"}, follow=True
+    )
     assert "expired or was altered" in tampered.content.decode()
     applied = admin_client.post(reverse("admin:metacore_installation_upgrade"), {"token": token}, follow=True)
     assert "Upgraded helpdesk to 1.1.0" in applied.content.decode()
@@ -218,13 +280,16 @@ def test_upgrade_shows_the_plan_before_applying_it(admin_client, helpdesk, tmp_p
 
 def test_a_blocked_upgrade_offers_no_apply_button(admin_client, helpdesk, tmp_path):
     get_kernel().registry.resolve("helpdesk.tickets").model_class.objects.create(
-        title="no resolution yet", organization_id=uuid.uuid4())
+        title="no resolution yet", organization_id=uuid.uuid4()
+    )
     folder, manifest = bundle_dir(tmp_path, "1.1.0")
     for column in manifest["model_definitions"][0]["columns"]:
         if column["name"] == "resolution":
             column["required"] = True
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    page = admin_client.post(reverse("admin:metacore_installation_upload"), {"bundle": tarball(folder)}).content.decode()
+    page = admin_client.post(
+        reverse("admin:metacore_installation_upload"), {"bundle": tarball(folder)}
+    ).content.decode()
     assert "BLOCKED: 1 row in tickets.resolution is null" in page
     assert "Apply this upgrade" not in page and 'name="token"' not in page
 
@@ -233,7 +298,10 @@ def test_upload_needs_the_change_permission(client, helpdesk, tmp_path):
     User.objects.create_user("clerk", password="pw", is_staff=True)
     client.login(username="clerk", password="pw")
     folder, _ = bundle_dir(tmp_path, "1.1.0")
-    assert client.post(reverse("admin:metacore_installation_upload"), {"bundle": tarball(folder)}).status_code == 403
+    assert (
+        client.post(reverse("admin:metacore_installation_upload"), {"bundle": tarball(folder)}).status_code
+        == 403
+    )
     assert client.post(reverse("admin:metacore_installation_upgrade"), {"token": "x"}).status_code == 403
     assert Installation.objects.get(key="helpdesk").version == "1.0.0"
 

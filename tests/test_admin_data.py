@@ -1,6 +1,7 @@
 """Addon data in the Django admin, in-process (Django's test client): pages derived from the
 manifest, every write through the store (validation, audit), and tenancy on every page a
 staff user can reach (changelist, change form, filters, autocomplete, actions)."""
+
 import csv
 import io
 import uuid
@@ -9,11 +10,11 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from store_support import ORG_A, ORG_B, installed_addon, make_user
 
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, TenantMembership
 from metacore.store.service import StoreContext
-from store_support import ORG_A, ORG_B, installed_addon, make_user
 
 TASKS = Path(__file__).resolve().parent.parent / "examples" / "tasks"
 PERMS = [f"tasks.{t}.{v}" for t in ("projects", "tasks") for v in ("read", "create", "update", "delete")]
@@ -30,8 +31,11 @@ def world(django_db_setup, django_db_blocker):
             for org, name in ((ORG_A, "Apollo"), (ORG_B, "Borealis")):
                 ctx = StoreContext(user=owner, tenant=str(org), actor_id=str(owner.pk))
                 project = store.create(ctx, "tasks.projects", {"name": name})
-                task = store.create(ctx, "tasks.tasks", {"project_id": project["id"], "title": f"{name} task",
-                                                         "status": f"st-{name.lower()}"})
+                task = store.create(
+                    ctx,
+                    "tasks.tasks",
+                    {"project_id": project["id"], "title": f"{name} task", "status": f"st-{name.lower()}"},
+                )
                 rows[org] = {"project": project["id"], "task": task["id"]}
         yield rows
         with django_db_blocker.unblock():
@@ -47,6 +51,7 @@ def staff(db):
         client.force_login(user)
         client.user = user
         return client
+
     return login
 
 
@@ -92,11 +97,15 @@ def test_other_organizations_rows_are_unreachable(world, staff):
     alice.post(f"{PROJECTS}{other}/delete/", {"post": "yes"})
     # bulk actions only act on the selection within the visible rows
     alice.post(PROJECTS, {"action": "delete_selected", "_selected_action": [other], "post": "yes"})
-    export = alice.post(PROJECTS, {"action": "export_csv", "_selected_action": [other, world[ORG_A]["project"]]})
+    export = alice.post(
+        PROJECTS, {"action": "export_csv", "_selected_action": [other, world[ORG_A]["project"]]}
+    )
     exported = b"".join(export.streaming_content).decode()
     assert "Apollo" in exported and "Borealis" not in exported
     owner = User.objects.get(username="tasks-owner")
-    row = get_kernel().store.get(StoreContext(user=owner, tenant=str(ORG_B), actor_id="1"), "tasks.projects", other)
+    row = get_kernel().store.get(
+        StoreContext(user=owner, tenant=str(ORG_B), actor_id="1"), "tasks.projects", other
+    )
     assert row["name"] == "Borealis"
 
 
@@ -124,8 +133,12 @@ def test_writes_go_through_the_store(world, staff):
     duplicate = page(alice.post(f"{PROJECTS}add/", {"name": "Gemini", "archived": ""}))
     assert "errorlist" in duplicate
     # a reference to another organization's project is refused
-    bad = page(alice.post(f"{TASK_ROWS}add/", {"project": world[ORG_B]["project"], "title": "x", "status": "todo",
-                                               "priority": "3"}))
+    bad = page(
+        alice.post(
+            f"{TASK_ROWS}add/",
+            {"project": world[ORG_B]["project"], "title": "x", "status": "todo", "priority": "3"},
+        )
+    )
     assert "errorlist" in bad
     # soft delete: the task disappears from the list and is kept with deleted_at
     task = world[ORG_A]["task"]
@@ -185,9 +198,14 @@ def helpdesk(django_db_setup, django_db_blocker):
     with installed_addon(django_db_blocker, HELPDESK):
         with django_db_blocker.unblock():
             owner = User.objects.create_user("helpdesk-owner", is_superuser=True)
-            rows = {org: get_kernel().store.create(StoreContext(user=owner, tenant=str(org), actor_id=str(owner.pk)),
-                                                   "helpdesk.tickets", {"title": f"Ticket of {org}"})["id"]
-                    for org in (ORG_A, ORG_B)}
+            rows = {
+                org: get_kernel().store.create(
+                    StoreContext(user=owner, tenant=str(org), actor_id=str(owner.pk)),
+                    "helpdesk.tickets",
+                    {"title": f"Ticket of {org}"},
+                )["id"]
+                for org in (ORG_A, ORG_B)
+            }
         yield rows
         with django_db_blocker.unblock():
             owner.delete()
@@ -199,12 +217,19 @@ def test_row_action_asks_for_its_fields_and_runs_only_on_visible_rows(helpdesk, 
     selection = {"action": "action_resolve", "_selected_action": [helpdesk[ORG_A], helpdesk[ORG_B]]}
     form = page(alice.post(TICKETS, selection))
     assert 'name="field_resolution"' in form and "Ticket of" in form and str(ORG_B) not in form
-    done = page(alice.post(TICKETS, {**selection, "_metacore_confirmed": "1", "field_resolution": "fixed"},
-                           follow=True))
+    done = page(
+        alice.post(
+            TICKETS, {**selection, "_metacore_confirmed": "1", "field_resolution": "fixed"}, follow=True
+        )
+    )
     assert "resolve" in done
     owner = User.objects.get(username="helpdesk-owner")
     store = get_kernel().store
-    row_a = store.get(StoreContext(user=owner, tenant=str(ORG_A), actor_id="1"), "helpdesk.tickets", helpdesk[ORG_A])
-    row_b = store.get(StoreContext(user=owner, tenant=str(ORG_B), actor_id="1"), "helpdesk.tickets", helpdesk[ORG_B])
+    row_a = store.get(
+        StoreContext(user=owner, tenant=str(ORG_A), actor_id="1"), "helpdesk.tickets", helpdesk[ORG_A]
+    )
+    row_b = store.get(
+        StoreContext(user=owner, tenant=str(ORG_B), actor_id="1"), "helpdesk.tickets", helpdesk[ORG_B]
+    )
     assert (row_a["status"], row_a["resolution"]) == ("resolved", "fixed")
     assert row_b["status"] == "open"

@@ -1,6 +1,7 @@
 """The admin on a real Daphne server: an admin write reaches the audit trail and a subscribed
 WebSocket as a DATA_EVENT, an addon installed while the server runs shows on the next page
 load, and a headless Chromium (Playwright) logs in, filters, edits a row and sees it."""
+
 import asyncio
 import http.cookiejar
 import json
@@ -13,14 +14,14 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from livekit import Daphne
 from rest_framework.authtoken.models import Token
+from store_support import ORG_A, ORG_B, make_user
 from websockets.asyncio.client import connect as ws_connect
 
-from livekit import Daphne
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord
 from metacore.store.service import StoreContext
-from store_support import ORG_A, ORG_B, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ROOT / "examples" / "tasks"
@@ -28,8 +29,15 @@ SHOP = Path(__file__).parent / "data" / "store_shop"
 PERMS = [f"tasks.{t}.{v}" for t in ("projects", "tasks") for v in ("read", "create", "update", "delete")]
 PASSWORD = "admin-live-pw"
 pytestmark = pytest.mark.django_db(transaction=True)  # the server process must see every row
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +74,9 @@ class AdminSession:
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
         self.get("/admin/login/")
-        status, _ = self.post("/admin/login/", {"username": username, "password": PASSWORD, "next": "/admin/"})
+        status, _ = self.post(
+            "/admin/login/", {"username": username, "password": PASSWORD, "next": "/admin/"}
+        )
         assert status == 200 and any(c.name == "sessionid" for c in self.jar), "login failed"
 
     def _csrf(self):
@@ -97,22 +107,39 @@ async def _write_and_receive(server, token, write):
 def test_admin_write_is_audited_and_published(live):
     server, alice = live["server"], live["alice"]
     session = AdminSession(server.url, alice.username)
-    payload = asyncio.run(_write_and_receive(
-        server, live["token"], lambda: session.post("/admin/addon_tasks/projects/add/", {"name": "Hermes"})))
-    assert (payload["action"], payload["addon"], payload["table"], payload["org_id"], payload["actor_id"]) == (
-        "created", "tasks", "projects", str(ORG_A), str(alice.pk))
+    payload = asyncio.run(
+        _write_and_receive(
+            server,
+            live["token"],
+            lambda: session.post("/admin/addon_tasks/projects/add/", {"name": "Hermes"}),
+        )
+    )
+    assert (
+        payload["action"],
+        payload["addon"],
+        payload["table"],
+        payload["org_id"],
+        payload["actor_id"],
+    ) == ("created", "tasks", "projects", str(ORG_A), str(alice.pk))
     record = AuditRecord.objects.get(kind="crud.create", target=f"tasks.projects:{payload['id']}")
     assert record.actor == str(alice.pk) and record.tenant == str(ORG_A)
     # an edit and a delete from the admin are events too
     change = f"/admin/addon_tasks/projects/{payload['id']}/change/"
-    updated = asyncio.run(_write_and_receive(
-        server, live["token"], lambda: session.post(change, {"name": "Hermes II"})))
+    updated = asyncio.run(
+        _write_and_receive(server, live["token"], lambda: session.post(change, {"name": "Hermes II"}))
+    )
     assert (updated["action"], updated["id"], updated["fields"]) == ("updated", payload["id"], ["name"])
-    deleted = asyncio.run(_write_and_receive(
-        server, live["token"],
-        lambda: session.post(f"/admin/addon_tasks/projects/{payload['id']}/delete/", {"post": "yes"})))
+    deleted = asyncio.run(
+        _write_and_receive(
+            server,
+            live["token"],
+            lambda: session.post(f"/admin/addon_tasks/projects/{payload['id']}/delete/", {"post": "yes"}),
+        )
+    )
     assert deleted["action"] == "deleted"
-    kinds = set(AuditRecord.objects.filter(target=f"tasks.projects:{payload['id']}").values_list("kind", flat=True))
+    kinds = set(
+        AuditRecord.objects.filter(target=f"tasks.projects:{payload['id']}").values_list("kind", flat=True)
+    )
     assert kinds == {"crud.create", "crud.update", "crud.delete"}
 
 

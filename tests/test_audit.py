@@ -1,4 +1,5 @@
 """The audit pipe: schema, sinks, transactions, failures, reads, retention, OpenTelemetry."""
+
 import json
 import logging
 from datetime import timedelta
@@ -17,11 +18,33 @@ pytestmark = pytest.mark.django_db
 
 
 def test_event_schema():
-    event = AuditPipe([]).record("crud.create", actor=7, tenant=None, addon="shop", target="shop.orders:1",
-                                 decision="allow", details={"fields": ["total"]})
+    event = AuditPipe([]).record(
+        "crud.create",
+        actor=7,
+        tenant=None,
+        addon="shop",
+        target="shop.orders:1",
+        decision="allow",
+        details={"fields": ["total"]},
+    )
     data = event.as_dict()
-    assert set(data) == {"id", "timestamp", "schema_version", "kind", "actor", "tenant", "addon", "target",
-                         "decision", "mode", "reason", "request_id", "trace_id", "span_id", "details"}
+    assert set(data) == {
+        "id",
+        "timestamp",
+        "schema_version",
+        "kind",
+        "actor",
+        "tenant",
+        "addon",
+        "target",
+        "decision",
+        "mode",
+        "reason",
+        "request_id",
+        "trace_id",
+        "span_id",
+        "details",
+    }
     assert data["schema_version"] == SCHEMA_VERSION == 1
     assert data["actor"] == "7" and data["tenant"] == "" and data["trace_id"] == ""
     assert {"capability.check", "crud.create", "addon.install", "enforcer.mode_changed"} <= set(EVENT_KINDS)
@@ -42,13 +65,18 @@ def test_any_callable_is_a_sink_and_context_fills_defaults():
         pipe.record("crud.update", addon="shop", actor="bob")
     pipe.record("crud.update", addon="shop")
     assert [(e.request_id, e.actor, e.tenant) for e in seen] == [
-        ("req-1", "alice", "org-1"), ("req-1", "bob", "org-1"), ("", "", "")]
+        ("req-1", "alice", "org-1"),
+        ("req-1", "bob", "org-1"),
+        ("", "", ""),
+    ]
 
 
 def test_sinks_from_settings(settings):
     settings.METACORE = {"AUDIT_SINKS": ["metacore.audit.sinks.LogSink", "logging.getLogger", print]}
     pipe = AuditPipe.from_settings()
-    assert isinstance(pipe.sinks[0], LogSink) and pipe.sinks[1] is logging.getLogger and pipe.sinks[2] is print
+    assert (
+        isinstance(pipe.sinks[0], LogSink) and pipe.sinks[1] is logging.getLogger and pipe.sinks[2] is print
+    )
 
 
 def test_failing_sink_is_counted_logged_and_harmless(caplog, otel):
@@ -62,7 +90,8 @@ def test_failing_sink_is_counted_logged_and_harmless(caplog, otel):
         event = pipe.record("crud.delete", addon="shop")
     assert seen == [event]
     assert pipe.failures == 1 and pipe.failures_by_sink == {
-        "test_failing_sink_is_counted_logged_and_harmless.<locals>.broken": 1}
+        "test_failing_sink_is_counted_logged_and_harmless.<locals>.broken": 1
+    }
     assert "failed for crud.delete" in caplog.text and "disk full" in caplog.text
     (point,) = otel.metric_points("metacore.audit.sink.failures")
     assert point.value == 1
@@ -80,10 +109,18 @@ def test_reads_are_dropped_unless_asked(settings):
 
 
 def test_database_sink_row():
-    event = AuditPipe([DatabaseSink()]).record("crud.create", actor="7", addon="shop", target="shop.orders:1",
-                                               decision="allow", details={"fields": ["total"]})
+    event = AuditPipe([DatabaseSink()]).record(
+        "crud.create",
+        actor="7",
+        addon="shop",
+        target="shop.orders:1",
+        decision="allow",
+        details={"fields": ["total"]},
+    )
     row = AuditRecord.objects.get()
-    assert str(row.event_id) == event.id and row.kind == "crud.create" and row.details == {"fields": ["total"]}
+    assert (
+        str(row.event_id) == event.id and row.kind == "crud.create" and row.details == {"fields": ["total"]}
+    )
     assert row.timestamp.isoformat() == event.timestamp
 
 
@@ -160,7 +197,8 @@ def test_prune_deletes_only_old_records(capsys):
     for days, kind in ((40, "crud.create"), (40, "hub.connect"), (10, "crud.create"), (0, "crud.update")):
         pipe.record(kind, addon="shop").timestamp  # noqa: B018
         AuditRecord.objects.filter(pk=AuditRecord.objects.latest("id").pk).update(
-            timestamp=now - timedelta(days=days))
+            timestamp=now - timedelta(days=days)
+        )
     call_command("metacore_audit_prune", "--older-than", "30", "--dry-run")
     assert "2 audit records" in capsys.readouterr().out and AuditRecord.objects.count() == 4
     call_command("metacore_audit_prune", "--older-than", "30", "--kind", "hub.connect")
@@ -170,11 +208,14 @@ def test_prune_deletes_only_old_records(capsys):
     assert list(AuditRecord.objects.values_list("kind", flat=True)) == ["crud.update"]
 
 
-@pytest.mark.parametrize("args,message", [
-    ([], "--older-than"),
-    (["--older-than", "-1"], "0 or more"),
-    (["--older-than", "x"], "invalid int"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ([], "--older-than"),
+        (["--older-than", "-1"], "0 or more"),
+        (["--older-than", "x"], "invalid int"),
+    ],
+)
 def test_prune_rejects_bad_input(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("metacore_audit_prune", *args)

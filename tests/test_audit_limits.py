@@ -1,22 +1,23 @@
 """No audit record is lost to its size, and a sink that fails is loud: logged at ERROR and
 counted in the `metacore.audit.sink.failures` metric. Real WebSocket, real sandbox, real
 database sink, on SQLite and PostgreSQL (where a too-long value used to fail the insert)."""
+
 import json
 import logging
 
 import pytest
+import sandbox_guests as guests
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from conftest import is_postgres
 from django.db import transaction
+from store_support import ORG_A
 
-import sandbox_guests as guests
 from metacore.audit.pipe import LIMITS, TRUNCATED, AuditPipe
 from metacore.audit.sinks import DatabaseSink
 from metacore.errors import CapabilityDenied
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord
-from conftest import is_postgres
-from store_support import ORG_A
 from tests.hubkit import communicator, make_user, receive_json, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,8 +66,9 @@ def probe(tmp_path):
 def test_http_fetch_to_a_long_url_is_denied_and_recorded_inside_a_transaction(probe):
     url = "https://not-granted.example.com/" + "a" * 1200
     with transaction.atomic():  # on PostgreSQL the denial is written on its own connection
-        raw = get_kernel().sandbox.call_raw("longprobe", "call_http_fetch", "\0".join([url, "GET", ""]).encode(),
-                                            {"tenant": str(ORG_A)})
+        raw = get_kernel().sandbox.call_raw(
+            "longprobe", "call_http_fetch", "\0".join([url, "GET", ""]).encode(), {"tenant": str(ORG_A)}
+        )
     assert json.loads(raw)["error"] == "forbidden"
     (record,) = AuditRecord.objects.filter(kind="capability.check", addon="longprobe", decision="deny")
     assert_truncated(record, "target", len("http:fetch ") + len(url))
@@ -98,6 +100,8 @@ def test_a_failing_database_sink_is_logged_and_counted(caplog, otel):
         pipe.record("addon.install", addon="shop", id=first.id)  # the same event id: a real insert failure
     assert pipe.failures == 1 and AuditRecord.objects.filter(event_id=first.id).count() == 1
     (log_record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert "audit sink DatabaseSink failed for addon.install" in log_record.getMessage() and log_record.exc_info
+    assert (
+        "audit sink DatabaseSink failed for addon.install" in log_record.getMessage() and log_record.exc_info
+    )
     (point,) = otel.metric_points("metacore.audit.sink.failures")
     assert point.value == 1 and point.attributes["metacore.sink"] == "DatabaseSink"

@@ -1,5 +1,6 @@
 """End to end: the audit trail of an install, a create over HTTP and a denied capability,
 read back from the database sink and from the in-memory OpenTelemetry exporters."""
+
 import uuid
 from pathlib import Path
 
@@ -52,9 +53,16 @@ def test_install_create_and_denial_leave_a_trail(full_pipe):
         assert denial.target == "http:fetch https://api.evil.com/x"
 
         # The same three events as OpenTelemetry log records.
-        for kind, record in (("addon.install", install), ("crud.create", create), ("capability.check", denial)):
-            (log,) = [r for r in otel.log_records(f"metacore.audit.{kind}")
-                      if r.attributes["metacore.audit.id"] == str(record.event_id)]
+        for kind, record in (
+            ("addon.install", install),
+            ("crud.create", create),
+            ("capability.check", denial),
+        ):
+            (log,) = [
+                r
+                for r in otel.log_records(f"metacore.audit.{kind}")
+                if r.attributes["metacore.audit.id"] == str(record.event_id)
+            ]
             assert log.attributes["metacore.audit.addon"] == "audit_notes"
 
         # The create ran inside the HTTP server span: its audit row carries that trace, and
@@ -64,8 +72,10 @@ def test_install_create_and_denial_leave_a_trail(full_pipe):
         (store_span,) = otel.spans("metacore.store.create")
         assert store_span.parent.span_id == http_span.context.span_id
         assert "metacore.audit.crud.create" in [e.name for e in store_span.events]
-        assert {(p.attributes["metacore.capability"], p.value)
-                for p in otel.metric_points("metacore.capability.denials")} == {("http:fetch", 1)}
+        assert {
+            (p.attributes["metacore.capability"], p.value)
+            for p in otel.metric_points("metacore.capability.denials")
+        } == {("http:fetch", 1)}
     finally:
         kernel.installer.uninstall("audit_notes", drop_data=True)
         InstallJournal.objects.filter(addon_key="audit_notes").delete()

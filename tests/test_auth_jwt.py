@@ -1,9 +1,9 @@
 """JWT bearer tokens (djangorestframework-simplejwt, as the sandbox project configures it and
 docs/embedding.md tells hosts to): sign in, call the API with `Authorization: Bearer`, refresh;
 and the SDK's boot calls (`manifests`, `navigation`) answer `[]` without credentials."""
+
 import pytest
 from rest_framework.test import APIClient
-
 from store_support import ORG_A, make_user
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,9 @@ def test_login_bearer_refresh_me(ann):
     assert client.get("/api/auth/me").status_code == 200
 
 
-@pytest.mark.parametrize("body", [{"email": "ann@example.test", "password": "wrong"}, {"username": "nobody", "password": "x"}])
+@pytest.mark.parametrize(
+    "body", [{"email": "ann@example.test", "password": "wrong"}, {"username": "nobody", "password": "x"}]
+)
 def test_bad_credentials_are_401(ann, body):
     response = login(**body)
     assert response.status_code == 401 and response.json()["success"] is False

@@ -1,6 +1,7 @@
 """The command line as a whole: one flag vocabulary (old spellings warn), confirmation before
 destroying data, exit codes that mean something, honest counts, listing grants, and one-line
 errors without a traceback unless --traceback."""
+
 import json
 import uuid
 from io import StringIO
@@ -57,7 +58,9 @@ def test_old_spellings_still_work_and_say_what_replaces_them(helpdesk):
 def test_call_takes_organization_and_fails_on_a_declined_result(helpdesk):
     out, err = run("metacore_call", "helpdesk", "summary", "--organization", ORG)
     assert json.loads(out)["success"] is True and err == ""
-    with pytest.raises(CommandError, match="helpdesk summary answered success=false: .*no organization") as exc:
+    with pytest.raises(
+        CommandError, match="helpdesk summary answered success=false: .*no organization"
+    ) as exc:
         run("metacore_call", "helpdesk", "summary")
     assert exc.value.returncode == 1
     with pytest.raises(CommandError, match="--data is not valid JSON"):
@@ -121,9 +124,13 @@ def test_grant_and_revoke_count_only_what_changed(people):
     assert first.startswith("2 permission(s) granted to user ann")
     again, _ = run("metacore_grant", "--user", "ann", "helpdesk.tickets.read")
     assert again.strip() == "0 permission(s) granted to user ann (all already held)"
-    assert run("metacore_revoke", "ann", "helpdesk.tickets.*")[0].startswith("2 permission(s) revoked from user ann")
-    assert run("metacore_revoke", "ann", "helpdesk.tickets.*")[0].strip() == \
-        "0 permission(s) revoked from user ann (all not held)"
+    assert run("metacore_revoke", "ann", "helpdesk.tickets.*")[0].startswith(
+        "2 permission(s) revoked from user ann"
+    )
+    assert (
+        run("metacore_revoke", "ann", "helpdesk.tickets.*")[0].strip()
+        == "0 permission(s) revoked from user ann (all not held)"
+    )
 
 
 def test_grants_lists_a_users_and_a_groups_permissions(people):
@@ -131,7 +138,9 @@ def test_grants_lists_a_users_and_a_groups_permissions(people):
     run("metacore_grant", "ann", "helpdesk.tickets.update")
     out, _ = run("metacore_grants", "ann")
     assert [line.split() for line in out.splitlines()] == [
-        ["PERMISSION", "SOURCE"], ["helpdesk.tickets.read", "group:agents"], ["helpdesk.tickets.update", "direct"],
+        ["PERMISSION", "SOURCE"],
+        ["helpdesk.tickets.read", "group:agents"],
+        ["helpdesk.tickets.update", "direct"],
     ]
     assert json.loads(run("metacore_grants", "--group", "agents", "--format", "json")[0]) == [
         {"permission": "helpdesk.tickets.read", "source": "direct"},
@@ -146,13 +155,20 @@ def test_grant_creates_the_group_on_request(helpdesk):
     with pytest.raises(CommandError, match='unknown group "support" \\(create it with --create-group\\)'):
         run("metacore_grant", "--group", "support", "helpdesk.tickets.read")
     out, _ = run("metacore_grant", "--group", "support", "--create-group", "helpdesk.tickets.read")
-    assert out.splitlines() == ["group support created", "1 permission(s) granted to group support: helpdesk.tickets.read"]
+    assert out.splitlines() == [
+        "group support created",
+        "1 permission(s) granted to group support: helpdesk.tickets.read",
+    ]
     assert Group.objects.get(name="support").permissions.get().codename == "helpdesk.tickets.read"
 
 
 def test_errors_are_one_line_unless_traceback(capsys, monkeypatch):
     monkeypatch.setattr("django.core.management.base.connections.close_all", lambda: None)  # keep the test db
-    for argv in (["metacore_enable", "ghost"], ["metacore_call", "ghost", "echo"], ["metacore_grants", "ghost"]):
+    for argv in (
+        ["metacore_enable", "ghost"],
+        ["metacore_call", "ghost", "echo"],
+        ["metacore_grants", "ghost"],
+    ):
         with pytest.raises(SystemExit) as exit_:
             ManagementUtility(["manage.py", *argv]).execute()
         assert exit_.value.code == 1
@@ -168,13 +184,17 @@ def test_enforcer_shows_modes_as_json(helpdesk):
     modes = json.loads(run("metacore_enforcer", "--format", "json")[0])
     assert modes["effective"] == "enforce" and modes["overrides"] == {"helpdesk": "shadow"}
     assert json.loads(run("metacore_enforcer", "--addon", "helpdesk", "--format", "json")[0]) == {
-        "addon": "helpdesk", "effective": "shadow"}
+        "addon": "helpdesk",
+        "effective": "shadow",
+    }
 
 
 def test_member_takes_organization(helpdesk):
     User.objects.create_user("ann")
     org = str(uuid.uuid4())
-    assert run("metacore_member", "ann", "--organization", org)[0].strip() == f"ann acts for organization {org}"
+    assert (
+        run("metacore_member", "ann", "--organization", org)[0].strip() == f"ann acts for organization {org}"
+    )
 
 
 def test_commands_that_report_speak_json(tmp_path):
@@ -200,10 +220,19 @@ def test_one_vocabulary_across_every_command():
     assert len(names) >= 18
     for name in names:
         parser = load_command_class("metacore", name).create_parser("manage.py", name)
-        shown = {o for action in parser._actions if action.help != "==SUPPRESS==" for o in action.option_strings}
+        shown = {
+            o for action in parser._actions if action.help != "==SUPPRESS==" for o in action.option_strings
+        }
         assert not shown & {"--tenant", "--json", "--yes-i-am-sure"}, name
         if name in ("metacore_call", "metacore_member"):
             assert "--organization" in shown, name
-        if name not in ("metacore_call", "metacore_keygen", "metacore_sign", "metacore_install_examples",
-                        "metacore_grant", "metacore_revoke", "metacore_worker"):  # the worker serves, it shows nothing
+        if name not in (
+            "metacore_call",
+            "metacore_keygen",
+            "metacore_sign",
+            "metacore_install_examples",
+            "metacore_grant",
+            "metacore_revoke",
+            "metacore_worker",
+        ):  # the worker serves, it shows nothing
             assert "--format" in shown, name

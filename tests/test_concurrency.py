@@ -4,9 +4,9 @@ no 5xx, no lost write; row counts and audit rows match the successful responses 
 
 Two server processes share the database, so writers contend across processes as well as
 across threads, on one row and spread over many."""
+
 import json
 import threading
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,18 +25,22 @@ COUNTERS = {
     "kind": "Addon",
     "metadata": {"key": "counters", "name": "Counters", "version": "1.0.0"},
     "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
-    "models": [{
-        "key": "Counters", "table": "counters", "label": "Counters",
-        "columns": [
-            {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-            {"name": "organization_id", "type": "uuid", "not_null": True},
-            {"name": "name", "type": "text", "not_null": True},
-            {"name": "value", "type": "int", "not_null": True, "default": "0"},
-            {"name": "code", "type": "varchar", "size": 40, "unique": True},
-            {"name": "created_at", "type": "timestamptz", "default": "now()"},
-            {"name": "updated_at", "type": "timestamptz", "default": "now()"},
-        ],
-    }],
+    "models": [
+        {
+            "key": "Counters",
+            "table": "counters",
+            "label": "Counters",
+            "columns": [
+                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
+                {"name": "organization_id", "type": "uuid", "not_null": True},
+                {"name": "name", "type": "text", "not_null": True},
+                {"name": "value", "type": "int", "not_null": True, "default": "0"},
+                {"name": "code", "type": "varchar", "size": 40, "unique": True},
+                {"name": "created_at", "type": "timestamptz", "default": "now()"},
+                {"name": "updated_at", "type": "timestamptz", "default": "now()"},
+            ],
+        }
+    ],
 }
 URL = "/api/dynamic/counters"
 
@@ -47,7 +51,9 @@ def counters(tmp_path):
     reset_kernel()
     get_kernel().installer.install(tmp_path)
     user = make_user("writer", new_tenant())
-    get_kernel().permissions.grant(user, [f"counters.counters.{a}" for a in ("read", "create", "update", "delete")])
+    get_kernel().permissions.grant(
+        user, [f"counters.counters.{a}" for a in ("read", "create", "update", "delete")]
+    )
     yield token_for(user)
     get_kernel().installer.uninstall("counters", drop_data=True)
     reset_kernel()
@@ -84,7 +90,7 @@ def hammer(servers, token, requests):
 def assert_no_server_errors(results):
     statuses = Counter(status for _, status, _ in results)
     assert not [s for s in statuses if s >= 500], statuses
-    for _, status, body in results:
+    for _, _status, body in results:
         assert isinstance(body, dict) and "success" in body, body
     return statuses
 
@@ -113,29 +119,43 @@ def test_fifty_clients_spread_over_many_rows_with_unique_races(servers, counters
     """Creates (a fifth of them racing for the same unique codes), then updates and deletes
     of the created rows: every 2xx left its row and its audit event, every race lost is a
     409 naming the column."""
-    creates = [("POST", URL, {"name": f"row {i}", "value": i, "code": f"code-{i % (CLIENTS * 4 // 5)}"})
-               for i in range(4 * CLIENTS)]
+    creates = [
+        ("POST", URL, {"name": f"row {i}", "value": i, "code": f"code-{i % (CLIENTS * 4 // 5)}"})
+        for i in range(4 * CLIENTS)
+    ]
     results = hammer(servers, counters, creates)
     statuses = assert_no_server_errors(results)
     created = [body["data"] for _, status, body in results if status == 201]
     conflicts = [body for _, status, body in results if status == 409]
     assert statuses == {201: CLIENTS * 4 // 5, 409: len(creates) - CLIENTS * 4 // 5}, statuses
-    assert all(body["code"] == "conflict" and list(body["errors"]) == ["code"] for body in conflicts), conflicts[:3]
+    assert all(body["code"] == "conflict" and list(body["errors"]) == ["code"] for body in conflicts), (
+        conflicts[:3]
+    )
     assert audit_count("crud.create") == len(created)
 
     updates = [("PATCH", f"{URL}/{row['id']}", {"value": row["value"] + 1000}) for row in created]
     deletes = [("DELETE", f"{URL}/{row['id']}", None) for row in created[::4]]
     results = hammer(servers, counters, updates + deletes)
     statuses = assert_no_server_errors(results)
-    deleted = {path.rsplit("/", 1)[1] for (method, path, _), status, _ in results if method == "DELETE" and status == 200}
-    updated = {path.rsplit("/", 1)[1] for (method, path, _), status, _ in results if method == "PATCH" and status == 200}
+    deleted = {
+        path.rsplit("/", 1)[1]
+        for (method, path, _), status, _ in results
+        if method == "DELETE" and status == 200
+    }
+    updated = {
+        path.rsplit("/", 1)[1]
+        for (method, path, _), status, _ in results
+        if method == "PATCH" and status == 200
+    }
     assert len(deleted) == len(deletes), statuses
     assert set(statuses) <= {200, 404}, statuses  # an update may lose the race to its row's delete
     assert audit_count("crud.update") == len(updated) and audit_count("crud.delete") == len(deleted)
     table = get_kernel().registry.resolve("counters.counters").model_class
     assert table.objects.count() == len(created) - len(deleted)
     for row in table.objects.all():
-        assert row.value == (1000 + int(row.name.split()[1]) if str(row.id) in updated else int(row.name.split()[1]))
+        assert row.value == (
+            1000 + int(row.name.split()[1]) if str(row.id) in updated else int(row.name.split()[1])
+        )
 
 
 def test_sqlite_runs_in_wal_with_immediate_transactions(db):

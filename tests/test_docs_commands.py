@@ -2,6 +2,7 @@
 host with examples/helpdesk installed (unless the page installs it), a user `alice` and a
 group `agents`, from a copy of the repository's examples/ so that files the lines write stay
 out of the tree."""
+
 import re
 import shlex
 import shutil
@@ -22,16 +23,27 @@ pytestmark = pytest.mark.django_db
 
 
 def command_lines(page: Path) -> list[str]:
-    return [line.strip() for block in BLOCK.findall(page.read_text())
-            for line in block.splitlines() if line.strip().startswith("manage.py ")]
+    return [
+        line.strip()
+        for block in BLOCK.findall(page.read_text())
+        for line in block.splitlines()
+        if line.strip().startswith("manage.py ")
+    ]
 
 
 PAGES = sorted(p for p in DOCS.glob("*.md") if command_lines(p))
 
 
 def test_the_pages_with_commands_are_found():
-    assert {"commands.md", "permissions.md", "installer.md", "upgrades.md", "manifest.md", "bundles.md",
-            "audit.md"} <= {p.name for p in PAGES}
+    assert {
+        "commands.md",
+        "permissions.md",
+        "installer.md",
+        "upgrades.md",
+        "manifest.md",
+        "bundles.md",
+        "audit.md",
+    } <= {p.name for p in PAGES}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

@@ -3,6 +3,7 @@ settings, URL and ASGI blocks are applied as written (so the guide cannot drift)
 `check`, `migrate`, `metacore_install`, and the README's requests (token auth, a list,
 /api/schema/) against the project served by `daphne myproject.asgi:application`. Everything
 runs in subprocesses of this venv's Python on the new project's own SQLite file."""
+
 import json
 import os
 import re
@@ -35,8 +36,14 @@ def test_readme_shows_the_guides_blocks_unchanged():
 
 
 def run(project, *args, env, check=True):
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=project, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -56,8 +63,11 @@ def project(tmp_path_factory):
     """A startproject site with the guide applied, migrated, the tasks example installed and
     an admin with an organization and a token."""
     root = tmp_path_factory.mktemp("host")
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL",
-                                                             "PYTHONPATH")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "PYTHONPATH")
+    }
     env["DJANGO_SUPERUSER_PASSWORD"] = "a-long-enough-password"
     subprocess.run([str(BIN / "django-admin"), "startproject", "myproject", str(root)], check=True, env=env)
     for name, code in blocks(GUIDE):
@@ -80,8 +90,13 @@ def test_the_guide_verbatim_checks_migrates_installs_and_serves(project):
 
     port = free_port()
     log = open(root / "daphne.log", "w+")
-    server = subprocess.Popen([str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "myproject.asgi:application"],
-                              cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "myproject.asgi:application"],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + 60
@@ -106,13 +121,22 @@ def test_the_guide_verbatim_checks_migrates_installs_and_serves(project):
         log.close()
 
 
-@pytest.mark.parametrize("change,expected", [
-    ('INSTALLED_APPS.remove("daphne"); INSTALLED_APPS.append("daphne")', "daphne.E001"),
-    ('REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = '
-     '["rest_framework.authentication.SessionAuthentication"]', "metacore.W002"),
-    ('REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "rest_framework.schemas.openapi.AutoSchema"', "metacore.E007"),
-    ('INSTALLED_APPS.remove("drf_spectacular_sidecar")', "metacore.W003"),
-])
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ('INSTALLED_APPS.remove("daphne"); INSTALLED_APPS.append("daphne")', "daphne.E001"),
+        (
+            'REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = '
+            '["rest_framework.authentication.SessionAuthentication"]',
+            "metacore.W002",
+        ),
+        (
+            'REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "rest_framework.schemas.openapi.AutoSchema"',
+            "metacore.E007",
+        ),
+        ('INSTALLED_APPS.remove("drf_spectacular_sidecar")', "metacore.W003"),
+    ],
+)
 def test_check_catches_what_breaks_silently(project, change, expected):
     """The mistakes of the first guide: each one named by `manage.py check`."""
     root, env = project

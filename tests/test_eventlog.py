@@ -1,5 +1,6 @@
 """The event log: addon events kept per organization after commit, queried by type and time,
 pruned by retention."""
+
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +27,9 @@ def helpdesk():
 
 
 def member(name):
-    user = get_user_model().objects.create_superuser(username=name, password="pw", email=f"{name}@example.com")
+    user = get_user_model().objects.create_superuser(
+        username=name, password="pw", email=f"{name}@example.com"
+    )
     TenantMembership.objects.create(user=user, organization_id=uuid.uuid4())
     api = APIClient()
     api.force_authenticate(user)
@@ -36,10 +39,18 @@ def member(name):
 def test_events_are_logged_per_organization_and_queryable(helpdesk):
     client = member("agent")
     ticket = client.post("/api/dynamic/tickets", {"title": "t"}, format="json").json()["data"]
-    assert client.post(f"/api/dynamic/tickets/{ticket['id']}/action/escalate", {"resolution": "x"},
-                       format="json").status_code == 422  # rolled back: nothing logged
-    assert client.post(f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "y"},
-                       format="json").status_code == 200
+    assert (
+        client.post(
+            f"/api/dynamic/tickets/{ticket['id']}/action/escalate", {"resolution": "x"}, format="json"
+        ).status_code
+        == 422
+    )  # rolled back: nothing logged
+    assert (
+        client.post(
+            f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "y"}, format="json"
+        ).status_code
+        == 200
+    )
     [entry] = client.get("/api/metacore/events", {"type": "helpdesk.*"}).json()["data"]
     assert entry["type"] == "helpdesk.ticket_resolved" and entry["payload"] == {"id": ticket["id"]}
     assert client.get("/api/metacore/events", {"type": "billing.*"}).json()["data"] == []
@@ -52,7 +63,9 @@ def test_events_are_logged_per_organization_and_queryable(helpdesk):
 
 
 def test_retention_prunes_old_entries():
-    EventLogEntry.objects.create(tenant="t", addon_key="a", type="a.old", at=timezone.now() - timedelta(days=40))
+    EventLogEntry.objects.create(
+        tenant="t", addon_key="a", type="a.old", at=timezone.now() - timedelta(days=40)
+    )
     EventLogEntry.objects.create(tenant="t", addon_key="a", type="a.new", at=timezone.now())
     call_command("metacore_eventlog_prune", "--older-than", "30")
     assert list(EventLogEntry.objects.values_list("type", flat=True)) == ["a.new"]

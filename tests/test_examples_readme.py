@@ -3,6 +3,7 @@ Daphne, the sandbox settings with DEBUG on, the example addons installed). Each 
 block runs in bash with `set -euo pipefail`; the only substitutions are the server's address
 (a free port instead of 8000) and this interpreter for `.venv/bin/python`. The `TOKEN` comes
 from the main README's steps (a superuser with an organization and a token)."""
+
 import os
 import re
 import subprocess
@@ -14,7 +15,6 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from metacore.kernel import get_kernel
-
 from tests.livekit import ROOT, Daphne
 from tests.livekit import test_database_url as database_url
 
@@ -46,10 +46,20 @@ def run_readme(name, served):
     server, token = served
     script = sh_block(ROOT / "examples" / name / "README.md")
     script = script.replace("http://127.0.0.1:8000", server.url).replace(".venv/bin/python", sys.executable)
-    env = {**os.environ, "TOKEN": token, "DATABASE_URL": database_url(),
-           "DJANGO_SETTINGS_MODULE": "sandbox_project.settings"}
-    result = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120)
+    env = {
+        **os.environ,
+        "TOKEN": token,
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "sandbox_project.settings",
+    }
+    result = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr + server.output()
     return result.stdout
 

@@ -5,6 +5,7 @@ runs. Every answer must be below 500, match the documented schema for its status
 an error, be the documented envelope. The example budget is fixed (`FUZZ_EXAMPLES` per
 operation, derandomized), so the campaign is the same in every CI run and stays within
 minutes. Inputs it found are kept as regressions in test_robustness.py."""
+
 import os
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
-
 from store_support import ORG_A, installed_addon, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,8 +55,9 @@ def api_schema(db, example, token):
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
-        yield schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application(),
-                                             headers={"Authorization": f"Token {token}"})
+        yield schemathesis.openapi.from_wsgi(
+            "/api/schema/", get_wsgi_application(), headers={"Authorization": f"Token {token}"}
+        )
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
@@ -76,11 +77,19 @@ def fuzz(operation, headers):
     """FUZZ_EXAMPLES generated cases of one operation (schemathesis' pytest plugin is driven
     by hand: its fixture mode does not run under pytest 9)."""
 
-    strategy = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
+    strategy = st.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)
+    )
 
     @given(case=strategy)
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )
     def run(case):
         response = case.call(headers=headers)
         case.validate_response(response, checks=(not_a_server_error, response_schema_conformance))

@@ -2,6 +2,7 @@
 REST reaches a `websockets` client, across two processes over channels_redis, and the
 official `@asteby/metacore-websocket` client under Node; SIGTERM closes sockets with a close
 frame; Daphne's heartbeats reap a peer that stopped answering."""
+
 import asyncio
 import json
 import os
@@ -28,22 +29,29 @@ HELPDESK = {
     "kind": "Addon",
     "metadata": {"key": "helpdesk", "name": "Helpdesk", "version": "1.0.0"},
     "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
-    "models": [{
-        "key": "Tickets", "table": "tickets", "label": "Tickets",
-        "columns": [
-            {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-            {"name": "organization_id", "type": "uuid", "not_null": True},
-            {"name": "title", "type": "text", "not_null": True},
-            {"name": "status", "type": "text", "not_null": True, "default": "open"},
-        ],
-    }, {
-        "key": "Project", "table": "projects", "label": "Projects",
-        "columns": [
-            {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-            {"name": "organization_id", "type": "uuid", "not_null": True},
-            {"name": "name", "type": "text", "not_null": True},
-        ],
-    }],
+    "models": [
+        {
+            "key": "Tickets",
+            "table": "tickets",
+            "label": "Tickets",
+            "columns": [
+                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
+                {"name": "organization_id", "type": "uuid", "not_null": True},
+                {"name": "title", "type": "text", "not_null": True},
+                {"name": "status", "type": "text", "not_null": True, "default": "open"},
+            ],
+        },
+        {
+            "key": "Project",
+            "table": "projects",
+            "label": "Projects",
+            "columns": [
+                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
+                {"name": "organization_id", "type": "uuid", "not_null": True},
+                {"name": "name", "type": "text", "not_null": True},
+            ],
+        },
+    ],
 }
 
 
@@ -56,8 +64,15 @@ def tickets(tmp_path):
     get_kernel().installer.install(tmp_path)
     tenant = new_tenant()
     user = make_user("agent", tenant)
-    get_kernel().permissions.grant(user, ["helpdesk.tickets.read", "helpdesk.tickets.create", "helpdesk.projects.read",
-                                          "helpdesk.projects.create"])
+    get_kernel().permissions.grant(
+        user,
+        [
+            "helpdesk.tickets.read",
+            "helpdesk.tickets.create",
+            "helpdesk.projects.read",
+            "helpdesk.projects.create",
+        ],
+    )
     yield {"tenant": str(tenant), "token": token_for(user), "user": user}
     get_kernel().installer.uninstall("helpdesk", drop_data=True)  # runtime tables outlive the flush
     reset_kernel()
@@ -105,7 +120,9 @@ async def next_data_event(ws, timeout=5):
 
 
 async def create_ticket(server, token, title):
-    status, body = await asyncio.to_thread(server.request, "POST", "/api/dynamic/tickets", token, {"title": title})
+    status, body = await asyncio.to_thread(
+        server.request, "POST", "/api/dynamic/tickets", token, {"title": title}
+    )
     assert status == 201, body
     return body["data"]["id"]
 
@@ -119,8 +136,14 @@ def test_rest_create_reaches_a_websocket_client(tickets, live):
         frame = await next_data_event(ws)
         assert "Printer" not in json.dumps(frame)
         payload = frame["payload"]
-        assert (payload["org_id"], payload["addon"], payload["model"], payload["table"], payload["action"],
-                payload["id"]) == (tickets["tenant"], "helpdesk", "Tickets", "tickets", "created", row_id)
+        assert (
+            payload["org_id"],
+            payload["addon"],
+            payload["model"],
+            payload["table"],
+            payload["action"],
+            payload["id"],
+        ) == (tickets["tenant"], "helpdesk", "Tickets", "tickets", "created", row_id)
         await ws.close()
 
     asyncio.run(body())
@@ -152,10 +175,27 @@ def node_client():
 
 def test_official_realtime_client_receives_a_data_event(tickets, live, node_client):
     server = live
-    env = {**os.environ, "METACORE_HTTP": server.url, "METACORE_TOKEN": tickets["token"], "METACORE_MODEL": "Tickets"}
-    probe = subprocess.Popen([node_client, "--experimental-websocket", "--no-warnings", "--import",
-                              "./register-extensionless.mjs", "realtime_probe.mjs"],
-                             cwd=NODE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "METACORE_HTTP": server.url,
+        "METACORE_TOKEN": tickets["token"],
+        "METACORE_MODEL": "Tickets",
+    }
+    probe = subprocess.Popen(
+        [
+            node_client,
+            "--experimental-websocket",
+            "--no-warnings",
+            "--import",
+            "./register-extensionless.mjs",
+            "realtime_probe.mjs",
+        ],
+        cwd=NODE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready = json.loads(probe.stdout.readline() or '{"error": "no output"}')
         assert "ready" in ready, (ready, probe.stderr.read() if probe.poll() is not None else "")
@@ -167,8 +207,14 @@ def test_official_realtime_client_receives_a_data_event(tickets, live, node_clie
         if probe.poll() is None:
             probe.kill()
             probe.wait()
-    assert (event["org_id"], event["addon"], event["model"], event["table"], event["action"], event["id"]) == (
-        tickets["tenant"], "helpdesk", "Tickets", "tickets", "created", row_id)
+    assert (
+        event["org_id"],
+        event["addon"],
+        event["model"],
+        event["table"],
+        event["action"],
+        event["id"],
+    ) == (tickets["tenant"], "helpdesk", "Tickets", "tickets", "created", row_id)
 
 
 def test_sigterm_sends_a_close_frame_to_open_sockets(tickets, servers):
@@ -202,9 +248,13 @@ def test_heartbeats_reap_a_peer_that_stopped_answering(tickets, live):
     the server's ping timeout (Daphne `--ping-interval/--ping-timeout`)."""
     server = live
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock.sendall((f"GET /api/ws?token={tickets['token']} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET /api/ws?token={tickets['token']} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     assert sock.recv(4096).startswith(b"HTTP/1.1 101")
     received = b""
     while True:  # never answer: the server pings, then gives up and drops the connection
@@ -219,7 +269,9 @@ def test_heartbeats_reap_a_peer_that_stopped_answering(tickets, live):
     assert b"\x89" in received  # the server's ping frames reached the silent peer
 
 
-def test_official_client_gets_events_for_every_rest_spelling_and_its_hot_swap_fires(tickets, live, node_client):
+def test_official_client_gets_events_for_every_rest_spelling_and_its_hot_swap_fires(
+    tickets, live, node_client
+):
     """Each spelling the REST API accepts for `helpdesk`'s Project/projects, subscribed through
     `createRealtimeClient`, gets the event of a row created through REST (the SDK's matcher
     decides); disabling the addon fires the SDK's manifest hot-swap (`payload.addonKey`)."""
@@ -228,22 +280,46 @@ def test_official_client_gets_events_for_every_rest_spelling_and_its_hot_swap_fi
     for spelling in spellings:
         assert server.request("GET", f"/api/dynamic/{spelling}", tickets["token"])[0] == 200
     admin = get_user_model().objects.create_superuser("operator", password="pw")
-    env = {**os.environ, "METACORE_HTTP": server.url, "METACORE_TOKEN": tickets["token"],
-           "METACORE_MODELS": ",".join(spellings)}
-    probe = subprocess.Popen([node_client, "--experimental-websocket", "--no-warnings", "--import",
-                              "./register-extensionless.mjs", "realtime_spellings_probe.mjs"],
-                             cwd=NODE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "METACORE_HTTP": server.url,
+        "METACORE_TOKEN": tickets["token"],
+        "METACORE_MODELS": ",".join(spellings),
+    }
+    probe = subprocess.Popen(
+        [
+            node_client,
+            "--experimental-websocket",
+            "--no-warnings",
+            "--import",
+            "./register-extensionless.mjs",
+            "realtime_spellings_probe.mjs",
+        ],
+        cwd=NODE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready = json.loads(probe.stdout.readline() or '{"error": "no output"}')
-        assert sorted(ready.get("ready", [])) == sorted(s.lower() for s in spellings), (ready, probe.stderr.read()
-                                                                                       if probe.poll() is not None else "")
-        status, body = server.request("POST", "/api/dynamic/helpdesk.projects", tickets["token"], {"name": "Apollo"})
+        assert sorted(ready.get("ready", [])) == sorted(s.lower() for s in spellings), (
+            ready,
+            probe.stderr.read() if probe.poll() is not None else "",
+        )
+        status, body = server.request(
+            "POST", "/api/dynamic/helpdesk.projects", tickets["token"], {"name": "Apollo"}
+        )
         assert status == 201, body
         lines = [json.loads(probe.stdout.readline()) for _ in spellings]
-        assert server.request("POST", "/api/metacore/installations/helpdesk/disable", token_for(admin))[0] == 200
+        assert (
+            server.request("POST", "/api/metacore/installations/helpdesk/disable", token_for(admin))[0] == 200
+        )
         swap = json.loads(probe.stdout.readline())
         assert probe.wait(timeout=10) == 0
-        assert server.request("POST", "/api/metacore/installations/helpdesk/enable", token_for(admin))[0] == 200
+        assert (
+            server.request("POST", "/api/metacore/installations/helpdesk/enable", token_for(admin))[0] == 200
+        )
     finally:
         if probe.poll() is None:
             probe.kill()
@@ -294,8 +370,11 @@ def test_open_sockets_lose_events_and_close_when_access_is_taken_away(tickets, l
         return closes
 
     closes = asyncio.run(body())
-    assert closes == [(4403, 'permission revoked: missing "helpdesk.tickets.read"'), (4401, "Invalid token."),
-                      (4401, "User inactive or deleted.")]
+    assert closes == [
+        (4403, 'permission revoked: missing "helpdesk.tickets.read"'),
+        (4401, "Invalid token."),
+        (4401, "User inactive or deleted."),
+    ]
 
 
 def test_foreign_origin_is_refused_through_daphne(tickets, live):

@@ -1,6 +1,7 @@
 """Hub protocol through Channels' WebsocketCommunicator on the real ASGI application:
 authentication close codes, subscriptions and permissions, tenant isolation, coalescing,
 slow clients, control frames."""
+
 import asyncio
 import json
 import uuid
@@ -15,7 +16,15 @@ from metacore import events
 from metacore.hub.consumer import HubConsumer
 from metacore.kernel import get_kernel, reset_kernel
 from metacore.models import AuditRecord
-from tests.hubkit import close_of, communicator, make_user, new_tenant, receive_json, register_addon, token_for
+from tests.hubkit import (
+    close_of,
+    communicator,
+    make_user,
+    new_tenant,
+    receive_json,
+    register_addon,
+    token_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,7 +47,9 @@ def hub_env(settings):
 @pytest.fixture
 def org():
     """Two tenants; crm (Lead/leads, Deal/deals) and tickets (Ticket/tickets) registered."""
-    register_addon("crm", [("Lead", "leads"), ("Deal", "deals")], capabilities=[("event:subscribe", "lead.*")])
+    register_addon(
+        "crm", [("Lead", "leads"), ("Deal", "deals")], capabilities=[("event:subscribe", "lead.*")]
+    )
     register_addon("tickets", [("Ticket", "tickets")])
     t1, t2 = new_tenant(), new_tenant()
     return {
@@ -51,9 +62,18 @@ def org():
 
 
 def event(tenant, action="updated", addon="crm", model="Lead", table="leads", row=None, fields=("name",)):
-    return events.DataEvent(addon=addon, model=model, table=table, action=action, id=str(row or uuid.uuid4()),
-                            tenant=str(tenant), actor_id="7", fields=fields,
-                            before={"name": "old secret"}, after={"name": "new secret"})
+    return events.DataEvent(
+        addon=addon,
+        model=model,
+        table=table,
+        action=action,
+        id=str(row or uuid.uuid4()),
+        tenant=str(tenant),
+        actor_id="7",
+        fields=fields,
+        before={"name": "old secret"},
+        after={"name": "new secret"},
+    )
 
 
 def publish(ev):
@@ -167,8 +187,17 @@ def test_data_event_frame_carries_identity_and_field_names_never_values(org):
         frame = json.loads(raw)
         assert frame["type"] == "DATA_EVENT"
         assert set(frame["payload"]) == FRAME_KEYS
-        assert frame["payload"] == {"org_id": str(org["t1"]), "addon": "crm", "model": "Lead", "table": "leads",
-                                    "action": "updated", "id": ev.id, "actor_id": "7", "at": ev.at, "fields": ["name"]}
+        assert frame["payload"] == {
+            "org_id": str(org["t1"]),
+            "addon": "crm",
+            "model": "Lead",
+            "table": "leads",
+            "action": "updated",
+            "id": ev.id,
+            "actor_id": "7",
+            "at": ev.at,
+            "fields": ["name"],
+        }
         await comm.disconnect()
 
     run(body)
@@ -212,7 +241,9 @@ def test_unsubscribed_and_unreadable_models_are_not_delivered(org):
         comm = await connect(org["alice"])
         await subscribe(comm, ["deals"])
         await database_sync_to_async(publish)(event(org["t1"]))  # leads: not subscribed
-        await database_sync_to_async(publish)(event(org["t1"], addon="tickets", model="Ticket", table="tickets"))
+        await database_sync_to_async(publish)(
+            event(org["t1"], addon="tickets", model="Ticket", table="tickets")
+        )
         assert await comm.receive_nothing(timeout=0.3)
         await comm.disconnect()
 
@@ -224,8 +255,11 @@ def test_star_subscription_delivers_only_readable_models_once(org):
         comm = await connect(org["carol"])  # reads leads and tickets, not deals
         ack = await subscribe(comm, ["*", "leads"])
         assert ack["models"] == ["leads", "*"]
-        for ev in (event(org["t1"], model="Deal", table="deals"), event(org["t1"]),
-                   event(org["t1"], addon="tickets", model="Ticket", table="tickets")):
+        for ev in (
+            event(org["t1"], model="Deal", table="deals"),
+            event(org["t1"]),
+            event(org["t1"], addon="tickets", model="Ticket", table="tickets"),
+        ):
             await database_sync_to_async(publish)(ev)
         got = [(await receive_json(comm))["payload"]["table"] for _ in range(2)]
         assert sorted(got) == ["leads", "tickets"]
@@ -240,21 +274,33 @@ def test_no_client_receives_another_tenants_events_whatever_it_sends(org):
     names and to alice's addon channel: tenant 1's events never reach him."""
     from metacore.hub import groups
 
-    crafted = ["*", "leads", "crm.lead", groups.data_group(org["t1"], "crm", "leads"), groups.all_data_group(org["t1"]),
-               f"{org['t1']}.leads", "../leads", "leads\x00", "org:" + str(org["t1"])]
+    crafted = [
+        "*",
+        "leads",
+        "crm.lead",
+        groups.data_group(org["t1"], "crm", "leads"),
+        groups.all_data_group(org["t1"]),
+        f"{org['t1']}.leads",
+        "../leads",
+        "leads\x00",
+        "org:" + str(org["t1"]),
+    ]
 
     async def body():
         bob = await connect(org["bob"], f"&channel=org:{org['t2']}")
         await subscribe(bob, crafted)
         await bob.send_to(text_data=json.dumps({"type": "subscribe", "channel": "addon.crm.lead.created"}))
         assert (await receive_json(bob))["type"] == "subscribed"
-        await bob.send_to(text_data=json.dumps({"type": "subscribe", "channel": f"addon.crm.{org['t1']}.lead.created"}))
+        await bob.send_to(
+            text_data=json.dumps({"type": "subscribe", "channel": f"addon.crm.{org['t1']}.lead.created"})
+        )
         await receive_json(bob)
         alice = await connect(org["alice"])
         await subscribe(alice, ["leads"])
         await database_sync_to_async(publish)(event(org["t1"]))
         await database_sync_to_async(events.addon_event.send)(
-            sender=events.AddonEvent, event=events.AddonEvent("crm", "lead.created", str(org["t1"]), {"n": 1}))
+            sender=events.AddonEvent, event=events.AddonEvent("crm", "lead.created", str(org["t1"]), {"n": 1})
+        )
         assert (await receive_json(alice))["payload"]["org_id"] == str(org["t1"])
         assert await bob.receive_nothing(timeout=0.3)
         await database_sync_to_async(publish)(event(org["t2"]))
@@ -275,8 +321,15 @@ def test_shared_tables_reach_every_tenant_and_org_tables_need_a_tenant(org):
         alice, bob = await connect(org["alice"]), await connect(org["bob"])
         for comm in (alice, bob):
             assert (await subscribe(comm, ["products"]))["models"] == ["products"]
-        shared = events.DataEvent(addon="catalog", model="Product", table="products", action="created", id="p1",
-                                  tenant=None, actor_id=None)
+        shared = events.DataEvent(
+            addon="catalog",
+            model="Product",
+            table="products",
+            action="created",
+            id="p1",
+            tenant=None,
+            actor_id=None,
+        )
         await database_sync_to_async(publish)(shared)
         for comm in (alice, bob):
             payload = (await receive_json(comm))["payload"]
@@ -348,8 +401,13 @@ def test_slow_client_gets_dropped_notice_and_backlog_discarded(org, settings, ga
         await asyncio.sleep(0.1)
         gated_transmit["open"].set()
         frames = [await receive_json(comm) for _ in range(5)]
-        assert [f["type"] for f in frames] == ["DATA_SUBSCRIBED", "DATA_EVENTS_DROPPED", "DATA_EVENT",
-                                               "DATA_EVENT", "DATA_EVENT"]
+        assert [f["type"] for f in frames] == [
+            "DATA_SUBSCRIBED",
+            "DATA_EVENTS_DROPPED",
+            "DATA_EVENT",
+            "DATA_EVENT",
+            "DATA_EVENT",
+        ]
         # ack in flight; 5 queued, the 6th overflowed: those 6 dropped, the last 3 kept.
         assert frames[1]["payload"] == {"dropped": 6, "models": ["lead"]}
         assert [f["payload"]["id"] for f in frames[2:]] == [str(r) for r in rows[6:9]]
@@ -381,9 +439,14 @@ def test_ping_errors_and_oversized_frames(org, settings):
 
     async def body():
         comm = await connect(org["alice"])
-        for text, code in (("{not json", "bad_json"), ('{"type":"FLY"}', "unknown_type"), ("[1]", "bad_frame"),
-                           ('{"type":"SUBSCRIBE"}', "bad_frame"), ('{"type":"SUBSCRIBE","models":"leads"}', "bad_frame"),
-                           ('{"type":"subscribe","channel":"crm.x"}', "bad_channel")):
+        for text, code in (
+            ("{not json", "bad_json"),
+            ('{"type":"FLY"}', "unknown_type"),
+            ("[1]", "bad_frame"),
+            ('{"type":"SUBSCRIBE"}', "bad_frame"),
+            ('{"type":"SUBSCRIBE","models":"leads"}', "bad_frame"),
+            ('{"type":"subscribe","channel":"crm.x"}', "bad_channel"),
+        ):
             await comm.send_to(text_data=text)
             frame = await receive_json(comm)
             assert frame["type"] == "error" and frame["payload"]["code"] == code, (text, frame)
@@ -398,14 +461,21 @@ def test_ping_errors_and_oversized_frames(org, settings):
 def test_addon_channel_is_gated_by_the_emitting_addons_event_subscribe(org):
     async def body():
         comm = await connect(org["alice"])
-        await comm.send_to(text_data=json.dumps({"type": "subscribe", "channel": "addon.tickets.ticket.created"}))
+        await comm.send_to(
+            text_data=json.dumps({"type": "subscribe", "channel": "addon.tickets.ticket.created"})
+        )
         refused = await receive_json(comm)
         assert refused["type"] == "error" and refused["payload"]["code"] == "forbidden"
         await comm.send_to(text_data=json.dumps({"type": "subscribe", "channel": "addon.crm.lead.created"}))
-        assert await receive_json(comm) == {"type": "subscribed", "payload": {"channel": "addon.crm.lead.created"}}
+        assert await receive_json(comm) == {
+            "type": "subscribed",
+            "payload": {"channel": "addon.crm.lead.created"},
+        }
         for tenant in (org["t2"], org["t1"]):
             await database_sync_to_async(events.addon_event.send)(
-                sender=events.AddonEvent, event=events.AddonEvent("crm", "lead.created", str(tenant), {"lead": "L1"}))
+                sender=events.AddonEvent,
+                event=events.AddonEvent("crm", "lead.created", str(tenant), {"lead": "L1"}),
+            )
         frame = await receive_json(comm)
         assert frame["type"] == "ADDON_EVENT" and frame["channel"] == "addon.crm.lead.created"
         assert frame["payload"]["org_id"] == str(org["t1"]) and frame["payload"]["data"] == {"lead": "L1"}
@@ -430,8 +500,16 @@ def test_notifications_go_to_one_user_and_manifest_changes_to_everyone(org):
         for comm in (alice, carol):
             frame = await receive_json(comm)
             assert frame["type"] == "ADDON_MANIFEST_CHANGED"
-            assert frame["payload"] == {"addon": "crm", "operation": "upgrade", "version": "1.1.0", "at": lifecycle.at,
-                                        "addonKey": "crm", "orgId": "", "newHash": "", "timestamp": lifecycle.at}
+            assert frame["payload"] == {
+                "addon": "crm",
+                "operation": "upgrade",
+                "version": "1.1.0",
+                "at": lifecycle.at,
+                "addonKey": "crm",
+                "orgId": "",
+                "newHash": "",
+                "timestamp": lifecycle.at,
+            }
             await comm.disconnect()
 
     run(body)
@@ -450,15 +528,18 @@ def test_realtime_info_tells_the_channel_and_url(org, client):
 
 
 # -- origin, spellings, rechecks ---------------------------------------------------------------
-@pytest.mark.parametrize("origin, host, allowed_origins, allowed", [
-    ("https://evil.example", "app.example", None, False),
-    ("http://app.example", "app.example", None, True),
-    ("http://app.example:8000", "app.example:8000", None, True),
-    ("http://app.example:9999", "app.example:8000", None, False),
-    ("https://evil.example", "app.example", ["https://evil.example"], True),
-    ("https://app.example", "app.example", [".trusted.example"], False),
-    (None, "app.example", None, True),  # no Origin: not a browser
-])
+@pytest.mark.parametrize(
+    "origin, host, allowed_origins, allowed",
+    [
+        ("https://evil.example", "app.example", None, False),
+        ("http://app.example", "app.example", None, True),
+        ("http://app.example:8000", "app.example:8000", None, True),
+        ("http://app.example:9999", "app.example:8000", None, False),
+        ("https://evil.example", "app.example", ["https://evil.example"], True),
+        ("https://app.example", "app.example", [".trusted.example"], False),
+        (None, "app.example", None, True),  # no Origin: not a browser
+    ],
+)
 def test_websocket_origin_is_checked(org, settings, origin, host, allowed_origins, allowed):
     """`ALLOWED_HOSTS = ["*"]` (the sandbox's) does not open the socket to every site."""
     settings.METACORE = {**settings.METACORE, "HUB_ALLOWED_ORIGINS": allowed_origins}
@@ -516,9 +597,11 @@ def test_open_socket_is_closed_when_its_user_loses_access(org, settings):
         org["bob"].save(update_fields=["is_active"])
 
     async def body():
-        cases = [(org["alice"], org["t1"], revoke_read, 4403, 'missing "crm.leads.read"'),
-                 (org["carol"], org["t1"], delete_token, 4401, "token"),
-                 (org["bob"], org["t2"], deactivate, 4401, "inactive")]
+        cases = [
+            (org["alice"], org["t1"], revoke_read, 4403, 'missing "crm.leads.read"'),
+            (org["carol"], org["t1"], delete_token, 4401, "token"),
+            (org["bob"], org["t2"], deactivate, 4401, "inactive"),
+        ]
         for user, tenant, take_away, code, reason in cases:
             comm = await connect(user)
             await subscribe(comm, ["leads"])

@@ -1,17 +1,18 @@
 """The hub's server-side send API (`send_to_user`, `send_to_users`, `send_conditional`,
 `connected_users`) and `event_emit` to users, over real sockets: Channels' communicator on
 the ASGI application, and two Daphne processes sharing Redis."""
+
 import asyncio
 import datetime
 import json
 import signal
 
 import pytest
+import sandbox_guests as guests
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-import sandbox_guests as guests
 from metacore.hub.models import HubConnection
 from metacore.hub.publisher import HubPublisher
 from metacore.kernel import get_kernel, reset_kernel
@@ -37,8 +38,13 @@ def hub_env(settings):
 @pytest.fixture
 def people():
     t1, t2 = new_tenant(), new_tenant()
-    return {"t1": str(t1), "t2": str(t2), "alice": make_user("alice", t1), "carol": make_user("carol", t1),
-            "bob": make_user("bob", t2)}
+    return {
+        "t1": str(t1),
+        "t2": str(t2),
+        "alice": make_user("alice", t1),
+        "carol": make_user("carol", t1),
+        "bob": make_user("bob", t2),
+    }
 
 
 async def connect(user, query=""):
@@ -59,7 +65,11 @@ async def call(method, *args, **kwargs):
 
 def test_send_to_user_reaches_every_socket_of_that_user_and_no_other(people):
     async def body():
-        alice1, alice2, bob = await connect(people["alice"]), await connect(people["alice"]), await connect(people["bob"])
+        alice1, alice2, bob = (
+            await connect(people["alice"]),
+            await connect(people["alice"]),
+            await connect(people["bob"]),
+        )
         await call("send_to_user", people["alice"].pk, FRAME)
         assert await receive_json(alice1) == FRAME and await receive_json(alice2) == FRAME
         assert await bob.receive_nothing(timeout=0.3)
@@ -120,10 +130,20 @@ def test_presence_of_a_process_that_died_expires(people):
     from metacore.hub import presence
 
     now = timezone.now()
-    HubConnection.objects.create(id="dead", user_id="42", tenant=people["t1"], connected_at=now,
-                                 expires_at=now - datetime.timedelta(seconds=1))
-    HubConnection.objects.create(id="live", user_id="43", tenant=people["t1"], connected_at=now,
-                                 expires_at=now + datetime.timedelta(seconds=60))
+    HubConnection.objects.create(
+        id="dead",
+        user_id="42",
+        tenant=people["t1"],
+        connected_at=now,
+        expires_at=now - datetime.timedelta(seconds=1),
+    )
+    HubConnection.objects.create(
+        id="live",
+        user_id="43",
+        tenant=people["t1"],
+        connected_at=now,
+        expires_at=now + datetime.timedelta(seconds=60),
+    )
     assert hub().connected_users() == ["43"]
     presence.refresh([])
     assert list(HubConnection.objects.values_list("id", flat=True)) == ["live"]
@@ -137,15 +157,19 @@ def test_frames_must_be_objects_with_a_type(people):
 
 @pytest.fixture
 def notifier(tmp_path):
-    guests.install_probe_addon(tmp_path, "probe", capabilities=[
-        {"kind": "event:notify", "target": "probe.*", "reason": "tell the assignee"}])
+    guests.install_probe_addon(
+        tmp_path,
+        "probe",
+        capabilities=[{"kind": "event:notify", "target": "probe.*", "reason": "tell the assignee"}],
+    )
     yield
     get_kernel().installer.uninstall("probe", drop_data=True)
 
 
 def emit(name, payload, tenant):
-    raw = get_kernel().sandbox.call_raw("probe", "call_event_emit", f"{name}\0{json.dumps(payload)}".encode(),
-                                        {"tenant": tenant})
+    raw = get_kernel().sandbox.call_raw(
+        "probe", "call_event_emit", f"{name}\0{json.dumps(payload)}".encode(), {"tenant": tenant}
+    )
     return json.loads(raw)
 
 
@@ -154,7 +178,9 @@ def test_an_addon_emits_to_users_of_its_calls_organization_only(people, notifier
 
     async def body():
         alice_ws, bob_ws = await connect(people["alice"]), await connect(people["bob"])
-        answer = await sync_to_async(emit)("probe.assigned", {"$users": [alice, str(bob)], "ticket": 7}, people["t1"])
+        answer = await sync_to_async(emit)(
+            "probe.assigned", {"$users": [alice, str(bob)], "ticket": 7}, people["t1"]
+        )
         assert answer["success"] is True and answer["data"] == {"event": "probe.assigned", "users": 2}, answer
         frame = await receive_json(alice_ws)
         assert frame["type"] == "ADDON_EVENT" and frame["channel"] == "addon.probe.probe.assigned"
@@ -183,6 +209,7 @@ def test_send_api_reaches_sockets_of_two_daphne_processes(people):
     alice, bob = token_for(people["alice"]), token_for(people["bob"])
     users = sync_to_async(publisher.connected_users)
     try:
+
         async def body():
             a = await ws_connect(f"{servers[0].ws_url}?token={alice}")
             b = await ws_connect(f"{servers[1].ws_url}?token={alice}")

@@ -1,5 +1,6 @@
 """Inbound webhooks: verified (upstream's signature, timestamp window, nonce once) before the
 declared export runs or the declared event is published."""
+
 import json
 import shutil
 import time
@@ -24,8 +25,11 @@ def secret(tmp_path, settings):
     target = tmp_path / "bundle"
     shutil.copytree(EXAMPLE, target)
     manifest = json.loads((target / "manifest.json").read_text())
-    manifest["webhooks"] = [{"key": "ping", "function": "echo"}, {"key": "external", "event": "helpdesk.external_ping"},
-                            {"key": "foreign", "event": "billing.paid"}]
+    manifest["webhooks"] = [
+        {"key": "ping", "function": "echo"},
+        {"key": "external", "event": "helpdesk.external_ping"},
+        {"key": "foreign", "event": "billing.paid"},
+    ]
     (target / "manifest.json").write_text(json.dumps(manifest))
     get_kernel().installer.install(target)
     yield issue_secret(Installation.objects.get(key="helpdesk"))
@@ -52,9 +56,14 @@ def test_unverified_requests_are_refused(secret):
     assert post(path, body, {}).status_code == 401
     assert post(path, b'{"amount": 43}', sign_request(secret, "POST", path, body)).status_code == 401
     assert post(path, body, sign_request("wrong", "POST", path, body)).status_code == 401
-    assert post(path, body, sign_request(secret, "POST", path, body, timestamp=time.time() - 3600)).status_code == 401
+    assert (
+        post(path, body, sign_request(secret, "POST", path, body, timestamp=time.time() - 3600)).status_code
+        == 401
+    )
     other = "/api/metacore/webhooks/in/helpdesk/external"
-    assert post(other, body, sign_request(secret, "POST", path, body)).status_code == 401  # signed for another path
+    assert (
+        post(other, body, sign_request(secret, "POST", path, body)).status_code == 401
+    )  # signed for another path
     assert post("/api/metacore/webhooks/in/helpdesk/nope", body, {}).status_code == 404
     assert post("/api/metacore/webhooks/in/ghost/ping", body, {}).status_code == 404
 
@@ -70,7 +79,9 @@ def test_event_hook_publishes_within_the_addons_capability(secret):
         path, body = "/api/metacore/webhooks/in/helpdesk/external", b'{"id": 7}'
         response = post(path, body, sign_request(secret, "POST", path, body))
         assert response.status_code == 202, response.content
-        assert [(e.addon, e.name, e.payload) for e in received] == [("helpdesk", "helpdesk.external_ping", {"id": 7})]
+        assert [(e.addon, e.name, e.payload) for e in received] == [
+            ("helpdesk", "helpdesk.external_ping", {"id": 7})
+        ]
         path = "/api/metacore/webhooks/in/helpdesk/foreign"
         denied = post(path, body, sign_request(secret, "POST", path, body))
         assert denied.status_code == 403 and len(received) == 1

@@ -1,15 +1,16 @@
 """Installing, uninstalling and reinstalling real bundles on the test database, with the
 result read back by introspection (run on SQLite and PostgreSQL)."""
+
 import pytest
+from addon_fixtures import OWN_FIXTURES, bundle_params
 from django.contrib.auth.models import Permission
 from django.db import connection
 
 from metacore.errors import Conflict, NotFound, ValidationError
 from metacore.kernel import get_kernel
-from metacore.models import AppliedMigration, AuditRecord, InstallJournal, Installation
+from metacore.models import AppliedMigration, AuditRecord, Installation, InstallJournal
 from metacore.permissions.naming import model_permission
 from metacore.schema import ddl
-from addon_fixtures import OWN_FIXTURES, bundle_params
 from tests.installer_support import EXAMPLES, assert_schema_matches, manifest_of, small_manifest
 
 pytestmark = pytest.mark.django_db
@@ -51,10 +52,14 @@ def test_every_fixture_installs_with_its_declared_schema_and_drops_cleanly(insta
     for spec in manifest.models:
         assert Permission.objects.filter(codename=model_permission(manifest.key, spec.table, "read")).exists()
     for migration in result.migrations:
-        assert migration.status in (("applied", "partial") if connection.vendor == "postgresql" else ("skipped",))
+        assert migration.status in (
+            ("applied", "partial") if connection.vendor == "postgresql" else ("skipped",)
+        )
 
     installer.uninstall(manifest.key, drop_data=True)
-    assert [ddl.describe_table(manifest.key, m.table) for m in manifest.models] == [None] * len(manifest.models)
+    assert [ddl.describe_table(manifest.key, m.table) for m in manifest.models] == [None] * len(
+        manifest.models
+    )
     assert ddl.addon_tables(manifest.key) == []
     assert not Installation.objects.filter(key=manifest.key).exists()
     assert not Permission.objects.filter(codename__startswith=f"{manifest.key}.").exists()
@@ -132,8 +137,15 @@ def test_uninstall_keeps_rows_and_a_reinstall_finds_them(installer, tmp_path):
 def test_reinstall_creates_tables_added_since(installer, tmp_path):
     installer.install(write_bundle(tmp_path / "demo", small_manifest()))
     installer.uninstall("demo")
-    extra = {"table_name": "tags", "model_key": "tags", "label": "Tags", "columns": [{"name": "name", "type": "string"}]}
-    result = installer.install(write_bundle(tmp_path / "demo2", small_manifest(version="1.1.0", extra_models=[extra])))
+    extra = {
+        "table_name": "tags",
+        "model_key": "tags",
+        "label": "Tags",
+        "columns": [{"name": "name", "type": "string"}],
+    }
+    result = installer.install(
+        write_bundle(tmp_path / "demo2", small_manifest(version="1.1.0", extra_models=[extra]))
+    )
     assert result.adopted_tables == ["notes"] and result.created_tables == ["tags"]
 
 
@@ -150,7 +162,12 @@ def test_reinstall_refuses_a_different_schema_for_kept_tables(installer, tmp_pat
 
 
 def test_drop_data_also_drops_tables_an_older_version_left(installer, tmp_path):
-    extra = {"table_name": "tags", "model_key": "tags", "label": "Tags", "columns": [{"name": "name", "type": "string"}]}
+    extra = {
+        "table_name": "tags",
+        "model_key": "tags",
+        "label": "Tags",
+        "columns": [{"name": "name", "type": "string"}],
+    }
     installer.install(write_bundle(tmp_path / "demo", small_manifest(extra_models=[extra])))
     installer.uninstall("demo")
     installer.install(write_bundle(tmp_path / "demo2", small_manifest(version="1.1.0")))
@@ -170,8 +187,12 @@ def test_enable_disable_flip_what_the_registry_serves(installer, tmp_path):
     assert ddl.table_exists("demo", "notes")
     installer.enable("demo")
     assert registry.resolve("Notes").installation_key == "demo"
-    assert list(InstallJournal.objects.filter(addon_key="demo").order_by("id").values_list("operation", flat=True)) == [
-        "install", "disable", "enable",
+    assert list(
+        InstallJournal.objects.filter(addon_key="demo").order_by("id").values_list("operation", flat=True)
+    ) == [
+        "install",
+        "disable",
+        "enable",
     ]
     kinds = set(AuditRecord.objects.filter(addon="demo").values_list("kind", flat=True))
     assert {"addon.install", "addon.disable", "addon.enable"} <= kinds

@@ -1,5 +1,6 @@
 """The Django admin pages of the installer: addons with their state and actions, the
 journal, migrations, the audit trail and the enforcer mode."""
+
 import pytest
 from django.urls import reverse
 
@@ -19,7 +20,9 @@ def installed(settings, tmp_path):
 def test_addon_list_shows_state_version_tables_and_capabilities(admin_client):
     page = admin_client.get(reverse("admin:metacore_installation_changelist")).content.decode()
     assert "tasks" in page and "1.0.0" in page and "projects, tasks" in page and "enabled" in page
-    detail = admin_client.get(reverse("admin:metacore_installation_change", args=[Installation.objects.get().pk]))
+    detail = admin_client.get(
+        reverse("admin:metacore_installation_change", args=[Installation.objects.get().pk])
+    )
     assert detail.status_code == 200 and "event:emit" in detail.content.decode()
 
 
@@ -41,12 +44,16 @@ def test_record_pages_render(admin_client, name):
 
 def test_audit_trail_filters_by_kind_decision_and_addon(admin_client):
     url = reverse("admin:metacore_auditrecord_changelist")
-    page = admin_client.get(url, {"kind": "addon.install", "decision": "allow", "addon": "tasks"}).content.decode()
+    page = admin_client.get(
+        url, {"kind": "addon.install", "decision": "allow", "addon": "tasks"}
+    ).content.decode()
     assert "addon.install" in page and "1 audit record" in page
 
 
 def test_enforcer_mode_changes_from_the_admin_are_audited(admin_client):
-    response = admin_client.post(reverse("admin:metacore_enforcermode_add"), {"addon_key": "tasks", "mode": "shadow"})
+    response = admin_client.post(
+        reverse("admin:metacore_enforcermode_add"), {"addon_key": "tasks", "mode": "shadow"}
+    )
     assert response.status_code == 302
     assert EnforcerMode.objects.get(addon_key="tasks").mode == "shadow"
     assert AuditRecord.objects.filter(kind="enforcer.mode_changed", addon="tasks").exists()

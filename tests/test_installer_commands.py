@@ -1,10 +1,11 @@
 """The installer's management commands: thin, one-line errors, no tracebacks."""
+
 import json
 import shutil
-from addon_fixtures import OWN_FIXTURES, OWN_INVALID
 from io import StringIO
 
 import pytest
+from addon_fixtures import OWN_FIXTURES, OWN_INVALID
 from django.core.management import CommandError, call_command
 
 from metacore.models import Installation
@@ -65,7 +66,9 @@ def test_install_twice_and_invalid_manifest_are_command_errors():
 def test_install_examples_installs_each_bundle_once(tmp_path, settings):
     catalog = tmp_path / "catalog"
     shutil.copytree(EXAMPLES / "tasks", catalog / "tasks")
-    (catalog / "demo-1.0.0.tar.gz").write_bytes(targz({"manifest.json": json.dumps(small_manifest()).encode()}))
+    (catalog / "demo-1.0.0.tar.gz").write_bytes(
+        targz({"manifest.json": json.dumps(small_manifest()).encode()})
+    )
     (catalog / "broken.tar.gz").write_bytes(b"not an archive")
     (catalog / "notes.txt").write_text("ignored")
     settings.METACORE = {**settings.METACORE, "BUNDLE_DIR": catalog}

@@ -1,5 +1,6 @@
 """Bad bundles and failures in the middle of an install leave nothing behind: no table, no
 schema, no row (checked by introspection, on SQLite and PostgreSQL, with real commits)."""
+
 import json
 import shutil
 import tarfile
@@ -15,7 +16,7 @@ from metacore.errors import Conflict, ValidationError
 from metacore.installer import service as installer_service
 from metacore.installer.bundle import open_bundle
 from metacore.kernel import get_kernel
-from metacore.models import AppliedMigration, AuditRecord, InstallJournal, Installation
+from metacore.models import AppliedMigration, AuditRecord, Installation, InstallJournal
 from metacore.schema import ddl
 from metacore.schema.registry import read_revision
 from tests.installer_support import EXAMPLES, small_manifest, targz
@@ -57,11 +58,23 @@ def no_staging_left(data_dir):
 
 BAD_ARCHIVES = {
     "traversal": (lambda: targz({"manifest.json": MANIFEST, "../evil.txt": b"x"}), "path traversal"),
-    "nested traversal": (lambda: targz({"manifest.json": MANIFEST, "frontend/../../evil.txt": b"x"}), "path traversal"),
+    "nested traversal": (
+        lambda: targz({"manifest.json": MANIFEST, "frontend/../../evil.txt": b"x"}),
+        "path traversal",
+    ),
     "absolute": (lambda: targz({"manifest.json": MANIFEST, "/tmp/evil.txt": b"x"}), "absolute path"),
-    "symlink": (lambda: targz({"manifest.json": MANIFEST}, links=[("README.md", "/etc/passwd", tarfile.SYMTYPE)]), "links"),
-    "hardlink": (lambda: targz({"manifest.json": MANIFEST}, links=[("README.md", "manifest.json", tarfile.LNKTYPE)]), "links"),
-    "device": (lambda: targz({"manifest.json": MANIFEST}, links=[("dev", "", tarfile.CHRTYPE)]), "regular files"),
+    "symlink": (
+        lambda: targz({"manifest.json": MANIFEST}, links=[("README.md", "/etc/passwd", tarfile.SYMTYPE)]),
+        "links",
+    ),
+    "hardlink": (
+        lambda: targz({"manifest.json": MANIFEST}, links=[("README.md", "manifest.json", tarfile.LNKTYPE)]),
+        "links",
+    ),
+    "device": (
+        lambda: targz({"manifest.json": MANIFEST}, links=[("dev", "", tarfile.CHRTYPE)]),
+        "regular files",
+    ),
     "no manifest": (lambda: targz({"README.md": b"hello"}), "no manifest.json"),
     "not gzip": (lambda: b"PK\x03\x04 this is a zip, not a tarball", "not a gzip"),
     "truncated gzip": (lambda: targz({"manifest.json": MANIFEST})[:40], "not a readable"),
@@ -108,7 +121,9 @@ def test_directory_bundles_with_links_are_refused(tmp_path):
 
 
 def test_archive_hashes_are_recorded(tmp_path):
-    path = archive(tmp_path, "demo.tar.gz", targz({"manifest.json": MANIFEST, "migrations/0001_x.sql": b"SELECT 1;"}))
+    path = archive(
+        tmp_path, "demo.tar.gz", targz({"manifest.json": MANIFEST, "migrations/0001_x.sql": b"SELECT 1;"})
+    )
     bundle = open_bundle(path)
     import hashlib
 
@@ -176,7 +191,9 @@ def test_bundle_sql_that_would_commit_early_is_refused_on_both_databases(tmp_pat
     source = tmp_path / "demo"
     (source / "migrations").mkdir(parents=True)
     (source / "manifest.json").write_bytes(MANIFEST)
-    (source / "migrations" / "0001_sneaky.sql").write_text("CREATE INDEX notes_body_idx ON notes (body);\nCOMMIT;")
+    (source / "migrations" / "0001_sneaky.sql").write_text(
+        "CREATE INDEX notes_body_idx ON notes (body);\nCOMMIT;"
+    )
     with pytest.raises(ValidationError, match="must not control the transaction"):
         get_kernel().installer.install(source)
     assert_nothing_left("demo", ["notes"])
@@ -255,7 +272,9 @@ def test_concurrent_installs_of_one_addon_give_the_loser_a_conflict(tmp_path, da
         try:
             barrier.wait()
             with source.open("rb") as upload:
-                response = client.post("/api/metacore/installations/demo", {"bundle": upload}, format="multipart")
+                response = client.post(
+                    "/api/metacore/installations/demo", {"bundle": upload}, format="multipart"
+                )
             statuses.append(response.status_code)
             bodies.append(response.json())
         finally:

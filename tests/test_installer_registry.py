@@ -1,5 +1,6 @@
 """The runtime model registry: name resolution, addons kept apart, rebuilds without
 warnings or leaks, and freshness across processes."""
+
 import gc
 import json
 import os

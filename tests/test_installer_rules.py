@@ -1,5 +1,6 @@
 """Table-driven rules of the installer: physical names, kernel ranges, template keys, SQL
 statement splitting (no database needed)."""
+
 import pytest
 
 from metacore.errors import ValidationError
@@ -24,7 +25,15 @@ def test_physical_table(key, table, vendor, expected):
 
 @pytest.mark.parametrize(
     "key, table",
-    [("Tickets", "t"), ("a__b", "t"), ("k", "_t"), ("k", "t; DROP TABLE x"), ("k", 't"'), ("k", "x" * 64), ("9k", "t")],
+    [
+        ("Tickets", "t"),
+        ("a__b", "t"),
+        ("k", "_t"),
+        ("k", "t; DROP TABLE x"),
+        ("k", 't"'),
+        ("k", "x" * 64),
+        ("9k", "t"),
+    ],
 )
 def test_unsafe_names_are_refused_before_any_sql(key, table):
     with pytest.raises(ValidationError):
@@ -39,10 +48,21 @@ def test_index_names_are_prefixed_only_where_they_are_database_wide():
 @pytest.mark.parametrize(
     "required, ok",
     [
-        (None, True), ("", True), ("*", True),
-        (">=3.0.0 <4.0.0", True), (">= 3.0.0, < 4.0.0", True), ("^3.0.0", True), ("3.x", True), ("3.0.0", True),
-        (">=2.0.0 <3.0.0", True), (">=2.5.0 <3.0.0", True), ("^2.1", True),
-        (">=4.0.0", False), ("^1.2.0", False), ("<2.0.0", False), (">=3.1.0 <4.0.0", False),
+        (None, True),
+        ("", True),
+        ("*", True),
+        (">=3.0.0 <4.0.0", True),
+        (">= 3.0.0, < 4.0.0", True),
+        ("^3.0.0", True),
+        ("3.x", True),
+        ("3.0.0", True),
+        (">=2.0.0 <3.0.0", True),
+        (">=2.5.0 <3.0.0", True),
+        ("^2.1", True),
+        (">=4.0.0", False),
+        ("^1.2.0", False),
+        ("<2.0.0", False),
+        (">=3.1.0 <4.0.0", False),
     ],
 )
 def test_kernel_ranges(required, ok):
@@ -61,8 +81,12 @@ def test_unreadable_ranges_name_the_field():
 
 @pytest.mark.parametrize(
     "name, key",
-    [("template-crud-model", "template_crud_model"), ("template-minimal-0.1.0.tar.gz", "template_minimal"),
-     ("My Addon", "my_addon"), ("42things", "addon_42things")],
+    [
+        ("template-crud-model", "template_crud_model"),
+        ("template-minimal-0.1.0.tar.gz", "template_minimal"),
+        ("My Addon", "my_addon"),
+        ("42things", "addon_42things"),
+    ],
 )
 def test_template_keys_come_from_the_bundle_name(name, key):
     assert template_key(name) == key

@@ -2,6 +2,7 @@
 of the raw .tar.gz, hex-encoded, keys as upstream's MARKETPLACE_PUBKEY(S) hex; carried beside
 the archive as `<archive>.sig`. The archives here are built the way upstream's publisher does
 (tarfile + gzip, an own top-level layout), not by metacore's signer."""
+
 import hashlib
 import io
 import json
@@ -18,8 +19,11 @@ from metacore.models import Installation
 from tests.management_bundles import helpdesk_manifest, write_source
 
 pytestmark = pytest.mark.django_db(transaction=True)
-FILES = {"manifest.json": json.dumps(helpdesk_manifest()).encode(), "README.md": b"# Helpdesk\n",
-         "frontend/remoteEntry.js": b"export const plugin = 1;\n"}
+FILES = {
+    "manifest.json": json.dumps(helpdesk_manifest()).encode(),
+    "README.md": b"# Helpdesk\n",
+    "frontend/remoteEntry.js": b"export const plugin = 1;\n",
+}
 
 
 def upstream_archive(files=FILES) -> bytes:
@@ -34,18 +38,30 @@ def upstream_archive(files=FILES) -> bytes:
 
 def upstream_signature(archive: bytes, key, *, checksums=True) -> dict:
     digest = hashlib.sha256(archive).digest()
-    block = {"developer_id": "dev-1", "developer_name": "Dev", "verified": True, "signed_at": "2026-01-01T00:00:00Z",
-             "algorithm": "ed25519", "digest": digest.hex(), "value": key.sign(digest).hex()}
+    block = {
+        "developer_id": "dev-1",
+        "developer_name": "Dev",
+        "verified": True,
+        "signed_at": "2026-01-01T00:00:00Z",
+        "algorithm": "ed25519",
+        "digest": digest.hex(),
+        "value": key.sign(digest).hex(),
+    }
     if checksums:
-        block["checksums"] = {n: hashlib.sha256(d).hexdigest() for n, d in FILES.items() if n != "manifest.json"}
+        block["checksums"] = {
+            n: hashlib.sha256(d).hexdigest() for n, d in FILES.items() if n != "manifest.json"
+        }
     return block
 
 
 @pytest.fixture
 def key(settings):
     private = Ed25519PrivateKey.generate()
-    settings.METACORE = {**settings.METACORE, "ALLOW_UNSIGNED_BUNDLES": False,
-                         "TRUSTED_KEYS": [_raw_public(private.public_key()).hex()]}  # MARKETPLACE_PUBKEY form
+    settings.METACORE = {
+        **settings.METACORE,
+        "ALLOW_UNSIGNED_BUNDLES": False,
+        "TRUSTED_KEYS": [_raw_public(private.public_key()).hex()],
+    }  # MARKETPLACE_PUBKEY form
     return private
 
 
@@ -66,7 +82,10 @@ def install(path):
 @pytest.mark.parametrize("checksums", [True, False])
 def test_an_upstream_signed_bundle_installs_when_its_key_is_trusted(tmp_path, key, checksums):
     archive = upstream_archive()
-    assert install(publish(tmp_path, archive, upstream_signature(archive, key, checksums=checksums))).key == "helpdesk"
+    assert (
+        install(publish(tmp_path, archive, upstream_signature(archive, key, checksums=checksums))).key
+        == "helpdesk"
+    )
 
 
 def tampered_cases(key):
@@ -77,8 +96,18 @@ def tampered_cases(key):
     yield "archive changed", changed, {**good, "digest": ""}, "does not verify"
     yield "digest drift", changed, good, "digest mismatch"
     yield "untrusted key", archive, upstream_signature(archive, other), "does not verify"
-    yield "checksum drift", archive, {**good, "checksums": {**good["checksums"], "README.md": "0" * 64}}, "checksum mismatch"
-    yield "undeclared entry", archive, {**good, "checksums": {"README.md": good["checksums"]["README.md"]}}, "undeclared"
+    yield (
+        "checksum drift",
+        archive,
+        {**good, "checksums": {**good["checksums"], "README.md": "0" * 64}},
+        "checksum mismatch",
+    )
+    yield (
+        "undeclared entry",
+        archive,
+        {**good, "checksums": {"README.md": good["checksums"]["README.md"]}},
+        "undeclared",
+    )
     yield "not hex", archive, {**good, "value": "zz"}, "not hex"
     yield "other algorithm", archive, {**good, "algorithm": "rsa"}, "unsupported algorithm"
 
@@ -101,10 +130,20 @@ def test_unsigned_archives_are_still_refused(tmp_path, key):
 def test_metacore_sign_produces_either_format(tmp_path, key):
     key_file = tmp_path / "k.pem"
     from metacore.installer.signing import private_key_pem
+
     key_file.write_bytes(private_key_pem(key))
     source = write_source(tmp_path / "src")
-    call_command("metacore_sign", str(source), "--key", str(key_file), "--signature", "upstream",
-                 "--out", str(tmp_path / "up.tar.gz"), stdout=io.StringIO())
+    call_command(
+        "metacore_sign",
+        str(source),
+        "--key",
+        str(key_file),
+        "--signature",
+        "upstream",
+        "--out",
+        str(tmp_path / "up.tar.gz"),
+        stdout=io.StringIO(),
+    )
     signature = json.loads((tmp_path / "up.tar.gz.sig").read_text())
     assert signature["digest"] == hashlib.sha256((tmp_path / "up.tar.gz").read_bytes()).hexdigest()
     assert install(tmp_path / "up.tar.gz").key == "helpdesk"
@@ -113,11 +152,20 @@ def test_metacore_sign_produces_either_format(tmp_path, key):
     theirs.parent.mkdir()
     original = upstream_archive()
     theirs.write_bytes(original)
-    call_command("metacore_sign", str(theirs), "--key", str(key_file), "--signature", "upstream", stdout=io.StringIO())
+    call_command(
+        "metacore_sign", str(theirs), "--key", str(key_file), "--signature", "upstream", stdout=io.StringIO()
+    )
     assert theirs.read_bytes() == original and (theirs.parent / "helpdesk.tar.gz.sig").is_file()
     assert install(theirs).key == "helpdesk"
-    call_command("metacore_sign", str(source), "--key", str(key_file), "--out", str(tmp_path / "mc.tar.gz"),
-                 stdout=io.StringIO())
+    call_command(
+        "metacore_sign",
+        str(source),
+        "--key",
+        str(key_file),
+        "--out",
+        str(tmp_path / "mc.tar.gz"),
+        stdout=io.StringIO(),
+    )
     assert install(tmp_path / "mc.tar.gz").key == "helpdesk"
     with pytest.raises(CommandError):
         call_command("metacore_sign", str(source), "--key", str(key_file), "--signature", "gpg")

@@ -1,4 +1,5 @@
 """Addon management API (/api/metacore/...) through HTTP, on the configured database."""
+
 import hashlib
 import io
 import json
@@ -10,8 +11,8 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 import metacore
-from metacore.kernel import get_kernel
 from metacore.installer.signing import read_source, write_bundle
+from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation
 from tests.management_bundles import REMOTE_ENTRY, Signer, helpdesk_manifest, unsigned_archive, write_source
 
@@ -73,7 +74,9 @@ def table_exists(name_part):
 
 def _pg_table(schema, table):
     with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM information_schema.tables WHERE table_schema=%s AND table_name=%s", [schema, table])
+        cursor.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema=%s AND table_name=%s", [schema, table]
+        )
         return cursor.fetchone() is not None
 
 
@@ -83,6 +86,7 @@ def install(admin, key="helpdesk", **body):
 
 # ------------------------------------------------------------------------ catalog
 
+
 def test_catalog_lists_bundles_with_state(catalog, admin):
     response = admin.get(f"{API}/catalog")
     assert response.status_code == 200
@@ -90,7 +94,12 @@ def test_catalog_lists_bundles_with_state(catalog, admin):
     assert entry["manifest"]["key"] == "helpdesk"
     assert entry["manifest"]["version"] == "1.0.0"
     assert entry["manifest"]["model_definitions"][0]["table_name"] == "tickets"
-    assert (entry["installable"], entry["entitled"], entry["installed"], entry["enabled"]) == (True, True, False, False)
+    assert (entry["installable"], entry["entitled"], entry["installed"], entry["enabled"]) == (
+        True,
+        True,
+        False,
+        False,
+    )
 
     assert install(admin).status_code == 201
     detail = admin.get(f"{API}/catalog/helpdesk").json()
@@ -98,7 +107,9 @@ def test_catalog_lists_bundles_with_state(catalog, admin):
 
 
 def test_catalog_shows_unsigned_bundle_as_not_installable(catalog, admin, tmp_path, settings):
-    unsigned_archive(write_source(tmp_path / "other", helpdesk_manifest(key="other")), catalog / "other-1.0.0.tar.gz")
+    unsigned_archive(
+        write_source(tmp_path / "other", helpdesk_manifest(key="other")), catalog / "other-1.0.0.tar.gz"
+    )
     entry = admin.get(f"{API}/catalog/other").json()
     assert entry["installable"] is False
     assert "not signed" in entry["problems"][0]
@@ -118,7 +129,9 @@ def test_catalog_flags_incompatible_kernel(catalog, admin, signer, tmp_path):
 
 
 def test_catalog_picks_newest_version_and_404s_unknown(catalog, admin, signer, tmp_path):
-    signer.signed_archive(write_source(tmp_path / "v2", helpdesk_manifest("1.2.0")), catalog / "helpdesk-1.2.0.tar.gz")
+    signer.signed_archive(
+        write_source(tmp_path / "v2", helpdesk_manifest("1.2.0")), catalog / "helpdesk-1.2.0.tar.gz"
+    )
     assert admin.get(f"{API}/catalog").json()[0]["manifest"]["version"] == "1.2.0"
     assert admin.get(f"{API}/catalog/helpdesk?version=1.0.0").json()["manifest"]["version"] == "1.0.0"
     response = admin.get(f"{API}/catalog/nope")
@@ -131,6 +144,7 @@ def test_catalog_needs_authentication(catalog):
 
 
 # ------------------------------------------------------------------------ install / lifecycle
+
 
 def test_install_from_catalog_stores_options_and_returns_secret_once(catalog, admin):
     response = install(admin, settings={"greeting": "hi"}, credentials={"token": "t0k"}, selected_tools=["a"])
@@ -158,7 +172,10 @@ def test_install_rejects_bad_options(catalog, admin):
     assert response.status_code == 400
     assert set(response.json()["errors"]) == {"settings", "selected_tools"}
     assert admin.post(f"{API}/installations/helpdesk", [1, 2], format="json").status_code == 400
-    assert admin.post(f"{API}/installations/helpdesk", "{not json", content_type="application/json").status_code == 400
+    assert (
+        admin.post(f"{API}/installations/helpdesk", "{not json", content_type="application/json").status_code
+        == 400
+    )
     multipart = admin.post(f"{API}/installations/helpdesk", {"settings": "{oops"}, format="multipart")
     assert multipart.status_code == 400 and "settings" in multipart.json()["errors"]
     assert install(admin, version="7.7.7").status_code == 404
@@ -167,10 +184,15 @@ def test_install_rejects_bad_options(catalog, admin):
 
 
 def test_install_uploaded_bundle_multipart(catalog, admin, signer, tmp_path):
-    archive = signer.signed_archive(write_source(tmp_path / "up", helpdesk_manifest(key="uploaded")), tmp_path / "u.tar.gz")
+    archive = signer.signed_archive(
+        write_source(tmp_path / "up", helpdesk_manifest(key="uploaded")), tmp_path / "u.tar.gz"
+    )
     with archive.open("rb") as handle:
-        response = admin.post(f"{API}/installations/uploaded",
-                              {"bundle": handle, "settings": json.dumps({"greeting": "yo"})}, format="multipart")
+        response = admin.post(
+            f"{API}/installations/uploaded",
+            {"bundle": handle, "settings": json.dumps({"greeting": "yo"})},
+            format="multipart",
+        )
     assert response.status_code == 201, response.content
     assert Installation.objects.get(key="uploaded").settings["greeting"] == "yo"
 
@@ -192,7 +214,9 @@ def test_enable_disable_settings_uninstall(catalog, admin):
     enabled = admin.post(f"{API}/installations/helpdesk/enable")
     assert enabled.status_code == 200 and enabled.json()["status"] == "enabled"
 
-    updated = admin.post(f"{API}/installations/helpdesk/settings", {"greeting": "buenas", "sla_hours": 4}, format="json")
+    updated = admin.post(
+        f"{API}/installations/helpdesk/settings", {"greeting": "buenas", "sla_hours": 4}, format="json"
+    )
     assert updated.status_code == 200 and updated.json()["settings"] == {"greeting": "buenas", "sla_hours": 4}
     unknown = admin.post(f"{API}/installations/helpdesk/settings", {"colour": "red"}, format="json")
     assert unknown.status_code == 400 and "colour" in unknown.json()["errors"]
@@ -211,10 +235,15 @@ def test_enable_disable_settings_uninstall(catalog, admin):
 
 
 def test_changes_need_staff_or_manage_addons(catalog, alice, admin):
-    for method, path in [("post", "installations/helpdesk"), ("post", "installations/helpdesk/enable"),
-                         ("post", "installations/helpdesk/disable"), ("post", "installations/helpdesk/settings"),
-                         ("post", "installations/helpdesk/secret"), ("post", "installations/helpdesk/upgrade"),
-                         ("delete", "installations/helpdesk")]:
+    for method, path in [
+        ("post", "installations/helpdesk"),
+        ("post", "installations/helpdesk/enable"),
+        ("post", "installations/helpdesk/disable"),
+        ("post", "installations/helpdesk/settings"),
+        ("post", "installations/helpdesk/secret"),
+        ("post", "installations/helpdesk/upgrade"),
+        ("delete", "installations/helpdesk"),
+    ]:
         response = getattr(alice, method)(f"{API}/{path}", {}, format="json")
         assert response.status_code == 403, path
         assert "metacore.manage_addons" in response.json()["message"]
@@ -265,6 +294,7 @@ def test_upgrade_dry_run_then_apply(catalog, admin, signer, tmp_path):
 
 # ------------------------------------------------------------------------ shell endpoints
 
+
 def test_navigation_filtered_by_read_permission(catalog, admin, alice):
     install(admin)
     [group] = admin.get(f"{API}/navigation").json()
@@ -311,7 +341,11 @@ def test_v3_manifest_presented_flat(catalog, admin, signer, tmp_path):
     (source / "manifest.json").write_text((OWN_FIXTURES / "library" / "manifest.json").read_text())
     signer.signed_archive(source, catalog / "library.tar.gz")
     manifest = admin.get(f"{API}/catalog/library").json()["manifest"]
-    assert (manifest["key"], manifest["category"], manifest["icon"]) == ("library", "productivity", "BookOpen")
+    assert (manifest["key"], manifest["category"], manifest["icon"]) == (
+        "library",
+        "productivity",
+        "BookOpen",
+    )
     assert manifest["tenant_isolation"] == "schema-per-tenant"
     assert manifest["navigation"][0]["items"][0]["model"] == "Book"
     assert manifest["model_definitions"][0]["table_name"] == "books"
@@ -326,14 +360,22 @@ def test_frontend_files(catalog, admin):
     assert b"".join(response.streaming_content) == REMOTE_ENTRY
     assert "immutable" in response["Cache-Control"]
     assert "javascript" in response["Content-Type"]
-    for bad in ["../manifest.json", "..%2Fmanifest.json", "%2E%2E/%2E%2E/manifest.json", "missing.js", "/etc/passwd",
-                "a%00b.js", "x" * 5000]:
+    for bad in [
+        "../manifest.json",
+        "..%2Fmanifest.json",
+        "%2E%2E/%2E%2E/manifest.json",
+        "missing.js",
+        "/etc/passwd",
+        "a%00b.js",
+        "x" * 5000,
+    ]:
         assert admin.get(f"{API}/addons/helpdesk/frontend/{bad}").status_code == 404, bad
     admin.post(f"{API}/installations/helpdesk/disable")
     assert admin.get(f"{API}/addons/helpdesk/frontend/remoteEntry.js").status_code == 404
 
 
 # ------------------------------------------------------------------------ tampered bundles
+
 
 def _repack(archive, target, *, manifest_edit=None, contents_edit=None):
     manifest, contents = read_source(archive)
@@ -346,11 +388,20 @@ def _repack(archive, target, *, manifest_edit=None, contents_edit=None):
 
 
 TAMPERINGS = {
-    "changed file": (dict(contents_edit=lambda c: c.update({"frontend/remoteEntry.js": b"alert(1)"})), "checksum mismatch"),
-    "added file": (dict(contents_edit=lambda c: c.update({"backend/evil.wasm": b"\0asm"})), "undeclared file"),
+    "changed file": (
+        dict(contents_edit=lambda c: c.update({"frontend/remoteEntry.js": b"alert(1)"})),
+        "checksum mismatch",
+    ),
+    "added file": (
+        dict(contents_edit=lambda c: c.update({"backend/evil.wasm": b"\0asm"})),
+        "undeclared file",
+    ),
     "removed file": (dict(contents_edit=lambda c: c.pop("README.md")), "missing"),
     "edited manifest": (dict(manifest_edit=lambda m: m.update({"version": "9.9.9"})), "digest mismatch"),
-    "unknown algorithm": (dict(manifest_edit=lambda m: m["signature"].update({"algorithm": "rsa"})), "unsupported algorithm"),
+    "unknown algorithm": (
+        dict(manifest_edit=lambda m: m["signature"].update({"algorithm": "rsa"})),
+        "unsupported algorithm",
+    ),
     "unsigned": (dict(manifest_edit=lambda m: m.pop("signature")), "not signed"),
 }
 
@@ -378,8 +429,9 @@ def test_wrong_key_refused(catalog, admin, tmp_path):
 
 def test_truncated_archive_refused(catalog, admin):
     data = (catalog / "helpdesk-1.0.0.tar.gz").read_bytes()
-    response = admin.post(f"{API}/installations/helpdesk",
-                          {"bundle": io.BytesIO(data[: len(data) // 2])}, format="multipart")
+    response = admin.post(
+        f"{API}/installations/helpdesk", {"bundle": io.BytesIO(data[: len(data) // 2])}, format="multipart"
+    )
     assert response.status_code == 400
     assert "bundle" in response.json()["message"]
     assert not Installation.objects.exists() and not table_exists("helpdesk")
@@ -389,4 +441,7 @@ def test_unsigned_accepted_when_host_allows(catalog, admin, settings, tmp_path):
     settings.METACORE = {**settings.METACORE, "ALLOW_UNSIGNED_BUNDLES": True}
     archive = unsigned_archive(write_source(tmp_path / "u"), tmp_path / "u.tar.gz")
     with archive.open("rb") as handle:
-        assert admin.post(f"{API}/installations/helpdesk", {"bundle": handle}, format="multipart").status_code == 201
+        assert (
+            admin.post(f"{API}/installations/helpdesk", {"bundle": handle}, format="multipart").status_code
+            == 201
+        )

@@ -1,5 +1,6 @@
 """End to end: the official `@asteby/metacore-sdk` MarketplaceClient (npm registry, Node 20)
 against a live Daphne server of the sandbox project sharing the test database."""
+
 import json
 import os
 import shutil
@@ -54,18 +55,28 @@ def test_marketplace_client_against_live_server(server, node):
     admin = User.objects.create_user("sdk-admin", is_staff=True, is_superuser=True)
     token = Token.objects.create(user=admin).key
     env = {**os.environ, "METACORE_HTTP": server.url, "METACORE_TOKEN": token, "METACORE_ADDON": "helpdesk"}
-    run = subprocess.run([node, "marketplace_probe.mjs"], cwd=NODE_DIR, env=env, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [node, "marketplace_probe.mjs"], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, (run.stdout, run.stderr, server.output())
     steps = json.loads(run.stdout)
 
     [entry] = steps["catalog"]
     assert entry["manifest"]["key"] == "helpdesk"
-    assert (entry["installable"], entry["entitled"], entry["installed"], entry["enabled"]) == (True, True, False, False)
+    assert (entry["installable"], entry["entitled"], entry["installed"], entry["enabled"]) == (
+        True,
+        True,
+        False,
+        False,
+    )
     assert steps["detail"]["manifest"]["version"] == "1.0.0"
 
     installed = steps["install"]
-    assert (installed["addon_key"], installed["version"], installed["status"]) == ("helpdesk", "1.0.0", "enabled")
+    assert (installed["addon_key"], installed["version"], installed["status"]) == (
+        "helpdesk",
+        "1.0.0",
+        "enabled",
+    )
     assert installed["settings"]["greeting"] == "from node" and len(installed["secret"]) == 64
     assert [i["addon_key"] for i in steps["installed"]] == ["helpdesk"]
     assert "secret" not in steps["installed"][0]
@@ -86,10 +97,16 @@ def test_marketplace_client_against_live_server(server, node):
 
     assert steps["uninstall"] is None  # 204
     assert steps["installedAfter"] == []
-    assert steps["enableAfterUninstall"] == {"name": "MarketplaceError", "status": 404, "isMarketplaceError": True}
+    assert steps["enableAfterUninstall"] == {
+        "name": "MarketplaceError",
+        "status": 404,
+        "isMarketplaceError": True,
+    }
     assert not Installation.objects.filter(key="helpdesk").exists()
 
-    request = urllib.request.Request(f"{server.url}/api/metacore/manifests", headers={"Authorization": f"Token {token}"})
+    request = urllib.request.Request(
+        f"{server.url}/api/metacore/manifests", headers={"Authorization": f"Token {token}"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers["X-Metacore-Kernel-Version"] == metacore.KERNEL_VERSION
 
@@ -118,8 +135,14 @@ def test_webhook_replay_refused_across_processes():
     webhooks.verify_request(secret, "POST", "/hook", b"payload", here, scope="hooks")
 
     env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "sandbox_project.settings"}
-    run = subprocess.run([sys.executable, "-c", VERIFY_IN_ANOTHER_PROCESS, secret, json.dumps([here, there])],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-c", VERIFY_IN_ANOTHER_PROCESS, secret, json.dumps([here, there])],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     replayed, accepted = run.stdout.strip().splitlines()
     assert "replayed" in replayed and accepted == "accepted"

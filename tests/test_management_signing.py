@@ -1,4 +1,5 @@
 """Bundle signing commands, signature rules, installation secrets and signed webhooks."""
+
 import hashlib
 import json
 import subprocess
@@ -13,7 +14,12 @@ from metacore.errors import Conflict
 from metacore.installer import webhooks
 from metacore.installer.secrets import issue_secret, reveal_secret, secret_matches
 from metacore.installer.signing import (
-    SignatureError, canonical_json, load_private_key, public_key_text, read_source, verify_bundle,
+    SignatureError,
+    canonical_json,
+    load_private_key,
+    public_key_text,
+    read_source,
+    verify_bundle,
 )
 from metacore.models import Installation, WebhookNonce
 from tests.conftest import ROOT
@@ -53,7 +59,9 @@ def test_signing_is_deterministic_apart_from_signed_at(tmp_path, signed):
     again = tmp_path / "again.tar.gz"
     call_command("metacore_sign", str(signed), "--key", str(tmp_path / "signing.pem"), "--out", str(again))
     first, second = read_source(signed)[0]["signature"], read_source(again)[0]["signature"]
-    assert first["digest"] == second["digest"] and first["value"] == second["value"]  # ed25519 is deterministic
+    assert (
+        first["digest"] == second["digest"] and first["value"] == second["value"]
+    )  # ed25519 is deterministic
 
 
 def test_pem_hex_and_base64_trusted_keys(signed, settings, tmp_path):
@@ -61,7 +69,9 @@ def test_pem_hex_and_base64_trusted_keys(signed, settings, tmp_path):
     from cryptography.hazmat.primitives import serialization
 
     pub = private.public_key()
-    pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem = pub.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
     raw_hex = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
     manifest, _ = read_source(signed)
     for entry in (pem, raw_hex, public_key_text(pub)):
@@ -75,7 +85,11 @@ def test_signature_rules(signed, settings):
     cases = [
         ({**manifest, "signature": {**manifest["signature"], "value": "zz"}}, files, "not hex"),
         ({**manifest, "signature": {**manifest["signature"], "value": "00" * 10}}, files, "has 10 bytes"),
-        ({**manifest, "signature": {**manifest["signature"], "checksums": {"README.md": "XYZ"}}}, files, "checksums"),
+        (
+            {**manifest, "signature": {**manifest["signature"], "checksums": {"README.md": "XYZ"}}},
+            files,
+            "checksums",
+        ),
         ({**manifest, "signature": "yes"}, files, "must be an object"),
     ]
     for bad_manifest, bad_files, message in cases:
@@ -107,12 +121,17 @@ def test_command_errors_are_one_line(tmp_path):
         call_command("metacore_sign", str(tmp_path / "bad.tar.gz"), "--key", str(tmp_path / "good.pem"))
     with pytest.raises(CommandError, match="already exists"):
         call_command("metacore_keygen", str(tmp_path / "good.pem"))
-    result = subprocess.run([sys.executable, "manage.py", "metacore_sign", "nope", "--key", "nope"],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "metacore_sign", "nope", "--key", "nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
 
 
 # ------------------------------------------------------------------------ secrets and webhooks
+
 
 @pytest.fixture
 def installation(db):
@@ -139,13 +158,20 @@ def test_secret_encrypted_with_master_key(installation, settings):
 
 
 def test_webhook_signature_matches_upstream_payload():
-    headers = webhooks.sign_request("s3cret", "post", "/hooks/x", b'{"a":1}', timestamp=1700000000, nonce="n1")
+    headers = webhooks.sign_request(
+        "s3cret", "post", "/hooks/x", b'{"a":1}', timestamp=1700000000, nonce="n1"
+    )
     body_hash = hashlib.sha256(b'{"a":1}').hexdigest()
     import hmac
 
-    expected = hmac.new(b"s3cret", f"1700000000.POST./hooks/x.n1.{body_hash}".encode(), hashlib.sha256).hexdigest()
-    assert headers == {"X-Metacore-Timestamp": "1700000000", "X-Metacore-Nonce": "n1",
-                       "X-Metacore-Signature": f"sha256={expected}"}
+    expected = hmac.new(
+        b"s3cret", f"1700000000.POST./hooks/x.n1.{body_hash}".encode(), hashlib.sha256
+    ).hexdigest()
+    assert headers == {
+        "X-Metacore-Timestamp": "1700000000",
+        "X-Metacore-Nonce": "n1",
+        "X-Metacore-Signature": f"sha256={expected}",
+    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -164,14 +190,26 @@ def test_webhook_verify_and_replay_refused(installation, settings):
         (dict(body=b"{}"), "signature mismatch"),
         (dict(path="/other"), "signature mismatch"),
         (dict(secret="0" * 64), "signature mismatch"),
-        (dict(headers={**fresh, "X-Metacore-Timestamp": str(int(time.time()) - 3600)}), "outside the allowed window"),
+        (
+            dict(headers={**fresh, "X-Metacore-Timestamp": str(int(time.time()) - 3600)}),
+            "outside the allowed window",
+        ),
         (dict(headers={k: v for k, v in fresh.items() if k != "X-Metacore-Nonce"}), "missing"),
         (dict(headers={**fresh, "X-Metacore-Timestamp": "soon"}), "not a unix timestamp"),
     ]:
-        call = {"secret": secret, "method": "POST", "path": "/webhook", "body": body, "headers": fresh, **kwargs}
+        call = {
+            "secret": secret,
+            "method": "POST",
+            "path": "/webhook",
+            "body": body,
+            "headers": fresh,
+            **kwargs,
+        }
         with pytest.raises(webhooks.WebhookRejected, match=message):
             webhooks.verify_request(**call, scope="hooks")
-    webhooks.verify_request(secret, "POST", "/webhook", body, fresh, scope="hooks")  # untouched: still accepted once
+    webhooks.verify_request(
+        secret, "POST", "/webhook", body, fresh, scope="hooks"
+    )  # untouched: still accepted once
 
 
 @pytest.mark.django_db(transaction=True)
@@ -181,7 +219,9 @@ def test_expired_nonces_are_purged(installation):
     headers = webhooks.sign_request(secret, "GET", "/", b"", timestamp=old, nonce="old")
     webhooks.verify_request(secret, "GET", "/", b"", headers, scope="hooks", now=old)
     assert WebhookNonce.objects.filter(nonce="old").exists()
-    webhooks.verify_request(secret, "GET", "/", b"", webhooks.sign_request(secret, "GET", "/", b""), scope="hooks")
+    webhooks.verify_request(
+        secret, "GET", "/", b"", webhooks.sign_request(secret, "GET", "/", b""), scope="hooks"
+    )
     assert not WebhookNonce.objects.filter(nonce="old").exists()
 
 

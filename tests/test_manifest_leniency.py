@@ -1,6 +1,7 @@
 """What upstream accepts and metacore now accepts with a warning (docs/manifest.md): versions
 like `1.0`, action fields with an empty name. The warning shows in `metacore_validate`, the
 install journal and the install API's answer."""
+
 import io
 import json
 import tarfile
@@ -13,9 +14,19 @@ from metacore.manifest.parse import load_manifest
 from metacore.models import InstallJournal
 from tests.installer_support import small_manifest
 
-LENIENT = {**small_manifest(key="lenient", version="1.0"),
-           "actions": {"notes": [{"key": "archive", "label": "Archive", "trigger": {"type": "noop"},
-                                  "fields": [{"name": "", "type": "text"}, {"name": "reason", "type": "text"}]}]}}
+LENIENT = {
+    **small_manifest(key="lenient", version="1.0"),
+    "actions": {
+        "notes": [
+            {
+                "key": "archive",
+                "label": "Archive",
+                "trigger": {"type": "noop"},
+                "fields": [{"name": "", "type": "text"}, {"name": "reason", "type": "text"}],
+            }
+        ]
+    },
+}
 
 
 def test_parse_accepts_with_warnings():

@@ -21,7 +21,9 @@ def test_member_command_sets_the_tenant_the_default_resolver_reads(capsys):
     assert default_tenant_resolver(get_user_model().objects.get(pk=user.pk)) == str(org)
 
 
-@pytest.mark.parametrize("args,message", [(["nobody"], "no user"), (["ana", "--organization", "x"], "not a UUID")])
+@pytest.mark.parametrize(
+    "args,message", [(["nobody"], "no user"), (["ana", "--organization", "x"], "not a UUID")]
+)
 def test_member_command_errors(args, message):
     get_user_model().objects.create_user("ana")
     with pytest.raises(CommandError, match=message):

@@ -1,8 +1,8 @@
 """Table/modal metadata derived for every model of every addon fixture (own and SDK corpus)."""
+
 import json
 
 import pytest
-
 from addon_fixtures import bundle_sets, read_raw
 
 from metacore.manifest.parse import load_manifest
@@ -27,7 +27,9 @@ def test_every_fixture_model_gets_table_and_modal_metadata(bundles):
             keys = [c["key"] for c in table["columns"]]
             assert keys == [c.name for c in model.columns if c.name not in INTERNAL], where
             assert all(c["type"] in TABLE_TYPES and c["label"] for c in table["columns"]), where
-            assert set(table.get("searchColumns", [])) <= set(keys), where  # omitted when nothing is searchable
+            assert set(table.get("searchColumns", [])) <= set(keys), (
+                where
+            )  # omitted when nothing is searchable
             assert label_column(model) in {c.name for c in model.columns}, where
             fields = [f["key"] for f in modal["fields"]]
             assert fields == [c.name for c in model.user_columns if c.name not in MANAGED], where

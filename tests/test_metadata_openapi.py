@@ -1,15 +1,15 @@
 """GET /api/schema/: the installed addons' dynamic endpoints with their real column types,
 behind the API's authentication; the Swagger UI and Redoc pages over it."""
+
 import json
 
 import pytest
 from django.contrib.auth.models import User
 from drf_spectacular.validation import validate_schema
+from metadata_fixtures import fresh_registry, helpdesk_manifest, install, uninstall, upgrade  # noqa: F401 (autouse fixture)
 from rest_framework.test import APIClient
 
 import metacore
-
-from metadata_fixtures import fresh_registry, helpdesk_manifest, install, uninstall, upgrade  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -38,8 +38,12 @@ def test_document_has_title_version_description_and_no_generic_model_routes():
     assert document["info"]["title"] == "metacore API" and document["info"]["version"] == metacore.__version__
     assert "Token" in document["info"]["description"]
     assert not [p for p in document["paths"] if "dynamic/{model}" in p]  # documented per model instead
-    descriptions = [op.get("description", "") for item in document["paths"].values()
-                    for op in item.values() if isinstance(op, dict)]
+    descriptions = [
+        op.get("description", "")
+        for item in document["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict)
+    ]
     assert not [d for d in descriptions if "Mix into an APIView" in d]
 
 
@@ -67,10 +71,14 @@ def test_installed_addon_appears_with_real_types_and_goes_after_uninstall():
         listing = paths["/api/dynamic/helpdesk.tickets"]["get"]
         params = {p["name"] for p in listing["parameters"]}
         assert {"page", "per_page", "sortBy", "order", "search", "f_title", "f_priority"} <= params
-        items = listing["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["data"]["items"]
+        items = listing["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["data"][
+            "items"
+        ]
         assert items == {"$ref": "#/components/schemas/HelpdeskTickets"}
         created = paths["/api/dynamic/helpdesk.tickets"]["post"]
-        assert created["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/HelpdeskTicketsInput"}
+        assert created["requestBody"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/HelpdeskTicketsInput"
+        }
         assert "201" in created["responses"] and "403" in created["responses"]
         schemes = {name for requirement in listing["security"] for name in requirement}
         assert {"cookieAuth", "tokenAuth"} <= schemes <= set(document["components"]["securitySchemes"])
@@ -86,7 +94,9 @@ def test_installed_addon_appears_with_real_types_and_goes_after_uninstall():
         assert row["created_at"]["format"] == "date-time" and row["created_at"]["readOnly"] is True
         body = components["HelpdeskTicketsInput"]
         assert body["required"] == ["title"]  # status has a default
-        assert set(body["example"]) == set(body["properties"]) and set(components["HelpdeskTickets"]["example"]) == set(row)
+        assert set(body["example"]) == set(body["properties"]) and set(
+            components["HelpdeskTickets"]["example"]
+        ) == set(row)
         assert body["example"]["title"] == "text" and body["example"]["customer_id"].count("-") == 4
         assert "id" not in body["properties"] and "organization_id" not in body["properties"]
         assert components["MetacoreError"]["required"] == ["success", "message"]
@@ -103,8 +113,11 @@ def test_schema_is_generated_once_per_registry_version(monkeypatch):
 
     calls = []
     original = MetacoreSchemaGenerator.get_schema
-    monkeypatch.setattr(MetacoreSchemaGenerator, "get_schema",
-                        lambda self, *a, **kw: calls.append(1) or original(self, *a, **kw))
+    monkeypatch.setattr(
+        MetacoreSchemaGenerator,
+        "get_schema",
+        lambda self, *a, **kw: calls.append(1) or original(self, *a, **kw),
+    )
     first = schema()
     generated = len(calls)
     assert schema() == first and len(calls) == generated  # served from the cache

@@ -1,5 +1,6 @@
 """`/api/metrics` in Prometheus format from the OTel metrics (the OTel Prometheus exporter's
 reader in the meter provider), closed to anonymous callers by default; `X-Request-ID` echoed."""
+
 import pytest
 from django.contrib.auth.models import User
 from opentelemetry.sdk.metrics import MeterProvider
@@ -53,6 +54,8 @@ def test_request_id_is_echoed():
     assert response["X-Request-ID"] == "req-42.a_b"
     made = client.get("/api/metacore/installations")["X-Request-ID"]
     assert len(made) == 32
-    hostile = client.get("/api/metacore/installations", HTTP_X_REQUEST_ID="x\r\nSet-Cookie: a=b")["X-Request-ID"]
+    hostile = client.get("/api/metacore/installations", HTTP_X_REQUEST_ID="x\r\nSet-Cookie: a=b")[
+        "X-Request-ID"
+    ]
     assert len(hostile) == 32 and "\n" not in hostile
     assert APIClient().get("/api/metrics", HTTP_X_REQUEST_ID="anon-1")["X-Request-ID"] == "anon-1"

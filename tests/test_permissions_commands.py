@@ -1,4 +1,5 @@
 """metacore_grant / metacore_revoke."""
+
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.contenttypes.models import ContentType
@@ -57,7 +58,9 @@ def test_positional_target_user_or_group():
     Group.objects.create(name="reviewers")
     assert "to user carl" in run("metacore_grant", "carl", "tickets.comments.read")
     assert "to group reviewers" in run("metacore_grant", "reviewers", "tickets.comments.update")
-    assert {p.codename for p in Group.objects.get(name="reviewers").permissions.all()} == {"tickets.comments.update"}
+    assert {p.codename for p in Group.objects.get(name="reviewers").permissions.all()} == {
+        "tickets.comments.update"
+    }
 
 
 @pytest.mark.parametrize(
@@ -66,7 +69,10 @@ def test_positional_target_user_or_group():
         (("--user", "nobody", "tickets.tickets.read"), 'unknown user "nobody"'),
         (("--group", "nogroup", "tickets.tickets.read"), 'unknown group "nogroup"'),
         (("ghost", "tickets.tickets.read"), 'unknown user or group "ghost"'),
-        (("--user", "ann", "tickets.tickets.raed"), "unknown permission: tickets.tickets.raed (did you mean: tickets.tickets.read"),
+        (
+            ("--user", "ann", "tickets.tickets.raed"),
+            "unknown permission: tickets.tickets.raed (did you mean: tickets.tickets.read",
+        ),
         (("--user", "ann", "other.things.*"), "unknown permission: other.things.*"),
         (("ann",), "give a user or group and at least one permission"),
     ],
@@ -91,4 +97,3 @@ def test_unknown_permission_grants_nothing():
     with pytest.raises(CommandError):
         call_command("metacore_grant", "--user", "ann", "tickets.tickets.read", "nope.nope.read")
     assert effective(ann) == set()
-

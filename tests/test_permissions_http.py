@@ -1,17 +1,17 @@
 """User permissions at the HTTP edge: session and token auth, 401/403 envelopes, roles,
 guardian object grants on addon rows."""
+
 import uuid
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
+from metadata_fixtures import fresh_registry, helpdesk_manifest, install, uninstall  # noqa: F401 (autouse fixture)
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from metacore.kernel import get_kernel
 from metacore.models import TenantMembership
-
-from metadata_fixtures import fresh_registry, helpdesk_manifest, install, uninstall  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.django_db
 ORG = uuid.uuid4()
@@ -41,8 +41,9 @@ def grant(*args):
 
 
 def test_installer_created_the_model_permissions(helpdesk):
-    assert {f"helpdesk.tickets.{a}" for a in ("read", "create", "update", "delete")} <= \
-        {p.codename for p in get_kernel().permissions.addon_permissions()}
+    assert {f"helpdesk.tickets.{a}" for a in ("read", "create", "update", "delete")} <= {
+        p.codename for p in get_kernel().permissions.addon_permissions()
+    }
 
 
 @pytest.mark.parametrize("url", ["/api/dynamic/tickets", "/api/metadata/table/tickets"])
@@ -89,7 +90,9 @@ def test_revoked_role_permission_is_denied_on_the_next_request(helpdesk):
     client = APIClient()
     assert client.login(username="una", password="pw")
     assert client.get("/api/metadata/modal/tickets").status_code == 200
-    call_command("metacore_revoke", "--group", "support", "helpdesk.tickets.read", stdout=open("/dev/null", "w"))
+    call_command(
+        "metacore_revoke", "--group", "support", "helpdesk.tickets.read", stdout=open("/dev/null", "w")
+    )
     assert client.get("/api/metadata/modal/tickets").status_code == 403
 
 
@@ -113,8 +116,10 @@ def test_guardian_object_permission_on_an_addon_row(helpdesk):
 
 
 def test_manifest_declared_permissions_can_be_granted_and_checked():
-    manifest = {**helpdesk_manifest(key="approvals"),
-                "permissions": [{"key": "tickets.approve", "label": "Approve tickets"}]}
+    manifest = {
+        **helpdesk_manifest(key="approvals"),
+        "permissions": [{"key": "tickets.approve", "label": "Approve tickets"}],
+    }
     install(manifest)
     try:
         user = member("wes")

@@ -1,4 +1,5 @@
 """PermissionService: own grants, groups, superusers, guardian object grants, audit, cost."""
+
 import pytest
 from django.contrib.auth.models import AnonymousUser, Group, Permission, User
 from django.contrib.contenttypes.models import ContentType
@@ -13,13 +14,18 @@ pytestmark = pytest.mark.django_db
 
 def make_perm(codename):
     ctype = ContentType.objects.get_for_model(Installation)
-    perm, _ = Permission.objects.get_or_create(content_type=ctype, codename=codename, defaults={"name": codename})
+    perm, _ = Permission.objects.get_or_create(
+        content_type=ctype, codename=codename, defaults={"name": codename}
+    )
     return perm
 
 
 @pytest.fixture
 def perms():
-    return {a: make_perm(model_permission("tickets", "tickets", a)) for a in ("read", "create", "update", "delete")}
+    return {
+        a: make_perm(model_permission("tickets", "tickets", a))
+        for a in ("read", "create", "update", "delete")
+    }
 
 
 @pytest.fixture
@@ -47,7 +53,12 @@ def test_missing_permission_denied_with_exact_message_and_audited(service, perms
     assert exc.value.status == 403
     assert exc.value.message == 'permission denied: missing "tickets.tickets.create"'
     record = AuditRecord.objects.get(kind="permission.check")
-    assert (record.actor, record.addon, record.target, record.decision) == ("ann", "tickets", "tickets.tickets.create", "deny")
+    assert (record.actor, record.addon, record.target, record.decision) == (
+        "ann",
+        "tickets",
+        "tickets.tickets.create",
+        "deny",
+    )
 
 
 def test_own_grant(service, perms):
@@ -114,7 +125,9 @@ def test_group_object_permission(service, perms):
     assert service.has(fresh(user), "tickets.tickets.delete", installation)
 
 
-def test_checks_cost_a_fixed_number_of_queries(service, perms, django_assert_max_num_queries, django_assert_num_queries):
+def test_checks_cost_a_fixed_number_of_queries(
+    service, perms, django_assert_max_num_queries, django_assert_num_queries
+):
     role = Group.objects.create(name="agents")
     role.permissions.add(perms["read"])
     user = User.objects.create_user("eve")

@@ -2,6 +2,7 @@
 envelope and its machine codes everywhere under /api/, input limits (JSON depth, body
 size, integers, datetimes, decimals, NUL bytes) and database errors that name manifest
 columns. Each input the issue reported has its regression test here."""
+
 import io
 import json
 import logging
@@ -11,14 +12,17 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from store_support import ORG_A, client_for, installed_addon, make_user
 
 from metacore.models import AuditRecord
-from store_support import ORG_A, client_for, installed_addon, make_user
 
 SHOP = Path(__file__).parent / "data" / "store_shop"
 CUSTOMERS, ORDERS = "/api/dynamic/customers", "/api/dynamic/store_shop.orders"
-ALL_PERMS = [f"store_shop.{t}.{a}" for t in ("customers", "orders", "countries")
-             for a in ("read", "create", "update", "delete")]
+ALL_PERMS = [
+    f"store_shop.{t}.{a}"
+    for t in ("customers", "orders", "countries")
+    for a in ("read", "create", "update", "delete")
+]
 DEEP = "[" * 1000 + "]" * 1000
 DEEP_OBJECT = '{"name": ' + '{"a": ' * 1000 + "1" + "}" * 1000 + "}"
 
@@ -84,7 +88,9 @@ def test_codes_of_drf_errors(alice, db):
 
 def test_unique_conflict_names_the_manifest_column(alice):
     customer(alice, email="a@example.com")
-    body = refused(alice.post(CUSTOMERS, {"name": "B", "email": "a@example.com"}, format="json"), 409, "conflict")
+    body = refused(
+        alice.post(CUSTOMERS, {"name": "B", "email": "a@example.com"}, format="json"), 409, "conflict"
+    )
     assert "email" in body["errors"] and "addon_" not in json.dumps(body)
 
 
@@ -95,7 +101,9 @@ def test_a_database_constraint_race_names_the_column_not_the_table(alice, monkey
 
     monkeypatch.setattr(StoreService, "_check_unique", lambda *args, **kwargs: None)
     customer(alice, email="race@example.com")
-    body = refused(alice.post(CUSTOMERS, {"name": "B", "email": "race@example.com"}, format="json"), 409, "conflict")
+    body = refused(
+        alice.post(CUSTOMERS, {"name": "B", "email": "race@example.com"}, format="json"), 409, "conflict"
+    )
     text = json.dumps(body)
     assert body["errors"] == {"email": ["a row with this value already exists"]}, body
     assert "addon_" not in text and "UNIQUE" not in text and "duplicate key" not in text
@@ -157,7 +165,9 @@ def test_json_nested_below_the_limit_is_accepted(alice):
 
 
 def test_nan_in_a_body_is_400(alice):
-    refused(alice.generic("POST", CUSTOMERS, '{"name": NaN}', content_type="application/json"), 400, "parse_error")
+    refused(
+        alice.generic("POST", CUSTOMERS, '{"name": NaN}', content_type="application/json"), 400, "parse_error"
+    )
 
 
 def _bundle_with_manifest(text: str) -> bytes:
@@ -186,37 +196,43 @@ def test_a_bundle_with_a_deeply_nested_manifest_is_refused(admin, tmp_path):
 # -- query parameters -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params", [
-    {"page": str(2**63)},
-    {"page": str(2**64 + 1)},
-    {"f_big": f"eq:{2**64}"},
-    {"f_big": f"gt:{-(2**63) - 1}"},
-    {"f_qty": f"in:1,{2**40}"},
-    {"f_total": "eq:12345678901234567890"},
-    {"f_total": "gt:1e400"},
-    {"f_total": "range:0|99999999999.999"},
-    {"f_shipped_at": "eq:9999-12-31T23:59:59-14:00"},
-    {"f_shipped_at": "gte:0001-01-01T00:00:00+14:00"},
-    {"f_placed_on": "eq:10000-01-01"},
-    {"search": "a\x00b"},
-    {"f_status": "eq:a\x00b"},
-    {"f_meta": 'contains:{"a": "\\u0000"}'},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"page": str(2**63)},
+        {"page": str(2**64 + 1)},
+        {"f_big": f"eq:{2**64}"},
+        {"f_big": f"gt:{-(2**63) - 1}"},
+        {"f_qty": f"in:1,{2**40}"},
+        {"f_total": "eq:12345678901234567890"},
+        {"f_total": "gt:1e400"},
+        {"f_total": "range:0|99999999999.999"},
+        {"f_shipped_at": "eq:9999-12-31T23:59:59-14:00"},
+        {"f_shipped_at": "gte:0001-01-01T00:00:00+14:00"},
+        {"f_placed_on": "eq:10000-01-01"},
+        {"search": "a\x00b"},
+        {"f_status": "eq:a\x00b"},
+        {"f_meta": 'contains:{"a": "\\u0000"}'},
+    ],
+)
 def test_out_of_range_list_parameters_are_400(alice, params):
     body = refused(alice.get(ORDERS, params), 400, "invalid")
     assert set(body["errors"]) & set(params), body
 
 
-@pytest.mark.parametrize("params", [
-    {"offset": str(2**63)},
-    {"offset": str(2**62 + 1)},
-    {"q": "9999-12-31T23:59:59-14:00", "field": "shipped_at"},
-    {"q": "a\x00b"},
-    {"q": "a\x00b", "field": "status"},
-    {"q": "12345678901234567890", "field": "total"},
-    {"q": str(2**64), "field": "big"},
-    {"ids": f"{uuid.uuid4()}\x00"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"offset": str(2**63)},
+        {"offset": str(2**62 + 1)},
+        {"q": "9999-12-31T23:59:59-14:00", "field": "shipped_at"},
+        {"q": "a\x00b"},
+        {"q": "a\x00b", "field": "status"},
+        {"q": "12345678901234567890", "field": "total"},
+        {"q": str(2**64), "field": "big"},
+        {"ids": f"{uuid.uuid4()}\x00"},
+    ],
+)
 def test_out_of_range_options_parameters_are_400(alice, params):
     refused(alice.get("/api/options/store_shop.orders", params), 400, "invalid")
 
@@ -233,19 +249,22 @@ def test_search_parameters_never_500(alice, q):
 # -- bodies ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [
-    {"big": 2**63},
-    {"big": -(2**63) - 1},
-    {"qty": 2**31},
-    {"qty": 10**30},
-    {"total": "12345678901234567890"},
-    {"total": 1e300},
-    {"shipped_at": "9999-12-31T23:59:59-14:00"},
-    {"placed_on": "10000-01-01"},
-    {"status": "open\x00"},
-    {"meta": {"k": "a\x00b"}},
-    {"meta": {"k\x00": 1}},
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"big": 2**63},
+        {"big": -(2**63) - 1},
+        {"qty": 2**31},
+        {"qty": 10**30},
+        {"total": "12345678901234567890"},
+        {"total": 1e300},
+        {"shipped_at": "9999-12-31T23:59:59-14:00"},
+        {"placed_on": "10000-01-01"},
+        {"status": "open\x00"},
+        {"meta": {"k": "a\x00b"}},
+        {"meta": {"k\x00": 1}},
+    ],
+)
 def test_out_of_range_body_values_are_400_on_both_databases(alice, values):
     body = {"customer_id": customer(alice)["id"], **values}
     response = alice.post(ORDERS, body, format="json")
@@ -256,4 +275,3 @@ def test_out_of_range_body_values_are_400_on_both_databases(alice, values):
 def test_nul_in_text_is_refused_not_stored(alice):
     response = alice.post(CUSTOMERS, {"name": "Ann\x00Lee"}, format="json")
     assert refused(response, 400, "invalid")["errors"].keys() == {"name"}
-

@@ -2,6 +2,7 @@
 limit gets a JSON 414 instead of a dropped connection, an oversized header line a 431, and
 WebSocket frames nested 1,000 deep or carrying NaN get an error frame (valid JSON), not a
 1011 close or an invalid echo."""
+
 import asyncio
 import json
 import socket
@@ -38,17 +39,23 @@ def raw_request(server, head: bytes):
 
 @pytest.mark.parametrize("length", [17_000, 100_000])
 def test_a_url_over_16_kb_answers_a_json_414(live, length):
-    status, body = raw_request(live, b"GET /api/dynamic/x?q=" + b"a" * length + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    status, body = raw_request(
+        live, b"GET /api/dynamic/x?q=" + b"a" * length + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
     assert status == 414 and body["code"] == "uri_too_long" and body["success"] is False, body
 
 
 def test_a_header_line_over_16_kb_answers_a_json_431(live):
-    status, body = raw_request(live, b"GET /api/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Big: " + b"b" * 17_000 + b"\r\n\r\n")
+    status, body = raw_request(
+        live, b"GET /api/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Big: " + b"b" * 17_000 + b"\r\n\r\n"
+    )
     assert status == 431 and body["code"] == "headers_too_large", body
 
 
 def test_a_url_just_under_the_limit_reaches_the_api(live):
-    status, body = raw_request(live, b"GET /api/dynamic/x?q=" + b"a" * 15_000 + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    status, body = raw_request(
+        live, b"GET /api/dynamic/x?q=" + b"a" * 15_000 + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
     assert status == 401 and body["code"] == "not_authenticated", body
 
 
@@ -58,10 +65,12 @@ def test_websocket_frames_nested_deep_or_with_nan_get_error_frames(live):
     async def scenario():
         async with ws_connect(f"{live.ws_url}?token={token}") as ws:
             answers = []
-            for frame in ['{"type": "ping", "payload": ' + "[" * 1000 + "]" * 1000 + "}",
-                          '{"type": "ping", "payload": NaN}',
-                          '{"type": "ping", "payload": {"n": Infinity}}',
-                          '{"type": "ping", "payload": {"ok": 1}}']:
+            for frame in [
+                '{"type": "ping", "payload": ' + "[" * 1000 + "]" * 1000 + "}",
+                '{"type": "ping", "payload": NaN}',
+                '{"type": "ping", "payload": {"n": Infinity}}',
+                '{"type": "ping", "payload": {"ok": 1}}',
+            ]:
                 await ws.send(frame)
                 while True:
                     text = await asyncio.wait_for(ws.recv(), 5)

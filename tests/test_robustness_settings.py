@@ -1,5 +1,6 @@
 """What a host must set for SQLite and JSON errors (docs/embedding.md), and the system
 checks that say so (issue 12)."""
+
 import warnings
 
 
@@ -20,8 +21,10 @@ def test_system_checks_warn_about_bare_sqlite_and_a_missing_middleware(settings,
 
     with warnings.catch_warnings():  # overriding DATABASES warns; the check only reads it
         warnings.simplefilter("ignore")
-        settings.DATABASES = {**settings.DATABASES, "extra": {"ENGINE": "django.db.backends.sqlite3",
-                                                              "NAME": str(tmp_path / "x.sqlite3")}}
+        settings.DATABASES = {
+            **settings.DATABASES,
+            "extra": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "x.sqlite3")},
+        }
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if not m.startswith("metacore.")]
     assert {w.id for w in check_robustness(None)} == {"metacore.W040", "metacore.W041"}
     settings.DATABASES["extra"]["OPTIONS"] = {**sqlite_options()}  # the docs/embedding.md snippet

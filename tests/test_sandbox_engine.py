@@ -1,11 +1,12 @@
 """The engine and the ABI against hostile guests: every failure is a typed error, the host
 keeps serving, and no guest reaches memory, files or time it was not given."""
+
 import json
 import time
 
 import pytest
-
 import sandbox_guests as guests
+
 from metacore.sandbox import abi
 from metacore.sandbox.engine import Limits, SandboxEngine
 from metacore.sandbox.errors import (
@@ -77,10 +78,13 @@ def test_memory_bomb_hits_the_memory_limit(engine):
 
 
 def test_declared_memory_above_the_limit_is_out_of_memory(engine):
-    wasm = guests.module("""
+    wasm = guests.module(
+        """
   (memory (export "memory") 100)
   (func (export "alloc") (param i32) (result i32) (i32.const 0))
-  (func (export "run") (param i32 i32) (result i64) (i64.const 0))""", prelude=False)
+  (func (export "run") (param i32 i32) (result i64) (i64.const 0))""",
+        prelude=False,
+    )
     with pytest.raises(OutOfMemory):
         run(engine, wasm, "run")
 
@@ -154,7 +158,12 @@ def test_wasi_module_sees_no_file_env_or_preopen_and_logs_its_output(engine):
 
 def test_out_of_bounds_log_pointer(engine):
     with pytest.raises(BadPointer, match="log message"):
-        run(engine, guests.out_of_bounds_caller(), "bad_log", invocation=Invocation(addon_key="t", export="bad_log"))
+        run(
+            engine,
+            guests.out_of_bounds_caller(),
+            "bad_log",
+            invocation=Invocation(addon_key="t", export="bad_log"),
+        )
 
 
 def test_disk_cache_is_reused_after_restart(tmp_path):
@@ -187,16 +196,20 @@ def test_wasi_reactor_and_command_start_functions_run_first(engine):
     (i32.store8 (i32.const 700) (i32.add (i32.const 48) (global.get $ready)))
     (call $pack (i32.const 700) (i32.const 1)))""")
     assert run(engine, reactor, "ready") == b"1"
-    command = guests.module("""
+    command = guests.module(
+        """
   (global $ready (mut i32) (i32.const 0))
   (func (export "_start") (global.set $ready (i32.const 1)) (call $exit (i32.const 0)))
   (func (export "ready") (param i32 i32) (result i64)
     (i32.store8 (i32.const 700) (i32.add (i32.const 48) (global.get $ready)))
     (call $pack (i32.const 700) (i32.const 1)))""",
-        extra_imports='(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))')
+        extra_imports='(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))',
+    )
     assert run(engine, command, "ready", invocation=Invocation(addon_key="t", export="ready")) == b"1"
-    failing = guests.module('(func (export "_start") (call $exit (i32.const 3)))' + guests.ECHO,
-                            extra_imports='(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))')
+    failing = guests.module(
+        '(func (export "_start") (call $exit (i32.const 3)))' + guests.ECHO,
+        extra_imports='(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))',
+    )
     from metacore.sandbox.errors import GuestExit
 
     with pytest.raises(GuestExit, match="status 3"):
@@ -228,7 +241,9 @@ def test_manifest_limits_are_defaulted_and_clamped():
     assert limits(memory_limit_mb=-1).memory_mb == 64  # never "no limit"
     assert limits(memory_limit_mb=10**6).memory_mb == 4096
     assert limits(timeout_ms=0).timeout_ms == 10_000
-    assert limits(memory_limit_mb=16, timeout_ms=250) == Limits(memory_mb=16, timeout_ms=250, fuel=limits().fuel)
+    assert limits(memory_limit_mb=16, timeout_ms=250) == Limits(
+        memory_mb=16, timeout_ms=250, fuel=limits().fuel
+    )
 
 
 def test_extra_memories_and_table_bombs_are_refused(engine):

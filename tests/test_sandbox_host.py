@@ -1,5 +1,6 @@
 """The metacore_host imports against a probing guest: each is confined to what the addon's
 capabilities grant, answers the upstream envelopes, and turns bad pointers into guest errors."""
+
 import json
 import shutil
 import socket
@@ -7,9 +8,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sandbox_guests as guests
 from django.db import connection
 
-import sandbox_guests as guests
 from metacore.events import addon_event
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation
@@ -36,10 +37,18 @@ def addons(tmp_path, local_server):
     install(tmp_path, "vault")
     install(tmp_path, "secretdesk")
     install(
-        tmp_path, "probe", guests.probe(),
-        backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm", "exports": guests.PROBE_EXPORTS,
-                 "memory_limit_mb": 8, "timeout_ms": 2000},
-        hooks={}, actions={},
+        tmp_path,
+        "probe",
+        guests.probe(),
+        backend={
+            "runtime": "wasm",
+            "entry": "backend/helpdesk.wasm",
+            "exports": guests.PROBE_EXPORTS,
+            "memory_limit_mb": 8,
+            "timeout_ms": 2000,
+        },
+        hooks={},
+        actions={},
         capabilities=[
             {"kind": "event:emit", "target": "probe.*", "reason": "test"},
             {"kind": "db:read", "target": "addon_vault.tickets", "reason": "test"},
@@ -77,8 +86,10 @@ def execute(sql, args="[]"):
 
 
 def test_db_query_reads_own_tables_with_the_upstream_envelope(addons):
-    execute("INSERT INTO tickets (id, title, status) VALUES (?, ?, ?)",
-            json.dumps([{"$uuid": str(uuid.uuid4())}, "first", "open"]))
+    execute(
+        "INSERT INTO tickets (id, title, status) VALUES (?, ?, ?)",
+        json.dumps([{"$uuid": str(uuid.uuid4())}, "first", "open"]),
+    )
     result = query("SELECT title, status FROM tickets WHERE status = $1", '["open"]')
     assert result["success"] is True
     assert result["data"]["rows"] == [{"title": "first", "status": "open"}]
@@ -88,9 +99,15 @@ def test_db_query_reads_own_tables_with_the_upstream_envelope(addons):
 
 
 def test_db_query_refuses_writes(addons):
-    for sql in ("UPDATE tickets SET status = 'x'", "DELETE FROM tickets", "INSERT INTO tickets (title) VALUES ('x')",
-                "WITH gone AS (DELETE FROM tickets RETURNING id) SELECT * FROM gone", "SELECT 1; DELETE FROM tickets",
-                "SELECT * INTO copy FROM tickets", "DROP TABLE tickets"):
+    for sql in (
+        "UPDATE tickets SET status = 'x'",
+        "DELETE FROM tickets",
+        "INSERT INTO tickets (title) VALUES ('x')",
+        "WITH gone AS (DELETE FROM tickets RETURNING id) SELECT * FROM gone",
+        "SELECT 1; DELETE FROM tickets",
+        "SELECT * INTO copy FROM tickets",
+        "DROP TABLE tickets",
+    ):
         result = query(sql)
         assert result["success"] is False, sql
         assert result["error"]["code"] == "invalid_sql", sql
@@ -99,13 +116,17 @@ def test_db_query_refuses_writes(addons):
 def test_db_query_is_confined_to_granted_tables(addons):
     host_table = "auth_user"
     introspection = "pg_catalog.pg_tables" if connection.vendor == "postgresql" else "sqlite_master"
-    for sql in (f"SELECT * FROM {host_table}", f"SELECT * FROM {introspection}",
-                "SELECT * FROM secretdesk.tickets", "SELECT * FROM addon_secretdesk.tickets",
-                "SELECT * FROM tickets WHERE id IN (SELECT id FROM secretdesk.tickets)",
-                f"SELECT * FROM (SELECT * FROM {host_table}) AS u",
-                "SELECT * FROM tickets t JOIN metacore_installation i ON 1 = 1",
-                "SELECT query_to_xml('select * from auth_user', true, true, '')",
-                "SELECT * FROM public.metacore_installation"):
+    for sql in (
+        f"SELECT * FROM {host_table}",
+        f"SELECT * FROM {introspection}",
+        "SELECT * FROM secretdesk.tickets",
+        "SELECT * FROM addon_secretdesk.tickets",
+        "SELECT * FROM tickets WHERE id IN (SELECT id FROM secretdesk.tickets)",
+        f"SELECT * FROM (SELECT * FROM {host_table}) AS u",
+        "SELECT * FROM tickets t JOIN metacore_installation i ON 1 = 1",
+        "SELECT query_to_xml('select * from auth_user', true, true, '')",
+        "SELECT * FROM public.metacore_installation",
+    ):
         result = query(sql)
         assert result["success"] is False, sql
         assert result["error"]["code"] == "forbidden", (sql, result)
@@ -117,18 +138,22 @@ def test_db_query_is_confined_to_granted_tables(addons):
 
 def test_db_exec_writes_own_tables_only(addons):
     row_id = str(uuid.uuid4())
-    inserted = execute("INSERT INTO tickets (id, title, status) VALUES ($1, $2, $3)",
-                       json.dumps([{"$uuid": row_id}, "t", "open"]))
+    inserted = execute(
+        "INSERT INTO tickets (id, title, status) VALUES ($1, $2, $3)",
+        json.dumps([{"$uuid": row_id}, "t", "open"]),
+    )
     assert inserted == {"success": True, "data": {"rowsAffected": 1}, "meta": inserted["meta"]}
     updated = execute("UPDATE tickets SET status = ? WHERE id = ?", json.dumps(["done", {"$uuid": row_id}]))
     assert updated["data"]["rowsAffected"] == 1
     assert query("SELECT status FROM tickets")["data"]["rows"] == [{"status": "done"}]
-    for sql, code in (("UPDATE vault.tickets SET status = 'pwned'", "forbidden"),
-                      ("DELETE FROM auth_user", "forbidden"),
-                      ("UPDATE tickets SET status = (SELECT username FROM auth_user)", "forbidden"),
-                      ("DROP TABLE tickets", "invalid_sql"),
-                      ("SELECT * FROM tickets", "invalid_sql"),
-                      ("UPDATE tickets SET status = 'a'; DELETE FROM tickets", "invalid_sql")):
+    for sql, code in (
+        ("UPDATE vault.tickets SET status = 'pwned'", "forbidden"),
+        ("DELETE FROM auth_user", "forbidden"),
+        ("UPDATE tickets SET status = (SELECT username FROM auth_user)", "forbidden"),
+        ("DROP TABLE tickets", "invalid_sql"),
+        ("SELECT * FROM tickets", "invalid_sql"),
+        ("UPDATE tickets SET status = 'a'; DELETE FROM tickets", "invalid_sql"),
+    ):
         result = execute(sql)
         assert result["success"] is False and result["error"]["code"] == code, (sql, result)
     broken = execute("UPDATE tickets SET nope = 1")
@@ -137,7 +162,10 @@ def test_db_exec_writes_own_tables_only(addons):
 
 
 def test_db_args_are_parameters_never_sql(addons):
-    execute("INSERT INTO tickets (id, title) VALUES (?, ?)", json.dumps([{"$uuid": str(uuid.uuid4())}, "x'); DROP TABLE tickets; --"]))
+    execute(
+        "INSERT INTO tickets (id, title) VALUES (?, ?)",
+        json.dumps([{"$uuid": str(uuid.uuid4())}, "x'); DROP TABLE tickets; --"]),
+    )
     rows = query("SELECT title FROM tickets")["data"]["rows"]
     assert rows == [{"title": "x'); DROP TABLE tickets; --"}]
     bad = query("SELECT * FROM tickets WHERE id = ?", '{"not": "a list"}')
@@ -159,7 +187,9 @@ def test_log_goes_to_the_addon_log(addons, caplog):
 
 def test_event_emit_is_gated_and_tenant_scoped(addons):
     received = []
-    addon_event.connect(lambda sender, event, **kw: received.append(event), weak=False, dispatch_uid="probe-test")
+    addon_event.connect(
+        lambda sender, event, **kw: received.append(event), weak=False, dispatch_uid="probe-test"
+    )
     try:
         ok = call("call_event_emit", "probe.pinged", '{"n": 1}')
         assert ok["success"] is True and ok["data"]["event"] == "probe.pinged"
@@ -171,7 +201,9 @@ def test_event_emit_is_gated_and_tenant_scoped(addons):
         assert not_json["error"]["code"] == "invalid_payload"
     finally:
         addon_event.disconnect(dispatch_uid="probe-test")
-    assert [(e.addon, e.name, e.tenant, e.payload) for e in received] == [("probe", "probe.pinged", TENANT, {"n": 1})]
+    assert [(e.addon, e.name, e.tenant, e.payload) for e in received] == [
+        ("probe", "probe.pinged", TENANT, {"n": 1})
+    ]
 
 
 FAKE_DNS = {"internal.example.test": "127.0.0.1", "metadata.example.test": "169.254.169.254"}
@@ -182,10 +214,20 @@ def fake_resolver(host, port, *args, **kwargs):
     return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (FAKE_DNS.get(host, "203.0.113.9"), port))]
 
 
-@pytest.mark.parametrize("url", ["http://internal.example.test:9/admin", "http://metadata.example.test/latest/meta-data/",
-                                 "http://127.0.0.1:9/admin", "http://169.254.169.254/latest/meta-data/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://internal.example.test:9/admin",
+        "http://metadata.example.test/latest/meta-data/",
+        "http://127.0.0.1:9/admin",
+        "http://169.254.169.254/latest/meta-data/",
+    ],
+)
 def test_http_fetch_to_internal_addresses_is_blocked(addons, url, settings):
-    settings.METACORE = {**getattr(settings, "METACORE", {}), "HTTP_RESOLVER": "test_sandbox_host.fake_resolver"}
+    settings.METACORE = {
+        **getattr(settings, "METACORE", {}),
+        "HTTP_RESOLVER": "test_sandbox_host.fake_resolver",
+    }
     result = call("call_http_fetch", url, "GET", "")
     assert result["error"] == "forbidden", result
     assert "status" not in result
@@ -206,18 +248,31 @@ def test_out_of_bounds_pointers_are_guest_errors(addons, export):
 def test_raw_sql_is_confined_to_the_calls_tenant(addons):
     other = str(uuid.uuid4())
     row_id = str(uuid.uuid4())
-    assert execute("INSERT INTO tickets (id, title) VALUES (?, ?)", json.dumps([{"$uuid": row_id}, "mine"]))["success"]
+    assert execute("INSERT INTO tickets (id, title) VALUES (?, ?)", json.dumps([{"$uuid": row_id}, "mine"]))[
+        "success"
+    ]
     assert call("call_db_query", "SELECT title FROM tickets", "[]", tenant=other)["data"]["rows"] == []
-    stolen = call("call_db_exec", "UPDATE tickets SET title = 'stolen' WHERE id = ?", json.dumps([{"$uuid": row_id}]),
-                  tenant=other)
+    stolen = call(
+        "call_db_exec",
+        "UPDATE tickets SET title = 'stolen' WHERE id = ?",
+        json.dumps([{"$uuid": row_id}]),
+        tenant=other,
+    )
     assert stolen["data"]["rowsAffected"] == 0
     wiped = call("call_db_exec", "DELETE FROM tickets", "[]", tenant=other)
     assert wiped["data"]["rowsAffected"] == 0
-    forged = call("call_db_exec", "INSERT INTO tickets (id, title, organization_id) VALUES (?, ?, ?)",
-                  json.dumps([{"$uuid": str(uuid.uuid4())}, "forged", TENANT]), tenant=other)
+    forged = call(
+        "call_db_exec",
+        "INSERT INTO tickets (id, title, organization_id) VALUES (?, ?, ?)",
+        json.dumps([{"$uuid": str(uuid.uuid4())}, "forged", TENANT]),
+        tenant=other,
+    )
     assert forged["error"]["code"] == "forbidden"
     assert query("SELECT title FROM tickets")["data"]["rows"] == [{"title": "mine"}]
-    assert call("call_db_query", "SELECT title FROM tickets", "[]", tenant=None)["error"]["code"] == "no_active_org"
+    assert (
+        call("call_db_query", "SELECT title FROM tickets", "[]", tenant=None)["error"]["code"]
+        == "no_active_org"
+    )
 
 
 @pytest.fixture
@@ -230,7 +285,9 @@ def local_server():
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            reply = json.dumps({"method": "POST", "got": body.decode(), "type": self.headers.get("Content-Type")}).encode()
+            reply = json.dumps(
+                {"method": "POST", "got": body.decode(), "type": self.headers.get("Content-Type")}
+            ).encode()
             self.send_response(201)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
@@ -248,20 +305,27 @@ def local_server():
 
 
 def test_http_fetch_reaches_an_allowed_host(addons, local_server, settings):
-    settings.METACORE = {**getattr(settings, "METACORE", {}), "HTTP_RESOLVER": "test_sandbox_host.fake_resolver",
-                         "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"]}
+    settings.METACORE = {
+        **getattr(settings, "METACORE", {}),
+        "HTTP_RESOLVER": "test_sandbox_host.fake_resolver",
+        "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"],
+    }
     result = call("call_http_fetch", f"http://internal.example.test:{local_server}/hook", "POST", '{"a":1}')
     assert result.get("status") == 201, result
     assert json.loads(result["body"]) == {"method": "POST", "got": '{"a":1}', "type": "application/json"}
-    audit = AuditRecord.objects.filter(kind="sandbox.import", addon="probe", details__import="http_fetch").first()
+    audit = AuditRecord.objects.filter(
+        kind="sandbox.import", addon="probe", details__import="http_fetch"
+    ).first()
     assert audit is not None and audit.details["status"] == 201
 
 
 def test_sql_is_read_by_the_postgresql_grammar_itself(addons):
     # PostgreSQL's grammar ends 'a\' at the backslash, so the UNION is seen (and refused);
     # U&"..." UESCAPE spells a function name the allowlist then judges by its real name.
-    for sql in ("SELECT * FROM tickets WHERE title = 'a\\' UNION SELECT * FROM public.auth_user --'",
-                "SELECT U&\"!0070g_read_file\" UESCAPE '!' ('/etc/passwd')"):
+    for sql in (
+        "SELECT * FROM tickets WHERE title = 'a\\' UNION SELECT * FROM public.auth_user --'",
+        "SELECT U&\"!0070g_read_file\" UESCAPE '!' ('/etc/passwd')",
+    ):
         result = query(sql)
         assert result["success"] is False and result["error"]["code"] == "forbidden", (sql, result)
     # a dollar-quoted string is just a string: what runs is deparsed from the checked tree

@@ -1,17 +1,18 @@
 """The example addon end to end: installed with its wasm backend, actions over HTTP with
 db_exec writes kept or rolled back with the action, event_emit reaching the bus, lifecycle
 hooks inside the installer's transaction, and metacore_call."""
+
 import json
 import shutil
 import uuid
 from pathlib import Path
 
 import pytest
+import sandbox_guests as guests
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
-import sandbox_guests as guests
 from metacore.events import addon_event
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, TenantMembership
@@ -70,8 +71,11 @@ def create_ticket(client, title="Printer on fire"):
 
 def test_action_runs_writes_and_emits(helpdesk, client, events):
     ticket = create_ticket(client)
-    response = client.post(f"/api/dynamic/tickets/{ticket['id']}/action/resolve",
-                           {"resolution": "turned it off and on"}, format="json")
+    response = client.post(
+        f"/api/dynamic/tickets/{ticket['id']}/action/resolve",
+        {"resolution": "turned it off and on"},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body == {
@@ -87,18 +91,28 @@ def test_action_runs_writes_and_emits(helpdesk, client, events):
     assert events[0].tenant == str(TenantMembership.objects.get(user__username="agent").organization_id)
     audit = AuditRecord.objects.filter(kind="sandbox.call", addon="helpdesk", target="resolve").first()
     assert audit is not None and audit.details["outcome"] == "ok" and audit.details["fuel"] > 0
-    assert AuditRecord.objects.filter(kind="sandbox.import", addon="helpdesk", details__import="db_exec").exists()
+    assert AuditRecord.objects.filter(
+        kind="sandbox.import", addon="helpdesk", details__import="db_exec"
+    ).exists()
 
 
 def test_declined_action_rolls_back_its_writes_and_events(helpdesk, client, events):
     ticket = create_ticket(client)
-    response = client.post(f"/api/dynamic/tickets/{ticket['id']}/action/escalate",
-                           {"resolution": "customer shouted"}, format="json")
+    response = client.post(
+        f"/api/dynamic/tickets/{ticket['id']}/action/escalate",
+        {"resolution": "customer shouted"},
+        format="json",
+    )
     assert response.status_code == 422
     body = response.json()
     assert body["success"] is False
     assert body["error"]["code"] == "escalation_refused"
-    assert body["meta"] == {"model": "tickets", "action": "escalate", "trigger_type": "wasm", "rolled_back": True}
+    assert body["meta"] == {
+        "model": "tickets",
+        "action": "escalate",
+        "trigger_type": "wasm",
+        "rolled_back": True,
+    }
     row = client.get(f"/api/dynamic/tickets/{ticket['id']}").json()["data"]
     assert row["status"] == "open" and row["resolution"] is None
     assert events == []
@@ -110,7 +124,9 @@ def test_action_input_errors(helpdesk, client):
     assert missing.status_code == 400 and "resolution" in missing.json()["errors"]
     unknown = client.post(f"/api/dynamic/tickets/{ticket['id']}/action/explode", {}, format="json")
     assert unknown.status_code == 404
-    no_row = client.post(f"/api/dynamic/tickets/{uuid.uuid4()}/action/resolve", {"resolution": "x"}, format="json")
+    no_row = client.post(
+        f"/api/dynamic/tickets/{uuid.uuid4()}/action/resolve", {"resolution": "x"}, format="json"
+    )
     assert no_row.status_code == 404
 
 
@@ -118,13 +134,19 @@ def test_action_needs_update_permission_and_own_tenant(helpdesk, client):
     ticket = create_ticket(client)
     reader = APIClient()
     reader.force_authenticate(make_user("reader", superuser=False))
-    denied = reader.post(f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "x"}, format="json")
+    denied = reader.post(
+        f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "x"}, format="json"
+    )
     assert denied.status_code == 403 and "tickets.update" in denied.json()["message"]
-    anonymous = APIClient().post(f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "x"}, format="json")
+    anonymous = APIClient().post(
+        f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "x"}, format="json"
+    )
     assert anonymous.status_code == 401
     other_tenant = APIClient()
     other_tenant.force_authenticate(make_user("stranger"))
-    hidden = other_tenant.post(f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "x"}, format="json")
+    hidden = other_tenant.post(
+        f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "x"}, format="json"
+    )
     assert hidden.status_code == 404
 
 
@@ -140,7 +162,10 @@ def test_install_hook_ran_and_summary_reads_own_table(helpdesk, client):
     result = get_kernel().sandbox.call("helpdesk", "summary", {}, {"tenant": tenant})
     assert result["success"] is True
     assert result["data"]["rows"] == [{"status": "open", "n": 2}]
-    assert result["data"]["rowCount"] == 1 and result["data"]["columns"] == [{"name": "status"}, {"name": "n"}]
+    assert result["data"]["rowCount"] == 1 and result["data"]["columns"] == [
+        {"name": "status"},
+        {"name": "n"},
+    ]
     no_tenant = get_kernel().sandbox.call("helpdesk", "summary", {})
     assert no_tenant["success"] is False and no_tenant["error"]["code"] == "no_active_org"
 
@@ -175,9 +200,15 @@ def bundle_with(tmp_path, wasm, **manifest_changes):
 
 
 def test_failing_install_hook_rolls_the_install_back(tmp_path):
-    failing = guests.returning(b'{"success":false,"error":{"code":"nope","message":"not today"}}', "on_install")
-    bundle = bundle_with(tmp_path, failing, backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm",
-                                                     "exports": ["on_install"]}, actions={})
+    failing = guests.returning(
+        b'{"success":false,"error":{"code":"nope","message":"not today"}}', "on_install"
+    )
+    bundle = bundle_with(
+        tmp_path,
+        failing,
+        backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm", "exports": ["on_install"]},
+        actions={},
+    )
     with pytest.raises(Exception, match="not today"):
         get_kernel().installer.install(bundle)
     assert not Installation.objects.filter(key="helpdesk").exclude(state="uninstalled").exists()
@@ -186,16 +217,25 @@ def test_failing_install_hook_rolls_the_install_back(tmp_path):
 
 def test_trapping_install_hook_rolls_the_install_back(tmp_path):
     trapping = guests.module('(func (export "on_install") (param i32 i32) (result i64) unreachable)')
-    bundle = bundle_with(tmp_path, trapping, backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm",
-                                                      "exports": ["on_install"]}, actions={})
+    bundle = bundle_with(
+        tmp_path,
+        trapping,
+        backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm", "exports": ["on_install"]},
+        actions={},
+    )
     with pytest.raises(Exception, match="unreachable"):
         get_kernel().installer.install(bundle)
     assert not table_exists("helpdesk", "tickets")
 
 
 def test_module_with_forbidden_import_is_refused_at_install(tmp_path):
-    bundle = bundle_with(tmp_path, guests.forbidden_import(), backend={
-        "runtime": "wasm", "entry": "backend/helpdesk.wasm", "exports": ["run"]}, actions={}, hooks={})
+    bundle = bundle_with(
+        tmp_path,
+        guests.forbidden_import(),
+        backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm", "exports": ["run"]},
+        actions={},
+        hooks={},
+    )
     with pytest.raises(Exception, match=r"env\.system"):
         get_kernel().installer.install(bundle)
     assert not Installation.objects.filter(key="helpdesk").exclude(state="uninstalled").exists()
@@ -204,16 +244,21 @@ def test_module_with_forbidden_import_is_refused_at_install(tmp_path):
 def test_trapping_action_answers_the_action_envelope_and_rolls_back(tmp_path, client, events):
     trapping = guests.module(
         '(func (export "resolve") (param i32 i32) (result i64) unreachable)'
-        '(func (export "escalate") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))')
+        '(func (export "escalate") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))'
+    )
     manifest = json.loads((EXAMPLE / "manifest.json").read_text())
     backend = {**manifest["backend"], "exports": ["resolve", "escalate"], "timeout_ms": 200}
     get_kernel().installer.install(bundle_with(tmp_path, trapping, backend=backend, hooks={}))
     ticket = create_ticket(client)
-    trapped = client.post(f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "x"}, format="json")
+    trapped = client.post(
+        f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "x"}, format="json"
+    )
     assert trapped.status_code == 422
     assert trapped.json()["error"] == {"code": "trap", "message": "resolve trapped: unreachable"}
     assert trapped.json()["meta"]["rolled_back"] is True
-    slow = client.post(f"/api/dynamic/tickets/{ticket['id']}/action/escalate", {"resolution": "x"}, format="json")
+    slow = client.post(
+        f"/api/dynamic/tickets/{ticket['id']}/action/escalate", {"resolution": "x"}, format="json"
+    )
     assert slow.status_code == 504 and slow.json()["error"]["code"] == "timeout"
     failed = AuditRecord.objects.filter(kind="sandbox.call", addon="helpdesk", target="resolve").first()
     assert failed.details["outcome"] == "trap"
@@ -221,6 +266,7 @@ def test_trapping_action_answers_the_action_envelope_and_rolls_back(tmp_path, cl
 
 def test_v3_contribution_actions_are_found():
     from addon_fixtures import OWN_FIXTURES
+
     from metacore.manifest.parse import load_manifest
     from metacore.sandbox.service import find_action
 
@@ -237,8 +283,11 @@ def test_non_json_output_is_a_bad_result(tmp_path):
 
     wasm = guests.returning(b"<html>not json</html>", "echo")
     manifest = json.loads((EXAMPLE / "manifest.json").read_text())
-    get_kernel().installer.install(bundle_with(tmp_path, wasm, backend={**manifest["backend"], "exports": ["echo"]},
-                                               hooks={}, actions={}))
+    get_kernel().installer.install(
+        bundle_with(
+            tmp_path, wasm, backend={**manifest["backend"], "exports": ["echo"]}, hooks={}, actions={}
+        )
+    )
     with pytest.raises(BadResult, match="not JSON"):
         get_kernel().sandbox.call("helpdesk", "echo", {})
     assert AuditRecord.objects.filter(kind="sandbox.call", target="echo", details__outcome="ok").exists()
@@ -257,9 +306,12 @@ def test_calls_are_traced_and_metered(helpdesk, otel):
 
 
 def test_failing_disable_hook_keeps_the_addon_enabled(tmp_path):
-    wasm = guests.module(guests.ECHO + """
+    wasm = guests.module(
+        guests.ECHO
+        + """
   (data (i32.const 800) "{\\"success\\":false,\\"error\\":{\\"code\\":\\"busy\\",\\"message\\":\\"tickets still open\\"}}")
-  (func (export "on_disable") (param i32 i32) (result i64) (call $pack (i32.const 800) (i32.const 72)))""")
+  (func (export "on_disable") (param i32 i32) (result i64) (call $pack (i32.const 800) (i32.const 72)))"""
+    )
     manifest = json.loads((EXAMPLE / "manifest.json").read_text())
     backend = {**manifest["backend"], "exports": ["echo", "on_disable"]}
     get_kernel().installer.install(bundle_with(tmp_path, wasm, backend=backend, hooks={}, actions={}))

@@ -3,6 +3,7 @@ the parser's allowlists, the per-addon database roles and RLS (PostgreSQL, also 
 non-superuser host role), the host's system columns, the SQLite authorizer and progress
 handler, bundle SQL under the owner role, and the outbound HTTP budget. Each attempt is
 refused with a typed error and leaves nothing behind."""
+
 import json
 import shutil
 import threading
@@ -11,16 +12,16 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import sandbox_guests as guests
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, transaction
+from test_sandbox_host import EXAMPLE, TENANT, addons, call, execute, install, local_server, query  # noqa: F401
 
-import sandbox_guests as guests
 from metacore.errors import MetacoreError
 from metacore.kernel import get_kernel
 from metacore.manifest.model import Manifest
 from metacore.models import Installation
 from metacore.schema import roles
-from test_sandbox_host import EXAMPLE, TENANT, addons, call, execute, install, local_server, query  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL roles and RLS")
@@ -82,13 +83,23 @@ WRITES = [
     ("UPDATE tickets SET updated_at = ?", [{"$ts": "2000-01-01T00:00:00Z"}]),
     ("UPDATE tickets SET id = ?", [{"$uuid": str(uuid.uuid4())}]),
     ("UPDATE tickets SET deleted_at = ?", [{"$ts": "2000-01-01T00:00:00Z"}]),
-    ("INSERT INTO tickets (id, title, organization_id) VALUES (?, ?, ?)", [{"$uuid": str(uuid.uuid4())}, "x", OTHER]),
-    ("INSERT INTO tickets (id, title, created_at) VALUES (?, ?, ?)", [{"$uuid": str(uuid.uuid4())}, "x", "2000-01-01"]),
+    (
+        "INSERT INTO tickets (id, title, organization_id) VALUES (?, ?, ?)",
+        [{"$uuid": str(uuid.uuid4())}, "x", OTHER],
+    ),
+    (
+        "INSERT INTO tickets (id, title, created_at) VALUES (?, ?, ?)",
+        [{"$uuid": str(uuid.uuid4())}, "x", "2000-01-01"],
+    ),
     ("INSERT INTO tickets (id, title) SELECT id, title FROM tickets", []),
-    ("INSERT INTO tickets (id, title) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET organization_id = ?",
-     [{"$uuid": str(uuid.uuid4())}, "x", OTHER]),
-    ("INSERT INTO tickets (id, title) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at",
-     [{"$uuid": str(uuid.uuid4())}, "x"]),
+    (
+        "INSERT INTO tickets (id, title) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET organization_id = ?",
+        [{"$uuid": str(uuid.uuid4())}, "x", OTHER],
+    ),
+    (
+        "INSERT INTO tickets (id, title) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at",
+        [{"$uuid": str(uuid.uuid4())}, "x"],
+    ),
     ("WITH moved AS (UPDATE tickets SET organization_id = ? RETURNING id) SELECT 1", [OTHER]),
     ("DELETE FROM tickets USING auth_user", []),
     ("UPDATE secretdesk.tickets SET title = 'x'", []),
@@ -97,7 +108,9 @@ WRITES = [
 
 def test_db_exec_never_writes_system_columns(addons):
     row_id = str(uuid.uuid4())
-    assert execute("INSERT INTO tickets (id, title) VALUES (?, ?)", json.dumps([{"$uuid": row_id}, "mine"]))["success"]
+    assert execute("INSERT INTO tickets (id, title) VALUES (?, ?)", json.dumps([{"$uuid": row_id}, "mine"]))[
+        "success"
+    ]
     for sql, args in WRITES:
         refused(execute(sql, json.dumps(args)), "forbidden", "invalid_sql")
     rows = query("SELECT id, title, organization_id FROM tickets")["data"]["rows"]
@@ -107,14 +120,23 @@ def test_db_exec_never_writes_system_columns(addons):
 
 def test_db_exec_stamps_the_hosts_columns(addons):
     row_id = str(uuid.uuid4())
-    assert execute("INSERT INTO tickets (id, title) VALUES (?, ?)", json.dumps([{"$uuid": row_id}, "one"]))["success"]
+    assert execute("INSERT INTO tickets (id, title) VALUES (?, ?)", json.dumps([{"$uuid": row_id}, "one"]))[
+        "success"
+    ]
     first = query("SELECT created_at, updated_at FROM tickets")["data"]["rows"][0]
     assert first["created_at"] and first["updated_at"]
     time.sleep(0.01)
-    assert execute("UPDATE tickets SET title = ? WHERE id = ?", json.dumps(["two", {"$uuid": row_id}]))["data"]["rowsAffected"] == 1
+    assert (
+        execute("UPDATE tickets SET title = ? WHERE id = ?", json.dumps(["two", {"$uuid": row_id}]))["data"][
+            "rowsAffected"
+        ]
+        == 1
+    )
     second = query("SELECT created_at, updated_at FROM tickets")["data"]["rows"][0]
     assert second["created_at"] == first["created_at"] and second["updated_at"] > first["updated_at"]
-    upsert = "INSERT INTO tickets (id, title) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET title = excluded.title"
+    upsert = (
+        "INSERT INTO tickets (id, title) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET title = excluded.title"
+    )
     assert execute(upsert, json.dumps([{"$uuid": row_id}, "three"]))["success"]
     assert query("SELECT title FROM tickets")["data"]["rows"] == [{"title": "three"}]
     # another tenant's upsert on the same id touches nothing of ours
@@ -138,21 +160,24 @@ def _as_guest(sql, params=(), tenant=TENANT, key="probe"):
 
 
 @postgresql_only
-@pytest.mark.parametrize("sql", [
-    "SELECT * FROM public.auth_user",
-    "SELECT * FROM public.authtoken_token",
-    "SELECT * FROM addon_secretdesk.tickets",
-    "SELECT * FROM metacore_sandbox.guest_context",
-    "INSERT INTO metacore_sandbox.guest_context VALUES (pg_backend_pid(), pg_current_xact_id(), NULL)",
-    "SELECT pg_read_file('/etc/passwd')",
-    "ALTER TABLE addon_probe.tickets DISABLE ROW LEVEL SECURITY",
-    "ALTER TABLE addon_probe.tickets NO FORCE ROW LEVEL SECURITY",
-    "DROP POLICY metacore_guest_tenant ON addon_probe.tickets",
-    "CREATE TABLE addon_probe.x (a int)",
-    "CREATE TABLE public.x (a int)",
-    "SELECT lo_import('/etc/passwd')",
-    "COPY addon_probe.tickets TO PROGRAM 'id'",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM public.auth_user",
+        "SELECT * FROM public.authtoken_token",
+        "SELECT * FROM addon_secretdesk.tickets",
+        "SELECT * FROM metacore_sandbox.guest_context",
+        "INSERT INTO metacore_sandbox.guest_context VALUES (pg_backend_pid(), pg_current_xact_id(), NULL)",
+        "SELECT pg_read_file('/etc/passwd')",
+        "ALTER TABLE addon_probe.tickets DISABLE ROW LEVEL SECURITY",
+        "ALTER TABLE addon_probe.tickets NO FORCE ROW LEVEL SECURITY",
+        "DROP POLICY metacore_guest_tenant ON addon_probe.tickets",
+        "CREATE TABLE addon_probe.x (a int)",
+        "CREATE TABLE public.x (a int)",
+        "SELECT lo_import('/etc/passwd')",
+        "COPY addon_probe.tickets TO PROGRAM 'id'",
+    ],
+)
 def test_the_guest_role_cannot_reach_past_its_tables(addons, sql):
     with pytest.raises(DatabaseError):
         _as_guest(sql)
@@ -161,14 +186,24 @@ def test_the_guest_role_cannot_reach_past_its_tables(addons, sql):
 @postgresql_only
 def test_a_guest_cannot_widen_its_tenant(addons):
     """Even with set_config in reach (past the parser), RLS reads the tenant the host wrote."""
-    assert execute("INSERT INTO tickets (id, title) VALUES (?, ?)", json.dumps([{"$uuid": str(uuid.uuid4())}, "mine"]))["success"]
-    assert call("call_db_exec", "INSERT INTO tickets (id, title) VALUES (?, ?)",
-                json.dumps([{"$uuid": str(uuid.uuid4())}, "theirs"]), tenant=OTHER)["success"]
-    widened = _as_guest("SELECT set_config('metacore.tenant', '', true), (SELECT array_agg(title) FROM addon_probe.tickets)")
+    assert execute(
+        "INSERT INTO tickets (id, title) VALUES (?, ?)", json.dumps([{"$uuid": str(uuid.uuid4())}, "mine"])
+    )["success"]
+    assert call(
+        "call_db_exec",
+        "INSERT INTO tickets (id, title) VALUES (?, ?)",
+        json.dumps([{"$uuid": str(uuid.uuid4())}, "theirs"]),
+        tenant=OTHER,
+    )["success"]
+    widened = _as_guest(
+        "SELECT set_config('metacore.tenant', '', true), (SELECT array_agg(title) FROM addon_probe.tickets)"
+    )
     assert widened[0][1] == ["mine"]
     with pytest.raises(DatabaseError, match="row-level security"):
-        _as_guest("INSERT INTO addon_probe.tickets (id, title, organization_id) VALUES (%s, 'forged', %s)",
-                  [uuid.uuid4(), uuid.UUID(OTHER)])
+        _as_guest(
+            "INSERT INTO addon_probe.tickets (id, title, organization_id) VALUES (%s, 'forged', %s)",
+            [uuid.uuid4(), uuid.UUID(OTHER)],
+        )
     with pytest.raises(DatabaseError, match="row-level security"):
         _as_guest("UPDATE addon_probe.tickets SET organization_id = %s", [uuid.UUID(OTHER)])
 
@@ -179,8 +214,10 @@ def test_roles_are_named_per_database_and_dropped_at_uninstall(addons):
     with connection.cursor() as cursor:
         cursor.execute("SELECT md5(current_database())")
         tag = cursor.fetchone()[0][:8]
-        cursor.execute("SELECT rolname, rolcanlogin, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = ANY(%s)",
-                       [[guest, owner]])
+        cursor.execute(
+            "SELECT rolname, rolcanlogin, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = ANY(%s)",
+            [[guest, owner]],
+        )
         found = {row[0]: row[1:] for row in cursor.fetchall()}
         cursor.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'addon_probe'")
         schema_owner = cursor.fetchone()[0]
@@ -219,7 +256,9 @@ def host_role(db):
     def switch(createrole: bool):
         name = f"{roles.prefix(connection)}host_{'cr' if createrole else 'plain'}"
         with connection.cursor() as cursor:
-            cursor.execute(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS {"CREATEROLE" if createrole else ""}')
+            cursor.execute(
+                f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS {"CREATEROLE" if createrole else ""}'
+            )
             cursor.execute("SELECT current_database()")
             database = cursor.fetchone()[0]
             cursor.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{name}"')
@@ -227,7 +266,9 @@ def host_role(db):
             cursor.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{name}"')
             cursor.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{name}"')
             cursor.execute("SELECT to_regnamespace('metacore_sandbox') IS NOT NULL")
-            if cursor.fetchone()[0]:  # made by an earlier superuser install: the host's objects become this role's
+            if cursor.fetchone()[
+                0
+            ]:  # made by an earlier superuser install: the host's objects become this role's
                 cursor.execute(f'ALTER SCHEMA metacore_sandbox OWNER TO "{name}"')
                 cursor.execute(f'ALTER TABLE metacore_sandbox.guest_context OWNER TO "{name}"')
                 cursor.execute(f'ALTER FUNCTION metacore_sandbox.guest_tenant() OWNER TO "{name}"')
@@ -254,9 +295,18 @@ def host_role(db):
 
 
 def _walled(tmp_path, sql=None, timeout_ms=2000, capabilities=()):
-    manifest = dict(backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm", "exports": guests.PROBE_EXPORTS,
-                             "memory_limit_mb": 8, "timeout_ms": timeout_ms}, hooks={}, actions={},
-                    capabilities=list(capabilities))
+    manifest = dict(
+        backend={
+            "runtime": "wasm",
+            "entry": "backend/helpdesk.wasm",
+            "exports": guests.PROBE_EXPORTS,
+            "memory_limit_mb": 8,
+            "timeout_ms": timeout_ms,
+        },
+        hooks={},
+        actions={},
+        capabilities=list(capabilities),
+    )
     if sql is None:
         install(tmp_path, "walled", guests.probe(), **manifest)
         return
@@ -281,8 +331,12 @@ def test_guests_under_a_non_superuser_host_are_confined_by_rls(host_role, tmp_pa
     host_role(createrole=True)
     _walled(tmp_path, "CREATE INDEX IF NOT EXISTS tickets_title_idx ON tickets (title);")
     insert = "INSERT INTO tickets (id, title) VALUES (?, ?)"
-    assert _walled_call(insert, json.dumps([{"$uuid": str(uuid.uuid4())}, "mine"]), export="call_db_exec")["success"]
-    assert _walled_call(insert, json.dumps([{"$uuid": str(uuid.uuid4())}, "theirs"]), OTHER, "call_db_exec")["success"]
+    assert _walled_call(insert, json.dumps([{"$uuid": str(uuid.uuid4())}, "mine"]), export="call_db_exec")[
+        "success"
+    ]
+    assert _walled_call(insert, json.dumps([{"$uuid": str(uuid.uuid4())}, "theirs"]), OTHER, "call_db_exec")[
+        "success"
+    ]
     assert _walled_call("SELECT title FROM tickets")["data"]["rows"] == [{"title": "mine"}]
     assert _walled_call("SELECT title FROM tickets", tenant=OTHER)["data"]["rows"] == [{"title": "theirs"}]
     refused(_walled_call("SELECT set_config/**/('metacore.tenant', '', true)"), "forbidden")
@@ -332,8 +386,11 @@ def _no_trace():
     assert not get_user_model().objects.filter(is_superuser=True).exists()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT to_regnamespace('addon_walled'), to_regclass('public.x'),"
-                           " (SELECT count(*) FROM pg_roles WHERE rolname LIKE %s)", [f"{roles.prefix(connection)}%_walled"])
+            cursor.execute(
+                "SELECT to_regnamespace('addon_walled'), to_regclass('public.x'),"
+                " (SELECT count(*) FROM pg_roles WHERE rolname LIKE %s)",
+                [f"{roles.prefix(connection)}%_walled"],
+            )
             assert cursor.fetchone() == (None, None, 0)
 
 
@@ -346,8 +403,14 @@ def test_hostile_bundle_sql_fails_the_install_without_a_trace(db, tmp_path, sql)
 
 
 @postgresql_only
-@pytest.mark.parametrize("sql", ["UPDATE auth_user SET is_superuser = true", "DELETE FROM metacore_installation",
-                                 "INSERT INTO tickets (id, title, organization_id) SELECT gen_random_uuid(), password, gen_random_uuid() FROM auth_user"])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE auth_user SET is_superuser = true",
+        "DELETE FROM metacore_installation",
+        "INSERT INTO tickets (id, title, organization_id) SELECT gen_random_uuid(), password, gen_random_uuid() FROM auth_user",
+    ],
+)
 def test_bundle_sql_runs_without_rights_outside_its_schema(db, tmp_path, sql):
     """Statements the parser lets through (plain DML/DDL) still fail: the owner role has no rights on public."""
     get_user_model().objects.create_user("someone", password="pw")
@@ -358,11 +421,16 @@ def test_bundle_sql_runs_without_rights_outside_its_schema(db, tmp_path, sql):
 
 @postgresql_only
 def test_bundle_sql_cannot_leave_rls_switched_off(db, tmp_path):
-    _walled(tmp_path, "ALTER TABLE tickets NO FORCE ROW LEVEL SECURITY;\nALTER TABLE tickets DISABLE ROW LEVEL SECURITY;\n"
-                      "DROP POLICY IF EXISTS metacore_guest_tenant ON tickets;\n")
+    _walled(
+        tmp_path,
+        "ALTER TABLE tickets NO FORCE ROW LEVEL SECURITY;\nALTER TABLE tickets DISABLE ROW LEVEL SECURITY;\n"
+        "DROP POLICY IF EXISTS metacore_guest_tenant ON tickets;\n",
+    )
     with connection.cursor() as cursor:
-        cursor.execute("SELECT relrowsecurity, relforcerowsecurity, (SELECT count(*) FROM pg_policy WHERE polrelid = c.oid)"
-                       " FROM pg_class c WHERE oid = 'addon_walled.tickets'::regclass")
+        cursor.execute(
+            "SELECT relrowsecurity, relforcerowsecurity, (SELECT count(*) FROM pg_policy WHERE polrelid = c.oid)"
+            " FROM pg_class c WHERE oid = 'addon_walled.tickets'::regclass"
+        )
         assert cursor.fetchone() == (True, True, 2)
     get_kernel().installer.uninstall("walled", drop_data=True)
 
@@ -376,19 +444,26 @@ def test_a_runaway_query_stops_at_the_calls_budget(db, tmp_path):
         for batch in range(10):
             args = [value for i in range(30) for value in ({"$uuid": str(uuid.uuid4())}, f"t{batch}.{i}")]
             rows = ", ".join("(?, ?)" for _ in range(30))
-            inserted = _walled_call(f"INSERT INTO tickets (id, title) VALUES {rows}", json.dumps(args), export="call_db_exec")
+            inserted = _walled_call(
+                f"INSERT INTO tickets (id, title) VALUES {rows}", json.dumps(args), export="call_db_exec"
+            )
             assert inserted["success"], inserted
         started = time.monotonic()
         try:
-            outcome = _walled_call("SELECT count(*) AS n FROM tickets a, tickets b, tickets c"
-                                   " WHERE a.title || b.title || c.title = 'x'")
+            outcome = _walled_call(
+                "SELECT count(*) AS n FROM tickets a, tickets b, tickets c"
+                " WHERE a.title || b.title || c.title = 'x'"
+            )
             refused(outcome, "timeout")
         except MetacoreError as exc:  # the guest's own deadline came first
             assert exc.code == "timeout" and exc.status == 504
         assert time.monotonic() - started < 3
         # nothing holds the database: a write goes through at once
-        after = _walled_call("INSERT INTO tickets (id, title) VALUES (?, ?)",
-                             json.dumps([{"$uuid": str(uuid.uuid4())}, "after"]), export="call_db_exec")
+        after = _walled_call(
+            "INSERT INTO tickets (id, title) VALUES (?, ?)",
+            json.dumps([{"$uuid": str(uuid.uuid4())}, "after"]),
+            export="call_db_exec",
+        )
         assert after["success"], after
     finally:
         get_kernel().installer.uninstall("walled", drop_data=True)
@@ -399,7 +474,6 @@ def test_a_runaway_query_stops_at_the_calls_budget(db, tmp_path):
 
 def test_helpdesk_actions_work_with_debug_on(settings, db):
     from rest_framework.test import APIClient
-
     from test_sandbox_service import make_user
 
     settings.DEBUG = True
@@ -407,12 +481,16 @@ def test_helpdesk_actions_work_with_debug_on(settings, db):
     try:
         client = APIClient()
         client.force_authenticate(make_user("agent"))
-        ticket = client.post("/api/dynamic/tickets", {"title": "Printer on fire"}, format="json").json()["data"]
-        resolved = client.post(f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "rebooted"},
-                               format="json")
+        ticket = client.post("/api/dynamic/tickets", {"title": "Printer on fire"}, format="json").json()[
+            "data"
+        ]
+        resolved = client.post(
+            f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "rebooted"}, format="json"
+        )
         assert resolved.status_code == 200, resolved.content
-        escalated = client.post(f"/api/dynamic/tickets/{ticket['id']}/action/escalate", {"resolution": "loud"},
-                                format="json")
+        escalated = client.post(
+            f"/api/dynamic/tickets/{ticket['id']}/action/escalate", {"resolution": "loud"}, format="json"
+        )
         assert escalated.status_code == 422 and escalated.json()["error"]["code"] == "escalation_refused"
         assert connection.queries  # the debug cursor did record the host's own queries
     finally:
@@ -447,18 +525,31 @@ def drip_server():
 
 
 def _allow_local(settings):
-    settings.METACORE = {**getattr(settings, "METACORE", {}), "HTTP_RESOLVER": "test_sandbox_host.fake_resolver",
-                         "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"], "HTTP_TIMEOUT_S": 1.5}
+    settings.METACORE = {
+        **getattr(settings, "METACORE", {}),
+        "HTTP_RESOLVER": "test_sandbox_host.fake_resolver",
+        "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"],
+        "HTTP_TIMEOUT_S": 1.5,
+    }
 
 
 def test_a_dripping_server_is_cut_at_the_budget(db, tmp_path, drip_server, settings):
     _allow_local(settings)
-    _walled(tmp_path, timeout_ms=5000,
-            capabilities=[{"kind": "http:fetch", "target": f"internal.example.test:{drip_server}", "reason": "t"}])
+    _walled(
+        tmp_path,
+        timeout_ms=5000,
+        capabilities=[
+            {"kind": "http:fetch", "target": f"internal.example.test:{drip_server}", "reason": "t"}
+        ],
+    )
     try:
         started = time.monotonic()
         raw = get_kernel().sandbox.call_raw(
-            "walled", "call_http_fetch", f"http://internal.example.test:{drip_server}/slow\0GET\0".encode(), {"tenant": TENANT})
+            "walled",
+            "call_http_fetch",
+            f"http://internal.example.test:{drip_server}/slow\0GET\0".encode(),
+            {"tenant": TENANT},
+        )
         elapsed = time.monotonic() - started
         result = json.loads(raw)
         assert result["error"] == "transport" and "budget" in result["message"], result
@@ -478,15 +569,35 @@ HTTP_REQUEST_GUEST = """
 
 def test_http_request_cannot_set_host(db, tmp_path, local_server, settings):
     _allow_local(settings)
-    wasm = guests.module(HTTP_REQUEST_GUEST, extra_imports='(import "metacore_host" "http_request"'
-                         ' (func $http_request (param i32 i32 i32 i32 i32 i32 i32 i32) (result i64)))')
-    install(tmp_path, "walled", wasm, hooks={}, actions={},
-            backend={"runtime": "wasm", "entry": "backend/helpdesk.wasm", "exports": ["host_override"],
-                     "memory_limit_mb": 8, "timeout_ms": 2000},
-            capabilities=[{"kind": "http:fetch", "target": f"internal.example.test:{local_server}", "reason": "t"}])
+    wasm = guests.module(
+        HTTP_REQUEST_GUEST,
+        extra_imports='(import "metacore_host" "http_request"'
+        " (func $http_request (param i32 i32 i32 i32 i32 i32 i32 i32) (result i64)))",
+    )
+    install(
+        tmp_path,
+        "walled",
+        wasm,
+        hooks={},
+        actions={},
+        backend={
+            "runtime": "wasm",
+            "entry": "backend/helpdesk.wasm",
+            "exports": ["host_override"],
+            "memory_limit_mb": 8,
+            "timeout_ms": 2000,
+        },
+        capabilities=[
+            {"kind": "http:fetch", "target": f"internal.example.test:{local_server}", "reason": "t"}
+        ],
+    )
     try:
-        raw = get_kernel().sandbox.call_raw("walled", "host_override",
-                                            f"http://internal.example.test:{local_server}/".encode(), {"tenant": TENANT})
+        raw = get_kernel().sandbox.call_raw(
+            "walled",
+            "host_override",
+            f"http://internal.example.test:{local_server}/".encode(),
+            {"tenant": TENANT},
+        )
         result = json.loads(raw)
         assert result["error"] == "bad_request" and "Host" in result["message"], result
     finally:

@@ -1,5 +1,6 @@
 """Addon schedules: a due tick is claimed once (unique run key), its export runs as a task,
 recorded and audited; two worker processes ticking together still run each tick once."""
+
 import json
 import os
 import shutil
@@ -10,11 +11,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import livekit
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-import livekit
 from metacore.integrations.models import ScheduleRun
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation
@@ -55,15 +56,39 @@ def test_a_tick_is_claimed_once_run_recorded_and_audited(scheduled):
     assert run.status == "ok" and run.duration_ms > 0 and run.finished_at
     audit = AuditRecord.objects.get(kind="schedule.run")
     assert audit.addon == "helpdesk" and audit.details["status"] == "ok" and audit.target == "heartbeat:echo"
-    assert AuditRecord.objects.filter(kind="sandbox.call", target="echo", request_id=f"schedule-{run.id}").count() == 1
+    assert (
+        AuditRecord.objects.filter(
+            kind="sandbox.call", target="echo", request_id=f"schedule-{run.id}"
+        ).count()
+        == 1
+    )
 
 
 def worker(tmp_path, name):
-    env = {**os.environ, "DATABASE_URL": livekit.test_database_url(), "DJANGO_SETTINGS_MODULE": "worker_settings",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": livekit.test_database_url(),
+        "DJANGO_SETTINGS_MODULE": "worker_settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+        "PYTHONUNBUFFERED": "1",
+    }
     log = open(tmp_path / f"{name}.log", "w+")
-    return subprocess.Popen([sys.executable, "manage.py", "metacore_worker", "--tick", "0.2", "--interval", "0.1",
-                             "--no-startup-delay"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "metacore_worker",
+            "--tick",
+            "0.2",
+            "--interval",
+            "0.1",
+            "--no-startup-delay",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    ), log
 
 
 def test_two_workers_run_each_tick_once(scheduled, tmp_path):
@@ -72,7 +97,9 @@ def test_two_workers_run_each_tick_once(scheduled, tmp_path):
         deadline = time.monotonic() + 120
         while ScheduleRun.objects.filter(status="ok").count() < 4:
             assert time.monotonic() < deadline, [(log.seek(0), log.read()) for _, log in workers]
-            assert all(p.poll() is None for p, _ in workers), [(log.seek(0), log.read()) for _, log in workers]
+            assert all(p.poll() is None for p, _ in workers), [
+                (log.seek(0), log.read()) for _, log in workers
+            ]
             time.sleep(0.2)
     finally:
         for process, _ in workers:

@@ -1,24 +1,29 @@
 """Secret settings are write-only: stored encrypted, answered as a mask by the REST API, the
 admin, commands, audit and logs, and readable only by the addon itself through `env_get`.
 Installation listings show settings only to users who may manage addons."""
+
 import json
 import uuid
 
 import pytest
-from django.core.management import call_command
-
 import sandbox_guests as guests
+from django.core.management import call_command
+from store_support import ORG_A, ORG_B, client_for, make_user
+
 from metacore.installer.secrets import MASK
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, InstallJournal
-from store_support import ORG_A, ORG_B, client_for, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 STRIPE_KEY = "sk_live_" + uuid.uuid4().hex  # what must never come back out
 TOKEN = "tok-" + uuid.uuid4().hex
 SETTINGS = [
-    {"key": "stripe_secret_key", "type": "secret", "label": "Secret Key"},  # upstream v3 spelling (stripe fixture)
+    {
+        "key": "stripe_secret_key",
+        "type": "secret",
+        "label": "Secret Key",
+    },  # upstream v3 spelling (stripe fixture)
     {"key": "api_token", "type": "string", "secret": True},  # flat spelling
     {"key": "greeting", "type": "string", "default": "hello"},
 ]
@@ -27,8 +32,12 @@ SETTINGS = [
 @pytest.fixture
 def payments(tmp_path):
     """An addon whose guest exports `call_env_get`, installed with two secrets."""
-    guests.install_probe_addon(tmp_path, "payments", settings=SETTINGS,
-                               install_settings={"stripe_secret_key": STRIPE_KEY, "api_token": TOKEN})
+    guests.install_probe_addon(
+        tmp_path,
+        "payments",
+        settings=SETTINGS,
+        install_settings={"stripe_secret_key": STRIPE_KEY, "api_token": TOKEN},
+    )
     yield
     get_kernel().installer.uninstall("payments", drop_data=True)
 
@@ -71,8 +80,14 @@ def test_settings_endpoint_keeps_a_masked_secret_and_seals_a_new_one(payments, c
     admin = client_for(make_user("root", superuser=True))
     url = "/api/metacore/installations/payments/settings"
     with caplog.at_level("DEBUG"):
-        response = admin.post(url, {"stripe_secret_key": MASK, "api_token": "tok-new", "greeting": "hi"}, format="json")
-    assert response.status_code == 200 and not leaked(response.content.decode()) and "tok-new" not in response.content.decode()
+        response = admin.post(
+            url, {"stripe_secret_key": MASK, "api_token": "tok-new", "greeting": "hi"}, format="json"
+        )
+    assert (
+        response.status_code == 200
+        and not leaked(response.content.decode())
+        and "tok-new" not in response.content.decode()
+    )
     assert response.json()["settings"] == {"stripe_secret_key": MASK, "api_token": MASK, "greeting": "hi"}
     assert env_get("stripe_secret_key") == STRIPE_KEY and env_get("api_token") == "tok-new"
     assert not leaked(caplog.text) and "tok-new" not in caplog.text
@@ -84,9 +99,14 @@ def test_settings_endpoint_keeps_a_masked_secret_and_seals_a_new_one(payments, c
 def test_a_client_cannot_plant_stored_ciphertext(payments):
     stored = Installation.objects.get(key="payments").settings["stripe_secret_key"]
     admin = client_for(make_user("root", superuser=True))
-    response = admin.post("/api/metacore/installations/payments/settings",
-                          {"api_token": MASK, "greeting": stored}, format="json")  # another key's ciphertext
-    assert response.status_code == 400 and "greeting" in response.json()["errors"]  # a string setting, not an object
+    response = admin.post(
+        "/api/metacore/installations/payments/settings",
+        {"api_token": MASK, "greeting": stored},
+        format="json",
+    )  # another key's ciphertext
+    assert (
+        response.status_code == 400 and "greeting" in response.json()["errors"]
+    )  # a string setting, not an object
     assert env_get("greeting") != json.dumps(stored)  # nothing was planted
     assert env_get("api_token") == TOKEN
 
@@ -104,7 +124,8 @@ def test_commands_and_admin_never_show_a_secret(payments, capsys, client):
 
 def test_plaintext_secrets_stored_before_are_encrypted_by_the_migration(payments):
     Installation.objects.filter(key="payments").update(
-        settings={"stripe_secret_key": STRIPE_KEY, "api_token": TOKEN, "greeting": "hello"})
+        settings={"stripe_secret_key": STRIPE_KEY, "api_token": TOKEN, "greeting": "hello"}
+    )
     call_command("migrate", "metacore", "0002", verbosity=0)
     call_command("migrate", "metacore", verbosity=0)
     stored = Installation.objects.get(key="payments").settings
@@ -122,7 +143,9 @@ def test_the_stripe_fixture_secret_is_masked(sdk_fixtures, tmp_path):
         outsider = client_for(make_user("mallory", ORG_B))
         for client in (admin, outsider):
             assert not leaked(client.get("/api/metacore/installations").content.decode())
-        (row,) = [r for r in admin.get("/api/metacore/installations").json() if r["key"] == result.installation.key]
+        (row,) = [
+            r for r in admin.get("/api/metacore/installations").json() if r["key"] == result.installation.key
+        ]
         assert row["settings"]["stripe_secret_key"] == MASK
     finally:
         get_kernel().installer.uninstall(result.installation.key, drop_data=True)

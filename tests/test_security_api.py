@@ -1,4 +1,5 @@
 """`/api/metacore/enforcer` and the admin: staff flip the enforcer mode, audited."""
+
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
@@ -19,14 +20,18 @@ def staff():
 
 @pytest.fixture
 def tickets():
-    return Installation.objects.create(key="tickets", name="tickets", version="1.0.0", manifest={"key": "tickets"})
+    return Installation.objects.create(
+        key="tickets", name="tickets", version="1.0.0", manifest={"key": "tickets"}
+    )
 
 
 def test_staff_read_and_flip_modes(staff, tickets):
     response = staff.get(URL)
     assert response.status_code == 200
-    assert response.json() == {"success": True, "data": {
-        "default": "enforce", "global": None, "effective": "enforce", "overrides": {}}}
+    assert response.json() == {
+        "success": True,
+        "data": {"default": "enforce", "global": None, "effective": "enforce", "overrides": {}},
+    }
 
     response = staff.post(URL, {"mode": "shadow"}, format="json")
     assert response.status_code == 200 and response.json()["data"]["effective"] == "shadow"
@@ -40,12 +45,15 @@ def test_staff_read_and_flip_modes(staff, tickets):
     assert response.status_code == 200 and response.json()["data"]["overrides"] == {}
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"mode": "lenient"}, "mode"),
-    ({}, "mode"),
-    ({"clear": True}, "clear"),
-    ({"addon": "x" * 65, "mode": "shadow"}, "addon"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"mode": "lenient"}, "mode"),
+        ({}, "mode"),
+        ({"clear": True}, "clear"),
+        ({"addon": "x" * 65, "mode": "shadow"}, "addon"),
+    ],
+)
 def test_bad_input_is_an_envelope(staff, body, field):
     response = staff.post(URL, body, format="json")
     assert response.status_code == 400
@@ -59,7 +67,10 @@ def test_an_override_must_name_an_installed_addon(staff, addon, status):
     assert response.status_code == status
     payload = response.json()
     assert payload["success"] is False and "addon" in payload["errors"]
-    assert not EnforcerMode.objects.exists() and not AuditRecord.objects.filter(kind="enforcer.mode_changed").exists()
+    assert (
+        not EnforcerMode.objects.exists()
+        and not AuditRecord.objects.filter(kind="enforcer.mode_changed").exists()
+    )
 
 
 def test_clearing_a_missing_override_is_harmless(staff):
@@ -90,12 +101,15 @@ def test_admin_flip_goes_through_the_enforcer(client, tickets):
     assert not EnforcerMode.objects.filter(addon_key="../x").exists()
 
 
-@pytest.mark.parametrize("metacore,expected", [
-    ({"HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"]}, {"metacore.W030"}),
-    ({"HTTP_ALLOWED_NETWORKS": ["not-a-net"]}, {"metacore.E030", "metacore.W030"}),
-    ({"AUDIT_SINKS": ["metacore.audit.sinks.Nope", 42]}, {"metacore.E031"}),
-    ({}, set()),
-])
+@pytest.mark.parametrize(
+    "metacore,expected",
+    [
+        ({"HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"]}, {"metacore.W030"}),
+        ({"HTTP_ALLOWED_NETWORKS": ["not-a-net"]}, {"metacore.E030", "metacore.W030"}),
+        ({"AUDIT_SINKS": ["metacore.audit.sinks.Nope", 42]}, {"metacore.E031"}),
+        ({}, set()),
+    ],
+)
 def test_system_checks_for_egress_and_audit(settings, metacore, expected):
     from metacore.host.checks import check_egress_and_audit
 

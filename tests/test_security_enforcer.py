@@ -1,4 +1,5 @@
 """The capability enforcer: per-addon policies, modes, audit, flips seen by other processes."""
+
 import os
 import subprocess
 import sys
@@ -80,7 +81,9 @@ def test_each_addon_has_its_own_policy(enforcer, tickets):
     install("orders", [{"kind": "http:fetch", "target": "api.evil.com"}], tables=["orders"])
     assert enforcer.check("orders", "http:fetch", "https://api.evil.com/x")
     assert enforcer.check("orders", "db:write", "orders.orders")
-    with pytest.raises(CapabilityDenied, match='capability denied: addon "tickets" lacks http:fetch https://api.evil.com/x'):
+    with pytest.raises(
+        CapabilityDenied, match='capability denied: addon "tickets" lacks http:fetch https://api.evil.com/x'
+    ):
         enforcer.check("tickets", "http:fetch", "https://api.evil.com/x")
     with pytest.raises(CapabilityDenied):
         enforcer.check("orders", "db:read", "tickets.tickets")
@@ -102,7 +105,12 @@ def test_denial_is_audited_and_allow_is_not_by_default(enforcer, tickets):
         enforcer.check("tickets", "http:fetch", "https://api.evil.com/", {"actor": "7", "request_id": "r-2"})
     record = AuditRecord.objects.get(kind="capability.check")
     assert (record.addon, record.decision, record.mode, record.actor, record.request_id) == (
-        "tickets", "deny", "enforce", "7", "r-2")
+        "tickets",
+        "deny",
+        "enforce",
+        "7",
+        "r-2",
+    )
     assert record.target == "http:fetch https://api.evil.com/"
     assert record.details["capability"] == "http:fetch"
 
@@ -128,7 +136,11 @@ def test_per_addon_override_beats_global(enforcer, tickets):
     with pytest.raises(CapabilityDenied):
         enforcer.check("tickets", "event:emit", "x.y")
     assert enforcer.modes() == {
-        "default": "enforce", "global": "shadow", "effective": "shadow", "overrides": {"tickets": "enforce"}}
+        "default": "enforce",
+        "global": "shadow",
+        "effective": "shadow",
+        "overrides": {"tickets": "enforce"},
+    }
     assert enforcer.clear_mode("tickets")
     assert enforcer.check("tickets", "event:emit", "x.y").decision == "would-deny"
 
@@ -146,7 +158,9 @@ def test_mode_change_is_validated_and_audited(enforcer, tickets):
     enforcer.set_mode("enforce", addon_key="tickets", actor="admin")
     records = list(AuditRecord.objects.filter(kind="enforcer.mode_changed").order_by("timestamp", "id"))
     assert [(r.target, r.details["from"], r.details["to"], r.actor) for r in records] == [
-        ("global", None, "shadow", "admin"), ("tickets", None, "enforce", "admin")]
+        ("global", None, "shadow", "admin"),
+        ("tickets", None, "enforce", "admin"),
+    ]
 
 
 def test_capability_change_applies_at_next_check(enforcer, tickets):
@@ -189,13 +203,16 @@ def test_command_shows_and_flips_modes(capsys, tickets):
     assert capsys.readouterr().out.endswith("tickets: shadow\n")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--mode", "lenient"], "invalid choice"),
-    (["--clear"], "--clear needs --addon"),
-    (["--clear", "--addon", "nobody"], "no override"),
-    (["--mode", "shadow", "--addon", "nobody"], "addon 'nobody' is not installed"),
-    (["--mode", "shadow", "--addon", "../x"], "invalid addon key"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--mode", "lenient"], "invalid choice"),
+        (["--clear"], "--clear needs --addon"),
+        (["--clear", "--addon", "nobody"], "no override"),
+        (["--mode", "shadow", "--addon", "nobody"], "addon 'nobody' is not installed"),
+        (["--mode", "shadow", "--addon", "../x"], "invalid addon key"),
+    ],
+)
 def test_command_rejects_bad_input(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("metacore_enforcer", *args)
@@ -241,15 +258,23 @@ class OtherProcess:
             env["DATABASE_URL"] = (
                 f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
             )
-        self.proc = subprocess.Popen([sys.executable, "-c", self.SCRIPT], env=env, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", self.SCRIPT],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         return self
 
     def run(self, statement):
         self.proc.stdin.write(statement + "\n")
         self.proc.stdin.flush()
         line = self.proc.stderr.readline()
-        assert line.strip() == "done", f"the other process failed: {line}{self.proc.stderr.read() if line else ''}"
+        assert line.strip() == "done", (
+            f"the other process failed: {line}{self.proc.stderr.read() if line else ''}"
+        )
 
     def __exit__(self, *exc):
         self.proc.stdin.close()
@@ -267,18 +292,36 @@ def test_denied_urls_are_recorded_without_credentials(enforcer, tickets):
 
 
 def test_stored_grants_the_installer_would_refuse_are_ignored(enforcer):
-    install("legacy", [{"kind": "http:fetch", "target": "*"}, {"kind": "event:emit", "target": "*"},
-                       {"kind": "event:emit", "target": "a.*.b"}, {"kind": "db:read", "target": "ord*"}])
-    for kind, target in [("http:fetch", "https://any.where/"), ("event:emit", "x.y"),
-                         ("event:emit", "a.*.b"), ("db:read", "ord*")]:
+    install(
+        "legacy",
+        [
+            {"kind": "http:fetch", "target": "*"},
+            {"kind": "event:emit", "target": "*"},
+            {"kind": "event:emit", "target": "a.*.b"},
+            {"kind": "db:read", "target": "ord*"},
+        ],
+    )
+    for kind, target in [
+        ("http:fetch", "https://any.where/"),
+        ("event:emit", "x.y"),
+        ("event:emit", "a.*.b"),
+        ("db:read", "ord*"),
+    ]:
         with pytest.raises(CapabilityDenied):
             enforcer.check("legacy", kind, target)
 
 
-@pytest.mark.parametrize("subscription,allowed", [
-    ("orders.created", True), ("orders.line.*", False), ("*.created", True), ("a.b.created", True),
-    ("*", False), ("*.deleted", False),
-])
+@pytest.mark.parametrize(
+    "subscription,allowed",
+    [
+        ("orders.created", True),
+        ("orders.line.*", False),
+        ("*.created", True),
+        ("a.b.created", True),
+        ("*", False),
+        ("*.deleted", False),
+    ],
+)
 def test_a_pattern_target_is_allowed_only_inside_the_grant(enforcer, tickets, subscription, allowed):
     """Hub subscriptions may be patterns: covered when they denote a subset of `*.created`."""
     assert enforcer.allows("tickets", "event:subscribe", subscription) is allowed

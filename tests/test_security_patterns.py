@@ -1,5 +1,4 @@
 """The capability pattern language: install-time validation and check-time matching."""
-import json
 
 import pytest
 from addon_fixtures import bundle_sets, read_raw

@@ -1,4 +1,5 @@
 """SSRF guard: address table, DNS answers we control, redirects, pinning, capability checks."""
+
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,7 +85,9 @@ class Resolver:
         ]
 
 
-@pytest.mark.parametrize("answer", ["10.0.0.7", "169.254.169.254", "::1", "fe80::1%eth0", ("8.8.8.8", "192.168.0.5")])
+@pytest.mark.parametrize(
+    "answer", ["10.0.0.7", "169.254.169.254", "::1", "fe80::1%eth0", ("8.8.8.8", "192.168.0.5")]
+)
 def test_names_resolving_to_blocked_addresses_are_refused(settings, answer):
     settings.METACORE = {"HTTP_RESOLVER": Resolver({"api.partner.com": answer})}
     with pytest.raises(EgressBlocked, match="egress to api.partner.com blocked"):
@@ -113,8 +116,9 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
-        type(self).seen.append((self.command, self.path, self.headers.get("host"), body,
-                                self.headers.get("authorization")))
+        type(self).seen.append(
+            (self.command, self.path, self.headers.get("host"), body, self.headers.get("authorization"))
+        )
         status, headers, payload = self.routes.get(self.path, (404, {}, b"missing"))
         self.send_response(status)
         for name, value in headers.items():
@@ -141,14 +145,25 @@ def server():
 @pytest.fixture
 def partner(settings, server):
     """`api.partner.com` resolves to the local server; only 127.0.0.1 is exempt from the guard."""
-    resolver = Resolver({"api.partner.com": "127.0.0.1", "evil.partner.com": "127.0.0.1",
-                         "cdn.partner.com": "127.0.0.1", "internal.partner.com": "10.0.0.9"})
+    resolver = Resolver(
+        {
+            "api.partner.com": "127.0.0.1",
+            "evil.partner.com": "127.0.0.1",
+            "cdn.partner.com": "127.0.0.1",
+            "internal.partner.com": "10.0.0.9",
+        }
+    )
     settings.METACORE = {"HTTP_RESOLVER": resolver, "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"]}
     Installation.objects.create(
-        key="crm", name="crm", version="1", manifest={},
-        capabilities=[{"kind": "http:fetch", "target": f"http://api.partner.com:{server}/*"},
-                      {"kind": "http:fetch", "target": f"http://internal.partner.com:{server}/*"},
-                      {"kind": "http:fetch", "target": f"http://cdn.partner.com:{server}/*"}],
+        key="crm",
+        name="crm",
+        version="1",
+        manifest={},
+        capabilities=[
+            {"kind": "http:fetch", "target": f"http://api.partner.com:{server}/*"},
+            {"kind": "http:fetch", "target": f"http://internal.partner.com:{server}/*"},
+            {"kind": "http:fetch", "target": f"http://cdn.partner.com:{server}/*"},
+        ],
     )
     return f"http://api.partner.com:{server}", resolver
 
@@ -157,8 +172,11 @@ def test_fetch_goes_to_the_checked_address_with_the_host_name(partner):
     base, resolver = partner
     Handler.routes["/v1/ping"] = (200, {"content-type": "application/json"}, b'{"ok": true}')
     response = safe_fetch(base + "/v1/ping", addon_key="crm")
-    assert (response.status, response.body, response.header("Content-Type")) == (200, b'{"ok": true}',
-                                                                                   "application/json")
+    assert (response.status, response.body, response.header("Content-Type")) == (
+        200,
+        b'{"ok": true}',
+        "application/json",
+    )
     assert Handler.seen[0][2] == base.removeprefix("http://")  # Host header names the host, not the IP
     assert resolver.calls == ["api.partner.com"]
 
@@ -166,10 +184,15 @@ def test_fetch_goes_to_the_checked_address_with_the_host_name(partner):
 def test_post_body_and_headers(partner):
     base, _ = partner
     Handler.routes["/hook"] = (201, {}, b"created")
-    response = safe_fetch(base + "/hook", "post", body='{"a": 1}', headers={"Authorization": "Bearer t"},
-                          addon_key="crm")
+    response = safe_fetch(
+        base + "/hook", "post", body='{"a": 1}', headers={"Authorization": "Bearer t"}, addon_key="crm"
+    )
     assert response.status == 201
-    assert Handler.seen[0][0] == "POST" and Handler.seen[0][3] == b'{"a": 1}' and Handler.seen[0][4] == "Bearer t"
+    assert (
+        Handler.seen[0][0] == "POST"
+        and Handler.seen[0][3] == b'{"a": 1}'
+        and Handler.seen[0][4] == "Bearer t"
+    )
 
 
 def test_capability_is_checked_before_any_connection(partner):
@@ -189,8 +212,12 @@ def test_allowed_capability_to_a_private_address_is_still_refused_and_audited(pa
 
 def test_redirect_to_private_or_metadata_is_refused(partner, server):
     base, _ = partner
-    for location in ("http://169.254.169.254/latest/meta-data/", f"http://internal.partner.com:{server}/admin",
-                     f"http://127.0.0.2:{server}/", f"http://[::1]:{server}/"):
+    for location in (
+        "http://169.254.169.254/latest/meta-data/",
+        f"http://internal.partner.com:{server}/admin",
+        f"http://127.0.0.2:{server}/",
+        f"http://[::1]:{server}/",
+    ):
         Handler.routes["/go"] = (302, {"location": location}, b"")
         with pytest.raises((EgressBlocked, CapabilityDenied)):
             safe_fetch(base + "/go", addon_key="crm")
@@ -210,18 +237,25 @@ def test_allowed_redirects_are_followed_and_rechecked(partner, server):
     Handler.routes["/a"] = (301, {"location": "/b"}, b"")
     Handler.routes["/b"] = (303, {"location": cdn + "/c"}, b"")
     Handler.routes["/c"] = (200, {}, b"done")
-    response = safe_fetch(base + "/a", "POST", body=b"x", headers={"Authorization": "secret"}, addon_key="crm")
+    response = safe_fetch(
+        base + "/a", "POST", body=b"x", headers={"Authorization": "secret"}, addon_key="crm"
+    )
     assert (response.status, response.body, response.url) == (200, b"done", cdn + "/c")
     assert response.redirects == [base + "/a", base + "/b"]
     assert resolver.calls == ["api.partner.com", "api.partner.com", "cdn.partner.com"]
     assert [(m, p, auth) for m, p, _, _, auth in Handler.seen] == [
-        ("POST", "/a", "secret"), ("GET", "/b", "secret"), ("GET", "/c", None)]
+        ("POST", "/a", "secret"),
+        ("GET", "/b", "secret"),
+        ("GET", "/c", None),
+    ]
 
 
 def test_dns_answer_changing_between_hops_is_rechecked(settings, server, partner):
     base, _ = partner
-    settings.METACORE = {**settings.METACORE,
-                         "HTTP_RESOLVER": Resolver({"api.partner.com": ["127.0.0.1", "10.0.0.1"]})}
+    settings.METACORE = {
+        **settings.METACORE,
+        "HTTP_RESOLVER": Resolver({"api.partner.com": ["127.0.0.1", "10.0.0.1"]}),
+    }
     Handler.routes["/loop"] = (302, {"location": "/loop2"}, b"")
     with pytest.raises(EgressBlocked, match="10.0.0.1"):
         safe_fetch(base + "/loop", addon_key="crm")
@@ -248,8 +282,10 @@ def test_limits(partner, settings):
         safe_fetch(base + "/loop", addon_key="crm")
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://api.partner.com/", "http://user:pw@api.partner.com/",
-                                 "http:///nohost"])
+@pytest.mark.parametrize(
+    "url",
+    ["file:///etc/passwd", "gopher://api.partner.com/", "http://user:pw@api.partner.com/", "http:///nohost"],
+)
 def test_bad_urls_are_refused(partner, url):
     with pytest.raises(EgressBlocked):
         safe_fetch(url, addon_key="crm")

@@ -1,25 +1,33 @@
 """The dynamic store over HTTP with a purpose-built addon (tests/data/store_shop): tenancy,
 user permissions, write validation, uniqueness, references, soft/hard delete, bad input of
 every kind, query counts, audit rows and on-commit events."""
+
 import uuid
 from pathlib import Path
 
 import pytest
+from conftest import is_postgres
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from store_support import ORG_A, ORG_B, client_for, fails, installed_addon, make_user, ok
 
 from metacore.events import data_changed
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord
 from metacore.store.service import StoreContext
-from store_support import ORG_A, ORG_B, client_for, fails, installed_addon, make_user, ok
-from conftest import is_postgres
 
 SHOP = Path(__file__).parent / "data" / "store_shop"
-CUSTOMERS, ORDERS, COUNTRIES = "/api/dynamic/customers", "/api/dynamic/store_shop.orders", "/api/dynamic/Countries"
-ALL_PERMS = [f"store_shop.{t}.{a}" for t in ("customers", "orders", "countries")
-             for a in ("read", "create", "update", "delete")]
+CUSTOMERS, ORDERS, COUNTRIES = (
+    "/api/dynamic/customers",
+    "/api/dynamic/store_shop.orders",
+    "/api/dynamic/Countries",
+)
+ALL_PERMS = [
+    f"store_shop.{t}.{a}"
+    for t in ("customers", "orders", "countries")
+    for a in ("read", "create", "update", "delete")
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -81,8 +89,18 @@ def test_list_envelope(alice):
     assert body["meta"] == {"total": 3, "page": 1, "per_page": 2, "last_page": 2}
     assert [r["name"] for r in body["data"]] == ["c2", "c1"]
     past_the_end = ok(alice.get(CUSTOMERS, {"per_page": 2, "page": 5}))
-    assert past_the_end["data"] == [] and past_the_end["meta"] == {"total": 3, "page": 5, "per_page": 2, "last_page": 2}
-    assert ok(alice.get(CUSTOMERS, {"f_name": "none"}))["meta"] == {"total": 0, "page": 1, "per_page": 20, "last_page": 1}
+    assert past_the_end["data"] == [] and past_the_end["meta"] == {
+        "total": 3,
+        "page": 5,
+        "per_page": 2,
+        "last_page": 2,
+    }
+    assert ok(alice.get(CUSTOMERS, {"f_name": "none"}))["meta"] == {
+        "total": 0,
+        "page": 1,
+        "per_page": 20,
+        "last_page": 1,
+    }
 
 
 def test_multi_key_sort_with_order_list(alice):
@@ -170,7 +188,10 @@ def test_group_grant_and_superuser(db):
     member = make_user("member", ORG_A)
     member.groups.add(group)
     ok(client_for(User.objects.get(pk=member.pk)).get(CUSTOMERS))
-    ok(client_for(make_user("root", ORG_A, superuser=True)).post(CUSTOMERS, {"name": "x"}, format="json"), 201)
+    ok(
+        client_for(make_user("root", ORG_A, superuser=True)).post(CUSTOMERS, {"name": "x"}, format="json"),
+        201,
+    )
 
 
 # -- writes -------------------------------------------------------------------------------
@@ -238,7 +259,9 @@ def test_soft_delete_hides_row_and_hard_delete_removes_it(alice):
 
     country = ok(alice.post(COUNTRIES, {"code": "AR", "name": "Argentina"}, format="json"), 201)["data"]
     ok(alice.delete(f"{COUNTRIES}/{country['id']}"))
-    assert not get_kernel().registry.resolve("countries").model_class.objects.filter(pk=country["id"]).exists()
+    assert (
+        not get_kernel().registry.resolve("countries").model_class.objects.filter(pk=country["id"]).exists()
+    )
 
 
 def test_references_to_a_shared_table_and_restricted_delete(alice, bob):
@@ -253,28 +276,31 @@ def test_references_to_a_shared_table_and_restricted_delete(alice, bob):
 # -- bad input of every kind -> clear 4xx -------------------------------------------------
 
 
-@pytest.mark.parametrize("params, name", [
-    ({"f_qty": "foo:bar"}, "f_qty"),
-    ({"f_nope": "1"}, "f_nope"),
-    ({"f_qty": "gt:many"}, "f_qty"),
-    ({"f_qty": "IN:1,many"}, "f_qty"),
-    ({"f_qty": "range:1|2|3"}, "f_qty"),
-    ({"f_qty": "RANGE:x,"}, "f_qty"),
-    ({"f_qty": "ilike:1"}, "f_qty"),
-    ({"f_placed_on": "gte:tomorrow"}, "f_placed_on"),
-    ({"f_shipped_at": "lt:not-a-date"}, "f_shipped_at"),
-    ({"f_customer_id": "gt:" + str(uuid.UUID(int=1))}, "f_customer_id"),
-    ({"f_customer_id": "eq:zzz"}, "f_customer_id"),
-    ({"f_meta": "eq:1"}, "f_meta"),
-    ({"f_status": "isnull:perhaps"}, "f_status"),
-    ({"sortBy": "nope"}, "sortBy"),
-    ({"sortBy": "meta"}, "sortBy"),
-    ({"order": "sideways"}, "order"),
-    ({"sortBy": "qty,status", "order": "asc,desc,asc"}, "order"),
-    ({"page": "0"}, "page"),
-    ({"page": "two"}, "page"),
-    ({"per_page": "-5"}, "per_page"),
-])
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"f_qty": "foo:bar"}, "f_qty"),
+        ({"f_nope": "1"}, "f_nope"),
+        ({"f_qty": "gt:many"}, "f_qty"),
+        ({"f_qty": "IN:1,many"}, "f_qty"),
+        ({"f_qty": "range:1|2|3"}, "f_qty"),
+        ({"f_qty": "RANGE:x,"}, "f_qty"),
+        ({"f_qty": "ilike:1"}, "f_qty"),
+        ({"f_placed_on": "gte:tomorrow"}, "f_placed_on"),
+        ({"f_shipped_at": "lt:not-a-date"}, "f_shipped_at"),
+        ({"f_customer_id": "gt:" + str(uuid.UUID(int=1))}, "f_customer_id"),
+        ({"f_customer_id": "eq:zzz"}, "f_customer_id"),
+        ({"f_meta": "eq:1"}, "f_meta"),
+        ({"f_status": "isnull:perhaps"}, "f_status"),
+        ({"sortBy": "nope"}, "sortBy"),
+        ({"sortBy": "meta"}, "sortBy"),
+        ({"order": "sideways"}, "order"),
+        ({"sortBy": "qty,status", "order": "asc,desc,asc"}, "order"),
+        ({"page": "0"}, "page"),
+        ({"page": "two"}, "page"),
+        ({"per_page": "-5"}, "per_page"),
+    ],
+)
 def test_bad_query_parameters_are_400_naming_them(alice, params, name):
     body = fails(alice.get(ORDERS, params), 400)
     assert name in body["errors"] and name in body["message"]
@@ -337,15 +363,22 @@ def test_writes_are_audited_and_published_after_commit(alice, events, django_cap
     with django_capture_on_commit_callbacks(execute=True):
         ok(alice.delete(f"{CUSTOMERS}/{row['id']}"))
     assert [(e.name, e.id, e.tenant) for e in events] == [
-        (f"store_shop.Customers.{action}", row["id"], str(ORG_A)) for action in ("created", "updated", "deleted")
+        (f"store_shop.Customers.{action}", row["id"], str(ORG_A))
+        for action in ("created", "updated", "deleted")
     ]
     created, updated, deleted = events
     assert created.before is None and created.after["email"] == "x@example.com"
     assert updated.fields == ("notes",) and updated.before["notes"] is None and updated.after["notes"] == "n"
     assert deleted.after is None and deleted.before["id"] == row["id"]
     assert created.actor_id == str(User.objects.get(username="alice").pk)
-    kinds = list(AuditRecord.objects.filter(addon="store_shop", kind__startswith="crud.").order_by("timestamp").values_list("kind", "target"))
-    assert kinds == [(f"crud.{a}", f"store_shop.customers:{row['id']}") for a in ("create", "update", "delete")]
+    kinds = list(
+        AuditRecord.objects.filter(addon="store_shop", kind__startswith="crud.")
+        .order_by("timestamp")
+        .values_list("kind", "target")
+    )
+    assert kinds == [
+        (f"crud.{a}", f"store_shop.customers:{row['id']}") for a in ("create", "update", "delete")
+    ]
 
 
 def test_rolled_back_write_emits_nothing(alice, events, django_capture_on_commit_callbacks):
@@ -394,7 +427,9 @@ def test_row_level_security_binds_a_non_superuser_role_to_the_tenant(alice, bob)
     customer(bob, name="theirs")
     table = connection.ops.quote_name(get_kernel().registry.resolve("customers").model_class._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass", [table])
+        cursor.execute(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass", [table]
+        )
         assert cursor.fetchone() == (True, True)
         # Role creation and grants roll back with the test's transaction.
         cursor.execute("CREATE ROLE metacore_rls_probe NOLOGIN NOSUPERUSER NOBYPASSRLS")
@@ -416,7 +451,9 @@ def test_row_level_security_binds_a_non_superuser_role_to_the_tenant(alice, bob)
                     with transaction.atomic():
                         cursor.execute(
                             f"INSERT INTO {table} (id, organization_id, name, vip, created_at, updated_at)"
-                            " VALUES (%s, %s, 'smuggled', false, now(), now())", [uuid.uuid4(), ORG_B])
+                            " VALUES (%s, %s, 'smuggled', false, now(), now())",
+                            [uuid.uuid4(), ORG_B],
+                        )
                 # The store itself binds the tenant when its role is subject to RLS.
                 rls.set_tenant(connection, None)
                 rls.forget(connection)
@@ -436,24 +473,47 @@ class _Undo(Exception):
     pass
 
 
-@pytest.mark.parametrize("params", [
-    {"f_total": "gt:1e30"}, {"f_total": "gt:1e-30"}, {"f_total": "gt:NaN"}, {"f_total": "range:-1e400|"},
-    {"f_weight": "gt:1e308"}, {"f_weight": "lt:inf"}, {"f_big": "gt:99999999999999999999999"},
-    {"f_shipped_at": "gt:0001-01-01T00:00:00+05:00"}, {"f_shipped_at": "lt:9999-12-31T23:59:59-05:00"},
-    {"f_placed_on": "gt:0001-01-01"}, {"f_status": "eq:a\x00b"}, {"search": "a\x00b"},
-    {"f_meta": 'contains:{"a": "\\u0000"}'}, {"page": "99999999999999999999999", "per_page": "200"},
-], ids=str)
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"f_total": "gt:1e30"},
+        {"f_total": "gt:1e-30"},
+        {"f_total": "gt:NaN"},
+        {"f_total": "range:-1e400|"},
+        {"f_weight": "gt:1e308"},
+        {"f_weight": "lt:inf"},
+        {"f_big": "gt:99999999999999999999999"},
+        {"f_shipped_at": "gt:0001-01-01T00:00:00+05:00"},
+        {"f_shipped_at": "lt:9999-12-31T23:59:59-05:00"},
+        {"f_placed_on": "gt:0001-01-01"},
+        {"f_status": "eq:a\x00b"},
+        {"search": "a\x00b"},
+        {"f_meta": 'contains:{"a": "\\u0000"}'},
+        {"page": "99999999999999999999999", "per_page": "200"},
+    ],
+    ids=str,
+)
 def test_hostile_filter_values_never_500(alice, params):
     response = alice.get(ORDERS, params)
     assert response.status_code in (200, 400), response.content
     assert response.json()["success"] is (response.status_code == 200)
 
 
-@pytest.mark.parametrize("body", [
-    {"total": "1e30"}, {"total": "NaN"}, {"weight": 1e308}, {"weight": "Infinity"}, {"big": 2**70},
-    {"shipped_at": "0001-01-01T00:00:00+05:00"}, {"status": "a\x00b"}, {"meta": {"a": "\x00"}},
-    {"placed_on": "0000-01-01"},
-], ids=str)
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"total": "1e30"},
+        {"total": "NaN"},
+        {"weight": 1e308},
+        {"weight": "Infinity"},
+        {"big": 2**70},
+        {"shipped_at": "0001-01-01T00:00:00+05:00"},
+        {"status": "a\x00b"},
+        {"meta": {"a": "\x00"}},
+        {"placed_on": "0000-01-01"},
+    ],
+    ids=str,
+)
 def test_hostile_write_values_never_500(alice, body):
     response = alice.post(ORDERS, body, format="json")
     assert response.status_code in (201, 400), response.content
@@ -469,6 +529,8 @@ def test_store_requests_are_traced_and_counted_by_model_and_status(alice, otel):
     created = otel.spans("metacore.store.create")[0].attributes
     assert created["metacore.addon"] == "store_shop" and created["metacore.model"] == "customers"
     assert created["metacore.tenant"] == str(ORG_A)
-    counted = {(p.attributes["metacore.action"], p.attributes["metacore.status"]): p.value
-               for p in otel.metric_points("metacore.requests")}
+    counted = {
+        (p.attributes["metacore.action"], p.attributes["metacore.status"]): p.value
+        for p in otel.metric_points("metacore.requests")
+    }
     assert counted[("create", 201)] == 1 and counted[("read", 404)] == 1

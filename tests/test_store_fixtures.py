@@ -2,20 +2,18 @@
 get, list with each operator, sort, search, paginate, update (PUT merge and PATCH), delete
 (soft on soft-delete tables, hard otherwise). Each fixture is installed once for the module
 with the real installer and uninstalled (with its data) afterwards."""
-import json
-import tarfile
+
 import uuid
 
 import pytest
+from addon_fixtures import bundle_params
+from conftest import is_postgres
+from store_support import ORG_A, as_query, client_for, fails, installed_addon, make_user, ok, same, sample
 
 from metacore.kernel import get_kernel
 from metacore.manifest.model import Manifest
 from metacore.schema.types import get_type
 from metacore.store.query import OPERATORS, search_columns
-from store_support import ORG_A, as_query, client_for, fails, installed_addon, make_user, ok, same, sample
-from conftest import is_postgres
-from addon_fixtures import bundle_params
-
 
 FIXTURES = bundle_params(where=lambda raw: bool(raw.get("models") or raw.get("model_definitions")))
 
@@ -70,26 +68,36 @@ def ids(body):
 def test_crud_round_trip(addon, client):
     for spec in addon.models:
         created = create_row(client, addon, spec, 0)
-        assert created["organization_id"] == str(ORG_A) if spec.org_scoped else "organization_id" not in created
+        assert (
+            created["organization_id"] == str(ORG_A) if spec.org_scoped else "organization_id" not in created
+        )
         assert uuid.UUID(created["id"]) and created["created_at"]
         assert ok(client.get(url(addon, spec, created["id"])))["data"] == created
         assert ids(listed(client, addon, spec)) == [created["id"]]
 
         plain = [c for c in spec.user_columns if c.references is None]
         first, last = plain[0], plain[-1]
-        put = ok(client.put(url(addon, spec, created["id"]), {first.name: sample(first, 3)}, format="json"))["data"]
+        put = ok(client.put(url(addon, spec, created["id"]), {first.name: sample(first, 3)}, format="json"))[
+            "data"
+        ]
         assert same(first, put[first.name], sample(first, 3))
         for column in spec.user_columns:
             if column is not first:
                 assert put[column.name] == created[column.name], f"PUT must keep {column.name}"
-        patched = ok(client.patch(url(addon, spec, created["id"]), {last.name: sample(last, 4)}, format="json"))["data"]
+        patched = ok(
+            client.patch(url(addon, spec, created["id"]), {last.name: sample(last, 4)}, format="json")
+        )["data"]
         assert same(last, patched[last.name], sample(last, 4))
         assert same(first, patched[first.name], sample(first, 3))
 
         ok(client.delete(url(addon, spec, created["id"])))
         fails(client.get(url(addon, spec, created["id"])), 404)
         assert ids(listed(client, addon, spec)) == []
-        stored = get_kernel().registry.resolve(f"{addon.key}.{spec.table}").model_class.objects.filter(pk=created["id"])
+        stored = (
+            get_kernel()
+            .registry.resolve(f"{addon.key}.{spec.table}")
+            .model_class.objects.filter(pk=created["id"])
+        )
         if spec.soft_delete:
             assert stored.get().deleted_at is not None
         else:
@@ -147,7 +155,9 @@ def _one_column_per_type(spec):
     """Operators depend on the column's type (and whether it is a reference), not its name."""
     chosen = {}
     for column in spec.user_columns:
-        chosen.setdefault((get_type(column.type).name, column.references is not None, column.required), column)
+        chosen.setdefault(
+            (get_type(column.type).name, column.references is not None, column.required), column
+        )
     return list(chosen.values())
 
 
@@ -159,7 +169,11 @@ def test_every_operator_on_every_column_type(addon, client):
             for name, (raw, predicate) in _operator_cases(column, values).items():
                 response = client.get(url(addon, spec), {f"f_{column.name}": raw, "per_page": 200})
                 if predicate is None:
-                    assert f"f_{column.name}" in fails(response, 400)["errors"], (spec.table, column.name, name)
+                    assert f"f_{column.name}" in fails(response, 400)["errors"], (
+                        spec.table,
+                        column.name,
+                        name,
+                    )
                     continue
                 expected = {row["id"] for row in rows if predicate(_python(column, row[column.name]))}
                 got = set(ids(ok(response)))
@@ -179,7 +193,9 @@ def test_sort_search_and_paginate(addon, client):
             descending = [r["id"] for r in sorted(by_id, key=key, reverse=True)]
             assert ids(listed(client, addon, spec, sortBy=column.name, order="asc")) == ascending, column.name
             assert ids(listed(client, addon, spec, sortBy=f"-{column.name}")) == descending, column.name
-            assert ids(listed(client, addon, spec, sortBy=column.name, order="desc")) == descending, column.name
+            assert ids(listed(client, addon, spec, sortBy=column.name, order="desc")) == descending, (
+                column.name
+            )
 
         if search_columns(spec):
             assert ids(listed(client, addon, spec, search="B1")) == [rows[1]["id"]]
@@ -215,4 +231,7 @@ def test_export_then_import_round_trips_every_column(addon, client):
         assert len(back) == 2
         for column in spec.user_columns:
             for original in rows:
-                assert any(same(column, b[column.name], original[column.name]) for b in back), (spec.key, column.name)
+                assert any(same(column, b[column.name], original[column.name]) for b in back), (
+                    spec.key,
+                    column.name,
+                )

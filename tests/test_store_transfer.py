@@ -2,6 +2,7 @@
 CSV and JSON round trips, a bad row refusing the whole import with its row and line, validate
 as a dry run, multipart uploads as the SDK's Import dialog sends them, permissions, tenancy,
 soft delete, audit, and streaming."""
+
 import csv
 import io
 import json
@@ -9,14 +10,18 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from store_support import ORG_A, ORG_B, client_for, fails, installed_addon, make_user, ok, same, sample
 
 from metacore.models import AuditRecord
 from metacore.schema.types import get_type
-from store_support import ORG_A, ORG_B, client_for, fails, installed_addon, make_user, ok, same, sample
 
 SHOP = Path(__file__).parent / "data" / "store_shop"
 BASE = "/api/dynamic/store_shop."
-ALL = [f"store_shop.{t}.{a}" for t in ("customers", "orders", "countries") for a in ("read", "create", "update", "delete")]
+ALL = [
+    f"store_shop.{t}.{a}"
+    for t in ("customers", "orders", "countries")
+    for a in ("read", "create", "update", "delete")
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,6 +48,7 @@ def body_of(response):
 
 def user_columns(shop, table):
     from metacore.kernel import get_kernel
+
     return get_kernel().registry.resolve(f"store_shop.{table}").spec.user_columns
 
 
@@ -61,11 +67,17 @@ def listed(client, table):
 
 def assert_same_rows(shop, table, expected, got):
     columns = user_columns(shop, table)
-    key = lambda row: json.dumps([get_type(c.type).to_json(row[c.name]) if False else str(row[c.name]) for c in columns[:1]])
+    key = lambda row: json.dumps(
+        [get_type(c.type).to_json(row[c.name]) if False else str(row[c.name]) for c in columns[:1]]
+    )
     assert len(expected) == len(got)
-    for want, have in zip(sorted(expected, key=key), sorted(got, key=key)):
+    for want, have in zip(sorted(expected, key=key), sorted(got, key=key), strict=True):
         for column in columns:
-            assert same(column, have[column.name], want[column.name]), (column.name, have[column.name], want[column.name])
+            assert same(column, have[column.name], want[column.name]), (
+                column.name,
+                have[column.name],
+                want[column.name],
+            )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
@@ -73,8 +85,16 @@ def assert_same_rows(shop, table, expected, got):
 def test_export_then_import_round_trips_every_column_type(alice, shop, table, fmt):
     extra = {"email": None} if table == "customers" else {}
     originals = fill(alice, shop, table, 4, **extra)
-    originals.append(fill(alice, shop, table, 1, start=9, **{c.name: None for c in user_columns(shop, table)
-                                                            if not c.required and c.references is None})[0])
+    originals.append(
+        fill(
+            alice,
+            shop,
+            table,
+            1,
+            start=9,
+            **{c.name: None for c in user_columns(shop, table) if not c.required and c.references is None},
+        )[0]
+    )
     exported = body_of(alice.get(BASE + table + "/export", {"format": fmt}))
     for row in originals:  # the import creates new rows: clear the table first
         ok(alice.delete(f"{BASE}{table}/{row['id']}"))
@@ -87,13 +107,24 @@ def test_export_then_import_round_trips_every_column_type(alice, shop, table, fm
 
 def test_csv_export_shape(alice, shop):
     fill(alice, shop, "orders", 2)
-    text = body_of(alice.get(BASE + "orders/export", {"columns": "status,qty,meta,placed_on", "sortBy": "qty",
-                                                      "column_labels": json.dumps({"qty": "Qty"})})).decode()
+    text = body_of(
+        alice.get(
+            BASE + "orders/export",
+            {
+                "columns": "status,qty,meta,placed_on",
+                "sortBy": "qty",
+                "column_labels": json.dumps({"qty": "Qty"}),
+            },
+        )
+    ).decode()
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["status", "Qty", "meta", "placed_on"]
     assert rows[1] == ["va0z", "10", '{"k": 0, "tags": ["t0"]}', "2024-01-01"]
     response = alice.get(BASE + "orders/export")
-    assert response["Content-Type"].startswith("text/csv") and 'filename="orders.csv"' in response["Content-Disposition"]
+    assert (
+        response["Content-Type"].startswith("text/csv")
+        and 'filename="orders.csv"' in response["Content-Disposition"]
+    )
     # An export with the columns' labels re-imports (labels map back to keys).
     ok(alice.post(BASE + "orders/import", {"file": SimpleUploadedFile("x.csv", text.encode())}), 201)
 
@@ -104,7 +135,9 @@ def test_export_applies_the_list_filters_tenancy_and_soft_delete(alice, bob, sho
     ok(alice.delete(f"{BASE}customers/{mine[0]['id']}"))
     rows = json.loads(body_of(alice.get(BASE + "customers/export", {"format": "json", "columns": "id,name"})))
     assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in mine[1:])
-    rows = json.loads(body_of(alice.get(BASE + "customers/export", {"format": "json", "f_name": mine[2]["name"]})))
+    rows = json.loads(
+        body_of(alice.get(BASE + "customers/export", {"format": "json", "f_name": mine[2]["name"]}))
+    )
     assert [r["name"] for r in rows] == [mine[2]["name"]] and "organization_id" not in rows[0]
 
 
@@ -114,11 +147,11 @@ def test_template_is_the_header(alice, shop):
 
 
 def test_a_bad_row_refuses_the_whole_import_with_its_line(alice, shop):
-    data = ('status,qty,notes_unused\n' if False else 'status,qty,meta\n'
-            'open,1,"{""a"": 1}"\n'
-            '"two\nlines",2,\n'
-            'open,lots,\n'
-            'open,4,{bad\n')
+    data = (
+        "status,qty,notes_unused\n"
+        if False
+        else 'status,qty,meta\nopen,1,"{""a"": 1}"\n"two\nlines",2,\nopen,lots,\nopen,4,{bad\n'
+    )
     response = alice.post(BASE + "orders/import", data, content_type="text/csv")
     body = fails(response, 422)
     report = body["data"]
@@ -141,8 +174,15 @@ def test_duplicates_within_the_file_and_unknown_columns(alice, shop):
 
 
 def test_json_bodies_and_envelopes(alice, shop):
-    assert ok(alice.post(BASE + "countries/import", {"data": [{"code": "MX", "name": "Mexico"}]},
-                         format="json"), 201)["data"]["created"] == 1
+    assert (
+        ok(
+            alice.post(
+                BASE + "countries/import", {"data": [{"code": "MX", "name": "Mexico"}]}, format="json"
+            ),
+            201,
+        )["data"]["created"]
+        == 1
+    )
     fails(alice.post(BASE + "countries/import", {"rows": []}, format="json"), 400)
     fails(alice.post(BASE + "countries/import", {"file": SimpleUploadedFile("a.json", b"{nope")}), 400)
     fails(alice.post(BASE + "countries/import", {"other": "x"}), 400)
@@ -156,7 +196,9 @@ def test_permissions_and_audit(db, shop):
     fails(reader.post(BASE + "countries/import", [{"code": "AR", "name": "Argentina"}], format="json"), 403)
     fails(client_for(make_user("nobody", ORG_A)).get(BASE + "countries/export"), 403)
     fails(client_for(None).get(BASE + "countries/export"), 401)
-    writer = client_for(make_user("writer", ORG_A, perms=["store_shop.countries.create", "store_shop.countries.read"]))
+    writer = client_for(
+        make_user("writer", ORG_A, perms=["store_shop.countries.create", "store_shop.countries.read"])
+    )
     ok(writer.post(BASE + "countries/import", [{"code": "AR", "name": "Argentina"}], format="json"), 201)
     body_of(writer.get(BASE + "countries/export"))
     kinds = list(AuditRecord.objects.filter(addon="store_shop").values_list("kind", flat=True))
@@ -172,8 +214,14 @@ def test_export_streams_chunk_by_chunk_under_asgi(shop, db):
     user = make_user("asgi", ORG_A, perms=ALL)
     client = AsyncClient()
     client.force_login(user)
-    ok(client_for(user).post(BASE + "countries/import", [{"code": f"{chr(65 + i // 26)}{chr(65 + i % 26)}",
-                                                           "name": f"n{i}"} for i in range(600)], format="json"), 201)
+    ok(
+        client_for(user).post(
+            BASE + "countries/import",
+            [{"code": f"{chr(65 + i // 26)}{chr(65 + i % 26)}", "name": f"n{i}"} for i in range(600)],
+            format="json",
+        ),
+        201,
+    )
 
     async def fetch():
         response = await client.get(BASE + "countries/export", {"columns": "code"})

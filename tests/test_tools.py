@@ -1,11 +1,13 @@
 """Tools from a manifest's tools[]: listed, validated as upstream's tool/validator.go (400
 naming the parameter), dispatched to HTTP (signed) or wasm, audited."""
+
 import json
 import shutil
 import uuid
 from pathlib import Path
 
 import pytest
+import webhook_receiver
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
@@ -13,43 +15,70 @@ from metacore.installer.secrets import issue_secret
 from metacore.integrations.tools import input_params, validate
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, TenantMembership
-import webhook_receiver
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "helpdesk"
 pytestmark = pytest.mark.django_db(transaction=True)
 receiver = webhook_receiver.receiver  # the local receiver fixture
 
 LOOKUP = {
-    "id": "lookup", "name": "Lookup taxpayer", "description": "Find a taxpayer", "endpoint": "/tools/lookup",
+    "id": "lookup",
+    "name": "Lookup taxpayer",
+    "description": "Find a taxpayer",
+    "endpoint": "/tools/lookup",
     "input_schema": [
-        {"name": "rfc", "type": "string", "required": True, "normalize": "uppercase", "validation": "^[A-Z]{3,4}[0-9]{6}$"},
+        {
+            "name": "rfc",
+            "type": "string",
+            "required": True,
+            "normalize": "uppercase",
+            "validation": "^[A-Z]{3,4}[0-9]{6}$",
+        },
         {"name": "amount", "type": "number"},
         {"name": "email", "type": "email"},
         {"name": "when", "type": "date", "default_value": "2026-01-01"},
         {"name": "notify", "type": "boolean"},
     ],
 }
-ECHO = {"id": "echo_tool", "description": "Echo", "handler": {"type": "wasm", "function": "echo"},
-        "input_schema": {"type": "object", "properties": {"q": {"type": "string"}, "n": {"type": "integer"}},
-                         "required": ["q"]}}
+ECHO = {
+    "id": "echo_tool",
+    "description": "Echo",
+    "handler": {"type": "wasm", "function": "echo"},
+    "input_schema": {
+        "type": "object",
+        "properties": {"q": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["q"],
+    },
+}
 
 
 def test_validator_rules():
     params = input_params(LOOKUP["input_schema"])
     cleaned, errors = validate(params, {"rfc": " abc010203 ", "amount": 12.5, "notify": "TRUE", "extra": 1})
-    assert errors == {} and cleaned == {"rfc": "ABC010203", "amount": 12.5, "when": "2026-01-01", "notify": True}
-    _, errors = validate(params, {"rfc": "", "amount": "abc", "email": "nope", "when": "31/12/2026", "notify": "maybe"})
+    assert errors == {} and cleaned == {
+        "rfc": "ABC010203",
+        "amount": 12.5,
+        "when": "2026-01-01",
+        "notify": True,
+    }
+    _, errors = validate(
+        params, {"rfc": "", "amount": "abc", "email": "nope", "when": "31/12/2026", "notify": "maybe"}
+    )
     assert set(errors) == {"rfc", "amount", "email", "when", "notify"} and errors["rfc"] == ["required"]
     assert validate(params, {"rfc": "x1"})[1] == {"rfc": ["does not match pattern"]}
     assert input_params(ECHO["input_schema"]) == (
         {"name": "q", "type": "string", "description": "", "required": True},
-        {"name": "n", "type": "number", "description": "", "required": False})
+        {"name": "n", "type": "number", "description": "", "required": False},
+    )
 
 
 @pytest.fixture
 def toolbox(tmp_path, receiver, settings):
-    settings.METACORE = {**settings.METACORE, "HTTP_RESOLVER": "webhook_receiver.resolve",
-                         "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"], "SECRET_MASTER_KEY": "test-master-key"}
+    settings.METACORE = {
+        **settings.METACORE,
+        "HTTP_RESOLVER": "webhook_receiver.resolve",
+        "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"],
+        "SECRET_MASTER_KEY": "test-master-key",
+    }
     target = tmp_path / "bundle"
     shutil.copytree(EXAMPLE, target)
     manifest = json.loads((target / "manifest.json").read_text())
@@ -74,8 +103,11 @@ def client():
 
 
 def execute(client, tool_id, parameters, addon="toolbox"):
-    return client.post("/api/metacore/tools/execute", {"addon_key": addon, "tool_id": tool_id, "parameters": parameters},
-                       format="json")
+    return client.post(
+        "/api/metacore/tools/execute",
+        {"addon_key": addon, "tool_id": tool_id, "parameters": parameters},
+        format="json",
+    )
 
 
 def test_tools_are_listed(toolbox, client):
@@ -90,13 +122,22 @@ def test_tools_are_listed(toolbox, client):
 
 
 def test_http_tool_runs_signed_with_cleaned_parameters(toolbox, client, receiver):
-    receiver.routes["/tools/lookup"] = (200, {"success": True, "data": {"name": "ACME"}, "metadata": {"cached": False}}, 0)
+    receiver.routes["/tools/lookup"] = (
+        200,
+        {"success": True, "data": {"name": "ACME"}, "metadata": {"cached": False}},
+        0,
+    )
     response = execute(client, "lookup", {"rfc": " abc010203 ", "amount": "12.50", "email": "a@b.co"})
     assert response.status_code == 200, response.content
     assert response.json() == {"success": True, "data": {"name": "ACME"}, "metadata": {"cached": False}}
     [request] = receiver.requests
     assert request["verified"] is True and request["headers"]["X-Metacore-Event"] == "tool:lookup"
-    assert request["json"]["parameters"] == {"rfc": "ABC010203", "amount": 12.5, "email": "a@b.co", "when": "2026-01-01"}
+    assert request["json"]["parameters"] == {
+        "rfc": "ABC010203",
+        "amount": 12.5,
+        "email": "a@b.co",
+        "when": "2026-01-01",
+    }
     assert request["json"]["org_id"] == client.org and request["json"]["tool_id"] == "lookup"
     audit = AuditRecord.objects.get(kind="tool.execute")
     assert audit.target == "lookup" and audit.details["outcome"] == "ok"
@@ -108,8 +149,9 @@ def test_bad_input_is_a_400_naming_the_field(toolbox, client, receiver):
     assert "amount" in bad.json()["message"]
     missing = execute(client, "lookup", {})
     assert missing.status_code == 400 and missing.json()["errors"] == {"rfc": ["required"]}
-    assert client.post("/api/metacore/tools/execute", {"tool_id": "lookup"}, format="json").json()["errors"] == {
-        "addon_key": ["required"]}
+    assert client.post("/api/metacore/tools/execute", {"tool_id": "lookup"}, format="json").json()[
+        "errors"
+    ] == {"addon_key": ["required"]}
     assert execute(client, "lookup", "not an object").status_code == 400
     assert execute(client, "nope", {}).status_code == 404
     assert receiver.requests == []
@@ -143,7 +185,11 @@ def test_idempotency_key_runs_a_tool_once(toolbox, client, receiver):
 def test_idempotency_key_does_not_keep_a_failure(toolbox, client, receiver):
     body = {"addon_key": "toolbox", "tool_id": "lookup", "parameters": {"rfc": "ABC010203"}}
     receiver.routes["/tools/lookup"] = (200, {"success": True, "data": {}}, 0)
-    bad = client.post("/api/metacore/tools/execute", {**body, "parameters": {}}, format="json", HTTP_IDEMPOTENCY_KEY="k-3")
+    bad = client.post(
+        "/api/metacore/tools/execute", {**body, "parameters": {}}, format="json", HTTP_IDEMPOTENCY_KEY="k-3"
+    )
     assert bad.status_code == 400
-    again = client.post("/api/metacore/tools/execute", {**body, "parameters": {}}, format="json", HTTP_IDEMPOTENCY_KEY="k-3")
+    again = client.post(
+        "/api/metacore/tools/execute", {**body, "parameters": {}}, format="json", HTTP_IDEMPOTENCY_KEY="k-3"
+    )
     assert again.status_code == 400 and "Idempotent-Replay" not in again and receiver.requests == []

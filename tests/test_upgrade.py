@@ -3,6 +3,7 @@
 Each scenario installs version 1.0.0 of a small flat-format addon, writes rows, upgrades to
 a changed manifest and asserts the schema by introspection and every pre-existing value.
 """
+
 import json
 import uuid
 
@@ -42,8 +43,14 @@ def write_bundle(tmp_path, version, tickets, notes=NOTES_V1, extra_models=(), **
     if notes is not None:
         models.append({"table_name": "notes", "model_key": "notes", "label": "Notes", "columns": notes})
     models += list(extra_models)
-    manifest = {"key": KEY, "name": "Upgrade test", "version": version, "kernel": ">=3.0.0 <4.0.0",
-                "model_definitions": models, **manifest_extra}
+    manifest = {
+        "key": KEY,
+        "name": "Upgrade test",
+        "version": version,
+        "kernel": ">=3.0.0 <4.0.0",
+        "model_definitions": models,
+        **manifest_extra,
+    }
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
@@ -57,8 +64,12 @@ def installed(tmp_path):
     get_kernel().installer.install(write_bundle(tmp_path, "1.0.0", TICKETS_V1))
     model = tickets_model()
     ids = []
-    for i, (subject, points, code) in enumerate([("short", 1, "A"), ("a much longer subject line", 2, "B"), ("mid", None, None)]):
-        row = model.objects.create(organization_id=ORG, subject=subject, body=f"body {i}", points=points, code=code)
+    for i, (subject, points, code) in enumerate(
+        [("short", 1, "A"), ("a much longer subject line", 2, "B"), ("mid", None, None)]
+    ):
+        row = model.objects.create(
+            organization_id=ORG, subject=subject, body=f"body {i}", points=points, code=code
+        )
         ids.append(row.pk)
     yield ids
     get_kernel().installer.uninstall(KEY, drop_data=True)
@@ -99,7 +110,9 @@ def test_plan_touches_nothing_and_lists_steps_with_sql(tmp_path, installed, caps
 def test_add_nullable_column_keeps_rows_and_bumps_version(tmp_path, installed):
     before = rows_by_id()
     revision = RegistryState.objects.get().revision
-    call_command("metacore_upgrade", str(write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")])))
+    call_command(
+        "metacore_upgrade", str(write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")]))
+    )
     info = describe()
     assert info.columns["due_at"].nullable
     assert_rows_kept(before)
@@ -113,7 +126,12 @@ def test_add_table_and_index_and_reference(tmp_path, installed):
     before = rows_by_id()
     tickets = [dict(c, index=True) if c["name"] == "code" else c for c in TICKETS_V1]
     tickets.append(column("tag_id", "uuid", references="tags"))
-    tags = {"table_name": "tags", "model_key": "tags", "label": "Tags", "columns": [column("name", "string", size=40)]}
+    tags = {
+        "table_name": "tags",
+        "model_key": "tags",
+        "label": "Tags",
+        "columns": [column("name", "string", size=40)],
+    }
     get_kernel().installer.upgrade(write_bundle(tmp_path, "1.1.0", tickets, extra_models=[tags]))
     assert describe("tags") is not None
     info = describe()
@@ -214,17 +232,23 @@ def test_default_change_is_safe(tmp_path, installed):
 
 def test_not_null_column_without_default_refused_on_non_empty_table(tmp_path, installed):
     bundle = write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("owner", "string", required=True)])
-    with pytest.raises(MetacoreError, match="cannot add NOT NULL column tickets.owner without a default: tickets has 3 rows"):
+    with pytest.raises(
+        MetacoreError, match="cannot add NOT NULL column tickets.owner without a default: tickets has 3 rows"
+    ):
         get_kernel().installer.upgrade(bundle)
     assert "owner" not in describe().columns
-    with_default = write_bundle(tmp_path, "1.1.1", TICKETS_V1 + [column("owner", "string", required=True, default="nobody")])
+    with_default = write_bundle(
+        tmp_path, "1.1.1", TICKETS_V1 + [column("owner", "string", required=True, default="nobody")]
+    )
     get_kernel().installer.upgrade(with_default)
     assert set(tickets_model().objects.values_list("owner", flat=True)) == {"nobody"}
 
 
 def test_rename_column_and_table_with_hints_keep_data(tmp_path, installed):
     before = rows_by_id()
-    tickets = [dict(c, name="title", renamed_from="subject") if c["name"] == "subject" else c for c in TICKETS_V1]
+    tickets = [
+        dict(c, name="title", renamed_from="subject") if c["name"] == "subject" else c for c in TICKETS_V1
+    ]
     bundle = write_bundle(tmp_path, "1.1.0", tickets)
     plan = get_kernel().installer.plan(bundle)
     assert [s.words for s in plan.steps] == ["rename column tickets.subject to title"]
@@ -234,8 +258,15 @@ def test_rename_column_and_table_with_hints_keep_data(tmp_path, installed):
 
     notes = get_kernel().registry.resolve(f"{KEY}.notes").model_class
     notes.objects.create(organization_id=ORG, note="keep me")
-    models = [{"table_name": "memos", "model_key": "memos", "label": "Memos", "renamed_from": "notes",
-               "columns": NOTES_V1}]
+    models = [
+        {
+            "table_name": "memos",
+            "model_key": "memos",
+            "label": "Memos",
+            "renamed_from": "notes",
+            "columns": NOTES_V1,
+        }
+    ]
     renamed = write_bundle(tmp_path, "1.2.0", tickets, notes=None, extra_models=models)
     plan = get_kernel().installer.plan(renamed)
     assert [s.words for s in plan.steps][0] == "rename table notes to memos"
@@ -258,7 +289,10 @@ def test_permissions_and_capabilities_follow_the_manifest(tmp_path, installed):
     from django.contrib.auth.models import Permission
 
     bundle = write_bundle(
-        tmp_path, "1.1.0", TICKETS_V1, permissions=[{"key": "tickets.approve", "label": "Approve"}],
+        tmp_path,
+        "1.1.0",
+        TICKETS_V1,
+        permissions=[{"key": "tickets.approve", "label": "Approve"}],
         capabilities=[{"kind": "event:emit", "target": "upg.*", "reason": "notify"}],
     )
     words = [s.words for s in get_kernel().installer.plan(bundle).steps]
@@ -346,7 +380,9 @@ def test_rollback_when_the_hook_fails(tmp_path, installed, monkeypatch):
 
     monkeypatch.setattr("metacore.installer.upgrade.run_lifecycle_hook", failing_hook)
     with pytest.raises(MetacoreError, match="on_upgrade trapped"):
-        get_kernel().installer.upgrade(write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")]))
+        get_kernel().installer.upgrade(
+            write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")])
+        )
     assert_still_v1(before)
     assert tickets_model().objects.count() == 3  # the old schema is still served
 
@@ -357,7 +393,9 @@ def test_rollback_when_a_sql_migration_fails(tmp_path, installed):
     before = rows_by_id()
     bundle = write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")])
     (bundle / "migrations").mkdir()
-    (bundle / "migrations" / "0002_bad.sql").write_text("CREATE INDEX bad_idx ON tickets (due_at) WHERE nonsense(;")
+    (bundle / "migrations" / "0002_bad.sql").write_text(
+        "CREATE INDEX bad_idx ON tickets (due_at) WHERE nonsense(;"
+    )
     with pytest.raises(MetacoreError):
         get_kernel().installer.upgrade(bundle)
     assert_still_v1(before)
@@ -392,10 +430,20 @@ def test_upgrade_through_the_rest_endpoint_uses_the_same_plan(tmp_path, installe
 
 def test_install_and_upgrade_steps_are_traced(tmp_path, otel):
     get_kernel().installer.install(write_bundle(tmp_path, "1.0.0", TICKETS_V1))
-    get_kernel().installer.upgrade(write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")]))
+    get_kernel().installer.upgrade(
+        write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")])
+    )
     names = {s.name for s in otel.spans()}
-    assert {"metacore.install", "metacore.install.ddl", "metacore.install.sql_migrations", "metacore.install.hook",
-            "metacore.upgrade", "metacore.upgrade.plan", "metacore.upgrade.ddl", "metacore.upgrade.hook"} <= names
+    assert {
+        "metacore.install",
+        "metacore.install.ddl",
+        "metacore.install.sql_migrations",
+        "metacore.install.hook",
+        "metacore.upgrade",
+        "metacore.upgrade.plan",
+        "metacore.upgrade.ddl",
+        "metacore.upgrade.hook",
+    } <= names
     upgrade = next(s for s in otel.spans() if s.name == "metacore.upgrade")
     assert upgrade.attributes["metacore.addon"] == KEY and upgrade.attributes["metacore.steps"] >= 1
     get_kernel().installer.uninstall(KEY, drop_data=True)
@@ -413,7 +461,9 @@ def test_upgrade_announces_itself_after_commit_and_changes_the_metadata_version(
     version_before = get_kernel().metadata.version()
     addon_changed.connect(receiver)
     try:
-        get_kernel().installer.upgrade(write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")]))
+        get_kernel().installer.upgrade(
+            write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")])
+        )
     finally:
         addon_changed.disconnect(receiver)
     assert seen == [(KEY, "upgrade", "1.1.0")]  # the hub turns it into ADDON_MANIFEST_CHANGED

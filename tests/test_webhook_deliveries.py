@@ -1,5 +1,6 @@
 """Outbound webhooks on events: recorded, signed, retried with backoff, dead-lettered,
 replayed; nothing sent for a rolled-back write; a worker killed mid-delivery loses nothing."""
+
 import os
 import signal
 import subprocess
@@ -8,19 +9,19 @@ import time
 import uuid
 from pathlib import Path
 
+import livekit
 import pytest
+import webhook_receiver
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django_tasks_db.models import DBTaskResult
 from rest_framework.test import APIClient
+from webhook_receiver import Receiver
 
-import livekit
 from metacore.integrations.deliveries import backoff_seconds, matches
 from metacore.integrations.models import WebhookDelivery, WebhookSubscription
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, TenantMembership
-import webhook_receiver
-from webhook_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "helpdesk"
@@ -30,8 +31,12 @@ receiver = webhook_receiver.receiver  # the local receiver fixture
 
 @pytest.fixture(autouse=True)
 def webhook_settings(settings):
-    settings.METACORE = {**settings.METACORE, "HTTP_RESOLVER": "webhook_receiver.resolve",
-                         "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"], "WEBHOOK_RETRY_BASE_S": 0.05}
+    settings.METACORE = {
+        **settings.METACORE,
+        "HTTP_RESOLVER": "webhook_receiver.resolve",
+        "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"],
+        "WEBHOOK_RETRY_BASE_S": 0.05,
+    }
     return settings
 
 
@@ -43,7 +48,9 @@ def helpdesk():
 
 
 def member(name, *, staff=False, org=None):
-    user = get_user_model().objects.create_user(username=name, password="pw", is_staff=staff, is_superuser=staff)
+    user = get_user_model().objects.create_user(
+        username=name, password="pw", is_staff=staff, is_superuser=staff
+    )
     TenantMembership.objects.create(user=user, organization_id=org or uuid.uuid4())
     api = APIClient()
     api.force_authenticate(user)
@@ -87,9 +94,13 @@ def test_data_and_addon_events_are_delivered_signed_and_rolled_back_writes_send_
     receiver.secret = sub["secret"]
     subscribe(member("other-org"), f"{receiver.url}/other", ["*"])  # another organization's: never called
     ticket = client.post("/api/dynamic/tickets", {"title": "Printer on fire"}, format="json").json()["data"]
-    declined = client.post(f"/api/dynamic/tickets/{ticket['id']}/action/escalate", {"resolution": "x"}, format="json")
+    declined = client.post(
+        f"/api/dynamic/tickets/{ticket['id']}/action/escalate", {"resolution": "x"}, format="json"
+    )
     assert declined.status_code == 422  # its event_emit rolled back with it
-    resolved = client.post(f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "y"}, format="json")
+    resolved = client.post(
+        f"/api/dynamic/tickets/{ticket['id']}/action/resolve", {"resolution": "y"}, format="json"
+    )
     assert resolved.status_code == 200
     events = sorted(WebhookDelivery.objects.values_list("event", flat=True))
     assert events == ["helpdesk.ticket_resolved", "helpdesk.tickets.created"]
@@ -101,7 +112,9 @@ def test_data_and_addon_events_are_delivered_signed_and_rolled_back_writes_send_
     assert all(r["headers"]["X-Metacore-Tenant"] == client.org for r in requests)
     created = next(r for r in requests if r["headers"]["X-Metacore-Event"] == "helpdesk.tickets.created")
     assert created["json"]["data"]["id"] == ticket["id"] and created["json"]["type"] == "data"
-    assert set(WebhookDelivery.objects.values_list("status", "attempts", "response_status")) == {("delivered", 1, 200)}
+    assert set(WebhookDelivery.objects.values_list("status", "attempts", "response_status")) == {
+        ("delivered", 1, 200)
+    }
     assert WebhookSubscription.objects.get(id=sub["id"]).success_count == 2
     assert not AuditRecord.objects.filter(kind="webhook.delivery").exists()  # delivered: recorded on the row
 
@@ -111,7 +124,9 @@ def test_receiver_down_is_retried_then_dead_lettered_and_replayable(receiver):
     port = receiver.port
     subscribe(client, f"{receiver.url}/hook", ["orders.*"], retry_max=3)
     receiver.close()  # down: connection refused
-    [delivery] = get_kernel().deliveries.publish("orders.created", client.org, {"event": "orders.created", "id": 1})
+    [delivery] = get_kernel().deliveries.publish(
+        "orders.created", client.org, {"event": "orders.created", "id": 1}
+    )
     deadline = time.monotonic() + 30
     while WebhookDelivery.objects.get(id=delivery.id).status != "dead":
         assert time.monotonic() < deadline, "never dead-lettered"
@@ -124,7 +139,9 @@ def test_receiver_down_is_retried_then_dead_lettered_and_replayable(receiver):
     listed = client.get("/api/metacore/webhooks/deliveries", {"status": "dead"}).json()["data"]
     assert [d["id"] for d in listed] == [str(delivery.id)] and listed[0]["attempts"] == 3
     assert client.get("/api/metacore/webhooks/deliveries", {"status": "nope"}).status_code == 400
-    assert member("not-ops").post(f"/api/metacore/webhooks/deliveries/{delivery.id}/replay").status_code == 403
+    assert (
+        member("not-ops").post(f"/api/metacore/webhooks/deliveries/{delivery.id}/replay").status_code == 403
+    )
 
     back = Receiver(port=port)  # the receiver is up again
     try:
@@ -141,11 +158,31 @@ def test_receiver_down_is_retried_then_dead_lettered_and_replayable(receiver):
 
 
 def start_worker(tmp_path, name):
-    env = {**os.environ, "DATABASE_URL": livekit.test_database_url(), "DJANGO_SETTINGS_MODULE": "worker_settings",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "METACORE_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": livekit.test_database_url(),
+        "DJANGO_SETTINGS_MODULE": "worker_settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+        "METACORE_LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
     log = open(tmp_path / f"{name}.log", "w+")
-    process = subprocess.Popen([sys.executable, "manage.py", "metacore_worker", "--tick", "0.3", "--interval", "0.1",
-                                "--no-startup-delay"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "metacore_worker",
+            "--tick",
+            "0.3",
+            "--interval",
+            "0.1",
+            "--no-startup-delay",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     return process, log
 
 
@@ -168,7 +205,10 @@ def test_a_worker_killed_mid_delivery_loses_nothing(receiver, tmp_path):
     try:
         deadline = time.monotonic() + 60
         while WebhookDelivery.objects.get(id=delivery.id).status != "delivered":
-            assert time.monotonic() < deadline and second.poll() is None, (second_log.seek(0), second_log.read())
+            assert time.monotonic() < deadline and second.poll() is None, (
+                second_log.seek(0),
+                second_log.read(),
+            )
             time.sleep(0.2)
     finally:
         second.send_signal(signal.SIGTERM)

@@ -5,6 +5,7 @@ Tests reach it as `http://receiver.test:<port>/...`: `resolve` (METACORE['HTTP_R
 maps `receiver.test` to 127.0.0.1, and the tests allow 127.0.0.1/32 explicitly with
 METACORE['HTTP_ALLOWED_NETWORKS'] (the guard's default refuses loopback).
 """
+
 import hashlib
 import hmac
 import json
@@ -46,11 +47,18 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 headers = {k: v for k, v in self.headers.items()}
-                record = {"path": self.path, "headers": headers, "body": body,
-                          "json": json.loads(body) if body else None, "verified": receiver.verify(self.path, headers, body)}
+                record = {
+                    "path": self.path,
+                    "headers": headers,
+                    "body": body,
+                    "json": json.loads(body) if body else None,
+                    "verified": receiver.verify(self.path, headers, body),
+                }
                 with receiver.lock:
                     receiver.requests.append(record)
-                status, reply, delay = receiver.routes.get(self.path.split("?")[0], (200, {"success": True}, 0))
+                status, reply, delay = receiver.routes.get(
+                    self.path.split("?")[0], (200, {"success": True}, 0)
+                )
                 if delay:
                     time.sleep(delay)
                 data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
@@ -77,7 +85,9 @@ class Receiver:
         """Upstream's receiving side: signature over the path, 300 s window."""
         if not self.secret:
             return None
-        ts, nonce, signature = (headers.get(h) for h in ("X-Metacore-Timestamp", "X-Metacore-Nonce", "X-Metacore-Signature"))
+        ts, nonce, signature = (
+            headers.get(h) for h in ("X-Metacore-Timestamp", "X-Metacore-Nonce", "X-Metacore-Signature")
+        )
         if not (ts and nonce and signature) or abs(time.time() - int(ts)) > 300:
             return False
         return hmac.compare_digest(upstream_signature(self.secret, ts, "POST", path, nonce, body), signature)

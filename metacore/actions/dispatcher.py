@@ -14,6 +14,7 @@ envelope is honoured, other JSON (or text) is the data; a 4xx/5xx answer is a de
 an unreachable receiver 502, one past the budget 504. Refusals before anything is sent
 (egress blocked, capability denied, bad URL) raise, like any kernel 4xx.
 """
+
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,10 +56,14 @@ class ActionDispatcher:
         if action.handler_type == "wasm":
             export = action.function or action.key
             if manifest.backend is None or export not in manifest.backend.exports:
-                raise ExportNotAllowed(f'action "{action.key}" calls {export!r}, which backend.exports does not list')
+                raise ExportNotAllowed(
+                    f'action "{action.key}" calls {export!r}, which backend.exports does not list'
+                )
 
     def dispatch(self, request: ActionRequest) -> Outcome:
-        handler = {"wasm": self._wasm, "noop": self._noop, "webhook": self._webhook}[request.action.handler_type]
+        handler = {"wasm": self._wasm, "noop": self._noop, "webhook": self._webhook}[
+            request.action.handler_type
+        ]
         outcome = handler(request)
         if outcome.ok and request.action.handler_type == "wasm" and request.action.url:
             confirmed = self._webhook(request)
@@ -79,11 +84,21 @@ class ActionDispatcher:
 
         ctx = request.ctx
         export = request.action.function or request.action.key
-        context = {"tenant": ctx.tenant, "actor": ctx.actor_id, "request_id": ctx.request_id,
-                   "deferred_audit": request.deferred_audit}
+        context = {
+            "tenant": ctx.tenant,
+            "actor": ctx.actor_id,
+            "request_id": ctx.request_id,
+            "deferred_audit": request.deferred_audit,
+        }
         try:
-            result = self.kernel.sandbox.invoke(request.installation, request.manifest,
-                                                request.installation.bundle_path, export, self._payload(request), context)
+            result = self.kernel.sandbox.invoke(
+                request.installation,
+                request.manifest,
+                request.installation.bundle_path,
+                export,
+                self._payload(request),
+                context,
+            )
         except SandboxError as exc:
             return Outcome(False, error={"code": exc.code, "message": exc.message}, status=exc.status)
         ok, data, error, guest_meta, status = interpret_result(result)
@@ -96,31 +111,51 @@ class ActionDispatcher:
         if url is None:
             from metacore.errors import ValidationError
 
-            raise ValidationError(f'webhook action "{action.key}" has no URL (trigger.url, hooks map or backend.url)',
-                                  errors={"url": ["missing"]})
+            raise ValidationError(
+                f'webhook action "{action.key}" has no URL (trigger.url, hooks map or backend.url)',
+                errors={"url": ["missing"]},
+            )
         hook = f"{request.spec.key}::{action.key}"
-        body = json.dumps({
-            "record_id": request.row.get("id"),
-            "payload": request.args,
-            "hook": hook,
-            "org_id": ctx.tenant,
-            "addon_key": inst.key,
-            "installation_id": str(inst.pk),
-            "row": request.row,
-        }, default=str, separators=(",", ":")).encode()
+        body = json.dumps(
+            {
+                "record_id": request.row.get("id"),
+                "payload": request.args,
+                "hook": hook,
+                "org_id": ctx.tenant,
+                "addon_key": inst.key,
+                "installation_id": str(inst.pk),
+                "row": request.row,
+            },
+            default=str,
+            separators=(",", ":"),
+        ).encode()
         context = {"tenant": ctx.tenant, "actor": ctx.actor_id, "request_id": ctx.request_id}
         try:
-            sent = outbound.send(url, body, secret=outbound.installation_secret(inst), installation_id=inst.pk,
-                                 event=hook, tenant=ctx.tenant, addon_key=inst.key, context=context,
-                                 extra_headers={"X-Metacore-Invocation": "action",
-                                                "X-Metacore-User-ID": ctx.actor_id or ""})
+            sent = outbound.send(
+                url,
+                body,
+                secret=outbound.installation_secret(inst),
+                installation_id=inst.pk,
+                event=hook,
+                tenant=ctx.tenant,
+                addon_key=inst.key,
+                context=context,
+                extra_headers={"X-Metacore-Invocation": "action", "X-Metacore-User-ID": ctx.actor_id or ""},
+            )
         except FetchError as exc:
             code, status = ("timeout", 504) if isinstance(exc, FetchTimeout) else ("webhook_unreachable", 502)
             self._audit(request, "webhook", outcome=code, url=url, reason=exc.message)
             return Outcome(False, error={"code": code, "message": exc.message}, status=status)
         response = sent.response
-        self._audit(request, "webhook", outcome="ok" if response.status < 400 else "declined", url=url,
-                    status=response.status, duration_ms=round(sent.duration_ms, 3), signed=sent.signed)
+        self._audit(
+            request,
+            "webhook",
+            outcome="ok" if response.status < 400 else "declined",
+            url=url,
+            status=response.status,
+            duration_ms=round(sent.duration_ms, 3),
+            signed=sent.signed,
+        )
         return interpret_answer(response.status, response.body)
 
     # -- helpers --------------------------------------------------------------------------
@@ -131,9 +166,14 @@ class ActionDispatcher:
         return {
             "row": request.row,
             "args": request.args,
-            "ctx": {"addon": request.installation.key, "model": spec.key, "table": spec.table,
-                    "action": request.action.key, "principal": {"user_id": ctx.actor_id, "org_id": ctx.tenant},
-                    "request_id": ctx.request_id},
+            "ctx": {
+                "addon": request.installation.key,
+                "model": spec.key,
+                "table": spec.table,
+                "action": request.action.key,
+                "principal": {"user_id": ctx.actor_id, "org_id": ctx.tenant},
+                "request_id": ctx.request_id,
+            },
         }
 
     def _audit(self, request, trigger, *, outcome, url=None, reason="", **details):
@@ -143,11 +183,19 @@ class ActionDispatcher:
         ctx = request.ctx
         if url:
             details["url"] = redacted_target(HTTP_FETCH, url)
-        request.deferred_audit.append(dict(
-            kind="action.dispatch", actor=ctx.actor_id or "", tenant=ctx.tenant or "", addon=request.installation.key,
-            target=f"{request.spec.key}::{request.action.key}", decision="allow", reason=reason,
-            request_id=ctx.request_id, details={"trigger": trigger, "outcome": outcome, **details},
-        ))
+        request.deferred_audit.append(
+            dict(
+                kind="action.dispatch",
+                actor=ctx.actor_id or "",
+                tenant=ctx.tenant or "",
+                addon=request.installation.key,
+                target=f"{request.spec.key}::{request.action.key}",
+                decision="allow",
+                reason=reason,
+                request_id=ctx.request_id,
+                details={"trigger": trigger, "outcome": outcome, **details},
+            )
+        )
 
 
 def interpret_answer(status: int, body: bytes) -> Outcome:
@@ -162,8 +210,10 @@ def interpret_answer(status: int, body: bytes) -> Outcome:
         error = decoded.get("error") if isinstance(decoded, dict) else None
         if error is None:
             text = decoded if isinstance(decoded, str) else ""
-            error = {"code": "webhook_declined", "message": f"the webhook answered {status}" + (f": {text[:200]}" if text else "")}
+            error = {
+                "code": "webhook_declined",
+                "message": f"the webhook answered {status}" + (f": {text[:200]}" if text else ""),
+            }
         return Outcome(False, error=normalise_error(error), status=422)
     ok, data, error, guest_meta, answer_status = interpret_result(decoded)
     return Outcome(ok, data, error, guest_meta, answer_status)
-

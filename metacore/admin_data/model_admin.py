@@ -8,6 +8,7 @@ errors), and deletes go through `StoreService.delete` (soft delete honoured). Va
 permissions, audit (actor = the admin user) and the realtime DATA_EVENT are therefore
 exactly the API's.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,13 +70,21 @@ class StoreForm(forms.ModelForm):
             return
         store, ref, ctx = _kernel().store, self.model_admin.ref, self.admin_ctx
         names = self.model_admin.column_of_field
-        changed = self.changed_data if self.instance.pk is not None and not self.instance._state.adding else self.fields
+        changed = (
+            self.changed_data
+            if self.instance.pk is not None and not self.instance._state.adding
+            else self.fields
+        )
         payload = {names[f]: _json_value(self.cleaned_data.get(f)) for f in changed if f in names}
         try:
             if self.instance._state.adding:
                 row = store.create(ctx, ref, payload)
             else:
-                row = store.update(ctx, ref, self.instance.pk, payload) if payload else {"id": str(self.instance.pk)}
+                row = (
+                    store.update(ctx, ref, self.instance.pk, payload)
+                    if payload
+                    else {"id": str(self.instance.pk)}
+                )
         except (errors.ValidationError, errors.Conflict) as exc:
             fields = {column: field for field, column in names.items()}
             for column, problems in (exc.errors or {}).items():
@@ -164,8 +173,9 @@ class AddonModelAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         if self.resolved.spec.org_scoped and not admin_context(request).tenant:
-            self.message_user(request, "This model is organization-scoped: pick an organization first.",
-                              messages.WARNING)
+            self.message_user(
+                request, "This model is organization-scoped: pick an organization first.", messages.WARNING
+            )
         with self.tenant_scope(request):
             response = super().changelist_view(request, extra_context)
             return response.render() if hasattr(response, "render") else response
@@ -229,8 +239,10 @@ class AddonModelAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
-        urls = [path("import/", self.admin_site.admin_view(self.import_view), name="%s_%s_import" % info),
-                *super().get_urls()]
+        urls = [
+            path("import/", self.admin_site.admin_view(self.import_view), name="{}_{}_import".format(*info)),
+            *super().get_urls(),
+        ]
         for pattern in urls:
             pattern.callback = self._current_only(pattern.callback)
         return urls
@@ -246,6 +258,7 @@ class AddonModelAdmin(admin.ModelAdmin):
                 self.admin_site._live.refresh()
                 return redispatch(request)
             return view(request, *args, **kwargs)
+
         return inner
 
     def import_view(self, request):
@@ -259,19 +272,33 @@ class AddonModelAdmin(admin.ModelAdmin):
         if request.method == "POST" and request.FILES.get("file"):
             upload = request.FILES["file"]
             try:
-                records = read_json(json.load(upload)) if upload.name.lower().endswith(".json") else read_csv(upload)
+                records = (
+                    read_json(json.load(upload))
+                    if upload.name.lower().endswith(".json")
+                    else read_csv(upload)
+                )
                 with self.tenant_scope(request):
-                    report = _kernel().transfer.import_rows(admin_context(request), self.ref, records, write=True)
+                    report = _kernel().transfer.import_rows(
+                        admin_context(request), self.ref, records, write=True
+                    )
             except (ValueError, errors.MetacoreError) as exc:
                 self.message_user(request, getattr(exc, "message", str(exc)), messages.ERROR)
             else:
                 level = messages.SUCCESS if not report.as_json().get("errors") else messages.WARNING
                 self.message_user(request, f"import: {report.as_json()}", level)
                 if level == messages.SUCCESS:
-                    return HttpResponseRedirect(reverse("admin:%s_%s_changelist" % (self.opts.app_label, self.opts.model_name),
-                                                        current_app=self.admin_site.name))
-        context = {**self.admin_site.each_context(request), "title": f"Import {self.resolved.spec.label}",
-                   "opts": self.opts, "report": report}
+                    return HttpResponseRedirect(
+                        reverse(
+                            f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
+                            current_app=self.admin_site.name,
+                        )
+                    )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Import {self.resolved.spec.label}",
+            "opts": self.opts,
+            "report": report,
+        }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "metacore/admin_data/import.html", context)
 
@@ -295,11 +322,17 @@ def _row_action(action):
     def run(model_admin, request, queryset):
         confirm = _confirmation(action)
         if (action.fields or confirm) and "_metacore_confirmed" not in request.POST:
-            context = {**model_admin.admin_site.each_context(request), "title": action.label or action.key,
-                       "opts": model_admin.opts, "action": action, "confirm": confirm, "queryset": queryset,
-                       "action_name": request.POST.get("action", ""),
-                       "select_across": request.POST.get("select_across", "0"),
-                       "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)}
+            context = {
+                **model_admin.admin_site.each_context(request),
+                "title": action.label or action.key,
+                "opts": model_admin.opts,
+                "action": action,
+                "confirm": confirm,
+                "queryset": queryset,
+                "action_name": request.POST.get("action", ""),
+                "select_across": request.POST.get("select_across", "0"),
+                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            }
             return TemplateResponse(request, "metacore/admin_data/row_action.html", context)
         body = {f.key: request.POST.get(f"field_{f.key}", "") for f in action.fields}
         ctx = admin_context(request)
@@ -312,7 +345,9 @@ def _row_action(action):
             if result.get("success"):
                 model_admin.message_user(request, f"{action.key} {pk}: done", messages.SUCCESS)
             else:
-                model_admin.message_user(request, f"{action.key} {pk}: {result['error']['message']}", messages.ERROR)
+                model_admin.message_user(
+                    request, f"{action.key} {pk}: {result['error']['message']}", messages.ERROR
+                )
         return None
 
     run.__name__ = f"action_{action.key}"
@@ -364,8 +399,13 @@ def model_admin_for(resolved, site):
         if column is None or entry.get("hidden") or column.name in HIDDEN:
             continue
         if column.references is not None and manifest.model(column.references.table) is not None:
-            list_display.append(_reference_cell(names[column.name], entry.get("label") or column.name,
-                                                manifest.model(column.references.table)))
+            list_display.append(
+                _reference_cell(
+                    names[column.name],
+                    entry.get("label") or column.name,
+                    manifest.model(column.references.table),
+                )
+            )
         else:
             list_display.append(names[column.name])
     static_options = {f.get("column") or f.get("key") for f in table.get("filters", ()) if f.get("options")}
@@ -387,13 +427,16 @@ def model_admin_for(resolved, site):
     writable = [c.name for c in spec.columns if c.name not in derive.MANAGED and not c.system]
     ordered = [f["key"] for f in modal if f.get("key") in writable]
     editable = [names[c] for c in dict.fromkeys(ordered + writable)]
-    readonly = [names[c.name] for c in spec.columns
-                if (c.name in derive.MANAGED or c.system) and c.name not in HIDDEN]
+    readonly = [
+        names[c.name] for c in spec.columns if (c.name in derive.MANAGED or c.system) and c.name not in HIDDEN
+    ]
     references = [names[c.name] for c in spec.user_columns if c.references is not None and not c.system]
     attrs = {
         "resolved": resolved,
         "column_of_field": {names[c.name]: c.name for c in spec.columns},
-        "form_labels": {names[f["key"]]: f["label"] for f in modal if f.get("key") in writable and f.get("label")},
+        "form_labels": {
+            names[f["key"]]: f["label"] for f in modal if f.get("key") in writable and f.get("label")
+        },
         "list_display": list_display or ["__str__"],
         "list_filter": list_filter,
         "search_fields": [names[c] for c in derive.search_columns(spec) if c in names],
@@ -401,7 +444,10 @@ def model_admin_for(resolved, site):
         "readonly_fields": readonly,
         "autocomplete_fields": references,
         "ordering": ["-created_at"] if "created_at" in columns else [],
-        "actions": [*AddonModelAdmin.actions, *(_row_action(a) for a in derive.model_actions(manifest, spec))],
+        "actions": [
+            *AddonModelAdmin.actions,
+            *(_row_action(a) for a in derive.model_actions(manifest, spec)),
+        ],
     }
     admin_class = type(f"{spec.table.title()}Admin", (AddonModelAdmin,), attrs)
     return admin_class(model, site)

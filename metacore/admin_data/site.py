@@ -7,6 +7,7 @@ itself and resets Django's URL caches for the admin namespace at that moment, so
 `reverse("admin:<app>_<model>_changelist")` and resolving both follow installs in
 every process without a restart.
 """
+
 from __future__ import annotations
 
 import threading
@@ -18,9 +19,9 @@ from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.views.decorators.common import no_append_slash
 from django.urls import clear_url_caches, get_resolver, include, path, re_path, resolve, reverse
 from django.urls.resolvers import URLResolver
+from django.views.decorators.common import no_append_slash
 
 from metacore.admin_data.tenancy import admin_context, pick_organization
 
@@ -73,6 +74,7 @@ class LivePatterns:
 
     def _reset_resolvers(self):
         """Forget the reverse/namespace tables built from the previous patterns."""
+
         def walk(resolver):
             for pattern in resolver.url_patterns:
                 if not isinstance(pattern, URLResolver):
@@ -184,9 +186,16 @@ class MetacoreAdminSite(admin.AdminSite):
             urls.append(path(f"{model._meta.app_label}/{model._meta.model_name}/", include(model_admin.urls)))
         labels = sorted({model._meta.app_label for model in admins})
         if labels:
-            urls.append(re_path(r"^(?P<app_label>" + "|".join(labels) + ")/$", self.admin_view(self.app_index),
-                                name="app_list"))
-        urls.append(path("organization/", self.admin_view(self.organization_view), name="metacore_organization"))
+            urls.append(
+                re_path(
+                    r"^(?P<app_label>" + "|".join(labels) + ")/$",
+                    self.admin_view(self.app_index),
+                    name="app_list",
+                )
+            )
+        urls.append(
+            path("organization/", self.admin_view(self.organization_view), name="metacore_organization")
+        )
         return urls + catch_all
 
     @no_append_slash
@@ -228,16 +237,26 @@ class MetacoreAdminSite(admin.AdminSite):
                 continue
             info = (label, model._meta.model_name)
             entry = {
-                "model": model, "name": model_admin.resolved.spec.label or model_admin.resolved.spec.table,
-                "object_name": model._meta.object_name, "perms": perms, "view_only": not perms.get("change"),
-                "admin_url": reverse("admin:%s_%s_changelist" % info, current_app=self.name),
-                "add_url": reverse("admin:%s_%s_add" % info, current_app=self.name) if perms.get("add") else None,
+                "model": model,
+                "name": model_admin.resolved.spec.label or model_admin.resolved.spec.table,
+                "object_name": model._meta.object_name,
+                "perms": perms,
+                "view_only": not perms.get("change"),
+                "admin_url": reverse("admin:{}_{}_changelist".format(*info), current_app=self.name),
+                "add_url": reverse("admin:{}_{}_add".format(*info), current_app=self.name)
+                if perms.get("add")
+                else None,
             }
-            app = apps.setdefault(label, {
-                "name": model_admin.resolved.manifest.name, "app_label": label,
-                "app_url": reverse("admin:app_list", kwargs={"app_label": label}, current_app=self.name),
-                "has_module_perms": True, "models": [],
-            })
+            app = apps.setdefault(
+                label,
+                {
+                    "name": model_admin.resolved.manifest.name,
+                    "app_label": label,
+                    "app_url": reverse("admin:app_list", kwargs={"app_label": label}, current_app=self.name),
+                    "has_module_perms": True,
+                    "models": [],
+                },
+            )
             app["models"].append(entry)
         for app in apps.values():
             app["models"].sort(key=lambda m: str(m["name"]))
@@ -262,17 +281,26 @@ class MetacoreAdminSite(admin.AdminSite):
             except ValueError:
                 self.message_user(request, "not an organization id (a UUID)", messages.ERROR)
             else:
-                self.message_user(request, f"acting for organization {chosen}" if chosen else
-                                  "acting for your own organization", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"acting for organization {chosen}" if chosen else "acting for your own organization",
+                    messages.SUCCESS,
+                )
             return HttpResponseRedirect(reverse("admin:metacore_organization", current_app=self.name))
-        known = TenantMembership.objects.order_by("organization_id").values_list("organization_id", flat=True).distinct()
-        context = {**self.each_context(request), "title": "Organization",
-                   "organizations": [str(o) for o in known] if request.user.is_superuser else [],
-                   "current": admin_context(request).tenant}
+        known = (
+            TenantMembership.objects.order_by("organization_id")
+            .values_list("organization_id", flat=True)
+            .distinct()
+        )
+        context = {
+            **self.each_context(request),
+            "title": "Organization",
+            "organizations": [str(o) for o in known] if request.user.is_superuser else [],
+            "current": admin_context(request).tenant,
+        }
         request.current_app = self.name
         return TemplateResponse(request, "metacore/admin_data/organization.html", context)
 
     @staticmethod
     def message_user(request, message, level):
         messages.add_message(request, level, message, fail_silently=True)
-

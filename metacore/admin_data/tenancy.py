@@ -5,6 +5,7 @@ nothing else. A superuser acts for the organization they picked on the admin's
 organization page (kept in the session), else for their own membership; with neither,
 organization-scoped models list nothing rather than a mix of every tenant.
 """
+
 import uuid
 
 from metacore.conf import metacore_settings
@@ -19,8 +20,12 @@ def admin_context(request) -> StoreContext:
     if user.is_superuser and request.session.get(SESSION_KEY):
         tenant = request.session[SESSION_KEY]
     request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
-    return StoreContext(user=user, tenant=str(tenant) if tenant else None,
-                        actor_id=str(user.pk) if user.pk is not None else None, request_id=request_id)
+    return StoreContext(
+        user=user,
+        tenant=str(tenant) if tenant else None,
+        actor_id=str(user.pk) if user.pk is not None else None,
+        request_id=request_id,
+    )
 
 
 def pick_organization(request, value: str | None) -> str | None:

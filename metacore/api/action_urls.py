@@ -1,4 +1,5 @@
 """Row action routes (wasm handlers); a trailing slash is optional."""
+
 from django.urls import re_path
 
 from metacore.api.action_views import RowActionView

@@ -7,6 +7,7 @@ Answers the upstream action envelope: `{success, data, meta}` (200), or
 the addon runs (auth, permission, unknown model/row/action, bad body) are the usual
 `{success: false, message, errors}` envelopes.
 """
+
 import uuid
 
 from rest_framework.permissions import IsAuthenticated
@@ -28,7 +29,9 @@ class RowActionView(EnvelopeErrorsMixin, APIView):
     def post(self, request, model, row_id, key):
         request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
         ctx = StoreContext.for_user(request.user, request, request_id=request_id)
+
         def run():
             status, body = get_kernel().sandbox.run_action(ctx, model, row_id, key, request.data)
             return Response(body, status=status)
+
         return idempotent(request, run)

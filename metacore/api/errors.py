@@ -8,6 +8,7 @@ a stable machine `code` (docs/api.md). Views get this by inheriting `EnvelopeErr
 outside a view (unknown routes, failures in middleware, uncaught exceptions) is covered by
 `metacore.api.middleware.ApiErrorsMiddleware`.
 """
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
@@ -25,7 +26,12 @@ class RequestTooLarge(drf.APIException):
 
 
 def error_body(message, status, errors=None, code=None) -> dict:
-    return {"success": False, "message": message, "code": code or code_for_status(status), "errors": errors or {}}
+    return {
+        "success": False,
+        "message": message,
+        "code": code or code_for_status(status),
+        "errors": errors or {},
+    }
 
 
 def error_response(message, status, errors=None, headers=None, code=None):
@@ -48,8 +54,11 @@ def _flatten(value):
 
 
 def _summary(errors):
-    parts = [f"{field}: {messages[0]}" if field != "non_field_errors" else messages[0]
-             for field, messages in errors.items() if messages]
+    parts = [
+        f"{field}: {messages[0]}" if field != "non_field_errors" else messages[0]
+        for field, messages in errors.items()
+        if messages
+    ]
     return "invalid input: " + "; ".join(parts[:5]) if parts else "invalid input"
 
 
@@ -75,7 +84,7 @@ def envelope_exception_handler(exc, context):
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
-            headers["Retry-After"] = "%d" % exc.wait
+            headers["Retry-After"] = str(int(exc.wait))
         if isinstance(exc, drf.ValidationError):
             errors = _as_error_lists(exc.detail)
             return error_response(_summary(errors), exc.status_code, errors, headers, code="invalid")

@@ -1,4 +1,5 @@
 """Realtime discovery route (hub subsystem); the WebSocket routes are in metacore.hub.routing."""
+
 from django.urls import re_path
 
 from metacore.api.hub_views import RealtimeInfoView

@@ -1,5 +1,6 @@
 """`GET /api/realtime/info`: where a realtime client connects and which channels it may join
 (the `RealtimeInfo` body of `@asteby/metacore-sdk`)."""
+
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView

@@ -7,6 +7,7 @@ Answers are kept in Django's cache (`METACORE['IDEMPOTENCY_CACHE']`, default "de
 (Redis, database). Only 2xx answers are kept, as upstream; the same key while the first
 request still runs answers 409, and the same key with a different JSON body answers 422.
 """
+
 import hashlib
 import json
 
@@ -37,28 +38,41 @@ def idempotent(request, run):
     if not key:
         return run()
     if len(key) > MAX_KEY_LENGTH:
-        raise MetacoreError(f"{HEADER} is longer than {MAX_KEY_LENGTH} characters",
-                            errors={HEADER: [f"at most {MAX_KEY_LENGTH} characters"]}, status=400)
+        raise MetacoreError(
+            f"{HEADER} is longer than {MAX_KEY_LENGTH} characters",
+            errors={HEADER: [f"at most {MAX_KEY_LENGTH} characters"]},
+            status=400,
+        )
     cache = caches[metacore_settings.IDEMPOTENCY_CACHE]
     ttl = metacore_settings.IDEMPOTENCY_TTL_S
-    composite = "metacore:idem:" + hashlib.sha256("\0".join(
-        (str(request.user.pk), request.method, request.path, key)).encode()).hexdigest()
+    composite = (
+        "metacore:idem:"
+        + hashlib.sha256(
+            "\0".join((str(request.user.pk), request.method, request.path, key)).encode()
+        ).hexdigest()
+    )
     body = _fingerprint(request.data) if not request.FILES else None
     stored = cache.get(composite)
     if stored is not None:
         if stored["body"] and body and stored["body"] != body:
-            raise KeyReused(f"{HEADER} was used with a different request body",
-                            errors={HEADER: ["already used with a different request body"]})
+            raise KeyReused(
+                f"{HEADER} was used with a different request body",
+                errors={HEADER: ["already used with a different request body"]},
+            )
         response = Response(stored["data"], status=stored["status"])
         response["Idempotent-Replay"] = "true"
         return response
     lock = composite + ":running"
     if not cache.add(lock, True, timeout=300):
-        raise Conflict(f"a request with this {HEADER} is still running", errors={HEADER: ["request in progress"]})
+        raise Conflict(
+            f"a request with this {HEADER} is still running", errors={HEADER: ["request in progress"]}
+        )
     try:
         response = run()
         if 200 <= response.status_code < 300:
-            cache.set(composite, {"status": response.status_code, "data": response.data, "body": body}, timeout=ttl)
+            cache.set(
+                composite, {"status": response.status_code, "data": response.data, "body": body}, timeout=ttl
+            )
     finally:
         cache.delete(lock)
     return response

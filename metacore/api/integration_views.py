@@ -7,6 +7,7 @@
 - `POST webhooks/deliveries/<id>/replay`: send a dead or delivered delivery again (staff).
 - `GET tools`, `POST tools/execute`: the tool registry and dispatcher (upstream's shapes).
 """
+
 import secrets
 import uuid
 
@@ -23,14 +24,31 @@ from metacore.errors import NotFound, PermissionDenied, ValidationError
 from metacore.integrations.models import WebhookDelivery, WebhookSubscription
 from metacore.kernel import get_kernel
 
-DELIVERY_FIELDS = ("id", "subscription_id", "addon_key", "tenant", "event", "url", "status", "attempts",
-                   "max_attempts", "next_attempt_at", "response_status", "error", "latency_ms", "created_at",
-                   "updated_at", "delivered_at")
+DELIVERY_FIELDS = (
+    "id",
+    "subscription_id",
+    "addon_key",
+    "tenant",
+    "event",
+    "url",
+    "status",
+    "attempts",
+    "max_attempts",
+    "next_attempt_at",
+    "response_status",
+    "error",
+    "latency_ms",
+    "created_at",
+    "updated_at",
+    "delivered_at",
+)
 
 
 class SubscriptionSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
-    url = serializers.URLField(max_length=1024)  # http(s) only (URLValidator); the SSRF guard checks it when sent
+    url = serializers.URLField(
+        max_length=1024
+    )  # http(s) only (URLValidator); the SSRF guard checks it when sent
     events = serializers.ListField(child=serializers.CharField(max_length=200), min_length=1, max_length=50)
     active = serializers.BooleanField(required=False, default=True)
     retry_max = serializers.IntegerField(min_value=1, max_value=20, required=False, default=3)
@@ -38,10 +56,20 @@ class SubscriptionSerializer(serializers.Serializer):
 
 
 def subscription_json(sub, secret=None):
-    body = {"id": str(sub.id), "organization_id": str(sub.organization_id), "name": sub.name, "url": sub.url,
-            "events": sub.events, "active": sub.active, "retry_max": sub.retry_max, "timeout_sec": sub.timeout_sec,
-            "success_count": sub.success_count, "failure_count": sub.failure_count,
-            "last_triggered_at": sub.last_triggered_at, "created_at": sub.created_at}
+    body = {
+        "id": str(sub.id),
+        "organization_id": str(sub.organization_id),
+        "name": sub.name,
+        "url": sub.url,
+        "events": sub.events,
+        "active": sub.active,
+        "retry_max": sub.retry_max,
+        "timeout_sec": sub.timeout_sec,
+        "success_count": sub.success_count,
+        "failure_count": sub.failure_count,
+        "last_triggered_at": sub.last_triggered_at,
+        "created_at": sub.created_at,
+    }
     if secret:
         body["secret"] = secret
     return body
@@ -84,14 +112,17 @@ class SubscriptionListView(WebhookView):
         if not serializer.is_valid():
             raise ValidationError("invalid webhook", errors=serializer.errors)
         secret = secrets.token_hex(32)
-        sub = WebhookSubscription.objects.create(organization_id=org, secret=secret, created_by=str(request.user.pk),
-                                                 **serializer.validated_data)
+        sub = WebhookSubscription.objects.create(
+            organization_id=org, secret=secret, created_by=str(request.user.pk), **serializer.validated_data
+        )
         return Response({"success": True, "data": subscription_json(sub, secret)}, status=201)
 
 
 class SubscriptionView(WebhookView):
     def delete(self, request, sub_id):
-        deleted, _ = WebhookSubscription.objects.filter(id=_uuid(sub_id, "webhook"), organization_id=_tenant(request)).delete()
+        deleted, _ = WebhookSubscription.objects.filter(
+            id=_uuid(sub_id, "webhook"), organization_id=_tenant(request)
+        ).delete()
         if not deleted:
             raise NotFound(f"no webhook {sub_id}")
         return Response(status=204)
@@ -105,7 +136,10 @@ class DeliveryListView(WebhookView):
         status = request.query_params.get("status")
         if status:
             if status not in WebhookDelivery.Status.values:
-                raise ValidationError(f"unknown status {status!r}", errors={"status": [f"one of {', '.join(WebhookDelivery.Status.values)}"]})
+                raise ValidationError(
+                    f"unknown status {status!r}",
+                    errors={"status": [f"one of {', '.join(WebhookDelivery.Status.values)}"]},
+                )
             deliveries = deliveries.filter(status=status)
         if request.query_params.get("event"):
             deliveries = deliveries.filter(event=request.query_params["event"])
@@ -143,13 +177,23 @@ class ToolExecuteView(WebhookView):
         from metacore.integrations.tools import ToolFailed
 
         body = request.data if isinstance(request.data, dict) else {}
-        missing = {name: ["required"] for name in ("addon_key", "tool_id") if not isinstance(body.get(name), str) or not body[name]}
+        missing = {
+            name: ["required"]
+            for name in ("addon_key", "tool_id")
+            if not isinstance(body.get(name), str) or not body[name]
+        }
         if missing:
             raise ValidationError("addon_key and tool_id are required", errors=missing)
         request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
         try:
-            result = get_kernel().tools.execute(body["addon_key"], body["tool_id"], body.get("parameters") or {},
-                                                tenant=str(org), actor=str(request.user.pk), request_id=request_id)
+            result = get_kernel().tools.execute(
+                body["addon_key"],
+                body["tool_id"],
+                body.get("parameters") or {},
+                tenant=str(org),
+                actor=str(request.user.pk),
+                request_id=request_id,
+            )
         except ToolFailed as exc:
             return Response({"success": False, "error": str(exc)}, status=502)
         return Response(result)
@@ -174,8 +218,15 @@ class InboundWebhookView(EnvelopeErrorsMixin, APIView):
     def post(self, request, addon_key, hook_key):
         body = request.body
         request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
-        status, answer = get_kernel().inbound.receive(addon_key, hook_key, request.get_full_path(), body, request.headers,
-                                                      request.content_type or "", request_id)
+        status, answer = get_kernel().inbound.receive(
+            addon_key,
+            hook_key,
+            request.get_full_path(),
+            body,
+            request.headers,
+            request.content_type or "",
+            request_id,
+        )
         return Response(answer, status=status)
 
 
@@ -200,6 +251,15 @@ class EventLogView(WebhookView):
             errors["limit"] = ["an integer from 1 to 500"]
         if errors:
             raise ValidationError("invalid event log query", errors=errors)
-        entries = eventlog.query(_tenant(request), type=params.get("type") or None, limit=int(limit), **bounds)
-        return Response({"success": True, "data": [
-            {"id": e.id, "type": e.type, "addon_key": e.addon_key, "payload": e.payload, "at": e.at} for e in entries]})
+        entries = eventlog.query(
+            _tenant(request), type=params.get("type") or None, limit=int(limit), **bounds
+        )
+        return Response(
+            {
+                "success": True,
+                "data": [
+                    {"id": e.id, "type": e.type, "addon_key": e.addon_key, "payload": e.payload, "at": e.at}
+                    for e in entries
+                ],
+            }
+        )

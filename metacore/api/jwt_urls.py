@@ -1,5 +1,6 @@
 """JWT routes for SDK frontends: `path("api/auth/", include("metacore.api.jwt_urls"))`
 (needs `djangorestframework-simplejwt`: the `jwt` extra)."""
+
 from django.urls import re_path
 
 from metacore.api import jwt_views as views

@@ -9,7 +9,8 @@ and includes these routes (docs/embedding.md):
     POST auth/refresh   {"refresh"} -> {"success", "data": {"token", "refresh"?, "expires_at"}}
     GET  auth/me        {"success", "data": {"user"}}
 """
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 from django.contrib.auth import authenticate, get_user_model
 from rest_framework.parsers import JSONParser
@@ -25,12 +26,16 @@ from metacore.errors import NotAuthenticated, ValidationError
 
 
 def _user_json(user):
-    return {"id": user.pk, "username": user.get_username(), "email": getattr(user, "email", ""),
-            "name": user.get_full_name() if hasattr(user, "get_full_name") else ""}
+    return {
+        "id": user.pk,
+        "username": user.get_username(),
+        "email": getattr(user, "email", ""),
+        "name": user.get_full_name() if hasattr(user, "get_full_name") else "",
+    }
 
 
 def _expires_at(token) -> str:
-    return datetime.fromtimestamp(token["exp"], tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(token["exp"], tz=UTC).isoformat()
 
 
 class _AuthView(EnvelopeErrorsMixin, APIView):
@@ -44,8 +49,10 @@ class LoginView(_AuthView):
         data = request.data if isinstance(request.data, dict) else {}
         login, password = data.get("username") or data.get("email"), data.get("password")
         if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
-            raise ValidationError("email (or username) and password are required",
-                                  errors={"password": ["email (or username) and password are required"]})
+            raise ValidationError(
+                "email (or username) and password are required",
+                errors={"password": ["email (or username) and password are required"]},
+            )
         user = authenticate(request, username=login, password=password)
         if user is None and "@" in login:
             match = get_user_model()._default_manager.filter(email__iexact=login).first()
@@ -55,8 +62,17 @@ class LoginView(_AuthView):
             raise NotAuthenticated("invalid credentials")
         refresh = RefreshToken.for_user(user)
         access = refresh.access_token
-        return Response({"success": True, "data": {"token": str(access), "refresh": str(refresh),
-                                                   "expires_at": _expires_at(access), "user": _user_json(user)}})
+        return Response(
+            {
+                "success": True,
+                "data": {
+                    "token": str(access),
+                    "refresh": str(refresh),
+                    "expires_at": _expires_at(access),
+                    "user": _user_json(user),
+                },
+            }
+        )
 
 
 class RefreshView(_AuthView):
@@ -67,7 +83,10 @@ class RefreshView(_AuthView):
         except TokenError as exc:
             raise NotAuthenticated(f"invalid refresh token: {exc}") from None
         tokens = serializer.validated_data
-        body = {"token": tokens["access"], "expires_at": _expires_at(RefreshToken.access_token_class(tokens["access"]))}
+        body = {
+            "token": tokens["access"],
+            "expires_at": _expires_at(RefreshToken.access_token_class(tokens["access"])),
+        }
         if "refresh" in tokens:
             body["refresh"] = tokens["refresh"]
         return Response({"success": True, "data": body})

@@ -1,6 +1,7 @@
 """Addon management API under `/api/metacore/`: the surface `@asteby/metacore-sdk`'s
 MarketplaceClient calls. Thin translation of HTTP onto the installer, catalog and
 management services; every shape is in docs/management-api.md."""
+
 import mimetypes
 from pathlib import Path
 
@@ -14,9 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import metacore
+from metacore import limits
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.parsers import JSONParser
-from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError, NotFound, ValidationError
 from metacore.installer import catalog, management, wire
@@ -50,8 +51,11 @@ def _schema(answer: str, request=OpenApiTypes.OBJECT):
     """OpenAPI for a management view: free-form JSON described in words (the exact shapes are
     the SDK's and live in docs/management-api.md); `[Thing]` answers are arrays."""
     body = {"type": "array", "items": {"type": "object"}} if answer.startswith("[") else OpenApiTypes.OBJECT
-    return extend_schema(tags=["metacore management"], request=request,
-                         responses={200: OpenApiResponse(body, description=answer)})
+    return extend_schema(
+        tags=["metacore management"],
+        request=request,
+        responses={200: OpenApiResponse(body, description=answer)},
+    )
 
 
 class ManagementView(EnvelopeErrorsMixin, APIView):
@@ -66,14 +70,18 @@ class ManagementView(EnvelopeErrorsMixin, APIView):
         management.require_manager(self.kernel, request.user, action, key)
 
     def installation_response(self, request, installation, http_status=status.HTTP_200_OK, **extra):
-        body = wire.installation(installation, organization_id=_tenant(request), manager=management.can_manage(request.user))
+        body = wire.installation(
+            installation, organization_id=_tenant(request), manager=management.can_manage(request.user)
+        )
         return Response({**body, **extra}, status=http_status)
 
 
 def _catalog_entry(item, installations) -> dict:
     installed = installations.get(item.key)
     return {
-        "manifest": wire.flat_manifest(item.manifest) if item.manifest else wire.raw_flat_manifest(item.raw_manifest),
+        "manifest": wire.flat_manifest(item.manifest)
+        if item.manifest
+        else wire.raw_flat_manifest(item.raw_manifest),
         "installable": item.installable,
         "entitled": True,
         "installed": installed is not None,
@@ -97,7 +105,11 @@ class CatalogView(ManagementView):
 @_schema("CatalogEntry")
 class CatalogDetailView(ManagementView):
     def get(self, request, key):
-        return Response(_catalog_entry(catalog.get_item(key, request.query_params.get("version")), _active_installations()))
+        return Response(
+            _catalog_entry(
+                catalog.get_item(key, request.query_params.get("version")), _active_installations()
+            )
+        )
 
 
 @_schema("[Installation]")
@@ -129,8 +141,13 @@ class InstallationView(ManagementView):
             result, secret = management.install(self.kernel, bundle, actor=request.user, options=options)
         migrations = {m.name: m.status for m in result.migrations}
         return self.installation_response(
-            request, result.installation, status.HTTP_201_CREATED,
-            secret=secret, tables=result.created_tables, adopted_tables=result.adopted_tables, migrations=migrations,
+            request,
+            result.installation,
+            status.HTTP_201_CREATED,
+            secret=secret,
+            tables=result.created_tables,
+            adopted_tables=result.adopted_tables,
+            migrations=migrations,
             warnings=result.warnings,
         )
 
@@ -219,11 +236,17 @@ class UpgradeView(ManagementView):
         if _flag(request, "dry_run"):
             return Response(installer.plan(bundle, force=force, assign_organization=organization).as_dict())
         result = installer.upgrade(
-            bundle, actor=request.user, allow_destructive=_flag(request, "allow_destructive"), force=force,
+            bundle,
+            actor=request.user,
+            allow_destructive=_flag(request, "allow_destructive"),
+            force=force,
             assign_organization=organization,
         )
         return self.installation_response(
-            request, result.installation, plan=result.plan.as_dict(), registry_revision=result.registry_revision
+            request,
+            result.installation,
+            plan=result.plan.as_dict(),
+            registry_revision=result.registry_revision,
         )
 
 

@@ -16,6 +16,7 @@ each into `{"success": false, "message", "code", "errors"}`:
 Paths outside the API prefix (where `metacore.urls` is mounted) are left alone. Add it near
 the top of `MIDDLEWARE` (docs/embedding.md); `manage.py check` warns when it is missing.
 """
+
 import logging
 
 from django.conf import settings
@@ -63,7 +64,9 @@ class ApiErrorsMiddleware:
         if too_large is not None:
             return too_large
         response = self.get_response(request)
-        if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
+        if response.status_code >= 400 and not response.get("Content-Type", "").startswith(
+            "application/json"
+        ):
             replacement = envelope(response.status_code, errors={})
             for header in ("Allow", "Retry-After", "WWW-Authenticate", "X-Request-ID"):
                 if header in response:
@@ -109,8 +112,13 @@ def _audit_failure(request, rid, exception):
     user = getattr(request, "user", None)
     actor = str(user.pk) if getattr(user, "pk", None) is not None else None
     try:
-        get_kernel().audit.record("api.error", actor=actor, target=request.path[:200], decision="error",
-                                  request_id=rid, details={"method": request.method,
-                                                           "exception": type(exception).__name__})
+        get_kernel().audit.record(
+            "api.error",
+            actor=actor,
+            target=request.path[:200],
+            decision="error",
+            request_id=rid,
+            details={"method": request.method, "exception": type(exception).__name__},
+        )
     except Exception:  # the answer must still be the envelope; the log above has the cause
         log.exception("request %s: recording the api.error audit event failed", rid)

@@ -1,4 +1,5 @@
 """Metadata, options, search and the OpenAPI document."""
+
 from django.urls import path
 
 from metacore.api import model_meta_views as views

@@ -1,6 +1,7 @@
 """HTTP for metadata, options and search: translate the request, call the service, wrap the
 result in the upstream envelope. Authorization is the permission service's (`<model>.read`),
 so no DRF permission class stands in front of it; authentication is the host's."""
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -23,27 +24,52 @@ def _query(name, type_, description):
 
 
 def _documented(summary, *parameters):
-    return extend_schema(summary=summary, tags=["metadata"], parameters=list(parameters),
-                         responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 401: OpenApiTypes.OBJECT,
-                                    403: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    return extend_schema(
+        summary=summary,
+        tags=["metadata"],
+        parameters=list(parameters),
+        responses={
+            200: OpenApiTypes.OBJECT,
+            400: OpenApiTypes.OBJECT,
+            401: OpenApiTypes.OBJECT,
+            403: OpenApiTypes.OBJECT,
+            404: OpenApiTypes.OBJECT,
+        },
+    )
 
 
 class TableMetadataView(_MetaView):
     @_documented("TableMetadata of a model (`{success, data}`)")
     def get(self, request, model):
-        return Response({"success": True, "data": self.service.table(request.user, model, request.headers.get("Accept-Language"), request)})
+        return Response(
+            {
+                "success": True,
+                "data": self.service.table(
+                    request.user, model, request.headers.get("Accept-Language"), request
+                ),
+            }
+        )
 
 
 class ModalMetadataView(_MetaView):
     @_documented("ModalMetadata of a model (`{success, data}`)")
     def get(self, request, model):
-        return Response({"success": True, "data": self.service.modal(request.user, model, request.headers.get("Accept-Language"), request)})
+        return Response(
+            {
+                "success": True,
+                "data": self.service.modal(
+                    request.user, model, request.headers.get("Accept-Language"), request
+                ),
+            }
+        )
 
 
 class AllMetadataView(_MetaView):
     @_documented("Every readable model's metadata: `{version, tables, modals}`")
     def get(self, request):
-        return Response({"success": True, "data": self.service.all(request.user, request.headers.get("Accept-Language"))})
+        return Response(
+            {"success": True, "data": self.service.all(request.user, request.headers.get("Accept-Language"))}
+        )
 
 
 class OptionsView(_MetaView):

@@ -14,6 +14,7 @@ unless `METACORE["PUBLIC_SCHEMA"]` is True.
 A host's `manage.py spectacular` includes the addons too with
 `SPECTACULAR_SETTINGS["DEFAULT_GENERATOR_CLASS"] = "metacore.api.openapi.MetacoreSchemaGenerator"`.
 """
+
 import inspect
 import re
 import threading
@@ -70,9 +71,17 @@ DESCRIPTION = (
 )
 # One example value per canonical column type (see metacore.schema.types).
 EXAMPLES = {
-    "string": "text", "text": "Some longer text", "uuid": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
-    "int": 42, "bigint": 1_000_000, "float": 1.5, "decimal": "12.50", "bool": True,
-    "date": "2026-01-31", "datetime": "2026-01-31T09:30:00Z", "json": {"key": "value"},
+    "string": "text",
+    "text": "Some longer text",
+    "uuid": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+    "int": 42,
+    "bigint": 1_000_000,
+    "float": 1.5,
+    "decimal": "12.50",
+    "bool": True,
+    "date": "2026-01-31",
+    "datetime": "2026-01-31T09:30:00Z",
+    "json": {"key": "value"},
 }
 
 
@@ -137,55 +146,136 @@ def model_paths(resolved, prefix) -> dict:
     name = _pascal(resolved.installation_key) + _pascal(spec.key)
     model_ref = f"{resolved.installation_key}.{spec.table}"
     tag = f"{resolved.installation_key} addon"
-    errors = {str(code): _json(_ref(ERROR_COMPONENT), text) for code, text in (
-        (400, "invalid input"), (401, "not authenticated"), (403, "permission denied"), (404, "not found"))}
+    errors = {
+        str(code): _json(_ref(ERROR_COMPONENT), text)
+        for code, text in (
+            (400, "invalid input"),
+            (401, "not authenticated"),
+            (403, "permission denied"),
+            (404, "not found"),
+        )
+    }
     id_param = {"name": "id", "in": "path", "required": True, "schema": column_schema(spec.column("id"))}
-    list_params = [{"name": n, "in": "query", "required": False, "schema": s, "description": d} for n, s, d in LIST_PARAMS]
+    list_params = [
+        {"name": n, "in": "query", "required": False, "schema": s, "description": d}
+        for n, s, d in LIST_PARAMS
+    ]
     operators = ", ".join(sorted(OPERATORS))
     list_params += [
-        {"name": f"f_{c.name}", "in": "query", "required": False, "schema": {"type": "string"},
-         "description": f"filter `<op>:<value>` ({operators}); values parsed as {get_type(c.type).name}"}
-        for c in spec.columns if c.name != "deleted_at"
+        {
+            "name": f"f_{c.name}",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": f"filter `<op>:<value>` ({operators}); values parsed as {get_type(c.type).name}",
+        }
+        for c in spec.columns
+        if c.name != "deleted_at"
     ]
-    page_meta = {"type": "object", "properties": {k: {"type": "integer"} for k in ("total", "page", "per_page", "last_page")}}
+    page_meta = {
+        "type": "object",
+        "properties": {k: {"type": "integer"} for k in ("total", "page", "per_page", "last_page")},
+    }
     row = _envelope(_ref(name))
 
     def op(action, summary, **extra):
-        return {"operationId": f"{resolved.installation_key}_{spec.table}_{action}", "summary": summary,
-                "tags": [tag], **extra}
+        return {
+            "operationId": f"{resolved.installation_key}_{spec.table}_{action}",
+            "summary": summary,
+            "tags": [tag],
+            **extra,
+        }
 
     body = {"required": True, "content": {"application/json": {"schema": _ref(f"{name}Input")}}}
-    partial = {"required": True, "content": {"application/json": {"schema": {
-        "allOf": [_ref(f"{name}Input")], "description": "any subset of the columns"}}}}
+    partial = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"allOf": [_ref(f"{name}Input")], "description": "any subset of the columns"}
+            }
+        },
+    }
     base = f"{prefix}dynamic/{model_ref}"
     paths = {
         base: {
-            "get": op("list", f"List {spec.label}", parameters=list_params,
-                      responses={"200": _json(_envelope({"type": "array", "items": _ref(name)}, page_meta)), **errors}),
-            "post": op("create", f"Create a {spec.label} row", requestBody=body,
-                       responses={"201": _json(row, "Created"), **errors, "409": _json(_ref(ERROR_COMPONENT), "conflict")}),
+            "get": op(
+                "list",
+                f"List {spec.label}",
+                parameters=list_params,
+                responses={
+                    "200": _json(_envelope({"type": "array", "items": _ref(name)}, page_meta)),
+                    **errors,
+                },
+            ),
+            "post": op(
+                "create",
+                f"Create a {spec.label} row",
+                requestBody=body,
+                responses={
+                    "201": _json(row, "Created"),
+                    **errors,
+                    "409": _json(_ref(ERROR_COMPONENT), "conflict"),
+                },
+            ),
         },
         base + "/{id}": {
             "parameters": [id_param],
-            "get": op("retrieve", f"Get a {spec.label} row", responses={"200": _json(row), **errors},
-                      parameters=[{"name": n, "in": "query", "required": False, "schema": s, "description": d}
-                                  for n, s, d in SHAPE_PARAMS]),
-            "put": op("update", f"Update a {spec.label} row (missing keys keep their value)", requestBody=partial,
-                      responses={"200": _json(row), **errors}),
-            "patch": op("partial_update", f"Partially update a {spec.label} row", requestBody=partial,
-                        responses={"200": _json(row), **errors}),
-            "delete": op("destroy", f"Delete a {spec.label} row" + (" (soft delete)" if spec.soft_delete else ""),
-                         responses={"200": _json({"type": "object", "properties": {"success": {"type": "boolean"}}}), **errors}),
+            "get": op(
+                "retrieve",
+                f"Get a {spec.label} row",
+                responses={"200": _json(row), **errors},
+                parameters=[
+                    {"name": n, "in": "query", "required": False, "schema": s, "description": d}
+                    for n, s, d in SHAPE_PARAMS
+                ],
+            ),
+            "put": op(
+                "update",
+                f"Update a {spec.label} row (missing keys keep their value)",
+                requestBody=partial,
+                responses={"200": _json(row), **errors},
+            ),
+            "patch": op(
+                "partial_update",
+                f"Partially update a {spec.label} row",
+                requestBody=partial,
+                responses={"200": _json(row), **errors},
+            ),
+            "delete": op(
+                "destroy",
+                f"Delete a {spec.label} row" + (" (soft delete)" if spec.soft_delete else ""),
+                responses={
+                    "200": _json({"type": "object", "properties": {"success": {"type": "boolean"}}}),
+                    **errors,
+                },
+            ),
         },
     }
     for action in model_actions(resolved.manifest, spec):
         paths[f"{base}/{{id}}/action/{action.key}"] = {
             "parameters": [id_param],
-            "post": op(f"action_{action.key}", action.label or f"Run action {action.key}",
-                       requestBody={"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},
-                       responses={"200": _json({"type": "object", "properties": {
-                           "success": {"type": "boolean"}, "data": {}, "error": {"type": "object"},
-                           "meta": {"type": "object"}}}), **errors}),
+            "post": op(
+                f"action_{action.key}",
+                action.label or f"Run action {action.key}",
+                requestBody={
+                    "required": False,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                responses={
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "success": {"type": "boolean"},
+                                "data": {},
+                                "error": {"type": "object"},
+                                "meta": {"type": "object"},
+                            },
+                        }
+                    ),
+                    **errors,
+                },
+            ),
         }
     return paths
 
@@ -224,8 +314,14 @@ class MetacoreSchemaGenerator(SchemaGenerator):
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components[ERROR_COMPONENT] = {
             "type": "object",
-            "properties": {"success": {"type": "boolean", "enum": [False]}, "message": {"type": "string"},
-                           "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}},
+            "properties": {
+                "success": {"type": "boolean", "enum": [False]},
+                "message": {"type": "string"},
+                "errors": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
+            },
             "required": ["success", "message"],
         }
         prefix = _prefix()
@@ -259,6 +355,7 @@ def _sidecar(path):
 
 class MetacoreSwaggerView(SchemaAccess, SpectacularSwaggerView):
     """Swagger UI over `schema/`, its assets served by this host (drf-spectacular-sidecar)."""
+
     url_name = "metacore-schema"
     title = "metacore API"
 
@@ -273,6 +370,7 @@ class MetacoreSwaggerView(SchemaAccess, SpectacularSwaggerView):
 
 class MetacoreRedocView(SchemaAccess, SpectacularRedocView):
     """Redoc over `schema/`, its script served by this host (drf-spectacular-sidecar)."""
+
     url_name = "metacore-schema"
     title = "metacore API"
 
@@ -291,9 +389,13 @@ class MetacoreSchemaView(SchemaAccess, SpectacularAPIView):
         key = (get_kernel().metadata.version(), version, request.GET.get("lang"), self.serve_public)
         cached_key, schema = MetacoreSchemaView._cached
         if cached_key != key:
-            generator = self.generator_class(urlconf=self.urlconf, api_version=version, patterns=self.patterns)
+            generator = self.generator_class(
+                urlconf=self.urlconf, api_version=version, patterns=self.patterns
+            )
             schema = generator.get_schema(request=request, public=self.serve_public)
             with self._lock:
                 MetacoreSchemaView._cached = (key, schema)
-        return Response(data=schema,
-                        headers={"Content-Disposition": f'inline; filename="{self._get_filename(request, version)}"'})
+        return Response(
+            data=schema,
+            headers={"Content-Disposition": f'inline; filename="{self._get_filename(request, version)}"'},
+        )

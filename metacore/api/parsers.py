@@ -4,6 +4,7 @@ A body over `DATA_UPLOAD_MAX_MEMORY_SIZE` answers 413 (DRF reads the stream dire
 Django's own limit never applies to it), and `metacore.limits.loads` refuses JSON nested
 deeper than `MAX_JSON_DEPTH` and NaN/Infinity, all as envelopes with a machine code.
 """
+
 from django.conf import settings
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError

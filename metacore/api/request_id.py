@@ -3,6 +3,7 @@ echoed on every response, so a client can quote it and an operator find its audi
 
 An incoming id that is not 1..64 characters of letters, digits, `.`, `_`, `-` is replaced
 with a fresh one (it goes into a response header and the audit trail)."""
+
 import re
 import uuid
 

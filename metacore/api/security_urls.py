@@ -1,4 +1,5 @@
 """Security routes (mounted under `metacore/`); a trailing slash is optional."""
+
 from django.urls import re_path
 
 from metacore.api import security_views as views

@@ -1,4 +1,5 @@
 """`/api/metacore/enforcer`: read and flip the capability enforcer mode (staff only)."""
+
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response

@@ -5,6 +5,7 @@
 
 Bodies are JSON only; answers use the Metacore envelopes (docs/api.md).
 """
+
 import uuid
 
 from rest_framework import status
@@ -59,6 +60,7 @@ class DynamicListView(StoreView):
         def create():
             row = self.store.create(store_context(request), model, request.data)
             return Response({"success": True, "data": row}, status=status.HTTP_201_CREATED)
+
         return idempotent(request, create)
 
 
@@ -66,7 +68,9 @@ class DynamicDetailView(StoreView):
     def get(self, request, model, row_id):
         ctx = store_context(request)
         row = self.store.get(ctx, model, row_id)
-        return Response({"success": True, "data": get_kernel().shaper.apply(ctx, model, [row], request.query_params)[0]})
+        return Response(
+            {"success": True, "data": get_kernel().shaper.apply(ctx, model, [row], request.query_params)[0]}
+        )
 
     def put(self, request, model, row_id):
         """Load-merge-save: keys missing from the body keep their value (upstream PUT)."""

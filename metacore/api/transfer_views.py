@@ -6,6 +6,7 @@ Import and Export dialogs call:
     POST dynamic/<model>/import/validate   multipart `file` (.csv/.json), a JSON body, or text/csv
     POST dynamic/<model>/import            the same; all rows or none
 """
+
 import json
 
 from asgiref.sync import sync_to_async
@@ -51,7 +52,9 @@ class ExportView(TransferView):
     template = False
 
     def get(self, request, model):
-        export = self.transfer.export(store_context(request), model, request.query_params, template=self.template)
+        export = self.transfer.export(
+            store_context(request), model, request.query_params, template=self.template
+        )
         chunks = export.chunks
         if isinstance(request._request, ASGIRequest):
             chunks = _one_at_a_time(chunks)
@@ -90,11 +93,23 @@ class ImportView(TransferView):
         if self.write and report.problems:
             first = report.problems[0]
             where = f"row {first.row}" + (f" (line {first.line})" if first.line else "")
-            errors = {f"row {p.row}": [f"{p.column}: {p.message}" if p.column else p.message] for p in report.problems}
-            return Response({"success": False, "message": f"nothing imported: {where}: {first.column}: {first.message}",
-                             "errors": errors, "data": body}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-        return Response({"success": True, "data": body},
-                        status=status.HTTP_201_CREATED if self.write and report.created else status.HTTP_200_OK)
+            errors = {
+                f"row {p.row}": [f"{p.column}: {p.message}" if p.column else p.message]
+                for p in report.problems
+            }
+            return Response(
+                {
+                    "success": False,
+                    "message": f"nothing imported: {where}: {first.column}: {first.message}",
+                    "errors": errors,
+                    "data": body,
+                },
+                status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            )
+        return Response(
+            {"success": True, "data": body},
+            status=status.HTTP_201_CREATED if self.write and report.created else status.HTTP_200_OK,
+        )
 
     @staticmethod
     def _records(request):
@@ -105,13 +120,17 @@ class ImportView(TransferView):
                 try:
                     return read_json(json.load(upload))
                 except (ValueError, UnicodeDecodeError) as exc:
-                    raise ValidationError(f"file: not valid JSON: {exc}", errors={"file": [str(exc)]}) from None
+                    raise ValidationError(
+                        f"file: not valid JSON: {exc}", errors={"file": [str(exc)]}
+                    ) from None
             return read_csv(upload)
         if isinstance(data, dict) and "csv" in data and not isinstance(data["csv"], str):
             return read_csv(data["csv"])
         if request.content_type.startswith("multipart/"):
-            raise ValidationError('file: expected a "file" part in the multipart form',
-                                  errors={"file": ["this field is required"]})
+            raise ValidationError(
+                'file: expected a "file" part in the multipart form',
+                errors={"file": ["this field is required"]},
+            )
         return read_json(data)
 
 

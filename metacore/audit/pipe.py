@@ -10,13 +10,14 @@ in `details["truncated"]`.
 
 The schema (version `SCHEMA_VERSION`) is documented in docs/audit.md.
 """
+
 import contextvars
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils.module_loading import import_string
@@ -49,12 +50,36 @@ EVENT_KINDS = (
     "tool.execute",
 )
 DECISIONS = ("allow", "deny", "would-deny")
-_TEXT_FIELDS = ("actor", "tenant", "addon", "target", "decision", "mode", "reason", "request_id", "trace_id", "span_id")
-_context: contextvars.ContextVar[dict[str, object]] = contextvars.ContextVar("metacore_audit_context", default={})
+_TEXT_FIELDS = (
+    "actor",
+    "tenant",
+    "addon",
+    "target",
+    "decision",
+    "mode",
+    "reason",
+    "request_id",
+    "trace_id",
+    "span_id",
+)
+_context: contextvars.ContextVar[dict[str, object]] = contextvars.ContextVar(
+    "metacore_audit_context",
+    default={},  # noqa: B039 (never mutated: binding sets a new dict)
+)
 _FIELDS = frozenset(_TEXT_FIELDS) | {"id", "timestamp"}
 # Longest value of each text field (the database sink's column sizes; `reason` is unbounded).
-LIMITS = {"actor": 150, "tenant": 64, "addon": 64, "target": 300, "decision": 12, "mode": 8,
-          "reason": 4000, "request_id": 64, "trace_id": 32, "span_id": 16}
+LIMITS = {
+    "actor": 150,
+    "tenant": 64,
+    "addon": 64,
+    "target": 300,
+    "decision": 12,
+    "mode": 8,
+    "reason": 4000,
+    "request_id": 64,
+    "trace_id": 32,
+    "span_id": 16,
+}
 DETAIL_LIMIT = 2000  # longest string kept inside `details`
 TRUNCATED = "…[truncated]"
 
@@ -90,7 +115,7 @@ class AuditEvent:
     span_id: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    timestamp: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     schema_version: int = SCHEMA_VERSION
 
     def as_dict(self) -> dict[str, Any]:
@@ -134,7 +159,9 @@ class AuditPipe:
             sinks.append(obj() if isinstance(obj, type) else obj)
         return cls(sinks)
 
-    def record(self, kind: str, **fields: Any) -> AuditEvent | None:  # fields: schema fields and free-form details
+    def record(
+        self, kind: str, **fields: Any
+    ) -> AuditEvent | None:  # fields: schema fields and free-form details
         """Build the event and hand it to every sink; returns it (None when dropped).
         Keyword arguments that are not schema fields go into `details`."""
         from metacore.conf import metacore_settings
@@ -162,7 +189,11 @@ class AuditPipe:
         details = {k: _bounded_details(v, lengths, f"details.{k}") for k, v in {**extra, **details}.items()}
         if lengths:
             details["truncated"] = lengths
-        event = AuditEvent(kind=kind, details=details, **{k: ("" if v is None else v) for k, v in fields.items()})  # type: ignore[arg-type]  # only str fields are left (_FIELDS)
+        event = AuditEvent(
+            kind=kind,
+            details=details,
+            **{k: ("" if v is None else v) for k, v in fields.items()},  # type: ignore[arg-type]  # only str fields are left (_FIELDS)
+        )
         for sink in self.sinks:
             try:
                 sink(event)

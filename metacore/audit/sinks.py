@@ -1,4 +1,5 @@
 """Built-in audit sinks. Any other callable taking an `AuditEvent` is a sink too."""
+
 import json
 import logging
 from typing import TYPE_CHECKING

@@ -1,6 +1,7 @@
 """The ASGI application a host serves with Daphne: HTTP through Django, WebSocket through
 metacore's hub consumer (origin checked by `metacore.hub.origin`, then session or token
 authentication)."""
+
 import django
 
 

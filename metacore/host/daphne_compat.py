@@ -12,6 +12,7 @@ when Daphne is the server (any other ASGI server is left alone):
 - Twisted drops a request whose URL is over 16 KB with no answer at all: it gets a JSON 414
   (`_answer_oversized_requests`).
 """
+
 import asyncio
 import json
 import logging
@@ -64,8 +65,10 @@ def patch_daphne():
 
 def _envelope_answer(status, reason, message, code):
     body = json.dumps({"success": False, "message": message, "code": code, "errors": {}}).encode()
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
 
 
 def _answer_oversized_requests():
@@ -76,10 +79,21 @@ def _answer_oversized_requests():
 
     def line_length_exceeded(self, line):
         first = getattr(self, "_HTTPChannel__first_line", True)
-        answer = (_envelope_answer(414, "URI Too Long", f"the request line is longer than {self.MAX_LENGTH} bytes",
-                                   "uri_too_long") if first else
-                  _envelope_answer(431, "Request Header Fields Too Large",
-                                   f"a header line is longer than {self.MAX_LENGTH} bytes", "headers_too_large"))
+        answer = (
+            _envelope_answer(
+                414,
+                "URI Too Long",
+                f"the request line is longer than {self.MAX_LENGTH} bytes",
+                "uri_too_long",
+            )
+            if first
+            else _envelope_answer(
+                431,
+                "Request Header Fields Too Large",
+                f"a header line is longer than {self.MAX_LENGTH} bytes",
+                "headers_too_large",
+            )
+        )
         self.transport.write(answer)
         self.loseConnection()
 

@@ -11,6 +11,7 @@ telemetry that is off costs one attribute read. `setup_from_env()` (called from
 `MetacoreConfig.ready()`) builds SDK providers from the standard `OTEL_*` environment
 variables and turns on `opentelemetry-instrumentation-django` for HTTP spans.
 """
+
 import logging
 import os
 from collections.abc import Mapping
@@ -52,7 +53,9 @@ class Telemetry:
         self.logger = logger_provider.get_logger(SCOPE)
         meter = meter_provider.get_meter(SCOPE)
         self.requests = meter.create_counter(
-            "metacore.requests", unit="{request}", description="API requests by addon, model, action and status"
+            "metacore.requests",
+            unit="{request}",
+            description="API requests by addon, model, action and status",
         )
         self.capability_decisions = meter.create_counter(
             "metacore.capability.denials",
@@ -159,11 +162,15 @@ def count_audit_sink_failure(sink: str) -> None:
         t.audit_sink_failures.add(1, {"metacore.sink": sink})
 
 
-def emit_log(body: str, *, event_name: str, attributes: Mapping[str, object], severity_text: str = "INFO") -> None:
+def emit_log(
+    body: str, *, event_name: str, attributes: Mapping[str, object], severity_text: str = "INFO"
+) -> None:
     """An OpenTelemetry log record (correlated with the current span)."""
     t = get_telemetry()
     if t.logging:
-        t.logger.emit(body=body, event_name=event_name, attributes=_attributes(attributes), severity_text=severity_text)
+        t.logger.emit(
+            body=body, event_name=event_name, attributes=_attributes(attributes), severity_text=severity_text
+        )
 
 
 # --- Prometheus ---------------------------------------------------------------------------
@@ -268,9 +275,11 @@ def setup_from_env(environ=None):
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        readers = [prometheus_reader() if kind == "prometheus" else PeriodicExportingMetricReader(exporter)
-                   for kind in wanted["metrics"]
-                   if kind == "prometheus" or (exporter := _exporter(kind, "metrics"))]
+        readers = [
+            prometheus_reader() if kind == "prometheus" else PeriodicExportingMetricReader(exporter)
+            for kind in wanted["metrics"]
+            if kind == "prometheus" or (exporter := _exporter(kind, "metrics"))
+        ]
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
     if wanted["logs"] and not _is_sdk(_logs.get_logger_provider()):
         from opentelemetry.sdk._logs import LoggerProvider

@@ -12,6 +12,7 @@ The consumer calls these through `database_sync_to_async`. Decisions:
   The user needs no model permission, and the group is scoped to the user's tenant, so only
   the addon's events of that tenant arrive.
 """
+
 import re
 from dataclasses import dataclass
 
@@ -19,7 +20,9 @@ from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError
 from metacore.permissions.naming import model_permission
 
-ADDON_CHANNEL = re.compile(r"addon\.(?P<addon>[a-z][a-z0-9_]{0,63})\.(?P<event>[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127})")
+ADDON_CHANNEL = re.compile(
+    r"addon\.(?P<addon>[a-z][a-z0-9_]{0,63})\.(?P<event>[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127})"
+)
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,19 @@ class HubAccess:
             except MetacoreError as exc:
                 out.append((token, None, exc.message))
                 continue
-            ref = ModelRef(resolved.installation_key, resolved.spec.key, resolved.spec.table, resolved.spec.org_scoped)
+            ref = ModelRef(
+                resolved.installation_key, resolved.spec.key, resolved.spec.table, resolved.spec.org_scoped
+            )
             if ref.org_scoped and self.tenant is None:
                 out.append((token, None, "no organization: org-scoped models need a tenant"))
             elif not self.may_read(ref.addon, ref.table):
-                out.append((token, None, f'permission denied: missing "{model_permission(ref.addon, ref.table, "read")}"'))
+                out.append(
+                    (
+                        token,
+                        None,
+                        f'permission denied: missing "{model_permission(ref.addon, ref.table, "read")}"',
+                    )
+                )
             else:
                 out.append((token, ref, ""))
         return out
@@ -81,16 +92,36 @@ class HubAccess:
         return bool(decision), getattr(decision, "reason", "")
 
     def audit_subscribe(self, target, decision, reason="", addon="", **details):
-        self.kernel.audit.record("hub.subscribe", actor=self.actor, tenant=self.tenant or "", addon=addon,
-                                 target=target, decision=decision, reason=reason, details=details)
+        self.kernel.audit.record(
+            "hub.subscribe",
+            actor=self.actor,
+            tenant=self.tenant or "",
+            addon=addon,
+            target=target,
+            decision=decision,
+            reason=reason,
+            details=details,
+        )
 
     def audit_recheck(self, code, reason):
-        self.kernel.audit.record("hub.recheck", actor=self.actor, tenant=self.tenant or "", decision="deny",
-                                 reason=reason, details={"close_code": code})
+        self.kernel.audit.record(
+            "hub.recheck",
+            actor=self.actor,
+            tenant=self.tenant or "",
+            decision="deny",
+            reason=reason,
+            details={"close_code": code},
+        )
 
     def audit_connect(self, decision, reason="", **details):
-        self.kernel.audit.record("hub.connect", actor=self.actor, tenant=self.tenant or "",
-                                 decision=decision, reason=reason, details=details)
+        self.kernel.audit.record(
+            "hub.connect",
+            actor=self.actor,
+            tenant=self.tenant or "",
+            decision=decision,
+            reason=reason,
+            details=details,
+        )
 
 
 def verifier(kernel, user_pk, credential):
@@ -115,7 +146,11 @@ def verifier(kernel, user_pk, credential):
         if not user.is_active:
             return Verdict.failed(4401, "user inactive")
         tenant = metacore_settings.TENANT_RESOLVER(user, None)
-        return Verdict(user=user, tenant=None if tenant in (None, "") else str(tenant),
-                       superuser=bool(user.is_superuser), readable=frozenset(kernel.permissions.effective(user)))
+        return Verdict(
+            user=user,
+            tenant=None if tenant in (None, "") else str(tenant),
+            superuser=bool(user.is_superuser),
+            readable=frozenset(kernel.permissions.effective(user)),
+        )
 
     return verify

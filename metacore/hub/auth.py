@@ -8,6 +8,7 @@ host's own token model or expiry rules apply). Without a token, Channels'
 `AuthMiddlewareStack` (session cookie) decides. The consumer closes unauthenticated sockets
 with 4401 and the reason recorded here in `scope["metacore_auth_error"]`.
 """
+
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -34,8 +35,11 @@ def _token_authenticators():
     from rest_framework.authentication import TokenAuthentication
     from rest_framework.settings import api_settings
 
-    return [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES
-            if issubclass(cls, TokenAuthentication) or hasattr(cls, "get_validated_token")]
+    return [
+        cls()
+        for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES
+        if issubclass(cls, TokenAuthentication) or hasattr(cls, "get_validated_token")
+    ]
 
 
 def _user_for(authenticator, key):
@@ -58,7 +62,9 @@ def token_user(key):
         try:
             user = _user_for(authenticator, key)
         except AuthenticationFailed as exc:
-            reasons.append(exc.detail.get("detail", exc.detail) if isinstance(exc.detail, dict) else exc.detail)
+            reasons.append(
+                exc.detail.get("detail", exc.detail) if isinstance(exc.detail, dict) else exc.detail
+            )
             continue
         if user is not None and user.is_active:
             return user, None

@@ -22,6 +22,7 @@ permission was revoked or the user's organization changed.
 Close codes: 4401 no/bad credentials, 4403 a `?channel=` the caller may not join (or lost
 access, above), 1009 an oversized frame, 1013 a stuck client, 1001 server shutdown.
 """
+
 import asyncio
 import datetime
 import functools
@@ -117,9 +118,14 @@ class HubConsumer(AsyncWebsocketConsumer):
             # give the client a close frame rather than a dropped TCP connection.
             if self.access is not None:
                 try:
-                    await self.base_send({"type": "websocket.close", "code": CLOSE_GOING_AWAY,
-                                          "reason": "server shutting down"})
-                except Exception:  # the transport may already be gone
+                    await self.base_send(
+                        {
+                            "type": "websocket.close",
+                            "code": CLOSE_GOING_AWAY,
+                            "reason": "server shutting down",
+                        }
+                    )
+                except Exception:  # noqa: S110 (the transport may already be gone)
                     pass
             raise
 
@@ -134,7 +140,9 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.fanout = fanout_for(get_channel_layer(self.fanout_layer_alias))
         key = (user.pk, credential(self.scope))
         ttl = float(metacore_settings.HUB_RECHECK_SECONDS)
-        self.principal = self.fanout.principal(key, lambda: Principal(key, verifier(self.kernel, user.pk, key[1]), ttl))
+        self.principal = self.fanout.principal(
+            key, lambda: Principal(key, verifier(self.kernel, user.pk, key[1]), ttl)
+        )
         self.principal.consumers[self] = None
         verdict = self.principal.verdict
         if not self.principal.fresh() or verdict.code:
@@ -165,8 +173,13 @@ class HubConsumer(AsyncWebsocketConsumer):
                 await database_sync_to_async(access.audit_connect)("deny", reason, channel=channel)
                 return await self._refuse(CLOSE_FORBIDDEN, reason)
         self.access = access
-        self.connection = presence.ConnectionInfo(uuid.uuid4().hex, str(user.pk), access.tenant or "", channel or "",
-                                                  datetime.datetime.now(datetime.timezone.utc))
+        self.connection = presence.ConnectionInfo(
+            uuid.uuid4().hex,
+            str(user.pk),
+            access.tenant or "",
+            channel or "",
+            datetime.datetime.now(datetime.UTC),
+        )
         await self._join(groups.user_group(user.pk))
         if access.tenant is not None:
             await self._join(groups.tenant_user_group(access.tenant, user.pk))
@@ -241,7 +254,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             if "channel" in frame:
                 return await self._subscribe_channel(frame["channel"], kind == "SUBSCRIBE")
             return self._error("bad_frame", f'{frame["type"]} needs "models" or "channel"')
-        return self._error("unknown_type", f'unknown frame type {frame["type"][:60]!r}')
+        return self._error("unknown_type", f"unknown frame type {frame['type'][:60]!r}")
 
     async def _subscribe_models(self, models, subscribe):
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
@@ -270,7 +283,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         limit = int(metacore_settings.HUB_MAX_MODELS_PER_CONNECTION)
         wanted, refused = [], []
         for token in tokens:
-            if token in self.tokens or (token == "*" and self.star):
+            if token in self.tokens or (token == "*" and self.star):  # noqa: S105 (a channel token)
                 continue
             if len(self.tokens) + len(wanted) + self.star >= limit:
                 refused.append({"model": token, "reason": f"at most {limit} models per connection"})
@@ -305,7 +318,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             self.access.audit_subscribe(",".join(granted), "allow", models=granted)
 
     async def _drop_token(self, token):
-        if token == "*":
+        if token == "*":  # noqa: S105 (a channel token)
             if self.star:
                 self.star = False
                 await self._leave(groups.all_data_group(self.access.tenant))
@@ -338,15 +351,23 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def _subscribe_channel(self, channel, subscribe):
         match = ADDON_CHANNEL.fullmatch(channel) if isinstance(channel, str) else None
         if match is None:
-            return self._error("bad_channel", 'channels are "addon.<key>.<event>"', channel=str(channel)[:100])
+            return self._error(
+                "bad_channel", 'channels are "addon.<key>.<event>"', channel=str(channel)[:100]
+            )
         if not subscribe:
             if channel in self.channels:
                 self.channels.discard(channel)
-                await self._leave(groups.addon_event_group(self.access.tenant, match["addon"], match["event"]))
+                await self._leave(
+                    groups.addon_event_group(self.access.tenant, match["addon"], match["event"])
+                )
             return self._control(frame_text("unsubscribed", {"channel": channel}))
-        allowed, reason = await database_sync_to_async(self.access.may_subscribe_channel)(match["addon"], match["event"])
+        allowed, reason = await database_sync_to_async(self.access.may_subscribe_channel)(
+            match["addon"], match["event"]
+        )
         if not allowed:
-            await database_sync_to_async(self.access.audit_subscribe)(channel, "deny", reason, addon=match["addon"])
+            await database_sync_to_async(self.access.audit_subscribe)(
+                channel, "deny", reason, addon=match["addon"]
+            )
             return self._error("forbidden", reason, channel=channel)
         await self._join_addon_channel(channel)
         self._control(frame_text("subscribed", {"channel": channel}))
@@ -476,8 +497,14 @@ class HubConsumer(AsyncWebsocketConsumer):
                 kept.append(item)
         self.outbox = kept
         self.drop_notice_pending = True
-        self.outbox.append((DROP_NOTICE, frame_text("DATA_EVENTS_DROPPED", {"dropped": dropped, "models": sorted(models)}),
-                            None, None))
+        self.outbox.append(
+            (
+                DROP_NOTICE,
+                frame_text("DATA_EVENTS_DROPPED", {"dropped": dropped, "models": sorted(models)}),
+                None,
+                None,
+            )
+        )
         self.wakeup.set()
 
     def _model_name(self, addon, table):

@@ -12,6 +12,7 @@ number of processes and groups, not with clients. Messages carry their group nam
 The fanout also holds the sockets' `Principal`s (one per user and credential): the
 recheck state shared by every socket opened with the same token or session.
 """
+
 import asyncio
 import logging
 import time
@@ -25,7 +26,9 @@ log = logging.getLogger("metacore.hub")
 
 REFRESH_S = 3600.0  # re-join every group this often: layers expire memberships (default after a day)
 
-_fanouts: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LocalFanout]]" = weakref.WeakKeyDictionary()  # event loop -> {id(layer): LocalFanout}
+_fanouts: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LocalFanout]]" = (
+    weakref.WeakKeyDictionary()
+)  # event loop -> {id(layer): LocalFanout}
 
 
 def fanout_for(layer) -> "LocalFanout":
@@ -82,7 +85,10 @@ class LocalFanout:
     async def _open(self):
         channel = await self.layer.new_channel()
         self.channel = channel
-        self._tasks = (asyncio.ensure_future(self._receive_loop(channel)), asyncio.ensure_future(self._refresh_loop()))
+        self._tasks = (
+            asyncio.ensure_future(self._receive_loop(channel)),
+            asyncio.ensure_future(self._refresh_loop()),
+        )
 
     def _stop(self):
         for task in self._tasks:

@@ -6,6 +6,7 @@ Parts are reduced to Channels' allowed charset (`[A-Za-z0-9_.-]`, under 100 char
 part that is not a plain identifier is replaced by a digest, so crafted names can neither
 collide with nor address another group. Dots only ever separate parts.
 """
+
 import hashlib
 import re
 

@@ -8,6 +8,7 @@ default expiry is 60 s), so this subclass runs that scan at most once per second
 semantics otherwise; a host selects it with
 `CHANNEL_LAYERS = {"default": {"BACKEND": "metacore.hub.layers.InMemoryChannelLayer"}}`.
 """
+
 import time
 
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer

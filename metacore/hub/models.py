@@ -1,4 +1,5 @@
 """Presence of the hub's sockets, shared by every process through the database."""
+
 from django.db import models
 
 

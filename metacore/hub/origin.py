@@ -14,6 +14,7 @@ official Node client, scripts), which no other site can make a visitor's browser
 A refused socket is accepted and closed with 4403 and the reason, like the hub's other
 refusals, before anything is authenticated or sent.
 """
+
 from urllib.parse import urlparse
 
 from channels.security.websocket import OriginValidator

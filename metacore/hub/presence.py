@@ -7,6 +7,7 @@ counting within that TTL (and are deleted by the next heartbeat of any process).
 plain queries: `connections()` is what `HubPublisher.connected_users` and
 `send_conditional` see.
 """
+
 import asyncio
 import datetime
 import logging
@@ -20,7 +21,9 @@ from metacore.conf import metacore_settings
 
 log = logging.getLogger("metacore.hub")
 
-_heartbeats = weakref.WeakKeyDictionary()  # event loop -> Heartbeat
+_heartbeats: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeat]" = (
+    weakref.WeakKeyDictionary()
+)  # event loop -> Heartbeat
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,14 @@ def _ttl():
 def add(info: ConnectionInfo):
     from metacore.hub.models import HubConnection
 
-    HubConnection.objects.create(id=info.id, user_id=info.user_id, tenant=info.tenant, channel=info.channel[:200],
-                                 connected_at=info.connected_at, expires_at=timezone.now() + _ttl())
+    HubConnection.objects.create(
+        id=info.id,
+        user_id=info.user_id,
+        tenant=info.tenant,
+        channel=info.channel[:200],
+        connected_at=info.connected_at,
+        expires_at=timezone.now() + _ttl(),
+    )
 
 
 def remove(connection_id: str):
@@ -67,8 +76,10 @@ def connections(tenant=None) -> list[ConnectionInfo]:
     rows = HubConnection.objects.filter(expires_at__gt=timezone.now())
     if tenant is not None:
         rows = rows.filter(tenant=str(tenant))
-    return [ConnectionInfo(row.id, row.user_id, row.tenant, row.channel, row.connected_at)
-            for row in rows.order_by("connected_at", "id")]
+    return [
+        ConnectionInfo(row.id, row.user_id, row.tenant, row.channel, row.connected_at)
+        for row in rows.order_by("connected_at", "id")
+    ]
 
 
 def heartbeat() -> "Heartbeat":

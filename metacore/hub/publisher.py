@@ -8,6 +8,7 @@ Frames carry identity and changed key names, never row values. Receivers are con
 `MetacoreConfig.ready()`, so every process that writes also publishes; with a shared channel
 layer (channels_redis) a write in one process reaches sockets held by any other.
 """
+
 import asyncio
 import json
 import logging
@@ -39,8 +40,13 @@ def _frame(frame) -> str:
 
 def addon_event_text(event: events.AddonEvent) -> str:
     """The `ADDON_EVENT` frame of an addon event (channel `addon.<key>.<event>`)."""
-    payload = {"addon": event.addon, "event": event.name, "org_id": event.tenant or "",
-               "at": event.at, "data": event.payload}
+    payload = {
+        "addon": event.addon,
+        "event": event.name,
+        "org_id": event.tenant or "",
+        "at": event.at,
+        "data": event.payload,
+    }
     return frame_text(ADDON_EVENT, payload, channel=f"addon.{event.addon}.{event.name}")
 
 
@@ -66,8 +72,16 @@ def lifecycle_payload(event: events.LifecycleEvent, new_hash: str) -> dict:
     installed bundle's sha256 ("" after an uninstall): it changes whenever the bundle does,
     which is what the SDK's cache-busting of an addon's frontend needs. `orgId` is "":
     installations serve every organization."""
-    return {"addon": event.addon, "operation": event.operation, "version": event.version, "at": event.at,
-            "addonKey": event.addon, "orgId": "", "newHash": new_hash, "timestamp": event.at}
+    return {
+        "addon": event.addon,
+        "operation": event.operation,
+        "version": event.version,
+        "at": event.at,
+        "addonKey": event.addon,
+        "orgId": "",
+        "newHash": new_hash,
+        "timestamp": event.at,
+    }
 
 
 class HubPublisher:
@@ -91,20 +105,35 @@ class HubPublisher:
         # `row` = `addon.table.id` (addon keys and tables never contain dots): the consumer's
         # routing and coalescing key, kept small since every socket's copy carries it.
         base = {"type": "hub.data", "text": text, "row": f"{event.addon}.{event.table}.{event.id}".lower()}
-        with telemetry.span("metacore.hub.publish", addon=event.addon, model=event.model, tenant=event.tenant,
-                            action=event.action):
-            self._send_many([
-                (groups.data_group(event.tenant, event.addon, event.table), {**base, "via": "model"}),
-                (groups.all_data_group(event.tenant), {**base, "via": "all"}),
-            ])
+        with telemetry.span(
+            "metacore.hub.publish",
+            addon=event.addon,
+            model=event.model,
+            tenant=event.tenant,
+            action=event.action,
+        ):
+            self._send_many(
+                [
+                    (groups.data_group(event.tenant, event.addon, event.table), {**base, "via": "model"}),
+                    (groups.all_data_group(event.tenant), {**base, "via": "all"}),
+                ]
+            )
 
     def publish_addon_event(self, event: events.AddonEvent):
-        self._send_many([(groups.addon_event_group(event.tenant, event.addon, event.name),
-                          {"type": "hub.frame", "text": addon_event_text(event)})])
+        self._send_many(
+            [
+                (
+                    groups.addon_event_group(event.tenant, event.addon, event.name),
+                    {"type": "hub.frame", "text": addon_event_text(event)},
+                )
+            ]
+        )
 
     def publish_lifecycle(self, event: events.LifecycleEvent):
         text = frame_text(ADDON_MANIFEST_CHANGED, lifecycle_payload(event, self._bundle_hash(event.addon)))
-        self._send_many([(groups.LIFECYCLE_GROUP, {"type": "hub.lifecycle", "text": text, "addon": event.addon})])
+        self._send_many(
+            [(groups.LIFECYCLE_GROUP, {"type": "hub.lifecycle", "text": text, "addon": event.addon})]
+        )
 
     # -- server-side send API (upstream's SendToUser, SendToUsers, SendConditional, ConnectedUsers) --
     # Synchronous (they read presence from the database): from async code wrap them in
@@ -117,15 +146,24 @@ class HubPublisher:
 
     def send_to_users(self, user_ids, frame, tenant=None):
         text = _frame(frame)
-        self._send_many([(groups.user_group(uid) if tenant is None else groups.tenant_user_group(tenant, uid),
-                          {"type": "hub.frame", "text": text}) for uid in dict.fromkeys(str(u) for u in user_ids)])
+        self._send_many(
+            [
+                (
+                    groups.user_group(uid) if tenant is None else groups.tenant_user_group(tenant, uid),
+                    {"type": "hub.frame", "text": text},
+                )
+                for uid in dict.fromkeys(str(u) for u in user_ids)
+            ]
+        )
 
     def send_conditional(self, frame, predicate, tenant=None) -> int:
         """Send `frame` to each open socket (of `tenant` when given) for which
         `predicate(presence.ConnectionInfo)` is true; returns how many were selected."""
         text = _frame(frame)
         selected = [info for info in presence.connections(tenant) if predicate(info)]
-        self._send_many([(groups.connection_group(info.id), {"type": "hub.frame", "text": text}) for info in selected])
+        self._send_many(
+            [(groups.connection_group(info.id), {"type": "hub.frame", "text": text}) for info in selected]
+        )
         return len(selected)
 
     def connected_users(self, tenant=None) -> list[str]:

@@ -1,4 +1,5 @@
 """WebSocket routes of the hub: `/api/ws` (next to the REST API) and `/ws` (the upstream path)."""
+
 from django.urls import re_path
 
 from metacore.hub.consumer import HubConsumer

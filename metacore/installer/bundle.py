@@ -8,6 +8,7 @@ in total (counted on the uncompressed content, so a gzip bomb stops at the cap).
 gets its SHA-256 (`Bundle.files`), which signature verification compares with the signed
 checksums.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,9 @@ class BundleError(ValidationError):
 def _without_paths(message: str, source) -> str:
     """`message` with the data directory and the bundle's folder left out (an OSError or
     tarfile error quotes the absolute path it failed on)."""
-    for folder in sorted({str(data_dir()), str(Path(source).resolve().parent), str(Path(source).parent)}, key=len,
-                         reverse=True):
+    for folder in sorted(
+        {str(data_dir()), str(Path(source).resolve().parent), str(Path(source).parent)}, key=len, reverse=True
+    ):
         if folder not in ("", ".", "/"):
             message = message.replace(folder + "/", "").replace(folder, "")
     return message
@@ -175,7 +177,9 @@ def _extract_archive(source: Path, dest: Path) -> tuple[dict[str, str], str]:
                         (dest / name).mkdir(parents=True, exist_ok=True)
                     continue
                 if not member.isfile():
-                    raise BundleError(source, f"entry {member.name!r}: only regular files and directories are allowed")
+                    raise BundleError(
+                        source, f"entry {member.name!r}: only regular files and directories are allowed"
+                    )
                 total += member.size
                 if total > _cap():
                     raise BundleError(source, f"content exceeds the size limit of {_cap()} bytes")

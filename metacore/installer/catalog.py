@@ -5,6 +5,7 @@ opened with the installer's own loader (`open_bundle`: safety checks, signature,
 validation) and checked for kernel compatibility, so `installable` tells whether an install
 would get past loading; the result is cached per process until the file or the trust settings change.
 """
+
 from __future__ import annotations
 
 import logging
@@ -93,7 +94,10 @@ def _load(path: Path) -> CatalogItem | None:
 
 def _stamp(path: Path) -> tuple:
     """Changes when the bundle or the host's trust settings change."""
-    trust = (bool(metacore_settings.ALLOW_UNSIGNED_BUNDLES), tuple(map(str, metacore_settings.TRUSTED_KEYS or ())))
+    trust = (
+        bool(metacore_settings.ALLOW_UNSIGNED_BUNDLES),
+        tuple(map(str, metacore_settings.TRUSTED_KEYS or ())),
+    )
     if path.is_dir():
         stats = [p.stat() for p in path.rglob("*") if p.is_file()]
         return (max((s.st_mtime_ns for s in stats), default=0), sum(s.st_size for s in stats), trust)
@@ -118,7 +122,9 @@ def _inspect(path: Path) -> CatalogItem | None:
         check_kernel_compatibility(bundle.manifest.kernel)
     except MetacoreError as exc:
         problems = (exc.message,)
-    return CatalogItem(path, bundle.manifest.key, bundle.manifest.version, bundle.raw_manifest, bundle.manifest, problems)
+    return CatalogItem(
+        path, bundle.manifest.key, bundle.manifest.version, bundle.raw_manifest, bundle.manifest, problems
+    )
 
 
 def _raw_manifest(path: Path) -> dict | None:

@@ -6,6 +6,7 @@ formats, so it implements two kernel API levels: 3 (`metacore.KERNEL_VERSION`, t
 format) and 2 (the flat format, which published bundles pin with `">=2.0.0 <3.0.0"`).
 A range is compatible when it admits KERNEL_VERSION or a 2.x version.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,10 +28,15 @@ def to_specifier(required: str) -> SpecifierSet:
         if not clause or clause in ("*", "x"):
             continue
         caret = re.fullmatch(r"\^(\d+)(?:\.(\d+))?(?:\.(\d+))?", clause)
-        wildcard = re.fullmatch(r"(\d+)(?:\.(\d+))?\.[x*]", clause) or re.fullmatch(r"(\d+)\.[x*](?:\.[x*])?", clause)
+        wildcard = re.fullmatch(r"(\d+)(?:\.(\d+))?\.[x*]", clause) or re.fullmatch(
+            r"(\d+)\.[x*](?:\.[x*])?", clause
+        )
         if caret:
             major = int(caret.group(1))
-            clauses += [f">={caret.group(1)}.{caret.group(2) or 0}.{caret.group(3) or 0}", f"<{major + 1}.0.0"]
+            clauses += [
+                f">={caret.group(1)}.{caret.group(2) or 0}.{caret.group(3) or 0}",
+                f"<{major + 1}.0.0",
+            ]
         elif wildcard:
             clauses.append(f"=={'.'.join(g for g in wildcard.groups() if g)}.*")
         elif re.fullmatch(r"\d+(\.\d+)*", clause):
@@ -41,7 +47,8 @@ def to_specifier(required: str) -> SpecifierSet:
         return SpecifierSet(",".join(clauses))
     except InvalidSpecifier:
         raise ValidationError(
-            f"kernel: cannot read the version range {required!r}", errors={"kernel": [f"invalid range {required!r}"]}
+            f"kernel: cannot read the version range {required!r}",
+            errors={"kernel": [f"invalid range {required!r}"]},
         ) from None
 
 

@@ -10,6 +10,7 @@ their wasm action handlers; the SDK's sample manifests come without the compiled
 Such an addon installs with its tables and data API; there is no module to run hooks from
 (`missing_backend_module` names it, and the installer reports it as a warning).
 """
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 

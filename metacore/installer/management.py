@@ -1,6 +1,7 @@
 """What the management API does beyond the installer's lifecycle calls: choose the bundle
 (catalog or upload), hand out the installation secret, validate settings, audit changes.
 Framework-agnostic; `metacore/api/management_views.py` only translates HTTP."""
+
 from __future__ import annotations
 
 import shutil
@@ -22,7 +23,12 @@ MANAGE_PERMISSION = "metacore.manage_addons"
 
 
 def can_manage(user) -> bool:
-    return bool(user and user.is_authenticated and user.is_active and (user.is_staff or user.has_perm(MANAGE_PERMISSION)))
+    return bool(
+        user
+        and user.is_authenticated
+        and user.is_active
+        and (user.is_staff or user.has_perm(MANAGE_PERMISSION))
+    )
 
 
 def require_manager(kernel, user, action: str, addon: str = "") -> None:
@@ -30,8 +36,15 @@ def require_manager(kernel, user, action: str, addon: str = "") -> None:
     if can_manage(user):
         return
     reason = f"permission denied: {action} needs staff status or the {MANAGE_PERMISSION} permission"
-    kernel.audit.record("permission.check", actor=user.get_username(), addon=addon, target=MANAGE_PERMISSION,
-                        decision="deny", reason=reason, details={"action": action})
+    kernel.audit.record(
+        "permission.check",
+        actor=user.get_username(),
+        addon=addon,
+        target=MANAGE_PERMISSION,
+        decision="deny",
+        reason=reason,
+        details={"action": action},
+    )
     raise PermissionDenied(reason)
 
 
@@ -73,7 +86,8 @@ def open_checked(path, key: str):
     bundle = open_bundle(path)
     if bundle.manifest.key != key:
         raise ValidationError(
-            f"the bundle is addon {bundle.manifest.key!r}, not {key!r}", errors={"bundle": ["addon key mismatch"]}
+            f"the bundle is addon {bundle.manifest.key!r}, not {key!r}",
+            errors={"bundle": ["addon key mismatch"]},
         )
     return bundle
 
@@ -81,8 +95,10 @@ def open_checked(path, key: str):
 def catalog_bundle(key: str, version: str | None = None):
     item = catalog.get_item(key, version)
     if not item.installable:
-        raise ValidationError(f"addon {key!r} {item.version} cannot be installed: {'; '.join(item.problems)}",
-                              errors={"bundle": list(item.problems)})
+        raise ValidationError(
+            f"addon {key!r} {item.version} cannot be installed: {'; '.join(item.problems)}",
+            errors={"bundle": list(item.problems)},
+        )
     return open_checked(item.path, key)
 
 
@@ -97,7 +113,9 @@ def rotate_secret(kernel, key: str, *, actor) -> tuple[Installation, str]:
     with transaction.atomic():
         installation = _active(kernel, key)
         secret = issue_secret(installation)
-        kernel.audit.record("addon.secret_rotated", actor=actor.get_username(), addon=key, target=key, decision="allow")
+        kernel.audit.record(
+            "addon.secret_rotated", actor=actor.get_username(), addon=key, target=key, decision="allow"
+        )
     return installation, secret
 
 
@@ -113,8 +131,14 @@ def update_settings(kernel, key: str, settings, *, actor) -> Installation:
         before = sorted(installation.settings)
         installation.settings = seal_settings(manifest, settings, previous=installation.settings)
         installation.save(update_fields=["settings", "updated_at"])
-        kernel.audit.record("addon.settings", actor=actor.get_username(), addon=key, target=key, decision="allow",
-                            details={"keys_before": before, "keys_after": sorted(settings)})
+        kernel.audit.record(
+            "addon.settings",
+            actor=actor.get_username(),
+            addon=key,
+            target=key,
+            decision="allow",
+            details={"keys_before": before, "keys_after": sorted(settings)},
+        )
     return installation
 
 

@@ -5,6 +5,7 @@ items keep their addon as `owner`, groups without a title land in a `sidebar.add
 Here an item bound to a `model` points at `/m/<table>` and is shown only to callers who may
 read that model; an item with a `permission` only to callers holding it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -51,7 +52,9 @@ def build_navigation(
     return groups
 
 
-def _items(raw_items: Iterable[object], manifest: Manifest, user: User | None, permissions: PermissionService) -> list[Entry]:
+def _items(
+    raw_items: Iterable[object], manifest: Manifest, user: User | None, permissions: PermissionService
+) -> list[Entry]:
     out = []
     for raw in raw_items:
         if not isinstance(raw, dict):

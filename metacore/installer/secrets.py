@@ -10,6 +10,7 @@ write-only: stored encrypted (Fernet, key derived from `METACORE['SECRETS_KEY']`
 `SECRET_KEY`), answered as `MASK` everywhere, and decrypted only for the addon's own
 `env_get` inside the sandbox.
 """
+
 import base64
 import hashlib
 import hmac
@@ -21,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from django.conf import settings as django_settings
 
 from metacore.conf import metacore_settings
@@ -46,7 +46,9 @@ def _fernet() -> Fernet | None:
     if not master:
         return None
     material = master.encode() if isinstance(master, str) else bytes(master)
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"metacore installation secret").derive(material)
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"metacore installation secret").derive(
+        material
+    )
     return Fernet(base64.urlsafe_b64encode(key))
 
 
@@ -67,7 +69,9 @@ def issue_secret(installation: "Installation") -> str:
 
 
 def secret_matches(installation: "Installation", presented: str) -> bool:
-    return bool(installation.secret_hash) and hmac.compare_digest(installation.secret_hash, hash_secret(presented))
+    return bool(installation.secret_hash) and hmac.compare_digest(
+        installation.secret_hash, hash_secret(presented)
+    )
 
 
 def reveal_secret(installation: "Installation") -> str:
@@ -92,7 +96,9 @@ def reveal_secret(installation: "Installation") -> str:
 def _settings_fernet() -> Fernet:
     material = metacore_settings.SECRETS_KEY or django_settings.SECRET_KEY
     material = material.encode() if isinstance(material, str) else bytes(material)
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"metacore secret settings").derive(material)
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"metacore secret settings").derive(
+        material
+    )
     return Fernet(base64.urlsafe_b64encode(key))
 
 
@@ -130,8 +136,10 @@ def seal_settings(manifest: "Manifest", settings: Settings, previous: Settings |
 def masked_settings(manifest: "Manifest", settings: Settings) -> Settings:
     """What any interface may show: secret values replaced by `MASK`."""
     secret = secret_setting_keys(manifest)
-    return {key: MASK if (key in secret or is_sealed(value)) and value not in (None, "") else value
-            for key, value in (settings or {}).items()}
+    return {
+        key: MASK if (key in secret or is_sealed(value)) and value not in (None, "") else value
+        for key, value in (settings or {}).items()
+    }
 
 
 def unsealed_settings(settings: Settings) -> Settings:
@@ -145,6 +153,9 @@ def unsealed_settings(settings: Settings) -> Settings:
         try:
             plain[key] = json.loads(_settings_fernet().decrypt(value[SEALED].encode()))
         except (InvalidToken, ValueError):
-            log.error("secret setting %r does not decrypt with the current key (was SECRET_KEY or "
-                      "METACORE['SECRETS_KEY'] changed?); set it again", key)
+            log.error(
+                "secret setting %r does not decrypt with the current key (was SECRET_KEY or "
+                "METACORE['SECRETS_KEY'] changed?); set it again",
+                key,
+            )
     return plain

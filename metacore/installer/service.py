@@ -7,6 +7,7 @@ bump -> audit -> hub event on commit. Any failure rolls all of it back, tables i
 (SQLite and PostgreSQL both have transactional DDL); the failure is then journalled outside
 the rolled-back transaction.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,12 +24,12 @@ from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.host.telemetry import span
 from metacore.installer.bundle import Bundle, discard_unused, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
-from metacore.installer.secrets import seal_settings
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
+from metacore.installer.secrets import seal_settings
 from metacore.installer.setting_types import declared_settings
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
-from metacore.models import AppliedMigration, InstallJournal, Installation, RegistryState
+from metacore.models import AppliedMigration, Installation, InstallJournal, RegistryState
 from metacore.permissions.naming import MODEL_ACTIONS, declared_permission, model_permission
 from metacore.schema import ddl
 from metacore.schema.builder import build_addon_models
@@ -81,9 +82,13 @@ def addon_permissions(manifest: Manifest) -> dict[str, str]:
     perms = {}
     for spec in manifest.models:
         for action in MODEL_ACTIONS:
-            perms[model_permission(manifest.key, spec.table, action)] = f"{manifest.name}: can {action} {spec.label or spec.table}"
+            perms[model_permission(manifest.key, spec.table, action)] = (
+                f"{manifest.name}: can {action} {spec.label or spec.table}"
+            )
     for declared in manifest.permissions:
-        perms[declared_permission(manifest.key, declared.key)] = f"{manifest.name}: {declared.label or declared.key}"
+        perms[declared_permission(manifest.key, declared.key)] = (
+            f"{manifest.name}: {declared.label or declared.key}"
+        )
     return perms
 
 
@@ -94,7 +99,9 @@ class InstallerService:
 
     # -- install ------------------------------------------------------------------------
 
-    def install(self, bundle, *, actor=None, settings=None, credentials=None, selected_tools=None) -> InstallResult:
+    def install(
+        self, bundle, *, actor=None, settings=None, credentials=None, selected_tools=None
+    ) -> InstallResult:
         """Install a bundle (path or opened Bundle). Conflict when the addon is installed."""
         actor_name = _actor_name(actor)
         if not isinstance(bundle, Bundle):
@@ -104,9 +111,14 @@ class InstallerService:
                 self._journal_failure(template_key(bundle), "install", "", exc, actor_name)
                 raise
         manifest = bundle.manifest
-        with self._bundle_discarded_on_failure(bundle), \
-                self._failure_recorded("install", manifest, actor_name, f"install of {manifest.key} {manifest.version} failed"), \
-                span("metacore.install", addon=manifest.key, version=manifest.version), transaction.atomic(using=self.using):
+        with (
+            self._bundle_discarded_on_failure(bundle),
+            self._failure_recorded(
+                "install", manifest, actor_name, f"install of {manifest.key} {manifest.version} failed"
+            ),
+            span("metacore.install", addon=manifest.key, version=manifest.version),
+            transaction.atomic(using=self.using),
+        ):
             result = self._install(bundle, actor_name, settings, credentials, selected_tools)
         log.info("installed %s %s (%d tables)", manifest.key, manifest.version, len(manifest.models))
         return result
@@ -153,7 +165,9 @@ class InstallerService:
         warnings = list(manifest.warnings)
         missing = missing_backend_module(manifest, bundle.root)
         if missing:
-            warnings.append(f"the wasm backend {missing} is not in the bundle: hooks and wasm actions cannot run")
+            warnings.append(
+                f"the wasm backend {missing} is not in the bundle: hooks and wasm actions cannot run"
+            )
         details = {
             "version": manifest.version,
             "tables": created,
@@ -164,8 +178,12 @@ class InstallerService:
         }
         self._journal(manifest.key, "install", "", manifest.version, "installed", details, actor)
         self._audit("addon.install", manifest.key, actor, decision="allow", details=details)
-        publish_on_commit(addon_changed, LifecycleEvent(manifest.key, "install", manifest.version), using=self.using)
-        return InstallResult(installation, created, adopted, migrations, sorted(permissions), registry_revision, warnings)
+        publish_on_commit(
+            addon_changed, LifecycleEvent(manifest.key, "install", manifest.version), using=self.using
+        )
+        return InstallResult(
+            installation, created, adopted, migrations, sorted(permissions), registry_revision, warnings
+        )
 
     def _lock_addon_key(self, key: str) -> None:
         """Serialise installs of one addon key until this transaction ends. A row lock cannot
@@ -177,7 +195,9 @@ class InstallerService:
         connection = connections[self.using]
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"metacore.install:{key}"])
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"metacore.install:{key}"]
+                )
             elif connection.vendor == "sqlite":
                 table = connection.ops.quote_name(RegistryState._meta.db_table)
                 cursor.execute(f"UPDATE {table} SET revision = revision WHERE 1 = 0")
@@ -221,7 +241,11 @@ class InstallerService:
                 f"addon {manifest.key}: table(s) {', '.join(existing)} already exist without an installation;"
                 " drop them or restore the installation record"
             )
-        changed = [t for t in existing if kept.model(t) is None or _schema_of(kept.model(t)) != _schema_of(manifest.model(t))]  # type: ignore[union-attr]  # existing tables without kept raised above
+        changed = [
+            t
+            for t in existing
+            if kept.model(t) is None or _schema_of(kept.model(t)) != _schema_of(manifest.model(t))  # type: ignore[union-attr]  # existing tables without kept raised above
+        ]
         if changed:
             raise Conflict(
                 f"addon {manifest.key} was uninstalled at {kept.version} keeping its data, and {manifest.version}"  # type: ignore[union-attr]  # existing tables without kept raised above
@@ -247,7 +271,11 @@ class InstallerService:
             .values_list("codename", flat=True)
         )
         Permission.objects.using(self.using).bulk_create(
-            [Permission(content_type=content_type, codename=c, name=n[:255]) for c, n in wanted.items() if c not in have]
+            [
+                Permission(content_type=content_type, codename=c, name=n[:255])
+                for c, n in wanted.items()
+                if c not in have
+            ]
         )
         return list(wanted)
 
@@ -260,13 +288,21 @@ class InstallerService:
 
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         try:
-            return Upgrader(self).plan(self.get(bundle.manifest.key), bundle, force=force,
-                                       assign_organization=assign_organization)
+            return Upgrader(self).plan(
+                self.get(bundle.manifest.key), bundle, force=force, assign_organization=assign_organization
+            )
         finally:
             discard_unused(bundle)  # a plan applies nothing, so it keeps no copy either
 
-    def upgrade(self, bundle, *, allow_destructive: bool = False, force: bool = False, actor=None,
-                assign_organization=None):
+    def upgrade(
+        self,
+        bundle,
+        *,
+        allow_destructive: bool = False,
+        force: bool = False,
+        actor=None,
+        assign_organization=None,
+    ):
         """Apply the plan in one transaction; on any failure the old schema, data and
         manifest stay, and the failure is journalled. `assign_organization` gives rows of
         tables that become organization-scoped their organization (see `Differ._scope_table`)."""
@@ -275,10 +311,19 @@ class InstallerService:
         actor_name = _actor_name(actor)
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         manifest = bundle.manifest
-        with self._bundle_discarded_on_failure(bundle), self._failure_recorded("upgrade", manifest, actor_name, f"upgrade of {manifest.key} to {manifest.version} failed"), \
-                span("metacore.upgrade", addon=manifest.key, version=manifest.version):
+        with (
+            self._bundle_discarded_on_failure(bundle),
+            self._failure_recorded(
+                "upgrade", manifest, actor_name, f"upgrade of {manifest.key} to {manifest.version} failed"
+            ),
+            span("metacore.upgrade", addon=manifest.key, version=manifest.version),
+        ):
             return Upgrader(self).upgrade(
-                manifest.key, bundle, allow_destructive=allow_destructive, force=force, actor=actor_name,
+                manifest.key,
+                bundle,
+                allow_destructive=allow_destructive,
+                force=force,
+                actor=actor_name,
                 assign_organization=assign_organization,
             )
 
@@ -290,7 +335,10 @@ class InstallerService:
         the installation record, in one transaction."""
         actor_name = _actor_name(actor)
         try:
-            with span("metacore.uninstall", addon=key, drop_data=drop_data), transaction.atomic(using=self.using):
+            with (
+                span("metacore.uninstall", addon=key, drop_data=drop_data),
+                transaction.atomic(using=self.using),
+            ):
                 installation = self._locked(key, allow_uninstalled=drop_data)
                 manifest = Manifest.model_validate(installation.manifest)
                 if installation.state != Installation.State.UNINSTALLED:
@@ -306,7 +354,9 @@ class InstallerService:
                 details = {"version": installation.version, "drop_data": drop_data}
                 self._journal(key, "uninstall", installation.version, "", "uninstalled", details, actor_name)
                 self._audit("addon.uninstall", key, actor_name, decision="allow", details=details)
-                publish_on_commit(addon_changed, LifecycleEvent(key, "uninstall", installation.version), using=self.using)
+                publish_on_commit(
+                    addon_changed, LifecycleEvent(key, "uninstall", installation.version), using=self.using
+                )
         except NotFound:
             raise
         except Exception as exc:
@@ -352,9 +402,13 @@ class InstallerService:
             run_lifecycle_hook(self.kernel, installation, None, hook)
             bump_registry_revision(self.using)
             details = {"version": installation.version}
-            self._journal(key, operation, installation.version, installation.version, f"{state}", details, actor_name)
+            self._journal(
+                key, operation, installation.version, installation.version, f"{state}", details, actor_name
+            )
             self._audit(f"addon.{operation}", key, actor_name, decision="allow", details=details)
-            publish_on_commit(addon_changed, LifecycleEvent(key, operation, installation.version), using=self.using)
+            publish_on_commit(
+                addon_changed, LifecycleEvent(key, operation, installation.version), using=self.using
+            )
         return installation
 
     # -- queries ------------------------------------------------------------------------
@@ -373,7 +427,9 @@ class InstallerService:
 
     def _locked(self, key: str, *, allow_uninstalled: bool = False) -> Installation:
         installation = Installation.objects.using(self.using).select_for_update().filter(key=key).first()
-        if installation is None or (installation.state == Installation.State.UNINSTALLED and not allow_uninstalled):
+        if installation is None or (
+            installation.state == Installation.State.UNINSTALLED and not allow_uninstalled
+        ):
             raise NotFound(f"addon {key!r} is not installed")
         return installation
 
@@ -381,8 +437,14 @@ class InstallerService:
 
     def _journal(self, key, operation, from_version, to_version, message, details, actor, ok=True):
         InstallJournal.objects.using(self.using).create(
-            addon_key=key[:64], operation=operation, from_version=from_version[:64], to_version=to_version[:64],
-            ok=ok, message=message, details=details, actor=actor[:150],
+            addon_key=key[:64],
+            operation=operation,
+            from_version=from_version[:64],
+            to_version=to_version[:64],
+            ok=ok,
+            message=message,
+            details=details,
+            actor=actor[:150],
         )
 
     @contextmanager
@@ -394,8 +456,13 @@ class InstallerService:
         except Exception as exc:
             error = _as_metacore_error(exc, context)
             self._journal_failure(manifest.key, operation, manifest.version, error, actor)
-            self._audit(f"addon.{operation}", manifest.key, actor, reason=error.message,
-                        details={"version": manifest.version, "ok": False})
+            self._audit(
+                f"addon.{operation}",
+                manifest.key,
+                actor,
+                reason=error.message,
+                details={"version": manifest.version, "ok": False},
+            )
             if error is exc:
                 raise
             raise error from exc
@@ -403,7 +470,9 @@ class InstallerService:
     def _journal_failure(self, key, operation, version, error, actor):
         """Record a failed operation; called after its transaction rolled back."""
         try:
-            self._journal(key, operation, "", version or "", error.message, {"errors": error.errors}, actor, ok=False)
+            self._journal(
+                key, operation, "", version or "", error.message, {"errors": error.errors}, actor, ok=False
+            )
         except Exception:
             log.exception("could not journal the failed %s of %s", operation, key)
 
@@ -422,8 +491,18 @@ def _actor_name(actor) -> str:
 def _schema_of(spec) -> tuple:
     """What the database holds of a model: columns as stored, indexes, constraints."""
     columns = tuple(
-        (c.name, c.type, c.size, c.precision, c.scale, c.required, c.unique, c.index, c.primary_key,
-         (c.references.table, c.references.physical) if c.references else None)
+        (
+            c.name,
+            c.type,
+            c.size,
+            c.precision,
+            c.scale,
+            c.required,
+            c.unique,
+            c.index,
+            c.primary_key,
+            (c.references.table, c.references.physical) if c.references else None,
+        )
         for c in spec.columns
     )
     return spec.table, columns, tuple((i.columns, i.unique, i.name) for i in spec.indexes)

@@ -5,6 +5,7 @@ Types (upstream's): `string`/`text` (and any type this host does not know: accep
 declared), `number`, `integer`, `boolean`, `select` (one of `options[].value`), `secret`
 (a string, write-only: never shown back), and so is any setting marked `"secret": true`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,11 +49,18 @@ def declared_settings(manifest) -> list[SettingSpec]:
             for o in item.get("options") or ()
         )
         default = item.get("default", item.get("default_value", _MISSING))
-        specs.append(SettingSpec(
-            key=item["key"], type=str(item.get("type") or "string").lower(), label=str(item.get("label") or item["key"]),
-            help=str(item.get("description") or item.get("help") or ""), required=bool(item.get("required")),
-            default=default, options=options, secret=item.get("type") == "secret" or item.get("secret") is True,
-        ))
+        specs.append(
+            SettingSpec(
+                key=item["key"],
+                type=str(item.get("type") or "string").lower(),
+                label=str(item.get("label") or item["key"]),
+                help=str(item.get("description") or item.get("help") or ""),
+                required=bool(item.get("required")),
+                default=default,
+                options=options,
+                secret=item.get("type") == "secret" or item.get("secret") is True,
+            )
+        )
     return specs
 
 
@@ -114,7 +122,10 @@ def clean_settings(manifest, values: dict, *, addon: str, previous: dict | None 
             problems[spec.key] = ["required"]
     if problems:
         unknown = sorted(k for k in problems if k not in specs)
-        message = (f"unknown setting(s) for {addon}: {', '.join(unknown)}" if unknown
-                   else f"invalid setting(s) for {addon}: {', '.join(sorted(problems))}")
+        message = (
+            f"unknown setting(s) for {addon}: {', '.join(unknown)}"
+            if unknown
+            else f"invalid setting(s) for {addon}: {', '.join(sorted(problems))}"
+        )
         raise ValidationError(message, errors=problems)
     return cleaned

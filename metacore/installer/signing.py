@@ -21,6 +21,7 @@ archive, so it travels beside it as `<archive>.sig`, a JSON object with upstream
 `developer_id`, `signed_at`...). The same trusted keys (upstream's MARKETPLACE_PUBKEY(S) hex
 keys go into METACORE['TRUSTED_KEYS']) verify both.
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,7 +33,7 @@ import json
 import re
 import tarfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -66,8 +67,11 @@ class SignatureCheck:
 
 # ---------------------------------------------------------------- canonical bytes
 
+
 def canonical_json(value) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 def signed_payload(manifest: dict, checksums: dict[str, str]) -> bytes:
@@ -81,6 +85,7 @@ def payload_digest(manifest: dict, checksums: dict[str, str]) -> bytes:
 
 
 # ---------------------------------------------------------------- keys
+
 
 def key_id(public_key: Ed25519PublicKey) -> str:
     """Short, stable name of a public key: the first 16 hex digits of SHA-256(raw key)."""
@@ -148,11 +153,14 @@ def trusted_keys() -> list[Ed25519PublicKey]:
         try:
             keys.append(load_public_key(entry))
         except ValueError as exc:
-            raise ValidationError(f"METACORE['TRUSTED_KEYS'][{index}] is not an ed25519 public key: {exc}") from exc
+            raise ValidationError(
+                f"METACORE['TRUSTED_KEYS'][{index}] is not an ed25519 public key: {exc}"
+            ) from exc
     return keys
 
 
 # ---------------------------------------------------------------- verify
+
 
 def verify_bundle(manifest: dict, files: dict[str, str]) -> SignatureCheck:
     """Check a bundle before anything is installed.
@@ -275,6 +283,7 @@ def _check_files(checksums: dict[str, str], files: dict[str, str]) -> None:
 
 # ---------------------------------------------------------------- sign
 
+
 def read_source(path: Path) -> tuple[dict, dict[str, bytes]]:
     """Read a bundle the author wants to sign (directory or .tar.gz): its manifest and files.
     Only regular files are taken; the installer's own loader does the untrusted-input checks."""
@@ -311,7 +320,7 @@ def sign_manifest(manifest: dict, contents: dict[str, bytes], private_key: Ed255
     signed["signature"] = {
         "algorithm": ALGORITHM,
         "key_id": key_id(private_key.public_key()),
-        "signed_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "signed_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "checksums": checksums,
         "digest": digest.hex(),
         "value": private_key.sign(digest).hex(),
@@ -339,16 +348,20 @@ def sign_bundle(source: Path, private_key: Ed25519PrivateKey) -> bytes:
     return write_bundle(sign_manifest(manifest, contents, private_key), contents)
 
 
-def sign_tarball(archive: bytes, private_key: Ed25519PrivateKey, contents: dict[str, bytes] | None = None) -> dict:
+def sign_tarball(
+    archive: bytes, private_key: Ed25519PrivateKey, contents: dict[str, bytes] | None = None
+) -> dict:
     """Upstream's detached signature of an archive (write it to `<archive>.sig`)."""
     digest = hashlib.sha256(archive).digest()
     block: dict[str, object] = {
         "algorithm": ALGORITHM,
         "key_id": key_id(private_key.public_key()),
-        "signed_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "signed_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "digest": digest.hex(),
         "value": private_key.sign(digest).hex(),
     }
     if contents is not None:
-        block["checksums"] = {path: hashlib.sha256(data).hexdigest() for path, data in sorted(contents.items())}
+        block["checksums"] = {
+            path: hashlib.sha256(data).hexdigest() for path, data in sorted(contents.items())
+        }
     return block

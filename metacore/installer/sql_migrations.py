@@ -21,6 +21,7 @@ SQLite: the files are written for PostgreSQL, so they are recorded as skipped wi
 reason; the manifest schema alone defines the tables (they are still checked, so a bundle
 is refused the same way on both databases).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,17 +36,59 @@ from metacore.schema import roles
 from metacore.schema.naming import schema_name
 
 SCHEMA_MISMATCH_STATES = {"42703": "undefined column", "42P01": "undefined table"}
-SQLITE_REASON = "bundle SQL migrations are written for PostgreSQL; on SQLite the manifest schema alone defines the tables"
+SQLITE_REASON = (
+    "bundle SQL migrations are written for PostgreSQL; on SQLite the manifest schema alone defines the tables"
+)
 STATEMENT_KINDS = (
-    ast.CreateStmt, ast.IndexStmt, ast.AlterTableStmt, ast.CreateSeqStmt, ast.AlterSeqStmt, ast.ViewStmt,
-    ast.CommentStmt, ast.CreateEnumStmt, ast.AlterEnumStmt, ast.RenameStmt, ast.DropStmt, ast.InsertStmt,
-    ast.UpdateStmt, ast.DeleteStmt, ast.SelectStmt, ast.ConstraintsSetStmt, ast.VariableSetStmt,
+    ast.CreateStmt,
+    ast.IndexStmt,
+    ast.AlterTableStmt,
+    ast.CreateSeqStmt,
+    ast.AlterSeqStmt,
+    ast.ViewStmt,
+    ast.CommentStmt,
+    ast.CreateEnumStmt,
+    ast.AlterEnumStmt,
+    ast.RenameStmt,
+    ast.DropStmt,
+    ast.InsertStmt,
+    ast.UpdateStmt,
+    ast.DeleteStmt,
+    ast.SelectStmt,
+    ast.ConstraintsSetStmt,
+    ast.VariableSetStmt,
 )
 MIGRATION_FUNCTIONS = ALLOWED_FUNCTIONS | {
-    "gen_random_uuid", "uuid_generate_v4", "nextval", "currval", "setval", "to_tsvector", "setweight",
-    "to_jsonb", "to_json", "jsonb_build_array", "json_build_array", "md5", "random", "clock_timestamp",
-    "statement_timestamp", "transaction_timestamp", "timezone", "left", "right", "position", "split_part",
-    "regexp_replace", "lpad", "rpad", "make_date", "age", "date_part", "unnest", "generate_series", "format",
+    "gen_random_uuid",
+    "uuid_generate_v4",
+    "nextval",
+    "currval",
+    "setval",
+    "to_tsvector",
+    "setweight",
+    "to_jsonb",
+    "to_json",
+    "jsonb_build_array",
+    "json_build_array",
+    "md5",
+    "random",
+    "clock_timestamp",
+    "statement_timestamp",
+    "transaction_timestamp",
+    "timezone",
+    "left",
+    "right",
+    "position",
+    "split_part",
+    "regexp_replace",
+    "lpad",
+    "rpad",
+    "make_date",
+    "age",
+    "date_part",
+    "unnest",
+    "generate_series",
+    "format",
 }
 SESSION_SETTINGS = {"role", "session_authorization", "search_path"}
 
@@ -60,6 +103,7 @@ class MigrationOutcome:
 def check_statements(migration, addon_key: str | None = None) -> list[str]:
     """The statements of `migration`, each checked against the allowlists; ValidationError
     naming the first one outside them."""
+
     def refuse(number, text, why):
         raise ValidationError(
             f"migration {migration.name}, statement {number} ({_first_line(text)}): {why}",
@@ -76,16 +120,24 @@ def check_statements(migration, addon_key: str | None = None) -> list[str]:
                 parse_sql(text)
             except ParseError as inner:
                 refuse(number, text, f"not valid SQL: {inner}")
-        raise ValidationError(f"migration {migration.name} is not valid SQL: {exc}",
-                              errors={"migrations": [f"{migration.name}: {exc}"]}) from None
+        raise ValidationError(
+            f"migration {migration.name} is not valid SQL: {exc}",
+            errors={"migrations": [f"{migration.name}: {exc}"]},
+        ) from None
     for number, raw in enumerate(parsed, start=1):
         end = (raw.stmt_location or 0) + raw.stmt_len if raw.stmt_len else len(source)
-        text = source[raw.stmt_location:end].strip()  # pglast's offsets count characters
+        text = source[raw.stmt_location : end].strip()  # pglast's offsets count characters
         stmt = raw.stmt
         if not isinstance(stmt, STATEMENT_KINDS):
-            refuse(number, text, f"{type(stmt).__name__} is not allowed in bundle SQL (it must not control the"
-                                 " transaction or change the session, and may not define code)")
-        if isinstance(stmt, ast.VariableSetStmt) and (not stmt.is_local or (stmt.name or "").lower() in SESSION_SETTINGS):
+            refuse(
+                number,
+                text,
+                f"{type(stmt).__name__} is not allowed in bundle SQL (it must not control the"
+                " transaction or change the session, and may not define code)",
+            )
+        if isinstance(stmt, ast.VariableSetStmt) and (
+            not stmt.is_local or (stmt.name or "").lower() in SESSION_SETTINGS
+        ):
             refuse(number, text, "bundle SQL must not control the transaction or change the session")
         problem = _node_problem(stmt, addon_key)
         if problem:
@@ -101,12 +153,20 @@ def _node_problem(node, addon_key):
             names = [n.sval.lower() for n in child.funcname]
             if names[-1] not in MIGRATION_FUNCTIONS or (len(names) > 1 and names[0] != "pg_catalog"):
                 return f"function {'.'.join(names)} is not allowed in bundle SQL"
-        elif isinstance(child, ast.RangeVar) and child.schemaname is not None and addon_key is not None \
-                and child.schemaname.lower() != schema_name(addon_key):
+        elif (
+            isinstance(child, ast.RangeVar)
+            and child.schemaname is not None
+            and addon_key is not None
+            and child.schemaname.lower() != schema_name(addon_key)
+        ):
             return f"bundle SQL may only name its own schema, not {child.schemaname}"
         elif isinstance(child, (ast.DoStmt, ast.CreateFunctionStmt, ast.CallStmt, ast.RangeFunction)):
             return f"{type(child).__name__} is not allowed in bundle SQL"
-        elif isinstance(child, ast.Node) and type(child).__name__.endswith("Stmt") and not isinstance(child, STATEMENT_KINDS):
+        elif (
+            isinstance(child, ast.Node)
+            and type(child).__name__.endswith("Stmt")
+            and not isinstance(child, STATEMENT_KINDS)
+        ):
             return f"{type(child).__name__} is not allowed in bundle SQL"
     return None
 
@@ -146,9 +206,13 @@ def apply_migrations(manifest, migrations, using=DEFAULT_DB_ALIAS) -> list[Migra
         roles.confine_addon(manifest, using)
     outcomes = []
     for migration in migrations:
-        previous = AppliedMigration.objects.using(using).filter(addon_key=addon_key, name=migration.name).first()
+        previous = (
+            AppliedMigration.objects.using(using).filter(addon_key=addon_key, name=migration.name).first()
+        )
         if previous is not None and previous.checksum == migration.checksum and previous.status != "skipped":
-            outcomes.append(MigrationOutcome(migration.name, "unchanged", "already applied with this checksum"))
+            outcomes.append(
+                MigrationOutcome(migration.name, "unchanged", "already applied with this checksum")
+            )
             continue
         if connection.vendor == "postgresql":
             outcome = _run_postgresql(connection, addon_key, migration, checked[migration.name])
@@ -187,11 +251,15 @@ def _run_postgresql(connection, addon_key: str, migration, checked) -> Migration
                             f"migration {migration.name}, statement {number} ({summary}): {_first_line(str(exc))}",
                             errors={"migrations": [f"{migration.name}: {exc}"]},
                         ) from exc
-                    skipped.append(f"statement {number} ({summary}): {SCHEMA_MISMATCH_STATES[state]}: {_first_line(str(exc))}")
+                    skipped.append(
+                        f"statement {number} ({summary}): {SCHEMA_MISMATCH_STATES[state]}: {_first_line(str(exc))}"
+                    )
         finally:
             if not connection.needs_rollback:
-                cursor.execute("SELECT set_config('role', %s, true), set_config('search_path', %s, true)",
-                               [previous_role, previous_path])
+                cursor.execute(
+                    "SELECT set_config('role', %s, true), set_config('search_path', %s, true)",
+                    [previous_role, previous_path],
+                )
     if not skipped:
         return MigrationOutcome(migration.name, "applied")
     return MigrationOutcome(migration.name, "partial" if ran else "skipped", "skipped " + "; ".join(skipped))

@@ -7,6 +7,7 @@ re-plans inside the transaction (under a row lock on the installation), refuses 
 plan refuses, runs the steps, the new SQL migrations, the `on_upgrade` hook, and stores the
 new manifest, so a failure anywhere leaves the old schema, data and manifest in place.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -86,8 +87,12 @@ class UpgradeResult:
     registry_revision: int
 
     def as_dict(self) -> dict:
-        return {"addon": self.installation.key, "version": self.installation.version,
-                "registry_revision": self.registry_revision, "plan": self.plan.as_dict()}
+        return {
+            "addon": self.installation.key,
+            "version": self.installation.version,
+            "registry_revision": self.registry_revision,
+            "plan": self.plan.as_dict(),
+        }
 
 
 @contextmanager
@@ -126,7 +131,9 @@ def _version(text: str, what: str) -> Version:
     try:
         return Version(text)
     except InvalidVersion:
-        raise ValidationError(f"{what} version {text!r} is not a semantic version", errors={"version": [text]}) from None
+        raise ValidationError(
+            f"{what} version {text!r} is not a semantic version", errors={"version": [text]}
+        ) from None
 
 
 def _organization(value) -> uuid.UUID | None:
@@ -136,8 +143,10 @@ def _organization(value) -> uuid.UUID | None:
     try:
         return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
     except ValueError:
-        raise ValidationError(f"assign_organization {str(value)[:64]!r} is not an organization id (a UUID)",
-                              errors={"assign_organization": ["must be a UUID"]}) from None
+        raise ValidationError(
+            f"assign_organization {str(value)[:64]!r} is not an organization id (a UUID)",
+            errors={"assign_organization": ["must be a UUID"]},
+        ) from None
 
 
 def _permission_renames(old: Manifest, new: Manifest) -> dict[str, str]:
@@ -165,8 +174,15 @@ class Upgrader:
     def connection(self):
         return connections[self.using]
 
-    def plan(self, installation: Installation, bundle, *, force: bool = False, with_sql: bool = True,
-             assign_organization=None) -> UpgradePlan:
+    def plan(
+        self,
+        installation: Installation,
+        bundle,
+        *,
+        force: bool = False,
+        with_sql: bool = True,
+        assign_organization=None,
+    ) -> UpgradePlan:
         old = Manifest.model_validate(installation.manifest)
         new = bundle.manifest
         if new.key != old.key:
@@ -197,36 +213,60 @@ class Upgrader:
 
         steps = []
         renames = _permission_renames(old, new)
-        steps += [Step("rename_permission", "", f"rename permission {a} to {b} (grants kept)") for a, b in sorted(renames.items())]
+        steps += [
+            Step("rename_permission", "", f"rename permission {a} to {b} (grants kept)")
+            for a, b in sorted(renames.items())
+        ]
         old_perms = {renames.get(p, p) for p in addon_permissions(old)}
         new_perms = set(addon_permissions(new))
         steps += [Step("add_permission", "", f"add permission {p}") for p in sorted(new_perms - old_perms)]
-        steps += [Step("drop_permission", "", f"drop permission {p} (and its grants)", DESTRUCTIVE)
-                  for p in sorted(old_perms - new_perms)]
+        steps += [
+            Step("drop_permission", "", f"drop permission {p} (and its grants)", DESTRUCTIVE)
+            for p in sorted(old_perms - new_perms)
+        ]
         old_caps = {(c.kind, c.target) for c in old.capabilities}
         new_caps = {(c.kind, c.target) for c in new.capabilities}
-        steps += [Step("add_capability", "", f"grant capability {k} {t}") for k, t in sorted(new_caps - old_caps)]
-        steps += [Step("drop_capability", "", f"revoke capability {k} {t}") for k, t in sorted(old_caps - new_caps)]
-        applied = dict(AppliedMigration.objects.using(self.using).filter(addon_key=old.key).values_list("name", "checksum"))
+        steps += [
+            Step("add_capability", "", f"grant capability {k} {t}") for k, t in sorted(new_caps - old_caps)
+        ]
+        steps += [
+            Step("drop_capability", "", f"revoke capability {k} {t}") for k, t in sorted(old_caps - new_caps)
+        ]
+        applied = dict(
+            AppliedMigration.objects.using(self.using)
+            .filter(addon_key=old.key)
+            .values_list("name", "checksum")
+        )
         for migration in bundle.migrations():
             if migration.name not in applied:
                 where = "" if self.connection.vendor == "postgresql" else " (recorded as skipped on SQLite)"
                 steps.append(Step("sql_migration", "", f"run bundle SQL migrations/{migration.name}{where}"))
             elif applied[migration.name] != migration.checksum:
-                steps.append(Step("sql_migration", "", f"migrations/{migration.name} changed since it was applied: not run again",
-                                  NEEDS_CHECK))
+                steps.append(
+                    Step(
+                        "sql_migration",
+                        "",
+                        f"migrations/{migration.name} changed since it was applied: not run again",
+                        NEEDS_CHECK,
+                    )
+                )
         return steps
 
-    def upgrade(self, key: str, bundle, *, allow_destructive=False, force=False, actor="",
-                assign_organization=None) -> UpgradeResult:
+    def upgrade(
+        self, key: str, bundle, *, allow_destructive=False, force=False, actor="", assign_organization=None
+    ) -> UpgradeResult:
         installer = self.installer
         with transaction.atomic(using=self.using):
             installation = installer._locked(key)
             with span("metacore.upgrade.plan", addon=key):
-                plan = self.plan(installation, bundle, force=force, with_sql=False, assign_organization=assign_organization)
+                plan = self.plan(
+                    installation, bundle, force=force, with_sql=False, assign_organization=assign_organization
+                )
             set_attributes(steps=len(plan.steps), destructive=len(plan.destructive))
             if plan.blocked:
-                raise UpgradeRefused(f"upgrade of {key} stopped: {'; '.join(plan.blocked)}", errors={"data": plan.blocked})
+                raise UpgradeRefused(
+                    f"upgrade of {key} stopped: {'; '.join(plan.blocked)}", errors={"data": plan.blocked}
+                )
             if plan.destructive and not allow_destructive:
                 raise UpgradeRefused(
                     f"upgrade of {key} has destructive steps (allow them explicitly): {'; '.join(plan.destructive)}",
@@ -234,8 +274,11 @@ class Upgrader:
                 )
             old = Manifest.model_validate(installation.manifest)
             new = bundle.manifest
-            with span("metacore.upgrade.ddl", addon=key), addon_introspection(self.connection, key), \
-                    ddl.schema_editor(self.using) as editor:
+            with (
+                span("metacore.upgrade.ddl", addon=key),
+                addon_introspection(self.connection, key),
+                ddl.schema_editor(self.using) as editor,
+            ):
                 run_steps(old, plan.steps, editor)
             new_models = build_addon_models(new, revision=0, vendor=self.connection.vendor).classes
             for spec in new.models:
@@ -259,8 +302,12 @@ class Upgrader:
             from metacore.installer.service import bump_registry_revision
 
             revision = bump_registry_revision(self.using)
-            details = {"from_version": old.version, "to_version": new.version,
-                       "steps": [s.words for s in plan.steps], "migrations": {m.name: m.status for m in migrations}}
+            details = {
+                "from_version": old.version,
+                "to_version": new.version,
+                "steps": [s.words for s in plan.steps],
+                "migrations": {m.name: m.status for m in migrations},
+            }
             installer._journal(key, "upgrade", old.version, new.version, "upgraded", details, actor)
             installer._audit("addon.upgrade", key, actor, decision="allow", details=details)
             publish_on_commit(addon_changed, LifecycleEvent(key, "upgrade", new.version), using=self.using)

@@ -10,12 +10,13 @@ The HMAC key is the installation secret exactly as handed out (its UTF-8 bytes).
 are refused across processes: every accepted nonce is stored in `WebhookNonce` (unique per
 addon) until its timestamp leaves the allowed window.
 """
+
 import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
@@ -42,7 +43,13 @@ def _signature(secret: str, timestamp: str, method: str, path: str, nonce: str, 
 
 
 def sign_request(
-    secret: str, method: str, path: str, body: bytes = b"", *, timestamp: float | None = None, nonce: str | None = None
+    secret: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    timestamp: float | None = None,
+    nonce: str | None = None,
 ) -> dict[str, str]:
     """Headers to attach to an outbound request."""
     stamp = str(int(time.time() if timestamp is None else timestamp))
@@ -62,7 +69,14 @@ def signed_headers(installation: "Installation", method: str, path: str, body: b
 
 
 def verify_request(
-    secret: str, method: str, path: str, body: bytes, headers: Mapping[str, str], *, scope: str, now: float | None = None
+    secret: str,
+    method: str,
+    path: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    scope: str,
+    now: float | None = None,
 ) -> None:
     """Accept a signed request once: right signature, timestamp within
     `WEBHOOK_MAX_SKEW_SECONDS`, nonce never seen for `scope` (e.g. the addon key).
@@ -98,4 +112,4 @@ def _remember_nonce(scope: str, nonce: str, *, expires: float, now: float) -> No
 
 
 def _utc(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -4,6 +4,7 @@ The client types manifests as the legacy flat (`LegacyManifest`) shape, so v3 ma
 presented flat here; flat manifests are served as received. docs/management-api.md lists
 every shape.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -72,8 +73,12 @@ def _flat_from_v3(manifest: Manifest) -> dict[str, Any]:
         "events": list(manifest.events),
     }
     if isinstance(icon, dict):
-        flat.update(icon=icon.get("slug", ""), icon_type=icon.get("type", ""), icon_slug=icon.get("slug", ""),
-                    icon_color=str(icon.get("color", "")).lstrip("#"))
+        flat.update(
+            icon=icon.get("slug", ""),
+            icon_type=icon.get("type", ""),
+            icon_slug=icon.get("slug", ""),
+            icon_color=str(icon.get("color", "")).lstrip("#"),
+        )
     elif icon:
         flat["icon"] = icon
     for key in ("author", "website", "license", "features", "screenshots", "countries"):
@@ -122,7 +127,9 @@ def _actions_by_model(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
     return grouped
 
 
-def installation(inst: Installation, *, organization_id: str | UUID | None = None, manager: bool = False) -> dict[str, Any]:
+def installation(
+    inst: Installation, *, organization_id: str | UUID | None = None, manager: bool = False
+) -> dict[str, Any]:
     """One installation (the SDK's `Installation`, plus metacore's own fields). Settings,
     tools, credential names and capabilities are for users who may manage addons
     (`manager`), and even they see secret settings only as a mask."""
@@ -140,10 +147,12 @@ def installation(inst: Installation, *, organization_id: str | UUID | None = Non
         "updated_at": inst.updated_at.isoformat() if inst.updated_at else None,
     }
     if manager:
-        body.update({
-            "settings": masked_settings(Manifest.model_validate(inst.manifest), inst.settings),
-            "selected_tools": inst.selected_tools,
-            "credential_keys": sorted(inst.credentials),
-            "capabilities": inst.capabilities,
-        })
+        body.update(
+            {
+                "settings": masked_settings(Manifest.model_validate(inst.manifest), inst.settings),
+                "selected_tools": inst.selected_tools,
+                "credential_keys": sorted(inst.credentials),
+                "capabilities": inst.capabilities,
+            }
+        )
     return body

@@ -1,5 +1,6 @@
 """Admin for webhook subscriptions (secret never shown) and deliveries (dead letters,
 replay); registered from metacore/admin.py."""
+
 from django.contrib import admin, messages
 
 from metacore.admin import ReadOnlyAdmin
@@ -9,7 +10,15 @@ from metacore.integrations.models import EventLogEntry, ScheduleRun, WebhookDeli
 
 @admin.register(WebhookSubscription)
 class WebhookSubscriptionAdmin(admin.ModelAdmin):
-    list_display = ("name", "url", "organization_id", "active", "success_count", "failure_count", "last_triggered_at")
+    list_display = (
+        "name",
+        "url",
+        "organization_id",
+        "active",
+        "success_count",
+        "failure_count",
+        "last_triggered_at",
+    )
     list_filter = ("active",)
     search_fields = ("name", "url")
     exclude = ("secret",)
@@ -18,7 +27,16 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdmin):
-    list_display = ("event", "url", "status", "attempts", "response_status", "latency_ms", "tenant", "created_at")
+    list_display = (
+        "event",
+        "url",
+        "status",
+        "attempts",
+        "response_status",
+        "latency_ms",
+        "tenant",
+        "created_at",
+    )
     list_filter = ("status", "addon_key")
     search_fields = ("event", "url", "tenant")
     actions = ("replay",)

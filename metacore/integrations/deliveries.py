@@ -20,6 +20,7 @@
   the API, and `replay()`able. Delivered ones are recorded on their row only.
   A refused destination (SSRF guard, missing capability) is dead at once.
 """
+
 import json
 import logging
 import random
@@ -59,7 +60,9 @@ def _on_event(kind):
     def receiver(sender, event, **kwargs):
         from metacore.kernel import get_kernel
 
-        get_kernel().deliveries.publish(event.name, event.tenant, {"event": event.name, "type": kind, "data": as_dict(event)})
+        get_kernel().deliveries.publish(
+            event.name, event.tenant, {"event": event.name, "type": kind, "data": as_dict(event)}
+        )
 
     return receiver
 
@@ -74,8 +77,11 @@ def _queue_in_database() -> bool:
 
 
 def backoff_seconds(attempt: int) -> float:
-    delay = min(metacore_settings.WEBHOOK_RETRY_BASE_S * 4 ** max(attempt - 1, 0), metacore_settings.WEBHOOK_RETRY_MAX_S)
-    return delay / 2 + random.uniform(0, delay / 2)
+    delay = min(
+        metacore_settings.WEBHOOK_RETRY_BASE_S * 4 ** max(attempt - 1, 0),
+        metacore_settings.WEBHOOK_RETRY_MAX_S,
+    )
+    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 (retry jitter, not a secret)
 
 
 class DeliveryService:
@@ -90,16 +96,33 @@ class DeliveryService:
         rows = []
         if tenant:
             for sub in WebhookSubscription.objects.filter(organization_id=tenant, active=True).only(
-                    "id", "url", "events", "retry_max", "timeout_sec"):
+                "id", "url", "events", "retry_max", "timeout_sec"
+            ):
                 if any(matches(p, event) for p in sub.events):
-                    rows.append(WebhookDelivery(subscription_id=sub.id, tenant=str(tenant), event=event, url=sub.url,
-                                                payload=payload, max_attempts=max(sub.retry_max, 1),
-                                                timeout_s=float(sub.timeout_sec or metacore_settings.WEBHOOK_TIMEOUT_S)))
+                    rows.append(
+                        WebhookDelivery(
+                            subscription_id=sub.id,
+                            tenant=str(tenant),
+                            event=event,
+                            url=sub.url,
+                            payload=payload,
+                            max_attempts=max(sub.retry_max, 1),
+                            timeout_s=float(sub.timeout_sec or metacore_settings.WEBHOOK_TIMEOUT_S),
+                        )
+                    )
         for addon, pattern, url in self._manifest_subscriptions():
             if matches(pattern, event) and self.kernel.enforcer.allows(addon, "event:subscribe", event):
-                rows.append(WebhookDelivery(addon_key=addon, tenant=str(tenant or ""), event=event, url=url,
-                                            payload=payload, max_attempts=metacore_settings.WEBHOOK_MAX_ATTEMPTS,
-                                            timeout_s=float(metacore_settings.WEBHOOK_TIMEOUT_S)))
+                rows.append(
+                    WebhookDelivery(
+                        addon_key=addon,
+                        tenant=str(tenant or ""),
+                        event=event,
+                        url=url,
+                        payload=payload,
+                        max_attempts=metacore_settings.WEBHOOK_MAX_ATTEMPTS,
+                        timeout_s=float(metacore_settings.WEBHOOK_TIMEOUT_S),
+                    )
+                )
         if not rows:
             return []
         now = timezone.now()
@@ -124,8 +147,12 @@ class DeliveryService:
                 backend_url = ((manifest or {}).get("backend") or {}).get("url")
                 for sub in contributions.get("subscriptions") or raw.get("subscriptions") or []:
                     handler = sub.get("handler") if isinstance(sub, dict) else None
-                    if not (isinstance(handler, dict) and handler.get("type") == "webhook"
-                            and isinstance(handler.get("url"), str) and isinstance(sub.get("event"), str)):
+                    if not (
+                        isinstance(handler, dict)
+                        and handler.get("type") == "webhook"
+                        and isinstance(handler.get("url"), str)
+                        and isinstance(sub.get("event"), str)
+                    ):
                         continue
                     try:
                         found.append((key, sub["event"], outbound.resolve_url(handler["url"], backend_url)))
@@ -162,13 +189,15 @@ class DeliveryService:
         `skipped` when another attempt owns it or it is not due)."""
         now = timezone.now()
         due = Q(status=Status.PENDING, next_attempt_at__lte=now + timedelta(seconds=1)) | Q(
-            status=Status.SENDING, lease_until__lt=now)
+            status=Status.SENDING, lease_until__lt=now
+        )
         delivery = WebhookDelivery.objects.filter(id=delivery_id).first()
         if delivery is None:
             return "skipped"
         lease = now + timedelta(seconds=delivery.timeout_s + LEASE_MARGIN_S)
         if not WebhookDelivery.objects.filter(due, id=delivery_id).update(
-                status=Status.SENDING, attempts=F("attempts") + 1, lease_until=lease, updated_at=now):
+            status=Status.SENDING, attempts=F("attempts") + 1, lease_until=lease, updated_at=now
+        ):
             return "skipped"
         delivery.refresh_from_db()
         try:
@@ -181,7 +210,9 @@ class DeliveryService:
         body = response.body[:MAX_BODY_KEPT].decode("utf-8", "replace")
         if 200 <= response.status < 300:
             return self._finish(delivery, response.status, "", sent.duration_ms, body=body, delivered=True)
-        return self._finish(delivery, response.status, f"the receiver answered {response.status}", sent.duration_ms, body=body)
+        return self._finish(
+            delivery, response.status, f"the receiver answered {response.status}", sent.duration_ms, body=body
+        )
 
     def _send(self, delivery):
         from metacore.models import Installation
@@ -192,41 +223,83 @@ class DeliveryService:
             sub = WebhookSubscription.objects.filter(id=delivery.subscription_id).first()
             if sub is None:
                 raise NotFound("the webhook subscription was deleted")
-            return outbound.send(delivery.url, body, secret=sub.secret, event=delivery.event, tenant=delivery.tenant,
-                                 extra_headers={**headers, "X-Metacore-Webhook-ID": str(sub.id)},
-                                 timeout=delivery.timeout_s)
+            return outbound.send(
+                delivery.url,
+                body,
+                secret=sub.secret,
+                event=delivery.event,
+                tenant=delivery.tenant,
+                extra_headers={**headers, "X-Metacore-Webhook-ID": str(sub.id)},
+                timeout=delivery.timeout_s,
+            )
         inst = Installation.objects.filter(key=delivery.addon_key, state=Installation.State.ENABLED).first()
         if inst is None:
             raise Conflict(f'addon "{delivery.addon_key}" is not installed and enabled')
-        return outbound.send(delivery.url, body, secret=outbound.installation_secret(inst), installation_id=inst.pk,
-                             event=delivery.event, tenant=delivery.tenant, extra_headers=headers,
-                             timeout=delivery.timeout_s, addon_key=inst.key)
+        return outbound.send(
+            delivery.url,
+            body,
+            secret=outbound.installation_secret(inst),
+            installation_id=inst.pk,
+            event=delivery.event,
+            tenant=delivery.tenant,
+            extra_headers=headers,
+            timeout=delivery.timeout_s,
+            addon_key=inst.key,
+        )
 
-    def _finish(self, delivery, status_code, error, latency_ms, *, body="", delivered=False, dead=False) -> str:
+    def _finish(
+        self, delivery, status_code, error, latency_ms, *, body="", delivered=False, dead=False
+    ) -> str:
         now = timezone.now()
-        changes = dict(response_status=status_code, error=error[:2000], latency_ms=latency_ms, response_body=body,
-                       lease_until=None, updated_at=now)
+        changes = dict(
+            response_status=status_code,
+            error=error[:2000],
+            latency_ms=latency_ms,
+            response_body=body,
+            lease_until=None,
+            updated_at=now,
+        )
         if delivered:
             changes.update(status=Status.DELIVERED, delivered_at=now, next_attempt_at=None)
         elif dead or delivery.attempts >= delivery.max_attempts:
             changes.update(status=Status.DEAD, next_attempt_at=None)
         else:
-            changes.update(status=Status.PENDING, next_attempt_at=now + timedelta(seconds=backoff_seconds(delivery.attempts)))
+            changes.update(
+                status=Status.PENDING,
+                next_attempt_at=now + timedelta(seconds=backoff_seconds(delivery.attempts)),
+            )
         with transaction.atomic():
             WebhookDelivery.objects.filter(id=delivery.id, status=Status.SENDING).update(**changes)
             if delivery.subscription_id:
                 counter = "success_count" if delivered else "failure_count"
                 WebhookSubscription.objects.filter(id=delivery.subscription_id).update(
-                    **{counter: F(counter) + 1, "last_triggered_at": now})
+                    **{counter: F(counter) + 1, "last_triggered_at": now}
+                )
             if changes["status"] == Status.PENDING:
                 self._enqueue_with_commit(delivery.id, run_after=changes["next_attempt_at"])
             elif changes["status"] == Status.DEAD:
                 self.kernel.audit.record(
-                    "webhook.delivery", tenant=delivery.tenant, addon=delivery.addon_key, target=delivery.event,
-                    decision="allow", reason=error[:500],
-                    details={"delivery": str(delivery.id), "status": "dead", "attempts": delivery.attempts,
-                             "response_status": status_code, "subscription": str(delivery.subscription_id or "")})
-        log.info("delivery %s attempt %s: %s %s", delivery.id, delivery.attempts, changes["status"], status_code or error)
+                    "webhook.delivery",
+                    tenant=delivery.tenant,
+                    addon=delivery.addon_key,
+                    target=delivery.event,
+                    decision="allow",
+                    reason=error[:500],
+                    details={
+                        "delivery": str(delivery.id),
+                        "status": "dead",
+                        "attempts": delivery.attempts,
+                        "response_status": status_code,
+                        "subscription": str(delivery.subscription_id or ""),
+                    },
+                )
+        log.info(
+            "delivery %s attempt %s: %s %s",
+            delivery.id,
+            delivery.attempts,
+            changes["status"],
+            status_code or error,
+        )
         return changes["status"]
 
     # -- operators ------------------------------------------------------------------------
@@ -236,31 +309,50 @@ class DeliveryService:
         task was lost (pending, overdue by `WEBHOOK_RECOVER_AFTER_S`). Returns how many."""
         now = now or timezone.now()
         overdue = now - timedelta(seconds=metacore_settings.WEBHOOK_RECOVER_AFTER_S)
-        stale = Q(status=Status.SENDING, lease_until__lt=now) | Q(status=Status.PENDING, next_attempt_at__lt=overdue)
+        stale = Q(status=Status.SENDING, lease_until__lt=now) | Q(
+            status=Status.PENDING, next_attempt_at__lt=overdue
+        )
         count = 0
         for row_id, status in WebhookDelivery.objects.filter(stale).values_list("id", "status")[:1000]:
             lost_attempt = F("attempts") - 1 if status == Status.SENDING else F("attempts")
             with transaction.atomic():
                 if not WebhookDelivery.objects.filter(stale, id=row_id).update(
-                        status=Status.PENDING, attempts=lost_attempt, lease_until=None, next_attempt_at=now):
+                    status=Status.PENDING, attempts=lost_attempt, lease_until=None, next_attempt_at=now
+                ):
                     continue
                 self._enqueue_with_commit(row_id)
-            log.info("delivery %s requeued (%s)", row_id, "attempt lost with its worker" if status == Status.SENDING else "task lost")
+            log.info(
+                "delivery %s requeued (%s)",
+                row_id,
+                "attempt lost with its worker" if status == Status.SENDING else "task lost",
+            )
             count += 1
         return count
 
     def replay(self, delivery_id, actor="") -> WebhookDelivery:
         """Send a dead (or delivered) delivery again, with a fresh attempt budget."""
         with transaction.atomic():
-            updated = WebhookDelivery.objects.filter(id=delivery_id, status__in=[Status.DEAD, Status.DELIVERED]).update(
-                status=Status.PENDING, attempts=0, next_attempt_at=timezone.now(), error="", lease_until=None)
+            updated = WebhookDelivery.objects.filter(
+                id=delivery_id, status__in=[Status.DEAD, Status.DELIVERED]
+            ).update(
+                status=Status.PENDING, attempts=0, next_attempt_at=timezone.now(), error="", lease_until=None
+            )
             delivery = WebhookDelivery.objects.filter(id=delivery_id).first()
             if delivery is None:
                 raise NotFound(f"no delivery {delivery_id}")
             if not updated:
-                raise Conflict(f"delivery {delivery_id} is {delivery.status}; only dead or delivered ones are replayed")
-            self.kernel.audit.record("webhook.delivery", actor=actor, tenant=delivery.tenant, addon=delivery.addon_key,
-                                     target=delivery.event, decision="allow", reason="replay",
-                                     details={"delivery": str(delivery.id), "status": "replayed"})
+                raise Conflict(
+                    f"delivery {delivery_id} is {delivery.status}; only dead or delivered ones are replayed"
+                )
+            self.kernel.audit.record(
+                "webhook.delivery",
+                actor=actor,
+                tenant=delivery.tenant,
+                addon=delivery.addon_key,
+                target=delivery.event,
+                decision="allow",
+                reason="replay",
+                details={"delivery": str(delivery.id), "status": "replayed"},
+            )
             self._enqueue_with_commit(delivery.id)
         return delivery

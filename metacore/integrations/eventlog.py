@@ -5,6 +5,7 @@ transaction committed, so a rolled-back action logs nothing. Queried by type (ex
 `prefix.*`) and time through `GET /api/metacore/events`; pruned with
 `manage.py metacore_eventlog_prune --older-than DAYS`.
 """
+
 from datetime import datetime
 
 from metacore.events import addon_event
@@ -16,15 +17,21 @@ def connect_receivers():
 
 
 def _record(sender, event, **kwargs):
-    EventLogEntry.objects.create(tenant=str(event.tenant or ""), addon_key=event.addon, type=event.name,
-                                 payload=event.payload if isinstance(event.payload, dict) else {"value": event.payload},
-                                 at=datetime.fromisoformat(event.at))
+    EventLogEntry.objects.create(
+        tenant=str(event.tenant or ""),
+        addon_key=event.addon,
+        type=event.name,
+        payload=event.payload if isinstance(event.payload, dict) else {"value": event.payload},
+        at=datetime.fromisoformat(event.at),
+    )
 
 
 def query(tenant, *, type=None, since=None, until=None, limit=100):
     entries = EventLogEntry.objects.filter(tenant=str(tenant))
     if type:
-        entries = entries.filter(type__startswith=type[:-1]) if type.endswith(".*") else entries.filter(type=type)
+        entries = (
+            entries.filter(type__startswith=type[:-1]) if type.endswith(".*") else entries.filter(type=type)
+        )
     if since:
         entries = entries.filter(at__gte=since)
     if until:

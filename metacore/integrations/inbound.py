@@ -12,6 +12,7 @@ path and body, a timestamp within `WEBHOOK_MAX_SKEW_SECONDS`, and a nonce never 
 "content_type"}` and its answer is the response; an event is published (needs the addon's
 `event:emit` capability) once the request's transaction commits.
 """
+
 import json
 
 from django.db import transaction
@@ -60,11 +61,22 @@ class InboundService:
             decoded = body.decode("utf-8", "replace")
         context = {"request_id": request_id}
         if "function" in hook:
-            result = self.kernel.sandbox.call(addon_key, hook["function"],
-                                              {"webhook": hook_key, "body": decoded, "content_type": content_type}, context)
+            result = self.kernel.sandbox.call(
+                addon_key,
+                hook["function"],
+                {"webhook": hook_key, "body": decoded, "content_type": content_type},
+                context,
+            )
             return 200, result if result is not None else {"success": True}
         self.kernel.enforcer.check(addon_key, "event:emit", hook["event"], context)
         with transaction.atomic():
-            publish_on_commit(addon_event, AddonEvent(addon=addon_key, name=hook["event"], tenant=None,
-                                                      payload=decoded if isinstance(decoded, dict) else {"body": decoded}))
+            publish_on_commit(
+                addon_event,
+                AddonEvent(
+                    addon=addon_key,
+                    name=hook["event"],
+                    tenant=None,
+                    payload=decoded if isinstance(decoded, dict) else {"body": decoded},
+                ),
+            )
         return 202, {"success": True, "data": {"event": hook["event"]}}

@@ -1,4 +1,5 @@
 """Outbound webhook subscriptions and their deliveries (imported by metacore/models.py)."""
+
 import uuid
 
 from django.db import models
@@ -41,9 +42,12 @@ class WebhookDelivery(models.Model):
         DEAD = "dead"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    subscription = models.ForeignKey(WebhookSubscription, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="deliveries")
-    addon_key = models.CharField(max_length=64, blank=True, help_text="set for an addon's manifest subscription")
+    subscription = models.ForeignKey(
+        WebhookSubscription, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    addon_key = models.CharField(
+        max_length=64, blank=True, help_text="set for an addon's manifest subscription"
+    )
     tenant = models.CharField(max_length=64, blank=True, db_index=True)
     event = models.CharField(max_length=200, db_index=True)
     url = models.CharField(max_length=1024)
@@ -53,7 +57,9 @@ class WebhookDelivery(models.Model):
     max_attempts = models.PositiveSmallIntegerField(default=3)
     timeout_s = models.FloatField(default=15.0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    lease_until = models.DateTimeField(null=True, blank=True, help_text="a sending attempt owns it until then")
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="a sending attempt owns it until then"
+    )
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True)
     error = models.TextField(blank=True)
@@ -92,8 +98,11 @@ class ScheduleRun(models.Model):
 
     class Meta:
         ordering = ["-tick_at"]
-        constraints = [models.UniqueConstraint(fields=["addon_key", "schedule_key", "tick_at"],
-                                               name="metacore_schedule_run_once")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["addon_key", "schedule_key", "tick_at"], name="metacore_schedule_run_once"
+            )
+        ]
 
     def __str__(self):
         return f"{self.addon_key}.{self.schedule_key} @ {self.tick_at:%Y-%m-%d %H:%M:%S} ({self.status})"

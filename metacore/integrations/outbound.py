@@ -15,6 +15,7 @@ Like upstream, a call without a recoverable secret goes out unsigned. Every call
 through `safe_fetch`: the SSRF guard always, the addon's `http:fetch` capability when
 `addon_key` is given, and one total time budget (default 15 s, upstream's).
 """
+
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -50,8 +51,9 @@ def resolve_url(url: str, base: str | None) -> str:
     if urlsplit(url).scheme:
         return url
     if not base:
-        raise ValidationError(f"webhook URL {url!r} is relative and the addon declares no backend.url",
-                              errors={"url": [url]})
+        raise ValidationError(
+            f"webhook URL {url!r} is relative and the addon declares no backend.url", errors={"url": [url]}
+        )
     return urljoin(base.rstrip("/") + "/", url.lstrip("/"))
 
 
@@ -68,8 +70,20 @@ def installation_secret(installation) -> str | None:
         return None
 
 
-def send(url, body: bytes, *, secret=None, installation_id="", event="", tenant=None, extra_headers=None,
-         timeout=None, addon_key=None, context=None, method="POST") -> Sent:
+def send(
+    url,
+    body: bytes,
+    *,
+    secret=None,
+    installation_id="",
+    event="",
+    tenant=None,
+    extra_headers=None,
+    timeout=None,
+    addon_key=None,
+    context=None,
+    method="POST",
+) -> Sent:
     """POST (or `method`) `body` to `url`, signed with `secret` when given. Raises what `safe_fetch` raises
     (EgressBlocked, CapabilityDenied, FetchError); any HTTP status is returned."""
     headers = {"Content-Type": "application/json"}
@@ -87,6 +101,7 @@ def send(url, body: bytes, *, secret=None, installation_id="", event="", tenant=
         headers.update(sign_request(secret, method, signed_path(url), body))
     timeout = metacore_settings.WEBHOOK_TIMEOUT_S if timeout is None else timeout
     started = time.monotonic()
-    response = safe_fetch(url, method, body=body, headers=headers, timeout=timeout,
-                          addon_key=addon_key, context=context)
+    response = safe_fetch(
+        url, method, body=body, headers=headers, timeout=timeout, addon_key=addon_key, context=context
+    )
     return Sent(response, (time.monotonic() - started) * 1000, bool(secret))

@@ -16,6 +16,7 @@ coalesced into it, never replayed one by one); a fire time before the addon's in
 never runs. The export receives `{"schedule", "tick_at", "addon_key", "run_id"}`; each run is
 recorded (`ScheduleRun`: status, duration, error) and audited (`schedule.run`).
 """
+
 import logging
 import socket
 import time
@@ -41,7 +42,12 @@ def declared_schedules(manifest: dict) -> list[tuple[str, str, str]]:
         export = entry.get("function") or entry.get("export") or handler.get("function")
         cron = entry.get("cron") or entry.get("schedule")
         key = entry.get("key") or entry.get("name") or export
-        if isinstance(cron, str) and isinstance(export, str) and isinstance(key, str) and croniter.is_valid(cron):
+        if (
+            isinstance(cron, str)
+            and isinstance(export, str)
+            and isinstance(key, str)
+            and croniter.is_valid(cron)
+        ):
             found.append((key, cron, export))
         else:
             log.warning("addon schedule %r ignored: needs key, a valid cron and a function", entry)
@@ -60,7 +66,8 @@ class ScheduleService:
         now = now or timezone.now()
         claimed = []
         installations = Installation.objects.filter(state=Installation.State.ENABLED).values_list(
-            "key", "manifest", "installed_at")
+            "key", "manifest", "installed_at"
+        )
         for addon, manifest, installed_at in installations:
             for key, cron, export in declared_schedules(manifest):
                 fire_at = croniter(cron, now).get_prev(type(now))
@@ -68,8 +75,13 @@ class ScheduleService:
                     continue
                 try:
                     with transaction.atomic():
-                        run = ScheduleRun.objects.create(addon_key=addon, schedule_key=key, tick_at=fire_at,
-                                                         export=export, worker=self.worker)
+                        run = ScheduleRun.objects.create(
+                            addon_key=addon,
+                            schedule_key=key,
+                            tick_at=fire_at,
+                            export=export,
+                            worker=self.worker,
+                        )
                         transaction.on_commit(lambda run_id=run.id: self._enqueue(run_id))  # type: ignore[misc]  # the default binds this run's id
                 except IntegrityError:
                     continue  # another worker owns this tick
@@ -87,22 +99,41 @@ class ScheduleService:
         run = ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING).first()
         if run is None:
             return "skipped"
-        payload = {"schedule": run.schedule_key, "tick_at": run.tick_at.isoformat(), "addon_key": run.addon_key,
-                   "run_id": run.id}
+        payload = {
+            "schedule": run.schedule_key,
+            "tick_at": run.tick_at.isoformat(),
+            "addon_key": run.addon_key,
+            "run_id": run.id,
+        }
         started = time.monotonic()
         status, error = ScheduleRun.Status.OK, ""
         try:
-            result = self.kernel.sandbox.call(run.addon_key, run.export, payload,
-                                              {"actor": "", "request_id": f"schedule-{run.id}"})
+            result = self.kernel.sandbox.call(
+                run.addon_key, run.export, payload, {"actor": "", "request_id": f"schedule-{run.id}"}
+            )
             if isinstance(result, dict) and result.get("success") is False:
-                status, error = ScheduleRun.Status.FAILED, str(result.get("error") or "the export answered success: false")
+                status, error = (
+                    ScheduleRun.Status.FAILED,
+                    str(result.get("error") or "the export answered success: false"),
+                )
         except MetacoreError as exc:
             status, error = ScheduleRun.Status.FAILED, exc.message
         duration = (time.monotonic() - started) * 1000
-        ScheduleRun.objects.filter(id=run.id).update(status=status, error=error[:2000], duration_ms=duration,
-                                                     finished_at=timezone.now())
-        self.kernel.audit.record("schedule.run", addon=run.addon_key, target=f"{run.schedule_key}:{run.export}",
-                                 decision="allow", reason=error[:500],
-                                 details={"run": run.id, "tick_at": run.tick_at.isoformat(), "status": status,
-                                          "duration_ms": round(duration, 3), "worker": run.worker})
+        ScheduleRun.objects.filter(id=run.id).update(
+            status=status, error=error[:2000], duration_ms=duration, finished_at=timezone.now()
+        )
+        self.kernel.audit.record(
+            "schedule.run",
+            addon=run.addon_key,
+            target=f"{run.schedule_key}:{run.export}",
+            decision="allow",
+            reason=error[:500],
+            details={
+                "run": run.id,
+                "tick_at": run.tick_at.isoformat(),
+                "status": status,
+                "duration_ms": round(duration, 3),
+                "worker": run.worker,
+            },
+        )
         return status

@@ -1,4 +1,5 @@
 """The background tasks (Django's Tasks API; any configured backend runs them)."""
+
 from django_tasks import task
 
 

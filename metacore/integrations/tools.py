@@ -18,6 +18,7 @@ to `endpoint` / `handler.url` (relative to `backend.url`), signed, through the S
 the addon's `http:fetch` capability. The answer is upstream's `Result`:
 `{success, data, error, metadata}`.
 """
+
 import json
 import re
 from collections.abc import Callable
@@ -39,7 +40,12 @@ NORMALIZE: dict[str, Callable[[str], str]] = {
     "alphanumeric": lambda s: "".join(c for c in s if c.isascii() and c.isalnum()),
     "order_id": lambda s: s.replace(" ", "").upper(),
 }
-JSON_SCHEMA_TYPES: dict[object, str] = {"integer": "number", "number": "number", "boolean": "boolean", "string": "string"}
+JSON_SCHEMA_TYPES: dict[object, str] = {
+    "integer": "number",
+    "number": "number",
+    "boolean": "boolean",
+    "string": "string",
+}
 
 
 class ToolFailed(Exception):
@@ -57,7 +63,12 @@ class Tool:
     handler: dict = field(default_factory=dict)
 
     def as_json(self):
-        return {**self.definition, "id": self.id, "input_schema": list(self.params), "addon_key": self.addon_key}
+        return {
+            **self.definition,
+            "id": self.id,
+            "input_schema": list(self.params),
+            "addon_key": self.addon_key,
+        }
 
 
 def input_params(schema) -> tuple:
@@ -67,8 +78,12 @@ def input_params(schema) -> tuple:
     if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
         required = set(schema.get("required") or [])
         return tuple(
-            {"name": name, "type": JSON_SCHEMA_TYPES.get((spec or {}).get("type"), "string"),
-             "description": str((spec or {}).get("description") or ""), "required": name in required}
+            {
+                "name": name,
+                "type": JSON_SCHEMA_TYPES.get((spec or {}).get("type"), "string"),
+                "description": str((spec or {}).get("description") or ""),
+                "required": name in required,
+            }
             for name, spec in schema["properties"].items()
         )
     return ()
@@ -150,7 +165,10 @@ def unpack(status: int, body: bytes) -> dict:
     """An addon's answer as upstream's Result."""
     ok = 200 <= status < 300
     if not ok:
-        return {"success": False, "error": f"addon returned {status}: {body[:500].decode('utf-8', 'replace')}"}
+        return {
+            "success": False,
+            "error": f"addon returned {status}: {body[:500].decode('utf-8', 'replace')}",
+        }
     if not body.strip():
         return {"success": True}
     try:
@@ -158,8 +176,10 @@ def unpack(status: int, body: bytes) -> dict:
     except (ValueError, UnicodeDecodeError):
         return {"success": True, "data": body.decode("utf-8", "replace")}
     if isinstance(decoded, dict) and ({"success", "error", "metadata"} & decoded.keys()):
-        result = {"success": bool(decoded["success"]) if "success" in decoded else not decoded.get("error"),
-                  "data": decoded.get("data")}
+        result = {
+            "success": bool(decoded["success"]) if "success" in decoded else not decoded.get("error"),
+            "data": decoded.get("data"),
+        }
         for name in ("error", "metadata"):
             if decoded.get(name):
                 result[name] = decoded[name]
@@ -179,15 +199,24 @@ class ToolService:
         version = tuple(enabled.aggregate(at=Max("updated_at"), n=Count("id")).values())
         if self._registry[0] != version:
             tools = {}
-            for inst_id, key, manifest, selected in enabled.values_list("id", "key", "manifest", "selected_tools"):
+            for inst_id, key, manifest, selected in enabled.values_list(
+                "id", "key", "manifest", "selected_tools"
+            ):
                 backend_url = ((manifest or {}).get("backend") or {}).get("url")
                 for definition in (manifest or {}).get("tools") or []:
                     tool_id = definition.get("id") or definition.get("key")
                     if not isinstance(tool_id, str) or (selected and tool_id not in selected):
                         continue
                     handler = definition.get("handler") if isinstance(definition.get("handler"), dict) else {}
-                    tools[(key, tool_id)] = Tool(key, tool_id, definition, input_params(definition.get("input_schema")),
-                                                 inst_id, backend_url, handler)
+                    tools[(key, tool_id)] = Tool(
+                        key,
+                        tool_id,
+                        definition,
+                        input_params(definition.get("input_schema")),
+                        inst_id,
+                        backend_url,
+                        handler,
+                    )
             self._registry = (version, tools)
         return self._registry[1]
 
@@ -201,7 +230,9 @@ class ToolService:
         if tool is None:
             raise NotFound(f'addon "{addon_key}" has no tool "{tool_id}"')
         if not isinstance(parameters, dict):
-            raise ValidationError("parameters must be an object", errors={"parameters": ["must be an object"]})
+            raise ValidationError(
+                "parameters must be an object", errors={"parameters": ["must be an object"]}
+            )
         cleaned, errors = validate(tool.params, parameters)
         if errors:
             summary = "; ".join(f"{name}: {reasons[0]}" for name, reasons in errors.items())
@@ -212,20 +243,34 @@ class ToolService:
             outcome = "ok" if result.get("success") else "declined"
             return result
         finally:
-            self.kernel.audit.record("tool.execute", actor=str(actor or ""), tenant=str(tenant or ""), addon=addon_key,
-                                     target=tool_id, decision="allow", request_id=request_id,
-                                     details={"outcome": outcome, "parameters": sorted(cleaned)})
+            self.kernel.audit.record(
+                "tool.execute",
+                actor=str(actor or ""),
+                tenant=str(tenant or ""),
+                addon=addon_key,
+                target=tool_id,
+                decision="allow",
+                request_id=request_id,
+                details={"outcome": outcome, "parameters": sorted(cleaned)},
+            )
 
     def _dispatch(self, tool, cleaned, tenant, actor, request_id):
         from metacore.models import Installation
         from metacore.sandbox.errors import SandboxError
 
-        body = {"addon_key": tool.addon_key, "tool_id": tool.id, "installation_id": str(tool.installation_id),
-                "org_id": tenant, "parameters": cleaned}
+        body = {
+            "addon_key": tool.addon_key,
+            "tool_id": tool.id,
+            "installation_id": str(tool.installation_id),
+            "org_id": tenant,
+            "parameters": cleaned,
+        }
         context = {"tenant": tenant, "actor": actor, "request_id": request_id}
         if tool.handler.get("type") == "wasm":
             try:
-                answer = self.kernel.sandbox.call(tool.addon_key, tool.handler.get("function") or tool.id, body, context)
+                answer = self.kernel.sandbox.call(
+                    tool.addon_key, tool.handler.get("function") or tool.id, body, context
+                )
             except SandboxError as exc:
                 return {"success": False, "error": exc.message}
             return unpack(200, json.dumps(answer).encode()) if answer is not None else {"success": True}
@@ -236,10 +281,18 @@ class ToolService:
         inst = Installation.objects.get(id=tool.installation_id)
         timeout = tool.definition.get("timeout")
         try:
-            sent = outbound.send(url, json.dumps(body, default=str).encode(), secret=outbound.installation_secret(inst),
-                                 installation_id=inst.pk, event=f"tool:{tool.id}", tenant=tenant, addon_key=inst.key,
-                                 context=context, method=str(tool.definition.get("method") or "POST").upper(),
-                                 timeout=float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None)
+            sent = outbound.send(
+                url,
+                json.dumps(body, default=str).encode(),
+                secret=outbound.installation_secret(inst),
+                installation_id=inst.pk,
+                event=f"tool:{tool.id}",
+                tenant=tenant,
+                addon_key=inst.key,
+                context=context,
+                method=str(tool.definition.get("method") or "POST").upper(),
+                timeout=float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None,
+            )
         except FetchError as exc:
             raise ToolFailed(exc.message) from exc
         return unpack(sent.response.status, sent.response.body)

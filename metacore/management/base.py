@@ -6,6 +6,7 @@ place where a service error becomes a one-line CommandError (a traceback only wi
 Exit codes: 0 done, 1 an error (or a bundle this host would refuse), 2 a usage error
 (argparse), 3 an upgrade plan that is BLOCKED.
 """
+
 import argparse
 import json
 import sys
@@ -27,26 +28,48 @@ class DeprecatedAlias(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
         notes = list(getattr(namespace, "deprecated_flags", None) or [])
-        setattr(namespace, "deprecated_flags", notes + [(option_string, self.replacement)])
+        namespace.deprecated_flags = notes + [(option_string, self.replacement)]
 
 
 class MetacoreCommand(BaseCommand):
     def add_format_argument(self, parser, *, legacy_json=False):
-        parser.add_argument("--format", choices=["text", "json"], default="text",
-                            help="text for people (default) or json for scripts")
+        parser.add_argument(
+            "--format",
+            choices=["text", "json"],
+            default="text",
+            help="text for people (default) or json for scripts",
+        )
         if legacy_json:
-            parser.add_argument("--json", dest="format", action=DeprecatedAlias, nargs=0, const="json",
-                                replacement="--format json", help=argparse.SUPPRESS)
+            parser.add_argument(
+                "--json",
+                dest="format",
+                action=DeprecatedAlias,
+                nargs=0,
+                const="json",
+                replacement="--format json",
+                help=argparse.SUPPRESS,
+            )
 
     def add_organization_argument(self, parser, help_text, *, legacy_tenant=False):
         parser.add_argument("--organization", metavar="ID", default=None, help=help_text)
         if legacy_tenant:
-            parser.add_argument("--tenant", dest="organization", action=DeprecatedAlias,
-                                replacement="--organization", help=argparse.SUPPRESS)
+            parser.add_argument(
+                "--tenant",
+                dest="organization",
+                action=DeprecatedAlias,
+                replacement="--organization",
+                help=argparse.SUPPRESS,
+            )
 
     def add_noinput_argument(self, parser):
-        parser.add_argument("--noinput", "--no-input", "--yes", action="store_false", dest="interactive",
-                            help="do not ask for confirmation")
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            "--yes",
+            action="store_false",
+            dest="interactive",
+            help="do not ask for confirmation",
+        )
 
     def confirm(self, question: str, options) -> None:
         """Ask unless --noinput/--yes; anything but 'yes' cancels (exit 1)."""
@@ -74,12 +97,13 @@ class MetacoreCommand(BaseCommand):
         cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in row) for row in rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
         for row in cells:
-            self.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+            self.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
     def execute(self, *args, **options):
         for flag, replacement in options.pop("deprecated_flags", None) or []:
             OutputWrapper(options.get("stderr") or sys.stderr).write(
-                f"warning: {flag} is deprecated and will be removed in the next release; use {replacement}")
+                f"warning: {flag} is deprecated and will be removed in the next release; use {replacement}"
+            )
         try:
             return super().execute(*args, **options)
         except MetacoreError as exc:

@@ -1,4 +1,5 @@
 """Shared argument handling of `metacore_grant`, `metacore_revoke` and `metacore_grants`."""
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import CommandError
@@ -64,12 +65,17 @@ class GrantCommand(PrincipalCommand):
     def add_arguments(self, parser):
         self.add_principal_arguments(parser)
         if self.verb == "grant":
-            parser.add_argument("--create-group", action="store_true",
-                                help="with --group: create the group when it does not exist")
+            parser.add_argument(
+                "--create-group",
+                action="store_true",
+                help="with --group: create the group when it does not exist",
+            )
         parser.add_argument(
-            "names", nargs="+", metavar="ARG",
+            "names",
+            nargs="+",
+            metavar="ARG",
             help="without --user/--group: a user or group name first; then permission codenames "
-                 "<addon>.<table>.<action> or <addon>.<table>.*",
+            "<addon>.<table>.<action> or <addon>.<table>.*",
         )
 
     def handle(self, *args, user=None, group=None, names=(), create_group=False, **options):

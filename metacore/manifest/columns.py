@@ -5,6 +5,7 @@ Each reader turns its JSON into drafts (plain values plus the JSON path they cam
 defaults as meanings, managed system columns, folded indexes and references, identifiers,
 duplicates and dangling references. It reports problems instead of raising.
 """
+
 from __future__ import annotations
 
 import re
@@ -49,7 +50,9 @@ SYSTEM_TYPES = {
 
 def system_columns(org_scoped: bool, soft_delete: bool) -> tuple[list[Column], list[Column]]:
     """The managed columns, as upstream creates them: (leading, trailing)."""
-    leading = [Column(name="id", type="uuid", primary_key=True, required=True, default_fn="uuid", system=True)]
+    leading = [
+        Column(name="id", type="uuid", primary_key=True, required=True, default_fn="uuid", system=True)
+    ]
     if org_scoped:
         leading.append(Column(name="organization_id", type="uuid", required=True, index=True, system=True))
     trailing = [
@@ -148,7 +151,7 @@ def resolve_default(raw: Any, type_name: str) -> tuple[bool, Any, DefaultFn | No
             meaning = DEFAULT_FUNCTIONS[lowered]
             allowed = {"now": ("datetime", "date"), "uuid": ("uuid",)}[meaning]
             if type_name not in allowed:
-                raise ValueError(f'default {text} does not apply to a {type_name} column')
+                raise ValueError(f"default {text} does not apply to a {type_name} column")
             return False, None, meaning
         quoted = _QUOTED_DEFAULT.fullmatch(text)
         if quoted:
@@ -171,12 +174,17 @@ def _check_model_names(addon_key: str, drafts: list[ModelDraft], problems: Probl
         for rule in table_name_problems(addon_key, draft.table):
             problems.add(draft.path + ".table", rule)
         if not MODEL_KEY_RE.fullmatch(draft.key) or len(draft.key) > 63:
-            problems.add(draft.path + ".key", f'invalid model key "{draft.key}": letters, digits and "_", '
-                         "starting with a letter, at most 63 characters")
+            problems.add(
+                draft.path + ".key",
+                f'invalid model key "{draft.key}": letters, digits and "_", '
+                "starting with a letter, at most 63 characters",
+            )
         for name in {draft.key.lower(), draft.table.lower()}:
             if name in owners:
-                problems.add(draft.path, f'"{name}" names two models (also {owners[name]}); '
-                             "model keys and tables must be unique")
+                problems.add(
+                    draft.path,
+                    f'"{name}" names two models (also {owners[name]}); model keys and tables must be unique',
+                )
             else:
                 owners[name] = draft.path
         if draft.renamed_from is not None:
@@ -184,7 +192,9 @@ def _check_model_names(addon_key: str, drafts: list[ModelDraft], problems: Probl
                 problems.add(draft.path + ".renamed_from", rule)
 
 
-def _build_model(addon_key: str, draft: ModelDraft, all_drafts: list[ModelDraft], problems: Problems) -> Model:
+def _build_model(
+    addon_key: str, draft: ModelDraft, all_drafts: list[ModelDraft], problems: Problems
+) -> Model:
     org_scoped, soft_delete = draft.org_scoped, draft.soft_delete
     user_columns: list[Column] = []
     seen: dict[str, str] = {}
@@ -197,8 +207,10 @@ def _build_model(addon_key: str, draft: ModelDraft, all_drafts: list[ModelDraft]
         if col.name in SYSTEM_TYPES:
             # A managed column declared explicitly documents the table; its presence sets the flag.
             if built is not None and built.type != SYSTEM_TYPES[col.name]:
-                problems.add(col.path + ".type", f'managed column "{col.name}" must be '
-                             f'{SYSTEM_TYPES[col.name]}, not {built.type}')
+                problems.add(
+                    col.path + ".type",
+                    f'managed column "{col.name}" must be {SYSTEM_TYPES[col.name]}, not {built.type}',
+                )
             org_scoped |= col.name == "organization_id"
             soft_delete |= col.name == "deleted_at"
             continue
@@ -224,7 +236,9 @@ def _build_model(addon_key: str, draft: ModelDraft, all_drafts: list[ModelDraft]
     )
 
 
-def read_column(r: Reader, path: str, col: dict, *, required_key: str, reference: RefDraft | None = None) -> ColumnDraft:
+def read_column(
+    r: Reader, path: str, col: dict, *, required_key: str, reference: RefDraft | None = None
+) -> ColumnDraft:
     """A column entry as both formats spell it; they differ only in the NOT NULL key
     (`required` flat, `not_null` v3) and in where references come from."""
     return ColumnDraft(
@@ -246,7 +260,9 @@ def read_column(r: Reader, path: str, col: dict, *, required_key: str, reference
     )
 
 
-def _build_column(addon_key: str, col: ColumnDraft, all_drafts: list[ModelDraft], problems: Problems) -> Column | None:
+def _build_column(
+    addon_key: str, col: ColumnDraft, all_drafts: list[ModelDraft], problems: Problems
+) -> Column | None:
     name_rules = [] if col.name in SYSTEM_TYPES else column_name_problems(col.name)
     for rule in name_rules:
         problems.add(col.path + ".name", rule)
@@ -274,8 +290,10 @@ def _build_column(addon_key: str, col: ColumnDraft, all_drafts: list[ModelDraft]
         precision = precision or 18
         scale = 4 if scale is None else scale
         if not (1 <= precision <= 1000 and 0 <= scale <= precision):
-            problems.add(col.path + ".precision", f"numeric({precision},{scale}) is invalid "
-                         "(1 <= precision <= 1000, 0 <= scale <= precision)")
+            problems.add(
+                col.path + ".precision",
+                f"numeric({precision},{scale}) is invalid (1 <= precision <= 1000, 0 <= scale <= precision)",
+            )
             ok = False
     else:
         precision = scale = None
@@ -309,30 +327,38 @@ def _build_column(addon_key: str, col: ColumnDraft, all_drafts: list[ModelDraft]
     )
 
 
-def _resolve_reference(addon_key: str, col: ColumnDraft, type_name: str,
-                       all_drafts: list[ModelDraft], problems: Problems) -> Reference | None:
+def _resolve_reference(
+    addon_key: str, col: ColumnDraft, type_name: str, all_drafts: list[ModelDraft], problems: Problems
+) -> Reference | None:
     ref = col.reference
     if ref is None:
         return None
     name = ref.target
     for prefix in (f"addon_{addon_key}.", f"{addon_key}."):
         if name.lower().startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
             break
     target = next((d for d in all_drafts if name.lower() in (d.key.lower(), d.table.lower())), None)
     if target is None:
-        problems.add(ref.path, f'references unknown model "{ref.target}" (a reference must name a '
-                     f'model of addon "{addon_key}" by key or table)')
+        problems.add(
+            ref.path,
+            f'references unknown model "{ref.target}" (a reference must name a '
+            f'model of addon "{addon_key}" by key or table)',
+        )
         return None
     if ref.column != "id":
-        problems.add(ref.path, f'references {target.table}.{ref.column}: only references to "id" are supported')
+        problems.add(
+            ref.path, f'references {target.table}.{ref.column}: only references to "id" are supported'
+        )
         return None
     if ref.on_delete not in ON_DELETE:
         problems.add(ref.path, f'unknown on_delete "{ref.on_delete}" (use one of {", ".join(ON_DELETE)})')
         return None
     if type_name != "uuid":
-        problems.add(col.path + ".type", f'column "{col.name}" references {target.table}.id, so it must be uuid '
-                     f"(got {type_name})")
+        problems.add(
+            col.path + ".type",
+            f'column "{col.name}" references {target.table}.id, so it must be uuid (got {type_name})',
+        )
         return None
     if ref.on_delete == "set_null" and col.required:
         problems.add(ref.path, f'on_delete set_null needs a nullable column, but "{col.name}" is required')
@@ -340,8 +366,9 @@ def _resolve_reference(addon_key: str, col: ColumnDraft, type_name: str,
     return Reference(table=target.table, column="id", on_delete=ref.on_delete, physical=ref.physical)
 
 
-def _fold_indexes(draft: ModelDraft, columns: dict[str, Column], broken: set[str],
-                  problems: Problems) -> list[Index]:
+def _fold_indexes(
+    draft: ModelDraft, columns: dict[str, Column], broken: set[str], problems: Problems
+) -> list[Index]:
     """Single-column indexes become the column's index/unique flag; the rest stay indexes.
     `broken` columns were declared but already reported, so they are not reported again."""
     indexes: list[Index] = []

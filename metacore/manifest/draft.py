@@ -1,4 +1,5 @@
 """What a format reader hands to the shared checks: values plus the JSON paths they came from."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """Manifest validation errors: every problem, each naming its JSON path and the rule."""
+
 from __future__ import annotations
 
 from metacore.errors import ValidationError

@@ -4,6 +4,7 @@ A path is a bundle directory, a manifest file, or a `.tar.gz`/`.tgz` bundle whos
 `manifest.json` sits at the root (or inside one top-level folder). Only that one member is
 read, through `tarfile`, with the bundle size cap.
 """
+
 from __future__ import annotations
 
 import tarfile

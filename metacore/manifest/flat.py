@@ -3,6 +3,7 @@
 Unknown top-level fields are kept in `raw` and otherwise ignored, as upstream's Go decoder does;
 the fields read here are type-checked.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,8 +13,12 @@ from .draft import ActionDraft, ManifestDraft
 from .errors import Problems, at
 from .reading import Reader
 
-TENANT_ISOLATION = {"": "shared", "shared": "shared", "schema-per-tenant": "schema",
-                    "database-per-tenant": "database"}
+TENANT_ISOLATION = {
+    "": "shared",
+    "shared": "shared",
+    "schema-per-tenant": "schema",
+    "database-per-tenant": "database",
+}
 LIFECYCLE_EVENTS = ("install", "uninstall", "enable", "disable", "upgrade")
 
 
@@ -22,8 +27,10 @@ def read_flat(data: dict, problems: Problems) -> ManifestDraft:
     key = r.string(data, "key", "", required=True, non_empty=True) or ""
     isolation = r.string(data, "tenant_isolation", "", default="shared")
     if isolation not in TENANT_ISOLATION:
-        problems.add("tenant_isolation", f'unknown isolation "{isolation}" (use shared, '
-                     "schema-per-tenant or database-per-tenant)")
+        problems.add(
+            "tenant_isolation",
+            f'unknown isolation "{isolation}" (use shared, schema-per-tenant or database-per-tenant)',
+        )
     draft = ManifestDraft(
         format="flat",
         key=key,
@@ -36,9 +43,13 @@ def read_flat(data: dict, problems: Problems) -> ManifestDraft:
         kernel_path="kernel",
         tenant_isolation=TENANT_ISOLATION.get(isolation, "shared"),
     )
-    draft.models = [_model(r, path, item) for path, item in r.objects(data.get("model_definitions"), "model_definitions")]
+    draft.models = [
+        _model(r, path, item) for path, item in r.objects(data.get("model_definitions"), "model_definitions")
+    ]
     draft.capabilities = r.objects(data.get("capabilities"), "capabilities")
-    draft.permissions = [(path, _permission(item)) for path, item in r.objects(data.get("permissions"), "permissions")]
+    draft.permissions = [
+        (path, _permission(item)) for path, item in r.objects(data.get("permissions"), "permissions")
+    ]
     draft.settings = [(path, dict(item)) for path, item in r.objects(data.get("settings"), "settings")]
     draft.navigation = [item for _, item in r.objects(data.get("navigation"), "navigation")]
     draft.tools = [(path, dict(item)) for path, item in r.objects(data.get("tools"), "tools")]
@@ -75,15 +86,18 @@ def _model(r: Reader, path: str, item: dict) -> ModelDraft:
     )
     columns_path = at(path, "columns")
     for col_path, col in r.objects(item.get("columns"), columns_path, required=True):
-        model.columns.append(read_column(r, col_path, col, required_key="required",
-                                         reference=_reference(r, col_path, col)))
+        model.columns.append(
+            read_column(r, col_path, col, required_key="required", reference=_reference(r, col_path, col))
+        )
     for idx_path, idx in r.objects(item.get("indexes", item.get("indices")), at(path, "indexes")):
-        model.indexes.append(IndexDraft(
-            path=idx_path,
-            name=r.string(idx, "name", idx_path),
-            columns=r.strings(idx.get("columns"), at(idx_path, "columns")),
-            unique=r.boolean(idx, "unique", idx_path),
-        ))
+        model.indexes.append(
+            IndexDraft(
+                path=idx_path,
+                name=r.string(idx, "name", idx_path),
+                columns=r.strings(idx.get("columns"), at(idx_path, "columns")),
+                unique=r.boolean(idx, "unique", idx_path),
+            )
+        )
     return model
 
 
@@ -114,7 +128,11 @@ def _reference(r: Reader, path: str, col: dict) -> RefDraft | None:
 def _permission(item: dict) -> dict:
     """Upstream's legacy `{model, scope, reason}` or `{key, label, description}`."""
     if "key" in item or "model" not in item:
-        return {"key": item.get("key"), "label": item.get("label", ""), "description": item.get("description", "")}
+        return {
+            "key": item.get("key"),
+            "label": item.get("label", ""),
+            "description": item.get("description", ""),
+        }
     key = f"{item.get('model')}.{item.get('scope')}" if item.get("scope") else item.get("model")
     return {"key": key, "label": "", "description": item.get("reason", "")}
 
@@ -167,11 +185,25 @@ def _actions(r: Reader, value: Any, draft: ManifestDraft) -> list[ActionDraft]:
             {**field, "key": field.get("key") or field.get("name")}
             for _, field in r.objects(action.get("fields"), at(path, "fields"))
         ]
-        extras = {k: v for k, v in action.items() if k not in {"key", "model", "trigger", "fields", "label", "modal"}}
-        actions.append(ActionDraft(
-            path=path, handler_path=handler_path, key=key, model=model,
-            label=r.string(action, "label", path) or r.string(action, "name", path) or key,
-            handler_type=handler_type, function=function, url=url, run_in_tx=run_in_tx,
-            fields=fields, modal=r.string(action, "modal", path), extras=extras,
-        ))
+        extras = {
+            k: v
+            for k, v in action.items()
+            if k not in {"key", "model", "trigger", "fields", "label", "modal"}
+        }
+        actions.append(
+            ActionDraft(
+                path=path,
+                handler_path=handler_path,
+                key=key,
+                model=model,
+                label=r.string(action, "label", path) or r.string(action, "name", path) or key,
+                handler_type=handler_type,
+                function=function,
+                url=url,
+                run_in_tx=run_in_tx,
+                fields=fields,
+                modal=r.string(action, "modal", path),
+                extras=extras,
+            )
+        )
     return actions

@@ -4,6 +4,7 @@ Physical tables are `addon_<key>__<table>` on SQLite (and schema `addon_<key>` +
 PostgreSQL), so the addon key may not contain `__` and key + table must keep that name
 within PostgreSQL's 63-character identifier limit.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,8 +40,10 @@ RESERVED_COLUMN_NAMES = frozenset(
 
 def addon_key_problems(key: str) -> list[str]:
     if not ADDON_KEY_RE.fullmatch(key):
-        return [f'invalid addon key "{key}": use lowercase letters, digits and "_", '
-                "start with a letter, end with a letter or digit, at least 2 characters"]
+        return [
+            f'invalid addon key "{key}": use lowercase letters, digits and "_", '
+            "start with a letter, end with a letter or digit, at least 2 characters"
+        ]
     if "__" in key:
         return [f'invalid addon key "{key}": "__" is reserved (it separates key and table)']
     if len(key) > MAX_ADDON_KEY:
@@ -50,8 +53,9 @@ def addon_key_problems(key: str) -> list[str]:
 
 def sql_name_problems(kind: str, name: str) -> list[str]:
     if not SQL_NAME_RE.fullmatch(name):
-        return [f'invalid {kind} name "{name}": use lowercase letters, digits and "_", '
-                "starting with a letter"]
+        return [
+            f'invalid {kind} name "{name}": use lowercase letters, digits and "_", starting with a letter'
+        ]
     if len(name) > MAX_IDENTIFIER:
         return [f'{kind} name "{name}" is longer than {MAX_IDENTIFIER} characters']
     return []
@@ -74,8 +78,10 @@ def table_name_problems(addon_key: str, table: str) -> list[str]:
         return problems
     if len(addon_key) + len(table) + PHYSICAL_OVERHEAD > MAX_IDENTIFIER:
         limit = MAX_IDENTIFIER - PHYSICAL_OVERHEAD - len(addon_key)
-        return [f'table name "{table}" is too long: "addon_{addon_key}__{table}" exceeds '
-                f"{MAX_IDENTIFIER} characters (at most {limit} for this addon key)"]
+        return [
+            f'table name "{table}" is too long: "addon_{addon_key}__{table}" exceeds '
+            f"{MAX_IDENTIFIER} characters (at most {limit} for this addon key)"
+        ]
     return []
 
 
@@ -103,6 +109,7 @@ def version_range_problems(text: str) -> list[str]:
     for part in alternatives:
         for comparator in re.split(r"[\s,]+", part):
             if comparator and not _COMPARATOR_RE.fullmatch(comparator):
-                return [f'"{text}" is not a version range: cannot read "{comparator}" '
-                        '(e.g. ">=3.0.0 <4.0.0")']
+                return [
+                    f'"{text}" is not a version range: cannot read "{comparator}" (e.g. ">=3.0.0 <4.0.0")'
+                ]
     return []

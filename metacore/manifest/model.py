@@ -8,6 +8,7 @@ Column types are canonical names from `metacore.schema.types` (string, text, uui
 bigint, float, decimal, bool, date, datetime, json); aliases such as `timestamptz`,
 `jsonb`, `integer`, `numeric` are resolved by the parser.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal

@@ -5,6 +5,7 @@
 Every problem is collected and raised together as `ManifestError`, each line naming the
 JSON path and the rule (`models[0].columns[3].type: unknown type "blob"`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -117,8 +118,11 @@ def _assemble(draft: ManifestDraft, raw: dict, problems: Problems) -> Manifest |
         for rule in semver_problems(draft.version):
             problems.add(draft.version_path, rule)
         if lenient_version(draft.version):
-            problems.warn(draft.version_path, f'"{draft.version}" is not MAJOR.MINOR.PATCH; accepted as upstream '
-                                              "does (compared as a version, missing parts are 0)")
+            problems.warn(
+                draft.version_path,
+                f'"{draft.version}" is not MAJOR.MINOR.PATCH; accepted as upstream '
+                "does (compared as a version, missing parts are 0)",
+            )
     if draft.kernel is not None:
         for rule in version_range_problems(draft.kernel):
             problems.add(draft.kernel_path, rule)
@@ -190,8 +194,10 @@ def _permissions(draft: ManifestDraft, problems: Problems) -> tuple[Permission, 
     for path, perm in draft.permissions:
         key = perm.get("key")
         if not isinstance(key, str) or not PERMISSION_KEY_RE.fullmatch(key):
-            problems.add(at(path, "key"), f"invalid permission key {key!r}: lowercase dot-separated "
-                         'words (e.g. "tickets.approve")')
+            problems.add(
+                at(path, "key"),
+                f'invalid permission key {key!r}: lowercase dot-separated words (e.g. "tickets.approve")',
+            )
             continue
         if key in found:
             problems.add(at(path, "key"), f'duplicate permission "{key}"')
@@ -234,11 +240,17 @@ def _backend(draft: ManifestDraft, problems: Problems) -> Backend | None:
             problems.add(at(path, "entry"), f"invalid entry {entry!r}: a relative path inside the bundle")
             return None
     exports = spec.get("exports") or []
-    if not isinstance(exports, list) or not all(isinstance(e, str) and EXPORT_NAME_RE.fullmatch(e) for e in exports):
+    if not isinstance(exports, list) or not all(
+        isinstance(e, str) and EXPORT_NAME_RE.fullmatch(e) for e in exports
+    ):
         problems.add(at(path, "exports"), "must be a list of export names (letters, digits, _)")
         return None
-    values = {"runtime": runtime, "entry": entry, "exports": tuple(dict.fromkeys(exports)),
-              "url": spec.get("url")}
+    values = {
+        "runtime": runtime,
+        "entry": entry,
+        "exports": tuple(dict.fromkeys(exports)),
+        "url": spec.get("url"),
+    }
     for name, low, high in (("memory_limit_mb", 1, 4096), ("timeout_ms", 1, 600_000)):
         if spec.get(name) is None:
             continue
@@ -271,15 +283,19 @@ def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Pr
             ok = False
         seen.add((table, a.key))
         if a.handler_type not in HANDLER_TYPES:
-            problems.add(at(a.handler_path, "type"), f'unknown handler type "{a.handler_type}" '
-                         f"(use {', '.join(HANDLER_TYPES)})")
+            problems.add(
+                at(a.handler_path, "type"),
+                f'unknown handler type "{a.handler_type}" (use {", ".join(HANDLER_TYPES)})',
+            )
             continue
         run_in_tx = a.handler_type == "wasm" if a.run_in_tx is None else a.run_in_tx
         if not isinstance(run_in_tx, bool):
             problems.add(at(a.path, "run_in_tx"), "must be a boolean")
             ok = False
         elif run_in_tx and a.handler_type != "wasm":
-            problems.add(at(a.path, "run_in_tx"), f"a {a.handler_type} handler cannot run in the request transaction")
+            problems.add(
+                at(a.path, "run_in_tx"), f"a {a.handler_type} handler cannot run in the request transaction"
+            )
             ok = False
         if a.handler_type == "wasm":
             if not a.function or not EXPORT_NAME_RE.fullmatch(a.function):
@@ -299,9 +315,16 @@ def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Pr
                 ok = False
                 continue
             try:
-                fields.append(ActionField(**{**spec, "label": str(spec.get("label") or ""),
-                                             "type": str(spec.get("type") or "text"),
-                                             "required": bool(spec.get("required", False))}))
+                fields.append(
+                    ActionField(
+                        **{
+                            **spec,
+                            "label": str(spec.get("label") or ""),
+                            "type": str(spec.get("type") or "text"),
+                            "required": bool(spec.get("required", False)),
+                        }
+                    )
+                )
             except pydantic.ValidationError as exc:
                 problems.add(at(at(a.path, "fields"), index), exc.errors()[0]["msg"])
                 ok = False
@@ -309,11 +332,20 @@ def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Pr
             continue
         extras = {k: v for k, v in a.extras.items() if k not in Action.model_fields and k.isidentifier()}
         try:
-            found.append(Action(
-                key=a.key, model=table, label=a.label or a.key, handler_type=a.handler_type,  # type: ignore[arg-type]  # pydantic rejects a missing model (caught below)
-                function=a.function, url=a.url, run_in_tx=run_in_tx, fields=tuple(fields),
-                modal=a.modal, **extras,
-            ))
+            found.append(
+                Action(
+                    key=a.key,
+                    model=table,  # type: ignore[arg-type]  # pydantic rejects a missing model (caught below)
+                    label=a.label or a.key,
+                    handler_type=a.handler_type,
+                    function=a.function,
+                    url=a.url,
+                    run_in_tx=run_in_tx,
+                    fields=tuple(fields),
+                    modal=a.modal,
+                    **extras,
+                )
+            )
         except pydantic.ValidationError as exc:
             problems.add(a.path, exc.errors()[0]["msg"])
     return tuple(found)

@@ -1,4 +1,5 @@
 """Typed reads of manifest JSON that record a problem instead of raising."""
+
 from __future__ import annotations
 
 from typing import Any, Literal, overload
@@ -36,7 +37,9 @@ class Reader:
     def obj(self, value: Any, path: str, *, required: bool = False) -> dict | None:
         return self._typed(value, dict, path, required)
 
-    def items(self, value: Any, path: str, *, required: bool = False, min_items: int = 0) -> list[tuple[str, Any]]:
+    def items(
+        self, value: Any, path: str, *, required: bool = False, min_items: int = 0
+    ) -> list[tuple[str, Any]]:
         """(path, item) pairs of an array; [] when absent or not an array."""
         found = self._typed(value, list, path, required)
         if found is None:
@@ -53,15 +56,39 @@ class Reader:
         return pairs
 
     @overload
-    def string(self, data: dict, key: str, path: str, *, required: bool = False,
-               default: str, non_empty: Literal[False] = False) -> str: ...
+    def string(
+        self,
+        data: dict,
+        key: str,
+        path: str,
+        *,
+        required: bool = False,
+        default: str,
+        non_empty: Literal[False] = False,
+    ) -> str: ...
 
     @overload
-    def string(self, data: dict, key: str, path: str, *, required: bool = False,
-               default: str | None = None, non_empty: bool = False) -> str | None: ...
+    def string(
+        self,
+        data: dict,
+        key: str,
+        path: str,
+        *,
+        required: bool = False,
+        default: str | None = None,
+        non_empty: bool = False,
+    ) -> str | None: ...
 
-    def string(self, data: dict, key: str, path: str, *, required: bool = False,
-               default: str | None = None, non_empty: bool = False) -> str | None:
+    def string(
+        self,
+        data: dict,
+        key: str,
+        path: str,
+        *,
+        required: bool = False,
+        default: str | None = None,
+        non_empty: bool = False,
+    ) -> str | None:
         value = self._typed(data.get(key), str, at(path, key), required)
         if value is not None and non_empty and not value.strip():
             self.problems.add(at(path, key), "must not be empty")
@@ -72,8 +99,9 @@ class Reader:
         value = self._typed(data.get(key), bool, at(path, key), False)
         return default if value is None else value
 
-    def integer(self, data: dict, key: str, path: str, *, minimum: int | None = None,
-                maximum: int | None = None) -> int | None:
+    def integer(
+        self, data: dict, key: str, path: str, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
         value = data.get(key)
         if isinstance(value, float) and value.is_integer():
             value = int(value)

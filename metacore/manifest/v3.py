@@ -6,6 +6,7 @@ objects it maps (top level, metadata, compatibility, tenancy, capabilities, mode
 columns, indices, foreign keys). UI-only column and model properties are accepted and kept
 in `raw`.
 """
+
 from __future__ import annotations
 
 from .columns import IndexDraft, ModelDraft, RefDraft, read_column
@@ -14,33 +15,114 @@ from .errors import Problems, at
 from .reading import Reader
 
 API_VERSION = "asteby.com/v3"
-TOP_LEVEL = frozenset({
-    "apiVersion", "kind", "metadata", "compatibility", "tenancy", "capabilities", "models",
-    "frontend", "contributions", "extension_points", "lifecycle", "i18n", "rbac", "settings",
-    "billing", "preset", "theme", "connector_pack", "connectors", "schedules", "webhooks",
-    "edge_devices", "signature",
-})
-METADATA = frozenset({
-    "key", "name", "description", "version", "category", "icon", "author", "website", "license",
-    "readme", "screenshots", "features", "countries", "i18n",
-})
+TOP_LEVEL = frozenset(
+    {
+        "apiVersion",
+        "kind",
+        "metadata",
+        "compatibility",
+        "tenancy",
+        "capabilities",
+        "models",
+        "frontend",
+        "contributions",
+        "extension_points",
+        "lifecycle",
+        "i18n",
+        "rbac",
+        "settings",
+        "billing",
+        "preset",
+        "theme",
+        "connector_pack",
+        "connectors",
+        "schedules",
+        "webhooks",
+        "edge_devices",
+        "signature",
+    }
+)
+METADATA = frozenset(
+    {
+        "key",
+        "name",
+        "description",
+        "version",
+        "category",
+        "icon",
+        "author",
+        "website",
+        "license",
+        "readme",
+        "screenshots",
+        "features",
+        "countries",
+        "i18n",
+    }
+)
 COMPATIBILITY = frozenset({"requires", "provides"})
 REQUIREMENT = frozenset({"key", "version", "optional", "reason"})
 TENANCY = frozenset({"isolation", "rls_column"})
 CAPABILITY = frozenset({"kind", "target", "reason"})
-MODEL = frozenset({
-    "key", "table", "label", "columns", "indices", "foreign_keys", "extensions", "relations", "seed",
-    "formulas", "locking", "sequences", "form_layout", "stage_field", "stages", "transitions",
-    "on_transition", "import",
-    "renamed_from",  # metacore: upgrade hint
-})
-COLUMN = frozenset({
-    "name", "type", "primary_key", "not_null", "default", "label", "comment", "display", "widget",
-    "display_config", "tooltip", "description", "ref", "options", "depends_on", "options_source",
-    "readonly", "scan", "constraints", "sequence", "generated", "visible_when", "section", "validation",
-    # metacore extensions, shared with the flat format
-    "size", "precision", "scale", "unique", "index", "searchable", "renamed_from",
-})
+MODEL = frozenset(
+    {
+        "key",
+        "table",
+        "label",
+        "columns",
+        "indices",
+        "foreign_keys",
+        "extensions",
+        "relations",
+        "seed",
+        "formulas",
+        "locking",
+        "sequences",
+        "form_layout",
+        "stage_field",
+        "stages",
+        "transitions",
+        "on_transition",
+        "import",
+        "renamed_from",  # metacore: upgrade hint
+    }
+)
+COLUMN = frozenset(
+    {
+        "name",
+        "type",
+        "primary_key",
+        "not_null",
+        "default",
+        "label",
+        "comment",
+        "display",
+        "widget",
+        "display_config",
+        "tooltip",
+        "description",
+        "ref",
+        "options",
+        "depends_on",
+        "options_source",
+        "readonly",
+        "scan",
+        "constraints",
+        "sequence",
+        "generated",
+        "visible_when",
+        "section",
+        "validation",
+        # metacore extensions, shared with the flat format
+        "size",
+        "precision",
+        "scale",
+        "unique",
+        "index",
+        "searchable",
+        "renamed_from",
+    }
+)
 INDEX = frozenset({"name", "columns", "unique", "method", "where"})
 FOREIGN_KEY = frozenset({"columns", "references", "policy", "on_delete"})
 FOREIGN_KEY_TARGET = frozenset({"model", "columns"})
@@ -56,11 +138,17 @@ def read_v3(data: dict, problems: Problems) -> ManifestDraft:
     r = Reader(problems)
     api_version = data.get("apiVersion")
     if api_version != API_VERSION:
-        problems.add("apiVersion", "required" if api_version is None else
-                     f'unsupported apiVersion "{api_version}" (expected "{API_VERSION}")')
+        problems.add(
+            "apiVersion",
+            "required"
+            if api_version is None
+            else f'unsupported apiVersion "{api_version}" (expected "{API_VERSION}")',
+        )
     kind = data.get("kind")
     if kind != "Addon":
-        problems.add("kind", "required" if kind is None else f'unsupported kind "{kind}" (only "Addon" installs)')
+        problems.add(
+            "kind", "required" if kind is None else f'unsupported kind "{kind}" (only "Addon" installs)'
+        )
     r.known_keys(data, TOP_LEVEL, "")
 
     metadata = r.obj(data.get("metadata"), "metadata", required=True) or {}
@@ -94,7 +182,9 @@ def read_v3(data: dict, problems: Problems) -> ManifestDraft:
 def _compatibility(r: Reader, data: dict, draft: ManifestDraft) -> None:
     compat = r.obj(data.get("compatibility"), "compatibility", required=True) or {}
     r.known_keys(compat, COMPATIBILITY, "compatibility")
-    for path, req in r.objects(compat.get("requires"), "compatibility.requires", required=bool(compat), min_items=1):
+    for path, req in r.objects(
+        compat.get("requires"), "compatibility.requires", required=bool(compat), min_items=1
+    ):
         r.known_keys(req, REQUIREMENT, path)
         req_key = r.string(req, "key", path, required=True)
         version = r.string(req, "version", path, required=True, non_empty=True)
@@ -112,8 +202,10 @@ def _tenancy(r: Reader, data: dict, draft: ManifestDraft) -> None:
         draft.tenant_isolation = isolation
     rls_column = r.string(tenancy, "rls_column", "tenancy", default="organization_id")
     if rls_column != "organization_id":
-        r.problems.add("tenancy.rls_column", f'unsupported rls_column "{rls_column}" (tenant rows are '
-                       'filtered by "organization_id")')
+        r.problems.add(
+            "tenancy.rls_column",
+            f'unsupported rls_column "{rls_column}" (tenant rows are filtered by "organization_id")',
+        )
 
 
 def _model(r: Reader, path: str, item: dict) -> ModelDraft:
@@ -131,13 +223,15 @@ def _model(r: Reader, path: str, item: dict) -> ModelDraft:
         model.columns.append(read_column(r, col_path, col, required_key="not_null"))
     for idx_path, idx in r.objects(item.get("indices"), at(path, "indices")):
         r.known_keys(idx, INDEX, idx_path)
-        model.indexes.append(IndexDraft(
-            path=idx_path,
-            name=r.string(idx, "name", idx_path, required=True),
-            columns=r.strings(idx.get("columns"), at(idx_path, "columns")),
-            unique=r.boolean(idx, "unique", idx_path),
-            partial=idx.get("where") is not None,
-        ))
+        model.indexes.append(
+            IndexDraft(
+                path=idx_path,
+                name=r.string(idx, "name", idx_path, required=True),
+                columns=r.strings(idx.get("columns"), at(idx_path, "columns")),
+                unique=r.boolean(idx, "unique", idx_path),
+                partial=idx.get("where") is not None,
+            )
+        )
         if not idx.get("columns"):
             r.problems.add(at(idx_path, "columns"), "needs at least 1 column")
     _foreign_keys(r, path, item, model)
@@ -178,9 +272,16 @@ def _foreign_keys(r: Reader, path: str, item: dict, model: ModelDraft) -> None:
 def _rbac(r: Reader, data: dict, draft: ManifestDraft) -> None:
     rbac = r.obj(data.get("rbac"), "rbac") or {}
     for path, perm in r.objects(rbac.get("permissions"), "rbac.permissions"):
-        draft.permissions.append((path, {
-            "key": perm.get("key"), "label": perm.get("label", ""), "description": perm.get("description", ""),
-        }))
+        draft.permissions.append(
+            (
+                path,
+                {
+                    "key": perm.get("key"),
+                    "label": perm.get("label", ""),
+                    "description": perm.get("description", ""),
+                },
+            )
+        )
 
 
 def _setting(item: dict) -> dict:
@@ -209,23 +310,27 @@ def _contributions(r: Reader, data: dict, draft: ManifestDraft) -> None:
         handler = r.obj(action.get("handler"), handler_path, required=True) or {}
         handler_type = r.string(handler, "type", handler_path, required=True) or "wasm"
         run_in_tx = action.get("run_in_tx", handler.get("run_in_tx"))
-        fields = [{**f, "key": f.get("key") or f.get("name")}
-                  for _, f in r.objects(action.get("fields"), at(path, "fields"))]
+        fields = [
+            {**f, "key": f.get("key") or f.get("name")}
+            for _, f in r.objects(action.get("fields"), at(path, "fields"))
+        ]
         known = {"key", "label", "handler", "target_model", "fields", "modal", "run_in_tx"}
-        draft.actions.append(ActionDraft(
-            path=path,
-            handler_path=handler_path,
-            key=r.string(action, "key", path, required=True) or "",
-            model=r.string(action, "target_model", path, required=True) or "",
-            label=r.string(action, "label", path, default="") or "",
-            handler_type=handler_type,
-            function=r.string(handler, "function", handler_path),
-            url=r.string(handler, "url", handler_path),
-            run_in_tx=run_in_tx,
-            fields=fields,
-            modal=action.get("modal") if isinstance(action.get("modal"), str) else None,
-            extras={k: v for k, v in action.items() if k not in known},
-        ))
+        draft.actions.append(
+            ActionDraft(
+                path=path,
+                handler_path=handler_path,
+                key=r.string(action, "key", path, required=True) or "",
+                model=r.string(action, "target_model", path, required=True) or "",
+                label=r.string(action, "label", path, default="") or "",
+                handler_type=handler_type,
+                function=r.string(handler, "function", handler_path),
+                url=r.string(handler, "url", handler_path),
+                run_in_tx=run_in_tx,
+                fields=fields,
+                modal=action.get("modal") if isinstance(action.get("modal"), str) else None,
+                extras={k: v for k, v in action.items() if k not in known},
+            )
+        )
     subscriptions = contributions.get("subscriptions")
     draft.subscriptions = subscriptions if isinstance(subscriptions, list) else []
 
@@ -237,9 +342,13 @@ def _resolve_nav(group: dict, tables: dict[str, str]) -> dict:
     if isinstance(items, list):
         resolved["items"] = [
             {**item, "url": f"/m/{tables[item['model']]}"}
-            if isinstance(item, dict) and not item.get("url") and isinstance(item.get("model"), str)
+            if isinstance(item, dict)
+            and not item.get("url")
+            and isinstance(item.get("model"), str)
             and item["model"] in tables
-            else _resolve_nav(item, tables) if isinstance(item, dict) else item
+            else _resolve_nav(item, tables)
+            if isinstance(item, dict)
+            else item
             for item in items
         ]
     return resolved
@@ -266,9 +375,17 @@ def _backend(draft: ManifestDraft, data: dict) -> None:
     exports = [a.function for a in draft.actions if a.handler_type == "wasm" and a.function]
     for sub in draft.subscriptions:
         handler = sub.get("handler") if isinstance(sub, dict) else None
-        if isinstance(handler, dict) and handler.get("type") == "wasm" and isinstance(handler.get("function"), str):
+        if (
+            isinstance(handler, dict)
+            and handler.get("type") == "wasm"
+            and isinstance(handler.get("function"), str)
+        ):
             exports.append(handler["function"])
     if exports:
         exports += [fn for name, fn in draft.hooks.items() if name.startswith("on_")]
-        draft.backend = {"runtime": "wasm", "entry": "backend/backend.wasm", "exports": list(dict.fromkeys(exports))}
+        draft.backend = {
+            "runtime": "wasm",
+            "entry": "backend/backend.wasm",
+            "exports": list(dict.fromkeys(exports)),
+        }
         draft.backend_path = "contributions.actions"

@@ -5,6 +5,7 @@ the SDK's DynamicTable / DynamicModal read). A manifest's own `table` / `modal` 
 laid over the derived one key by key, so an author overrides only what they declare.
 Pure functions: no database, no request.
 """
+
 from metacore.conf import metacore_settings
 from metacore.manifest.model import Action, Column, Manifest, Model
 from metacore.schema.types import get_type
@@ -15,10 +16,37 @@ MANAGED = frozenset({"id", "organization_id", "created_at", "updated_at", "delet
 #: Columns never shown in a table (internal plumbing).
 INTERNAL = frozenset({"organization_id", "deleted_at"})
 #: Name-like columns, in preference order, that label a row in options and search.
-LABEL_PREFERENCE = ("name", "title", "label", "display_name", "full_name", "code", "number",
-                    "reference", "slug", "email", "subject", "description")
-LONG_TEXT = frozenset({"description", "notes", "note", "comment", "comments", "body", "content",
-                       "address", "message", "summary", "bio", "remarks", "details"})
+LABEL_PREFERENCE = (
+    "name",
+    "title",
+    "label",
+    "display_name",
+    "full_name",
+    "code",
+    "number",
+    "reference",
+    "slug",
+    "email",
+    "subject",
+    "description",
+)
+LONG_TEXT = frozenset(
+    {
+        "description",
+        "notes",
+        "note",
+        "comment",
+        "comments",
+        "body",
+        "content",
+        "address",
+        "message",
+        "summary",
+        "bio",
+        "remarks",
+        "details",
+    }
+)
 NUMERIC = frozenset({"int", "bigint", "float", "decimal"})
 MONEY = ("price", "amount", "total", "cost", "subtotal", "balance", "paid")
 
@@ -66,9 +94,15 @@ def cell_style(column: Column) -> str | None:
     name = column.name.lower()
     if name.endswith("_at") or column.type in ("date", "datetime"):
         return "date"
-    for style, names in (("url", ("url", "website", "link")), ("email", ("email",)), ("phone", ("phone", "tel")),
-                         ("status", ("status", "state")), ("color", ("color",)), ("image", ("image", "photo", "logo")),
-                         ("creator", ("created_by", "updated_by", "owner", "author"))):
+    for style, names in (
+        ("url", ("url", "website", "link")),
+        ("email", ("email",)),
+        ("phone", ("phone", "tel")),
+        ("status", ("status", "state")),
+        ("color", ("color",)),
+        ("image", ("image", "photo", "logo")),
+        ("creator", ("created_by", "updated_by", "owner", "author")),
+    ):
         if name in names:
             return style
     if name.endswith(("_url", "_link")):
@@ -104,11 +138,18 @@ def relation_targets(manifest: Manifest, model: Model) -> dict[str, str]:
     for entry in entries if isinstance(entries, list) else ():
         if not isinstance(entry, dict):
             continue
-        if model.key in (entry.get("key"), entry.get("model_key")) or model.table in (entry.get("table"), entry.get("table_name")):
+        if model.key in (entry.get("key"), entry.get("model_key")) or model.table in (
+            entry.get("table"),
+            entry.get("table_name"),
+        ):
             found: dict[str, str] = {}
             for relation in entry.get("relations") or ():
-                if (isinstance(relation, dict) and str(relation.get("kind", "")).lower() == "belongs_to"
-                        and relation.get("foreign_key") and relation.get("through")):
+                if (
+                    isinstance(relation, dict)
+                    and str(relation.get("kind", "")).lower() == "belongs_to"
+                    and relation.get("foreign_key")
+                    and relation.get("through")
+                ):
                     found.setdefault(str(relation["foreign_key"]), str(relation["through"]))
             return found
     return {}
@@ -130,8 +171,12 @@ def label_column(model: Model) -> str:
 
 
 def model_actions(manifest: Manifest, model: Model) -> list[Action]:
-    wanted = {model.key.lower(), model.table.lower(), f"{manifest.key}.{model.key}".lower(),
-              f"{manifest.key}.{model.table}".lower()}
+    wanted = {
+        model.key.lower(),
+        model.table.lower(),
+        f"{manifest.key}.{model.key}".lower(),
+        f"{manifest.key}.{model.table}".lower(),
+    }
     return [a for a in manifest.actions if a.model.lower() in wanted]
 
 
@@ -143,12 +188,24 @@ def action_def(action: Action) -> dict:
         out["modal"] = action.modal
     if action.fields:
         out["fields"] = [
-            {k: v for k, v in {"key": f.key, "label": f.label or humanize(f.key), "type": f.type,
-                                "required": f.required or None, **(f.model_extra or {})}.items() if v is not None}
+            {
+                k: v
+                for k, v in {
+                    "key": f.key,
+                    "label": f.label or humanize(f.key),
+                    "type": f.type,
+                    "required": f.required or None,
+                    **(f.model_extra or {}),
+                }.items()
+                if v is not None
+            }
             for f in action.fields
         ]
-    out["trigger"] = {"type": action.handler_type, **({"export": action.function} if action.function else {}),
-                      **({"run_in_tx": True} if action.run_in_tx else {})}
+    out["trigger"] = {
+        "type": action.handler_type,
+        **({"export": action.function} if action.function else {}),
+        **({"run_in_tx": True} if action.run_in_tx else {}),
+    }
     return out
 
 
@@ -168,20 +225,30 @@ def table_metadata(manifest: Manifest, model: Model) -> dict:
         if column.name in INTERNAL:
             continue
         col_type = get_type(column.type)
-        columns.append(_compact({
-            "key": column.name,
-            "label": column_label(column),
-            "type": ui_type(column),
-            "sortable": col_type.sortable,
-            "filterable": True,
-            "cellStyle": cell_style(column),
-            "ref": ref(manifest, column, model),
-            "hidden": column.name == "id",
-            "readonly": column.system,
-        }))
+        columns.append(
+            _compact(
+                {
+                    "key": column.name,
+                    "label": column_label(column),
+                    "type": ui_type(column),
+                    "sortable": col_type.sortable,
+                    "filterable": True,
+                    "cellStyle": cell_style(column),
+                    "ref": ref(manifest, column, model),
+                    "hidden": column.name == "id",
+                    "readonly": column.system,
+                }
+            )
+        )
         if not column.system:
-            filters.append({"key": column.name, "label": column_label(column), "type": _filter_type(column),
-                            "column": column.name})
+            filters.append(
+                {
+                    "key": column.name,
+                    "label": column_label(column),
+                    "type": _filter_type(column),
+                    "column": column.name,
+                }
+            )
     max_per_page = metacore_settings.MAX_PER_PAGE
     derived = {
         "title": model.label,

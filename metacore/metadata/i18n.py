@@ -10,6 +10,7 @@ And with the caller's organization's validators (upstream `metadata/org_validato
 column's `validation.custom` or a field's `validation` of the form `$org.<key>` becomes what
 `METACORE['ORG_CONFIG_RESOLVER'](organization_id, key)` answers (unchanged without one).
 """
+
 from __future__ import annotations
 
 PREFIX = "models."
@@ -67,9 +68,10 @@ ORG_PREFIX = "$org."
 
 def resolve_org_validators(meta: dict, resolve) -> dict:
     """A copy of table or modal metadata with `$org.<key>` validators resolved by `resolve(key)`."""
+
     def one(value):
         if isinstance(value, str) and value.startswith(ORG_PREFIX) and len(value) > len(ORG_PREFIX):
-            return resolve(value[len(ORG_PREFIX):]) or value
+            return resolve(value[len(ORG_PREFIX) :]) or value
         return value
 
     def entry(item):

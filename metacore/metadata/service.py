@@ -3,6 +3,7 @@
 Every call takes the caller (`user`) and answers only what `<addon>.<table>.read` allows,
 scoped to the caller's tenant and blind to soft-deleted rows. Errors are `metacore.errors`.
 """
+
 import contextlib
 import hashlib
 import json
@@ -40,7 +41,11 @@ class MetadataService:
     # -- metadata -----------------------------------------------------------------------
     def version(self) -> str:
         """A token that changes on every install, upgrade, uninstall, enable or disable."""
-        rows = list(Installation.objects.order_by("key").values_list("key", "version", "revision", "state", "updated_at"))
+        rows = list(
+            Installation.objects.order_by("key").values_list(
+                "key", "version", "revision", "state", "updated_at"
+            )
+        )
         digest = hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:12]
         return f"{read_revision()}.{digest}"
 
@@ -81,8 +86,9 @@ class MetadataService:
         for m in models:
             if self.kernel.permissions.has(user, self.read_permission(m)):
                 name = m.spec.key if counts[m.spec.key.lower()] == 1 else m.qualified_name
-                tables[name], modals[name] = (self._for_caller(m, meta, user, language, None)
-                                              for meta in self._metadata(m))
+                tables[name], modals[name] = (
+                    self._for_caller(m, meta, user, language, None) for meta in self._metadata(m)
+                )
         return {"version": self.version(), "tables": tables, "modals": modals}
 
     def _metadata(self, resolved) -> tuple[dict, dict]:
@@ -107,8 +113,9 @@ class MetadataService:
         field = (params.get("field") or "id").strip()
         column = spec.column(field)
         if column is None or column.name in derive.INTERNAL:
-            raise errors.ValidationError(f'unknown field "{field}"',
-                                         errors={"field": [f'model "{spec.key}" has no column "{field}"']})
+            raise errors.ValidationError(
+                f'unknown field "{field}"', errors={"field": [f'model "{spec.key}" has no column "{field}"']}
+            )
         limit = self._int(params, "limit", DEFAULT_OPTIONS_LIMIT, minimum=1, maximum=MAX_OPTIONS_LIMIT)
         offset = self._int(params, "offset", 0, minimum=0)
         if offset > MAX_OFFSET:
@@ -119,12 +126,14 @@ class MetadataService:
         if static is not None:
             if q:
                 static = [o for o in static if q.lower() in str(o["label"]).lower()]
-            return "static", static[offset:offset + limit]
+            return "static", static[offset : offset + limit]
 
         if column.references is not None or column.name == "id":
             source = resolved
             if column.references is not None:
-                source = self.kernel.registry.resolve(f"{resolved.installation_key}.{column.references.table}")
+                source = self.kernel.registry.resolve(
+                    f"{resolved.installation_key}.{column.references.table}"
+                )
                 self.kernel.permissions.require(user, self.read_permission(source))
             label = source.spec.column(derive.label_column(source.spec))
             with self._visible_rows(source, user, request) as rows:
@@ -137,10 +146,16 @@ class MetadataService:
 
         col_type = get_type(column.type)
         with self._visible_rows(resolved, user, request) as rows:
-            rows = self._scoped_by(rows.exclude(**{f"{column.name}__isnull": True}), spec, spec, field, params)
+            rows = self._scoped_by(
+                rows.exclude(**{f"{column.name}__isnull": True}), spec, spec, field, params
+            )
             if q:
                 rows = rows.filter(self._match(column, q, "q"))
-            values = list(rows.order_by(column.name).values_list(column.name, flat=True).distinct()[offset:offset + limit])
+            values = list(
+                rows.order_by(column.name)
+                .values_list(column.name, flat=True)
+                .distinct()[offset : offset + limit]
+            )
         return "dynamic", [self._option(col_type.to_json(v), col_type.to_json(v)) for v in values]
 
     def search(self, user, ref, params, request=None) -> list[dict]:
@@ -151,7 +166,9 @@ class MetadataService:
         q = (params.get("q") or params.get("search") or "").strip()
         columns = derive.search_columns(resolved.spec)
         if q and not columns:
-            raise errors.ValidationError("invalid input", errors={"q": [f'model "{resolved.spec.key}" has no searchable columns']})
+            raise errors.ValidationError(
+                "invalid input", errors={"q": [f'model "{resolved.spec.key}" has no searchable columns']}
+            )
         with self._visible_rows(resolved, user, request) as rows:
             if q:
                 rows = rows.filter(reduce(or_, (Q(**{f"{name}__icontains": q}) for name in columns)))
@@ -178,7 +195,7 @@ class MetadataService:
         id_type = get_type(resolved.spec.column("id").type)
         label_type = get_type(resolved.spec.column(label).type)
         out = []
-        for pk, text in rows.order_by(label, "id").values_list("id", label)[offset:offset + limit]:
+        for pk, text in rows.order_by(label, "id").values_list("id", label)[offset : offset + limit]:
             value = id_type.to_json(pk)
             out.append(self._option(value, label_type.to_json(text) if text is not None else value))
         return out
@@ -214,22 +231,39 @@ class MetadataService:
         value = (params.get("filter_value") or "").strip()
         if not value:
             return rows
-        entries = [*((spec.table_meta or {}).get("columns") or ()), *((spec.modal_meta or {}).get("fields") or ())]
-        name = next((e.get("filter_by") or e.get("filterBy") for e in entries if isinstance(e, dict)
-                     and e.get("key") == field and (e.get("filter_by") or e.get("filterBy"))), None)
+        entries = [
+            *((spec.table_meta or {}).get("columns") or ()),
+            *((spec.modal_meta or {}).get("fields") or ()),
+        ]
+        name = next(
+            (
+                e.get("filter_by") or e.get("filterBy")
+                for e in entries
+                if isinstance(e, dict) and e.get("key") == field and (e.get("filter_by") or e.get("filterBy"))
+            ),
+            None,
+        )
         column = source.column(name) if name else None
         if column is None:
             return rows
-        return rows.filter(self._match(column, value, "filter_value") if not get_type(column.type).text_like
-                           else Q(**{column.name: value}))
+        return rows.filter(
+            self._match(column, value, "filter_value")
+            if not get_type(column.type).text_like
+            else Q(**{column.name: value})
+        )
 
     @staticmethod
     def _static_options(spec, field):
         for column in (spec.table_meta or {}).get("columns") or ():
             if isinstance(column, dict) and column.get("key") == field and column.get("options"):
-                return [{**MetadataService._option(o.get("value"), o.get("label", o.get("value"))),
-                         **{k: o[k] for k in ("icon", "color") if o.get(k)}}
-                        for o in column["options"] if isinstance(o, dict)]
+                return [
+                    {
+                        **MetadataService._option(o.get("value"), o.get("label", o.get("value"))),
+                        **{k: o[k] for k in ("icon", "color") if o.get(k)},
+                    }
+                    for o in column["options"]
+                    if isinstance(o, dict)
+                ]
         return None
 
     @staticmethod
@@ -242,8 +276,10 @@ class MetadataService:
             )
         with_nul = sorted(name for name in params if "\x00" in str(params.get(name)))
         if with_nul:
-            raise errors.ValidationError(f"{with_nul[0]}: must not contain NUL characters",
-                                         errors={name: ["must not contain NUL characters"] for name in with_nul})
+            raise errors.ValidationError(
+                f"{with_nul[0]}: must not contain NUL characters",
+                errors={name: ["must not contain NUL characters"] for name in with_nul},
+            )
 
     @staticmethod
     def _int(params, name, default, *, minimum, maximum=None):
@@ -253,9 +289,13 @@ class MetadataService:
         try:
             value = int(raw)
         except (TypeError, ValueError):
-            raise errors.ValidationError(f"{name}: not an integer", errors={name: [f"{raw!r} is not an integer"]}) from None
+            raise errors.ValidationError(
+                f"{name}: not an integer", errors={name: [f"{raw!r} is not an integer"]}
+            ) from None
         if value < minimum:
-            raise errors.ValidationError(f"{name}: must be at least {minimum}", errors={name: [f"must be at least {minimum}"]})
+            raise errors.ValidationError(
+                f"{name}: must be at least {minimum}", errors={name: [f"must be at least {minimum}"]}
+            )
         return min(value, maximum) if maximum is not None else value
 
     @staticmethod

@@ -12,6 +12,7 @@ Hosts set `GUARDIAN_GET_CONTENT_TYPE = "metacore.permissions.guardian.get_conten
 (system check metacore.W010 reminds them). Row ids are UUIDs, so rows never collide with
 Installation ids under the shared content type.
 """
+
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Model
 

@@ -4,6 +4,7 @@ Every addon permission is a Django `auth.Permission` on the `metacore.Installati
 type with codename `<addon>.<table>.<action>`, so `user.has_perm("metacore.<codename>")`,
 groups (roles) and django-guardian all work unchanged.
 """
+
 MODEL_ACTIONS = ("read", "create", "update", "delete")
 APP_LABEL = "metacore"
 

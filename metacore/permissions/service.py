@@ -10,6 +10,7 @@ the user object (`_perm_cache`); DRF keeps one user object per request, so a req
 fixed number of permission queries however many rows or checks it makes. Object checks use
 one guardian `ObjectPermissionChecker` cached on the same user object.
 """
+
 import difflib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -55,14 +56,16 @@ class PermissionService:
         if cached is not None:
             return cached
         if user.is_superuser:
-            codenames = Permission.objects.filter(content_type__app_label=APP_LABEL).values_list("codename", flat=True)
+            codenames = Permission.objects.filter(content_type__app_label=APP_LABEL).values_list(
+                "codename", flat=True
+            )
             result = {c for c in codenames if _is_addon_codename(c)}
         else:
             prefix = f"{APP_LABEL}."
             result = {
-                perm[len(prefix):]
+                perm[len(prefix) :]
                 for perm in user.get_all_permissions()
-                if perm.startswith(prefix) and _is_addon_codename(perm[len(prefix):])
+                if perm.startswith(prefix) and _is_addon_codename(perm[len(prefix) :])
             }
         setattr(user, _EFFECTIVE_CACHE, result)
         return result
@@ -99,7 +102,13 @@ class PermissionService:
 
     def forget(self, user: User) -> None:
         """Drop the permissions cached on this user object (after granting in the same request)."""
-        for attr in (_EFFECTIVE_CACHE, _CHECKER_CACHE, "_perm_cache", "_user_perm_cache", "_group_perm_cache"):
+        for attr in (
+            _EFFECTIVE_CACHE,
+            _CHECKER_CACHE,
+            "_perm_cache",
+            "_user_perm_cache",
+            "_group_perm_cache",
+        ):
             if hasattr(user, attr):
                 delattr(user, attr)
 
@@ -125,7 +134,9 @@ class PermissionService:
                 unknown.append(name)
             found.update((p.codename, p) for p in matches)
         if unknown:
-            hints = dict.fromkeys(c for name in unknown for c in difflib.get_close_matches(name.rstrip(".*"), known, n=3))
+            hints = dict.fromkeys(
+                c for name in unknown for c in difflib.get_close_matches(name.rstrip(".*"), known, n=3)
+            )
             hint = f" (did you mean: {', '.join(hints)}?)" if hints else ""
             raise errors.NotFound(f"unknown permission: {', '.join(unknown)}{hint}")
         return [found[c] for c in sorted(found)]
@@ -134,7 +145,9 @@ class PermissionService:
         """Grant permissions to a user or a Group (role); returns the codenames newly granted
         (ones already held directly are not counted again)."""
         perms = self.resolve_names(names)
-        held = set(self._permission_set(principal).filter(pk__in=[p.pk for p in perms]).values_list("pk", flat=True))
+        held = set(
+            self._permission_set(principal).filter(pk__in=[p.pk for p in perms]).values_list("pk", flat=True)
+        )
         added = [p for p in perms if p.pk not in held]
         self._permission_set(principal).add(*added)
         if not isinstance(principal, Group):
@@ -145,7 +158,9 @@ class PermissionService:
         """Revoke direct grants from a user or a Group; returns the codenames actually removed.
         A user keeps what their groups grant."""
         perms = self.resolve_names(names)
-        held = set(self._permission_set(principal).filter(pk__in=[p.pk for p in perms]).values_list("pk", flat=True))
+        held = set(
+            self._permission_set(principal).filter(pk__in=[p.pk for p in perms]).values_list("pk", flat=True)
+        )
         removed = [p for p in perms if p.pk in held]
         self._permission_set(principal).remove(*removed)
         if not isinstance(principal, Group):
@@ -155,12 +170,21 @@ class PermissionService:
     def grants(self, principal: AbstractUser | Group) -> list[tuple[str, str]]:
         """(codename, source) of every addon permission a user or group holds: source is
         `direct` or `group:<name>` (a user's groups); sorted by codename."""
-        rows = [(c, "direct") for c in self._permission_set(principal).filter(
-            content_type__app_label=APP_LABEL, codename__contains=".").values_list("codename", flat=True)]
+        rows = [
+            (c, "direct")
+            for c in self._permission_set(principal)
+            .filter(content_type__app_label=APP_LABEL, codename__contains=".")
+            .values_list("codename", flat=True)
+        ]
         if not isinstance(principal, Group):
-            rows += [(c, f"group:{g}") for c, g in Permission.objects.filter(
-                content_type__app_label=APP_LABEL, codename__contains=".", group__user=principal,  # type: ignore[misc]  # the host's user model, typed as AbstractUser
-            ).values_list("codename", "group__name")]
+            rows += [
+                (c, f"group:{g}")
+                for c, g in Permission.objects.filter(
+                    content_type__app_label=APP_LABEL,
+                    codename__contains=".",
+                    group__user=principal,  # type: ignore[misc]  # the host's user model, typed as AbstractUser
+                ).values_list("codename", "group__name")
+            ]
         return sorted(rows)
 
     @staticmethod

@@ -11,6 +11,7 @@ Results are packed `ptr << 32 | len` (0 = empty), JSON in and out.
 Every pointer/length coming from the guest is checked against the memory's current size
 before the host touches it; a bad one raises BadPointer (a guest error).
 """
+
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -67,7 +68,9 @@ def convention_of(functype: FuncType) -> Convention | None:
 class GuestMemory:
     """Bounds-checked access to one instance's linear memory, through its own alloc/free."""
 
-    def __init__(self, store: Store, memory: Memory, alloc: Func | None = None, free: Func | None = None) -> None:
+    def __init__(
+        self, store: Store, memory: Memory, alloc: Func | None = None, free: Func | None = None
+    ) -> None:
         self.store = store
         self.memory = memory
         self.alloc_fn = alloc
@@ -78,9 +81,7 @@ class GuestMemory:
 
     def check(self, ptr: int, length: int, what: str = "buffer") -> None:
         if ptr < 0 or length < 0 or ptr + length > self.size():
-            raise BadPointer(
-                f"guest {what} at {ptr}+{length} is outside its {self.size()}-byte memory"
-            )
+            raise BadPointer(f"guest {what} at {ptr}+{length} is outside its {self.size()}-byte memory")
 
     def read(self, ptr: int, length: int, what: str = "buffer") -> bytes:
         if length == 0:
@@ -131,7 +132,8 @@ def check_imports(module: Module) -> None:
                 raise ModuleRejected(f"module imports {name}, which metacore_host does not provide")
             expected = HOST_FUNCTIONS[item.name]
             if not isinstance(item.type, FuncType) or (
-                _types(item.type.params), _types(item.type.results)
+                _types(item.type.params),
+                _types(item.type.results),
             ) != (list(expected.params), list(expected.results)):
                 raise ModuleRejected(f"module imports {name} with the wrong signature")
         elif item.module != WASI_MODULE:

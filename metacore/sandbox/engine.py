@@ -9,6 +9,7 @@
   interruption driven by one ticker thread.
 Every failure becomes a SandboxError subclass; nothing a guest does escapes as a crash.
 """
+
 import contextvars
 import hashlib
 import importlib.metadata
@@ -32,10 +33,12 @@ from wasmtime import (
     Memory,
     Module,
     Store,
-    Trap as WasmTrap,
     TrapCode,
     WasiConfig,
     WasmtimeError,
+)
+from wasmtime import (
+    Trap as WasmTrap,
 )
 
 from metacore.sandbox import abi
@@ -242,8 +245,13 @@ class SandboxEngine:
     # -- invoke ---------------------------------------------------------------------------
 
     def invoke(
-        self, compiled: CompiledModule, export: str, payload: bytes, limits: Limits,
-        invocation: "Invocation | None" = None, stats: CallStats | None = None,
+        self,
+        compiled: CompiledModule,
+        export: str,
+        payload: bytes,
+        limits: Limits,
+        invocation: "Invocation | None" = None,
+        stats: CallStats | None = None,
     ) -> bytes:
         """Run `export` on a fresh instance with `payload` as input; return the result bytes."""
         convention = compiled.convention(export)
@@ -255,7 +263,11 @@ class SandboxEngine:
             raise ExportNotAllowed(f"the module has no export {export!r}")
         store = Store(self.engine)
         store.set_limits(  # one linear memory (multi-memory would multiply the cap), bounded tables
-            memory_size=limits.memory_mb * 1024 * 1024, memories=1, tables=8, table_elements=1_000_000, instances=4
+            memory_size=limits.memory_mb * 1024 * 1024,
+            memories=1,
+            tables=8,
+            table_elements=1_000_000,
+            instances=4,
         )
         store.set_fuel(limits.fuel)
         store.set_epoch_deadline(self.ticker.ticks_for(limits.timeout_ms))
@@ -271,16 +283,22 @@ class SandboxEngine:
             memory = _export_of(exports, "memory", Memory)
             if memory is None:
                 raise ModuleRejected("the module does not export its memory as `memory`")
-            guest = abi.GuestMemory(store, memory, _export_of(exports, "alloc", Func), _export_of(exports, "free", Func))
+            guest = abi.GuestMemory(
+                store, memory, _export_of(exports, "alloc", Func), _export_of(exports, "free", Func)
+            )
             for name in START_FUNCTIONS:
                 if name in compiled.exports:
                     _run_start(cast(Func, exports[name]), store)  # compiled.exports lists functions only
                     break
             in_ptr = guest.write(payload)
-            packed = cast(Func, exports[export])(store, *convention.args(in_ptr, len(payload)))  # a function: it has a convention
+            packed = cast(Func, exports[export])(
+                store, *convention.args(in_ptr, len(payload))
+            )  # a function: it has a convention
             out_ptr, out_len = abi.unpack(packed)
             if out_len > limits.max_result_bytes:
-                raise BadResult(f"{export} returned {out_len} bytes, over the {limits.max_result_bytes}-byte cap")
+                raise BadResult(
+                    f"{export} returned {out_len} bytes, over the {limits.max_result_bytes}-byte cap"
+                )
             result = b"" if packed == 0 else guest.read(out_ptr, out_len, f"{export} result")
             guest.free(in_ptr, len(payload))
             if out_len:

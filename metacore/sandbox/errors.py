@@ -4,6 +4,7 @@ Each error carries a stable `code` (used in action envelopes and audit records) 
 message naming the addon and export. They are MetacoreErrors, so the API layer turns them
 into 4xx envelopes; the process keeps serving.
 """
+
 from metacore.errors import MetacoreError
 
 

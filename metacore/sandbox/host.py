@@ -17,6 +17,7 @@ A pointer/length outside the guest's memory raises BadPointer, which stops the g
 guest error, never a host crash). Denials and bad input come back to the guest as error
 envelopes so it can decide; every call except `log` is audited as `sandbox.import`.
 """
+
 import base64
 import datetime
 import decimal
@@ -25,15 +26,17 @@ import logging
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 from wasmtime import FuncType, Linker, ValType
 
 from metacore.errors import CapabilityDenied, MetacoreError
-from metacore.sandbox import abi, sql as sqlguard
+from metacore.sandbox import abi
+from metacore.sandbox import sql as sqlguard
 from metacore.sandbox.abi import GuestMemory
 from metacore.sandbox.errors import HostFailure, SandboxError
 
@@ -49,7 +52,12 @@ EVENT_USERS_MAX = 1000  # recipients of one event_emit to users
 DB_MAX_ROWS = 10_000  # db_query/db_exec limits, as upstream (host-side, not per addon)
 DB_MAX_BYTES = 8 * 1024 * 1024
 DB_TIMEOUT_MS = 5_000
-HOST_WRITTEN = {"id", "organization_id", "created_at", "deleted_at"}  # never UPDATEd by a guest (updated_at: by the host's own SET)
+HOST_WRITTEN = {
+    "id",
+    "organization_id",
+    "created_at",
+    "deleted_at",
+}  # never UPDATEd by a guest (updated_at: by the host's own SET)
 
 
 @dataclass
@@ -104,7 +112,12 @@ class Invocation:
         self._partial.clear()
 
     def context(self, **extra):
-        return {"actor": self.actor or "", "tenant": self.tenant or "", "request_id": self.request_id, **extra}
+        return {
+            "actor": self.actor or "",
+            "tenant": self.tenant or "",
+            "request_id": self.request_id,
+            **extra,
+        }
 
 
 @dataclass(frozen=True)
@@ -224,7 +237,9 @@ def host_http_fetch(invocation, guest, url_ptr, url_len, method_ptr, method_len,
 
 
 @host_function("http_request", [I32, I32, I32, I32, I32, I32, I32, I32], [I64])
-def host_http_request(invocation, guest, url_ptr, url_len, method_ptr, method_len, hdr_ptr, hdr_len, body_ptr, body_len):
+def host_http_request(
+    invocation, guest, url_ptr, url_len, method_ptr, method_len, hdr_ptr, hdr_len, body_ptr, body_len
+):
     url = guest.read_text(url_ptr, url_len, "http_request url")
     method = guest.read_text(method_ptr, method_len, "http_request method")
     raw_headers = guest.read(hdr_ptr, hdr_len, "http_request headers")
@@ -234,7 +249,9 @@ def host_http_request(invocation, guest, url_ptr, url_len, method_ptr, method_le
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise ValueError("not an object of strings")
     except ValueError as exc:
-        return _reply(guest, {"error": "bad_request", "message": f"headers must be a JSON object of strings: {exc}"})
+        return _reply(
+            guest, {"error": "bad_request", "message": f"headers must be a JSON object of strings: {exc}"}
+        )
     return _reply(guest, _http(invocation, url, method, headers, body))
 
 
@@ -253,14 +270,35 @@ def _http(invocation, url, method, headers, body):
     if budget_ms <= 0:
         return {"error": "transport", "message": "the call's time budget is spent"}
     try:
-        response = safe_fetch(url, method=method, body=body or None, headers=headers, timeout=budget_ms / 1000,
-                              addon_key=invocation.addon_key, context=invocation.context(via="sandbox"))
+        response = safe_fetch(
+            url,
+            method=method,
+            body=body or None,
+            headers=headers,
+            timeout=budget_ms / 1000,
+            addon_key=invocation.addon_key,
+            context=invocation.context(via="sandbox"),
+        )
     except MetacoreError as exc:
         code = "forbidden" if exc.status == 403 else ("bad_request" if exc.status == 400 else "transport")
-        _audit(invocation, "http_fetch", url, "deny" if code == "forbidden" else "", exc.message, method=method, code=code)
+        _audit(
+            invocation,
+            "http_fetch",
+            url,
+            "deny" if code == "forbidden" else "",
+            exc.message,
+            method=method,
+            code=code,
+        )
         return {"error": code, "message": exc.message}
-    _audit(invocation, "http_fetch", url, method=method, status=response.status,
-           ms=round((time.perf_counter() - started) * 1000, 1))
+    _audit(
+        invocation,
+        "http_fetch",
+        url,
+        method=method,
+        status=response.status,
+        ms=round((time.perf_counter() - started) * 1000, 1),
+    )
     return {"status": response.status, "body": response.body.decode("utf-8", "replace")}
 
 
@@ -293,8 +331,14 @@ def run_sql(invocation, sql_text, raw_args, *, write):
 
     def fail(code, message):
         meta["durationMs"] = round((time.perf_counter() - started) * 1000, 3)
-        _audit(invocation, name, sql_text[:200], "deny" if code in ("forbidden", "confinement_unavailable") else "",
-               message, code=code)
+        _audit(
+            invocation,
+            name,
+            sql_text[:200],
+            "deny" if code in ("forbidden", "confinement_unavailable") else "",
+            message,
+            code=code,
+        )
         return {"success": False, "error": {"code": code, "message": message}, "meta": meta}
 
     try:
@@ -302,8 +346,9 @@ def run_sql(invocation, sql_text, raw_args, *, write):
         resolver = _TableResolver(invocation, connection.vendor)
         tenant = _tenant_param(invocation.tenant, connection.vendor)
         now = connection.ops.adapt_datetimefield_value(timezone.now())
-        prepared = sqlguard.prepare(sql_text, args, resolver, write=write, tenant=tenant, now=now,
-                                    vendor=connection.vendor)
+        prepared = sqlguard.prepare(
+            sql_text, args, resolver, write=write, tenant=tenant, now=now, vendor=connection.vendor
+        )
     except sqlguard.SQLRefused as exc:
         return fail(exc.code, exc.message)
     except CapabilityDenied as exc:
@@ -315,7 +360,9 @@ def run_sql(invocation, sql_text, raw_args, *, write):
     wall = _database_wall(connection, resolver, write, budget_ms)
     try:
         with transaction.atomic(using=invocation.using), wall:
-            cursor = connection.create_cursor()  # not Django's debug wrapper: the wall judges only this statement
+            cursor = (
+                connection.create_cursor()
+            )  # not Django's debug wrapper: the wall judges only this statement
             try:
                 with connection.wrap_database_errors:
                     wall.run(cursor, prepared.sql, prepared.params)
@@ -330,8 +377,15 @@ def run_sql(invocation, sql_text, raw_args, *, write):
         if wall.interrupted or getattr(exc.__cause__, "sqlstate", None) == "57014":  # query_canceled
             return fail("timeout", f"the statement ran past the call's {budget_ms} ms budget and was stopped")
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        code = "forbidden" if ("not authorized" in message or "permission denied" in message
-                               or "row-level security" in message) else "db_error"
+        code = (
+            "forbidden"
+            if (
+                "not authorized" in message
+                or "permission denied" in message
+                or "row-level security" in message
+            )
+            else "db_error"
+        )
         return fail(code, message)
     if len(rows) > max_rows:
         return fail("row_limit_exceeded", f"result exceeded {max_rows} rows")
@@ -340,16 +394,27 @@ def run_sql(invocation, sql_text, raw_args, *, write):
     if write:
         data = {"rowsAffected": affected if columns is None else len(rows)}
         if columns is not None:
-            data.update(rows=[dict(zip(columns, r)) for r in rows], columns=[{"name": c} for c in columns])
+            data.update(
+                rows=[dict(zip(columns, r, strict=True)) for r in rows],
+                columns=[{"name": c} for c in columns],
+            )
     else:
-        data = {"rows": [dict(zip(columns, r)) for r in rows], "rowCount": len(rows),
-                "columns": [{"name": c} for c in columns]}
+        data = {
+            "rows": [dict(zip(columns, r, strict=True)) for r in rows],
+            "rowCount": len(rows),
+            "columns": [{"name": c} for c in columns],
+        }
     envelope = {"success": True, "data": data, "meta": meta}
     size = len(json.dumps(envelope, default=_json_default))
     if size > DB_MAX_BYTES:
         return fail("row_limit_exceeded", f"response of {size} bytes exceeds the {DB_MAX_BYTES}-byte cap")
-    _audit(invocation, name, sql_text[:200], tables=[".".join(filter(None, t)) for t in prepared.tables],
-           rows=len(rows) if columns is not None else affected)
+    _audit(
+        invocation,
+        name,
+        sql_text[:200],
+        tables=[".".join(filter(None, t)) for t in prepared.tables],
+        rows=len(rows) if columns is not None else affected,
+    )
     return envelope
 
 
@@ -370,7 +435,7 @@ class _TableResolver:
         own = self.invocation.addon_key
         addon = own
         if schema is not None:
-            addon = schema[len("addon_"):] if schema.lower().startswith("addon_") else schema
+            addon = schema[len("addon_") :] if schema.lower().startswith("addon_") else schema
         addon = addon.lower()
         manifest = self.invocation.manifest if addon == own else _manifest_of(addon)
         model = manifest.model(name) if manifest is not None else None
@@ -379,13 +444,17 @@ class _TableResolver:
             raise sqlguard.SQLRefused(f"table {where} is not one of the addon's tables", code="forbidden")
         if addon != own:
             if for_write:
-                raise sqlguard.SQLRefused(f"db_exec writes only the addon's own tables, not {addon}.{name}", code="forbidden")
+                raise sqlguard.SQLRefused(
+                    f"db_exec writes only the addon's own tables, not {addon}.{name}", code="forbidden"
+                )
             _check(self.invocation, "db:read", f"addon_{addon}.{model.table}")
         columns = frozenset(c.name for c in model.columns)
         if self.vendor == "postgresql":
             if addon != own:
                 self.foreign.add((schema_name(addon), model.table))
-            return sqlguard.Relation(schema_name(addon), model.table, model.org_scoped, model.soft_delete, columns)
+            return sqlguard.Relation(
+                schema_name(addon), model.table, model.org_scoped, model.soft_delete, columns
+            )
         table = physical_table(addon, model.table, self.vendor)
         self.physical.add(table)
         return sqlguard.Relation(None, table, model.org_scoped, model.soft_delete, columns)
@@ -403,11 +472,14 @@ def _tenant_param(tenant, vendor):
 
 
 def _manifest_of(addon_key):
-    from metacore.models import Installation
     from metacore.manifest.model import Manifest
+    from metacore.models import Installation
 
-    snapshot = Installation.objects.filter(key=addon_key, state=Installation.State.ENABLED).values_list(
-        "manifest", flat=True).first()
+    snapshot = (
+        Installation.objects.filter(key=addon_key, state=Installation.State.ENABLED)
+        .values_list("manifest", flat=True)
+        .first()
+    )
     return Manifest.model_validate(snapshot) if snapshot else None
 
 
@@ -434,9 +506,13 @@ class _database_wall:
         self.connection.ensure_connection()
         if self.connection.vendor == "postgresql":
             invocation = self.resolver.invocation
-            self.session = GuestSession(self.connection, invocation.manifest,
-                                        _tenant_param(invocation.tenant, "postgresql"), self.budget_ms,
-                                        sorted(self.resolver.foreign))
+            self.session = GuestSession(
+                self.connection,
+                invocation.manifest,
+                _tenant_param(invocation.tenant, "postgresql"),
+                self.budget_ms,
+                sorted(self.resolver.foreign),
+            )
             self.session.enter()
         return self
 
@@ -457,7 +533,11 @@ class _database_wall:
         if self.connection.vendor == "sqlite":
             if self.connection.connection is not None:
                 self.connection.connection.set_progress_handler(None, 0)
-        elif self.session is not None and self.connection.connection is not None and not self.connection.needs_rollback:
+        elif (
+            self.session is not None
+            and self.connection.connection is not None
+            and not self.connection.needs_rollback
+        ):
             try:
                 self.session.leave()
             except DatabaseError:
@@ -477,7 +557,11 @@ class _database_wall:
         if action == sqlite3.SQLITE_READ:
             return sqlite3.SQLITE_OK if arg1 in allowed_tables or arg1 is None else sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_FUNCTION:
-            return sqlite3.SQLITE_OK if (arg2 or "").lower() in sqlguard.ALLOWED_FUNCTIONS else sqlite3.SQLITE_DENY
+            return (
+                sqlite3.SQLITE_OK
+                if (arg2 or "").lower() in sqlguard.ALLOWED_FUNCTIONS
+                else sqlite3.SQLITE_DENY
+            )
         if self.write and action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_DELETE):
             return sqlite3.SQLITE_OK if arg1 in allowed_tables else sqlite3.SQLITE_DENY
         if self.write and action == sqlite3.SQLITE_UPDATE:  # arg2: the column; system ones are the host's
@@ -504,7 +588,7 @@ def _decode_arg(value, vendor):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict) and len(value) == 1:
-        (marker, inner), = value.items()
+        ((marker, inner),) = value.items()
         try:
             if marker == "$uuid":
                 parsed = uuid.UUID(str(inner))
@@ -515,7 +599,9 @@ def _decode_arg(value, vendor):
                 return base64.b64decode(str(inner), validate=True)
         except ValueError as exc:
             raise sqlguard.SQLRefused(f"invalid {marker} argument: {exc}", code="arg_decode") from None
-    raise sqlguard.SQLRefused("unsupported argument (use JSON scalars or one of $uuid, $ts, $bytes)", code="arg_decode")
+    raise sqlguard.SQLRefused(
+        "unsupported argument (use JSON scalars or one of $uuid, $ts, $bytes)", code="arg_decode"
+    )
 
 
 # -- events -------------------------------------------------------------------------------
@@ -573,9 +659,17 @@ def _emit_to_users(invocation, name, payload, answer):
     from metacore.kernel import get_kernel
 
     users = payload.pop("$users")
-    if (not isinstance(users, list) or not users or len(users) > EVENT_USERS_MAX
-            or not all(isinstance(u, (str, int)) and not isinstance(u, bool) and str(u) for u in users)):
-        return answer(False, "invalid_payload", f'"$users" must list 1..{EVENT_USERS_MAX} user ids (strings or integers)')
+    if (
+        not isinstance(users, list)
+        or not users
+        or len(users) > EVENT_USERS_MAX
+        or not all(isinstance(u, (str, int)) and not isinstance(u, bool) and str(u) for u in users)
+    ):
+        return answer(
+            False,
+            "invalid_payload",
+            f'"$users" must list 1..{EVENT_USERS_MAX} user ids (strings or integers)',
+        )
     try:
         _check(invocation, "event:notify", name)
     except CapabilityDenied as exc:

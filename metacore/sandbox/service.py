@@ -8,6 +8,7 @@
   installer's) transaction; a failing hook raises, which rolls the operation back.
 - `validate_backend(manifest, bundle_dir)`: install-time checks (imports, exports, ABI).
 """
+
 import json
 import os
 import threading
@@ -16,16 +17,15 @@ from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from metacore.actions.dispatcher import ActionRequest
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import NotFound, ValidationError
-from metacore.actions.dispatcher import ActionRequest
 from metacore.host import telemetry
 from metacore.installer.secrets import unsealed_settings
 from metacore.manifest.model import Manifest
 from metacore.sandbox.engine import CallStats, Limits, SandboxEngine
 from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
 from metacore.sandbox.host import Invocation
-
 
 LIFECYCLE_EVENTS = ("install", "upgrade", "enable", "disable", "uninstall")
 MAX_RESULT_BYTES = 8 * 1024 * 1024
@@ -69,7 +69,11 @@ class SandboxService:
         """The backend's limits, defaulted from settings and clamped to what wasm32 and the
         host allow (a manifest cannot lift the memory cap with 0 or a negative value)."""
         backend = manifest.backend
-        memory = backend.memory_limit_mb if backend and backend.memory_limit_mb and backend.memory_limit_mb > 0 else None
+        memory = (
+            backend.memory_limit_mb
+            if backend and backend.memory_limit_mb and backend.memory_limit_mb > 0
+            else None
+        )
         timeout = backend.timeout_ms if backend and backend.timeout_ms and backend.timeout_ms > 0 else None
         return Limits(
             memory_mb=min(memory or metacore_settings.WASM_DEFAULT_MEMORY_MB, MAX_MEMORY_MB),
@@ -117,7 +121,11 @@ class SandboxService:
             raise ModuleRejected(f'addon "{manifest.key}": the module does not export alloc(i32) -> i32')
         for export in manifest.backend.exports:
             if compiled.convention(export) is None:
-                problem = "has an unsupported signature" if export in compiled.exports else "is missing from the module"
+                problem = (
+                    "has an unsupported signature"
+                    if export in compiled.exports
+                    else "is missing from the module"
+                )
                 raise ModuleRejected(f'addon "{manifest.key}": backend export {export!r} {problem}')
         return compiled
 
@@ -152,7 +160,9 @@ class SandboxService:
         context = dict(context or {})
         inst, manifest = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
         if manifest.backend is None or export not in manifest.backend.exports:
-            raise ExportNotAllowed(f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports')
+            raise ExportNotAllowed(
+                f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports'
+            )
         return self.invoke(inst, manifest, inst.bundle_path, export, payload, context)
 
     def call_raw(self, addon_key, export, data: bytes, context=None) -> bytes:
@@ -160,7 +170,9 @@ class SandboxService:
         context = dict(context or {})
         inst, manifest = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
         if manifest.backend is None or export not in manifest.backend.exports:
-            raise ExportNotAllowed(f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports')
+            raise ExportNotAllowed(
+                f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports'
+            )
         return self._run(inst, manifest, inst.bundle_path, export, data, context)
 
     def invoke(self, inst, manifest, bundle_dir, export, payload, context):
@@ -175,7 +187,9 @@ class SandboxService:
             addon_key=manifest.key,
             export=export,
             manifest=manifest,
-            settings=unsealed_settings(getattr(inst, "settings", None) or {}),  # the one place secrets are read
+            settings=unsealed_settings(
+                getattr(inst, "settings", None) or {}
+            ),  # the one place secrets are read
             tenant=context.get("tenant"),
             actor=context.get("actor"),
             request_id=context.get("request_id", ""),
@@ -185,14 +199,21 @@ class SandboxService:
         invocation.deadline = time.monotonic() + limits.timeout_ms / 1000
         stats = CallStats()
         outcome, error = "ok", None
-        with telemetry.span("metacore.sandbox.call", addon=manifest.key, function=export, tenant=invocation.tenant):
+        with telemetry.span(
+            "metacore.sandbox.call", addon=manifest.key, function=export, tenant=invocation.tenant
+        ):
             try:
                 raw = self.engine.invoke(compiled, export, data, limits, invocation, stats)
             except SandboxError as exc:
                 outcome, error = exc.code, exc
             telemetry.set_attributes(outcome=outcome, fuel=stats.fuel_used)
-        telemetry.record_sandbox_call(addon=manifest.key, function=export, duration_ms=stats.duration_ms,
-                                      fuel=stats.fuel_used, outcome=outcome)
+        telemetry.record_sandbox_call(
+            addon=manifest.key,
+            function=export,
+            duration_ms=stats.duration_ms,
+            fuel=stats.fuel_used,
+            outcome=outcome,
+        )
         invocation.flush()
         self._audit(invocation, stats, outcome, error.message if error else "", context.get("deferred_audit"))
         if error is not None:
@@ -248,16 +269,24 @@ class SandboxService:
         export = declared if declared and "/" not in declared else f"on_{event}"
         if export not in compiled.exports:
             if declared and "/" not in declared:
-                raise ModuleRejected(f'addon "{manifest.key}": hook {hook_name} names export {export!r}, which the module lacks')
+                raise ModuleRejected(
+                    f'addon "{manifest.key}": hook {hook_name} names export {export!r}, which the module lacks'
+                )
             return None
         context = dict(context or {})
-        payload = {"event": event, "addon_key": manifest.key, "version": manifest.version,
-                   "org_id": context.get("tenant")}
+        payload = {
+            "event": event,
+            "addon_key": manifest.key,
+            "version": manifest.version,
+            "org_id": context.get("tenant"),
+        }
         result = self.invoke(installation, manifest, bundle_dir, export, payload, context)
         if isinstance(result, dict) and result.get("success") is False:
             error = normalise_error(result.get("error"))
-            raise SandboxError(f'addon "{manifest.key}" {export} failed: {error["message"]}',
-                               errors={"hook": [export], "code": [error["code"]]})
+            raise SandboxError(
+                f'addon "{manifest.key}" {export} failed: {error["message"]}',
+                errors={"hook": [export], "code": [error["code"]]},
+            )
         return result
 
     # -- row actions ----------------------------------------------------------------------
@@ -310,12 +339,17 @@ def decode_result(export, raw: bytes):
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         preview = raw[:80].decode("utf-8", "replace")
-        raise BadResult(f"{export} returned {len(raw)} bytes that are not JSON (starting {preview!r})") from None
+        raise BadResult(
+            f"{export} returned {len(raw)} bytes that are not JSON (starting {preview!r})"
+        ) from None
 
 
 def normalise_error(error):
     if isinstance(error, dict):
-        return {"code": str(error.get("code") or "action_failed"), "message": str(error.get("message") or "the action failed")}
+        return {
+            "code": str(error.get("code") or "action_failed"),
+            "message": str(error.get("message") or "the action failed"),
+        }
     if isinstance(error, str) and error:
         return {"code": "action_failed", "message": error}
     return {"code": "action_failed", "message": "the action failed"}
@@ -345,9 +379,11 @@ def action_args(action, body):
     checked against the action's declared required fields."""
     body = body if isinstance(body, dict) else {}
     args = body["payload"] if isinstance(body.get("payload"), dict) else body
-    missing = {f.key: ["this field is required"] for f in action.fields
-               if f.required and (args.get(f.key) is None or args.get(f.key) == "")}
+    missing = {
+        f.key: ["this field is required"]
+        for f in action.fields
+        if f.required and (args.get(f.key) is None or args.get(f.key) == "")
+    }
     if missing:
         raise ValidationError(f'action "{action.key}": missing {", ".join(missing)}', errors=missing)
     return args
-

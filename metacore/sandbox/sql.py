@@ -16,6 +16,7 @@ The statement sent to the database is deparsed from the checked tree, never the 
 text. The database adds its own wall underneath (see host.py and schema/roles.py: a
 per-addon role with row-level security on PostgreSQL, the authorizer on SQLite).
 """
+
 from __future__ import annotations
 
 import threading
@@ -33,36 +34,143 @@ from metacore.manifest.model import SYSTEM_COLUMNS
 MAX_SQL_BYTES = 16 * 1024
 MAX_ARGS = 64
 ALLOWED_FUNCTIONS = {
-    "count", "sum", "avg", "min", "max", "total", "coalesce", "nullif", "ifnull", "lower", "upper",
-    "length", "char_length", "trim", "btrim", "ltrim", "rtrim", "substr", "substring", "replace", "instr",
-    "abs", "round", "ceil", "floor", "date", "datetime", "time", "strftime", "julianday",
-    "now", "date_trunc", "extract", "date_part", "to_char", "concat", "greatest", "least", "group_concat",
-    "string_agg", "array_agg", "json_extract", "json_object", "json_array", "json_group_array",
-    "json_build_object", "jsonb_build_object", "json_agg", "jsonb_agg", "row_number", "rank",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "total",
+    "coalesce",
+    "nullif",
+    "ifnull",
+    "lower",
+    "upper",
+    "length",
+    "char_length",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "substr",
+    "substring",
+    "replace",
+    "instr",
+    "abs",
+    "round",
+    "ceil",
+    "floor",
+    "date",
+    "datetime",
+    "time",
+    "strftime",
+    "julianday",
+    "now",
+    "date_trunc",
+    "extract",
+    "date_part",
+    "to_char",
+    "concat",
+    "greatest",
+    "least",
+    "group_concat",
+    "string_agg",
+    "array_agg",
+    "json_extract",
+    "json_object",
+    "json_array",
+    "json_group_array",
+    "json_build_object",
+    "jsonb_build_object",
+    "json_agg",
+    "jsonb_agg",
+    "row_number",
+    "rank",
     "dense_rank",
 }
 ALLOWED_TYPES = {
-    "int2", "int4", "int8", "int", "integer", "bigint", "smallint", "numeric", "decimal", "float4", "float8",
-    "real", "text", "varchar", "bpchar", "char", "bool", "boolean", "date", "time", "timetz", "timestamp",
-    "timestamptz", "interval", "uuid", "json", "jsonb",
+    "int2",
+    "int4",
+    "int8",
+    "int",
+    "integer",
+    "bigint",
+    "smallint",
+    "numeric",
+    "decimal",
+    "float4",
+    "float8",
+    "real",
+    "text",
+    "varchar",
+    "bpchar",
+    "char",
+    "bool",
+    "boolean",
+    "date",
+    "time",
+    "timetz",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "uuid",
+    "json",
+    "jsonb",
 }
 ALLOWED_VALUE_FUNCTIONS = {
-    SQLValueFunctionOp.SVFOP_CURRENT_DATE, SQLValueFunctionOp.SVFOP_CURRENT_TIME,
-    SQLValueFunctionOp.SVFOP_CURRENT_TIME_N, SQLValueFunctionOp.SVFOP_CURRENT_TIMESTAMP,
-    SQLValueFunctionOp.SVFOP_CURRENT_TIMESTAMP_N, SQLValueFunctionOp.SVFOP_LOCALTIME,
-    SQLValueFunctionOp.SVFOP_LOCALTIME_N, SQLValueFunctionOp.SVFOP_LOCALTIMESTAMP,
+    SQLValueFunctionOp.SVFOP_CURRENT_DATE,
+    SQLValueFunctionOp.SVFOP_CURRENT_TIME,
+    SQLValueFunctionOp.SVFOP_CURRENT_TIME_N,
+    SQLValueFunctionOp.SVFOP_CURRENT_TIMESTAMP,
+    SQLValueFunctionOp.SVFOP_CURRENT_TIMESTAMP_N,
+    SQLValueFunctionOp.SVFOP_LOCALTIME,
+    SQLValueFunctionOp.SVFOP_LOCALTIME_N,
+    SQLValueFunctionOp.SVFOP_LOCALTIMESTAMP,
     SQLValueFunctionOp.SVFOP_LOCALTIMESTAMP_N,
 }
 # Node kinds a statement may contain. Anything else (DDL, utility statements, SELECT INTO,
 # locking clauses, table functions, XML, COLLATE, sequences...) is refused by kind.
 EXPRESSION_NODES = (
-    ast.ResTarget, ast.ColumnRef, ast.A_Star, ast.A_Const, ast.Integer, ast.Float, ast.String, ast.Boolean,
-    ast.ParamRef, ast.A_Expr, ast.BoolExpr, ast.NullTest, ast.BooleanTest, ast.FuncCall, ast.TypeCast,
-    ast.TypeName, ast.SubLink, ast.CaseExpr, ast.CaseWhen, ast.CoalesceExpr, ast.MinMaxExpr, ast.SortBy,
-    ast.WindowDef, ast.RangeVar, ast.Alias, ast.JoinExpr, ast.RangeSubselect, ast.CommonTableExpr,
-    ast.WithClause, ast.A_ArrayExpr, ast.A_Indirection, ast.A_Indices, ast.RowExpr, ast.SQLValueFunction,
-    ast.SelectStmt, ast.SetToDefault, ast.MultiAssignRef, ast.OnConflictClause, ast.InferClause,
-    ast.IndexElem, ast.ReturningClause,
+    ast.ResTarget,
+    ast.ColumnRef,
+    ast.A_Star,
+    ast.A_Const,
+    ast.Integer,
+    ast.Float,
+    ast.String,
+    ast.Boolean,
+    ast.ParamRef,
+    ast.A_Expr,
+    ast.BoolExpr,
+    ast.NullTest,
+    ast.BooleanTest,
+    ast.FuncCall,
+    ast.TypeCast,
+    ast.TypeName,
+    ast.SubLink,
+    ast.CaseExpr,
+    ast.CaseWhen,
+    ast.CoalesceExpr,
+    ast.MinMaxExpr,
+    ast.SortBy,
+    ast.WindowDef,
+    ast.RangeVar,
+    ast.Alias,
+    ast.JoinExpr,
+    ast.RangeSubselect,
+    ast.CommonTableExpr,
+    ast.WithClause,
+    ast.A_ArrayExpr,
+    ast.A_Indirection,
+    ast.A_Indices,
+    ast.RowExpr,
+    ast.SQLValueFunction,
+    ast.SelectStmt,
+    ast.SetToDefault,
+    ast.MultiAssignRef,
+    ast.OnConflictClause,
+    ast.InferClause,
+    ast.IndexElem,
+    ast.ReturningClause,
 )
 WRITE_STATEMENTS = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)
 HOST_COLUMNS = tuple(c for c in SYSTEM_COLUMNS if c != "id")  # a new row's id is the guest's to choose
@@ -114,7 +222,9 @@ _plans: OrderedDict = OrderedDict()
 _plans_lock = threading.Lock()
 
 
-def prepare(sql_text: str, args: list, resolve, *, write: bool, tenant=None, now=None, vendor="postgresql") -> Prepared:
+def prepare(
+    sql_text: str, args: list, resolve, *, write: bool, tenant=None, now=None, vendor="postgresql"
+) -> Prepared:
     """Check `sql_text` and rewrite its relations with `resolve(schema, name, for_write)`,
     which returns a Relation or raises SQLRefused. Organization-scoped tables are confined
     to `tenant`: reads see only its rows (and no soft-deleted ones), UPDATE/DELETE get an
@@ -133,19 +243,27 @@ def prepare(sql_text: str, args: list, resolve, *, write: bool, tenant=None, now
     key = (sql_text, len(args), write, vendor, tenant is None, now is None)
     with _plans_lock:
         plan = _plans.get(key)
-    if plan is not None and all(resolve(schema, name, for_write) == relation for schema, name, for_write, relation in plan.tables):
+    if plan is not None and all(
+        resolve(schema, name, for_write) == relation for schema, name, for_write, relation in plan.tables
+    ):
         with _plans_lock:
             _plans[key] = plan
             _plans.move_to_end(key)
     else:
-        plan = _plan(sql_text, len(args), _Recording(resolve), write=write, tenant=tenant, now=now, vendor=vendor)
+        plan = _plan(
+            sql_text, len(args), _Recording(resolve), write=write, tenant=tenant, now=now, vendor=vendor
+        )
         with _plans_lock:
             _plans[key] = plan
             while len(_plans) > CACHE_SIZE:
                 _plans.popitem(last=False)
     values = [*args, *[tenant if kind == TENANT else now for kind in plan.host]]
-    return Prepared(plan.sql, [values[i] for i in plan.positions], plan.verb,
-                    [(schema, name) for schema, name, _, _ in plan.tables])
+    return Prepared(
+        plan.sql,
+        [values[i] for i in plan.positions],
+        plan.verb,
+        [(schema, name) for schema, name, _, _ in plan.tables],
+    )
 
 
 class _Recording:
@@ -177,8 +295,14 @@ def _plan(sql_text, n_args, resolve, *, write, tenant, now, vendor) -> _Plan:
             raise SQLRefused("db_query runs exactly one SELECT (or WITH ... SELECT); use db_exec to write")
         verb = "SELECT"
     params = _Params(n_args)
-    _Rewriter(resolve, write, TENANT if tenant is not None else None, NOW if now is not None else None,
-              params, vendor).statement(stmt)
+    _Rewriter(
+        resolve,
+        write,
+        TENANT if tenant is not None else None,
+        NOW if now is not None else None,
+        params,
+        vendor,
+    ).statement(stmt)
     text, positions = params.bind(RawStream()(stmt))
     return _Plan(text, tuple(positions), tuple(params.host_values), verb, tuple(resolve.answers))
 
@@ -188,9 +312,9 @@ def _numbered_placeholders(sql_text):
     `$n`, numbered in order, so one grammar reads both spellings."""
     out, last, number = [], 0, 0
     for token in scan(sql_text):
-        if token.name == "Op" and sql_text[token.start:token.end + 1] == "?":
+        if token.name == "Op" and sql_text[token.start : token.end + 1] == "?":
             number += 1
-            out += [sql_text[last:token.start], f"${number}"]
+            out += [sql_text[last : token.start], f"${number}"]
             last = token.end + 1
     return "".join(out) + sql_text[last:]
 
@@ -210,10 +334,10 @@ class _Params:
         parts, positions, last = [], [], 0
         for token in scan(text):
             if token.name == "PARAM":
-                position = int(text[token.start + 1:token.end + 1]) - 1
+                position = int(text[token.start + 1 : token.end + 1]) - 1
                 if not 0 <= position < self.n_args + len(self.host_values):
                     raise SQLRefused(f"placeholder ${position + 1} has no argument", code="arg_decode")
-                parts += [text[last:token.start].replace("%", "%%"), "%s"]
+                parts += [text[last : token.start].replace("%", "%%"), "%s"]
                 positions.append(position)
                 last = token.end + 1
         parts.append(text[last:].replace("%", "%%"))
@@ -248,7 +372,10 @@ class _Rewriter:
                 self.expr(stmt.whereClause)
                 stmt.whereClause = self._confine(stmt.whereClause, relation)
                 if relation.columns and "updated_at" in relation.columns and self.now is not None:
-                    stmt.targetList = (*stmt.targetList, ast.ResTarget(name="updated_at", val=self.params.host(self.now)))
+                    stmt.targetList = (
+                        *stmt.targetList,
+                        ast.ResTarget(name="updated_at", val=self.params.host(self.now)),
+                    )
             else:
                 self._from(stmt, "usingClause")
                 self.expr(stmt.whereClause)
@@ -270,7 +397,14 @@ class _Rewriter:
                 self.select(stmt.larg)
                 self.select(stmt.rarg)
             self._from(stmt, "fromClause")
-            for name in ("targetList", "distinctClause", "groupClause", "sortClause", "windowClause", "valuesLists"):
+            for name in (
+                "targetList",
+                "distinctClause",
+                "groupClause",
+                "sortClause",
+                "windowClause",
+                "valuesLists",
+            ):
                 for item in getattr(stmt, name) or ():
                     self.expr(item)
             for name in ("whereClause", "havingClause", "limitCount", "limitOffset"):
@@ -313,7 +447,9 @@ class _Rewriter:
                 added.append((name, self.now))
         if added:
             if not source.valuesLists:
-                raise SQLRefused("INSERT into this table takes VALUES rows (the host fills its system columns)")
+                raise SQLRefused(
+                    "INSERT into this table takes VALUES rows (the host fills its system columns)"
+                )
             stmt.cols = (*stmt.cols, *[ast.ResTarget(name=name) for name, _ in added])
             refs = [self.params.host(value) for _, value in added]
             source.valuesLists = tuple((*row, *refs) for row in source.valuesLists)
@@ -329,7 +465,10 @@ class _Rewriter:
                 self.expr(conflict.whereClause)
                 conflict.whereClause = self._confine(conflict.whereClause, relation)
                 if "updated_at" in relation.columns and self.now is not None:
-                    conflict.targetList = (*conflict.targetList, ast.ResTarget(name="updated_at", val=self.params.host(self.now)))
+                    conflict.targetList = (
+                        *conflict.targetList,
+                        ast.ResTarget(name="updated_at", val=self.params.host(self.now)),
+                    )
 
     def _assignments(self, targets, relation):
         self._refuse_host_columns([t.name.lower() for t in targets], SYSTEM_COLUMNS)
@@ -349,10 +488,15 @@ class _Rewriter:
         if not relation.org_scoped:
             return where
         if self.tenant is None:
-            raise SQLRefused("the table is organization-scoped and the call has no organization", code="no_active_org")
-        condition = ast.A_Expr(kind=0, name=(ast.String(sval="="),),
-                               lexpr=ast.ColumnRef(fields=(ast.String(sval=relation.table), ast.String(sval="organization_id"))),
-                               rexpr=self.params.host(self.tenant))
+            raise SQLRefused(
+                "the table is organization-scoped and the call has no organization", code="no_active_org"
+            )
+        condition = ast.A_Expr(
+            kind=0,
+            name=(ast.String(sval="="),),
+            lexpr=ast.ColumnRef(fields=(ast.String(sval=relation.table), ast.String(sval="organization_id"))),
+            rexpr=self.params.host(self.tenant),
+        )
         if where is None:
             return condition
         return ast.BoolExpr(boolop=0, args=(where, condition))
@@ -366,14 +510,19 @@ class _Rewriter:
             raise SQLRefused("ONLY is not allowed")
         relation = self._resolve(node, True)
         if relation.org_scoped and self.tenant is None:
-            raise SQLRefused(f"table {node.relname} is organization-scoped and the call has no organization",
-                             code="no_active_org")
+            raise SQLRefused(
+                f"table {node.relname} is organization-scoped and the call has no organization",
+                code="no_active_org",
+            )
         node.schemaname, node.relname = relation.schema, relation.table
         return relation
 
     def _resolve(self, node, for_write):
         if node.catalogname is not None:
-            raise SQLRefused(f"cannot read the relation {node.catalogname}.{node.schemaname}.{node.relname}", code="forbidden")
+            raise SQLRefused(
+                f"cannot read the relation {node.catalogname}.{node.schemaname}.{node.relname}",
+                code="forbidden",
+            )
         self.tables.append((node.schemaname, node.relname))
         return self.resolve(node.schemaname, node.relname, for_write)
 
@@ -406,23 +555,39 @@ class _Rewriter:
             return node
         relation = self._resolve(node, False)
         if relation.org_scoped and self.tenant is None:
-            raise SQLRefused(f"table {node.relname} is organization-scoped and the call has no organization",
-                             code="no_active_org")
+            raise SQLRefused(
+                f"table {node.relname} is organization-scoped and the call has no organization",
+                code="no_active_org",
+            )
         alias = node.alias or ast.Alias(aliasname=node.relname)
-        physical = ast.RangeVar(schemaname=relation.schema, relname=relation.table, inh=True, relpersistence="p")
+        physical = ast.RangeVar(
+            schemaname=relation.schema, relname=relation.table, inh=True, relpersistence="p"
+        )
         if not (relation.org_scoped or relation.soft_delete):
             physical.alias = alias
             return physical
         conditions = []
         if relation.org_scoped:
-            conditions.append(ast.A_Expr(kind=0, name=(ast.String(sval="="),),
-                                         lexpr=ast.ColumnRef(fields=(ast.String(sval="organization_id"),)),
-                                         rexpr=self.params.host(self.tenant)))
+            conditions.append(
+                ast.A_Expr(
+                    kind=0,
+                    name=(ast.String(sval="="),),
+                    lexpr=ast.ColumnRef(fields=(ast.String(sval="organization_id"),)),
+                    rexpr=self.params.host(self.tenant),
+                )
+            )
         if relation.soft_delete:
-            conditions.append(ast.NullTest(arg=ast.ColumnRef(fields=(ast.String(sval="deleted_at"),)), nulltesttype=0))
+            conditions.append(
+                ast.NullTest(arg=ast.ColumnRef(fields=(ast.String(sval="deleted_at"),)), nulltesttype=0)
+            )
         where = conditions[0] if len(conditions) == 1 else ast.BoolExpr(boolop=0, args=tuple(conditions))
-        subquery = ast.SelectStmt(targetList=(ast.ResTarget(val=ast.ColumnRef(fields=(ast.A_Star(),))),),
-                                  fromClause=(physical,), whereClause=where, limitOption=0, op=0)
+        subquery = ast.SelectStmt(
+            targetList=(ast.ResTarget(val=ast.ColumnRef(fields=(ast.A_Star(),))),),
+            fromClause=(physical,),
+            whereClause=where,
+            limitOption=0,
+            op=0,
+        )
         return ast.RangeSubselect(lateral=False, subquery=subquery, alias=alias)
 
     # -- expressions ----------------------------------------------------------------------
@@ -452,13 +617,20 @@ class _Rewriter:
             return self.select(node.subselect)
         elif isinstance(node, ast.ParamRef) and not 1 <= node.number <= self.guest_args:
             raise SQLRefused(f"placeholder ${node.number} has no argument", code="arg_decode")
-        elif isinstance(node, ast.A_Expr) and len(node.name or ()) > 1 and _names(node.name)[0] != "pg_catalog":
+        elif (
+            isinstance(node, ast.A_Expr) and len(node.name or ()) > 1 and _names(node.name)[0] != "pg_catalog"
+        ):
             raise SQLRefused("schema-qualified operators are not allowed", code="forbidden")
         elif isinstance(node, ast.ColumnRef) and len(node.fields) > 2:
             raise SQLRefused("column references take at most table.column", code="forbidden")
         for name in type(node).__slots__:
             value = getattr(node, name)
-            if isinstance(value, (ast.Node, tuple, list)) and name not in ("funcname", "typeName", "name", "fields"):
+            if isinstance(value, (ast.Node, tuple, list)) and name not in (
+                "funcname",
+                "typeName",
+                "name",
+                "fields",
+            ):
                 self.expr(value)
 
     @staticmethod
@@ -479,6 +651,13 @@ class _Rewriter:
     @staticmethod
     def _type(type_name):
         names = _names(type_name.names)
-        if not names or names[-1] not in ALLOWED_TYPES or (len(names) == 2 and names[0] != "pg_catalog") \
-                or len(names) > 2 or type_name.setof or type_name.pct_type or type_name.arrayBounds:
+        if (
+            not names
+            or names[-1] not in ALLOWED_TYPES
+            or (len(names) == 2 and names[0] != "pg_catalog")
+            or len(names) > 2
+            or type_name.setof
+            or type_name.pct_type
+            or type_name.arrayBounds
+        ):
             raise SQLRefused(f"cast to {'.'.join(names)} is not allowed", code="forbidden")

@@ -12,6 +12,7 @@ A reference column becomes a ForeignKey to the referenced table's `id` (with a S
 constraint unless the manifest says `policy: logical`), named after the column without
 `_id` (or `<column>_ref`), whose raw value is still read and written under the column name.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +34,10 @@ ON_DELETE = {
     "no_action": models.DO_NOTHING,
 }
 # Column names that would shadow a Model attribute or method (`delete`, `save`, `pk`...).
-RESERVED_NAMES = frozenset(name for name in dir(models.Model) if not name.startswith("__")) | {"objects", "pk"}
+RESERVED_NAMES = frozenset(name for name in dir(models.Model) if not name.startswith("__")) | {
+    "objects",
+    "pk",
+}
 
 
 class ReferenceField(models.ForeignKey):
@@ -65,12 +69,14 @@ def app_label(addon_key: str) -> str:
     return schema_name(addon_key)
 
 
-def index_name(addon_key: str, table: str, columns, unique: bool, vendor: str, declared: str | None = None) -> str:
+def index_name(
+    addon_key: str, table: str, columns, unique: bool, vendor: str, declared: str | None = None
+) -> str:
     """Deterministic name of a multi-column index (declared, or derived from its columns),
     kept within PostgreSQL's identifier length so introspection finds it as named."""
     name = declared or f"{table}_{'_'.join(columns)}_{'uniq' if unique else 'idx'}"
     if len(name) > MAX_IDENTIFIER - len(schema_name(addon_key)) - 2:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:8]
         name = f"{name[: MAX_IDENTIFIER - len(schema_name(addon_key)) - 12]}_{digest}"
     return physical_index(addon_key, name, vendor)
 
@@ -82,7 +88,11 @@ def field_names(spec: Model) -> dict[str, str]:
     for column in spec.columns:
         if column.references is None:
             names[column.name] = column.name
-        elif column.name.endswith("_id") and column.name[:-3] not in taken and column.name[:-3] not in RESERVED_NAMES:
+        elif (
+            column.name.endswith("_id")
+            and column.name[:-3] not in taken
+            and column.name[:-3] not in RESERVED_NAMES
+        ):
             names[column.name] = column.name[:-3]
         else:
             names[column.name] = f"{column.name}_ref"

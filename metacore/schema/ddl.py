@@ -6,6 +6,7 @@ same steps. They never open a transaction: the caller's `transaction.atomic()` h
 whole install, so a failure anywhere rolls the tables back too (both databases have
 transactional DDL).
 """
+
 from __future__ import annotations
 
 import re
@@ -57,7 +58,9 @@ def ensure_schema(addon_key: str, using=DEFAULT_DB_ALIAS) -> None:
     connection = connection_for(using)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {connection.ops.quote_name(schema_name(check_addon_key(addon_key)))}")
+            cursor.execute(
+                f"CREATE SCHEMA IF NOT EXISTS {connection.ops.quote_name(schema_name(check_addon_key(addon_key)))}"
+            )
 
 
 def drop_schema(addon_key: str, using=DEFAULT_DB_ALIAS) -> None:
@@ -65,7 +68,9 @@ def drop_schema(addon_key: str, using=DEFAULT_DB_ALIAS) -> None:
     connection = connection_for(using)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(f"DROP SCHEMA IF EXISTS {connection.ops.quote_name(schema_name(check_addon_key(addon_key)))} CASCADE")
+            cursor.execute(
+                f"DROP SCHEMA IF EXISTS {connection.ops.quote_name(schema_name(check_addon_key(addon_key)))} CASCADE"
+            )
 
 
 # -- tables -------------------------------------------------------------------------------
@@ -89,7 +94,10 @@ def drop_tables(editor, model_classes) -> None:
 
 def drop_table(editor, addon_key: str, table: str) -> None:
     """DROP TABLE by name, for an addon table no manifest model describes any more."""
-    editor.execute(editor.sql_delete_table % {"table": editor.quote_name(physical_table(addon_key, table, editor.connection.vendor))})
+    editor.execute(
+        editor.sql_delete_table
+        % {"table": editor.quote_name(physical_table(addon_key, table, editor.connection.vendor))}
+    )
 
 
 def add_column(editor, model_class, field_name: str) -> None:
@@ -101,7 +109,9 @@ def remove_column(editor, model_class, field_name: str) -> None:
 
 
 def alter_column(editor, old_model, new_model, old_name: str, new_name: str) -> None:
-    editor.alter_field(new_model, old_model._meta.get_field(old_name), new_model._meta.get_field(new_name), strict=True)
+    editor.alter_field(
+        new_model, old_model._meta.get_field(old_name), new_model._meta.get_field(new_name), strict=True
+    )
 
 
 def rename_table(editor, old_model, new_model) -> None:
@@ -165,7 +175,11 @@ class TableInfo:
     def index_on(self, *columns, unique: bool | None = None) -> IndexInfo | None:
         """The index (or unique constraint) covering exactly `columns`, in order."""
         return next(
-            (i for i in self.indexes if i.columns == tuple(columns) and (unique is None or i.unique == unique)),
+            (
+                i
+                for i in self.indexes
+                if i.columns == tuple(columns) and (unique is None or i.unique == unique)
+            ),
             None,
         )
 
@@ -179,7 +193,9 @@ def table_exists(addon_key: str, table: str, using=DEFAULT_DB_ALIAS) -> bool:
                 [schema_name(addon_key), table],
             )
             return cursor.fetchone() is not None
-        return physical_table(addon_key, table, connection.vendor) in connection.introspection.table_names(cursor)
+        return physical_table(addon_key, table, connection.vendor) in connection.introspection.table_names(
+            cursor
+        )
 
 
 def addon_tables(addon_key: str, using=DEFAULT_DB_ALIAS) -> list[str]:
@@ -194,8 +210,9 @@ def addon_tables(addon_key: str, using=DEFAULT_DB_ALIAS) -> list[str]:
             return [row[0] for row in cursor.fetchall()]
         prefix = physical_table(addon_key, "x", connection.vendor)[:-1]
         return sorted(
-            name[len(prefix):] for name in connection.introspection.table_names(cursor)
-            if name.startswith(prefix) and re.match(r"^[a-z]", name[len(prefix):])
+            name[len(prefix) :]
+            for name in connection.introspection.table_names(cursor)
+            if name.startswith(prefix) and re.match(r"^[a-z]", name[len(prefix) :])
         )
 
 
@@ -267,7 +284,11 @@ def _describe_sqlite(connection, cursor, info):
     introspection = connection.introspection
     for column in introspection.get_table_description(cursor, info.physical):
         match = _SIZED.fullmatch(column.type_code.lower())
-        base, size, scale = (match.group(1), match.group(2), match.group(3)) if match else (column.type_code.lower(), None, None)
+        base, size, scale = (
+            (match.group(1), match.group(2), match.group(3))
+            if match
+            else (column.type_code.lower(), None, None)
+        )
         is_decimal = base in ("decimal", "numeric")
         info.columns[column.name] = ColumnInfo(
             column.name,
@@ -283,5 +304,10 @@ def _describe_sqlite(connection, cursor, info):
             info.foreign_keys.append(ForeignKeyInfo(name, constraint["columns"][0], ref_table, ref_column))
         elif constraint["index"] or constraint["unique"] or constraint["primary_key"]:
             info.indexes.append(
-                IndexInfo(name, tuple(constraint["columns"]), bool(constraint["unique"]), bool(constraint["primary_key"]))
+                IndexInfo(
+                    name,
+                    tuple(constraint["columns"]),
+                    bool(constraint["unique"]),
+                    bool(constraint["primary_key"]),
+                )
             )

@@ -12,11 +12,12 @@ Each step says in words what it does and how safe it is:
 - `needs-data-check`: safe only if the existing rows allow it (a check query runs first,
   and a failing check stops the plan with the count it found).
 """
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from django.db import migrations
 from django.db.migrations.state import ModelState, ProjectState
@@ -32,14 +33,22 @@ SAFE, DESTRUCTIVE, NEEDS_CHECK = "safe", "destructive", "needs-data-check"
 
 # Type changes that keep every value representable: (from, to).
 WIDENING = {
-    ("int", "bigint"), ("int", "float"), ("int", "decimal"), ("bigint", "decimal"),
-    ("float", "decimal"), ("string", "text"), ("uuid", "text"), ("date", "datetime"),
+    ("int", "bigint"),
+    ("int", "float"),
+    ("int", "decimal"),
+    ("bigint", "decimal"),
+    ("float", "decimal"),
+    ("string", "text"),
+    ("uuid", "text"),
+    ("date", "datetime"),
 }
 
 
 @dataclass
 class Step:
-    action: str  # add_table, drop_table, rename_table, add_column, drop_column, rename_column, alter_column, ...
+    action: (
+        str  # add_table, drop_table, rename_table, add_column, drop_column, rename_column, alter_column, ...
+    )
     table: str
     words: str
     safety: str = SAFE
@@ -48,7 +57,13 @@ class Step:
     check: Callable[[], str | None] | None = None  # returns a blocking message, or None
 
     def as_dict(self):
-        return {"action": self.action, "table": self.table, "column": self.column, "words": self.words, "safety": self.safety}
+        return {
+            "action": self.action,
+            "table": self.table,
+            "column": self.column,
+            "words": self.words,
+            "safety": self.safety,
+        }
 
 
 def describe_column(column: Column) -> str:
@@ -81,8 +96,14 @@ def project_state(manifest: Manifest, vendor: str, classes=None) -> ProjectState
 class Differ:
     """Compares the installed manifest with a new one for one database vendor."""
 
-    def __init__(self, old: Manifest, new: Manifest, vendor: str, old_models: dict,
-                 assign_organization: uuid.UUID | None = None):
+    def __init__(
+        self,
+        old: Manifest,
+        new: Manifest,
+        vendor: str,
+        old_models: dict,
+        assign_organization: uuid.UUID | None = None,
+    ):
         self.old, self.new, self.vendor = old, new, vendor
         self.assign_organization = assign_organization  # the tenant of rows in tables becoming org-scoped
         self.old_models = old_models  # table -> runtime class over the current tables (for data checks)
@@ -124,10 +145,15 @@ class Differ:
             indexes.extend(self._index_steps(old_spec, spec))
         for old_spec in self.old.models:
             if old_spec.table not in matched_old:
-                drops_tables.append(Step(
-                    "drop_table", old_spec.table, f"drop table {old_spec.table} ({self._count_words(old_spec.table)})",
-                    DESTRUCTIVE, operations=[migrations.DeleteModel(old_spec.table)],
-                ))
+                drops_tables.append(
+                    Step(
+                        "drop_table",
+                        old_spec.table,
+                        f"drop table {old_spec.table} ({self._count_words(old_spec.table)})",
+                        DESTRUCTIVE,
+                        operations=[migrations.DeleteModel(old_spec.table)],
+                    )
+                )
         return renames + self._create_steps(creates) + columns + indexes + drops_columns + drops_tables
 
     def _count_words(self, table):
@@ -136,7 +162,9 @@ class Differ:
 
     def _rename_table(self, old_spec: Model, spec: Model) -> Step:
         return Step(
-            "rename_table", spec.table, f"rename table {old_spec.table} to {spec.table}",
+            "rename_table",
+            spec.table,
+            f"rename table {old_spec.table} to {spec.table}",
             operations=[
                 migrations.RenameModel(old_spec.table, spec.table),
                 migrations.AlterModelTable(spec.table, physical_table(self.new.key, spec.table, self.vendor)),
@@ -148,8 +176,14 @@ class Differ:
         pending = {s.table: s for s in specs}
         ordered: list[Model] = []
         while pending:
-            ready = [s for s in pending.values() if not any(
-                c.references and c.references.table in pending and c.references.table != s.table for c in s.columns)]
+            ready = [
+                s
+                for s in pending.values()
+                if not any(
+                    c.references and c.references.table in pending and c.references.table != s.table
+                    for c in s.columns
+                )
+            ]
             if not ready:  # a reference cycle between new tables: Django defers the FK SQL anyway
                 ready = list(pending.values())
             for s in ready:
@@ -157,13 +191,21 @@ class Differ:
         steps = []
         for spec in ordered:
             model_state = self.new_state.models[self.label, spec.table.lower()]
-            steps.append(Step(
-                "add_table", spec.table, f"add table {spec.table} ({len(spec.columns)} columns)",
-                operations=[migrations.CreateModel(
-                    spec.table, fields=[(n, f.clone()) for n, f in model_state.fields.items()],
-                    options=dict(model_state.options), bases=model_state.bases,
-                )],
-            ))
+            steps.append(
+                Step(
+                    "add_table",
+                    spec.table,
+                    f"add table {spec.table} ({len(spec.columns)} columns)",
+                    operations=[
+                        migrations.CreateModel(
+                            spec.table,
+                            fields=[(n, f.clone()) for n, f in model_state.fields.items()],
+                            options=dict(model_state.options),
+                            bases=model_state.bases,
+                        )
+                    ],
+                )
+            )
         return steps
 
     def _column_steps(self, old_spec: Model, spec: Model):
@@ -183,37 +225,59 @@ class Differ:
             matched.add(old_column.name)
             if old_column.name != column.name:
                 new_name, new_field = self._new_field(spec, column.name)
-                steps.append(Step(
-                    "rename_column", spec.table, f"rename column {spec.table}.{old_column.name} to {column.name}",
-                    column=column.name,
-                    operations=[migrations.RenameField(spec.table, old_names[old_column.name], new_name),
-                                migrations.AlterField(spec.table, new_name, new_field)],
-                ))
+                steps.append(
+                    Step(
+                        "rename_column",
+                        spec.table,
+                        f"rename column {spec.table}.{old_column.name} to {column.name}",
+                        column=column.name,
+                        operations=[
+                            migrations.RenameField(spec.table, old_names[old_column.name], new_name),
+                            migrations.AlterField(spec.table, new_name, new_field),
+                        ],
+                    )
+                )
             steps.extend(self._alter_column(old_spec, spec, old_column, column))
         for old_column in old_spec.columns:
             if old_column.name not in matched:
-                drops.append(Step(
-                    "drop_column", spec.table, f"drop column {spec.table}.{old_column.name}", DESTRUCTIVE,
-                    column=old_column.name, operations=[migrations.RemoveField(spec.table, old_names[old_column.name])],
-                ))
+                drops.append(
+                    Step(
+                        "drop_column",
+                        spec.table,
+                        f"drop column {spec.table}.{old_column.name}",
+                        DESTRUCTIVE,
+                        column=old_column.name,
+                        operations=[migrations.RemoveField(spec.table, old_names[old_column.name])],
+                    )
+                )
         return steps, drops
 
     def _add_column(self, old_spec: Model, spec: Model, column: Column) -> Step:
         name, new_field = self._new_field(spec, column.name)
         step = Step(
-            "add_column", spec.table, f"add column {spec.table}.{column.name} {describe_column(column)}",
-            column=column.name, operations=[migrations.AddField(spec.table, name, new_field)],
+            "add_column",
+            spec.table,
+            f"add column {spec.table}.{column.name} {describe_column(column)}",
+            column=column.name,
+            operations=[migrations.AddField(spec.table, name, new_field)],
         )
-        if column.required and not (column.has_default and column.default is not None) and not column.default_fn:
+        if (
+            column.required
+            and not (column.has_default and column.default is not None)
+            and not column.default_fn
+        ):
             step.safety = NEEDS_CHECK
             table = old_spec.table
 
             def check():
                 n = self._rows(table).count()
                 if n:
-                    return (f"cannot add NOT NULL column {spec.table}.{column.name} without a default: "
-                            f"{spec.table} has {n} row{'s' if n != 1 else ''}; give it a default or make it nullable")
+                    return (
+                        f"cannot add NOT NULL column {spec.table}.{column.name} without a default: "
+                        f"{spec.table} has {n} row{'s' if n != 1 else ''}; give it a default or make it nullable"
+                    )
                 return None
+
             step.check = check
         return step
 
@@ -227,29 +291,50 @@ class Differ:
         org = self.assign_organization
         words = f"organization-scope table {spec.table}: add column {spec.table}.organization_id not null"
         if org is None:
-            step = Step("scope_table", spec.table, words + " (existing rows need an organization)", NEEDS_CHECK,
-                        column=column.name, operations=[migrations.AddField(spec.table, name, new_field)])
+            step = Step(
+                "scope_table",
+                spec.table,
+                words + " (existing rows need an organization)",
+                NEEDS_CHECK,
+                column=column.name,
+                operations=[migrations.AddField(spec.table, name, new_field)],
+            )
 
             def check():
                 n = self._rows(table).count()
                 if n:
-                    return (f"table {spec.table} becomes organization-scoped and {n} row{'s have' if n != 1 else ' has'} "
-                            "no organization; assign them one with --assign-organization <organization id>")
+                    return (
+                        f"table {spec.table} becomes organization-scoped and {n} row{'s have' if n != 1 else ' has'} "
+                        "no organization; assign them one with --assign-organization <organization id>"
+                    )
                 return None
+
             step.check = check
             return step
         nullable = new_field.clone()
         nullable.null = True
         db_table = physical_table(self.new.key, spec.table, self.vendor)
         if self.vendor == "postgresql":
-            assign = (f'UPDATE "{db_table}" SET "organization_id" = CAST(%s AS uuid) WHERE "organization_id" IS NULL', [str(org)])
+            assign = (
+                f'UPDATE "{db_table}" SET "organization_id" = CAST(%s AS uuid) WHERE "organization_id" IS NULL',
+                [str(org)],
+            )
         else:  # Django stores UUIDField as 32 hex characters on SQLite
-            assign = (f'UPDATE "{db_table}" SET "organization_id" = %s WHERE "organization_id" IS NULL', [org.hex])
+            assign = (
+                f'UPDATE "{db_table}" SET "organization_id" = %s WHERE "organization_id" IS NULL',
+                [org.hex],
+            )
         return Step(
-            "scope_table", spec.table, words + f" (existing rows assigned to organization {org})", NEEDS_CHECK,
+            "scope_table",
+            spec.table,
+            words + f" (existing rows assigned to organization {org})",
+            NEEDS_CHECK,
             column=column.name,
-            operations=[migrations.AddField(spec.table, name, nullable), migrations.RunSQL([assign]),
-                        migrations.AlterField(spec.table, name, new_field)],
+            operations=[
+                migrations.AddField(spec.table, name, nullable),
+                migrations.RunSQL([assign]),
+                migrations.AlterField(spec.table, name, new_field),
+            ],
         )
 
     def _alter_column(self, old_spec: Model, spec: Model, old: Column, new: Column) -> list[Step]:
@@ -274,17 +359,28 @@ class Differ:
                 worst(DESTRUCTIVE)
         elif old_type == "string" and (old.size or 255) != (new.size or 255):
             changes.append(f"size {old.size or 255} -> {new.size or 255}")
-        if new_type == "string" and old_type in ("string", "text") and (
-            old_type == "text" or (new.size or 255) < (old.size or 255)
+        if (
+            new_type == "string"
+            and old_type in ("string", "text")
+            and (old_type == "text" or (new.size or 255) < (old.size or 255))
         ):
             limit = new.size or 255
             worst(DESTRUCTIVE)
 
             def too_long(limit=limit):
                 n = rows().annotate(_len=Length(old_field_name)).filter(_len__gt=limit).count()
-                return f"{n} row{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} longer than {limit}" if n else None
+                return (
+                    f"{n} row{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} longer than {limit}"
+                    if n
+                    else None
+                )
+
             checks.append(too_long)
-        if old_type == "decimal" and new_type == "decimal" and (old.precision, old.scale) != (new.precision, new.scale):
+        if (
+            old_type == "decimal"
+            and new_type == "decimal"
+            and (old.precision, old.scale) != (new.precision, new.scale)
+        ):
             changes.append(f"precision {old.precision},{old.scale} -> {new.precision},{new.scale}")
             if (new.precision or 0) < (old.precision or 0) or (new.scale or 0) < (old.scale or 0):
                 worst(DESTRUCTIVE)
@@ -295,20 +391,39 @@ class Differ:
 
                 def nulls():
                     n = rows().filter(**{f"{old_field_name}__isnull": True}).count()
-                    return f"{n} row{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} null" if n else None
+                    return (
+                        f"{n} row{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} null"
+                        if n
+                        else None
+                    )
+
                 checks.append(nulls)
         if (old.has_default, old.default, old.default_fn) != (new.has_default, new.default, new.default_fn):
-            changes.append(f"default {new.default!r}" if new.has_default else
-                           (f"default {new.default_fn}()" if new.default_fn else "drop default"))
+            changes.append(
+                f"default {new.default!r}"
+                if new.has_default
+                else (f"default {new.default_fn}()" if new.default_fn else "drop default")
+            )
         if old.unique != new.unique:
             changes.append("unique" if new.unique else "not unique")
             if new.unique:
                 worst(NEEDS_CHECK)
 
                 def duplicates():
-                    n = (rows().exclude(**{f"{old_field_name}__isnull": True}).values(old_field_name)
-                         .annotate(_n=Count("pk")).filter(_n__gt=1).count())
-                    return f"{n} value{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} duplicated" if n else None
+                    n = (
+                        rows()
+                        .exclude(**{f"{old_field_name}__isnull": True})
+                        .values(old_field_name)
+                        .annotate(_n=Count("pk"))
+                        .filter(_n__gt=1)
+                        .count()
+                    )
+                    return (
+                        f"{n} value{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} duplicated"
+                        if n
+                        else None
+                    )
+
                 checks.append(duplicates)
         if old.index != new.index and not new.unique:
             changes.append("index" if new.index else "drop index")
@@ -324,8 +439,18 @@ class Differ:
                     if target not in self.old_models:
                         return None  # the referenced table is new, so it is empty: checked by the DDL
                     ids = self.old_models[target].objects.values("pk")
-                    n = rows().exclude(**{f"{old_field_name}__isnull": True}).exclude(**{f"{old_field_name}__in": ids}).count()
-                    return f"{n} row{'s' if n != 1 else ''} in {where} reference missing {target} rows" if n else None
+                    n = (
+                        rows()
+                        .exclude(**{f"{old_field_name}__isnull": True})
+                        .exclude(**{f"{old_field_name}__in": ids})
+                        .count()
+                    )
+                    return (
+                        f"{n} row{'s' if n != 1 else ''} in {where} reference missing {target} rows"
+                        if n
+                        else None
+                    )
+
                 checks.append(orphans)
         if not changes:
             return []
@@ -344,10 +469,17 @@ class Differ:
             found = [msg for msg in (c() for c in checks) if msg]
             return "; ".join(found) or None
 
-        return [Step(
-            "alter_column", spec.table, f"alter column {where}: {', '.join(changes)}", safety,
-            column=new.name, operations=ops, check=run_checks if checks else None,
-        )]
+        return [
+            Step(
+                "alter_column",
+                spec.table,
+                f"alter column {where}: {', '.join(changes)}",
+                safety,
+                column=new.name,
+                operations=ops,
+                check=run_checks if checks else None,
+            )
+        ]
 
     def _index_steps(self, old_spec: Model, spec: Model) -> list[Step]:
         new_state = self.new_state.models[self.label, spec.table.lower()]
@@ -359,25 +491,46 @@ class Differ:
             fields = [names[c] for c in columns]
             if unique:
                 constraint = next(c for c in new_state.options["constraints"] if list(c.fields) == fields)
-                steps.append(Step("add_index", spec.table, f"add unique index {spec.table}({', '.join(columns)})", NEEDS_CHECK,
-                                  operations=[migrations.AddConstraint(spec.table, constraint)],
-                                  check=self._composite_duplicates(old_spec, columns)))
+                steps.append(
+                    Step(
+                        "add_index",
+                        spec.table,
+                        f"add unique index {spec.table}({', '.join(columns)})",
+                        NEEDS_CHECK,
+                        operations=[migrations.AddConstraint(spec.table, constraint)],
+                        check=self._composite_duplicates(old_spec, columns),
+                    )
+                )
             else:
                 index = next(i for i in new_state.options["indexes"] if list(i.fields) == fields)
-                steps.append(Step("add_index", spec.table, f"add index {spec.table}({', '.join(columns)})",
-                                  operations=[migrations.AddIndex(spec.table, index)]))
+                steps.append(
+                    Step(
+                        "add_index",
+                        spec.table,
+                        f"add index {spec.table}({', '.join(columns)})",
+                        operations=[migrations.AddIndex(spec.table, index)],
+                    )
+                )
         old_state = self.old_state.models[self.label, old_spec.table.lower()]
         old_names = field_names(old_spec)
         for columns, unique in sorted(old_ix - new_ix):
             fields = [old_names[c] for c in columns]
             if unique:
                 constraint = next(c for c in old_state.options["constraints"] if list(c.fields) == fields)
-                op: migrations.RemoveConstraint | migrations.RemoveIndex = migrations.RemoveConstraint(spec.table, constraint.name)
+                op: migrations.RemoveConstraint | migrations.RemoveIndex = migrations.RemoveConstraint(
+                    spec.table, constraint.name
+                )
             else:
                 index = next(i for i in old_state.options["indexes"] if list(i.fields) == fields)
                 op = migrations.RemoveIndex(spec.table, index.name)
-            steps.append(Step("drop_index", spec.table, f"drop {'unique ' if unique else ''}index {spec.table}({', '.join(columns)})",
-                              operations=[op]))
+            steps.append(
+                Step(
+                    "drop_index",
+                    spec.table,
+                    f"drop {'unique ' if unique else ''}index {spec.table}({', '.join(columns)})",
+                    operations=[op],
+                )
+            )
         return steps
 
     def _composite_duplicates(self, old_spec: Model, columns):
@@ -388,7 +541,12 @@ class Differ:
         def check():
             fields = [names[c] for c in columns]
             n = self._rows(old_spec.table).values(*fields).annotate(_n=Count("pk")).filter(_n__gt=1).count()
-            return f"{n} duplicated value{'s' if n != 1 else ''} in {old_spec.table}({', '.join(columns)})" if n else None
+            return (
+                f"{n} duplicated value{'s' if n != 1 else ''} in {old_spec.table}({', '.join(columns)})"
+                if n
+                else None
+            )
+
         return check
 
 
@@ -403,11 +561,16 @@ def _target(field) -> str | None:
 def _relevant(state: ProjectState, operation) -> set[str]:
     """Model names one operation needs rendered: its own model(s), the models referencing
     them, and everything those reference (transitively), as Django must resolve relations."""
-    names = {getattr(operation, attr) for attr in ("name_lower", "model_name_lower", "old_name_lower", "new_name_lower")
-             if isinstance(getattr(operation, attr, None), str)}
+    names = {
+        getattr(operation, attr)
+        for attr in ("name_lower", "model_name_lower", "old_name_lower", "new_name_lower")
+        if isinstance(getattr(operation, attr, None), str)
+    }
     fields = {name: list(model_state.fields.values()) for (_, name), model_state in state.models.items()}
     names |= {name for name, model_fields in fields.items() if any(_target(f) in names for f in model_fields)}
-    pending = [f for _, f in getattr(operation, "fields", [])] + [f for name in names for f in fields.get(name, ())]
+    pending = [f for _, f in getattr(operation, "fields", [])] + [
+        f for name in names for f in fields.get(name, ())
+    ]
     if getattr(operation, "field", None) is not None:
         pending.append(operation.field)
     while pending:
@@ -439,7 +602,9 @@ def run_steps(old: Manifest, steps: list[Step], editor, state: ProjectState | No
             if vendor == "postgresql" and isinstance(operation, migrations.AlterModelTable):
                 old_table = before.models[label, operation.name_lower].options["db_table"]
                 quote = editor.quote_name
-                editor.execute(f"ALTER TABLE {quote(old_table)} RENAME TO {quote(operation.table.rsplit(chr(34), 1)[-1])}")  # type: ignore[union-attr]  # a rename names its table
+                editor.execute(
+                    f"ALTER TABLE {quote(old_table)} RENAME TO {quote(operation.table.rsplit(chr(34), 1)[-1])}"  # type: ignore[union-attr]  # a rename names its table
+                )
             else:
                 operation.database_forwards(label, editor, before, after)
             for key in [k for k in state.models if k[1] in relevant]:

@@ -8,6 +8,7 @@ host's tables.
 
 The prefix is unambiguous because keys never contain `__` and tables start with a letter.
 """
+
 import re
 
 from metacore.errors import ValidationError

@@ -7,6 +7,7 @@ transaction; when the number read differs from the one this process built from, 
 registry reloads (rebuilding only the addons whose snapshot changed), so a change made by
 another process is seen on the next request.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,7 +45,9 @@ def read_revision(using: str = DEFAULT_DB_ALIAS) -> int:
     connection = connections[using]
     qn = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {qn('revision')} FROM {qn(RegistryState._meta.db_table)} WHERE {qn('id')} = 1")
+        cursor.execute(
+            f"SELECT {qn('revision')} FROM {qn(RegistryState._meta.db_table)} WHERE {qn('id')} = 1"
+        )
         row = cursor.fetchone()
     return row[0] if row else 0
 
@@ -83,19 +86,29 @@ class ModelRegistry:
         from metacore.models import Installation
 
         vendor = connections[self.using].vendor
-        rows = Installation.objects.using(self.using).filter(state=Installation.State.ENABLED).values_list(
-            "key", "revision", "manifest"
+        rows = (
+            Installation.objects.using(self.using)
+            .filter(state=Installation.State.ENABLED)
+            .values_list("key", "revision", "manifest")
         )
         addons, snapshots = {}, {}
         for key, addon_revision, snapshot in rows:
             cached = self._addons.get(key)
-            if cached is not None and self._snapshots.get(key) == snapshot and cached.revision == addon_revision:
+            if (
+                cached is not None
+                and self._snapshots.get(key) == snapshot
+                and cached.revision == addon_revision
+            ):
                 addons[key] = cached
             else:
                 try:
-                    addons[key] = build_addon_models(Manifest.model_validate(snapshot), revision=addon_revision, vendor=vendor)
+                    addons[key] = build_addon_models(
+                        Manifest.model_validate(snapshot), revision=addon_revision, vendor=vendor
+                    )
                 except Exception:  # one unreadable snapshot must not take every other addon down
-                    log.exception("addon %s: cannot build runtime models from its stored manifest; not served", key)
+                    log.exception(
+                        "addon %s: cannot build runtime models from its stored manifest; not served", key
+                    )
                     continue
             snapshots[key] = snapshot
         self._addons, self._snapshots = addons, snapshots

@@ -18,6 +18,7 @@ Creating roles needs a superuser or CREATEROLE; `can_confine` says whether the c
 has it, and without it wasm `db_*` imports and bundle SQL are refused (see the system
 check `metacore.W050` in host/checks.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,7 +53,7 @@ def prefix(connection) -> str:
 def _role(connection, kind: str, key: str, tag: str | None = None) -> str:
     base = f"mc_{tag or _tag(connection)}_{kind}_"
     if len(base) + len(key) > 63:
-        key = f"{key[:40]}_{hashlib.md5(key.encode()).hexdigest()[:8]}"
+        key = f"{key[:40]}_{hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()[:8]}"
     return base + key
 
 
@@ -195,8 +196,10 @@ def drop_database_roles(using="default") -> list[str]:
         return []
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) ORDER BY rolname DESC",
-                       [prefix(connection)])
+        cursor.execute(
+            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) ORDER BY rolname DESC",
+            [prefix(connection)],
+        )
         names = [row[0] for row in cursor.fetchall()]
         for name in names:
             _drop_role(cursor, name, quote)
@@ -232,8 +235,8 @@ class GuestSession:
                     " so addon SQL cannot be confined by the database"
                 )
             cursor.execute(
-                "SELECT has_schema_privilege(%s, %s, 'USAGE')"
-                " FROM pg_roles WHERE rolname = %s", [guest, schema_name(self.key), guest]
+                "SELECT has_schema_privilege(%s, %s, 'USAGE') FROM pg_roles WHERE rolname = %s",
+                [guest, schema_name(self.key), guest],
             )
             ready = cursor.fetchone()
             if ready is None or not ready[0]:  # installed before confinement existed: confine it now

@@ -13,6 +13,7 @@ mode flip or an upgrade made by another process applies before the next check; t
 policy is rebuilt only when those changed. Denials and would-denies are audited
 (`capability.check`) and counted; allows are audited only with `AUDIT_CAPABILITY_ALLOWS`.
 """
+
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,13 +118,19 @@ class Policy:
         declared: dict[str, list[str]] = {kind: [] for kind in KNOWN_KINDS}
         for cap in capabilities:
             kind, target = cap.get("kind"), cap.get("target")
-            if kind in declared and isinstance(target, str) and not patterns.capability_problems(kind, target):
+            if (
+                kind in declared
+                and isinstance(target, str)
+                and not patterns.capability_problems(kind, target)
+            ):
                 declared[kind].append(target)
         own = [f"{addon_key}.*", *own_tables]
         declared[patterns.DB_READ] += own
         declared[patterns.DB_WRITE] += own
         self.names = {kind: _NameGrants(kind, declared[kind]) for kind in NAME_KINDS}
-        self.http: tuple[HttpPattern, ...] = tuple(p for p in map(patterns.parse_http_pattern, declared[HTTP_FETCH]) if p is not None)
+        self.http: tuple[HttpPattern, ...] = tuple(
+            p for p in map(patterns.parse_http_pattern, declared[HTTP_FETCH]) if p is not None
+        )
         self._memo: dict[tuple[str, str], bool] = {}
 
     @classmethod
@@ -160,11 +167,15 @@ class Policy:
 class Enforcer:
     def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
-        self._policies: dict[str, tuple[Version, Policy | None]] = {}  # addon key -> (installation version, Policy | None)
+        self._policies: dict[
+            str, tuple[Version, Policy | None]
+        ] = {}  # addon key -> (installation version, Policy | None)
 
     # --- checks -----------------------------------------------------------------------
 
-    def check(self, addon_key: str, kind: str, target: str, context: Mapping[str, object] | None = None) -> Decision:
+    def check(
+        self, addon_key: str, kind: str, target: str, context: Mapping[str, object] | None = None
+    ) -> Decision:
         """Decide and record; raises `CapabilityDenied` in enforce mode when nothing grants it.
         `context` may carry actor, tenant, request_id and extra details for the audit."""
         global_mode, addon_mode, version = self._read_state(addon_key)
@@ -183,7 +194,9 @@ class Enforcer:
             return decision
         shown = redacted_target(kind, target)
         message = f'capability denied: addon "{addon_key}" lacks {kind} {shown}'
-        decision = Decision(addon_key, kind, shown, DENY if mode == "enforce" else WOULD_DENY, mode, reason or message)
+        decision = Decision(
+            addon_key, kind, shown, DENY if mode == "enforce" else WOULD_DENY, mode, reason or message
+        )
         self._audit(decision, context)
         telemetry.count_capability_decision(addon=addon_key, kind=kind, decision=decision.decision)
         if decision.decision == DENY:
@@ -204,7 +217,11 @@ class Enforcer:
         if version is not None:
             from metacore.models import Installation
 
-            inst = Installation.objects.filter(key=addon_key).exclude(state=Installation.State.UNINSTALLED).first()
+            inst = (
+                Installation.objects.filter(key=addon_key)
+                .exclude(state=Installation.State.UNINSTALLED)
+                .first()
+            )
             policy = Policy.from_installation(inst) if inst is not None else None
         self._policies[addon_key] = (version, policy)
         return policy
@@ -280,13 +297,17 @@ class Enforcer:
         from metacore.models import EnforcerMode
 
         if mode not in MODES:
-            raise ValidationError(f"unknown enforcer mode {mode!r} (use enforce or shadow)", errors={"mode": [mode]})
+            raise ValidationError(
+                f"unknown enforcer mode {mode!r} (use enforce or shadow)", errors={"mode": [mode]}
+            )
         if addon_key:
             self.require_installed(addon_key)
         with transaction.atomic():
             row = EnforcerMode.objects.select_for_update().filter(addon_key=addon_key).first()
             previous = row.mode if row else None
-            EnforcerMode.objects.update_or_create(addon_key=addon_key, defaults={"mode": mode, "changed_by": actor})
+            EnforcerMode.objects.update_or_create(
+                addon_key=addon_key, defaults={"mode": mode, "changed_by": actor}
+            )
             self._audit_mode_change(addon_key, previous, mode, actor)
         return mode
 
@@ -299,7 +320,11 @@ class Enforcer:
         problems = addon_key_problems(addon_key)
         if problems:
             raise ValidationError(problems[0], errors={"addon": problems})
-        if not Installation.objects.filter(key=addon_key).exclude(state=Installation.State.UNINSTALLED).exists():
+        if (
+            not Installation.objects.filter(key=addon_key)
+            .exclude(state=Installation.State.UNINSTALLED)
+            .exists()
+        ):
             raise NotFound(f"addon {addon_key!r} is not installed", errors={"addon": [addon_key]})
 
     def clear_mode(self, addon_key: str, actor: str = "") -> bool:

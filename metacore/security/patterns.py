@@ -30,6 +30,7 @@ Hosts and URLs (`http:fetch`)
     is a top-level domain or a known public suffix (`*.com`, `*.co.uk`), IP literals
     (the SSRF guard refuses private addresses anyway; name a host), unparseable hosts.
 """
+
 import posixpath
 import re
 from collections.abc import Iterable
@@ -56,7 +57,9 @@ PUBLIC_SUFFIXES = frozenset(
     f"{sld}.{cc}"
     for cc in ("uk", "mx", "br", "ar", "au", "jp", "nz", "za", "in", "cn", "tr", "co", "pe", "es", "kr", "il")
     for sld in ("co", "com", "org", "net", "gov", "gob", "edu", "ac", "ne", "or", "go")
-) | frozenset({"github.io", "herokuapp.com", "appspot.com", "cloudfront.net", "amazonaws.com", "azurewebsites.net"})
+) | frozenset(
+    {"github.io", "herokuapp.com", "appspot.com", "cloudfront.net", "amazonaws.com", "azurewebsites.net"}
+)
 _UNSAFE_PATH = re.compile(r"%2e|%2f|%5c|\\", re.IGNORECASE)
 
 #: `(scheme|None, host, port|None, path_prefix|None, path_exact|None)` of a grant pattern.
@@ -90,7 +93,9 @@ def _name_problems(kind: str, target: str) -> list[str]:
         return [f"{kind} {target!r}: '*' may only be the first or the last segment"]
     for segment in segments:
         if segment != "*" and not _SEGMENT.fullmatch(segment):
-            return [f"{kind} {target!r}: malformed name (segments of letters, digits, '_' or '-', joined by '.')"]
+            return [
+                f"{kind} {target!r}: malformed name (segments of letters, digits, '_' or '-', joined by '.')"
+            ]
     return []
 
 
@@ -103,7 +108,9 @@ def _http_problems(target: str) -> list[str]:
     if host.startswith("*."):
         suffix = host[2:]
         if "." not in suffix or suffix in PUBLIC_SUFFIXES:
-            return [f"http:fetch {target!r}: over-broad pattern (a wildcard must sit above a registrable domain)"]
+            return [
+                f"http:fetch {target!r}: over-broad pattern (a wildcard must sit above a registrable domain)"
+            ]
     return []
 
 
@@ -177,7 +184,7 @@ def normalize_name(kind: str, name: str) -> str:
     """Lower-case; for db kinds `addon_<key>.<table>` becomes `<key>.<table>`."""
     name = name.strip().lower()
     if kind in (DB_READ, DB_WRITE) and name.startswith("addon_") and "." in name:
-        name = name[len("addon_"):]
+        name = name[len("addon_") :]
     return name
 
 

@@ -17,6 +17,7 @@ connect, send and read of every hop; a server dripping bytes is cut at the deadl
 tests against a local server; cloud metadata addresses are refused even then. Proxies from
 the environment are never used.
 """
+
 import http.client
 import ipaddress
 import socket
@@ -99,7 +100,9 @@ def blocked_reason(address: str) -> str | None:
 
 
 def _allowed_by_setting(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return any(ip in ipaddress.ip_network(net, strict=False) for net in metacore_settings.HTTP_ALLOWED_NETWORKS)
+    return any(
+        ip in ipaddress.ip_network(net, strict=False) for net in metacore_settings.HTTP_ALLOWED_NETWORKS
+    )
 
 
 def resolve_checked(host: str, port: int) -> str:
@@ -123,7 +126,8 @@ def resolve_checked(host: str, port: int) -> str:
         reason = blocked_reason(address)
         if reason:
             raise EgressBlocked(
-                f"egress to {host} blocked: {address} is a {reason}", errors={"url": [f"{host} -> {address}: {reason}"]}
+                f"egress to {host} blocked: {address} is a {reason}",
+                errors={"url": [f"{host} -> {address}: {reason}"]},
             )
     return addresses[0]
 
@@ -167,7 +171,9 @@ def _check_url(url: str) -> tuple[SplitResult, str, int]:
     return parts, parts.hostname.rstrip("."), port
 
 
-def _audit_block(addon_key: str | None, url: str, exc: EgressBlocked, context: Mapping[str, object] | None) -> None:
+def _audit_block(
+    addon_key: str | None, url: str, exc: EgressBlocked, context: Mapping[str, object] | None
+) -> None:
     from metacore.kernel import get_kernel
 
     context = dict(context or {})
@@ -210,8 +216,10 @@ def safe_fetch(
     headers = dict(headers or {})
     reserved = sorted(k for k in headers if k.lower() in HOST_SET_HEADERS)
     if reserved:
-        raise ValidationError(f"header(s) {', '.join(reserved)} are set by the host, not by the caller",
-                              errors={"headers": reserved})
+        raise ValidationError(
+            f"header(s) {', '.join(reserved)} are set by the host, not by the caller",
+            errors={"headers": reserved},
+        )
     if isinstance(body, str):
         body = body.encode()
     method = method.upper()
@@ -245,7 +253,9 @@ def safe_fetch(
                 headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
             if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                 method, body = "GET", None
-                headers = {k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")}
+                headers = {
+                    k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")
+                }
             url = next_url
 
 
@@ -255,7 +265,10 @@ class _Budget:
 
     def __init__(self, seconds: float) -> None:
         self.sock: socket.socket | None
-        self.sock, self.cut = None, False  # the socket itself: http.client drops conn.sock once a response owns it
+        self.sock, self.cut = (
+            None,
+            False,
+        )  # the socket itself: http.client drops conn.sock once a response owns it
         self.timer = threading.Timer(max(0.0, seconds), self._cut)
         self.timer.daemon = True
 
@@ -280,8 +293,15 @@ class _Budget:
 
 
 def _request(
-    parts: SplitResult, host: str, port: int, address: str, method: str, body: bytes | None,
-    headers: Mapping[str, str], timeout: float, max_bytes: int,
+    parts: SplitResult,
+    host: str,
+    port: int,
+    address: str,
+    method: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    timeout: float,
+    max_bytes: int,
 ) -> FetchResponse:
     """One request; connect, send and every read share one budget of `timeout` seconds."""
     cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
@@ -300,13 +320,17 @@ def _request(
             resp = conn.getresponse()
             data = resp.read(max_bytes + 1)
         if budget.cut:
-            raise FetchTimeout(f"fetching {parts.scheme}://{host}{path} took longer than its {timeout:.1f} s budget")
+            raise FetchTimeout(
+                f"fetching {parts.scheme}://{host}{path} took longer than its {timeout:.1f} s budget"
+            )
         if len(data) > max_bytes:
             raise FetchError(f"response from {host} exceeds {max_bytes} bytes")
         return FetchResponse(resp.status, resp.getheaders(), data, "")
     except (OSError, http.client.HTTPException) as exc:
         if budget.cut or isinstance(exc, TimeoutError):
-            raise FetchTimeout(f"fetching {parts.scheme}://{host}{path} took longer than its {timeout:.1f} s budget") from exc
+            raise FetchTimeout(
+                f"fetching {parts.scheme}://{host}{path} took longer than its {timeout:.1f} s budget"
+            ) from exc
         raise FetchError(f"fetching {parts.scheme}://{host}{path} failed: {exc}") from exc
     finally:
         conn.close()

@@ -14,13 +14,14 @@ raises `ValidationError` naming it (`{"f_status": ['unknown operator "foo"']}`).
 become ORM lookups (never raw SQL), so values are always bound parameters and LIKE
 wildcards in user input are escaped by Django.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import reduce
 from operator import and_, or_
@@ -93,8 +94,10 @@ def parse_list_query(model, params, *, using="default") -> ListQuery:
     """`model` is the manifest Model; `params` a QueryDict or a plain dict."""
     errors: dict[str, list[str]] = {}
     page = _positive_int(params, "page", 1, errors)
-    per_page = min(_positive_int(params, "per_page", metacore_settings.DEFAULT_PER_PAGE, errors),
-                   metacore_settings.MAX_PER_PAGE)
+    per_page = min(
+        _positive_int(params, "per_page", metacore_settings.DEFAULT_PER_PAGE, errors),
+        metacore_settings.MAX_PER_PAGE,
+    )
     if (page - 1) * per_page > MAX_OFFSET:
         errors.setdefault("page", []).append("is too large")
     ordering = _ordering(model, params, errors)
@@ -115,8 +118,7 @@ def parse_list_query(model, params, *, using="default") -> ListQuery:
                     conditions.append(condition)
     if errors:
         raise ValidationError(_message(errors), errors=errors)
-    return ListQuery(page=page, per_page=per_page, ordering=ordering,
-                     where=reduce(and_, conditions, Q()))
+    return ListQuery(page=page, per_page=per_page, ordering=ordering, where=reduce(and_, conditions, Q()))
 
 
 def _message(errors):
@@ -157,7 +159,9 @@ def _ordering(model, params, errors) -> tuple[str, ...]:
             errors.setdefault("sortBy", []).append(f'unknown column "{name}"')
             continue
         if not get_type(column.type).sortable:
-            errors.setdefault("sortBy", []).append(f'column "{name}" ({get_type(column.type).name}) cannot be sorted')
+            errors.setdefault("sortBy", []).append(
+                f'column "{name}" ({get_type(column.type).name}) cannot be sorted'
+            )
             continue
         if not descending and orders:
             descending = orders[position if len(orders) > 1 else 0] == "desc"
@@ -204,7 +208,7 @@ def split_operator(raw: str) -> tuple[str | None, str]:
 
 
 def _filter(model, name, raw, errors, using):
-    column_name = name[len(FILTER_PREFIX):]
+    column_name = name[len(FILTER_PREFIX) :]
     column = model.column(column_name)
     if column is None:
         errors.setdefault(name, []).append(f'unknown column "{column_name}"')
@@ -234,7 +238,9 @@ def _filter(model, name, raw, errors, using):
             errors.setdefault(name, []).append("JSON containment is not supported on this database")
             return None
     elif lookup not in ctype.lookups or (op == "range" and "lte" not in ctype.lookups):
-        errors.setdefault(name, []).append(f'operator "{op}" does not apply to {ctype.name} column "{column_name}"')
+        errors.setdefault(name, []).append(
+            f'operator "{op}" does not apply to {ctype.name} column "{column_name}"'
+        )
         return None
     try:
         return _condition(column, op, lookup, ctype, value)
@@ -254,7 +260,7 @@ def parse_value(column, raw):
     value = ctype.parse(raw)
     if isinstance(value, datetime):
         try:
-            value.astimezone(timezone.utc)
+            value.astimezone(UTC)
         except OverflowError:
             raise ValueError(f"{raw!r} is out of range") from None
     if isinstance(value, Decimal):

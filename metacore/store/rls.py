@@ -14,6 +14,7 @@ Since binding a bypassing role would change nothing, the store only binds (and o
 transaction for a read) when the connection's role is subject to RLS; that is checked once
 per database connection.
 """
+
 from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -59,7 +60,13 @@ def forget(connection: BaseDatabaseWrapper) -> None:
 
 def _login(connection: BaseDatabaseWrapper) -> tuple[str, object, object, object, object]:
     settings = connection.settings_dict
-    return connection.alias, settings.get("HOST"), settings.get("PORT"), settings.get("NAME"), settings.get("USER")
+    return (
+        connection.alias,
+        settings.get("HOST"),
+        settings.get("PORT"),
+        settings.get("NAME"),
+        settings.get("USER"),
+    )
 
 
 _BINDS: dict[tuple[str, object, object, object, object], bool] = {}

@@ -13,6 +13,7 @@ Every operation takes a `StoreContext` (who, for which tenant) and a model refer
 Reads use `.values()` and the column types' `to_json`, not model instances or
 ModelSerializer: a list page costs one COUNT and one SELECT whatever its size.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,7 +59,9 @@ class StoreContext:
         """The context of `user`, its tenant from `METACORE['TENANT_RESOLVER']`."""
         tenant = metacore_settings.TENANT_RESOLVER(user, request)
         actor_id = str(user.pk) if getattr(user, "pk", None) is not None else None
-        return cls(user=user, tenant=str(tenant) if tenant else None, actor_id=actor_id, request_id=request_id)
+        return cls(
+            user=user, tenant=str(tenant) if tenant else None, actor_id=actor_id, request_id=request_id
+        )
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,12 @@ class Page:
 
     @property
     def meta(self):
-        return {"total": self.total, "page": self.page, "per_page": self.per_page,
-                "last_page": max(1, math.ceil(self.total / self.per_page))}
+        return {
+            "total": self.total,
+            "page": self.page,
+            "per_page": self.per_page,
+            "last_page": max(1, math.ceil(self.total / self.per_page)),
+        }
 
 
 class _Reader:
@@ -80,7 +87,8 @@ class _Reader:
     def __init__(self, spec):
         self.names = tuple(c.name for c in spec.columns)
         self.converters = tuple(
-            (c.name, get_type(c.type).to_json) for c in spec.columns
+            (c.name, get_type(c.type).to_json)
+            for c in spec.columns
             if type(get_type(c.type)).to_json is not ColumnType.to_json
         )
 
@@ -128,8 +136,10 @@ def integrity_conflict(spec, exc) -> Conflict:
     else:
         reason = "violates a constraint of the table"
     where = f" ({', '.join(columns)})" if columns else ""
-    return Conflict(f"the write conflicts with existing data{where}: {reason}",
-                    errors={name: [reason] for name in columns})
+    return Conflict(
+        f"the write conflicts with existing data{where}: {reason}",
+        errors={name: [reason] for name in columns},
+    )
 
 
 class StoreService:
@@ -146,9 +156,14 @@ class StoreService:
             # COUNT + page rather than one query with COUNT(*) OVER (): the window makes the
             # database materialise and sort every row, where ORDER BY .. LIMIT keeps a top-N.
             total = queryset.count()
-            rows = [] if query.offset >= total else [
-                reader(row) for row in queryset.values(*reader.names)[query.offset:query.offset + query.per_page]
-            ]
+            rows = (
+                []
+                if query.offset >= total
+                else [
+                    reader(row)
+                    for row in queryset.values(*reader.names)[query.offset : query.offset + query.per_page]
+                ]
+            )
         self.audit_read(ctx, resolved, details={"total": total, "page": query.page})
         return Page(rows=rows, total=total, page=query.page, per_page=query.per_page)
 
@@ -240,7 +255,9 @@ class StoreService:
     def _authorize(self, ctx, ref, action):
         resolved = self.resolve(ref)
         set_attributes(addon=resolved.installation_key, model=resolved.spec.table, tenant=ctx.tenant)
-        self.kernel.permissions.require(ctx.user, model_permission(resolved.installation_key, resolved.spec.table, action))
+        self.kernel.permissions.require(
+            ctx.user, model_permission(resolved.installation_key, resolved.spec.table, action)
+        )
         if resolved.spec.org_scoped:
             self._tenant_uuid(ctx, resolved)
         return resolved
@@ -255,7 +272,9 @@ class StoreService:
         try:
             return uuid.UUID(str(ctx.tenant))
         except ValueError:
-            raise PermissionDenied(f"the tenant resolver returned {ctx.tenant!r}, which is not an organization id") from None
+            raise PermissionDenied(
+                f"the tenant resolver returned {ctx.tenant!r}, which is not an organization id"
+            ) from None
 
     @staticmethod
     def _db(resolved):
@@ -308,7 +327,9 @@ class StoreService:
 
     def _validate(self, resolved, data, *, partial):
         if not isinstance(data, dict):
-            raise ValidationError("the body must be a JSON object", errors={"body": ["expected a JSON object"]})
+            raise ValidationError(
+                "the body must be a JSON object", errors={"body": ["expected a JSON object"]}
+            )
         spec = resolved.spec
         errors = {}
         for key in data:
@@ -318,7 +339,9 @@ class StoreService:
             elif column is None:
                 errors[key] = [f'unknown field: model "{spec.key}" has no column "{key}"']
         if errors:
-            raise ValidationError(f"invalid input: {next(iter(errors))}: {next(iter(errors.values()))[0]}", errors=errors)
+            raise ValidationError(
+                f"invalid input: {next(iter(errors))}: {next(iter(errors.values()))[0]}", errors=errors
+            )
         serializer = serializer_class(resolved.model_class, spec)(data=data, partial=partial)
         if not serializer.is_valid():
             errors = {k: [str(m) for m in v] for k, v in serializer.errors.items()}
@@ -336,8 +359,10 @@ class StoreService:
                 if exclude_id is not None:
                     clash = clash.exclude(pk=exclude_id)
                 if clash.exists():
-                    raise Conflict(f'{column.name}: a {resolved.spec.key} with this value already exists',
-                                   errors={column.name: ["a row with this value already exists"]})
+                    raise Conflict(
+                        f"{column.name}: a {resolved.spec.key} with this value already exists",
+                        errors={column.name: ["a row with this value already exists"]},
+                    )
 
     def _check_references(self, ctx, resolved, values):
         """A reference must name an existing, visible row of the same tenant."""
@@ -357,8 +382,12 @@ class StoreService:
     def _referenced(resolved, table):
         """The model a reference points to, from the same addon build (no registry lookup)."""
         meta = resolved.model_class._meta
-        return ResolvedModel(resolved.installation_key, resolved.manifest, resolved.manifest.model(table),
-                             meta.apps.get_model(meta.app_label, table))
+        return ResolvedModel(
+            resolved.installation_key,
+            resolved.manifest,
+            resolved.manifest.model(table),
+            meta.apps.get_model(meta.app_label, table),
+        )
 
     def _instance_row(self, resolved, instance):
         """The created row, from the saved instance (re-read only when the database filled
@@ -373,13 +402,26 @@ class StoreService:
     def _record(self, ctx, resolved, action, row_id, *, fields, before, after):
         addon, spec = resolved.installation_key, resolved.spec
         self.kernel.audit.record(
-            f"crud.{action}", actor=ctx.actor_id, tenant=ctx.tenant, addon=addon,
-            target=f"{addon}.{spec.table}:{row_id}", decision="allow", request_id=ctx.request_id,
+            f"crud.{action}",
+            actor=ctx.actor_id,
+            tenant=ctx.tenant,
+            addon=addon,
+            target=f"{addon}.{spec.table}:{row_id}",
+            decision="allow",
+            request_id=ctx.request_id,
             details={"model": spec.key, "id": str(row_id), "fields": list(fields)},
         )
         event = DataEvent(
-            addon=addon, model=spec.key, table=spec.table, action=ACTION_EVENTS[action], id=str(row_id),
-            tenant=ctx.tenant, actor_id=ctx.actor_id, fields=tuple(fields), before=before, after=after,
+            addon=addon,
+            model=spec.key,
+            table=spec.table,
+            action=ACTION_EVENTS[action],
+            id=str(row_id),
+            tenant=ctx.tenant,
+            actor_id=ctx.actor_id,
+            fields=tuple(fields),
+            before=before,
+            after=after,
         )
         publish_on_commit(data_changed, event, using=self._db(resolved))
 
@@ -389,5 +431,13 @@ class StoreService:
             return
         addon, table = resolved.installation_key, resolved.spec.table
         target = f"{addon}.{table}" + (f":{row_id}" if row_id else "")
-        self.kernel.audit.record("crud.read", actor=ctx.actor_id, tenant=ctx.tenant, addon=addon, target=target,
-                                 decision="allow", request_id=ctx.request_id, details=details or {})
+        self.kernel.audit.record(
+            "crud.read",
+            actor=ctx.actor_id,
+            tenant=ctx.tenant,
+            addon=addon,
+            target=target,
+            decision="allow",
+            request_id=ctx.request_id,
+            details=details or {},
+        )

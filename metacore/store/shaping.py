@@ -8,6 +8,7 @@ when that name is a column. Each expansion needs `<target>.read` (403 otherwise)
 only rows the caller's organization sees (a row it cannot see expands to null): the store's
 own `scoped_queryset`, in its tenant transaction.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,18 +71,23 @@ class RowShaper:
         for column_name, key in shape.expand:
             column = resolved.spec.column(column_name)
             target = self.store._referenced(resolved, column.references.table)
-            self.permissions.require(ctx.user, model_permission(target.installation_key, target.spec.table, "read"))
+            self.permissions.require(
+                ctx.user, model_permission(target.installation_key, target.spec.table, "read")
+            )
             wanted = {row[column_name] for row in rows if row.get(column_name) is not None}
             found = {}
             if wanted:
                 reader = _reader(target)
                 with self.store.tenant_transaction(ctx, target):
                     queryset = self.store.scoped_queryset(ctx, target).filter(
-                        **{f"{column.references.column}__in": wanted})
+                        **{f"{column.references.column}__in": wanted}
+                    )
                     for found_row in queryset.values(*reader.names):
                         found_row = reader(found_row)
                         found[found_row[column.references.column]] = found_row
-                self.store.audit_read(ctx, target, details={"via": f"expand {resolved.spec.key}.{column_name}"})
+                self.store.audit_read(
+                    ctx, target, details={"via": f"expand {resolved.spec.key}.{column_name}"}
+                )
             for row in rows:
                 row[key] = found.get(row.get(column_name))
         if shape.fields is not None:

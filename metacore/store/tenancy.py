@@ -4,6 +4,7 @@
 The default reads the user's `TenantMembership` (metacore.models); a host with its own
 organization model points the setting at its own function.
 """
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest

@@ -11,14 +11,15 @@
   nothing. Permission `<model>.create`; one `crud.import` audit event besides each row's
   `crud.create`.
 """
+
 from __future__ import annotations
 
 import codecs
 import csv
 import io
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 from django.db import transaction
 
@@ -28,10 +29,12 @@ from metacore.metadata.derive import column_label
 from metacore.schema.types import get_type
 from metacore.store.query import parse_list_query
 
-FORMATS = {"csv": "text/csv; charset=utf-8",
-           # Not application/json: the SDK's export dialog reads an application/json answer
-           # as an error or async-job envelope instead of downloading it.
-           "json": "text/json; charset=utf-8"}
+FORMATS = {
+    "csv": "text/csv; charset=utf-8",
+    # Not application/json: the SDK's export dialog reads an application/json answer
+    # as an error or async-job envelope instead of downloading it.
+    "json": "text/json; charset=utf-8",
+}
 EXPORT_PARAMS = {"format", "columns", "column_labels", "lang"}
 CHUNK_ROWS = 2000
 MAX_IMPORT_ROWS = 100_000
@@ -65,11 +68,16 @@ class ImportReport:
         return self.rows - len({p.row for p in self.problems})
 
     def as_json(self):
-        return {"rowCount": self.rows, "valid": self.valid, "created": self.created,
-                "failed": len({p.row for p in self.problems}),
-                "errors": [p.as_json() for p in self.problems],
-                "failures": [p.as_json() for p in self.problems],
-                "ignored_columns": self.ignored_columns, "sample": self.sample}
+        return {
+            "rowCount": self.rows,
+            "valid": self.valid,
+            "created": self.created,
+            "failed": len({p.row for p in self.problems}),
+            "errors": [p.as_json() for p in self.problems],
+            "failures": [p.as_json() for p in self.problems],
+            "ignored_columns": self.ignored_columns,
+            "sample": self.sample,
+        }
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,10 @@ class TransferService:
         spec = resolved.spec
         fmt = (_first(params, "format") or "csv").lower()
         if fmt not in FORMATS:
-            raise ValidationError(f'format: "{fmt}" is not one of {", ".join(FORMATS)}',
-                                  errors={"format": [f"expected one of: {', '.join(FORMATS)}"]})
+            raise ValidationError(
+                f'format: "{fmt}" is not one of {", ".join(FORMATS)}',
+                errors={"format": [f"expected one of: {', '.join(FORMATS)}"]},
+            )
         columns = self._columns(spec, _first(params, "columns"), writable=template)
         labels = _labels(_first(params, "column_labels"))
         list_params = {k: _all(params, k) for k in params if k not in EXPORT_PARAMS}
@@ -100,10 +110,16 @@ class TransferService:
         if template:
             rows: Iterable[dict] = ()
         else:
-            self.audit.record("crud.export", actor=ctx.actor_id, tenant=ctx.tenant, addon=resolved.installation_key,
-                              target=f"{resolved.installation_key}.{spec.table}", decision="allow",
-                              request_id=ctx.request_id, details={"model": spec.key, "format": fmt,
-                                                                  "columns": [c.name for c in columns]})
+            self.audit.record(
+                "crud.export",
+                actor=ctx.actor_id,
+                tenant=ctx.tenant,
+                addon=resolved.installation_key,
+                target=f"{resolved.installation_key}.{spec.table}",
+                decision="allow",
+                request_id=ctx.request_id,
+                details={"model": spec.key, "format": fmt, "columns": [c.name for c in columns]},
+            )
             rows = self._rows(ctx, resolved, query, columns)
         encode = _csv_chunks if fmt == "csv" else _json_chunks
         return Export(FORMATS[fmt], f"{name}.{fmt}", encode(columns, labels, rows))
@@ -131,12 +147,16 @@ class TransferService:
         names = [n.strip() for n in raw.split(",") if n.strip()]
         unknown = [n for n in names if spec.column(n) is None]
         if unknown:
-            raise ValidationError(f'columns: unknown column "{unknown[0]}"',
-                                  errors={"columns": [f'unknown column "{n}"' for n in unknown]})
+            raise ValidationError(
+                f'columns: unknown column "{unknown[0]}"',
+                errors={"columns": [f'unknown column "{n}"' for n in unknown]},
+            )
         return [spec.column(n) for n in names]
 
     # -- import ---------------------------------------------------------------------------
-    def import_rows(self, ctx, ref: str, records: Iterable[tuple[int | None, dict]], *, write: bool) -> ImportReport:
+    def import_rows(
+        self, ctx, ref: str, records: Iterable[tuple[int | None, dict]], *, write: bool
+    ) -> ImportReport:
         """`records`: (line or None, raw row) pairs from `read_csv`/`read_json`. Validates every
         row; with `write`, creates them all in one transaction when all are valid."""
         resolved = self.store._authorize(ctx, ref, "create")
@@ -148,8 +168,10 @@ class TransferService:
         with self.store.tenant_transaction(ctx, resolved):
             for number, (line, raw) in enumerate(with_keys(spec, records), start=1):
                 if number > MAX_IMPORT_ROWS:
-                    raise ValidationError(f"file: more than {MAX_IMPORT_ROWS} rows; split the import",
-                                          errors={"file": [f"at most {MAX_IMPORT_ROWS} rows per import"]})
+                    raise ValidationError(
+                        f"file: more than {MAX_IMPORT_ROWS} rows; split the import",
+                        errors={"file": [f"at most {MAX_IMPORT_ROWS} rows per import"]},
+                    )
                 report.rows = number
                 if not isinstance(raw, dict):
                     report.problems.append(RowProblem(number, "", "expected an object", line))
@@ -178,9 +200,16 @@ class TransferService:
                     transaction.set_rollback(True, using=self.store._db(resolved))
                     return report
             report.created = len(prepared)
-            self.audit.record("crud.import", actor=ctx.actor_id, tenant=ctx.tenant, addon=resolved.installation_key,
-                              target=f"{resolved.installation_key}.{spec.table}", decision="allow",
-                              request_id=ctx.request_id, details={"model": spec.key, "created": report.created})
+            self.audit.record(
+                "crud.import",
+                actor=ctx.actor_id,
+                tenant=ctx.tenant,
+                addon=resolved.installation_key,
+                target=f"{resolved.installation_key}.{spec.table}",
+                decision="allow",
+                request_id=ctx.request_id,
+                details={"model": spec.key, "created": report.created},
+            )
         return report
 
     @staticmethod
@@ -241,18 +270,22 @@ def read_csv(stream) -> Iterator[tuple[int, dict]]:
         line = reader.line_num + 1
         for record in reader:
             if any(cell != "" for cell in record):
-                yield line, dict(zip(header, record))
+                yield line, dict(zip(header, record, strict=False))
             line = reader.line_num + 1
     except (csv.Error, UnicodeDecodeError) as exc:
-        raise ValidationError(f"file: not a readable UTF-8 CSV file near line {reader.line_num}: {exc}",
-                              errors={"file": [f"line {reader.line_num}: {exc}"]}) from None
+        raise ValidationError(
+            f"file: not a readable UTF-8 CSV file near line {reader.line_num}: {exc}",
+            errors={"file": [f"line {reader.line_num}: {exc}"]},
+        ) from None
 
 
 def read_json(payload) -> Iterator[tuple[None, dict]]:
     rows = payload.get("data") if isinstance(payload, dict) else payload
     if not isinstance(rows, list):
-        raise ValidationError('body: expected a JSON array of objects or {"data": [...]}',
-                              errors={"body": ['expected a JSON array of objects or {"data": [...]}']})
+        raise ValidationError(
+            'body: expected a JSON array of objects or {"data": [...]}',
+            errors={"body": ['expected a JSON array of objects or {"data": [...]}']},
+        )
     return ((None, row) for row in rows)
 
 
@@ -262,7 +295,9 @@ def with_keys(spec, records):
     aliases = {column_label(column).lower(): column.name for column in spec.columns}
     for line, raw in records:
         if isinstance(raw, dict):
-            raw = {k if spec.column(k) is not None else aliases.get(str(k).lower(), k): v for k, v in raw.items()}
+            raw = {
+                k if spec.column(k) is not None else aliases.get(str(k).lower(), k): v for k, v in raw.items()
+            }
         yield line, raw
 
 
@@ -313,8 +348,10 @@ def _labels(raw):
     except ValueError:
         labels = None
     if not isinstance(labels, dict):
-        raise ValidationError("column_labels: expected a JSON object {column: label}",
-                              errors={"column_labels": ["expected a JSON object {column: label}"]})
+        raise ValidationError(
+            "column_labels: expected a JSON object {column: label}",
+            errors={"column_labels": ["expected a JSON object {column: label}"]},
+        )
     return {str(k): str(v) for k, v in labels.items()}
 
 

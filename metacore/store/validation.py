@@ -6,6 +6,7 @@ column names (a reference column stays `customer_id`, never Django's `customer`
 relation), it runs no per-field queries, and uniqueness and references are checked by the
 store service, tenant-aware, with the right status codes.
 """
+
 from __future__ import annotations
 
 import json

@@ -6,9 +6,13 @@ def installation_data(installation) -> dict:
 
 
 def install_data(result) -> dict:
-    return {**installation_data(result.installation), "created_tables": result.created_tables,
-            "adopted_tables": result.adopted_tables, "warnings": result.warnings,
-            "migrations": [{"name": m.name, "status": m.status, "reason": m.reason} for m in result.migrations]}
+    return {
+        **installation_data(result.installation),
+        "created_tables": result.created_tables,
+        "adopted_tables": result.adopted_tables,
+        "warnings": result.warnings,
+        "migrations": [{"name": m.name, "status": m.status, "reason": m.reason} for m in result.migrations],
+    }
 
 
 def describe_install(result) -> str:
@@ -18,6 +22,9 @@ def describe_install(result) -> str:
     if result.adopted_tables:
         parts.append(f"tables kept from before: {', '.join(result.adopted_tables)}")
     for migration in result.migrations:
-        parts.append(f"migration {migration.name}: {migration.status}" + (f" ({migration.reason})" if migration.reason else ""))
+        parts.append(
+            f"migration {migration.name}: {migration.status}"
+            + (f" ({migration.reason})" if migration.reason else "")
+        )
     parts += [f"warning: {w}" for w in result.warnings]
     return "\n  ".join(parts)

@@ -3,8 +3,8 @@ from datetime import timedelta
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from metacore.models import AuditRecord
 from metacore.management.base import MetacoreCommand
+from metacore.models import AuditRecord
 from metacore.retention import delete_in_batches
 
 
@@ -29,9 +29,15 @@ class Command(MetacoreCommand):
             old = old.filter(kind__in=kind)
         if dry_run:
             count = old.count()
-            self.report(options, f"{count} audit records older than {cutoff:%Y-%m-%d %H:%M} would be deleted",
-                        {"would_delete": count, "cutoff": cutoff.isoformat()})
+            self.report(
+                options,
+                f"{count} audit records older than {cutoff:%Y-%m-%d %H:%M} would be deleted",
+                {"would_delete": count, "cutoff": cutoff.isoformat()},
+            )
             return
         deleted = delete_in_batches(old, batch_size)
-        self.report(options, f"deleted {deleted} audit records older than {cutoff:%Y-%m-%d %H:%M}",
-                    {"deleted": deleted, "cutoff": cutoff.isoformat()})
+        self.report(
+            options,
+            f"deleted {deleted} audit records older than {cutoff:%Y-%m-%d %H:%M}",
+            {"deleted": deleted, "cutoff": cutoff.isoformat()},
+        )

@@ -13,5 +13,9 @@ class Command(MetacoreCommand):
 
     def handle(self, *args, key, **options):
         installation = get_kernel().installer.disable(key, actor="manage.py")
-        self.report(options, f"{installation.key} {installation.version} is {installation.state}",
-                    installation_data(installation), success=True)
+        self.report(
+            options,
+            f"{installation.key} {installation.version} is {installation.state}",
+            installation_data(installation),
+            success=True,
+        )

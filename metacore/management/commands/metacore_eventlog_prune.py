@@ -26,9 +26,15 @@ class Command(MetacoreCommand):
         old = EventLogEntry.objects.filter(at__lt=cutoff)
         if dry_run:
             count = old.count()
-            self.report(options, f"{count} event log entries older than {cutoff:%Y-%m-%d %H:%M} would be deleted",
-                        {"would_delete": count, "cutoff": cutoff.isoformat()})
+            self.report(
+                options,
+                f"{count} event log entries older than {cutoff:%Y-%m-%d %H:%M} would be deleted",
+                {"would_delete": count, "cutoff": cutoff.isoformat()},
+            )
             return
         deleted = delete_in_batches(old, batch_size)
-        self.report(options, f"deleted {deleted} event log entries older than {cutoff:%Y-%m-%d %H:%M}",
-                    {"deleted": deleted, "cutoff": cutoff.isoformat()})
+        self.report(
+            options,
+            f"deleted {deleted} event log entries older than {cutoff:%Y-%m-%d %H:%M}",
+            {"deleted": deleted, "cutoff": cutoff.isoformat()},
+        )

@@ -3,8 +3,10 @@ from metacore.management.permission_command import PrincipalCommand
 
 
 class Command(PrincipalCommand):
-    help = ("List the addon permissions a user holds (directly and through groups) or a group grants: "
-            "`metacore_grants ann`, `metacore_grants --group agents`.")
+    help = (
+        "List the addon permissions a user holds (directly and through groups) or a group grants: "
+        "`metacore_grants ann`, `metacore_grants --group agents`."
+    )
 
     def add_arguments(self, parser):
         self.add_principal_arguments(parser)

@@ -6,8 +6,8 @@ from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError
 from metacore.installer.bundle import MANIFEST_NAME, open_bundle
 from metacore.kernel import get_kernel
-from metacore.models import Installation
 from metacore.management.base import MetacoreCommand
+from metacore.models import Installation
 
 from ._installer import describe_install
 
@@ -17,8 +17,10 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 def bundle_paths(directory: Path) -> list[Path]:
     """Bundles directly inside `directory`: folders with a manifest.json, and archives."""
     return sorted(
-        p for p in directory.iterdir()
-        if (p.is_dir() and (p / MANIFEST_NAME).is_file()) or (p.is_file() and p.name.endswith(ARCHIVE_SUFFIXES))
+        p
+        for p in directory.iterdir()
+        if (p.is_dir() and (p / MANIFEST_NAME).is_file())
+        or (p.is_file() and p.name.endswith(ARCHIVE_SUFFIXES))
     )
 
 
@@ -30,7 +32,9 @@ class Command(MetacoreCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("directory", nargs="?", help="default: METACORE['BUNDLE_DIR']")
-        parser.add_argument("--strict", action="store_true", help="exit non-zero when a bundle fails to install")
+        parser.add_argument(
+            "--strict", action="store_true", help="exit non-zero when a bundle fails to install"
+        )
 
     def handle(self, *args, directory, strict, **options):
         directory = directory or metacore_settings.BUNDLE_DIR
@@ -44,14 +48,20 @@ class Command(MetacoreCommand):
         for path in bundle_paths(directory):
             try:
                 bundle = open_bundle(path)
-                current = Installation.objects.filter(key=bundle.manifest.key).exclude(
-                    state=Installation.State.UNINSTALLED
-                ).first()
+                current = (
+                    Installation.objects.filter(key=bundle.manifest.key)
+                    .exclude(state=Installation.State.UNINSTALLED)
+                    .first()
+                )
                 if current is not None:
-                    note = "already installed" if current.version == bundle.manifest.version else (
-                        f"{current.version} installed; upgrade with metacore_upgrade"
+                    note = (
+                        "already installed"
+                        if current.version == bundle.manifest.version
+                        else (f"{current.version} installed; upgrade with metacore_upgrade")
                     )
-                    self.stdout.write(f"{path.name}: {bundle.manifest.key} {bundle.manifest.version} skipped ({note})")
+                    self.stdout.write(
+                        f"{path.name}: {bundle.manifest.key} {bundle.manifest.version} skipped ({note})"
+                    )
                     continue
                 result = installer.install(bundle, actor="manage.py")
             except MetacoreError as exc:

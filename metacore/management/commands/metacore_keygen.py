@@ -1,4 +1,5 @@
 """`manage.py metacore_keygen <private-key-file>`: a new ed25519 key pair for signing bundles."""
+
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -29,5 +30,7 @@ class Command(MetacoreCommand):
             raise CommandError(f"cannot write {path}: {exc}") from exc
         public = public_key_text(private_key.public_key())
         path.with_name(path.name + ".pub").write_text(public + "\n")
-        self.stdout.write(f"private key: {path}\npublic key ({path}.pub, key_id {key_id(private_key.public_key())}):")
+        self.stdout.write(
+            f"private key: {path}\npublic key ({path}.pub, key_id {key_id(private_key.public_key())}):"
+        )
         self.stdout.write(public)

@@ -26,6 +26,10 @@ class Command(MetacoreCommand):
         elif not rows:
             self.stdout.write("no addons installed")
         else:
-            self.write_table(("KEY", "VERSION", "STATE", "ENFORCER", "TABLES"),
-                             [(r["key"], r["version"], r["state"], r["enforcer"], ", ".join(r["tables"]) or "-")
-                              for r in rows])
+            self.write_table(
+                ("KEY", "VERSION", "STATE", "ENFORCER", "TABLES"),
+                [
+                    (r["key"], r["version"], r["state"], r["enforcer"], ", ".join(r["tables"]) or "-")
+                    for r in rows
+                ],
+            )

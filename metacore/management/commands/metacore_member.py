@@ -3,13 +3,15 @@ import uuid
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
-from metacore.models import TenantMembership
 from metacore.management.base import MetacoreCommand
+from metacore.models import TenantMembership
 
 
 class Command(MetacoreCommand):
-    help = ("Show or set the organization (tenant) a user acts for, as read by the default "
-            "TENANT_RESOLVER. Without --organization a new organization id is made.")
+    help = (
+        "Show or set the organization (tenant) a user acts for, as read by the default "
+        "TENANT_RESOLVER. Without --organization a new organization id is made."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username")
@@ -24,9 +26,14 @@ class Command(MetacoreCommand):
             org = uuid.UUID(organization) if organization else None
         except ValueError:
             raise CommandError(f"--organization {organization!r} is not a UUID") from None
-        membership, _ = TenantMembership.objects.get_or_create(user=user, defaults={"organization_id": org or uuid.uuid4()})
+        membership, _ = TenantMembership.objects.get_or_create(
+            user=user, defaults={"organization_id": org or uuid.uuid4()}
+        )
         if org and membership.organization_id != org:
             membership.organization_id = org
             membership.save(update_fields=["organization_id"])
-        self.report(options, f"{username} acts for organization {membership.organization_id}",
-                    {"user": username, "organization": str(membership.organization_id)})
+        self.report(
+            options,
+            f"{username} acts for organization {membership.organization_id}",
+            {"user": username, "organization": str(membership.organization_id)},
+        )

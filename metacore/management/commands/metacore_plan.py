@@ -5,15 +5,22 @@ from metacore.management.base import EXIT_BLOCKED, MetacoreCommand
 
 
 class Command(MetacoreCommand):
-    help = ("Show the upgrade plan from the installed version to a bundle, in words and SQL, without "
-            f"changing anything. Exits {EXIT_BLOCKED} when the plan is BLOCKED by the data.")
+    help = (
+        "Show the upgrade plan from the installed version to a bundle, in words and SQL, without "
+        f"changing anything. Exits {EXIT_BLOCKED} when the plan is BLOCKED by the data."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("bundle", help="bundle directory or .tar.gz file")
         self.add_format_argument(parser)
-        parser.add_argument("--force", action="store_true", help="plan even if the version does not move forward")
-        parser.add_argument("--assign-organization", metavar="ORG",
-                            help="organization id for existing rows of tables that become organization-scoped")
+        parser.add_argument(
+            "--force", action="store_true", help="plan even if the version does not move forward"
+        )
+        parser.add_argument(
+            "--assign-organization",
+            metavar="ORG",
+            help="organization id for existing rows of tables that become organization-scoped",
+        )
 
     def handle(self, *args, bundle, format, force, assign_organization, **options):
         plan = get_kernel().installer.plan(bundle, force=force, assign_organization=assign_organization)
@@ -22,5 +29,6 @@ class Command(MetacoreCommand):
         else:
             self.stdout.write(plan.as_text())
         if plan.blocked:
-            raise CommandError(f"the upgrade of {plan.key} is BLOCKED: {'; '.join(plan.blocked)}",
-                               returncode=EXIT_BLOCKED)
+            raise CommandError(
+                f"the upgrade of {plan.key} is BLOCKED: {'; '.join(plan.blocked)}", returncode=EXIT_BLOCKED
+            )

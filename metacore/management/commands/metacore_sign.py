@@ -3,6 +3,7 @@
 `metacore` (default) writes a .tar.gz whose manifest carries the signature block;
 `upstream` writes the archive plus `<archive>.sig`, the upstream kernel's detached signature
 over the archive's SHA-256 (an existing .tar.gz is signed byte for byte)."""
+
 import json
 from pathlib import Path
 
@@ -10,7 +11,13 @@ from django.core.management.base import CommandError
 
 from metacore.errors import MetacoreError
 from metacore.installer.signing import (
-    detached_signature_path, key_id, load_private_key, read_source, sign_bundle, sign_tarball, write_bundle,
+    detached_signature_path,
+    key_id,
+    load_private_key,
+    read_source,
+    sign_bundle,
+    sign_tarball,
+    write_bundle,
 )
 from metacore.management.base import MetacoreCommand
 
@@ -20,11 +27,20 @@ class Command(MetacoreCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("bundle", help="bundle directory or .tar.gz")
-        parser.add_argument("--key", required=True, help="private key file (PEM or 32-byte seed as hex/base64)")
-        parser.add_argument("--out", help="output archive (default: <bundle>-signed.tar.gz next to the bundle)")
-        parser.add_argument("--signature", dest="style", choices=("metacore", "upstream"), default="metacore",
-                            help="metacore: signature inside manifest.json; upstream: detached <archive>.sig "
-                                 "over the archive's SHA-256")
+        parser.add_argument(
+            "--key", required=True, help="private key file (PEM or 32-byte seed as hex/base64)"
+        )
+        parser.add_argument(
+            "--out", help="output archive (default: <bundle>-signed.tar.gz next to the bundle)"
+        )
+        parser.add_argument(
+            "--signature",
+            dest="style",
+            choices=("metacore", "upstream"),
+            default="metacore",
+            help="metacore: signature inside manifest.json; upstream: detached <archive>.sig "
+            "over the archive's SHA-256",
+        )
 
     def handle(self, bundle, key, out=None, style="metacore", **options):
         source = Path(bundle)
@@ -40,8 +56,11 @@ class Command(MetacoreCommand):
         try:
             if style == "upstream":
                 manifest, contents = read_source(source)
-                archive = source.read_bytes() if source.is_file() else write_bundle(
-                    {k: v for k, v in manifest.items() if k != "signature"}, contents)
+                archive = (
+                    source.read_bytes()
+                    if source.is_file()
+                    else write_bundle({k: v for k, v in manifest.items() if k != "signature"}, contents)
+                )
                 signature = sign_tarball(archive, private_key, contents)
                 default = source if source.is_file() else source.parent / f"{stem}.tar.gz"
             else:
@@ -58,4 +77,6 @@ class Command(MetacoreCommand):
         except OSError as exc:
             raise CommandError(f"cannot write {target}: {exc}") from exc
         extra = f" + {detached_signature_path(target).name}" if signature is not None else ""
-        self.stdout.write(f"signed {source} with key_id {key_id(private_key.public_key())} -> {target}{extra}")
+        self.stdout.write(
+            f"signed {source} with key_id {key_id(private_key.public_key())} -> {target}{extra}"
+        )

@@ -20,12 +20,19 @@ class Command(MetacoreCommand):
     def add_arguments(self, parser):
         parser.add_argument("bundle", help="bundle directory, manifest.json, or .tar.gz bundle")
         parser.add_argument(
-            "--set", dest="template_values", action="append", default=[], metavar="NAME=VALUE",
+            "--set",
+            dest="template_values",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
             help="value for a {{NAME}} template placeholder (default ADDON_KEY: from the bundle's "
-                 "name, as metacore_install derives it)",
+            "name, as metacore_install derives it)",
         )
-        parser.add_argument("--manifest-only", action="store_true",
-                            help="check the manifest alone, not whether this host would accept the bundle")
+        parser.add_argument(
+            "--manifest-only",
+            action="store_true",
+            help="check the manifest alone, not whether this host would accept the bundle",
+        )
         parser.add_argument("--quiet", action="store_true", help="print nothing when the bundle is valid")
         self.add_format_argument(parser)
 
@@ -44,8 +51,10 @@ class Command(MetacoreCommand):
         except ManifestError as exc:
             for line in exc.problems:
                 self.stderr.write(line)
-            raise CommandError(f"{bundle}: invalid manifest ({len(exc.problems)} problem"
-                               f"{'s' if len(exc.problems) != 1 else ''})") from None
+            raise CommandError(
+                f"{bundle}: invalid manifest ({len(exc.problems)} problem"
+                f"{'s' if len(exc.problems) != 1 else ''})"
+            ) from None
         for line in manifest.warnings:
             self.stderr.write(f"warning: {line}")
         if not manifest_only:
@@ -56,5 +65,7 @@ class Command(MetacoreCommand):
             self.write_json(manifest.model_dump(mode="json", exclude={"raw"}))
         else:
             checked = "manifest only" if manifest_only else "this host would install it"
-            self.stdout.write(f"{manifest.key} {manifest.version}: valid ({len(manifest.models)} model(s), "
-                              f"{len(manifest.capabilities)} capability(ies); {checked})")
+            self.stdout.write(
+                f"{manifest.key} {manifest.version}: valid ({len(manifest.models)} model(s), "
+                f"{len(manifest.capabilities)} capability(ies); {checked})"
+            )

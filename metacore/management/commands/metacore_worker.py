@@ -5,6 +5,7 @@ tick every `--tick` seconds: requeue webhook deliveries whose worker died mid-at
 whose task was lost, and claim due addon schedule ticks (integrations/schedules.py). With another task backend (RQ), run that backend's workers and
 `metacore_worker --tick-only` once per deployment.
 """
+
 import logging
 import threading
 import time

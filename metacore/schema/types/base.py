@@ -5,6 +5,7 @@ field (schema builder, runtime models), how to read a query-string value (store 
 how to write a value into a JSON response, its OpenAPI schema, how to describe it in a
 plan, and which filter lookups make sense for it.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,7 +19,13 @@ if TYPE_CHECKING:
 EQUALITY_LOOKUPS = ("exact", "in", "isnull")
 ORDERING_LOOKUPS = EQUALITY_LOOKUPS + ("gt", "gte", "lt", "lte")
 TEXT_LOOKUPS = EQUALITY_LOOKUPS + (
-    "iexact", "contains", "icontains", "startswith", "istartswith", "endswith", "iendswith",
+    "iexact",
+    "contains",
+    "icontains",
+    "startswith",
+    "istartswith",
+    "endswith",
+    "iendswith",
 )
 
 

@@ -1,4 +1,5 @@
 """`bool`."""
+
 from __future__ import annotations
 
 from typing import Any

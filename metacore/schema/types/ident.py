@@ -1,4 +1,5 @@
 """`uuid`: row ids, organization ids and references to other rows."""
+
 from __future__ import annotations
 
 import uuid as uuidlib

@@ -4,6 +4,7 @@ Decimals are answered as strings (`"12.5000"`): upstream's Go kernel answers JSO
 which lose precision past 15-17 significant digits; a string keeps every digit and every
 JSON client can read it.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The registry of column types: canonical names and aliases -> one ColumnType instance."""
+
 from __future__ import annotations
 
 from .base import ColumnType

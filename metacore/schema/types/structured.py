@@ -1,4 +1,5 @@
 """`json` (jsonb on PostgreSQL): objects, arrays or scalars."""
+
 from __future__ import annotations
 
 import copy

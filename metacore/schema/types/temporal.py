@@ -1,4 +1,5 @@
 """`date` and `datetime` (timestamps are stored with time zone, as `timestamptz`)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -47,7 +48,10 @@ class DateType(ColumnType):
 class DateTimeType(ColumnType):
     name = "datetime"
     aliases = (
-        "timestamp", "timestamptz", "timestamp with time zone", "timestamp without time zone",
+        "timestamp",
+        "timestamptz",
+        "timestamp with time zone",
+        "timestamp without time zone",
     )
     field_class = models.DateTimeField
     openapi_schema = {"type": "string", "format": "date-time"}
@@ -63,7 +67,7 @@ class DateTimeType(ColumnType):
         if value is None:
             raise ValueError(f"{raw!r} is not a valid date-time (use ISO 8601)")
         if timezone.is_naive(value):
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value
 
     def to_json(self, value: Any) -> Any:

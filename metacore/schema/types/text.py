@@ -1,4 +1,5 @@
 """Text types: `string` (varchar, bounded) and `text` (unbounded)."""
+
 from __future__ import annotations
 
 from typing import Any
