@@ -112,3 +112,48 @@ class MetacoreCommand(BaseCommand):
             for line in (getattr(exc, "problems", None) or [])[1:]:
                 self.stderr.write(f"  {line}")
             raise CommandError(exc.message) from None
+
+
+class PruneCommand(MetacoreCommand):
+    """Retention for a table of records: `--older-than DAYS`, `--dry-run`, `--batch-size`.
+    Subclasses name what they prune (`noun`) and answer `old_rows(cutoff, options)`."""
+
+    noun = "records"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+        parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+        parser.add_argument("--batch-size", type=int, default=5000)
+        self.add_format_argument(parser)
+
+    def old_rows(self, cutoff, options):
+        raise NotImplementedError
+
+    def handle(self, *args, older_than, dry_run, batch_size, **options):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from metacore.retention import delete_in_batches
+
+        if older_than < 0:
+            raise CommandError("--older-than must be 0 or more days")
+        if batch_size < 1:
+            raise CommandError("--batch-size must be positive")
+        cutoff = timezone.now() - timedelta(days=older_than)
+        old = self.old_rows(cutoff, options)
+        since = f"older than {cutoff:%Y-%m-%d %H:%M}"
+        if dry_run:
+            count = old.count()
+            self.report(
+                options,
+                f"{count} {self.noun} {since} would be deleted",
+                {"would_delete": count, "cutoff": cutoff.isoformat()},
+            )
+            return
+        deleted = delete_in_batches(old, batch_size)
+        self.report(
+            options,
+            f"deleted {deleted} {self.noun} {since}",
+            {"deleted": deleted, "cutoff": cutoff.isoformat()},
+        )
