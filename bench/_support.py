@@ -2,9 +2,12 @@
 database (SQLite or PostgreSQL from DATABASE_URL), destroyed at exit; and a timer."""
 
 import atexit
+import json
 import os
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 _ready = False
 
@@ -60,3 +63,33 @@ def vendor():
     from django.db import connection
 
     return connection.vendor
+
+
+def items_manifest(addon, name, extra_columns=(), capabilities=()):
+    """A v3 manifest with one tenant-scoped `items` table (id, organization_id, title) and
+    the bench's own extra columns and capabilities."""
+    columns = [
+        {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
+        {"name": "organization_id", "type": "uuid", "not_null": True},
+        {"name": "title", "type": "varchar", "size": 200, "not_null": True},
+        *extra_columns,
+    ]
+    return {
+        "apiVersion": "asteby.com/v3",
+        "kind": "Addon",
+        "metadata": {"key": addon, "name": name, "version": "1.0.0"},
+        "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
+        "models": [{"key": "Items", "table": "items", "label": "Items", "columns": columns}],
+        "capabilities": list(capabilities),
+    }
+
+
+def install_manifest(manifest):
+    """Install `manifest` as a bundle folder of its own; returns the kernel."""
+    from metacore.kernel import get_kernel
+
+    folder = Path(tempfile.mkdtemp(prefix="metacore-bench-"))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    kernel = get_kernel()
+    kernel.installer.install(folder)
+    return kernel

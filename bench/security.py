@@ -11,45 +11,30 @@
    all alike.
 """
 
-import json
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
-from bench._support import per_call, setup_django, vendor
+from bench._support import install_manifest, items_manifest, per_call, setup_django, vendor
 
 ADDON = "benchsec"
 ROWS = 1000
-MANIFEST = {
-    "apiVersion": "asteby.com/v3",
-    "kind": "Addon",
-    "metadata": {"key": ADDON, "name": "Bench security", "version": "1.0.0"},
-    "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
-    "models": [
-        {
-            "key": "Items",
-            "table": "items",
-            "label": "Items",
-            "columns": [
-                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-                {"name": "organization_id", "type": "uuid", "not_null": True},
-                {"name": "title", "type": "varchar", "size": 200, "not_null": True},
-                {"name": "priority", "type": "integer", "not_null": True, "default": 0},
-                {"name": "created_at", "type": "timestamptz"},
-            ],
-        }
+MANIFEST = items_manifest(
+    ADDON,
+    "Bench security",
+    [
+        {"name": "priority", "type": "integer", "not_null": True, "default": 0},
+        {"name": "created_at", "type": "timestamptz"},
     ],
-    "capabilities": [
+    capabilities=[
         {"kind": "db:read", "target": "users"},
         {"kind": "event:emit", "target": "benchsec.*"},
         {"kind": "event:subscribe", "target": "*.created"},
         {"kind": "http:fetch", "target": "*.stripe.com"},
         {"kind": "http:fetch", "target": "https://api.slack.com/*"},
     ],
-}
+)
 CHECKS = [
     ("db:write", "benchsec.items"),
     ("event:emit", "benchsec.item.created"),
@@ -225,11 +210,7 @@ def main():
     setup_django()
     from django.test.utils import override_settings
 
-    from metacore.kernel import get_kernel
-
-    folder = Path(tempfile.mkdtemp(prefix="metacore-bench-sec-"))
-    (folder / "manifest.json").write_text(json.dumps(MANIFEST))
-    get_kernel().installer.install(folder)
+    install_manifest(MANIFEST)
     with override_settings(DEBUG=False):  # no query log: measure what production runs
         _capability_bench()
         _request_bench()

@@ -6,42 +6,27 @@ as they go). The peak is Linux's VmHWM, reset before each export (/proc/self/cle
 tracemalloc would slow the export several times. BENCH_EXPORT_ROWS overrides the large size."""
 
 import gc
-import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from decimal import Decimal
-from pathlib import Path
 
-from bench._support import setup_django, vendor
+from bench._support import install_manifest, items_manifest, setup_django, vendor
 
 SMALL, LARGE = 10_000, int(os.environ.get("BENCH_EXPORT_ROWS", 1_000_000))
 ADDON = "benchexport"
-MANIFEST = {
-    "apiVersion": "asteby.com/v3",
-    "kind": "Addon",
-    "metadata": {"key": ADDON, "name": "Bench export", "version": "1.0.0"},
-    "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
-    "models": [
-        {
-            "key": "Items",
-            "table": "items",
-            "label": "Items",
-            "columns": [
-                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-                {"name": "organization_id", "type": "uuid", "not_null": True},
-                {"name": "title", "type": "varchar", "size": 200, "not_null": True},
-                {"name": "priority", "type": "integer", "not_null": True, "default": 0},
-                {"name": "amount", "type": "numeric"},
-                {"name": "done", "type": "boolean", "not_null": True, "default": False},
-                {"name": "due", "type": "date"},
-                {"name": "created_at", "type": "timestamptz"},
-            ],
-        }
+MANIFEST = items_manifest(
+    ADDON,
+    "Bench export",
+    [
+        {"name": "priority", "type": "integer", "not_null": True, "default": 0},
+        {"name": "amount", "type": "numeric"},
+        {"name": "done", "type": "boolean", "not_null": True, "default": False},
+        {"name": "due", "type": "date"},
+        {"name": "created_at", "type": "timestamptz"},
     ],
-}
+)
 
 
 def _seed(model, org, start, count):
@@ -98,9 +83,7 @@ def main():
     from metacore.kernel import get_kernel
     from metacore.models import TenantMembership
 
-    folder = Path(tempfile.mkdtemp(prefix="metacore-bench-"))
-    (folder / "manifest.json").write_text(json.dumps(MANIFEST))
-    get_kernel().installer.install(folder)
+    install_manifest(MANIFEST)
     model = get_kernel().registry.resolve(f"{ADDON}.items").model_class
     user = User.objects.create_superuser("bench-export", "bench@example.com", None)
     try:

@@ -14,35 +14,16 @@ WAL, a loaded PostgreSQL) that, not the HTTP, is what the first ratio measures.
 """
 
 import json
-import tempfile
 import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-from bench._support import paired, setup_django, vendor
+from bench._support import install_manifest, items_manifest, paired, setup_django, vendor
 
 ADDON = "benchhooks"
 DELIVERIES = 300
-MANIFEST = {
-    "apiVersion": "asteby.com/v3",
-    "kind": "Addon",
-    "metadata": {"key": ADDON, "name": "Bench webhooks", "version": "1.0.0"},
-    "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
-    "models": [
-        {
-            "key": "Items",
-            "table": "items",
-            "label": "Items",
-            "columns": [
-                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-                {"name": "organization_id", "type": "uuid", "not_null": True},
-                {"name": "title", "type": "varchar", "size": 200, "not_null": True},
-            ],
-        }
-    ],
-}
+MANIFEST = items_manifest(ADDON, "Bench webhooks")
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -113,9 +94,7 @@ def main():
     saved = settings.METACORE
     settings.METACORE = {**saved, "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"]}  # the local receiver, explicitly
     metacore_settings.reload()
-    folder = Path(tempfile.mkdtemp(prefix="metacore-bench-"))
-    (folder / "manifest.json").write_text(json.dumps(MANIFEST))
-    get_kernel().installer.install(folder)
+    install_manifest(MANIFEST)
     user = User.objects.create_superuser("bench-hooks", "bench@example.com", None)
     org = TenantMembership.objects.create(user=user).organization_id
     try:
