@@ -46,6 +46,7 @@ lock: venv
 
 ## Every benchmark, on SQLite and on PostgreSQL (BENCH="store upgrade" picks modules).
 bench: venv
+	$(VENV)/bin/pip install -q -e ".[bench]"
 	env -u DATABASE_URL $(PY) -m bench $(BENCH)
 	DATABASE_URL=$(POSTGRES_URL) $(PY) -m bench $(BENCH)
 
