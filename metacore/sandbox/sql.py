@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pglast import ast, parse_sql
 from pglast.enums import OnConflictAction, SQLValueFunctionOp
@@ -179,7 +181,7 @@ HOST_COLUMNS = tuple(c for c in SYSTEM_COLUMNS if c != "id")  # a new row's id i
 class SQLRefused(ValidationError):
     """The statement is outside what the import allows (code in `.code`)."""
 
-    def __init__(self, message, code="invalid_sql"):
+    def __init__(self, message: str, code: str = "invalid_sql") -> None:
         super().__init__(message)
         self.code = code
 
@@ -192,15 +194,16 @@ class Relation:
     table: str  # physical table name
     org_scoped: bool = False
     soft_delete: bool = False
-    columns: frozenset = frozenset()  # every column of the table
+    columns: frozenset[str] = frozenset()  # every column of the table
 
 
 @dataclass
 class Prepared:
     sql: str  # DB-API text with %s placeholders
-    params: list
+    params: list[object]
     verb: str
-    tables: list = field(default_factory=list)  # (schema or None, logical name) as written
+    # (schema or None, logical name) as written
+    tables: list[tuple[str | None, str]] = field(default_factory=list)
 
 
 TENANT, NOW = "tenant", "now"  # the host values a statement may carry after the guest's arguments
@@ -212,18 +215,29 @@ class _Plan:
     """A checked statement, reusable while its tables resolve to the same Relations."""
 
     sql: str
-    positions: tuple  # parameter order: index into guest args + host values
-    host: tuple  # TENANT / NOW for each host value, in order
+    positions: tuple[int, ...]  # parameter order: index into guest args + host values
+    host: tuple[str | None, ...]  # TENANT / NOW for each host value, in order
     verb: str
-    tables: tuple  # ((schema, name, for_write, Relation), ...) as resolved
+    tables: tuple[_Answer, ...]  # as resolved
 
 
-_plans: OrderedDict = OrderedDict()
+# `resolve(schema, name, for_write)`: a table reference to its Relation, or SQLRefused.
+Resolver = Callable[[str | None, str, bool], Relation]
+_Answer = tuple[str | None, str, bool, Relation]  # (schema, name, for_write, Relation)
+_PlanKey = tuple[str, int, bool, str, bool, bool]
+_plans: OrderedDict[_PlanKey, _Plan] = OrderedDict()
 _plans_lock = threading.Lock()
 
 
 def prepare(
-    sql_text: str, args: list, resolve, *, write: bool, tenant=None, now=None, vendor="postgresql"
+    sql_text: str,
+    args: Sequence[object],
+    resolve: Resolver,
+    *,
+    write: bool,
+    tenant: object = None,
+    now: object = None,
+    vendor: str = "postgresql",
 ) -> Prepared:
     """Check `sql_text` and rewrite its relations with `resolve(schema, name, for_write)`,
     which returns a Relation or raises SQLRefused. Organization-scoped tables are confined
@@ -269,16 +283,19 @@ def prepare(
 class _Recording:
     """The resolver, remembering what it answered (the plan's validity check)."""
 
-    def __init__(self, resolve):
-        self.resolve, self.answers = resolve, []
+    def __init__(self, resolve: Resolver) -> None:
+        self.resolve = resolve
+        self.answers: list[_Answer] = []
 
-    def __call__(self, schema, name, for_write):
+    def __call__(self, schema: str | None, name: str, for_write: bool) -> Relation:
         relation = self.resolve(schema, name, for_write)
         self.answers.append((schema, name, for_write, relation))
         return relation
 
 
-def _plan(sql_text, n_args, resolve, *, write, tenant, now, vendor) -> _Plan:
+def _plan(
+    sql_text: str, n_args: int, resolve: _Recording, *, write: bool, tenant: object, now: object, vendor: str
+) -> _Plan:
     try:
         statements = parse_sql(_numbered_placeholders(sql_text))
     except ParseError as exc:
@@ -286,6 +303,7 @@ def _plan(sql_text, n_args, resolve, *, write, tenant, now, vendor) -> _Plan:
     if len(statements) != 1:
         raise SQLRefused("exactly one statement is allowed")
     stmt = statements[0].stmt
+    verb: str
     if write:
         if not isinstance(stmt, WRITE_STATEMENTS):
             raise SQLRefused("db_exec runs exactly one INSERT, UPDATE or DELETE")
@@ -307,10 +325,11 @@ def _plan(sql_text, n_args, resolve, *, write, tenant, now, vendor) -> _Plan:
     return _Plan(text, tuple(positions), tuple(params.host_values), verb, tuple(resolve.answers))
 
 
-def _numbered_placeholders(sql_text):
+def _numbered_placeholders(sql_text: str) -> str:
     """`?` placeholders (as the grammar's scanner finds them, never inside a string) become
     `$n`, numbered in order, so one grammar reads both spellings."""
-    out, last, number = [], 0, 0
+    out: list[str] = []
+    last = number = 0
     for token in scan(sql_text):
         if token.name == "Op" and sql_text[token.start : token.end + 1] == "?":
             number += 1
@@ -322,16 +341,19 @@ def _numbered_placeholders(sql_text):
 class _Params:
     """The guest's arguments ($1..$n) and the host's own values (TENANT/NOW), numbered after them."""
 
-    def __init__(self, n_args):
-        self.n_args, self.host_values = n_args, []
+    def __init__(self, n_args: int) -> None:
+        self.n_args = n_args
+        self.host_values: list[str | None] = []
 
-    def host(self, kind) -> ast.ParamRef:
+    def host(self, kind: str | None) -> ast.ParamRef:
         self.host_values.append(kind)
         return ast.ParamRef(number=self.n_args + len(self.host_values))
 
-    def bind(self, text):
+    def bind(self, text: str) -> tuple[str, list[int]]:
         """DB-API text (`%s`, `%%`) and, for each placeholder, the index of its value."""
-        parts, positions, last = [], [], 0
+        parts: list[str] = []
+        positions: list[int] = []
+        last = 0
         for token in scan(text):
             if token.name == "PARAM":
                 position = int(text[token.start + 1 : token.end + 1]) - 1
@@ -344,36 +366,45 @@ class _Params:
         return "".join(parts).strip(), positions
 
 
-def _names(nodes):
-    return [n.sval.lower() for n in nodes or () if isinstance(n, ast.String)]
+def _names(nodes: Sequence[object] | None) -> list[str]:
+    return [n.sval.lower() for n in nodes or () if isinstance(n, ast.String)]  # type: ignore[union-attr]  # libpg_query always fills a String's sval
 
 
 class _Rewriter:
-    def __init__(self, resolve, write, tenant, now, params, vendor):
+    def __init__(
+        self,
+        resolve: Resolver,
+        write: bool,
+        tenant: str | None,
+        now: str | None,
+        params: _Params,
+        vendor: str,
+    ) -> None:
         self.resolve, self.write, self.tenant, self.now = resolve, write, tenant, now
         self.params, self.vendor = params, vendor
         self.guest_args = params.n_args
-        self.tables = []
-        self.ctes: list[set] = []  # CTE names visible at each WITH level
+        self.tables: list[tuple[str | None, str]] = []
+        self.ctes: list[set[str]] = []  # CTE names visible at each WITH level
 
     # -- statements ---------------------------------------------------------------------
 
-    def statement(self, stmt):
+    def statement(self, stmt: ast.SelectStmt | ast.InsertStmt | ast.UpdateStmt | ast.DeleteStmt) -> None:
         if isinstance(stmt, ast.SelectStmt):
-            return self.select(stmt)
+            self.select(stmt)
+            return
         with_names = self._with(stmt.withClause)
         try:
-            relation = self._target(stmt.relation)
+            relation = self._target(stmt.relation)  # type: ignore[arg-type]  # INSERT/UPDATE/DELETE always name their table
             if isinstance(stmt, ast.InsertStmt):
                 self._insert(stmt, relation)
             elif isinstance(stmt, ast.UpdateStmt):
-                self._assignments(stmt.targetList, relation)
+                self._assignments(stmt.targetList, relation)  # type: ignore[arg-type]  # UPDATE always has a SET list
                 self._from(stmt, "fromClause")
                 self.expr(stmt.whereClause)
                 stmt.whereClause = self._confine(stmt.whereClause, relation)
                 if relation.columns and "updated_at" in relation.columns and self.now is not None:
                     stmt.targetList = (
-                        *stmt.targetList,
+                        *stmt.targetList,  # type: ignore[misc]  # UPDATE always has a SET list
                         ast.ResTarget(name="updated_at", val=self.params.host(self.now)),
                     )
             else:
@@ -386,7 +417,7 @@ class _Rewriter:
         finally:
             self._leave(with_names)
 
-    def select(self, stmt):
+    def select(self, stmt: ast.SelectStmt) -> None:
         if stmt.intoClause is not None:
             raise SQLRefused("SELECT INTO is not allowed")
         if stmt.lockingClause:
@@ -394,8 +425,8 @@ class _Rewriter:
         with_names = self._with(stmt.withClause)
         try:
             if stmt.larg is not None or stmt.rarg is not None:
-                self.select(stmt.larg)
-                self.select(stmt.rarg)
+                self.select(stmt.larg)  # type: ignore[arg-type]  # a set operation has both sides
+                self.select(stmt.rarg)  # type: ignore[arg-type]  # a set operation has both sides
             self._from(stmt, "fromClause")
             for name in (
                 "targetList",
@@ -412,12 +443,12 @@ class _Rewriter:
         finally:
             self._leave(with_names)
 
-    def _with(self, clause):
+    def _with(self, clause: ast.WithClause | None) -> set[str] | None:
         if clause is None:
             return None
-        names = set()
+        names: set[str] = set()
         self.ctes.append(names)
-        for cte in clause.ctes:
+        for cte in clause.ctes:  # type: ignore[union-attr]  # WITH has at least one query
             if not isinstance(cte.ctequery, ast.SelectStmt):
                 raise SQLRefused("only SELECT is allowed inside WITH")
             if clause.recursive:
@@ -426,20 +457,21 @@ class _Rewriter:
             names.add(cte.ctename.lower())
         return names
 
-    def _leave(self, names):
+    def _leave(self, names: set[str] | None) -> None:
         if names is not None:
             self.ctes.pop()
 
-    def _insert(self, stmt, relation):
-        columns = [c.name.lower() for c in stmt.cols or ()]
+    def _insert(self, stmt: ast.InsertStmt, relation: Relation) -> None:
+        cols = stmt.cols or ()
+        columns = [c.name.lower() for c in cols]
         if not columns:
             raise SQLRefused("INSERT needs a column list")
         self._refuse_host_columns(columns, HOST_COLUMNS)
         source = stmt.selectStmt
-        if source is None:
+        if not isinstance(source, ast.SelectStmt):  # None for DEFAULT VALUES
             raise SQLRefused("INSERT needs VALUES or a SELECT")
         self.select(source)
-        added = []
+        added: list[tuple[str, str | None]] = []  # (column, TENANT or NOW)
         if relation.org_scoped:
             added.append(("organization_id", self.tenant))
         for name in ("created_at", "updated_at"):
@@ -450,7 +482,7 @@ class _Rewriter:
                 raise SQLRefused(
                     "INSERT into this table takes VALUES rows (the host fills its system columns)"
                 )
-            stmt.cols = (*stmt.cols, *[ast.ResTarget(name=name) for name, _ in added])
+            stmt.cols = (*cols, *[ast.ResTarget(name=name) for name, _ in added])
             refs = [self.params.host(value) for _, value in added]
             source.valuesLists = tuple((*row, *refs) for row in source.valuesLists)
         conflict = stmt.onConflictClause
@@ -461,29 +493,29 @@ class _Rewriter:
                         raise SQLRefused("ON CONFLICT takes plain column names")
                 self.expr(conflict.infer.whereClause)
             if conflict.action == OnConflictAction.ONCONFLICT_UPDATE:
-                self._assignments(conflict.targetList, relation)
+                self._assignments(conflict.targetList, relation)  # type: ignore[arg-type]  # DO UPDATE always has a SET list
                 self.expr(conflict.whereClause)
                 conflict.whereClause = self._confine(conflict.whereClause, relation)
                 if "updated_at" in relation.columns and self.now is not None:
                     conflict.targetList = (
-                        *conflict.targetList,
+                        *conflict.targetList,  # type: ignore[misc]  # DO UPDATE always has a SET list
                         ast.ResTarget(name="updated_at", val=self.params.host(self.now)),
                     )
 
-    def _assignments(self, targets, relation):
-        self._refuse_host_columns([t.name.lower() for t in targets], SYSTEM_COLUMNS)
+    def _assignments(self, targets: Sequence[ast.ResTarget], relation: Relation) -> None:
+        self._refuse_host_columns([t.name.lower() for t in targets], SYSTEM_COLUMNS)  # type: ignore[union-attr]  # a SET target always names its column
         for target in targets:
             if target.indirection:
                 raise SQLRefused("assignments to subfields or array elements are not allowed")
             self.expr(target.val)
 
     @staticmethod
-    def _refuse_host_columns(columns, reserved):
+    def _refuse_host_columns(columns: Sequence[str], reserved: Sequence[str]) -> None:
         for name in columns:
             if name in reserved:
                 raise SQLRefused(f"{name} is set by the host, not by addon code", code="forbidden")
 
-    def _confine(self, where, relation):
+    def _confine(self, where: ast.Node | None, relation: Relation) -> ast.Node | None:
         """`where AND organization_id = <tenant>` for a write target that is org-scoped."""
         if not relation.org_scoped:
             return where
@@ -503,7 +535,7 @@ class _Rewriter:
 
     # -- relations ------------------------------------------------------------------------
 
-    def _target(self, node):
+    def _target(self, node: ast.RangeVar) -> Relation:
         if node.alias is not None:
             raise SQLRefused("aliases on the written table are not allowed")
         if not node.inh:
@@ -517,25 +549,25 @@ class _Rewriter:
         node.schemaname, node.relname = relation.schema, relation.table
         return relation
 
-    def _resolve(self, node, for_write):
+    def _resolve(self, node: ast.RangeVar, for_write: bool) -> Relation:
         if node.catalogname is not None:
             raise SQLRefused(
                 f"cannot read the relation {node.catalogname}.{node.schemaname}.{node.relname}",
                 code="forbidden",
             )
-        self.tables.append((node.schemaname, node.relname))
-        return self.resolve(node.schemaname, node.relname, for_write)
+        self.tables.append((node.schemaname, node.relname))  # type: ignore[arg-type]  # a RangeVar always has relname
+        return self.resolve(node.schemaname, node.relname, for_write)  # type: ignore[arg-type]  # a RangeVar always has relname
 
-    def _from(self, stmt, attribute):
+    def _from(self, stmt: ast.Node, attribute: str) -> None:
         items = getattr(stmt, attribute)
         if items:
             setattr(stmt, attribute, tuple(self.from_item(item) for item in items))
 
-    def from_item(self, node):
+    def from_item(self, node: ast.Node) -> ast.Node:
         if isinstance(node, ast.RangeVar):
             return self._read(node)
         if isinstance(node, ast.JoinExpr):
-            node.larg, node.rarg = self.from_item(node.larg), self.from_item(node.rarg)
+            node.larg, node.rarg = self.from_item(node.larg), self.from_item(node.rarg)  # type: ignore[arg-type]  # a join has both sides
             self.expr(node.quals)
             if node.alias is not None:
                 self._check(node.alias)
@@ -543,14 +575,14 @@ class _Rewriter:
         if isinstance(node, ast.RangeSubselect):
             if node.lateral:
                 raise SQLRefused("LATERAL is not allowed")
-            self.select(node.subquery)
+            self.select(node.subquery)  # type: ignore[arg-type]  # a subquery in FROM is a SelectStmt
             return node
         raise SQLRefused(f"{type(node).__name__} is not allowed in FROM", code="forbidden")
 
-    def _read(self, node):
+    def _read(self, node: ast.RangeVar) -> ast.Node:
         if not node.inh:
             raise SQLRefused("ONLY is not allowed")
-        name = node.relname.lower()
+        name = node.relname.lower()  # type: ignore[union-attr]  # a RangeVar always has relname
         if node.schemaname is None and any(name in level for level in self.ctes):
             return node
         relation = self._resolve(node, False)
@@ -566,7 +598,7 @@ class _Rewriter:
         if not (relation.org_scoped or relation.soft_delete):
             physical.alias = alias
             return physical
-        conditions = []
+        conditions: list[ast.Node] = []
         if relation.org_scoped:
             conditions.append(
                 ast.A_Expr(
@@ -592,7 +624,7 @@ class _Rewriter:
 
     # -- expressions ----------------------------------------------------------------------
 
-    def expr(self, node):
+    def expr(self, node: ast.Node | tuple[Any, ...] | list[Any] | None) -> None:
         """Walk an expression, refusing any node kind or function outside the allowlists."""
         if node is None:
             return
@@ -601,29 +633,32 @@ class _Rewriter:
                 self.expr(item)
             return
         if isinstance(node, ast.SelectStmt):
-            return self.select(node)
+            self.select(node)
+            return
         if isinstance(node, (ast.RangeVar, ast.JoinExpr, ast.RangeSubselect)):
             raise SQLRefused("relations are only allowed in FROM", code="forbidden")
         self._check(node)
         if isinstance(node, ast.FuncCall):
             self._function(node)
         elif isinstance(node, ast.TypeCast):
-            self._type(node.typeName)
-            return self.expr(node.arg)
+            self._type(node.typeName)  # type: ignore[arg-type]  # a cast always names its type
+            self.expr(node.arg)
+            return
         elif isinstance(node, ast.SQLValueFunction) and node.op not in ALLOWED_VALUE_FUNCTIONS:
-            raise SQLRefused(f"{node.op.name[6:]} is not allowed", code="forbidden")
+            raise SQLRefused(f"{node.op.name[6:]} is not allowed", code="forbidden")  # type: ignore[union-attr]  # the grammar always sets op
         elif isinstance(node, ast.SubLink):
             self.expr(node.testexpr)
-            return self.select(node.subselect)
-        elif isinstance(node, ast.ParamRef) and not 1 <= node.number <= self.guest_args:
+            self.select(node.subselect)  # type: ignore[arg-type]  # a sublink's subselect is a SelectStmt
+            return
+        elif isinstance(node, ast.ParamRef) and not 1 <= node.number <= self.guest_args:  # type: ignore[operator]  # a ParamRef always has its number
             raise SQLRefused(f"placeholder ${node.number} has no argument", code="arg_decode")
         elif (
             isinstance(node, ast.A_Expr) and len(node.name or ()) > 1 and _names(node.name)[0] != "pg_catalog"
         ):
             raise SQLRefused("schema-qualified operators are not allowed", code="forbidden")
-        elif isinstance(node, ast.ColumnRef) and len(node.fields) > 2:
+        elif isinstance(node, ast.ColumnRef) and len(node.fields) > 2:  # type: ignore[arg-type]  # a ColumnRef always has fields
             raise SQLRefused("column references take at most table.column", code="forbidden")
-        for name in type(node).__slots__:
+        for name in node:  # its field names (the class's __slots__)
             value = getattr(node, name)
             if isinstance(value, (ast.Node, tuple, list)) and name not in (
                 "funcname",
@@ -634,12 +669,12 @@ class _Rewriter:
                 self.expr(value)
 
     @staticmethod
-    def _check(node):
+    def _check(node: object) -> None:
         if not isinstance(node, EXPRESSION_NODES):
             raise SQLRefused(f"{type(node).__name__} is not allowed", code="forbidden")
 
     @staticmethod
-    def _function(node):
+    def _function(node: ast.FuncCall) -> None:
         names = _names(node.funcname)
         if not names or (len(names) == 2 and names[0] != "pg_catalog") or len(names) > 2:
             raise SQLRefused(f"function {'.'.join(names)} is not allowed", code="forbidden")
@@ -649,7 +684,7 @@ class _Rewriter:
             raise SQLRefused("VARIADIC is not allowed", code="forbidden")
 
     @staticmethod
-    def _type(type_name):
+    def _type(type_name: ast.TypeName) -> None:
         names = _names(type_name.names)
         if (
             not names
