@@ -6,9 +6,26 @@ from django.conf import settings
 from django.db import models
 
 
+class InstallationQuerySet(models.QuerySet["Installation"]):
+    def active(self) -> "InstallationQuerySet":
+        """Installed (enabled or disabled), not uninstalled."""
+        return self.exclude(state=Installation.State.UNINSTALLED)
+
+    def enabled(self) -> "InstallationQuerySet":
+        return self.filter(state=Installation.State.ENABLED)
+
+    def locked(self, key: str) -> "Installation | None":
+        """The row of `key` locked for this transaction (SELECT ... FOR UPDATE), or None."""
+        return self.select_for_update().filter(key=key).first()
+
+
 class Installation(models.Model):
-    """One addon on this host. Kept (state `uninstalled`) when uninstalled without dropping
-    data, so a reinstall adopts its tables again."""
+    """One addon package on this host: its code, manifest and schema version, upgraded once
+    for every organization. When `every_organization` is set it is also the host-wide
+    installation (installed without naming an organization): its state, settings and secret
+    are those of every organization that has no `OrganizationInstallation` of its own.
+    Kept (state `uninstalled`) when uninstalled without dropping data, so a reinstall adopts
+    its tables again."""
 
     class State(models.TextChoices):
         ENABLED = "enabled"
@@ -29,8 +46,14 @@ class Installation(models.Model):
     bundle_path = models.CharField(max_length=500, blank=True, help_text="extracted bundle directory")
     bundle_sha256 = models.CharField(max_length=64, blank=True)
     revision = models.PositiveIntegerField(default=1, help_text="bumped on every schema change")
+    every_organization = models.BooleanField(
+        default=True,
+        help_text="installed for every organization, present and future (installed without naming one)",
+    )
     installed_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = InstallationQuerySet.as_manager()
 
     class Meta:
         ordering = ["key"]
@@ -40,11 +63,39 @@ class Installation(models.Model):
         return f"{self.key} {self.version} ({self.state})"
 
 
+class OrganizationInstallation(models.Model):
+    """One organization's installation of an addon package: whether it uses it (`enabled`),
+    its settings (over the host-wide ones) and its own secret. Present when the
+    organization installed the addon itself, or when it disabled or configured a host-wide
+    one for itself; without it an organization has exactly the host-wide installation."""
+
+    installation = models.ForeignKey(Installation, on_delete=models.CASCADE, related_name="organizations")
+    organization = models.CharField(max_length=64, db_index=True)
+    enabled = models.BooleanField(default=True)
+    settings = models.JSONField(default=dict, blank=True, help_text="this organization's values")
+    secret_hash = models.CharField(max_length=128, blank=True)
+    secret_encrypted = models.TextField(blank=True)
+    installed_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["installation__key", "organization"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "installation"], name="metacore_org_install_once")
+        ]
+
+    def __str__(self):
+        return (
+            f"{self.installation.key} for {self.organization} ({'enabled' if self.enabled else 'disabled'})"
+        )
+
+
 class InstallJournal(models.Model):
     """One line per lifecycle operation, successful or not (failed ones are written after
     the rollback, outside the failed transaction)."""
 
     addon_key = models.CharField(max_length=64, db_index=True)
+    organization = models.CharField(max_length=64, blank=True, help_text="empty: host-wide")
     operation = models.CharField(max_length=16)  # install, upgrade, uninstall, enable, disable
     from_version = models.CharField(max_length=64, blank=True)
     to_version = models.CharField(max_length=64, blank=True)

@@ -23,12 +23,18 @@ LIFECYCLE_HOOKS = ("on_install", "on_upgrade", "on_enable", "on_disable", "on_un
 
 
 def run_lifecycle_hook(
-    kernel: "Kernel", installation: "Installation", bundle: "Bundle | None", hook_name: str
+    kernel: "Kernel",
+    installation: "Installation",
+    bundle: "Bundle | None",
+    hook_name: str,
+    *,
+    organization: str | None = None,
 ) -> object:
     """Run the addon's hook, if it has one; return its result or None.
 
     `bundle` is the bundle being installed or upgraded to, None for enable/disable/uninstall
-    (the sandbox then loads the module from `installation.bundle_path`).
+    (the sandbox then loads the module from `installation.bundle_path`). The hook runs with
+    `organization` as its tenant (None for a host-wide operation).
     """
     from metacore.manifest.model import Manifest
 
@@ -38,7 +44,9 @@ def run_lifecycle_hook(
     bundle_dir = Path(bundle.root) if bundle is not None else Path(installation.bundle_path or ".")
     if missing_backend_module(manifest, bundle_dir):
         return None
-    return kernel.sandbox.run_hook(installation, manifest, hook_name, bundle_dir=str(bundle_dir))
+    return kernel.sandbox.run_hook(
+        installation, manifest, hook_name, bundle_dir=str(bundle_dir), context={"tenant": organization}
+    )
 
 
 def missing_backend_module(manifest: "Manifest", bundle_dir: str | Path) -> str | None:

@@ -26,13 +26,20 @@ from metacore.installer.bundle import Bundle, discard_unused, open_bundle, templ
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
 from metacore.installer.secrets import seal_settings
-from metacore.installer.setting_types import declared_settings
+from metacore.installer.setting_types import clean_settings, declared_settings
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
-from metacore.models import AppliedMigration, Installation, InstallJournal, RegistryState
+from metacore.models import (
+    AppliedMigration,
+    Installation,
+    InstallJournal,
+    OrganizationInstallation,
+    RegistryState,
+)
 from metacore.permissions.naming import MODEL_ACTIONS, declared_permission, model_permission
 from metacore.schema import ddl
 from metacore.schema.builder import build_addon_models
+from metacore.schema.registry import organization_key
 from metacore.schema.roles import drop_addon_roles
 from metacore.store.rls import enable_rls
 
@@ -49,6 +56,7 @@ class InstallFailed(MetacoreError):
 @dataclass
 class InstallResult:
     installation: Installation
+    organization: OrganizationInstallation | None = None  # set when installed for one organization
     created_tables: list[str] = field(default_factory=list)
     adopted_tables: list[str] = field(default_factory=list)  # kept from an uninstall without --drop-data
     migrations: list[MigrationOutcome] = field(default_factory=list)
@@ -100,39 +108,56 @@ class InstallerService:
     # -- install ------------------------------------------------------------------------
 
     def install(
-        self, bundle, *, actor=None, settings=None, credentials=None, selected_tools=None
+        self,
+        bundle,
+        *,
+        actor=None,
+        organization=None,
+        settings=None,
+        credentials=None,
+        selected_tools=None,
     ) -> InstallResult:
-        """Install a bundle (path or opened Bundle). Conflict when the addon is installed."""
+        """Install a bundle (path or opened Bundle) for every organization, or for
+        `organization` only. Conflict when the addon is already installed for them; an
+        organization installing a package another one has gets that package's version."""
         actor_name = _actor_name(actor)
+        organization = organization_key(organization)
         if not isinstance(bundle, Bundle):
             try:
                 bundle = open_bundle(bundle)
             except MetacoreError as exc:
-                self._journal_failure(template_key(bundle), "install", "", exc, actor_name)
+                self._journal_failure(template_key(bundle), "install", "", exc, actor_name, organization)
                 raise
         manifest = bundle.manifest
         with (
             self._bundle_discarded_on_failure(bundle),
             self._failure_recorded(
-                "install", manifest, actor_name, f"install of {manifest.key} {manifest.version} failed"
+                "install",
+                manifest,
+                actor_name,
+                f"install of {manifest.key} {manifest.version} failed",
+                organization,
             ),
             span("metacore.install", addon=manifest.key, version=manifest.version),
             transaction.atomic(using=self.using),
         ):
-            result = self._install(bundle, actor_name, settings, credentials, selected_tools)
+            result = self._install(bundle, actor_name, organization, settings, credentials, selected_tools)
         log.info("installed %s %s (%d tables)", manifest.key, manifest.version, len(manifest.models))
         return result
 
-    def _install(self, bundle: Bundle, actor, settings, credentials, selected_tools) -> InstallResult:
+    def _install(
+        self, bundle: Bundle, actor, organization, settings, credentials, selected_tools
+    ) -> InstallResult:
         manifest = bundle.manifest
         self._lock_addon_key(manifest.key)
-        existing = Installation.objects.using(self.using).select_for_update().filter(key=manifest.key).first()
+        existing = Installation.objects.using(self.using).locked(manifest.key)
+        settings = clean_settings(manifest, settings or {}, addon=manifest.key)
         if existing is not None and existing.state != Installation.State.UNINSTALLED:
-            if existing.version == manifest.version:
-                raise Conflict(f"addon {manifest.key} {manifest.version} is already installed")
-            raise Conflict(
-                f"addon {manifest.key} {existing.version} is installed; upgrade it to {manifest.version} instead"
-            )
+            if existing.version != manifest.version:
+                raise Conflict(
+                    f"addon {manifest.key} {existing.version} is installed; upgrade it to {manifest.version} instead"
+                )
+            return self._install_existing(existing, bundle, actor, organization, settings)
         check_kernel_compatibility(manifest.kernel)
         self._check_capabilities(manifest)
 
@@ -148,19 +173,24 @@ class InstallerService:
         installation.name = manifest.name
         installation.version = manifest.version
         installation.state = Installation.State.ENABLED
+        installation.every_organization = organization is None
         installation.manifest = manifest.model_dump(mode="json")
         installation.capabilities = [c.model_dump(mode="json") for c in manifest.capabilities]
-        installation.settings = seal_settings(manifest, {**_setting_defaults(manifest), **(settings or {})})
+        host_settings = {**_setting_defaults(manifest), **(settings if organization is None else {})}
+        installation.settings = seal_settings(manifest, host_settings)
         installation.credentials = credentials or {}
         installation.selected_tools = list(selected_tools or [])
         installation.bundle_path = str(bundle.root)
         installation.bundle_sha256 = bundle.sha256
         installation.revision = revision
         installation.save(using=self.using)
+        if existing is not None:  # an uninstall kept the package; its organizations start afresh
+            existing.organizations.using(self.using).all().delete()
+        own = self._organization_row(installation, organization, settings) if organization else None
 
         permissions = self._create_permissions(manifest)
         with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
-            run_lifecycle_hook(self.kernel, installation, bundle, "on_install")
+            run_lifecycle_hook(self.kernel, installation, bundle, "on_install", organization=organization)
         registry_revision = bump_registry_revision(self.using)
         warnings = list(manifest.warnings)
         missing = missing_backend_module(manifest, bundle.root)
@@ -176,13 +206,53 @@ class InstallerService:
             "bundle_sha256": bundle.sha256,
             "warnings": warnings,
         }
-        self._journal(manifest.key, "install", "", manifest.version, "installed", details, actor)
-        self._audit("addon.install", manifest.key, actor, decision="allow", details=details)
-        publish_on_commit(
-            addon_changed, LifecycleEvent(manifest.key, "install", manifest.version), using=self.using
-        )
+        self._record("install", manifest.key, "", manifest.version, "installed", details, actor, organization)
         return InstallResult(
-            installation, created, adopted, migrations, sorted(permissions), registry_revision, warnings
+            installation, own, created, adopted, migrations, sorted(permissions), registry_revision, warnings
+        )
+
+    def _install_existing(self, installation, bundle, actor, organization, settings) -> InstallResult:
+        """Install a package the host already has (same version) for more organizations:
+        for one (its own installation row), or for every one (it becomes host-wide). No DDL:
+        the package's tables serve every organization that has it."""
+        manifest = bundle.manifest
+        own = None
+        if organization is None:
+            if installation.every_organization:
+                raise Conflict(f"addon {manifest.key} {manifest.version} is already installed")
+            installation.every_organization = True
+            installation.settings = seal_settings(manifest, {**_setting_defaults(manifest), **settings})
+            installation.save(
+                using=self.using, update_fields=["every_organization", "settings", "updated_at"]
+            )
+        else:
+            if installation.every_organization:
+                raise Conflict(
+                    f"addon {manifest.key} is installed for every organization, {organization} included;"
+                    " enable or configure it for the organization instead"
+                )
+            if installation.organizations.using(self.using).filter(organization=organization).exists():
+                raise Conflict(
+                    f"addon {manifest.key} {manifest.version} is already installed for organization {organization}"
+                )
+            own = self._organization_row(installation, organization, settings)
+        discard_unused(bundle)  # the package keeps the bundle it was installed from
+        with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
+            run_lifecycle_hook(self.kernel, installation, None, "on_install", organization=organization)
+        registry_revision = bump_registry_revision(self.using)
+        details = {"version": manifest.version, "tables": [], "organization": organization or ""}
+        self._record("install", manifest.key, "", manifest.version, "installed", details, actor, organization)
+        return InstallResult(
+            installation, own, registry_revision=registry_revision, warnings=list(manifest.warnings)
+        )
+
+    def _organization_row(self, installation, organization, settings) -> OrganizationInstallation:
+        """The organization's own installation, its settings the defaults and `settings`."""
+        manifest = Manifest.model_validate(installation.manifest)
+        return OrganizationInstallation.objects.using(self.using).create(
+            installation=installation,
+            organization=organization,
+            settings=seal_settings(manifest, {**_setting_defaults(manifest), **settings}),
         )
 
     def _lock_addon_key(self, key: str) -> None:
@@ -329,43 +399,78 @@ class InstallerService:
 
     # -- uninstall ----------------------------------------------------------------------
 
-    def uninstall(self, key: str, *, drop_data: bool = False, actor=None) -> Installation:
+    def uninstall(self, key: str, *, drop_data: bool = False, actor=None, organization=None) -> Installation:
         """Uninstall an addon. By default its tables, rows, permissions and migration records
         stay (state `uninstalled`) for a later reinstall; `drop_data` removes all of them and
-        the installation record, in one transaction."""
+        the installation record, in one transaction.
+
+        With `organization`, only that organization's installation goes; the package goes
+        too when it was the last organization using it (and it is not host-wide)."""
         actor_name = _actor_name(actor)
+        organization = organization_key(organization)
         try:
             with (
                 span("metacore.uninstall", addon=key, drop_data=drop_data),
                 transaction.atomic(using=self.using),
             ):
-                installation = self._locked(key, allow_uninstalled=drop_data)
-                manifest = Manifest.model_validate(installation.manifest)
-                if installation.state != Installation.State.UNINSTALLED:
-                    run_lifecycle_hook(self.kernel, installation, None, "on_uninstall")
-                if drop_data:
-                    self._drop_data(manifest)
-                    installation.delete(using=self.using)
-                else:
-                    installation.state = Installation.State.UNINSTALLED
-                    installation.save(using=self.using, update_fields=["state", "updated_at"])
-                drop_addon_roles(key, self.using)
+                installation = self._locked(key, allow_uninstalled=drop_data and organization is None)
+                package_goes = True
+                if organization is not None:
+                    package_goes = self._uninstall_organization(installation, organization, drop_data)
+                if package_goes:
+                    self._uninstall_package(installation, drop_data, hook=organization is None)
                 bump_registry_revision(self.using)
                 details = {"version": installation.version, "drop_data": drop_data}
-                self._journal(key, "uninstall", installation.version, "", "uninstalled", details, actor_name)
-                self._audit("addon.uninstall", key, actor_name, decision="allow", details=details)
-                publish_on_commit(
-                    addon_changed, LifecycleEvent(key, "uninstall", installation.version), using=self.using
+                self._record(
+                    "uninstall",
+                    key,
+                    installation.version,
+                    "",
+                    "uninstalled",
+                    details,
+                    actor_name,
+                    organization,
                 )
         except NotFound:
             raise
         except Exception as exc:
             error = _as_metacore_error(exc, f"uninstall of {key} failed")
-            self._journal_failure(key, "uninstall", "", error, actor_name)
+            self._journal_failure(key, "uninstall", "", error, actor_name, organization=organization)
             if error is exc:
                 raise
             raise error from exc
         return installation
+
+    def _uninstall_organization(self, installation, organization, drop_data) -> bool:
+        """Remove one organization's installation; True when the package should go too."""
+        own = installation.organizations.using(self.using).filter(organization=organization).first()
+        if own is None:
+            if installation.every_organization:
+                raise Conflict(
+                    f"addon {installation.key} is installed for every organization; disable it for"
+                    f" organization {organization} instead"
+                )
+            raise NotFound(f"addon {installation.key!r} is not installed for organization {organization}")
+        others = installation.organizations.using(self.using).exclude(pk=own.pk).exists()
+        last = not others and not installation.every_organization
+        if drop_data and not last:
+            raise Conflict(
+                f"addon {installation.key}: other organizations use its tables; uninstall without dropping data"
+            )
+        run_lifecycle_hook(self.kernel, installation, None, "on_uninstall", organization=organization)
+        own.delete()
+        return last
+
+    def _uninstall_package(self, installation, drop_data, *, hook: bool) -> None:
+        if hook and installation.state != Installation.State.UNINSTALLED:
+            run_lifecycle_hook(self.kernel, installation, None, "on_uninstall")
+        if drop_data:
+            self._drop_data(Manifest.model_validate(installation.manifest))
+            installation.delete(using=self.using)
+        else:
+            installation.state = Installation.State.UNINSTALLED
+            installation.save(using=self.using, update_fields=["state", "updated_at"])
+        drop_addon_roles(installation.key, self.using)
 
     def _drop_data(self, manifest: Manifest) -> None:
         built = build_addon_models(manifest, revision=0, vendor=connections[self.using].vendor)
@@ -384,32 +489,61 @@ class InstallerService:
 
     # -- enable / disable ---------------------------------------------------------------
 
-    def enable(self, key: str, *, actor=None) -> Installation:
-        return self._set_state(key, Installation.State.ENABLED, "enable", "on_enable", actor)
+    def enable(self, key: str, *, actor=None, organization=None) -> Installation:
+        """Serve an addon again: for everyone, or for `organization` only."""
+        return self._set_state(key, Installation.State.ENABLED, "enable", "on_enable", actor, organization)
 
-    def disable(self, key: str, *, actor=None) -> Installation:
-        """Stop serving an addon (the registry drops its models); data and grants stay."""
-        return self._set_state(key, Installation.State.DISABLED, "disable", "on_disable", actor)
+    def disable(self, key: str, *, actor=None, organization=None) -> Installation:
+        """Stop serving an addon (the registry drops its models), for everyone or for
+        `organization` only; data and grants stay."""
+        return self._set_state(key, Installation.State.DISABLED, "disable", "on_disable", actor, organization)
 
-    def _set_state(self, key, state, operation, hook, actor) -> Installation:
+    def _set_state(self, key, state, operation, hook, actor, organization) -> Installation:
         actor_name = _actor_name(actor)
+        organization = organization_key(organization)
         with span(f"metacore.{operation}", addon=key), transaction.atomic(using=self.using):
             installation = self._locked(key)
-            if installation.state == state:
+            if organization is None:
+                if installation.state == state:
+                    return installation
+                installation.state = state
+                installation.save(using=self.using, update_fields=["state", "updated_at"])
+            elif not self._set_organization_state(
+                installation, organization, state == Installation.State.ENABLED
+            ):
                 return installation
-            installation.state = state
-            installation.save(using=self.using, update_fields=["state", "updated_at"])
-            run_lifecycle_hook(self.kernel, installation, None, hook)
+            run_lifecycle_hook(self.kernel, installation, None, hook, organization=organization)
             bump_registry_revision(self.using)
             details = {"version": installation.version}
-            self._journal(
-                key, operation, installation.version, installation.version, f"{state}", details, actor_name
-            )
-            self._audit(f"addon.{operation}", key, actor_name, decision="allow", details=details)
-            publish_on_commit(
-                addon_changed, LifecycleEvent(key, operation, installation.version), using=self.using
-            )
+            version = installation.version
+            self._record(operation, key, version, version, f"{state}", details, actor_name, organization)
         return installation
+
+    def _set_organization_state(self, installation, organization, enabled: bool) -> bool:
+        """Enable or disable the addon for one organization; False when nothing changed. A
+        host-wide addon gets the organization's own row on its first change."""
+        own = self.organization_installation(installation, organization, lock=True)
+        if own.enabled == enabled:
+            return False
+        own.enabled = enabled
+        own.save(using=self.using)
+        return True
+
+    def organization_installation(
+        self, installation: Installation, organization: str, *, lock: bool = False
+    ) -> OrganizationInstallation:
+        """The organization's own installation of the package; created (as the host-wide
+        one, no values of its own) the first time an organization changes a host-wide addon.
+        NotFound when the organization does not have the addon."""
+        rows = installation.organizations.using(self.using)
+        own = (rows.select_for_update() if lock else rows).filter(organization=organization).first()
+        if own is not None:
+            return own
+        if not installation.every_organization:
+            raise NotFound(f"addon {installation.key!r} is not installed for organization {organization}")
+        return OrganizationInstallation.objects.using(self.using).create(
+            installation=installation, organization=organization, settings={}
+        )
 
     # -- queries ------------------------------------------------------------------------
 
@@ -426,7 +560,7 @@ class InstallerService:
         return installation
 
     def _locked(self, key: str, *, allow_uninstalled: bool = False) -> Installation:
-        installation = Installation.objects.using(self.using).select_for_update().filter(key=key).first()
+        installation = Installation.objects.using(self.using).locked(key)
         if installation is None or (
             installation.state == Installation.State.UNINSTALLED and not allow_uninstalled
         ):
@@ -435,9 +569,22 @@ class InstallerService:
 
     # -- journal and audit --------------------------------------------------------------
 
-    def _journal(self, key, operation, from_version, to_version, message, details, actor, ok=True):
+    def _record(self, operation, key, from_version, to_version, message, details, actor, organization):
+        """Journal, audit and announce (once committed) a lifecycle operation that succeeded."""
+        self._journal(
+            key, operation, from_version, to_version, message, details, actor, organization=organization
+        )
+        self._audit(f"addon.{operation}", key, actor, organization, decision="allow", details=details)
+        publish_on_commit(
+            addon_changed, LifecycleEvent(key, operation, to_version or from_version), using=self.using
+        )
+
+    def _journal(
+        self, key, operation, from_version, to_version, message, details, actor, ok=True, organization=None
+    ):
         InstallJournal.objects.using(self.using).create(
             addon_key=key[:64],
+            organization=organization or "",
             operation=operation,
             from_version=from_version[:64],
             to_version=to_version[:64],
@@ -448,18 +595,19 @@ class InstallerService:
         )
 
     @contextmanager
-    def _failure_recorded(self, operation, manifest, actor, context):
+    def _failure_recorded(self, operation, manifest, actor, context, organization=None):
         """Around an operation whose transaction rolls back on failure: journal and audit
         the failure afterwards, and raise it as a typed error naming `context`."""
         try:
             yield
         except Exception as exc:
             error = _as_metacore_error(exc, context)
-            self._journal_failure(manifest.key, operation, manifest.version, error, actor)
+            self._journal_failure(manifest.key, operation, manifest.version, error, actor, organization)
             self._audit(
                 f"addon.{operation}",
                 manifest.key,
                 actor,
+                organization,
                 reason=error.message,
                 details={"version": manifest.version, "ok": False},
             )
@@ -467,17 +615,27 @@ class InstallerService:
                 raise
             raise error from exc
 
-    def _journal_failure(self, key, operation, version, error, actor):
+    def _journal_failure(self, key, operation, version, error, actor, organization=None):
         """Record a failed operation; called after its transaction rolled back."""
         try:
             self._journal(
-                key, operation, "", version or "", error.message, {"errors": error.errors}, actor, ok=False
+                key,
+                operation,
+                "",
+                version or "",
+                error.message,
+                {"errors": error.errors},
+                actor,
+                ok=False,
+                organization=organization,
             )
         except Exception:
             log.exception("could not journal the failed %s of %s", operation, key)
 
-    def _audit(self, kind, addon, actor, **fields):
-        self.kernel.audit.record(kind, actor=actor, addon=addon, target=addon, **fields)
+    def _audit(self, kind, addon, actor, organization=None, **fields):
+        self.kernel.audit.record(
+            kind, actor=actor, addon=addon, target=addon, tenant=organization or "", **fields
+        )
 
 
 def _actor_name(actor) -> str:

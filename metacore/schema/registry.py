@@ -1,19 +1,31 @@
-"""The runtime model registry: which addon models exist right now, in this process.
+"""The registry: the one read model of installed addons, and their runtime models.
 
-Built from the Installation manifests stored in the database, never from migrations, so a
-restarted server serves its addons without reinstalling. Freshness costs one query: every
-install/upgrade/uninstall/enable/disable bumps `RegistryState.revision` in its own
-transaction; when the number read differs from the one this process built from, the
-registry reloads (rebuilding only the addons whose snapshot changed), so a change made by
-another process is seen on the next request.
+Built from the Installation (package) and OrganizationInstallation rows stored in the
+database, never from migrations, so a restarted server serves its addons without
+reinstalling. Every other module reads installed addons through it (`installed()`,
+`enabled_for()`, `resolve()`), never the rows. Freshness costs one query: every
+install/upgrade/uninstall/enable/disable/settings change bumps `RegistryState.revision` in
+its own transaction; when the number read differs from the one this process built from,
+the registry reloads (rebuilding only the addons whose snapshot changed), so a change made
+by another process is seen on the next request.
+
+Organizations: an addon is enabled for an organization when its package is enabled and the
+organization's own installation says enabled, or, without one, when the package was
+installed for every organization. Lookups take `organization=` (the caller's tenant, None
+for a caller in no organization); the default `ANY_ORGANIZATION` is for host code that
+acts for no one in particular (upgrades, the admin's data pages, the sandbox resolving
+its own addon's tables).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Any
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import models as djmodels
@@ -23,6 +35,82 @@ from metacore.manifest.model import Manifest, Model
 from metacore.schema.builder import AddonModels, build_addon_models
 
 log = logging.getLogger("metacore.registry")
+
+
+class _AnyOrganization:
+    def __repr__(self) -> str:
+        return "ANY_ORGANIZATION"
+
+
+#: Lookups unfiltered by organization (host code acting for no organization in particular).
+ANY_ORGANIZATION: Final = _AnyOrganization()
+OrganizationFilter = str | None | _AnyOrganization
+
+
+def organization_key(organization: object) -> str | None:
+    """The stored spelling of an organization id: a UUID in its canonical form, anything
+    else as text; None and "" mean no organization."""
+    if organization is None or organization == "":
+        return None
+    text = str(organization).strip()
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return text
+
+
+@dataclass(frozen=True)
+class OrganizationUse:
+    """One organization's own installation of an addon (see OrganizationInstallation)."""
+
+    enabled: bool
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class InstalledAddon:
+    """An installed (enabled or disabled) addon as this process serves it, at `revision`."""
+
+    key: str
+    name: str
+    version: str
+    revision: int
+    state: str
+    manifest: Manifest
+    settings: Mapping[str, Any]  # the host-wide installation's, as stored (secrets sealed)
+    bundle_path: str
+    bundle_sha256: str
+    every_organization: bool
+    organizations: Mapping[str, OrganizationUse] = field(default_factory=dict)
+    models: AddonModels | None = None  # built for enabled addons only
+
+    @property
+    def enabled(self) -> bool:
+        return self.state == "enabled"
+
+    def installed_for(self, organization: OrganizationFilter) -> bool:
+        """Installed for the organization (enabled or not): host-wide, or by its own install."""
+        if isinstance(organization, _AnyOrganization):
+            return True
+        org = organization_key(organization)
+        return self.every_organization or (org is not None and org in self.organizations)
+
+    def enabled_for(self, organization: OrganizationFilter) -> bool:
+        if not self.enabled:
+            return False
+        if isinstance(organization, _AnyOrganization):
+            return True
+        use = self.organizations.get(organization_key(organization) or "")
+        return use.enabled if use is not None else self.every_organization
+
+    def settings_for(self, organization: OrganizationFilter) -> dict[str, Any]:
+        """The organization's settings: its own values over the host-wide ones (as stored)."""
+        use = (
+            None
+            if isinstance(organization, _AnyOrganization)
+            else self.organizations.get(organization_key(organization) or "")
+        )
+        return {**self.settings, **(use.settings if use is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -57,6 +145,7 @@ class ModelRegistry:
         self.using = using
         self._lock = threading.RLock()
         self._revision: int | None = None
+        self._installed: dict[str, InstalledAddon] = {}
         self._addons: dict[str, AddonModels] = {}
         self._snapshots: dict[str, dict[str, Any]] = {}  # the stored manifest JSON
         self._names: dict[str, list[ResolvedModel]] = {}
@@ -83,35 +172,68 @@ class ModelRegistry:
             self._revision = None
 
     def _reload(self, revision: int) -> None:
-        from metacore.models import Installation
+        from metacore.models import Installation, OrganizationInstallation
 
         vendor = connections[self.using].vendor
+        uses: dict[int, dict[str, OrganizationUse]] = {}
+        for installation_id, organization, enabled, settings in OrganizationInstallation.objects.using(
+            self.using
+        ).values_list("installation_id", "organization", "enabled", "settings"):
+            uses.setdefault(installation_id, {})[organization] = OrganizationUse(
+                enabled, MappingProxyType(settings or {})
+            )
         rows = (
             Installation.objects.using(self.using)
-            .filter(state=Installation.State.ENABLED)
-            .values_list("key", "revision", "manifest")
+            .active()
+            .values(
+                "id",
+                "key",
+                "name",
+                "version",
+                "revision",
+                "state",
+                "manifest",
+                "settings",
+                "bundle_path",
+                "bundle_sha256",
+                "every_organization",
+            )
         )
-        addons, snapshots = {}, {}
-        for key, addon_revision, snapshot in rows:
-            cached = self._addons.get(key)
-            if (
-                cached is not None
-                and self._snapshots.get(key) == snapshot
-                and cached.revision == addon_revision
-            ):
-                addons[key] = cached
-            else:
-                try:
-                    addons[key] = build_addon_models(
-                        Manifest.model_validate(snapshot), revision=addon_revision, vendor=vendor
-                    )
-                except Exception:  # one unreadable snapshot must not take every other addon down
-                    log.exception(
-                        "addon %s: cannot build runtime models from its stored manifest; not served", key
-                    )
-                    continue
+        installed, addons, snapshots = {}, {}, {}
+        for row in rows:
+            key, snapshot = row["key"], row["manifest"]
+            unchanged = self._snapshots.get(key) == snapshot and key in self._installed
+            try:
+                manifest = self._installed[key].manifest if unchanged else Manifest.model_validate(snapshot)
+                built = None
+                if row["state"] == Installation.State.ENABLED:
+                    cached = self._addons.get(key)
+                    if unchanged and cached is not None and cached.revision == row["revision"]:
+                        built = cached
+                    else:
+                        built = build_addon_models(manifest, revision=row["revision"], vendor=vendor)
+                    addons[key] = built
+            except Exception:  # one unreadable snapshot must not take every other addon down
+                log.exception(
+                    "addon %s: cannot build runtime models from its stored manifest; not served", key
+                )
+                continue
             snapshots[key] = snapshot
-        self._addons, self._snapshots = addons, snapshots
+            installed[key] = InstalledAddon(
+                key=key,
+                name=row["name"],
+                version=row["version"],
+                revision=row["revision"],
+                state=row["state"],
+                manifest=manifest,
+                settings=MappingProxyType(row["settings"] or {}),
+                bundle_path=row["bundle_path"],
+                bundle_sha256=row["bundle_sha256"],
+                every_organization=row["every_organization"],
+                organizations=MappingProxyType(uses.get(row["id"], {})),
+                models=built,
+            )
+        self._installed, self._addons, self._snapshots = installed, addons, snapshots
         self._names = self._index(addons)
         self._revision = revision
 
@@ -129,15 +251,44 @@ class ModelRegistry:
 
     # -- lookups ------------------------------------------------------------------------
 
-    def resolve(self, ref: str) -> ResolvedModel:
-        """An enabled addon's model by key, table or `<addon>.<model>` (case-insensitive).
+    def installed(self, addon_key: str) -> InstalledAddon:
+        """An installed (enabled or disabled) addon; NotFound otherwise."""
+        self.refresh()
+        try:
+            return self._installed[addon_key]
+        except KeyError:
+            raise NotFound(f"addon {addon_key!r} is not installed") from None
+
+    def installed_addons(self, organization: OrganizationFilter = ANY_ORGANIZATION) -> list[InstalledAddon]:
+        """Every installed addon (enabled or disabled) the organization has, by key."""
+        self.refresh()
+        return [
+            self._installed[key]
+            for key in sorted(self._installed)
+            if self._installed[key].installed_for(organization)
+        ]
+
+    def enabled_for(self, addon_key: str, organization: OrganizationFilter) -> bool:
+        """Whether the addon is installed and enabled for the organization (None: a caller in
+        no organization, who has the addons installed for every organization)."""
+        self.refresh()
+        addon = self._installed.get(addon_key)
+        return addon is not None and addon.enabled_for(organization)
+
+    def resolve(self, ref: str, *, organization: OrganizationFilter = ANY_ORGANIZATION) -> ResolvedModel:
+        """An enabled addon's model by key, table or `<addon>.<model>` (case-insensitive),
+        among the addons enabled for `organization`.
 
         NotFound when nothing matches; Conflict (409) naming the qualified alternatives when
         a bare name is exposed by several addons.
         """
         self.refresh()
         matches = self._names.get(str(ref).strip().lower(), [])
-        distinct = {(m.installation_key, m.spec.table): m for m in matches}
+        distinct = {
+            (m.installation_key, m.spec.table): m
+            for m in matches
+            if self._installed[m.installation_key].enabled_for(organization)
+        }
         if not distinct:
             raise NotFound(f"unknown model {ref!r}")
         if len(distinct) > 1:
@@ -157,22 +308,26 @@ class ModelRegistry:
             raise NotFound(f"addon {addon_key!r} has no table {table!r}")
         return model_class
 
-    def addon(self, addon_key: str) -> AddonModels:
+    def addon(self, addon_key: str, *, organization: OrganizationFilter = ANY_ORGANIZATION) -> AddonModels:
         self.refresh()
-        try:
-            return self._addons[addon_key]
-        except KeyError:
-            raise NotFound(f"addon {addon_key!r} is not installed and enabled") from None
+        built = self._addons.get(addon_key)
+        if built is None or not self._installed[addon_key].enabled_for(organization):
+            raise NotFound(f"addon {addon_key!r} is not installed and enabled")
+        return built
 
-    def addons(self) -> list[AddonModels]:
-        """Every enabled addon's runtime models, by key."""
+    def addons(self, *, organization: OrganizationFilter = ANY_ORGANIZATION) -> list[AddonModels]:
+        """Every addon enabled for the organization: its runtime models, by key."""
         self.refresh()
-        return [self._addons[key] for key in sorted(self._addons)]
+        return [
+            self._addons[key]
+            for key in sorted(self._addons)
+            if self._installed[key].enabled_for(organization)
+        ]
 
-    def all_models(self) -> list[ResolvedModel]:
-        """Every model of every enabled addon, in (addon, manifest) order."""
+    def all_models(self, *, organization: OrganizationFilter = ANY_ORGANIZATION) -> list[ResolvedModel]:
+        """Every model of every addon enabled for the organization, in (addon, manifest) order."""
         return [
             ResolvedModel(built.addon_key, built.manifest, spec, built.classes[spec.table])
-            for built in self.addons()
+            for built in self.addons(organization=organization)
             for spec in built.manifest.models
         ]
