@@ -413,7 +413,7 @@ def model_admin_for(resolved, site):
     for column in spec.user_columns:
         if column.system or column.name in HIDDEN:
             continue
-        kind = derive._filter_type(column)
+        kind = derive.filter_type(column)
         if column.references is not None:
             list_filter.append((names[column.name], RelatedOnlyFieldListFilter))
         elif kind in ("boolean", "date_range"):

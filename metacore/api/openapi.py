@@ -69,20 +69,6 @@ DESCRIPTION = (
     "the capability enforcer and addon management (`metacore/...`). Authenticate with "
     "`Authorization: Token <key>` or a session cookie."
 )
-# One example value per canonical column type (see metacore.schema.types).
-EXAMPLES = {
-    "string": "text",
-    "text": "Some longer text",
-    "uuid": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
-    "int": 42,
-    "bigint": 1_000_000,
-    "float": 1.5,
-    "decimal": "12.50",
-    "bool": True,
-    "date": "2026-01-31",
-    "datetime": "2026-01-31T09:30:00Z",
-    "json": {"key": "value"},
-}
 
 
 def column_schema(column) -> dict:
@@ -98,7 +84,7 @@ def column_example(column):
     """The column's literal default, else a value of its type."""
     if column.has_default and column.default_fn is None and column.default is not None:
         return column.default
-    value = EXAMPLES.get(get_type(column.type).name, "text")
+    value = get_type(column.type).example
     if isinstance(value, str) and column.size:
         value = value[: column.size]
     return value

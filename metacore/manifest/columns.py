@@ -149,8 +149,7 @@ def resolve_default(raw: Any, type_name: str) -> tuple[bool, Any, DefaultFn | No
             return False, None, None
         if lowered in DEFAULT_FUNCTIONS:
             meaning = DEFAULT_FUNCTIONS[lowered]
-            allowed = {"now": ("datetime", "date"), "uuid": ("uuid",)}[meaning]
-            if type_name not in allowed:
+            if meaning not in ctype.default_fns:
                 raise ValueError(f"default {text} does not apply to a {type_name} column")
             return False, None, meaning
         quoted = _QUOTED_DEFAULT.fullmatch(text)

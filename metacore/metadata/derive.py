@@ -47,7 +47,6 @@ LONG_TEXT = frozenset(
         "details",
     }
 )
-NUMERIC = frozenset({"int", "bigint", "float", "decimal"})
 MONEY = ("price", "amount", "total", "cost", "subtotal", "balance", "paid")
 
 
@@ -64,35 +63,28 @@ def column_label(column: Column) -> str:
 
 
 def ui_type(column: Column) -> str:
-    """Table cell type (upstream `ColumnUIType`)."""
-    if column.type in NUMERIC:
-        return "number"
-    if column.type == "bool":
-        return "boolean"
-    if column.type in ("date", "datetime"):
-        return "datetime"
-    return "text"
+    """Table cell type (upstream `ColumnUIType`): the column type's."""
+    return get_type(column.type).ui_type
 
 
 def form_type(column: Column) -> str:
     """Form widget type (upstream `FormFieldType` plus its reference/long-text rules)."""
     if column.references is not None:
         return "dynamic_select"
-    if column.type in NUMERIC:
-        return "number"
-    if column.type == "bool":
-        return "boolean"
-    if column.type in ("date", "datetime"):
-        return "date"
-    if column.type == "json" or column.name in LONG_TEXT:
-        return "textarea"
-    return "text"
+    kind = get_type(column.type).form_type
+    return "textarea" if kind == "text" and column.name in LONG_TEXT else kind
+
+
+def filter_type(column: Column) -> str:
+    """Filter widget type: a select over the referenced rows, else the column type's."""
+    return "select" if column.references is not None else get_type(column.type).filter_type
 
 
 def cell_style(column: Column) -> str | None:
-    """A richer cell renderer guessed from the name and type (upstream `inferCellStyle`)."""
+    """A richer cell renderer guessed from the name, else the type's (upstream `inferCellStyle`)."""
     name = column.name.lower()
-    if name.endswith("_at") or column.type in ("date", "datetime"):
+    ctype = get_type(column.type)
+    if name.endswith("_at") or ctype.ui_type == "datetime":
         return "date"
     for style, names in (
         ("url", ("url", "website", "link")),
@@ -111,11 +103,9 @@ def cell_style(column: Column) -> str | None:
         return "image"
     if name.endswith("_by"):
         return "creator"
-    if column.type in NUMERIC and (name in MONEY or name.endswith(tuple(f"_{m}" for m in MONEY))):
+    if ctype.ui_type == "number" and (name in MONEY or name.endswith(tuple(f"_{m}" for m in MONEY))):
         return "currency"
-    if column.type == "bool":
-        return "boolean"
-    return None
+    return ctype.cell_style
 
 
 def ref(manifest: Manifest, column: Column, model: Model | None = None) -> str | None:
@@ -245,7 +235,7 @@ def table_metadata(manifest: Manifest, model: Model) -> dict:
                 {
                     "key": column.name,
                     "label": column_label(column),
-                    "type": _filter_type(column),
+                    "type": filter_type(column),
                     "column": column.name,
                 }
             )
@@ -264,18 +254,6 @@ def table_metadata(manifest: Manifest, model: Model) -> dict:
     result.setdefault("title", model.label)
     result.setdefault("columns", [])
     return result
-
-
-def _filter_type(column: Column) -> str:
-    if column.references is not None:
-        return "select"
-    if column.type == "bool":
-        return "boolean"
-    if column.type in ("date", "datetime"):
-        return "date_range"
-    if column.type in NUMERIC:
-        return "number_range"
-    return "text"
 
 
 def modal_metadata(manifest: Manifest, model: Model) -> dict:

@@ -22,26 +22,11 @@ from dataclasses import dataclass, field
 from django.db import migrations
 from django.db.migrations.state import ModelState, ProjectState
 from django.db.models import Count
-from django.db.models.functions import Length
 
 from metacore.manifest.model import Column, Manifest, Model
 from metacore.schema.builder import app_label, build_addon_models, field_names
 from metacore.schema.naming import physical_table
-from metacore.schema.types import get_type
-
-SAFE, DESTRUCTIVE, NEEDS_CHECK = "safe", "destructive", "needs-data-check"
-
-# Type changes that keep every value representable: (from, to).
-WIDENING = {
-    ("int", "bigint"),
-    ("int", "float"),
-    ("int", "decimal"),
-    ("bigint", "decimal"),
-    ("float", "decimal"),
-    ("string", "text"),
-    ("uuid", "text"),
-    ("date", "datetime"),
-}
+from metacore.schema.types import DESTRUCTIVE, NEEDS_CHECK, SAFE, get_type
 
 
 @dataclass
@@ -64,6 +49,11 @@ class Step:
             "words": self.words,
             "safety": self.safety,
         }
+
+
+def _rows_are(n: int, where: str, problem: str) -> str | None:
+    """`3 rows in tickets.code are null` (None when no row is)."""
+    return f"{n} row{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} {problem}" if n else None
 
 
 def describe_column(column: Column) -> str:
@@ -352,38 +342,17 @@ class Differ:
             order = [SAFE, NEEDS_CHECK, DESTRUCTIVE]
             safety = max(safety, level, key=order.index)
 
-        old_type, new_type = get_type(old.type).name, get_type(new.type).name
-        if old_type != new_type:
-            changes.append(f"type {get_type(old.type).describe(old)} -> {get_type(new.type).describe(new)}")
-            if (old_type, new_type) not in WIDENING:
-                worst(DESTRUCTIVE)
-        elif old_type == "string" and (old.size or 255) != (new.size or 255):
-            changes.append(f"size {old.size or 255} -> {new.size or 255}")
-        if (
-            new_type == "string"
-            and old_type in ("string", "text")
-            and (old_type == "text" or (new.size or 255) < (old.size or 255))
-        ):
-            limit = new.size or 255
-            worst(DESTRUCTIVE)
+        alteration = get_type(new.type).alteration(get_type(old.type), old, new)
+        if alteration is not None:
+            changes.append(alteration.words)
+            worst(alteration.safety)
+            if alteration.offending is not None:
+                offending, problem = alteration.offending, alteration.problem or "not convertible"
 
-            def too_long(limit=limit):
-                n = rows().annotate(_len=Length(old_field_name)).filter(_len__gt=limit).count()
-                return (
-                    f"{n} row{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} longer than {limit}"
-                    if n
-                    else None
-                )
+                def misfits():
+                    return _rows_are(offending(rows(), old_field_name).count(), where, problem)
 
-            checks.append(too_long)
-        if (
-            old_type == "decimal"
-            and new_type == "decimal"
-            and (old.precision, old.scale) != (new.precision, new.scale)
-        ):
-            changes.append(f"precision {old.precision},{old.scale} -> {new.precision},{new.scale}")
-            if (new.precision or 0) < (old.precision or 0) or (new.scale or 0) < (old.scale or 0):
-                worst(DESTRUCTIVE)
+                checks.append(misfits)
         if old.required != new.required:
             changes.append("not null" if new.required else "null")
             if new.required:
@@ -391,11 +360,7 @@ class Differ:
 
                 def nulls():
                     n = rows().filter(**{f"{old_field_name}__isnull": True}).count()
-                    return (
-                        f"{n} row{'s' if n != 1 else ''} in {where} {'are' if n != 1 else 'is'} null"
-                        if n
-                        else None
-                    )
+                    return _rows_are(n, where, "null")
 
                 checks.append(nulls)
         if (old.has_default, old.default, old.default_fn) != (new.has_default, new.default, new.default_fn):

@@ -2,28 +2,43 @@
 
     get_type("timestamptz").django_field(column)
 
-Adding a type is adding one module to this package: subclass `ColumnType` and decorate it
-with `@register`. Every module here is imported below, which registers its types.
+A type is the whole contract of a column kind (docs/column-types.md): its Django field, its
+write validation, its query-string parsing, its JSON and OpenAPI shapes, its metadata types
+and which changes of type an upgrade may make safely. Adding one is one class: subclass
+`ColumnType` and register it (metacore's own modules here, a host's from its `ready()`).
 """
 
 import pkgutil
 from importlib import import_module
 
-from .base import EQUALITY_LOOKUPS, ORDERING_LOOKUPS, TEXT_LOOKUPS, ColumnType
-from .registry import TYPES, UnknownColumnType, canonical_name, get_type, known_spellings, register
+from .base import (
+    DESTRUCTIVE,
+    EQUALITY_LOOKUPS,
+    NEEDS_CHECK,
+    ORDERING_LOOKUPS,
+    SAFE,
+    TEXT_LOOKUPS,
+    Alteration,
+    ColumnType,
+)
+from .registry import ColumnTypeRegistry, UnknownColumnType, canonical_name, column_types, get_type, register
 
 for _module in pkgutil.iter_modules(__path__):
     import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
-    "TYPES",
+    "Alteration",
     "ColumnType",
+    "ColumnTypeRegistry",
     "UnknownColumnType",
     "canonical_name",
+    "column_types",
     "get_type",
-    "known_spellings",
     "register",
+    "DESTRUCTIVE",
     "EQUALITY_LOOKUPS",
+    "NEEDS_CHECK",
     "ORDERING_LOOKUPS",
+    "SAFE",
     "TEXT_LOOKUPS",
 ]

@@ -1,19 +1,30 @@
 """The column type contract: one small class per manifest column type.
 
-A type knows everything the other subsystems ask about a column of that type: its Django
-field (schema builder, runtime models), how to read a query-string value (store filters),
-how to write a value into a JSON response, its OpenAPI schema, how to describe it in a
-plan, and which filter lookups make sense for it.
+A type knows everything the other subsystems ask about a column of that type (modelled on
+Baserow's FieldType): its Django field (schema builder, runtime models), the DRF field that
+validates a written value (store), how to read a query-string value (store filters), how to
+write a value into a JSON response, its OpenAPI schema and example, its table/form/filter
+types in UI metadata, which `default_fn` meanings apply, how to describe it in a plan, which
+filter lookups make sense for it, and what changing a column to it means for an upgrade.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.db import models
+from rest_framework import serializers
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from metacore.manifest.model import Column
+
+#: How safe an upgrade step is: no value can be lost / drops or narrows data (refused unless
+#: destructive steps are allowed) / safe only if the existing rows allow it (checked first).
+SAFE, DESTRUCTIVE, NEEDS_CHECK = "safe", "destructive", "needs-data-check"
 
 #: Lookups every scalar type supports (Django lookup names).
 EQUALITY_LOOKUPS = ("exact", "in", "isnull")
@@ -29,16 +40,36 @@ TEXT_LOOKUPS = EQUALITY_LOOKUPS + (
 )
 
 
+@dataclass(frozen=True)
+class Alteration:
+    """What changing a column's type or its parameters means for an upgrade: words for the
+    plan, how safe it is and, when the rows decide, which existing rows would not fit."""
+
+    words: str
+    safety: str = SAFE
+    problem: str | None = None  # said of each offending row: "longer than 80"
+    offending: Callable[[QuerySet, str], QuerySet] | None = None  # (rows, old field name) -> rows
+
+
 class ColumnType:
     """Base class; subclasses set the class attributes and override what differs."""
 
     name: ClassVar[str]  # canonical name used in Manifest columns
     aliases: ClassVar[tuple[str, ...]] = ()  # other spellings manifests use (lowercase)
     field_class: ClassVar[type[models.Field]]
+    serializer_field_class: ClassVar[type[serializers.Field]]
     text_like: ClassVar[bool] = False  # searchable by default, allows text lookups
     sortable: ClassVar[bool] = True
     lookups: ClassVar[tuple[str, ...]] = ORDERING_LOOKUPS
     openapi_schema: ClassVar[dict[str, Any]] = {}
+    example: ClassVar[Any] = "text"  # a value of the type for OpenAPI examples
+    default_fns: ClassVar[frozenset[str]] = frozenset()  # `default_fn` meanings that apply
+    widens_to: ClassVar[frozenset[str]] = frozenset()  # types every value converts to unchanged
+    # UI metadata (upstream ColumnUIType / FormFieldType / filter type / cell style)
+    ui_type: ClassVar[str] = "text"
+    form_type: ClassVar[str] = "text"
+    filter_type: ClassVar[str] = "text"
+    cell_style: ClassVar[str | None] = None
 
     # -- Django ---------------------------------------------------------------------------
     def field_kwargs(self, column: Column) -> dict[str, Any]:
@@ -82,6 +113,26 @@ class ColumnType:
 
     def default_fn_kwargs(self, default_fn: str, *, db_default: bool) -> dict[str, Any]:
         raise ValueError(f'default {default_fn}() does not apply to type "{self.name}"')
+
+    # -- writes ---------------------------------------------------------------------------
+    def serializer_kwargs(self, column: Column) -> dict[str, Any]:
+        """Type-specific keyword arguments of the DRF field (max_length, min_value...)."""
+        return {}
+
+    def serializer_field(self, column: Column, **kwargs: Any) -> serializers.Field:
+        """The DRF field validating a written value; the store passes `required`/`allow_null`."""
+        return self.serializer_field_class(**self.serializer_kwargs(column), **kwargs)
+
+    # -- upgrades -------------------------------------------------------------------------
+    def alteration(self, old_type: ColumnType, old: Column, new: Column) -> Alteration | None:
+        """What turning `old` (of `old_type`) into `new` (of this type) means, or None when
+        nothing about the type changes. A change of type is safe when the old type widens to
+        this one, destructive otherwise; types with parameters (size, precision) or data
+        rules override this."""
+        if old_type is self:
+            return None
+        words = f"type {old_type.describe(old)} -> {self.describe(new)}"
+        return Alteration(words, SAFE if self.name in old_type.widens_to else DESTRUCTIVE)
 
     # -- values ---------------------------------------------------------------------------
     def parse(self, raw: str) -> Any:

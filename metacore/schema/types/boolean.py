@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from rest_framework import serializers
 
 from .base import EQUALITY_LOOKUPS, ColumnType
 from .registry import register
@@ -18,8 +19,11 @@ class BoolType(ColumnType):
     name = "bool"
     aliases = ("boolean",)
     field_class = models.BooleanField
+    serializer_field_class = serializers.BooleanField
     lookups = EQUALITY_LOOKUPS
     openapi_schema = {"type": "boolean"}
+    example = True
+    ui_type = form_type = filter_type = cell_style = "boolean"
 
     def parse(self, raw: str) -> bool:
         word = str(raw).strip().lower()

@@ -6,6 +6,7 @@ import uuid as uuidlib
 from typing import Any
 
 from django.db import models
+from rest_framework import serializers
 
 from .base import EQUALITY_LOOKUPS, ColumnType
 from .registry import register
@@ -15,8 +16,12 @@ from .registry import register
 class UUIDType(ColumnType):
     name = "uuid"
     field_class = models.UUIDField
+    serializer_field_class = serializers.UUIDField
     lookups = EQUALITY_LOOKUPS
     openapi_schema = {"type": "string", "format": "uuid"}
+    example = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+    default_fns = frozenset({"uuid"})
+    widens_to = frozenset({"text"})
 
     def parse(self, raw: str) -> uuidlib.UUID:
         try:

@@ -13,8 +13,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import models
+from rest_framework import serializers
 
-from .base import ColumnType
+from .base import DESTRUCTIVE, SAFE, Alteration, ColumnType
 from .registry import register
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -22,8 +23,18 @@ DEFAULT_PRECISION = 18
 DEFAULT_SCALE = 4
 
 
-class _Integer(ColumnType):
+class _Number(ColumnType):
+    ui_type = form_type = "number"
+    filter_type = "number_range"
+
+
+class _Integer(_Number):
     bounds: tuple[int, int]
+    serializer_field_class = serializers.IntegerField
+
+    def serializer_kwargs(self, column) -> dict[str, Any]:
+        low, high = self.bounds
+        return {"min_value": low, "max_value": high}
 
     def parse(self, raw: str) -> int:
         text = str(raw).strip()
@@ -49,6 +60,8 @@ class IntType(_Integer):
     field_class = models.IntegerField
     bounds = (-(2**31), 2**31 - 1)
     openapi_schema = {"type": "integer", "format": "int32"}
+    example = 42
+    widens_to = frozenset({"bigint", "float", "decimal"})
 
     def describe(self, column=None) -> str:
         return "integer"
@@ -61,14 +74,19 @@ class BigIntType(_Integer):
     field_class = models.BigIntegerField
     bounds = (-(2**63), 2**63 - 1)
     openapi_schema = {"type": "integer", "format": "int64"}
+    example = 1_000_000
+    widens_to = frozenset({"decimal"})
 
 
 @register
-class FloatType(ColumnType):
+class FloatType(_Number):
     name = "float"
     aliases = ("double", "double precision", "real", "float8", "float4")
     field_class = models.FloatField
+    serializer_field_class = serializers.FloatField
     openapi_schema = {"type": "number", "format": "double"}
+    example = 1.5
+    widens_to = frozenset({"decimal"})
 
     def parse(self, raw: str) -> float:
         try:
@@ -86,11 +104,13 @@ class FloatType(ColumnType):
 
 
 @register
-class DecimalType(ColumnType):
+class DecimalType(_Number):
     name = "decimal"
     aliases = ("numeric", "money")
     field_class = models.DecimalField
+    serializer_field_class = serializers.DecimalField
     openapi_schema = {"type": "string", "format": "decimal"}
+    example = "12.50"
 
     @staticmethod
     def precision_scale(column) -> tuple[int, int]:
@@ -103,6 +123,20 @@ class DecimalType(ColumnType):
     def field_kwargs(self, column) -> dict[str, Any]:
         precision, scale = self.precision_scale(column)
         return {"max_digits": precision, "decimal_places": scale}
+
+    serializer_kwargs = field_kwargs
+
+    def alteration(self, old_type: ColumnType, old, new) -> Alteration | None:
+        """Fewer digits or places can lose values; more cannot."""
+        if old_type is not self:
+            return super().alteration(old_type, old, new)
+        if (old.precision, old.scale) == (new.precision, new.scale):
+            return None
+        narrower = (new.precision or 0) < (old.precision or 0) or (new.scale or 0) < (old.scale or 0)
+        return Alteration(
+            f"precision {old.precision},{old.scale} -> {new.precision},{new.scale}",
+            DESTRUCTIVE if narrower else SAFE,
+        )
 
     def parse(self, raw: str) -> Decimal:
         try:

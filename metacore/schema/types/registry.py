@@ -1,11 +1,14 @@
-"""The registry of column types: canonical names and aliases -> one ColumnType instance."""
+"""The registry of column types: canonical names and aliases -> one ColumnType instance.
+
+metacore's own types register when `metacore.schema.types` is imported; a host adds its own
+from its app's `ready()` (docs/column-types.md), as Baserow's apps fill its field registry.
+"""
 
 from __future__ import annotations
 
-from .base import ColumnType
+from collections.abc import Iterator
 
-TYPES: dict[str, ColumnType] = {}
-_ALIASES: dict[str, str] = {}
+from .base import ColumnType
 
 
 class UnknownColumnType(ValueError):
@@ -14,31 +17,62 @@ class UnknownColumnType(ValueError):
         self.type_name = name
 
 
-def register(cls: type[ColumnType]) -> type[ColumnType]:
-    """Class decorator: make a ColumnType available under its name and aliases."""
-    instance = cls()
-    for spelling in (cls.name, *cls.aliases):
-        owner = _ALIASES.get(spelling)
-        if owner is not None and owner != cls.name:
-            raise ValueError(f'column type spelling "{spelling}" already belongs to "{owner}"')
-        _ALIASES[spelling] = cls.name
-    TYPES[cls.name] = instance
-    return cls
+class ColumnTypeRegistry:
+    """Column types by canonical name, and every spelling (aliases) of each."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, ColumnType] = {}
+        self._spellings: dict[str, str] = {}
+
+    def register(self, cls: type[ColumnType]) -> type[ColumnType]:
+        """Make a ColumnType available under its name and aliases (usable as a class decorator).
+
+        A spelling that already belongs to another type is refused: a manifest column must
+        mean one thing on every host."""
+        spellings = [_normal(s) for s in (cls.name, *cls.aliases)]
+        for spelling in spellings:
+            owner = self._spellings.get(spelling)
+            if owner is not None and owner != cls.name:
+                raise ValueError(f'column type spelling "{spelling}" already belongs to "{owner}"')
+        for spelling in spellings:
+            self._spellings[spelling] = cls.name
+        self._types[cls.name] = cls()
+        return cls
+
+    def unregister(self, name: str) -> None:
+        """Forget a type and its spellings (a host that registered one for a while: tests)."""
+        canonical = self.canonical_name(name)
+        del self._types[canonical]
+        for spelling in [s for s, owner in self._spellings.items() if owner == canonical]:
+            del self._spellings[spelling]
+
+    def canonical_name(self, name: str) -> str:
+        """`timestamptz` -> `datetime`; case and surrounding blanks do not matter."""
+        try:
+            return self._spellings[_normal(name)]
+        except KeyError:
+            raise UnknownColumnType(str(name)) from None
+
+    def get(self, name: str) -> ColumnType:
+        """The ColumnType for a canonical name or alias; UnknownColumnType (a ValueError) if none."""
+        return self._types[self.canonical_name(name)]
+
+    def spellings(self) -> list[str]:
+        return sorted(self._spellings)
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def __iter__(self) -> Iterator[ColumnType]:
+        return iter(list(self._types.values()))
 
 
-def canonical_name(name: str) -> str:
-    """`timestamptz` -> `datetime`; case and surrounding blanks do not matter."""
-    spelling = " ".join(str(name).strip().lower().split())
-    try:
-        return _ALIASES[spelling]
-    except KeyError:
-        raise UnknownColumnType(str(name)) from None
+def _normal(spelling: str) -> str:
+    return " ".join(str(spelling).strip().lower().split())
 
 
-def get_type(name: str) -> ColumnType:
-    """The ColumnType for a canonical name or alias; UnknownColumnType (a ValueError) if none."""
-    return TYPES[canonical_name(name)]
-
-
-def known_spellings() -> list[str]:
-    return sorted(_ALIASES)
+#: The process-wide registry every subsystem reads.
+column_types = ColumnTypeRegistry()
+register = column_types.register
+get_type = column_types.get
+canonical_name = column_types.canonical_name

@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 from django.db import models
+from rest_framework import serializers
 
 from .base import ColumnType
 from .registry import register
@@ -18,10 +19,16 @@ class JSONType(ColumnType):
     name = "json"
     aliases = ("jsonb", "object", "array")
     field_class = models.JSONField
+    serializer_field_class = serializers.JSONField
     sortable = False
     lookups = ("isnull", "has_key")  # `contains` is not portable (no SQLite support)
     db_default_literal_ok = False  # Django needs an expression for a JSON db_default
     openapi_schema = {}  # any JSON value
+    example = {"key": "value"}
+    form_type = "textarea"
+
+    def serializer_kwargs(self, column) -> dict[str, Any]:
+        return {"validators": [_no_nul]}
 
     def parse(self, raw: str) -> Any:
         try:
@@ -46,3 +53,9 @@ class JSONType(ColumnType):
 
     def describe(self, column=None) -> str:
         return "jsonb"
+
+
+def _no_nul(value: Any) -> None:
+    """PostgreSQL cannot store U+0000 in jsonb (SQLite can): refused on both, alike."""
+    if "\\u0000" in json.dumps(value):
+        raise serializers.ValidationError("must not contain NUL characters")

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from rest_framework import serializers
 
 from .base import ColumnType
 from .registry import register
@@ -20,11 +21,21 @@ def today() -> dt.date:
     return timezone.localdate() if settings.USE_TZ else dt.date.today()
 
 
+class _Temporal(ColumnType):
+    ui_type = "datetime"
+    form_type = cell_style = "date"
+    filter_type = "date_range"
+    default_fns = frozenset({"now"})
+
+
 @register
-class DateType(ColumnType):
+class DateType(_Temporal):
     name = "date"
     field_class = models.DateField
+    serializer_field_class = serializers.DateField
     openapi_schema = {"type": "string", "format": "date"}
+    example = "2026-01-31"
+    widens_to = frozenset({"datetime"})
 
     def parse(self, raw: str) -> dt.date:
         try:
@@ -45,7 +56,7 @@ class DateType(ColumnType):
 
 
 @register
-class DateTimeType(ColumnType):
+class DateTimeType(_Temporal):
     name = "datetime"
     aliases = (
         "timestamp",
@@ -54,7 +65,9 @@ class DateTimeType(ColumnType):
         "timestamp without time zone",
     )
     field_class = models.DateTimeField
+    serializer_field_class = serializers.DateTimeField
     openapi_schema = {"type": "string", "format": "date-time"}
+    example = "2026-01-31T09:30:00Z"
 
     def parse(self, raw: str) -> dt.datetime:
         text = str(raw).strip()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from django.db.models.functions import Length
+from rest_framework import serializers
 
-from .base import TEXT_LOOKUPS, ColumnType
+from .base import DESTRUCTIVE, SAFE, TEXT_LOOKUPS, Alteration, ColumnType
 from .registry import register
 
 DEFAULT_STRING_SIZE = 255
@@ -15,6 +17,10 @@ DEFAULT_STRING_SIZE = 255
 class _Text(ColumnType):
     text_like = True
     lookups = TEXT_LOOKUPS + ("gt", "gte", "lt", "lte")
+    serializer_field_class = serializers.CharField
+
+    def serializer_kwargs(self, column) -> dict[str, Any]:
+        return {"allow_blank": True, "trim_whitespace": False}
 
     def parse(self, raw: str) -> str:
         return str(raw)
@@ -31,12 +37,38 @@ class StringType(_Text):
     aliases = ("varchar", "char", "character varying", "character")
     field_class = models.CharField
     openapi_schema = {"type": "string"}
+    example = "text"
+    widens_to = frozenset({"text"})
 
     def size(self, column) -> int:
         return column.size or DEFAULT_STRING_SIZE
 
     def field_kwargs(self, column) -> dict[str, Any]:
         return {"max_length": self.size(column)}
+
+    def serializer_kwargs(self, column) -> dict[str, Any]:
+        return {**super().serializer_kwargs(column), "max_length": self.size(column)}
+
+    def alteration(self, old_type: ColumnType, old, new) -> Alteration | None:
+        """A smaller size, or text becoming a string, loses what does not fit: destructive,
+        and the rows longer than the new size block it."""
+        limit = self.size(new)
+        if old_type is self:
+            if self.size(old) == limit:
+                return None
+            words = f"size {self.size(old)} -> {limit}"
+            if limit > self.size(old):
+                return Alteration(words, SAFE)
+        elif old_type.text_like:
+            words = f"type {old_type.describe(old)} -> {self.describe(new)}"
+        else:
+            return super().alteration(old_type, old, new)
+        return Alteration(
+            words,
+            DESTRUCTIVE,
+            problem=f"longer than {limit}",
+            offending=lambda rows, field: rows.annotate(_len=Length(field)).filter(_len__gt=limit),
+        )
 
     def openapi(self, column=None) -> dict[str, Any]:
         schema = super().openapi(column)
@@ -53,3 +85,4 @@ class TextType(_Text):
     aliases = ("longtext", "citext")
     field_class = models.TextField
     openapi_schema = {"type": "string"}
+    example = "Some longer text"
