@@ -7,6 +7,8 @@ not be sent back as valid JSON) are refused with `JSONInputError`, a `ValueError
 """
 
 import json
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
 MAX_JSON_DEPTH = 64
 
@@ -14,16 +16,16 @@ MAX_JSON_DEPTH = 64
 class JSONInputError(ValueError):
     """Text that is not acceptable JSON; `code` is the machine code of the refusal."""
 
-    def __init__(self, message, code="parse_error"):
+    def __init__(self, message: str, code: str = "parse_error") -> None:
         super().__init__(message)
         self.code = code
 
 
-def _reject_constant(name):
+def _reject_constant(name: str) -> NoReturn:
     raise JSONInputError(f"{name} is not a JSON value")
 
 
-def loads(text, *, max_depth=MAX_JSON_DEPTH):
+def loads(text: str | bytes | bytearray, *, max_depth: int = MAX_JSON_DEPTH) -> Any:  # JSON: any shape
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
@@ -36,12 +38,13 @@ def loads(text, *, max_depth=MAX_JSON_DEPTH):
     return value
 
 
-def check_depth(value, max_depth=MAX_JSON_DEPTH):
+def check_depth(value: object, max_depth: int = MAX_JSON_DEPTH) -> None:
     """Raise `JSONInputError` when lists/dicts nest deeper than `max_depth` (iterative, so a
     deep value cannot exhaust the stack here either)."""
-    stack = [(value, 1)]
+    stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[object]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list):

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from metacore import limits
 from metacore.conf import data_dir, metacore_settings
@@ -30,18 +32,19 @@ MANIFEST_NAME = "manifest.json"
 MAX_ENTRIES = 10_000
 GZIP_MAGIC = b"\x1f\x8b"
 TEMPLATE_MARK = "{{ADDON_KEY}}"
+BundlePath = str | os.PathLike[str]  # a directory or a .tar.gz file
 
 
 class BundleError(ValidationError):
     """A bundle that cannot be opened; the message says which rule it broke, naming the
     bundle by its file name only (no server path: messages reach API clients)."""
 
-    def __init__(self, source, message):
+    def __init__(self, source: BundlePath, message: str) -> None:
         message = _without_paths(message, source)
         super().__init__(f"bundle {Path(source).name}: {message}", errors={"bundle": [message]})
 
 
-def _without_paths(message: str, source) -> str:
+def _without_paths(message: str, source: BundlePath) -> str:
     """`message` with the data directory and the bundle's folder left out (an OSError or
     tarfile error quotes the absolute path it failed on)."""
     for folder in sorted(
@@ -64,7 +67,7 @@ class Bundle:
     source: Path  # what was opened
     root: Path  # the extracted copy under DATA_DIR
     manifest: Manifest
-    raw_manifest: dict  # manifest.json as read (signature block included)
+    raw_manifest: dict[str, Any]  # manifest.json as read (signature block included)
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256, manifest.json included
     sha256: str = ""  # of the archive; for a directory, of its sorted "path sha256" listing
     template_values: dict[str, str] = field(default_factory=dict)
@@ -87,7 +90,7 @@ class Bundle:
         return found
 
 
-def open_bundle(path) -> Bundle:
+def open_bundle(path: BundlePath) -> Bundle:
     """Check, copy and parse the bundle at `path` (a directory or a .tar.gz file)."""
     source = Path(path)
     if not source.exists():
@@ -139,7 +142,7 @@ def discard_unused(bundle: Bundle) -> None:
         pass
 
 
-def _check_name(source, name: str) -> str:
+def _check_name(source: Path, name: str) -> str:
     """A safe relative POSIX path for an archive entry, or BundleError."""
     if not name or "\x00" in name or "\\" in name:
         raise BundleError(source, f"entry {name!r}: invalid name")
@@ -151,7 +154,7 @@ def _check_name(source, name: str) -> str:
     return "/".join(parts)
 
 
-def _cap():
+def _cap() -> int:
     return int(metacore_settings.MAX_BUNDLE_BYTES)
 
 
@@ -220,7 +223,7 @@ def _copy_directory(source: Path, dest: Path) -> tuple[dict[str, str], str]:
     return files, hashlib.sha256(listing.encode()).hexdigest()
 
 
-def _bundle_root(source, staging: Path, files: dict[str, str]) -> Path:
+def _bundle_root(source: Path, staging: Path, files: dict[str, str]) -> Path:
     """The directory holding manifest.json: the top, or a single wrapping folder."""
     if MANIFEST_NAME in files:
         return staging
@@ -230,7 +233,7 @@ def _bundle_root(source, staging: Path, files: dict[str, str]) -> Path:
     raise BundleError(source, f"no {MANIFEST_NAME} at the bundle root")
 
 
-def _read_manifest(source, root: Path) -> dict:
+def _read_manifest(source: Path, root: Path) -> dict[str, Any]:
     try:
         raw = limits.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -240,7 +243,7 @@ def _read_manifest(source, root: Path) -> dict:
     return raw
 
 
-def template_key(source) -> str:
+def template_key(source: BundlePath) -> str:
     """The addon key a template bundle gets from its name: `template-crud-model` ->
     `template_crud_model` (a trailing `-<version>` and `.tar.gz` are dropped)."""
     name = Path(source).name
@@ -251,13 +254,13 @@ def template_key(source) -> str:
     return key if re.match(r"^[a-z]", key) else f"addon_{key}"
 
 
-def _template_values(source, raw: dict) -> dict[str, str]:
+def _template_values(source: Path, raw: dict[str, Any]) -> dict[str, str]:
     if TEMPLATE_MARK not in json.dumps(raw):
         return {}
     return {"ADDON_KEY": template_key(source)}
 
 
-def _parse_manifest(source, raw: dict, values: dict[str, str]) -> Manifest:
+def _parse_manifest(source: Path, raw: dict[str, Any], values: dict[str, str]) -> Manifest:
     from metacore.manifest.parse import load_manifest
 
     return load_manifest(raw, template_values=values or None)

@@ -12,6 +12,7 @@ import logging
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from packaging.version import InvalidVersion, Version
 
@@ -19,6 +20,9 @@ from metacore import limits
 from metacore.conf import metacore_settings
 from metacore.errors import MetacoreError, NotFound
 from metacore.installer.compat import check_kernel_compatibility
+
+if TYPE_CHECKING:
+    from metacore.manifest.model import Manifest
 
 log = logging.getLogger("metacore.installer")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
@@ -29,8 +33,8 @@ class CatalogItem:
     path: Path
     key: str
     version: str
-    raw_manifest: dict
-    manifest: object | None  # metacore.manifest.model.Manifest when the bundle loads
+    raw_manifest: dict[str, Any]
+    manifest: Manifest | None  # None when the bundle does not load
     problems: tuple[str, ...] = field(default=())
 
     @property
@@ -38,7 +42,7 @@ class CatalogItem:
         return self.manifest is not None and not self.problems
 
 
-_cache: dict[Path, tuple[tuple, CatalogItem | None]] = {}
+_cache: dict[Path, tuple[_Stamp, CatalogItem | None]] = {}
 
 
 def catalog_dir() -> Path | None:
@@ -92,7 +96,11 @@ def _load(path: Path) -> CatalogItem | None:
     return item
 
 
-def _stamp(path: Path) -> tuple:
+# (newest mtime, total size, (unsigned allowed, trusted keys)) of a bundle file or directory
+_Stamp = tuple[int, int, tuple[bool, tuple[str, ...]]]
+
+
+def _stamp(path: Path) -> _Stamp:
     """Changes when the bundle or the host's trust settings change."""
     trust = (
         bool(metacore_settings.ALLOW_UNSIGNED_BUNDLES),
@@ -112,10 +120,11 @@ def _inspect(path: Path) -> CatalogItem | None:
         bundle = open_bundle(path)
     except MetacoreError as exc:
         raw = _raw_manifest(path)
-        if raw is None or not isinstance(_key_of(raw), str):
+        key = None if raw is None else _key_of(raw)
+        if raw is None or not isinstance(key, str):
             log.warning("catalog: skipping %s: %s", path, exc.message)
             return None
-        return CatalogItem(path, _key_of(raw), str(_version_of(raw)), raw, None, (exc.message,))
+        return CatalogItem(path, key, str(_version_of(raw)), raw, None, (exc.message,))
     discard_unused(bundle)  # inspected, not installed: the catalog keeps the manifest only
     problems: tuple[str, ...] = ()
     try:
@@ -127,7 +136,7 @@ def _inspect(path: Path) -> CatalogItem | None:
     )
 
 
-def _raw_manifest(path: Path) -> dict | None:
+def _raw_manifest(path: Path) -> dict[str, Any] | None:
     """manifest.json of a bundle that did not load, to show it in the catalog anyway."""
     try:
         if path.is_dir():
@@ -146,15 +155,15 @@ def _raw_manifest(path: Path) -> dict | None:
     return raw if isinstance(raw, dict) else None
 
 
-def _key_of(raw: dict):
+def _key_of(raw: dict[str, Any]) -> object:
     return raw.get("key") or (raw.get("metadata") or {}).get("key")
 
 
-def _version_of(raw: dict):
+def _version_of(raw: dict[str, Any]) -> object:
     return raw.get("version") or (raw.get("metadata") or {}).get("version") or ""
 
 
-def _version(text: str):
+def _version(text: str) -> tuple[int, Version | str]:
     try:
         return (1, Version(text))
     except InvalidVersion:

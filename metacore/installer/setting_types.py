@@ -8,8 +8,10 @@ declared), `number`, `integer`, `boolean`, `select` (one of `options[].value`), 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from metacore.errors import ValidationError
 from metacore.manifest.model import Manifest
@@ -25,7 +27,7 @@ class SettingSpec:
     help: str
     required: bool
     default: object
-    options: tuple  # ((value, label), ...) for `select`
+    options: tuple[tuple[object, str], ...]  # ((value, label), ...) for `select`
     secret: bool  # write-only: type `secret`, or `"secret": true` on another type
 
     @property
@@ -36,7 +38,7 @@ class SettingSpec:
 _MISSING = object()
 
 
-def declared_settings(manifest) -> list[SettingSpec]:
+def declared_settings(manifest: Manifest | dict[str, Any]) -> list[SettingSpec]:
     """The manifest's `settings[]` (a Manifest or its stored JSON snapshot)."""
     if not isinstance(manifest, Manifest):
         manifest = Manifest.model_validate(manifest)
@@ -64,7 +66,7 @@ def declared_settings(manifest) -> list[SettingSpec]:
     return specs
 
 
-def clean_value(spec: SettingSpec, value):
+def clean_value(spec: SettingSpec, value: object) -> object:
     """The value as stored, or ValueError naming what the type wants. None clears a setting."""
     if value is None:
         if spec.required:
@@ -94,7 +96,13 @@ def clean_value(spec: SettingSpec, value):
     return value  # a type this host does not know: kept as declared (upstream accepts it)
 
 
-def clean_settings(manifest, values: dict, *, addon: str, previous: dict | None = None) -> dict:
+def clean_settings(
+    manifest: Manifest | dict[str, Any],
+    values: Mapping[str, object],
+    *,
+    addon: str,
+    previous: Mapping[str, object] | None = None,
+) -> dict[str, object]:
     """Check `values` against the declared settings: unknown keys and wrong types raise one
     ValidationError naming every problem. A manifest that declares none accepts any keys. A
     value equal to the one stored (`previous`) is kept as it is: it was checked when it was
@@ -103,8 +111,8 @@ def clean_settings(manifest, values: dict, *, addon: str, previous: dict | None 
     if not specs:
         return dict(values)
     previous = previous or {}
-    problems = {}
-    cleaned = {}
+    problems: dict[str, list[str]] = {}
+    cleaned: dict[str, object] = {}
     for name, value in values.items():
         spec = specs.get(name)
         if spec is None:

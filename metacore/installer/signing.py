@@ -35,6 +35,7 @@ import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -52,7 +53,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 class SignatureError(ValidationError):
     """A bundle whose signature, digest or checksums do not hold (always HTTP 400)."""
 
-    def __init__(self, message):
+    def __init__(self, message: str) -> None:
         super().__init__(f"bundle signature: {message}", errors={"bundle": [message]})
 
 
@@ -68,19 +69,19 @@ class SignatureCheck:
 # ---------------------------------------------------------------- canonical bytes
 
 
-def canonical_json(value) -> bytes:
+def canonical_json(value: object) -> bytes:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()
 
 
-def signed_payload(manifest: dict, checksums: dict[str, str]) -> bytes:
+def signed_payload(manifest: dict[str, Any], checksums: dict[str, str]) -> bytes:
     """The exact bytes whose SHA-256 is signed."""
     unsigned = {k: v for k, v in manifest.items() if k != "signature"}
     return canonical_json({"checksums": checksums, "manifest": unsigned})
 
 
-def payload_digest(manifest: dict, checksums: dict[str, str]) -> bytes:
+def payload_digest(manifest: dict[str, Any], checksums: dict[str, str]) -> bytes:
     return hashlib.sha256(signed_payload(manifest, checksums)).digest()
 
 
@@ -112,7 +113,7 @@ def _decode_32(text: str) -> bytes | None:
     return raw if len(raw) == 32 else None
 
 
-def load_public_key(value) -> Ed25519PublicKey:
+def load_public_key(value: str | bytes) -> Ed25519PublicKey:
     """A trusted key: PEM (SubjectPublicKeyInfo), or the 32 raw bytes as hex or base64."""
     text = value.decode() if isinstance(value, bytes) else str(value)
     if "BEGIN PUBLIC KEY" in text:
@@ -162,7 +163,7 @@ def trusted_keys() -> list[Ed25519PublicKey]:
 # ---------------------------------------------------------------- verify
 
 
-def verify_bundle(manifest: dict, files: dict[str, str]) -> SignatureCheck:
+def verify_bundle(manifest: dict[str, Any], files: dict[str, str]) -> SignatureCheck:
     """Check a bundle before anything is installed.
 
     `manifest` is the manifest.json object as read, `files` maps every regular file of the
@@ -203,7 +204,7 @@ def verify_bundle(manifest: dict, files: dict[str, str]) -> SignatureCheck:
     return SignatureCheck(signed=True, key_id=key_id(key), digest=digest.hex())
 
 
-def _signing_key(block: dict, digest: bytes) -> Ed25519PublicKey | None:
+def _signing_key(block: dict[str, Any], digest: bytes) -> Ed25519PublicKey | None:
     """The trusted key under which `block["value"]` (hex) signs `digest`, if any."""
     try:
         value = bytes.fromhex(str(block.get("value") or "").strip())
@@ -230,7 +231,7 @@ def detached_signature_path(archive: Path) -> Path:
     return archive.with_name(archive.name + DETACHED_SUFFIX)
 
 
-def read_detached_signature(archive: Path) -> dict | None:
+def read_detached_signature(archive: Path) -> dict[str, Any] | None:
     """The upstream-format signature beside an archive (`<archive>.sig`), or None."""
     path = detached_signature_path(Path(archive))
     if Path(archive).is_dir() or not path.is_file():
@@ -244,7 +245,7 @@ def read_detached_signature(archive: Path) -> dict | None:
     return block
 
 
-def verify_tarball(archive_sha256: str, block: dict, files: dict[str, str]) -> SignatureCheck:
+def verify_tarball(archive_sha256: str, block: dict[str, Any], files: dict[str, str]) -> SignatureCheck:
     """Upstream's check (`security.VerifyBundle`): `value` signs the SHA-256 of the raw
     archive; a declared `digest` must be that hash; declared `checksums` must match every
     entry but manifest.json, with none missing or extra."""
@@ -284,7 +285,7 @@ def _check_files(checksums: dict[str, str], files: dict[str, str]) -> None:
 # ---------------------------------------------------------------- sign
 
 
-def read_source(path: Path) -> tuple[dict, dict[str, bytes]]:
+def read_source(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Read a bundle the author wants to sign (directory or .tar.gz): its manifest and files.
     Only regular files are taken; the installer's own loader does the untrusted-input checks."""
     path = Path(path)
@@ -312,7 +313,9 @@ def read_source(path: Path) -> tuple[dict, dict[str, bytes]]:
     return manifest, contents
 
 
-def sign_manifest(manifest: dict, contents: dict[str, bytes], private_key: Ed25519PrivateKey) -> dict:
+def sign_manifest(
+    manifest: dict[str, Any], contents: dict[str, bytes], private_key: Ed25519PrivateKey
+) -> dict[str, Any]:
     """Return a copy of `manifest` with a fresh `signature` block over `contents`."""
     checksums = {path: hashlib.sha256(data).hexdigest() for path, data in sorted(contents.items())}
     digest = payload_digest(manifest, checksums)
@@ -328,7 +331,7 @@ def sign_manifest(manifest: dict, contents: dict[str, bytes], private_key: Ed255
     return signed
 
 
-def write_bundle(manifest: dict, contents: dict[str, bytes]) -> bytes:
+def write_bundle(manifest: dict[str, Any], contents: dict[str, bytes]) -> bytes:
     """A deterministic .tar.gz (sorted entries, zero mtimes, no owners)."""
     buffer = io.BytesIO()
     entries = {MANIFEST_NAME: json.dumps(manifest, indent=2, ensure_ascii=False).encode(), **contents}
@@ -350,7 +353,7 @@ def sign_bundle(source: Path, private_key: Ed25519PrivateKey) -> bytes:
 
 def sign_tarball(
     archive: bytes, private_key: Ed25519PrivateKey, contents: dict[str, bytes] | None = None
-) -> dict:
+) -> dict[str, object]:
     """Upstream's detached signature of an archive (write it to `<archive>.sig`)."""
     digest = hashlib.sha256(archive).digest()
     block: dict[str, object] = {

@@ -24,9 +24,12 @@ is refused the same way on both databases).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 
@@ -34,6 +37,10 @@ from metacore.errors import ValidationError
 from metacore.sandbox.sql import ALLOWED_FUNCTIONS
 from metacore.schema import roles
 from metacore.schema.naming import schema_name
+
+if TYPE_CHECKING:
+    from metacore.installer.bundle import Migration
+    from metacore.manifest.model import Manifest
 
 SCHEMA_MISMATCH_STATES = {"42703": "undefined column", "42P01": "undefined table"}
 SQLITE_REASON = (
@@ -100,11 +107,11 @@ class MigrationOutcome:
     reason: str = ""
 
 
-def check_statements(migration, addon_key: str | None = None) -> list[str]:
+def check_statements(migration: Migration, addon_key: str | None = None) -> list[str]:
     """The statements of `migration`, each checked against the allowlists; ValidationError
     naming the first one outside them."""
 
-    def refuse(number, text, why):
+    def refuse(number: int, text: str, why: str) -> NoReturn:
         raise ValidationError(
             f"migration {migration.name}, statement {number} ({_first_line(text)}): {why}",
             errors={"migrations": [f"{migration.name}: statement {number} not allowed"]},
@@ -146,11 +153,11 @@ def check_statements(migration, addon_key: str | None = None) -> list[str]:
     return found
 
 
-def _node_problem(node, addon_key):
+def _node_problem(node: ast.Node, addon_key: str | None) -> str | None:
     """Why a node inside a statement is not allowed (None: fine)."""
     for child in _nodes(node):
         if isinstance(child, ast.FuncCall):
-            names = [n.sval.lower() for n in child.funcname]
+            names = [n.sval.lower() for n in child.funcname]  # type: ignore[union-attr]  # a call always names its function
             if names[-1] not in MIGRATION_FUNCTIONS or (len(names) > 1 and names[0] != "pg_catalog"):
                 return f"function {'.'.join(names)} is not allowed in bundle SQL"
         elif (
@@ -171,13 +178,13 @@ def _node_problem(node, addon_key):
     return None
 
 
-def _nodes(node):
+def _nodes(node: object) -> Iterator[ast.Node]:
     if isinstance(node, (tuple, list)):
         for item in node:
             yield from _nodes(item)
     elif isinstance(node, ast.Node):
         yield node
-        for name in type(node).__slots__:
+        for name in node:  # its field names (the class's __slots__)
             value = getattr(node, name)
             if isinstance(value, (ast.Node, tuple, list)):
                 yield from _nodes(value)
@@ -190,7 +197,9 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in split(sql, with_parser=False) if s.strip()]
 
 
-def apply_migrations(manifest, migrations, using=DEFAULT_DB_ALIAS) -> list[MigrationOutcome]:
+def apply_migrations(
+    manifest: Manifest, migrations: Iterable[Migration], using: str = DEFAULT_DB_ALIAS
+) -> list[MigrationOutcome]:
     """Check every file, confine the addon (roles, grants, RLS), run what is new under the
     owner role, then confine again so nothing bundle SQL did to grants or RLS stays."""
     from metacore.models import AppliedMigration
@@ -229,8 +238,11 @@ def apply_migrations(manifest, migrations, using=DEFAULT_DB_ALIAS) -> list[Migra
     return outcomes
 
 
-def _run_postgresql(connection, addon_key: str, migration, checked) -> MigrationOutcome:
-    skipped, ran = [], 0
+def _run_postgresql(
+    connection: BaseDatabaseWrapper, addon_key: str, migration: Migration, checked: list[str]
+) -> MigrationOutcome:
+    skipped: list[str] = []
+    ran = 0
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('search_path'), current_setting('role')")
         previous_path, previous_role = cursor.fetchone()
