@@ -9,6 +9,7 @@ pipe connect receivers. Receivers must not raise (a failing receiver is logged b
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db import transaction
 from django.dispatch import Signal
@@ -20,7 +21,7 @@ addon_event = Signal()  # kwargs: event=AddonEvent
 addon_changed = Signal()  # kwargs: event=LifecycleEvent
 
 
-def _now():
+def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
@@ -36,12 +37,12 @@ class DataEvent:
     tenant: str | None
     actor_id: str | None
     fields: tuple[str, ...] = ()  # names of changed keys (never values)
-    before: dict | None = None
-    after: dict | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
     at: str = field(default_factory=_now)
 
     @property
-    def name(self):
+    def name(self) -> str:
         return f"{self.addon}.{self.model}.{self.action}"
 
 
@@ -52,7 +53,7 @@ class AddonEvent:
     addon: str
     name: str
     tenant: str | None
-    payload: dict
+    payload: dict[str, Any]
     at: str = field(default_factory=_now)
 
 
@@ -66,17 +67,20 @@ class LifecycleEvent:
     at: str = field(default_factory=_now)
 
 
-def _send(signal, event):
+Event = DataEvent | AddonEvent | LifecycleEvent
+
+
+def _send(signal: Signal, event: Event) -> None:
     for receiver, result in signal.send_robust(sender=type(event), event=event):
         if isinstance(result, Exception):
             log.error("event receiver %r failed on %r: %s", receiver, event, result)
 
 
-def publish_on_commit(signal, event, using=None):
+def publish_on_commit(signal: Signal, event: Event, using: str | None = None) -> None:
     """Deliver `event` once the current transaction commits (at once when there is none);
     a rolled-back transaction delivers nothing."""
     transaction.on_commit(lambda: _send(signal, event), using=using)
 
 
-def as_dict(event):
+def as_dict(event: Event) -> dict[str, Any]:
     return asdict(event)

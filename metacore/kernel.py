@@ -6,117 +6,138 @@ management commands get services from `get_kernel()`; services never import DRF,
 or the CLI.
 """
 
+from __future__ import annotations
+
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from metacore.conf import metacore_settings
+
+if TYPE_CHECKING:
+    from metacore.actions.dispatcher import ActionDispatcher
+    from metacore.audit.pipe import AuditPipe
+    from metacore.hub.publisher import HubPublisher
+    from metacore.installer.service import InstallerService
+    from metacore.integrations.deliveries import DeliveryService
+    from metacore.integrations.inbound import InboundService
+    from metacore.integrations.schedules import ScheduleService
+    from metacore.integrations.tools import ToolService
+    from metacore.metadata.service import MetadataService
+    from metacore.permissions.service import PermissionService
+    from metacore.sandbox.service import SandboxService
+    from metacore.schema.registry import ModelRegistry
+    from metacore.security.enforcer import Enforcer
+    from metacore.store.service import StoreService
+    from metacore.store.shaping import RowShaper
+    from metacore.store.transfer import TransferService
 
 
 class Kernel:
     @cached_property
-    def registry(self):
+    def registry(self) -> ModelRegistry:
         """Runtime Django models of installed addons (schema/registry.py)."""
         from metacore.schema.registry import ModelRegistry
 
         return ModelRegistry()
 
     @cached_property
-    def installer(self):
+    def installer(self) -> InstallerService:
         from metacore.installer.service import InstallerService
 
         return InstallerService(self)
 
     @cached_property
-    def store(self):
+    def store(self) -> StoreService:
         from metacore.store.service import StoreService
 
         return StoreService(self)
 
     @cached_property
-    def shaper(self):
+    def shaper(self) -> RowShaper:
         from metacore.store.shaping import RowShaper
 
         return RowShaper(self.store, self.permissions)
 
     @cached_property
-    def transfer(self):
+    def transfer(self) -> TransferService:
         from metacore.store.transfer import TransferService
 
         return TransferService(self.store, self.audit)
 
     @cached_property
-    def permissions(self):
+    def permissions(self) -> PermissionService:
         from metacore.permissions.service import PermissionService
 
         return PermissionService(self)
 
     @cached_property
-    def metadata(self):
+    def metadata(self) -> MetadataService:
         """UI metadata, options and search over addon models (metadata/service.py)."""
         from metacore.metadata.service import MetadataService
 
         return MetadataService(self)
 
     @cached_property
-    def enforcer(self):
+    def enforcer(self) -> Enforcer:
         from metacore.security.enforcer import Enforcer
 
         return Enforcer(self)
 
     @cached_property
-    def audit(self):
+    def audit(self) -> AuditPipe:
         from metacore.audit.pipe import AuditPipe
 
         return AuditPipe.from_settings()
 
     @cached_property
-    def sandbox(self):
+    def sandbox(self) -> SandboxService:
         from metacore.sandbox.service import SandboxService
 
         return SandboxService(self)
 
     @cached_property
-    def actions(self):
+    def actions(self) -> ActionDispatcher:
         """Row action triggers: wasm, noop, webhook (actions/dispatcher.py)."""
         from metacore.actions.dispatcher import ActionDispatcher
 
         return ActionDispatcher(self)
 
     @cached_property
-    def deliveries(self):
+    def deliveries(self) -> DeliveryService:
         """Outbound webhook deliveries on events (integrations/deliveries.py)."""
         from metacore.integrations.deliveries import DeliveryService
 
         return DeliveryService(self)
 
     @cached_property
-    def schedules(self):
+    def schedules(self) -> ScheduleService:
         """Addon cron schedules (integrations/schedules.py)."""
         from metacore.integrations.schedules import ScheduleService
 
         return ScheduleService(self)
 
     @cached_property
-    def tools(self):
+    def tools(self) -> ToolService:
         """Tool registry from manifests' tools[] and its dispatcher (integrations/tools.py)."""
         from metacore.integrations.tools import ToolService
 
         return ToolService(self)
 
     @cached_property
-    def inbound(self):
+    def inbound(self) -> InboundService:
         """Inbound webhooks declared by manifests (integrations/inbound.py)."""
         from metacore.integrations.inbound import InboundService
 
         return InboundService(self)
 
     @cached_property
-    def hub(self):
+    def hub(self) -> HubPublisher:
         from metacore.hub.publisher import HubPublisher
 
         return HubPublisher(self)
 
 
-_kernel = None
+_kernel: Kernel | None = None
 
 
 def get_kernel() -> Kernel:
@@ -126,7 +147,7 @@ def get_kernel() -> Kernel:
     return _kernel
 
 
-def reset_kernel():
+def reset_kernel() -> None:
     """Drop the built services (tests, or after changing settings at runtime)."""
     global _kernel
     _kernel = None

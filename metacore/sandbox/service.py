@@ -9,11 +9,15 @@
 - `validate_backend(manifest, bundle_dir)`: install-time checks (imports, exports, ABI).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -26,6 +30,9 @@ from metacore.manifest.model import Manifest
 from metacore.sandbox.engine import CallStats, Limits, SandboxEngine
 from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
 from metacore.sandbox.host import Invocation
+
+if TYPE_CHECKING:
+    from metacore.models import Installation
 
 LIFECYCLE_EVENTS = ("install", "upgrade", "enable", "disable", "uninstall")
 MAX_RESULT_BYTES = 8 * 1024 * 1024
@@ -248,7 +255,14 @@ class SandboxService:
 
     # -- lifecycle hooks ------------------------------------------------------------------
 
-    def run_hook(self, installation, manifest, hook_name, bundle_dir=None, context=None):
+    def run_hook(
+        self,
+        installation: Installation,
+        manifest: Manifest | dict[str, Any],
+        hook_name: str,
+        bundle_dir: str | None = None,
+        context: Mapping[str, object] | None = None,
+    ) -> object:
         """Run the addon's `on_<event>` export, when it has one, inside the current (the
         installer's) transaction. Raises, so the caller rolls back, when the hook fails or
         answers `{"success": false}`. Returns the hook's result, or None without a hook.

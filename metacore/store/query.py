@@ -25,9 +25,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import reduce
 from operator import and_, or_
+from typing import TypeVar
 
 from django.db import connections
-from django.db.models import Q
+from django.db.models import Model, Q, QuerySet
 
 from metacore.conf import metacore_settings
 from metacore.errors import ValidationError
@@ -35,6 +36,7 @@ from metacore.schema.types import get_type
 
 FILTER_PREFIX = "f_"
 RESERVED = {"page", "per_page", "sortBy", "order", "search", "search_columns", "fields", "expand"}
+_M = TypeVar("_M", bound=Model)
 _OPERATOR_LIKE = re.compile(r"[A-Za-z_]+")
 _DAY_RANGE = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})")
 MAX_OFFSET = 2**62  # an OFFSET both databases accept as a 64-bit integer
@@ -73,7 +75,7 @@ class ListQuery:
     def offset(self) -> int:
         return (self.page - 1) * self.per_page
 
-    def apply(self, queryset):
+    def apply(self, queryset: QuerySet[_M]) -> QuerySet[_M]:
         """Filters, search and ordering (no slicing: the caller counts first)."""
         return queryset.filter(self.where).order_by(*self.ordering)
 

@@ -20,11 +20,14 @@ import contextlib
 import math
 import re
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 from weakref import WeakKeyDictionary
 
 from django.db import DataError, IntegrityError, connections, transaction
+from django.db.models import Model as DjangoModel
+from django.db.models import QuerySet
 from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
 
@@ -39,6 +42,15 @@ from metacore.schema.types import ColumnType, get_type
 from metacore.store import rls
 from metacore.store.query import parse_list_query
 from metacore.store.validation import serializer_class
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from metacore.kernel import Kernel
+    from metacore.manifest.model import Model
+
+#: A row as the API shows it: column name -> JSON-ready value.
+Row = dict[str, Any]
 
 #: Filled with the acting user's id on create when the table has it (upstream BaseModel).
 CREATOR = "created_by_id"
@@ -55,7 +67,7 @@ class StoreContext:
     request_id: str = ""
 
     @classmethod
-    def for_user(cls, user, request=None, request_id=""):
+    def for_user(cls, user: Any, request: HttpRequest | None = None, request_id: str = "") -> Self:
         """The context of `user`, its tenant from `METACORE['TENANT_RESOLVER']`."""
         tenant = metacore_settings.TENANT_RESOLVER(user, request)
         actor_id = str(user.pk) if getattr(user, "pk", None) is not None else None
@@ -66,13 +78,13 @@ class StoreContext:
 
 @dataclass(frozen=True)
 class Page:
-    rows: list[dict]
+    rows: list[Row]
     total: int
     page: int
     per_page: int
 
     @property
-    def meta(self):
+    def meta(self) -> dict[str, int]:
         return {
             "total": self.total,
             "page": self.page,
@@ -84,24 +96,24 @@ class Page:
 class _Reader:
     """How to turn `.values()` rows of one model into JSON-ready dicts (built once per class)."""
 
-    def __init__(self, spec):
+    def __init__(self, spec: Model) -> None:
         self.names = tuple(c.name for c in spec.columns)
-        self.converters = tuple(
+        self.converters: tuple[tuple[str, Callable[[Any], Any]], ...] = tuple(
             (c.name, get_type(c.type).to_json)
             for c in spec.columns
             if type(get_type(c.type)).to_json is not ColumnType.to_json
         )
 
-    def __call__(self, row: dict) -> dict:
+    def __call__(self, row: Row) -> Row:
         for name, to_json in self.converters:
             row[name] = to_json(row[name])
         return row
 
 
-_READERS: WeakKeyDictionary = WeakKeyDictionary()
+_READERS: WeakKeyDictionary[type[DjangoModel], _Reader] = WeakKeyDictionary()
 
 
-def _reader(resolved) -> _Reader:
+def _reader(resolved: ResolvedModel) -> _Reader:
     reader = _READERS.get(resolved.model_class)
     if reader is None:
         reader = _READERS[resolved.model_class] = _Reader(resolved.spec)
@@ -112,7 +124,7 @@ _SQLITE_CONSTRAINT = re.compile(r"constraint failed: (.+)$")
 _POSTGRES_KEY = re.compile(r"Key \(([^)]*)\)=")
 
 
-def integrity_conflict(spec, exc) -> Conflict:
+def integrity_conflict(spec: Model, exc: Exception) -> Conflict:
     """A 409 for a database constraint violation, naming the manifest columns involved
     (parsed from SQLite's `table.column` list or PostgreSQL's `Key (column, ...)` detail),
     never the database's text, which names physical tables."""
@@ -142,12 +154,19 @@ def integrity_conflict(spec, exc) -> Conflict:
     )
 
 
+def _json_object(data: object) -> dict[str, Any]:
+    """A write's body, which must be a JSON object."""
+    if not isinstance(data, dict):
+        raise ValidationError("the body must be a JSON object", errors={"body": ["expected a JSON object"]})
+    return data
+
+
 class StoreService:
-    def __init__(self, kernel):
+    def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
     # -- reads ----------------------------------------------------------------------------
-    def list(self, ctx: StoreContext, ref: str, params) -> Page:
+    def list(self, ctx: StoreContext, ref: str, params: Mapping[str, str]) -> Page:
         resolved = self._authorize(ctx, ref, "read")
         query = parse_list_query(resolved.spec, params, using=self._db(resolved))
         reader = _reader(resolved)
@@ -167,7 +186,7 @@ class StoreService:
         self.audit_read(ctx, resolved, details={"total": total, "page": query.page})
         return Page(rows=rows, total=total, page=query.page, per_page=query.per_page)
 
-    def get(self, ctx: StoreContext, ref: str, row_id) -> dict:
+    def get(self, ctx: StoreContext, ref: str, row_id: object) -> Row:
         resolved = self._authorize(ctx, ref, "read")
         with self._tenant_transaction(ctx, resolved, write=False):
             row = self._fetch(ctx, resolved, row_id)
@@ -175,10 +194,11 @@ class StoreService:
         return row
 
     # -- writes ---------------------------------------------------------------------------
-    def create(self, ctx: StoreContext, ref: str, data) -> dict:
+    def create(self, ctx: StoreContext, ref: str, data: object) -> Row:
         resolved = self._authorize(ctx, ref, "create")
         spec = resolved.spec
-        if isinstance(data, dict) and CREATOR in data:
+        data = _json_object(data)
+        if CREATOR in data:
             # Upstream fills the creator itself: what the client sends is never trusted.
             data = {k: v for k, v in data.items() if k != CREATOR}
         values = self._validate(resolved, data, partial=False)
@@ -201,12 +221,14 @@ class StoreService:
             self._record(ctx, resolved, "create", after["id"], fields=tuple(data), before=None, after=after)
         return after
 
-    def update(self, ctx: StoreContext, ref: str, row_id, data, *, partial: bool = True) -> dict:
+    def update(
+        self, ctx: StoreContext, ref: str, row_id: object, data: object, *, partial: bool = True
+    ) -> Row:
         """Load, merge the given keys, save: keys missing from `data` keep their value
         (the upstream meaning of PUT; PATCH is the same). `partial=False` additionally
         requires every required column in `data`."""
         resolved = self._authorize(ctx, ref, "update")
-        values = self._validate(resolved, data, partial=partial)
+        values = self._validate(resolved, _json_object(data), partial=partial)
         with self._write(ctx, resolved):
             before = self._fetch(ctx, resolved, row_id, for_update=True)
             self._check_unique(resolved, values, exclude_id=before["id"])
@@ -220,7 +242,7 @@ class StoreService:
             self._record(ctx, resolved, "update", after["id"], fields=changed, before=before, after=after)
         return after
 
-    def delete(self, ctx: StoreContext, ref: str, row_id) -> None:
+    def delete(self, ctx: StoreContext, ref: str, row_id: object) -> None:
         """Soft-delete tables get `deleted_at` set; others lose the row."""
         resolved = self._authorize(ctx, ref, "delete")
         with self._write(ctx, resolved):
@@ -233,10 +255,10 @@ class StoreService:
             self._record(ctx, resolved, "delete", before["id"], fields=(), before=before, after=None)
 
     # -- building blocks other subsystems reuse -------------------------------------------
-    def resolve(self, ref: str):
+    def resolve(self, ref: str) -> ResolvedModel:
         return self.kernel.registry.resolve(ref)
 
-    def scoped_queryset(self, ctx: StoreContext, resolved):
+    def scoped_queryset(self, ctx: StoreContext, resolved: ResolvedModel) -> QuerySet[DjangoModel]:
         """Rows of `resolved` this context may see: its tenant's, not soft-deleted."""
         queryset = self._base(resolved)
         if resolved.spec.org_scoped:
@@ -246,13 +268,13 @@ class StoreService:
         return queryset
 
     @contextlib.contextmanager
-    def tenant_transaction(self, ctx: StoreContext, resolved):
+    def tenant_transaction(self, ctx: StoreContext, resolved: ResolvedModel) -> Iterator[None]:
         """A transaction with `metacore.tenant` set (the row-level security wall)."""
         with self._tenant_transaction(ctx, resolved, write=True):
             yield
 
     # -- internals ------------------------------------------------------------------------
-    def _authorize(self, ctx, ref, action):
+    def _authorize(self, ctx: StoreContext, ref: str, action: str) -> ResolvedModel:
         resolved = self.resolve(ref)
         set_attributes(addon=resolved.installation_key, model=resolved.spec.table, tenant=ctx.tenant)
         self.kernel.permissions.require(
@@ -263,7 +285,7 @@ class StoreService:
         return resolved
 
     @staticmethod
-    def _tenant_uuid(ctx, resolved):
+    def _tenant_uuid(ctx: StoreContext, resolved: ResolvedModel) -> uuid.UUID:
         if not ctx.tenant:
             raise PermissionDenied(
                 f'model "{resolved.installation_key}.{resolved.spec.table}" is organization-scoped and'
@@ -277,14 +299,16 @@ class StoreService:
             ) from None
 
     @staticmethod
-    def _db(resolved):
+    def _db(resolved: ResolvedModel) -> str:
         return resolved.model_class._default_manager.db
 
-    def _base(self, resolved):
+    def _base(self, resolved: ResolvedModel) -> QuerySet[DjangoModel]:
         return resolved.model_class._default_manager.using(self._db(resolved))
 
     @contextlib.contextmanager
-    def _tenant_transaction(self, ctx, resolved, *, write):
+    def _tenant_transaction(
+        self, ctx: StoreContext, resolved: ResolvedModel, *, write: bool
+    ) -> Iterator[None]:
         using = self._db(resolved)
         needs_tenant = resolved.spec.org_scoped and rls.binds(connections[using])
         if not (write or needs_tenant):
@@ -296,7 +320,7 @@ class StoreService:
             yield
 
     @contextlib.contextmanager
-    def _write(self, ctx, resolved):
+    def _write(self, ctx: StoreContext, resolved: ResolvedModel) -> Iterator[None]:
         """The write's transaction; a unique/foreign-key violation the checks could not
         foresee (a concurrent write) becomes 409, rolled back with everything else."""
         try:
@@ -307,7 +331,9 @@ class StoreService:
         except DataError:  # validation should have caught it; the database's text names physical tables
             raise ValidationError("the database rejected a value (out of range or not storable)") from None
 
-    def _fetch(self, ctx, resolved, row_id, *, for_update=False):
+    def _fetch(
+        self, ctx: StoreContext, resolved: ResolvedModel, row_id: object, *, for_update: bool = False
+    ) -> Row:
         pk = self._parse_id(resolved, row_id)
         queryset = self.scoped_queryset(ctx, resolved).filter(pk=pk)
         if for_update and connections[self._db(resolved)].features.has_select_for_update:
@@ -319,19 +345,15 @@ class StoreService:
         return reader(row)
 
     @staticmethod
-    def _parse_id(resolved, row_id):
+    def _parse_id(resolved: ResolvedModel, row_id: object) -> uuid.UUID:
         try:
             return uuid.UUID(str(row_id))
         except ValueError:
             raise NotFound(f'{resolved.spec.key} "{row_id}" not found') from None
 
-    def _validate(self, resolved, data, *, partial):
-        if not isinstance(data, dict):
-            raise ValidationError(
-                "the body must be a JSON object", errors={"body": ["expected a JSON object"]}
-            )
+    def _validate(self, resolved: ResolvedModel, data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
         spec = resolved.spec
-        errors = {}
+        errors: dict[str, list[str]] = {}
         for key in data:
             column = spec.column(key)
             if column is not None and (column.system or key in SYSTEM_COLUMNS):
@@ -349,7 +371,9 @@ class StoreService:
             raise ValidationError(f"invalid input: {name}: {messages[0]}", errors=errors)
         return dict(serializer.validated_data)
 
-    def _check_unique(self, resolved, values, exclude_id=None):
+    def _check_unique(
+        self, resolved: ResolvedModel, values: dict[str, Any], exclude_id: object = None
+    ) -> None:
         """409 naming the column when a unique value is taken (the database constraint is
         table-wide, so the check is too)."""
         for column in resolved.spec.user_columns:
@@ -364,7 +388,7 @@ class StoreService:
                         errors={column.name: ["a row with this value already exists"]},
                     )
 
-    def _check_references(self, ctx, resolved, values):
+    def _check_references(self, ctx: StoreContext, resolved: ResolvedModel, values: dict[str, Any]) -> None:
         """A reference must name an existing, visible row of the same tenant."""
         for column in resolved.spec.user_columns:
             value = values.get(column.name)
@@ -379,17 +403,17 @@ class StoreService:
                 )
 
     @staticmethod
-    def _referenced(resolved, table):
+    def _referenced(resolved: ResolvedModel, table: str) -> ResolvedModel:
         """The model a reference points to, from the same addon build (no registry lookup)."""
         meta = resolved.model_class._meta
         return ResolvedModel(
             resolved.installation_key,
             resolved.manifest,
-            resolved.manifest.model(table),
+            resolved.manifest.model(table),  # type: ignore[arg-type]  # install checked every reference's table
             meta.apps.get_model(meta.app_label, table),
         )
 
-    def _instance_row(self, resolved, instance):
+    def _instance_row(self, resolved: ResolvedModel, instance: DjangoModel) -> Row:
         """The created row, from the saved instance (re-read only when the database filled
         a default the instance does not know)."""
         spec = resolved.spec
@@ -399,7 +423,17 @@ class StoreService:
             raw = self._base(resolved).filter(pk=instance.pk).values(*reader.names).get()
         return _reader(resolved)(raw)
 
-    def _record(self, ctx, resolved, action, row_id, *, fields, before, after):
+    def _record(
+        self,
+        ctx: StoreContext,
+        resolved: ResolvedModel,
+        action: str,
+        row_id: object,
+        *,
+        fields: Iterable[str],
+        before: Row | None,
+        after: Row | None,
+    ) -> None:
         addon, spec = resolved.installation_key, resolved.spec
         self.kernel.audit.record(
             f"crud.{action}",
@@ -425,7 +459,14 @@ class StoreService:
         )
         publish_on_commit(data_changed, event, using=self._db(resolved))
 
-    def audit_read(self, ctx, resolved, *, row_id=None, details=None):
+    def audit_read(
+        self,
+        ctx: StoreContext,
+        resolved: ResolvedModel,
+        *,
+        row_id: object = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
         """A `crud.read` audit event, when METACORE['AUDIT_READS'] asks for them."""
         if not metacore_settings.AUDIT_READS:
             return

@@ -11,11 +11,18 @@ own `scoped_queryset`, in its tenant transaction.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from metacore.errors import ValidationError
 from metacore.permissions.naming import model_permission
-from metacore.store.service import _reader
+from metacore.store.service import Row, StoreContext, _reader
+
+if TYPE_CHECKING:
+    from metacore.manifest.model import Model
+    from metacore.permissions.service import PermissionService
+    from metacore.store.service import StoreService
 
 PARAMS = ("fields", "expand")
 
@@ -26,22 +33,22 @@ class Shape:
     expand: tuple[tuple[str, str], ...]  # (reference column, key the row is put under)
 
     @property
-    def empty(self):
+    def empty(self) -> bool:
         return self.fields is None and not self.expand
 
 
-def _names(params, name):
+def _names(params: Mapping[str, str], name: str) -> list[str]:
     raw = params.get(name) if hasattr(params, "get") else None
     return [n.strip() for n in (raw or "").split(",") if n.strip()]
 
 
-def parse_shape(spec, params) -> Shape:
+def parse_shape(spec: Model, params: Mapping[str, str]) -> Shape:
     errors: dict[str, list[str]] = {}
     fields = _names(params, "fields")
     for name in fields:
         if spec.column(name) is None:
             errors.setdefault("fields", []).append(f'unknown column "{name}"')
-    expand = []
+    expand: list[tuple[str, str]] = []
     for name in _names(params, "expand"):
         column = spec.column(name)
         if column is None or column.references is None:
@@ -57,11 +64,11 @@ def parse_shape(spec, params) -> Shape:
 
 
 class RowShaper:
-    def __init__(self, store, permissions):
+    def __init__(self, store: StoreService, permissions: PermissionService) -> None:
         self.store = store
         self.permissions = permissions
 
-    def apply(self, ctx, ref: str, rows: list[dict], params) -> list[dict]:
+    def apply(self, ctx: StoreContext, ref: str, rows: list[Row], params: Mapping[str, str]) -> list[Row]:
         if not any(params.get(name) for name in PARAMS):
             return rows
         resolved = self.store.resolve(ref)
@@ -70,21 +77,24 @@ class RowShaper:
             return rows
         for column_name, key in shape.expand:
             column = resolved.spec.column(column_name)
-            target = self.store._referenced(resolved, column.references.table)
+            reference = column.references if column is not None else None
+            if reference is None:  # parse_shape kept reference columns only
+                continue
+            target = self.store._referenced(resolved, reference.table)
             self.permissions.require(
                 ctx.user, model_permission(target.installation_key, target.spec.table, "read")
             )
             wanted = {row[column_name] for row in rows if row.get(column_name) is not None}
-            found = {}
+            found: dict[Any, Row] = {}  # referenced value -> row
             if wanted:
                 reader = _reader(target)
                 with self.store.tenant_transaction(ctx, target):
                     queryset = self.store.scoped_queryset(ctx, target).filter(
-                        **{f"{column.references.column}__in": wanted}
+                        **{f"{reference.column}__in": wanted}
                     )
                     for found_row in queryset.values(*reader.names):
                         found_row = reader(found_row)
-                        found[found_row[column.references.column]] = found_row
+                        found[found_row[reference.column]] = found_row
                 self.store.audit_read(
                     ctx, target, details={"via": f"expand {resolved.spec.key}.{column_name}"}
                 )

@@ -9,16 +9,24 @@ store service, tenant-aware, with the right status codes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from rest_framework import serializers
 
 from metacore.schema.types import get_type
 
-_CACHE: WeakKeyDictionary = WeakKeyDictionary()
+if TYPE_CHECKING:
+    from django.db.models import Model as DjangoModel
+
+    from metacore.manifest.model import Column, Model
+
+WriteSerializer = type[serializers.Serializer[Any]]
+
+_CACHE: WeakKeyDictionary[type[DjangoModel], WriteSerializer] = WeakKeyDictionary()
 
 
-def _field(column):
+def _field(column: Column) -> serializers.Field[Any, Any, Any, Any]:  # any column type's field
     """Required only when NOT NULL without a default: defaults are applied by the model."""
     has_default = column.has_default or column.default_fn is not None
     return get_type(column.type).serializer_field(
@@ -26,7 +34,7 @@ def _field(column):
     )
 
 
-def serializer_class(model_class, spec):
+def serializer_class(model_class: type[DjangoModel], spec: Model) -> WriteSerializer:
     """The validating serializer of a runtime model (built once per model class)."""
     cached = _CACHE.get(model_class)
     if cached is None:
