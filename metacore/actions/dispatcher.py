@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metacore.integrations import outbound
+from metacore.manifest.model import Action, Manifest
 from metacore.sandbox.errors import ExportNotAllowed, SandboxError
 from metacore.security.ssrf import FetchError, FetchTimeout
 
@@ -51,7 +52,7 @@ class ActionDispatcher:
     def __init__(self, kernel):
         self.kernel = kernel
 
-    def check(self, manifest, action):
+    def check(self, manifest: Manifest, action: Action) -> None:
         """Refuse, before anything runs, an action that cannot be dispatched."""
         if action.handler_type == "wasm":
             export = action.function or action.key

@@ -105,7 +105,7 @@ class Invocation:
     def guest_stderr(self, data: bytes):
         self._stream("stderr", data)
 
-    def flush(self):
+    def flush(self) -> None:
         for stream, rest in self._partial.items():
             if rest:
                 self.add_log(stream, rest.decode("utf-8", "replace"))

@@ -15,31 +15,32 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from metacore.actions.dispatcher import ActionRequest
+from metacore.actions.dispatcher import ActionRequest, Outcome
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import NotFound, ValidationError
 from metacore.host import telemetry
 from metacore.installer.secrets import unsealed_settings
-from metacore.manifest.model import Manifest
-from metacore.sandbox.engine import CallStats, Limits, SandboxEngine
+from metacore.manifest.model import Action, Manifest, Model
+from metacore.sandbox.engine import CallStats, CompiledModule, Limits, SandboxEngine
 from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
 from metacore.sandbox.host import Invocation
 
 if TYPE_CHECKING:
+    from metacore.kernel import Kernel
     from metacore.models import Installation
+    from metacore.store.service import StoreContext
 
 LIFECYCLE_EVENTS = ("install", "upgrade", "enable", "disable", "uninstall")
 MAX_RESULT_BYTES = 8 * 1024 * 1024
 MAX_MEMORY_MB = 4096  # wasm32's whole address space
 MAX_TIMEOUT_MS = 10 * 60 * 1000
 
-_engine = None
+_engine: SandboxEngine | None = None
 _engine_lock = threading.Lock()
 
 
@@ -53,18 +54,30 @@ def get_engine() -> SandboxEngine:
     return _engine
 
 
+class CallContext(TypedDict, total=False):
+    """Who a call runs for, and where its records go (every key optional)."""
+
+    using: str  # database alias (default: "default")
+    tenant: str | None
+    actor: str | None
+    request_id: str
+    deferred_audit: list[dict[str, Any]]  # audit records the caller writes after its transaction
+
+
 class _ActionFailed(Exception):
     """Raised inside the action transaction to roll it back; carries the envelope."""
 
-    def __init__(self, outcome):
+    def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
 
 
 class SandboxService:
-    def __init__(self, kernel):
+    def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self._files = {}  # (bundle dir, entry) -> (mtime_ns, size, compiled module, path)
-        self._addons = {}  # (db alias, addon key) -> (updated_at as stored, Installation, Manifest)
+        # (bundle dir, entry) -> (mtime_ns, size, compiled module, path)
+        self._files: dict[tuple[str, str | None], tuple[int, int, CompiledModule, str]] = {}
+        # (db alias, addon key) -> (updated_at as stored, Installation, Manifest)
+        self._addons: dict[tuple[str, str], tuple[object, Installation, Manifest]] = {}
 
     @property
     def engine(self) -> SandboxEngine:
@@ -89,7 +102,7 @@ class SandboxService:
             max_result_bytes=MAX_RESULT_BYTES,
         )
 
-    def module_path(self, manifest: Manifest, bundle_dir) -> Path:
+    def module_path(self, manifest: Manifest, bundle_dir: str | os.PathLike[str]) -> Path:
         backend = manifest.backend
         if backend is None or backend.runtime != "wasm" or not backend.entry:
             raise NoBackend(f'addon "{manifest.key}" has no wasm backend')
@@ -101,7 +114,7 @@ class SandboxService:
             raise ModuleRejected(f"backend.entry {backend.entry!r} is missing from the bundle")
         return path
 
-    def load(self, manifest: Manifest, bundle_dir):
+    def load(self, manifest: Manifest, bundle_dir: str | os.PathLike[str]) -> CompiledModule:
         """The compiled module of the bundle's backend; re-read only when the file changed."""
         key = (str(bundle_dir), manifest.backend.entry if manifest.backend else None)
         cached = self._files.get(key)
@@ -118,7 +131,9 @@ class SandboxService:
         self._files[key] = (stat.st_mtime_ns, stat.st_size, compiled, str(path))
         return compiled
 
-    def validate_backend(self, manifest: Manifest, bundle_dir):
+    def validate_backend(
+        self, manifest: Manifest, bundle_dir: str | os.PathLike[str]
+    ) -> CompiledModule | None:
         """Install-time: the module compiles, imports only metacore_host/WASI, exports
         memory and alloc, and every listed export exists with a supported signature."""
         if manifest.backend is None or manifest.backend.runtime != "wasm":
@@ -136,7 +151,7 @@ class SandboxService:
                 raise ModuleRejected(f'addon "{manifest.key}": backend export {export!r} {problem}')
         return compiled
 
-    def _installation(self, addon_key, using=DEFAULT_DB_ALIAS):
+    def _installation(self, addon_key: str, using: str = DEFAULT_DB_ALIAS) -> tuple[Installation, Manifest]:
         """The enabled installation and its parsed manifest. One short query per call checks
         state and `updated_at` (so a change made by another process is seen at once); the
         row and the parsed manifest are reused while `updated_at` stays the same."""
@@ -162,9 +177,11 @@ class SandboxService:
 
     # -- calls ----------------------------------------------------------------------------
 
-    def call(self, addon_key, export, payload=None, context=None):
+    def call(
+        self, addon_key: str, export: str, payload: object = None, context: CallContext | None = None
+    ) -> object:
         """Call a manifest-listed export with `payload` (JSON) and return its decoded result."""
-        context = dict(context or {})
+        context = context or {}
         inst, manifest = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
         if manifest.backend is None or export not in manifest.backend.exports:
             raise ExportNotAllowed(
@@ -172,9 +189,9 @@ class SandboxService:
             )
         return self.invoke(inst, manifest, inst.bundle_path, export, payload, context)
 
-    def call_raw(self, addon_key, export, data: bytes, context=None) -> bytes:
+    def call_raw(self, addon_key: str, export: str, data: bytes, context: CallContext | None = None) -> bytes:
         """`call` with the input and output as raw bytes (no JSON on either side)."""
-        context = dict(context or {})
+        context = context or {}
         inst, manifest = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
         if manifest.backend is None or export not in manifest.backend.exports:
             raise ExportNotAllowed(
@@ -182,13 +199,29 @@ class SandboxService:
             )
         return self._run(inst, manifest, inst.bundle_path, export, data, context)
 
-    def invoke(self, inst, manifest, bundle_dir, export, payload, context):
+    def invoke(
+        self,
+        inst: Installation,
+        manifest: Manifest,
+        bundle_dir: str,
+        export: str,
+        payload: object,
+        context: CallContext,
+    ) -> object:
         """Run one export on a fresh instance with `payload` as JSON; return the decoded JSON
         result (None when the guest answered nothing)."""
         data = json.dumps(payload if payload is not None else {}, default=str, separators=(",", ":")).encode()
         return decode_result(export, self._run(inst, manifest, bundle_dir, export, data, context))
 
-    def _run(self, inst, manifest, bundle_dir, export, data, context):
+    def _run(
+        self,
+        inst: Installation,
+        manifest: Manifest,
+        bundle_dir: str,
+        export: str,
+        data: bytes,
+        context: CallContext,
+    ) -> bytes:
         compiled = self.load(manifest, bundle_dir)
         invocation = Invocation(
             addon_key=manifest.key,
@@ -206,6 +239,7 @@ class SandboxService:
         invocation.deadline = time.monotonic() + limits.timeout_ms / 1000
         stats = CallStats()
         outcome, error = "ok", None
+        raw = b""
         with telemetry.span(
             "metacore.sandbox.call", addon=manifest.key, function=export, tenant=invocation.tenant
         ):
@@ -227,7 +261,14 @@ class SandboxService:
             raise error
         return raw
 
-    def _audit(self, invocation, stats, outcome, reason, deferred=None):
+    def _audit(
+        self,
+        invocation: Invocation,
+        stats: CallStats,
+        outcome: str,
+        reason: str,
+        deferred: list[dict[str, Any]] | None = None,
+    ) -> None:
         """One `sandbox.call` record; appended to `deferred` instead when the caller writes
         it after its transaction (so a rolled-back action still leaves its record)."""
         record = dict(
@@ -261,7 +302,7 @@ class SandboxService:
         manifest: Manifest | dict[str, Any],
         hook_name: str,
         bundle_dir: str | None = None,
-        context: Mapping[str, object] | None = None,
+        context: CallContext | None = None,
     ) -> object:
         """Run the addon's `on_<event>` export, when it has one, inside the current (the
         installer's) transaction. Raises, so the caller rolls back, when the hook fails or
@@ -275,19 +316,20 @@ class SandboxService:
         if manifest.backend is None or manifest.backend.runtime != "wasm" or not manifest.backend.entry:
             return None
         bundle_dir = bundle_dir or installation.bundle_path
-        if event in ("install", "upgrade"):
-            compiled = self.validate_backend(manifest, bundle_dir)
-        else:
-            compiled = self.load(manifest, bundle_dir)
+        compiled = (
+            self.validate_backend(manifest, bundle_dir)
+            if event in ("install", "upgrade")
+            else self.load(manifest, bundle_dir)
+        )
         declared = manifest.hooks.get(f"on_{event}") or manifest.hooks.get(event)
         export = declared if declared and "/" not in declared else f"on_{event}"
-        if export not in compiled.exports:
+        if export not in compiled.exports:  # type: ignore[union-attr]  # a wasm backend was checked above
             if declared and "/" not in declared:
                 raise ModuleRejected(
                     f'addon "{manifest.key}": hook {hook_name} names export {export!r}, which the module lacks'
                 )
             return None
-        context = dict(context or {})
+        context = context or {}
         payload = {
             "event": event,
             "addon_key": manifest.key,
@@ -305,7 +347,9 @@ class SandboxService:
 
     # -- row actions ----------------------------------------------------------------------
 
-    def run_action(self, ctx, model_ref, row_id, action_key, body):
+    def run_action(
+        self, ctx: StoreContext, model_ref: str, row_id: object, action_key: str, body: object
+    ) -> tuple[int, dict[str, Any]]:
         """POST /dynamic/<model>/<id>/action/<key>: returns (http status, envelope)."""
         from metacore.permissions.naming import model_permission
 
@@ -316,7 +360,11 @@ class SandboxService:
         action = find_action(manifest, spec, action_key)
         if action is None:
             raise NotFound(f'model "{spec.key}" has no action "{action_key}"')
-        meta = {"model": spec.key, "action": action.key, "trigger_type": action.handler_type}
+        meta: dict[str, object] = {
+            "model": spec.key,
+            "action": action.key,
+            "trigger_type": action.handler_type,
+        }
         actions = self.kernel.actions
         actions.check(manifest, action)
         args = action_args(action, body)
@@ -346,7 +394,7 @@ class SandboxService:
         return outcome.status, {"success": False, "error": outcome.error, "meta": merged}
 
 
-def decode_result(export, raw: bytes):
+def decode_result(export: str, raw: bytes) -> object:
     if not raw:
         return None
     try:
@@ -358,7 +406,7 @@ def decode_result(export, raw: bytes):
         ) from None
 
 
-def normalise_error(error):
+def normalise_error(error: object) -> dict[str, str]:
     if isinstance(error, dict):
         return {
             "code": str(error.get("code") or "action_failed"),
@@ -369,18 +417,19 @@ def normalise_error(error):
     return {"code": "action_failed", "message": "the action failed"}
 
 
-def interpret_result(result):
+def interpret_result(result: object) -> tuple[bool, object, dict[str, str] | None, dict[str, Any], int]:
     """Guest reply -> (ok, data, error, guest meta, status). A `{success, data|error, meta}`
     envelope is honoured; any other JSON value is the data of a successful action."""
     if isinstance(result, dict) and "success" in result:
-        guest_meta = result.get("meta") if isinstance(result.get("meta"), dict) else {}
+        meta = result.get("meta")
+        guest_meta = meta if isinstance(meta, dict) else {}
         if result.get("success") is True:
             return True, result.get("data"), None, guest_meta, 200
         return False, None, normalise_error(result.get("error")), guest_meta, 422
     return True, result, None, {}, 200
 
 
-def find_action(manifest: Manifest, spec, key):
+def find_action(manifest: Manifest, spec: Model, key: str) -> Action | None:
     names = {spec.key.lower(), spec.table.lower()}
     for action in manifest.actions:
         if action.key == key and (action.model or "").lower() in names:
@@ -388,7 +437,7 @@ def find_action(manifest: Manifest, spec, key):
     return None
 
 
-def action_args(action, body):
+def action_args(action: Action, body: object) -> dict[str, Any]:
     """The request body as the action's arguments (compact shape, or `{"payload": ...}`),
     checked against the action's declared required fields."""
     body = body if isinstance(body, dict) else {}
