@@ -20,23 +20,31 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import reduce
 from operator import and_, or_
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import connections
 from django.db.models import Model, Q, QuerySet
 
 from metacore.conf import metacore_settings
 from metacore.errors import ValidationError
-from metacore.schema.types import get_type
+from metacore.schema.types import ColumnType, get_type
+
+if TYPE_CHECKING:
+    from metacore.manifest.model import Column
+    from metacore.manifest.model import Model as Spec
 
 FILTER_PREFIX = "f_"
 RESERVED = {"page", "per_page", "sortBy", "order", "search", "search_columns", "fields", "expand"}
 _M = TypeVar("_M", bound=Model)
+#: A QueryDict, or a plain dict of one value or a list of values per name.
+QueryParams = Mapping[str, str | list[str] | tuple[str, ...]]
+Errors = dict[str, list[str]]  # messages by query parameter
 _OPERATOR_LIKE = re.compile(r"[A-Za-z_]+")
 _DAY_RANGE = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})")
 MAX_OFFSET = 2**62  # an OFFSET both databases accept as a 64-bit integer
@@ -80,21 +88,22 @@ class ListQuery:
         return queryset.filter(self.where).order_by(*self.ordering)
 
 
-def _getlist(params, name):
+def _getlist(params: QueryParams, name: str) -> list[str]:
     if hasattr(params, "getlist"):
-        return params.getlist(name)
+        values: list[str] = params.getlist(name)
+        return values
     value = params[name]
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _last(params, name):
+def _last(params: QueryParams, name: str) -> str | None:
     values = _getlist(params, name) if name in params else []
     return values[-1] if values else None
 
 
-def parse_list_query(model, params, *, using="default") -> ListQuery:
+def parse_list_query(model: Spec, params: QueryParams, *, using: str = "default") -> ListQuery:
     """`model` is the manifest Model; `params` a QueryDict or a plain dict."""
-    errors: dict[str, list[str]] = {}
+    errors: Errors = {}
     page = _positive_int(params, "page", 1, errors)
     per_page = min(
         _positive_int(params, "per_page", metacore_settings.DEFAULT_PER_PAGE, errors),
@@ -103,8 +112,8 @@ def parse_list_query(model, params, *, using="default") -> ListQuery:
     if (page - 1) * per_page > MAX_OFFSET:
         errors.setdefault("page", []).append("is too large")
     ordering = _ordering(model, params, errors)
-    conditions = []
-    rejected = set()
+    conditions: list[Q] = []
+    rejected: set[str] = set()
     for name in params:
         if any("\x00" in value for value in _getlist(params, name) if isinstance(value, str)):
             errors.setdefault(name, []).append("must not contain NUL characters")
@@ -123,13 +132,13 @@ def parse_list_query(model, params, *, using="default") -> ListQuery:
     return ListQuery(page=page, per_page=per_page, ordering=ordering, where=reduce(and_, conditions, Q()))
 
 
-def _message(errors):
+def _message(errors: Errors) -> str:
     name, messages = next(iter(errors.items()))
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"invalid query parameter {name}: {messages[0]}{more}"
 
 
-def _positive_int(params, name, default, errors):
+def _positive_int(params: QueryParams, name: str, default: int, errors: Errors) -> int:
     raw = _last(params, name)
     if raw is None or raw == "":
         return default
@@ -144,7 +153,7 @@ def _positive_int(params, name, default, errors):
     return value
 
 
-def _ordering(model, params, errors) -> tuple[str, ...]:
+def _ordering(model: Spec, params: QueryParams, errors: Errors) -> tuple[str, ...]:
     keys = [k.strip() for k in (_last(params, "sortBy") or "").split(",") if k.strip()]
     orders = [o.strip().lower() for o in (_last(params, "order") or "").split(",") if o.strip()]
     bad_orders = [o for o in orders if o not in ("asc", "desc")]
@@ -152,7 +161,7 @@ def _ordering(model, params, errors) -> tuple[str, ...]:
         errors.setdefault("order", []).append(f'{bad_orders[0]!r} is not "asc" or "desc"')
     if orders and len(orders) not in (1, len(keys)):
         errors.setdefault("order", []).append("give one order, or one per sortBy key")
-    ordering = []
+    ordering: list[str] = []
     for position, key in enumerate(keys):
         descending = key.startswith("-")
         name = key.lstrip("-")
@@ -176,13 +185,13 @@ def _ordering(model, params, errors) -> tuple[str, ...]:
     return tuple(ordering)
 
 
-def search_columns(model):
+def search_columns(model: Spec) -> list[Column]:
     """Columns `search` looks in: those marked searchable, else every text-like user column."""
     marked = [c for c in model.columns if c.searchable]
     return marked or [c for c in model.user_columns if get_type(c.type).text_like]
 
 
-def _search(model, term, only, errors):
+def _search(model: Spec, term: str, only: str | None, errors: Errors) -> Q:
     columns = search_columns(model)
     if only:
         # The SDK's table sends the metadata's searchable keys; narrow to those.
@@ -209,7 +218,7 @@ def split_operator(raw: str) -> tuple[str | None, str]:
     return "eq", raw
 
 
-def _filter(model, name, raw, errors, using):
+def _filter(model: Spec, name: str, raw: str, errors: Errors, using: str) -> Q | None:
     column_name = name[len(FILTER_PREFIX) :]
     column = model.column(column_name)
     if column is None:
@@ -251,7 +260,7 @@ def _filter(model, name, raw, errors, using):
         return None
 
 
-def parse_value(column, raw):
+def parse_value(column: Column, raw: str) -> Any:  # what the column type's parse gives
     """A filter value for `column` from query-string text: the type's `parse`, plus the
     checks the database would otherwise fail on (or silently match nothing) at query time:
     NUL characters, datetimes that overflow when moved to UTC, decimals beyond the column's
@@ -266,7 +275,7 @@ def parse_value(column, raw):
         except OverflowError:
             raise ValueError(f"{raw!r} is out of range") from None
     if isinstance(value, Decimal):
-        precision, scale = ctype.precision_scale(column)
+        precision, scale = ctype.precision_scale(column)  # type: ignore[attr-defined]  # only DecimalType parses to Decimal
         if abs(value) >= Decimal(10) ** (precision - scale):
             raise ValueError(f"{raw!r} is out of range for {ctype.describe(column)}")
     if ctype.name == "json" and "\\u0000" in json.dumps(value):
@@ -274,7 +283,7 @@ def parse_value(column, raw):
     return value
 
 
-def _upper_bound(column, ctype, raw):
+def _upper_bound(column: Column, ctype: ColumnType, raw: str) -> Q:
     """`<= raw`; a bare day as the upper bound of a date-time column includes that whole day."""
     if ctype.name == "datetime" and _DAY.match(raw.strip()):
         return Q(**{f"{column.name}__lt": parse_value(column, raw) + timedelta(days=1)})
@@ -284,7 +293,7 @@ def _upper_bound(column, ctype, raw):
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _condition(column, op, lookup, ctype, value):
+def _condition(column: Column, op: str, lookup: str, ctype: ColumnType, value: str) -> Q | None:
     col = column.name
     if op in ("isnull", "null", "not_null"):
         null = get_type("bool").parse(value or "true") if op == "isnull" else op == "null"

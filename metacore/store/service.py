@@ -20,7 +20,7 @@ import contextlib
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 from weakref import WeakKeyDictionary
@@ -40,7 +40,7 @@ from metacore.permissions.naming import model_permission
 from metacore.schema.registry import ResolvedModel
 from metacore.schema.types import ColumnType, get_type
 from metacore.store import rls
-from metacore.store.query import parse_list_query
+from metacore.store.query import QueryParams, parse_list_query
 from metacore.store.validation import serializer_class
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ class StoreService:
         self.kernel = kernel
 
     # -- reads ----------------------------------------------------------------------------
-    def list(self, ctx: StoreContext, ref: str, params: Mapping[str, str]) -> Page:
+    def list(self, ctx: StoreContext, ref: str, params: QueryParams) -> Page:
         resolved = self._authorize(ctx, ref, "read")
         query = parse_list_query(resolved.spec, params, using=self._db(resolved))
         reader = _reader(resolved)

@@ -20,6 +20,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING
 
 from django.db import transaction
 
@@ -27,7 +28,15 @@ from metacore.errors import MetacoreError, ValidationError
 from metacore.manifest.model import SYSTEM_COLUMNS
 from metacore.metadata.derive import column_label
 from metacore.schema.types import get_type
-from metacore.store.query import parse_list_query
+from metacore.store.query import ListQuery, QueryParams, parse_list_query
+
+if TYPE_CHECKING:
+    from metacore.audit.pipe import AuditPipe
+    from metacore.manifest.model import Column, Model
+    from metacore.schema.registry import ResolvedModel
+    from metacore.store.service import Row, StoreContext, StoreService
+
+Record = tuple[int | None, object]  # (line the record starts on, or None; the raw row)
 
 FORMATS = {
     "csv": "text/csv; charset=utf-8",
@@ -48,8 +57,13 @@ class RowProblem:
     message: str
     line: int | None = None
 
-    def as_json(self):
-        out = {"row": self.row, "column": self.column, "message": self.message, "error": self.message}
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "row": self.row,
+            "column": self.column,
+            "message": self.message,
+            "error": self.message,
+        }
         if self.line is not None:
             out["line"] = self.line
         return out
@@ -61,13 +75,13 @@ class ImportReport:
     created: int = 0
     problems: list[RowProblem] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
-    sample: list[dict] = field(default_factory=list)
+    sample: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def valid(self) -> int:
         return self.rows - len({p.row for p in self.problems})
 
-    def as_json(self):
+    def as_json(self) -> dict[str, object]:
         return {
             "rowCount": self.rows,
             "valid": self.valid,
@@ -88,12 +102,12 @@ class Export:
 
 
 class TransferService:
-    def __init__(self, store, audit):
+    def __init__(self, store: StoreService, audit: AuditPipe) -> None:
         self.store = store
         self.audit = audit
 
     # -- export ---------------------------------------------------------------------------
-    def export(self, ctx, ref: str, params, *, template: bool = False) -> Export:
+    def export(self, ctx: StoreContext, ref: str, params: QueryParams, *, template: bool = False) -> Export:
         resolved = self.store._authorize(ctx, ref, "read")
         spec = resolved.spec
         fmt = (_first(params, "format") or "csv").lower()
@@ -108,7 +122,7 @@ class TransferService:
         query = parse_list_query(spec, list_params, using=self.store._db(resolved))
         name = spec.table + ("-template" if template else "")
         if template:
-            rows: Iterable[dict] = ()
+            rows: Iterable[Row] = ()
         else:
             self.audit.record(
                 "crud.export",
@@ -124,7 +138,9 @@ class TransferService:
         encode = _csv_chunks if fmt == "csv" else _json_chunks
         return Export(FORMATS[fmt], f"{name}.{fmt}", encode(columns, labels, rows))
 
-    def _rows(self, ctx, resolved, query, columns):
+    def _rows(
+        self, ctx: StoreContext, resolved: ResolvedModel, query: ListQuery, columns: list[Column]
+    ) -> Iterator[Row]:
         """Rows as JSON-ready dicts, read with a cursor inside the tenant's transaction (the
         generator runs while the response streams)."""
         names = [c.name for c in columns]
@@ -137,7 +153,7 @@ class TransferService:
                 yield row
 
     @staticmethod
-    def _columns(spec, raw, *, writable):
+    def _columns(spec: Model, raw: str | None, *, writable: bool) -> list[Column]:
         """`columns=a,b` in that order; by default what a table shows (a template: what an
         import writes)."""
         if not raw or not raw.strip():
@@ -151,19 +167,20 @@ class TransferService:
                 f'columns: unknown column "{unknown[0]}"',
                 errors={"columns": [f'unknown column "{n}"' for n in unknown]},
             )
-        return [spec.column(n) for n in names]
+        return [column for n in names if (column := spec.column(n)) is not None]  # all known (above)
 
     # -- import ---------------------------------------------------------------------------
     def import_rows(
-        self, ctx, ref: str, records: Iterable[tuple[int | None, dict]], *, write: bool
+        self, ctx: StoreContext, ref: str, records: Iterable[Record], *, write: bool
     ) -> ImportReport:
         """`records`: (line or None, raw row) pairs from `read_csv`/`read_json`. Validates every
         row; with `write`, creates them all in one transaction when all are valid."""
         resolved = self.store._authorize(ctx, ref, "create")
         spec = resolved.spec
         report = ImportReport()
-        prepared = []
-        seen_unique: dict[str, dict] = {c.name: {} for c in spec.user_columns if c.unique}
+        prepared: list[tuple[int, int | None, dict[str, object]]] = []
+        # unique column -> {value: first row number with it}
+        seen_unique: dict[str, dict[object, int]] = {c.name: {} for c in spec.user_columns if c.unique}
         ignored: set[str] = set()
         with self.store.tenant_transaction(ctx, resolved):
             for number, (line, raw) in enumerate(with_keys(spec, records), start=1):
@@ -213,10 +230,17 @@ class TransferService:
         return report
 
     @staticmethod
-    def _row_values(spec, raw, ignored, report, number, line):
+    def _row_values(
+        spec: Model,
+        raw: dict[str, object],
+        ignored: set[str],
+        report: ImportReport,
+        number: int,
+        line: int | None,
+    ) -> dict[str, object] | None:
         """The row's writable values: managed columns ignored (an export re-imports), CSV text
         turned into JSON values, an empty cell NULL (or the default on NOT NULL columns)."""
-        data = {}
+        data: dict[str, object] = {}
         for key, value in raw.items():
             column = spec.column(key)
             if column is not None and (column.system or key in SYSTEM_COLUMNS):
@@ -239,7 +263,14 @@ class TransferService:
             data[key] = value
         return data
 
-    def _check_row(self, ctx, resolved, data, seen_unique, number):
+    def _check_row(
+        self,
+        ctx: StoreContext,
+        resolved: ResolvedModel,
+        data: dict[str, object],
+        seen_unique: dict[str, dict[object, int]],
+        number: int,
+    ) -> tuple[str, str] | None:
         try:
             values = self.store._validate(resolved, data, partial=False)
             self.store._check_unique(resolved, values)
@@ -258,7 +289,7 @@ class TransferService:
 
 
 # -- readers and writers -------------------------------------------------------------------
-def read_csv(stream) -> Iterator[tuple[int, dict]]:
+def read_csv(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
     """(line the record starts on, {header: cell}) per data record of a CSV byte stream."""
     text = codecs.getreader("utf-8-sig")(stream, errors="strict")  # type: ignore[call-arg]  # StreamReader takes errors (typeshed's protocol omits it)
     reader = csv.reader(text)
@@ -279,7 +310,7 @@ def read_csv(stream) -> Iterator[tuple[int, dict]]:
         ) from None
 
 
-def read_json(payload) -> Iterator[tuple[None, dict]]:
+def read_json(payload: object) -> Iterator[tuple[None, object]]:
     rows = payload.get("data") if isinstance(payload, dict) else payload
     if not isinstance(rows, list):
         raise ValidationError(
@@ -289,7 +320,7 @@ def read_json(payload) -> Iterator[tuple[None, dict]]:
     return ((None, row) for row in rows)
 
 
-def with_keys(spec, records):
+def with_keys(spec: Model, records: Iterable[Record]) -> Iterator[Record]:
     """Header cells that are column labels (case-insensitive) become column keys, so an
     export with `column_labels` or a filled-in template re-imports."""
     aliases = {column_label(column).lower(): column.name for column in spec.columns}
@@ -301,7 +332,7 @@ def with_keys(spec, records):
         yield line, raw
 
 
-def _csv_cell(value) -> str:
+def _csv_cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -311,7 +342,7 @@ def _csv_cell(value) -> str:
     return str(value)
 
 
-def _csv_chunks(columns, labels, rows):
+def _csv_chunks(columns: list[Column], labels: dict[str, str], rows: Iterable[Row]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([labels.get(c.name, c.name) for c in columns])
@@ -327,10 +358,10 @@ def _csv_chunks(columns, labels, rows):
     yield buffer.getvalue().encode()
 
 
-def _json_chunks(columns, labels, rows):
+def _json_chunks(columns: list[Column], labels: dict[str, str], rows: Iterable[Row]) -> Iterator[bytes]:
     yield b"["
     separator = b"\n"
-    batch = []
+    batch: list[bytes] = []
     for row in rows:
         batch.append(separator + json.dumps(row, ensure_ascii=False).encode())
         separator = b",\n"
@@ -340,7 +371,7 @@ def _json_chunks(columns, labels, rows):
     yield b"".join(batch) + b"\n]\n"
 
 
-def _labels(raw):
+def _labels(raw: str | None) -> dict[str, str]:
     if not raw:
         return {}
     try:
@@ -355,11 +386,11 @@ def _labels(raw):
     return {str(k): str(v) for k, v in labels.items()}
 
 
-def _all(params, name):
+def _all(params: QueryParams, name: str) -> str | list[str] | tuple[str, ...]:
     return params.getlist(name) if hasattr(params, "getlist") else params[name]
 
 
-def _first(params, name):
+def _first(params: QueryParams, name: str) -> str | None:
     values = _all(params, name) if name in params else []
     if isinstance(values, str):
         return values
