@@ -20,7 +20,9 @@ from tests.livekit import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "embedding.md"
-BLOCK = re.compile(r"```python\n# (settings\.py|urls\.py|asgi\.py)\n(.*?)```", re.S)
+BLOCK = re.compile(
+    r"```python\n# (settings\.py|urls\.py|asgi\.py|notes/models\.py|notes/apps\.py)\n(.*?)```", re.S
+)
 BIN = Path(sys.executable).parent
 
 
@@ -31,7 +33,7 @@ def blocks(path):
 
 def test_readme_shows_the_guides_blocks_unchanged():
     readme = blocks(ROOT / "README.md")
-    assert {name for name, _ in readme} == {"settings.py", "urls.py", "asgi.py"}
+    assert {name for name, _ in readme} == {"settings.py", "urls.py", "asgi.py", "notes/apps.py"}
     assert all(block in blocks(GUIDE) for block in readme)
 
 
@@ -58,6 +60,20 @@ def get(url, token=None):
         return exc.code, exc.read()
 
 
+def send(url, token, body):
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A startproject site with the guide applied, migrated, the tasks example installed and
@@ -70,7 +86,11 @@ def project(tmp_path_factory):
     }
     env["DJANGO_SUPERUSER_PASSWORD"] = "a-long-enough-password"
     subprocess.run([str(BIN / "django-admin"), "startproject", "myproject", str(root)], check=True, env=env)
+    run(root, "startapp", "notes", env=env)
     for name, code in blocks(GUIDE):
+        if name.startswith("notes/"):  # the guide's host app files, as written
+            (root / name).write_text(code)
+            continue
         with open(root / "myproject" / name, "a") as target:
             target.write("\n" + code)
     return root, env
@@ -80,6 +100,7 @@ def test_the_guide_verbatim_checks_migrates_installs_and_serves(project):
     root, env = project
     checked = run(root, "check", env=env)
     assert "System check identified no issues" in checked.stdout, checked.stdout + checked.stderr
+    run(root, "makemigrations", "notes", env=env)
     run(root, "migrate", "--noinput", env=env)
     installed = run(root, "metacore_install", str(ROOT / "examples" / "tasks"), env=env)
     assert "tasks" in installed.stdout
@@ -115,6 +136,17 @@ def test_the_guide_verbatim_checks_migrates_installs_and_serves(project):
         assert status == 200 and b"/api/dynamic/tasks.projects" in body and b"title: metacore API" in body
         assert get(f"{base}/dynamic/tasks.projects")[0] == 401
         assert get(f"{base}/dynamic/tasks.projects", "not-a-token")[0] == 401
+        # The guide's host model: its own migration, served like an addon's table.
+        status, body = send(f"{base}/dynamic/notes", token, {"title": "Hello", "body": "from the host"})
+        assert status == 201, body
+        note = json.loads(body)["data"]
+        assert note["organization_id"] and note["created_at"] and isinstance(note["id"], int)
+        status, body = get(f"{base}/dynamic/host.notes?search=host", token)
+        assert status == 200 and [n["title"] for n in json.loads(body)["data"]] == ["Hello"]
+        assert json.loads(get(f"{base}/metadata/table/notes", token)[1])["data"]["searchColumns"] == [
+            "title",
+            "body",
+        ]
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -317,7 +317,7 @@ class MetacoreSchemaGenerator(SchemaGenerator):
             for operation in item.values():
                 if isinstance(operation, dict) and operation.get("description") == _MIXIN_DOC:
                     del operation["description"]
-        for resolved in get_kernel().registry.all_models():
+        for resolved in get_kernel().registry.served_models():
             components.update(model_components(resolved))
             for path, item in model_paths(resolved, prefix).items():
                 if security is not None:

@@ -14,6 +14,7 @@ from django.db import models
 MAX_IDENTIFIER = 63  # PostgreSQL NAMEDATALEN - 1
 PHYSICAL_OVERHEAD = len("addon_") + len("__")
 MAX_ADDON_KEY = 40
+RESERVED_ADDON_KEY = "host"  # metacore.schema.host.HOST_NAMESPACE: the host's own models
 
 ADDON_KEY_RE = re.compile(r"[a-z][a-z0-9_]*[a-z0-9]")
 SQL_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")  # tables, columns, index names
@@ -46,6 +47,8 @@ def addon_key_problems(key: str) -> list[str]:
         ]
     if "__" in key:
         return [f'invalid addon key "{key}": "__" is reserved (it separates key and table)']
+    if key == RESERVED_ADDON_KEY:
+        return [f'addon key "{key}" is reserved: it qualifies the host\'s own models (`host.<model>`)']
     if len(key) > MAX_ADDON_KEY:
         return [f'addon key "{key}" is longer than {MAX_ADDON_KEY} characters']
     return []

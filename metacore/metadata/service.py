@@ -80,7 +80,7 @@ class MetadataService:
         """Every model the caller may read, keyed by model key (qualified `<addon>.<key>`
         when two addons share the key), plus the `version` token."""
         self._require_user(user)
-        models = self.kernel.registry.all_models()
+        models = self.kernel.registry.served_models()
         counts = Counter(m.spec.key.lower() for m in models)
         tables, modals = {}, {}
         for m in models:

@@ -9,6 +9,10 @@ Cost: `effective()` asks `user.get_all_permissions()`, which Django's ModelBacke
 the user object (`_perm_cache`); DRF keeps one user object per request, so a request pays a
 fixed number of permission queries however many rows or checks it makes. Object checks use
 one guardian `ObjectPermissionChecker` cached on the same user object.
+
+Host models (`metacore.register_model`) have no rows of their own: `host.<key>.<action>` is
+answered by the model's Django permission (`<app>.view_<model>`...), so what the host
+already grants, and guardian's object permissions on its rows, apply as they are.
 """
 
 import difflib
@@ -55,18 +59,21 @@ class PermissionService:
         cached: set[str] | None = getattr(user, _EFFECTIVE_CACHE, None)
         if cached is not None:
             return cached
+        hosted = self._host_permissions()
         if user.is_superuser:
             codenames = Permission.objects.filter(content_type__app_label=APP_LABEL).values_list(
                 "codename", flat=True
             )
-            result = {c for c in codenames if _is_addon_codename(c)}
+            result = {c for c in codenames if _is_addon_codename(c)} | set(hosted)
         else:
             prefix = f"{APP_LABEL}."
+            held = user.get_all_permissions()
             result = {
                 perm[len(prefix) :]
-                for perm in user.get_all_permissions()
+                for perm in held
                 if perm.startswith(prefix) and _is_addon_codename(perm[len(prefix) :])
             }
+            result |= {codename for codename, perm in hosted.items() if perm in held}
         setattr(user, _EFFECTIVE_CACHE, result)
         return result
 
@@ -78,7 +85,13 @@ class PermissionService:
             return True
         if obj is None:
             return False
-        return self._object_checker(user).has_perm(f"{APP_LABEL}.{codename}", obj)
+        perm = self._host_permissions().get(codename, f"{APP_LABEL}.{codename}")
+        return self._object_checker(user).has_perm(perm, obj)
+
+    def _host_permissions(self) -> dict[str, str]:
+        """`host.<key>.<action>` -> the host model's Django permission."""
+        permissions: dict[str, str] = self.kernel.registry.hosted.permissions()
+        return permissions
 
     def require(self, user: User | None, codename: str, obj: Model | None = None) -> None:
         """Raise NotAuthenticated (401) for anonymous callers, PermissionDenied (403) when the

@@ -15,6 +15,10 @@ installed for every organization. Lookups take `organization=` (the caller's ten
 for a caller in no organization); the default `ANY_ORGANIZATION` is for host code that
 acts for no one in particular (upgrades, the admin's data pages, the sandbox resolving
 its own addon's tables).
+
+Host models (`metacore.register_model`, schema/host.py) are indexed alongside, under their
+key and `host.<key>`, served to every organization: a reload keeps them, and a bare name
+both an addon and the host use is ambiguous (409) like one two addons share.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from django.db import models as djmodels
 from metacore.errors import Conflict, NotFound
 from metacore.manifest.model import Manifest, Model
 from metacore.schema.builder import AddonModels, build_addon_models
+from metacore.schema.host import HostModel, HostModels, host_models
 
 log = logging.getLogger("metacore.registry")
 
@@ -119,10 +124,25 @@ class ResolvedModel:
     manifest: Manifest
     spec: Model
     model_class: type[djmodels.Model]
+    host: HostModel | None = None  # set for a host model (schema/host.py)
 
     @property
     def qualified_name(self) -> str:
         return f"{self.installation_key}.{self.spec.key}"
+
+    @property
+    def tenant_column(self) -> str | None:
+        """The column holding the organization, None when the model is not org-scoped."""
+        if not self.spec.org_scoped:
+            return None
+        return self.host.tenant_column() if self.host is not None else "organization_id"
+
+    @property
+    def stamped_on_update(self) -> tuple[str, ...]:
+        """Date-time columns every update sets to now."""
+        if self.host is not None:
+            return self.host.stamped_on_update()
+        return ("updated_at",) if self.spec.column("updated_at") is not None else ()
 
 
 def read_revision(using: str = DEFAULT_DB_ALIAS) -> int:
@@ -141,8 +161,10 @@ def read_revision(using: str = DEFAULT_DB_ALIAS) -> int:
 
 
 class ModelRegistry:
-    def __init__(self, using: str = DEFAULT_DB_ALIAS) -> None:
+    def __init__(self, using: str = DEFAULT_DB_ALIAS, hosted: HostModels = host_models) -> None:
         self.using = using
+        self.hosted = hosted
+        self._hosted_generation = -1
         self._lock = threading.RLock()
         self._revision: int | None = None
         self._installed: dict[str, InstalledAddon] = {}
@@ -161,11 +183,13 @@ class ModelRegistry:
     def refresh(self, *, force: bool = False) -> None:
         """Reload from the stored manifests when the database revision moved (one query)."""
         revision = read_revision(self.using)
-        if not force and revision == self._revision:
+        if not force and revision == self._revision and self.hosted.generation == self._hosted_generation:
             return
         with self._lock:
             if force or revision != self._revision:
                 self._reload(revision)
+            elif self.hosted.generation != self._hosted_generation:
+                self._names = self._index(self._addons)
 
     def invalidate(self) -> None:
         with self._lock:
@@ -237,16 +261,20 @@ class ModelRegistry:
         self._names = self._index(addons)
         self._revision = revision
 
-    @staticmethod
-    def _index(addons: dict[str, AddonModels]) -> dict[str, list[ResolvedModel]]:
+    def _index(self, addons: dict[str, AddonModels]) -> dict[str, list[ResolvedModel]]:
         names: dict[str, list[ResolvedModel]] = {}
-        for key, built in addons.items():
-            for spec in built.manifest.models:
-                resolved = ResolvedModel(key, built.manifest, spec, built.classes[spec.table])
-                spellings = {spec.key.lower(), spec.table.lower()}
-                spellings |= {f"{key.lower()}.{s}" for s in tuple(spellings)}
-                for spelling in spellings:
-                    names.setdefault(spelling, []).append(resolved)
+        served = [
+            ResolvedModel(key, built.manifest, spec, built.classes[spec.table])
+            for key, built in addons.items()
+            for spec in built.manifest.models
+        ]
+        self._hosted_generation = self.hosted.generation
+        for resolved in served + self.host_models():
+            spec, key = resolved.spec, resolved.installation_key
+            spellings = {spec.key.lower(), spec.table.lower()}
+            spellings |= {f"{key.lower()}.{s}" for s in tuple(spellings)}
+            for spelling in spellings:
+                names.setdefault(spelling, []).append(resolved)
         return names
 
     # -- lookups ------------------------------------------------------------------------
@@ -287,7 +315,7 @@ class ModelRegistry:
         distinct = {
             (m.installation_key, m.spec.table): m
             for m in matches
-            if self._installed[m.installation_key].enabled_for(organization)
+            if m.host is not None or self._installed[m.installation_key].enabled_for(organization)
         }
         if not distinct:
             raise NotFound(f"unknown model {ref!r}")
@@ -331,3 +359,16 @@ class ModelRegistry:
             for built in self.addons(organization=organization)
             for spec in built.manifest.models
         ]
+
+    def host_models(self) -> list[ResolvedModel]:
+        """Every registered host model that can be served, in registration order."""
+        manifest = self.hosted.manifest()
+        return [
+            ResolvedModel(manifest.key, manifest, spec, entry.model, host=entry)
+            for spec in manifest.models
+            if (entry := self.hosted.get(spec.key)) is not None
+        ]
+
+    def served_models(self, *, organization: OrganizationFilter = ANY_ORGANIZATION) -> list[ResolvedModel]:
+        """What the dynamic API serves the organization: its enabled addons' models, then the host's."""
+        return self.all_models(organization=organization) + self.host_models()

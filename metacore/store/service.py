@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
@@ -207,8 +206,8 @@ class StoreService:
             with contextlib.suppress(ValueError):
                 values[CREATOR] = get_type(creator.type).parse(ctx.actor_id)
         now = timezone.now()
-        if spec.org_scoped:
-            values["organization_id"] = uuid.UUID(ctx.tenant)
+        if resolved.tenant_column is not None:
+            values[resolved.tenant_column] = self._tenant_value(ctx, resolved)
         for name in ("created_at", "updated_at"):
             if spec.column(name) is not None:
                 values[name] = now
@@ -234,8 +233,7 @@ class StoreService:
             self._check_unique(resolved, values, exclude_id=before["id"])
             self._check_references(ctx, resolved, values)
             changes = dict(values)
-            if resolved.spec.column("updated_at") is not None:
-                changes["updated_at"] = timezone.now()
+            changes.update(dict.fromkeys(resolved.stamped_on_update, timezone.now()))
             self._base(resolved).filter(pk=before["id"]).update(**changes)
             after = self._fetch(ctx, resolved, before["id"])
             changed = tuple(k for k in values if after.get(k) != before.get(k))
@@ -261,8 +259,8 @@ class StoreService:
     def scoped_queryset(self, ctx: StoreContext, resolved: ResolvedModel) -> QuerySet[DjangoModel]:
         """Rows of `resolved` this context may see: its tenant's, not soft-deleted."""
         queryset = self._base(resolved)
-        if resolved.spec.org_scoped:
-            queryset = queryset.filter(organization_id=self._tenant_uuid(ctx, resolved))
+        if resolved.tenant_column is not None:
+            queryset = queryset.filter(**{resolved.tenant_column: self._tenant_value(ctx, resolved)})
         if resolved.spec.soft_delete:
             queryset = queryset.filter(deleted_at__isnull=True)
         return queryset
@@ -281,18 +279,20 @@ class StoreService:
             ctx.user, model_permission(resolved.installation_key, resolved.spec.table, action)
         )
         if resolved.spec.org_scoped:
-            self._tenant_uuid(ctx, resolved)
+            self._tenant_value(ctx, resolved)
         return resolved
 
     @staticmethod
-    def _tenant_uuid(ctx: StoreContext, resolved: ResolvedModel) -> uuid.UUID:
+    def _tenant_value(ctx: StoreContext, resolved: ResolvedModel) -> Any:
+        """The caller's organization as a value of the model's tenant column."""
         if not ctx.tenant:
             raise PermissionDenied(
                 f'model "{resolved.installation_key}.{resolved.spec.table}" is organization-scoped and'
                 " the current user belongs to no organization"
             )
+        column = resolved.spec.column(resolved.tenant_column)
         try:
-            return uuid.UUID(str(ctx.tenant))
+            return get_type(column.type).parse(str(ctx.tenant))
         except ValueError:
             raise PermissionDenied(
                 f"the tenant resolver returned {ctx.tenant!r}, which is not an organization id"
@@ -345,9 +345,9 @@ class StoreService:
         return reader(row)
 
     @staticmethod
-    def _parse_id(resolved: ResolvedModel, row_id: object) -> uuid.UUID:
+    def _parse_id(resolved: ResolvedModel, row_id: object) -> Any:
         try:
-            return uuid.UUID(str(row_id))
+            return get_type(resolved.spec.column("id").type).parse(str(row_id))
         except ValueError:
             raise NotFound(f'{resolved.spec.key} "{row_id}" not found') from None
 
@@ -402,9 +402,11 @@ class StoreService:
                     errors={column.name: [f'no {target.spec.key} with {column.references.column} "{value}"']},
                 )
 
-    @staticmethod
-    def _referenced(resolved: ResolvedModel, table: str) -> ResolvedModel:
-        """The model a reference points to, from the same addon build (no registry lookup)."""
+    def _referenced(self, resolved: ResolvedModel, table: str) -> ResolvedModel:
+        """The model a reference points to: from the same addon build (no registry lookup),
+        or the host model registered under that key."""
+        if resolved.host is not None:
+            return self.kernel.registry.resolve(f"{resolved.installation_key}.{table}")
         meta = resolved.model_class._meta
         return ResolvedModel(
             resolved.installation_key,
