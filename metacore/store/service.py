@@ -160,6 +160,12 @@ def _json_object(data: object) -> dict[str, Any]:
     return data
 
 
+def _key_type(resolved: ResolvedModel, name: str | None) -> ColumnType:
+    """The type of an id or tenant column: UUID for addons, the field's for a host model."""
+    column = resolved.spec.column(name) if name else None
+    return get_type(column.type if column is not None else "uuid")
+
+
 class StoreService:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -290,9 +296,8 @@ class StoreService:
                 f'model "{resolved.installation_key}.{resolved.spec.table}" is organization-scoped and'
                 " the current user belongs to no organization"
             )
-        column = resolved.spec.column(resolved.tenant_column)
         try:
-            return get_type(column.type).parse(str(ctx.tenant))
+            return _key_type(resolved, resolved.tenant_column).parse(str(ctx.tenant))
         except ValueError:
             raise PermissionDenied(
                 f"the tenant resolver returned {ctx.tenant!r}, which is not an organization id"
@@ -347,7 +352,7 @@ class StoreService:
     @staticmethod
     def _parse_id(resolved: ResolvedModel, row_id: object) -> Any:
         try:
-            return get_type(resolved.spec.column("id").type).parse(str(row_id))
+            return _key_type(resolved, "id").parse(str(row_id))
         except ValueError:
             raise NotFound(f'{resolved.spec.key} "{row_id}" not found') from None
 
