@@ -26,7 +26,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from metacore.conf import data_dir
-from metacore.errors import MetacoreError
+from metacore.errors import InvalidInput, MetacoreError
 from metacore.installer import management
 from metacore.installer.setting_types import TEXT_TYPES, clean_settings, declared_settings
 from metacore.manifest.model import Manifest
@@ -178,9 +178,7 @@ def _kept_upload(name: str, sha256: str):
     """The pending bundle a (signed) token names, if it is still there and unchanged."""
     kept = _pending_dir() / Path(name).name
     if not kept.is_file() or hashlib.sha256(kept.read_bytes()).hexdigest() != sha256:
-        raise MetacoreError(
-            "the uploaded bundle is gone or changed since its plan was shown: upload it again"
-        )
+        raise InvalidInput("the uploaded bundle is gone or changed since its plan was shown: upload it again")
     return kept
 
 
@@ -391,7 +389,7 @@ class InstallationAdmin(admin.ModelAdmin):
                     request.POST.get("token", ""), salt=UPGRADE_TOKEN_SALT, max_age=UPGRADE_TOKEN_MAX_AGE
                 )
             except signing.BadSignature:
-                raise MetacoreError(
+                raise InvalidInput(
                     "the upgrade plan expired or was altered: upload the bundle again"
                 ) from None
             kept = _kept_upload(chosen["upload"], chosen["sha256"])

@@ -29,8 +29,15 @@ def code_for_status(status: int) -> str:
 
 
 class MetacoreError(Exception):
+    """The base of every error a metacore service raises: a `message` for people, `errors` by
+    field, an HTTP `status` and a stable machine `code` (DRF's `default_code` spelling).
+
+    Every subclass names its own `code`, unique across metacore (a test holds it so), and
+    each package keeps its errors in its `errors.py`. An instance may narrow the code
+    (`SQLRefused(..., code="forbidden")` for the sandbox's ABI answers)."""
+
     status = 400
-    code: str | None = None  # None: the status's code (STATUS_CODES)
+    code: str | None = None  # None (the base class only): the status's code (STATUS_CODES)
 
     def __init__(
         self,
@@ -51,19 +58,27 @@ class MetacoreError(Exception):
             self.code = code_for_status(self.status)
 
 
-class ValidationError(MetacoreError):
+class InvalidInput(MetacoreError):
+    """Input that breaks a rule; `errors` names the fields (not Django's or DRF's
+    `ValidationError`, whose names it would shadow)."""
+
     status = 400
+    code = "invalid"
 
 
 class NotAuthenticated(MetacoreError):
     status = 401
+    code = "not_authenticated"
 
 
-class PermissionDenied(MetacoreError):
+class Forbidden(MetacoreError):
+    """The caller may not do this (not Django's `PermissionDenied`, whose name it would shadow)."""
+
     status = 403
+    code = "permission_denied"
 
 
-class CapabilityDenied(PermissionDenied):
+class CapabilityDenied(Forbidden):
     """An addon operation its manifest's capabilities do not grant (enforce mode)."""
 
     code = "capability_denied"
@@ -71,7 +86,9 @@ class CapabilityDenied(PermissionDenied):
 
 class NotFound(MetacoreError):
     status = 404
+    code = "not_found"
 
 
 class Conflict(MetacoreError):
     status = 409
+    code = "conflict"

@@ -6,7 +6,7 @@ from addon_fixtures import OWN_FIXTURES, bundle_params
 from django.contrib.auth.models import Permission
 from django.db import connection
 
-from metacore.errors import Conflict, NotFound, ValidationError
+from metacore.errors import Conflict, InvalidInput, NotFound
 from metacore.kernel import get_kernel
 from metacore.models import AppliedMigration, AuditRecord, Installation, InstallJournal
 from metacore.permissions.naming import model_permission
@@ -206,11 +206,11 @@ def test_enable_of_an_unknown_addon_is_not_found(installer):
 def test_incompatible_kernel_and_bad_capabilities_are_refused(installer, tmp_path):
     too_new = small_manifest(key="future")
     too_new["kernel"] = ">=4.0.0"
-    with pytest.raises(ValidationError, match="incompatible addon"):
+    with pytest.raises(InvalidInput, match="incompatible addon"):
         installer.install(write_bundle(tmp_path / "future", too_new))
     greedy = small_manifest(key="greedy")
     greedy["capabilities"] = [{"kind": "db:write", "target": "*", "reason": "everything"}]
-    with pytest.raises(ValidationError, match="over-broad"):
+    with pytest.raises(InvalidInput, match="over-broad"):
         installer.install(write_bundle(tmp_path / "greedy", greedy))
     assert not Installation.objects.exists()
     assert ddl.addon_tables("future") == [] and ddl.addon_tables("greedy") == []

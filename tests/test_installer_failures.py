@@ -12,7 +12,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from rest_framework.test import APIClient
 
-from metacore.errors import Conflict, ValidationError
+from metacore.errors import Conflict, InvalidInput
 from metacore.installer import service as installer_service
 from metacore.installer.bundle import open_bundle
 from metacore.kernel import get_kernel
@@ -86,7 +86,7 @@ BAD_ARCHIVES = {
 def test_bad_archives_are_refused_with_a_clear_error_and_leave_nothing(tmp_path, data_dir, case):
     build, message = BAD_ARCHIVES[case]
     path = archive(tmp_path, "demo-1.0.0.tar.gz", build())
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(InvalidInput, match=message):
         get_kernel().installer.install(path)
     assert_nothing_left("demo", ["notes"])
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path.parent / "evil.txt").exists()
@@ -99,13 +99,13 @@ def test_oversize_bundles_are_refused(settings, tmp_path, data_dir):
     settings.METACORE = {**settings.METACORE, "MAX_BUNDLE_BYTES": 4096}
     bomb = targz({"manifest.json": MANIFEST, "frontend/big.js": b"0" * 100_000})  # compresses below the cap
     assert len(bomb) < 4096
-    with pytest.raises(ValidationError, match="exceeds the size limit"):
+    with pytest.raises(InvalidInput, match="exceeds the size limit"):
         get_kernel().installer.install(archive(tmp_path, "demo.tar.gz", bomb))
     directory = tmp_path / "demo"
     (directory / "frontend").mkdir(parents=True)
     (directory / "manifest.json").write_bytes(MANIFEST)
     (directory / "frontend" / "big.js").write_bytes(b"0" * 5000)
-    with pytest.raises(ValidationError, match="exceeds the size limit"):
+    with pytest.raises(InvalidInput, match="exceeds the size limit"):
         get_kernel().installer.install(directory)
     assert_nothing_left("demo", ["notes"])
     assert no_staging_left(data_dir)
@@ -116,7 +116,7 @@ def test_directory_bundles_with_links_are_refused(tmp_path):
     directory.mkdir()
     (directory / "manifest.json").write_bytes(MANIFEST)
     (directory / "README.md").symlink_to("/etc/passwd")
-    with pytest.raises(ValidationError, match="links are not allowed"):
+    with pytest.raises(InvalidInput, match="links are not allowed"):
         open_bundle(directory)
 
 
@@ -164,7 +164,7 @@ def test_a_failing_sql_migration_rolls_the_install_back(tmp_path):
     (source / "manifest.json").write_bytes(MANIFEST)
     (source / "migrations" / "0001_ok.sql").write_text("CREATE INDEX notes_body_idx ON notes (body);")
     (source / "migrations" / "0002_bad.sql").write_text("CREATE TABLE extra (id int);\nTHIS IS NOT SQL;")
-    with pytest.raises(ValidationError, match="0002_bad.sql, statement 2"):
+    with pytest.raises(InvalidInput, match="0002_bad.sql, statement 2"):
         get_kernel().installer.install(source)
     assert_nothing_left("demo", ["notes", "extra"])
 
@@ -194,7 +194,7 @@ def test_bundle_sql_that_would_commit_early_is_refused_on_both_databases(tmp_pat
     (source / "migrations" / "0001_sneaky.sql").write_text(
         "CREATE INDEX notes_body_idx ON notes (body);\nCOMMIT;"
     )
-    with pytest.raises(ValidationError, match="must not control the transaction"):
+    with pytest.raises(InvalidInput, match="must not control the transaction"):
         get_kernel().installer.install(source)
     assert_nothing_left("demo", ["notes"])
 
@@ -226,7 +226,7 @@ def test_refused_and_failed_installs_remove_what_they_extracted(tmp_path, data_d
     incompatible = tmp_path / "demo"
     incompatible.mkdir()
     (incompatible / "manifest.json").write_text(json.dumps({**small_manifest(), "kernel": ">=99.0.0"}))
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidInput):
         get_kernel().installer.install(incompatible)
     assert bundles_left(data_dir) == []
 

@@ -3,7 +3,7 @@ statement splitting (no database needed)."""
 
 import pytest
 
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 from metacore.installer.bundle import template_key
 from metacore.installer.compat import check_kernel_compatibility, to_specifier
 from metacore.installer.sql_migrations import statements
@@ -36,7 +36,7 @@ def test_physical_table(key, table, vendor, expected):
     ],
 )
 def test_unsafe_names_are_refused_before_any_sql(key, table):
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidInput):
         physical_table(key, table, "postgresql")
 
 
@@ -69,12 +69,12 @@ def test_kernel_ranges(required, ok):
     if ok:
         check_kernel_compatibility(required)
     else:
-        with pytest.raises(ValidationError, match="incompatible addon"):
+        with pytest.raises(InvalidInput, match="incompatible addon"):
             check_kernel_compatibility(required)
 
 
 def test_unreadable_ranges_name_the_field():
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(InvalidInput) as error:
         to_specifier("about three")
     assert "kernel" in error.value.errors
 
@@ -133,5 +133,5 @@ def test_bundle_sql_cannot_control_the_transaction_or_the_session(sql, allowed):
     if allowed:
         check_statements(migration)
     else:
-        with pytest.raises(ValidationError, match="statement 2"):
+        with pytest.raises(InvalidInput, match="statement 2"):
             check_statements(migration)

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 from metacore.installer.signing import Ed25519PrivateKey, _raw_public
 from metacore.kernel import get_kernel
 from metacore.models import Installation
@@ -116,14 +116,14 @@ def test_a_tampered_or_foreign_bundle_is_refused(tmp_path, key):
     for name, archive, signature, words in tampered_cases(key):
         folder = tmp_path / name.replace(" ", "_")
         folder.mkdir()
-        with pytest.raises(ValidationError) as caught:
+        with pytest.raises(InvalidInput) as caught:
             install(publish(folder, archive, signature))
         assert words in caught.value.message, (name, caught.value.message)
     assert not Installation.objects.filter(key="helpdesk").exists()
 
 
 def test_unsigned_archives_are_still_refused(tmp_path, key):
-    with pytest.raises(ValidationError, match="not signed"):
+    with pytest.raises(InvalidInput, match="not signed"):
         install(publish(tmp_path, upstream_archive(), None))
 
 

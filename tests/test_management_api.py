@@ -414,7 +414,7 @@ def test_tampered_bundles_refused_and_nothing_installed(case, catalog, admin, tm
         response = admin.post(f"{API}/installations/helpdesk", {"bundle": handle}, format="multipart")
     assert response.status_code == 400, response.content
     assert expected in response.json()["message"]
-    assert response.json()["errors"]["bundle"]
+    assert response.json()["errors"]["bundle"] and response.json()["code"] == "invalid_signature"
     assert not Installation.objects.exists() and not table_exists("helpdesk")
 
 

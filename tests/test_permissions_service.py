@@ -48,7 +48,7 @@ def test_anonymous_is_not_authenticated(service, perms):
 
 def test_missing_permission_denied_with_exact_message_and_audited(service, perms):
     user = User.objects.create_user("ann")
-    with pytest.raises(errors.PermissionDenied) as exc:
+    with pytest.raises(errors.Forbidden) as exc:
         service.require(user, "tickets.tickets.create")
     assert exc.value.status == 403
     assert exc.value.message == 'permission denied: missing "tickets.tickets.create"'
@@ -110,7 +110,7 @@ def test_guardian_object_permission(service, perms):
     assert not service.has(user, "tickets.tickets.update", other)
     assert not service.has(user, "tickets.tickets.update")
     service.require(user, "tickets.tickets.update", installation)
-    with pytest.raises(errors.PermissionDenied):
+    with pytest.raises(errors.Forbidden):
         service.require(user, "tickets.tickets.update", other)
 
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from django.core.management import CommandError, call_command
 
-from metacore.errors import CapabilityDenied, ValidationError
+from metacore.errors import CapabilityDenied, InvalidInput
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, EnforcerMode, Installation
 
@@ -152,7 +152,7 @@ def test_default_mode_comes_from_settings(enforcer, tickets, settings):
 
 
 def test_mode_change_is_validated_and_audited(enforcer, tickets):
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidInput):
         enforcer.set_mode("lenient")
     enforcer.set_mode("shadow", actor="admin")
     enforcer.set_mode("enforce", addon_key="tickets", actor="admin")

@@ -8,7 +8,7 @@ import pytest
 from django.db.models import Q
 from django.http import QueryDict
 
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 from metacore.manifest.columns import system_columns
 from metacore.manifest.model import Column, Model
 from metacore.store.query import parse_list_query, split_operator
@@ -39,7 +39,7 @@ def parse(query):
 
 
 def error(query):
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse(query)
     return caught.value.errors
 

@@ -177,6 +177,7 @@ def test_idempotency_key_runs_a_tool_once(toolbox, client, receiver):
     other = {**body, "parameters": {"rfc": "XYZ010203"}}
     reused = client.post("/api/metacore/tools/execute", other, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert reused.status_code == 422 and "Idempotency-Key" in reused.json()["errors"]
+    assert reused.json()["code"] == "idempotency_key_reused"
     fresh = client.post("/api/metacore/tools/execute", other, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
     assert fresh.status_code == 200 and "Idempotent-Replay" not in fresh
     assert len(receiver.requests) == 2

@@ -22,7 +22,7 @@ from typing import Any
 from metacore.integrations import outbound
 from metacore.manifest.model import Action, Manifest
 from metacore.sandbox.errors import ExportNotAllowed, SandboxError
-from metacore.security.ssrf import FetchError, FetchTimeout
+from metacore.security.errors import FetchError, FetchTimeout
 
 TRIGGERS = ("wasm", "noop", "webhook")
 
@@ -110,9 +110,9 @@ class ActionDispatcher:
         backend_url = request.manifest.backend.url if request.manifest.backend else None
         url = outbound.resolve_url(action.url or "", backend_url) if action.url else None
         if url is None:
-            from metacore.errors import ValidationError
+            from metacore.errors import InvalidInput
 
-            raise ValidationError(
+            raise InvalidInput(
                 f'webhook action "{action.key}" has no URL (trigger.url, hooks map or backend.url)',
                 errors={"url": ["missing"]},
             )

@@ -85,13 +85,13 @@ class StoreForm(forms.ModelForm):
                     if payload
                     else {"id": str(self.instance.pk)}
                 )
-        except (errors.ValidationError, errors.Conflict) as exc:
+        except (errors.InvalidInput, errors.Conflict) as exc:
             fields = {column: field for field, column in names.items()}
             for column, problems in (exc.errors or {}).items():
                 self.add_error(fields.get(column) if fields.get(column) in self.fields else None, problems)
             if not exc.errors:
                 self.add_error(None, exc.message)
-        except errors.PermissionDenied as exc:
+        except errors.Forbidden as exc:
             raise PermissionDenied(exc.message) from None
         except errors.NotFound as exc:
             raise Http404(exc.message) from None
@@ -142,7 +142,7 @@ class AddonModelAdmin(admin.ModelAdmin):
         store = _kernel().store
         try:
             return store.scoped_queryset(ctx, self.resolved)
-        except errors.PermissionDenied:  # org-scoped and no organization chosen: nothing
+        except errors.Forbidden:  # org-scoped and no organization chosen: nothing
             return self.model._default_manager.none()
 
     def get_queryset(self, request):
@@ -204,7 +204,7 @@ class AddonModelAdmin(admin.ModelAdmin):
     def _store_call(self, request, call):
         try:
             return call(admin_context(request))
-        except errors.PermissionDenied as exc:
+        except errors.Forbidden as exc:
             raise PermissionDenied(exc.message) from None
         except errors.NotFound as exc:
             raise Http404(exc.message) from None

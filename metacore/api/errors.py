@@ -25,6 +25,13 @@ class RequestTooLarge(drf.APIException):
     default_code = "request_too_large"
 
 
+class KeyReused(MetacoreError):
+    """An `Idempotency-Key` sent again with a different request body."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
 def error_body(message, status, errors=None, code=None) -> dict:
     return {
         "success": False,

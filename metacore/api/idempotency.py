@@ -14,15 +14,12 @@ import json
 from django.core.cache import caches
 from rest_framework.response import Response
 
+from metacore.api.errors import KeyReused
 from metacore.conf import metacore_settings
-from metacore.errors import Conflict, MetacoreError
+from metacore.errors import Conflict, InvalidInput
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
-
-
-class KeyReused(MetacoreError):
-    status = 422
 
 
 def _fingerprint(data):
@@ -38,10 +35,9 @@ def idempotent(request, run):
     if not key:
         return run()
     if len(key) > MAX_KEY_LENGTH:
-        raise MetacoreError(
+        raise InvalidInput(
             f"{HEADER} is longer than {MAX_KEY_LENGTH} characters",
             errors={HEADER: [f"at most {MAX_KEY_LENGTH} characters"]},
-            status=400,
         )
     cache = caches[metacore_settings.IDEMPOTENCY_CACHE]
     ttl = metacore_settings.IDEMPOTENCY_TTL_S

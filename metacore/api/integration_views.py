@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.idempotency import idempotent
 from metacore.conf import metacore_settings
-from metacore.errors import NotFound, PermissionDenied, ValidationError
+from metacore.errors import Forbidden, InvalidInput, NotFound
 from metacore.integrations.models import WebhookDelivery, WebhookSubscription
 from metacore.kernel import get_kernel
 
@@ -85,7 +85,7 @@ def delivery_json(delivery):
 def _tenant(request):
     tenant = metacore_settings.TENANT_RESOLVER(request.user, request)
     if not tenant:
-        raise PermissionDenied("webhooks belong to an organization and the current user belongs to none")
+        raise Forbidden("webhooks belong to an organization and the current user belongs to none")
     return uuid.UUID(str(tenant))
 
 
@@ -110,7 +110,7 @@ class SubscriptionListView(WebhookView):
         org = _tenant(request)
         serializer = SubscriptionSerializer(data=request.data if isinstance(request.data, dict) else {})
         if not serializer.is_valid():
-            raise ValidationError("invalid webhook", errors=serializer.errors)
+            raise InvalidInput("invalid webhook", errors=serializer.errors)
         secret = secrets.token_hex(32)
         sub = WebhookSubscription.objects.create(
             organization_id=org, secret=secret, created_by=str(request.user.pk), **serializer.validated_data
@@ -136,7 +136,7 @@ class DeliveryListView(WebhookView):
         status = request.query_params.get("status")
         if status:
             if status not in WebhookDelivery.Status.values:
-                raise ValidationError(
+                raise InvalidInput(
                     f"unknown status {status!r}",
                     errors={"status": [f"one of {', '.join(WebhookDelivery.Status.values)}"]},
                 )
@@ -183,7 +183,7 @@ class ToolExecuteView(WebhookView):
             if not isinstance(body.get(name), str) or not body[name]
         }
         if missing:
-            raise ValidationError("addon_key and tool_id are required", errors=missing)
+            raise InvalidInput("addon_key and tool_id are required", errors=missing)
         request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
         try:
             result = get_kernel().tools.execute(
@@ -250,7 +250,7 @@ class EventLogView(WebhookView):
         if not limit.isdigit() or not 1 <= int(limit) <= 500:
             errors["limit"] = ["an integer from 1 to 500"]
         if errors:
-            raise ValidationError("invalid event log query", errors=errors)
+            raise InvalidInput("invalid event log query", errors=errors)
         entries = eventlog.query(
             _tenant(request), type=params.get("type") or None, limit=int(limit), **bounds
         )

@@ -22,7 +22,7 @@ from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from metacore.api.errors import EnvelopeErrorsMixin
-from metacore.errors import NotAuthenticated, ValidationError
+from metacore.errors import InvalidInput, NotAuthenticated
 
 
 def _user_json(user):
@@ -49,7 +49,7 @@ class LoginView(_AuthView):
         data = request.data if isinstance(request.data, dict) else {}
         login, password = data.get("username") or data.get("email"), data.get("password")
         if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
-            raise ValidationError(
+            raise InvalidInput(
                 "email (or username) and password are required",
                 errors={"password": ["email (or username) and password are required"]},
             )

@@ -19,7 +19,7 @@ from metacore import limits
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.parsers import JSONParser
 from metacore.conf import metacore_settings
-from metacore.errors import MetacoreError, NotFound, ValidationError
+from metacore.errors import InvalidInput, MetacoreError, NotFound
 from metacore.installer import catalog, management, wire
 from metacore.installer.navigation import build_navigation
 from metacore.kernel import get_kernel
@@ -162,7 +162,7 @@ def _options_data(request) -> dict:
 
     if not hasattr(request.data, "getlist"):
         if not isinstance(request.data, dict):
-            raise ValidationError("the body must be a JSON object", errors={"body": ["must be an object"]})
+            raise InvalidInput("the body must be a JSON object", errors={"body": ["must be an object"]})
         return request.data
     data = {}
     for name in ("settings", "credentials", "selected_tools", "version", "assign_organization"):
@@ -175,7 +175,7 @@ def _options_data(request) -> dict:
         try:
             data[name] = limits.loads(value)
         except ValueError:
-            raise ValidationError(f"{name} must be JSON", errors={name: ["must be JSON text"]}) from None
+            raise InvalidInput(f"{name} must be JSON", errors={name: ["must be JSON text"]}) from None
     return data
 
 

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 
 from metacore.api.idempotency import idempotent
 from metacore.api.store_views import StoreView, store_context
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 from metacore.kernel import get_kernel
 from metacore.store.transfer import read_csv, read_json
 
@@ -120,14 +120,12 @@ class ImportView(TransferView):
                 try:
                     return read_json(json.load(upload))
                 except (ValueError, UnicodeDecodeError) as exc:
-                    raise ValidationError(
-                        f"file: not valid JSON: {exc}", errors={"file": [str(exc)]}
-                    ) from None
+                    raise InvalidInput(f"file: not valid JSON: {exc}", errors={"file": [str(exc)]}) from None
             return read_csv(upload)
         if isinstance(data, dict) and "csv" in data and not isinstance(data["csv"], str):
             return read_csv(data["csv"])
         if request.content_type.startswith("multipart/"):
-            raise ValidationError(
+            raise InvalidInput(
                 'file: expected a "file" part in the multipart form',
                 errors={"file": ["this field is required"]},
             )

@@ -24,7 +24,7 @@ from typing import Any
 
 from metacore import limits
 from metacore.conf import data_dir, metacore_settings
-from metacore.errors import ValidationError
+from metacore.installer.errors import BundleError
 from metacore.installer.signing import read_detached_signature, verify_bundle, verify_tarball
 from metacore.manifest.model import Manifest
 
@@ -33,26 +33,6 @@ MAX_ENTRIES = 10_000
 GZIP_MAGIC = b"\x1f\x8b"
 TEMPLATE_MARK = "{{ADDON_KEY}}"
 BundlePath = str | os.PathLike[str]  # a directory or a .tar.gz file
-
-
-class BundleError(ValidationError):
-    """A bundle that cannot be opened; the message says which rule it broke, naming the
-    bundle by its file name only (no server path: messages reach API clients)."""
-
-    def __init__(self, source: BundlePath, message: str) -> None:
-        message = _without_paths(message, source)
-        super().__init__(f"bundle {Path(source).name}: {message}", errors={"bundle": [message]})
-
-
-def _without_paths(message: str, source: BundlePath) -> str:
-    """`message` with the data directory and the bundle's folder left out (an OSError or
-    tarfile error quotes the absolute path it failed on)."""
-    for folder in sorted(
-        {str(data_dir()), str(Path(source).resolve().parent), str(Path(source).parent)}, key=len, reverse=True
-    ):
-        if folder not in ("", ".", "/"):
-            message = message.replace(folder + "/", "").replace(folder, "")
-    return message
 
 
 @dataclass(frozen=True)

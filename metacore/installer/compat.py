@@ -15,7 +15,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 import metacore
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 
 LEGACY_MAJOR = 2
 
@@ -46,14 +46,14 @@ def to_specifier(required: str) -> SpecifierSet:
     try:
         return SpecifierSet(",".join(clauses))
     except InvalidSpecifier:
-        raise ValidationError(
+        raise InvalidInput(
             f"kernel: cannot read the version range {required!r}",
             errors={"kernel": [f"invalid range {required!r}"]},
         ) from None
 
 
 def check_kernel_compatibility(required: str | None) -> None:
-    """ValidationError unless this kernel can run a manifest requiring `required`."""
+    """InvalidInput unless this kernel can run a manifest requiring `required`."""
     if not required or not required.strip():
         return
     spec = to_specifier(required)
@@ -68,4 +68,4 @@ def check_kernel_compatibility(required: str | None) -> None:
     if any(spec.contains(v, prereleases=True) for v in candidates):
         return
     message = f"requires kernel {required!r}; this host runs kernel {metacore.KERNEL_VERSION} (and the 2.x flat-format API)"
-    raise ValidationError(f"incompatible addon: {message}", errors={"kernel": [message]})
+    raise InvalidInput(f"incompatible addon: {message}", errors={"kernel": [message]})

@@ -12,7 +12,7 @@ from pathlib import Path
 from django.db import transaction
 
 from metacore.conf import data_dir
-from metacore.errors import NotFound, PermissionDenied, ValidationError
+from metacore.errors import Forbidden, InvalidInput, NotFound
 from metacore.installer import catalog
 from metacore.installer.secrets import issue_secret, seal_settings
 from metacore.installer.setting_types import clean_settings
@@ -45,7 +45,7 @@ def require_manager(kernel, user, action: str, addon: str = "") -> None:
         reason=reason,
         details={"action": action},
     )
-    raise PermissionDenied(reason)
+    raise Forbidden(reason)
 
 
 def install_options(data) -> dict:
@@ -61,7 +61,7 @@ def install_options(data) -> dict:
     if not isinstance(selected_tools, list) or not all(isinstance(t, str) for t in selected_tools):
         problems["selected_tools"] = ["must be a list of tool ids"]
     if problems:
-        raise ValidationError("invalid install options", errors=problems)
+        raise InvalidInput("invalid install options", errors=problems)
     return {"settings": settings, "credentials": credentials, "selected_tools": selected_tools}
 
 
@@ -85,7 +85,7 @@ def open_checked(path, key: str):
 
     bundle = open_bundle(path)
     if bundle.manifest.key != key:
-        raise ValidationError(
+        raise InvalidInput(
             f"the bundle is addon {bundle.manifest.key!r}, not {key!r}",
             errors={"bundle": ["addon key mismatch"]},
         )
@@ -95,7 +95,7 @@ def open_checked(path, key: str):
 def catalog_bundle(key: str, version: str | None = None):
     item = catalog.get_item(key, version)
     if not item.installable:
-        raise ValidationError(
+        raise InvalidInput(
             f"addon {key!r} {item.version} cannot be installed: {'; '.join(item.problems)}",
             errors={"bundle": list(item.problems)},
         )
@@ -123,7 +123,7 @@ def update_settings(kernel, key: str, settings, *, actor) -> Installation:
     """Replace an installation's settings, checked against the manifest's `settings[]` (keys
     and types, see `setting_types`); audited with the keys, never the values."""
     if not isinstance(settings, dict):
-        raise ValidationError("settings must be a JSON object", errors={"settings": ["must be an object"]})
+        raise InvalidInput("settings must be a JSON object", errors={"settings": ["must be an object"]})
     with transaction.atomic():
         installation = _active(kernel, key)
         manifest = Manifest.model_validate(installation.manifest)

@@ -19,11 +19,12 @@ from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from metacore.errors import Conflict, MetacoreError, NotFound, ValidationError
+from metacore.errors import Conflict, InvalidInput, MetacoreError, NotFound
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.host.telemetry import span
 from metacore.installer.bundle import Bundle, discard_unused, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
+from metacore.installer.errors import InstallFailed
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
 from metacore.installer.secrets import seal_settings
 from metacore.installer.setting_types import clean_settings, declared_settings
@@ -44,13 +45,6 @@ from metacore.schema.roles import drop_addon_roles
 from metacore.store.rls import enable_rls
 
 log = logging.getLogger("metacore.installer")
-
-
-class InstallFailed(MetacoreError):
-    """An install step failed for a reason other than a validation rule (database error,
-    failing hook...). Everything was rolled back."""
-
-    status = 400
 
 
 @dataclass
@@ -299,7 +293,7 @@ class InstallerService:
                 problems[f"capabilities[{i}]"] = found
         if problems:
             first = next(iter(problems.values()))[0]
-            raise ValidationError(f"addon {manifest.key}: capability not grantable: {first}", errors=problems)
+            raise InvalidInput(f"addon {manifest.key}: capability not grantable: {first}", errors=problems)
 
     def _create_tables(self, manifest, built, *, kept: Manifest | None) -> tuple[list[str], list[str]]:
         """Create the manifest's tables; tables kept by an uninstall without --drop-data are

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 from metacore.manifest.model import Manifest
 
 TEXT_TYPES = ("string", "text", "textarea", "url", "email")
@@ -104,7 +104,7 @@ def clean_settings(
     previous: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """Check `values` against the declared settings: unknown keys and wrong types raise one
-    ValidationError naming every problem. A manifest that declares none accepts any keys. A
+    InvalidInput naming every problem. A manifest that declares none accepts any keys. A
     value equal to the one stored (`previous`) is kept as it is: it was checked when it was
     set, and a write-only secret comes back in its stored form."""
     specs = {s.key: s for s in declared_settings(manifest)}
@@ -135,5 +135,5 @@ def clean_settings(
             if unknown
             else f"invalid setting(s) for {addon}: {', '.join(sorted(problems))}"
         )
-        raise ValidationError(message, errors=problems)
+        raise InvalidInput(message, errors=problems)
     return cleaned

@@ -43,18 +43,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from metacore import limits
 from metacore.conf import metacore_settings
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
+from metacore.installer.errors import SignatureError
 
 ALGORITHM = "ed25519"
 MANIFEST_NAME = "manifest.json"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-class SignatureError(ValidationError):
-    """A bundle whose signature, digest or checksums do not hold (always HTTP 400)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"bundle signature: {message}", errors={"bundle": [message]})
 
 
 @dataclass(frozen=True)
@@ -154,7 +148,7 @@ def trusted_keys() -> list[Ed25519PublicKey]:
         try:
             keys.append(load_public_key(entry))
         except ValueError as exc:
-            raise ValidationError(
+            raise InvalidInput(
                 f"METACORE['TRUSTED_KEYS'][{index}] is not an ed25519 public key: {exc}"
             ) from exc
     return keys
@@ -301,15 +295,15 @@ def read_source(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
                         name = member.name.removeprefix("./")
                         contents[name] = archive.extractfile(member).read()  # type: ignore[union-attr]  # None only for non-files, refused above
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise ValidationError(f"{path}: not a readable .tar.gz bundle or directory ({exc})") from exc
+            raise InvalidInput(f"{path}: not a readable .tar.gz bundle or directory ({exc})") from exc
     if MANIFEST_NAME not in contents:
-        raise ValidationError(f"{path}: no {MANIFEST_NAME} at the bundle root")
+        raise InvalidInput(f"{path}: no {MANIFEST_NAME} at the bundle root")
     try:
         manifest = limits.loads(contents.pop(MANIFEST_NAME))
     except ValueError as exc:
-        raise ValidationError(f"{path}: {MANIFEST_NAME} is not valid JSON ({exc})") from exc
+        raise InvalidInput(f"{path}: {MANIFEST_NAME} is not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict):
-        raise ValidationError(f"{path}: {MANIFEST_NAME} must hold a JSON object")
+        raise InvalidInput(f"{path}: {MANIFEST_NAME} must hold a JSON object")
     return manifest, contents
 
 

@@ -33,7 +33,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 from metacore.sandbox.sql import ALLOWED_FUNCTIONS
 from metacore.schema import roles
 from metacore.schema.naming import schema_name
@@ -108,11 +108,11 @@ class MigrationOutcome:
 
 
 def check_statements(migration: Migration, addon_key: str | None = None) -> list[str]:
-    """The statements of `migration`, each checked against the allowlists; ValidationError
+    """The statements of `migration`, each checked against the allowlists; InvalidInput
     naming the first one outside them."""
 
     def refuse(number: int, text: str, why: str) -> NoReturn:
-        raise ValidationError(
+        raise InvalidInput(
             f"migration {migration.name}, statement {number} ({_first_line(text)}): {why}",
             errors={"migrations": [f"{migration.name}: statement {number} not allowed"]},
         )
@@ -127,7 +127,7 @@ def check_statements(migration: Migration, addon_key: str | None = None) -> list
                 parse_sql(text)
             except ParseError as inner:
                 refuse(number, text, f"not valid SQL: {inner}")
-        raise ValidationError(
+        raise InvalidInput(
             f"migration {migration.name} is not valid SQL: {exc}",
             errors={"migrations": [f"{migration.name}: {exc}"]},
         ) from None
@@ -259,7 +259,7 @@ def _run_postgresql(
                     state = getattr(exc.__cause__, "sqlstate", None)
                     summary = _first_line(statement)
                     if state not in SCHEMA_MISMATCH_STATES:
-                        raise ValidationError(
+                        raise InvalidInput(
                             f"migration {migration.name}, statement {number} ({summary}): {_first_line(str(exc))}",
                             errors={"migrations": [f"{migration.name}: {exc}"]},
                         ) from exc

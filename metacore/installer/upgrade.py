@@ -20,10 +20,11 @@ from django.db import connections, transaction
 from django.db.backends.utils import split_identifier
 from packaging.version import InvalidVersion, Version
 
-from metacore.errors import Conflict, ValidationError
+from metacore.errors import InvalidInput
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.host.telemetry import set_attributes, span
 from metacore.installer.compat import check_kernel_compatibility
+from metacore.installer.errors import UpgradeRefused
 from metacore.installer.hooks import run_lifecycle_hook
 from metacore.installer.secrets import seal_settings
 from metacore.installer.sql_migrations import apply_migrations
@@ -34,11 +35,6 @@ from metacore.schema.builder import build_addon_models
 from metacore.schema.diff import DESTRUCTIVE, NEEDS_CHECK, SAFE, Differ, Step, collect_sql, run_steps
 from metacore.schema.naming import schema_name
 from metacore.store.rls import enable_rls
-
-
-class UpgradeRefused(Conflict):
-    """The plan cannot be applied as asked (destructive steps not allowed, a failed data
-    check, a version that does not move forward). Nothing was changed."""
 
 
 @dataclass
@@ -131,7 +127,7 @@ def _version(text: str, what: str) -> Version:
     try:
         return Version(text)
     except InvalidVersion:
-        raise ValidationError(
+        raise InvalidInput(
             f"{what} version {text!r} is not a semantic version", errors={"version": [text]}
         ) from None
 
@@ -143,7 +139,7 @@ def _organization(value) -> uuid.UUID | None:
     try:
         return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
     except ValueError:
-        raise ValidationError(
+        raise InvalidInput(
             f"assign_organization {str(value)[:64]!r} is not an organization id (a UUID)",
             errors={"assign_organization": ["must be a UUID"]},
         ) from None
@@ -186,7 +182,7 @@ class Upgrader:
         old = Manifest.model_validate(installation.manifest)
         new = bundle.manifest
         if new.key != old.key:
-            raise ValidationError(f"bundle is addon {new.key!r}, not {old.key!r}", errors={"key": [new.key]})
+            raise InvalidInput(f"bundle is addon {new.key!r}, not {old.key!r}", errors={"key": [new.key]})
         old_version, new_version = _version(old.version, "installed"), _version(new.version, "new")
         if new_version <= old_version and not force:
             word = "the installed version" if new_version == old_version else "a downgrade"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from django.db import IntegrityError, transaction
 
 from metacore.conf import metacore_settings
-from metacore.errors import MetacoreError
+from metacore.installer.errors import WebhookRejected
 
 if TYPE_CHECKING:
     from metacore.models import Installation
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
 TIMESTAMP_HEADER = "X-Metacore-Timestamp"
 SIGNATURE_HEADER = "X-Metacore-Signature"
 NONCE_HEADER = "X-Metacore-Nonce"
-
-
-class WebhookRejected(MetacoreError):
-    status = 401
 
 
 def _signature(secret: str, timestamp: str, method: str, path: str, nonce: str, body: bytes) -> str:

@@ -31,11 +31,11 @@ from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from metacore.conf import metacore_settings
-from metacore.errors import CapabilityDenied, Conflict, NotFound, PermissionDenied, ValidationError
+from metacore.errors import CapabilityDenied, Conflict, Forbidden, InvalidInput, NotFound
 from metacore.events import addon_event, as_dict, data_changed
 from metacore.integrations import outbound
 from metacore.integrations.models import WebhookDelivery, WebhookSubscription
-from metacore.security.ssrf import FetchError
+from metacore.security.errors import FetchError
 
 log = logging.getLogger("metacore.deliveries")
 LEASE_MARGIN_S = 5.0
@@ -156,7 +156,7 @@ class DeliveryService:
                         continue
                     try:
                         found.append((key, sub["event"], outbound.resolve_url(handler["url"], backend_url)))
-                    except ValidationError:
+                    except InvalidInput:
                         continue
             self._manifest_subs = (version, found)
         return self._manifest_subs[1]
@@ -202,7 +202,7 @@ class DeliveryService:
         delivery.refresh_from_db()
         try:
             sent = self._send(delivery)
-        except (PermissionDenied, CapabilityDenied, ValidationError, Conflict) as exc:
+        except (Forbidden, CapabilityDenied, InvalidInput, Conflict) as exc:
             return self._finish(delivery, None, exc.message, None, dead=True)
         except FetchError as exc:
             return self._finish(delivery, None, exc.message, None)

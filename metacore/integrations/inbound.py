@@ -19,7 +19,8 @@ from django.db import transaction
 
 from metacore.errors import NotFound
 from metacore.events import AddonEvent, addon_event, publish_on_commit
-from metacore.installer.webhooks import WebhookRejected, verify_request
+from metacore.installer.errors import WebhookRejected
+from metacore.installer.webhooks import verify_request
 
 
 def declared_webhooks(manifest: dict) -> dict:

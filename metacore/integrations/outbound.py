@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from metacore.conf import metacore_settings
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 from metacore.installer.webhooks import sign_request
 from metacore.security.ssrf import FetchResponse, safe_fetch
 
@@ -51,7 +51,7 @@ def resolve_url(url: str, base: str | None) -> str:
     if urlsplit(url).scheme:
         return url
     if not base:
-        raise ValidationError(
+        raise InvalidInput(
             f"webhook URL {url!r} is relative and the addon declares no backend.url", errors={"url": [url]}
         )
     return urljoin(base.rstrip("/") + "/", url.lstrip("/"))

@@ -27,9 +27,9 @@ from datetime import date, datetime
 
 from django.db.models import Count, Max
 
-from metacore.errors import NotFound, ValidationError
+from metacore.errors import InvalidInput, NotFound
 from metacore.integrations import outbound
-from metacore.security.ssrf import FetchError
+from metacore.security.errors import FetchError
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE_RE = re.compile(r"^\+?[0-9\s\-()]{6,}$")
@@ -224,19 +224,17 @@ class ToolService:
         return [t for (addon, _), t in sorted(self.registry().items()) if addon_key in (None, addon)]
 
     def execute(self, addon_key, tool_id, parameters, *, tenant=None, actor=None, request_id="") -> dict:
-        """Validate and run one tool; raises ValidationError (400, per field), NotFound, or
+        """Validate and run one tool; raises InvalidInput (400, per field), NotFound, or
         ToolFailed when the addon cannot be reached."""
         tool = self.registry().get((addon_key, tool_id))
         if tool is None:
             raise NotFound(f'addon "{addon_key}" has no tool "{tool_id}"')
         if not isinstance(parameters, dict):
-            raise ValidationError(
-                "parameters must be an object", errors={"parameters": ["must be an object"]}
-            )
+            raise InvalidInput("parameters must be an object", errors={"parameters": ["must be an object"]})
         cleaned, errors = validate(tool.params, parameters)
         if errors:
             summary = "; ".join(f"{name}: {reasons[0]}" for name, reasons in errors.items())
-            raise ValidationError(f"invalid params: {summary}", errors=errors)
+            raise InvalidInput(f"invalid params: {summary}", errors=errors)
         outcome = "failed"
         try:
             result = self._dispatch(tool, cleaned, tenant, actor, request_id)
@@ -276,7 +274,7 @@ class ToolService:
             return unpack(200, json.dumps(answer).encode()) if answer is not None else {"success": True}
         endpoint = tool.definition.get("endpoint") or tool.handler.get("url")
         if not isinstance(endpoint, str) or not endpoint:
-            raise ValidationError(f'tool "{tool.id}" declares no endpoint', errors={"endpoint": ["missing"]})
+            raise InvalidInput(f'tool "{tool.id}" declares no endpoint', errors={"endpoint": ["missing"]})
         url = outbound.resolve_url(endpoint, tool.backend_url)
         inst = Installation.objects.get(id=tool.installation_id)
         timeout = tool.definition.get("timeout")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 
 
-class ManifestError(ValidationError):
+class ManifestError(InvalidInput):
     """A manifest that cannot be used. `problems` lists `"<path>: <rule>"` lines, all of them;
     `errors` groups the rules by path for the API envelope."""
+
+    code = "invalid_manifest"
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)

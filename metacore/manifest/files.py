@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 from metacore.conf import metacore_settings
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 
 MANIFEST_NAME = "manifest.json"
 
@@ -22,13 +22,13 @@ def read_manifest_bytes(path: str | Path) -> bytes:
     if path.is_dir():
         path = path / MANIFEST_NAME
         if not path.is_file():
-            raise ValidationError(f"{path.parent}: no {MANIFEST_NAME} in this bundle directory")
+            raise InvalidInput(f"{path.parent}: no {MANIFEST_NAME} in this bundle directory")
     if not path.exists():
-        raise ValidationError(f"{path}: no such file or directory")
+        raise InvalidInput(f"{path}: no such file or directory")
     if path.name.endswith((".tar.gz", ".tgz")):
         return _from_tarball(path, limit)
     if path.stat().st_size > limit:
-        raise ValidationError(f"{path}: larger than MAX_BUNDLE_BYTES ({limit})")
+        raise InvalidInput(f"{path}: larger than MAX_BUNDLE_BYTES ({limit})")
     return path.read_bytes()
 
 
@@ -37,14 +37,14 @@ def _from_tarball(path: Path, limit: int) -> bytes:
         with tarfile.open(path, "r:gz") as bundle:
             member = _manifest_member(bundle.getmembers())
             if member is None:
-                raise ValidationError(f"{path}: no {MANIFEST_NAME} at the top of the bundle")
+                raise InvalidInput(f"{path}: no {MANIFEST_NAME} at the top of the bundle")
             if not member.isfile():
-                raise ValidationError(f"{path}: {member.name} is not a regular file")
+                raise InvalidInput(f"{path}: {member.name} is not a regular file")
             if member.size > limit:
-                raise ValidationError(f"{path}: {member.name} is larger than MAX_BUNDLE_BYTES ({limit})")
+                raise InvalidInput(f"{path}: {member.name} is larger than MAX_BUNDLE_BYTES ({limit})")
             return bundle.extractfile(member).read()  # type: ignore[union-attr]  # None only for non-files, refused above
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ValidationError(f"{path}: not a readable .tar.gz bundle ({exc})") from None
+        raise InvalidInput(f"{path}: not a readable .tar.gz bundle ({exc})") from None
 
 
 def _manifest_member(members: list[tarfile.TarInfo]) -> tarfile.TarInfo | None:

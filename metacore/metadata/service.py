@@ -113,13 +113,13 @@ class MetadataService:
         field = (params.get("field") or "id").strip()
         column = spec.column(field)
         if column is None or column.name in derive.INTERNAL:
-            raise errors.ValidationError(
+            raise errors.InvalidInput(
                 f'unknown field "{field}"', errors={"field": [f'model "{spec.key}" has no column "{field}"']}
             )
         limit = self._int(params, "limit", DEFAULT_OPTIONS_LIMIT, minimum=1, maximum=MAX_OPTIONS_LIMIT)
         offset = self._int(params, "offset", 0, minimum=0)
         if offset > MAX_OFFSET:
-            raise errors.ValidationError("offset: is too large", errors={"offset": ["is too large"]})
+            raise errors.InvalidInput("offset: is too large", errors={"offset": ["is too large"]})
         q = (params.get("q") or "").strip()
 
         static = self._static_options(spec, field)
@@ -166,7 +166,7 @@ class MetadataService:
         q = (params.get("q") or params.get("search") or "").strip()
         columns = derive.search_columns(resolved.spec)
         if q and not columns:
-            raise errors.ValidationError(
+            raise errors.InvalidInput(
                 "invalid input", errors={"q": [f'model "{resolved.spec.key}" has no searchable columns']}
             )
         with self._visible_rows(resolved, user, request) as rows:
@@ -210,7 +210,7 @@ class MetadataService:
         try:
             return [parse_value(id_column, part.strip()) for part in raw.split(",") if part.strip()]
         except ValueError as exc:
-            raise errors.ValidationError("invalid input", errors={"ids": [str(exc)]}) from None
+            raise errors.InvalidInput("invalid input", errors={"ids": [str(exc)]}) from None
 
     @staticmethod
     def _match(column, q, param):
@@ -221,7 +221,7 @@ class MetadataService:
         try:
             return Q(**{column.name: parse_value(column, q)})
         except ValueError as exc:
-            raise errors.ValidationError("invalid input", errors={param: [str(exc)]}) from None
+            raise errors.InvalidInput("invalid input", errors={param: [str(exc)]}) from None
 
     def _scoped_by(self, rows, source, spec, field, params):
         """Dependent dropdowns (upstream `FilterBy`): `filter_value` compared with the column the
@@ -270,13 +270,13 @@ class MetadataService:
     def _check_params(params, allowed):
         unknown = sorted(set(params) - set(allowed))
         if unknown:
-            raise errors.ValidationError(
+            raise errors.InvalidInput(
                 f"unknown parameter: {', '.join(unknown)}",
                 errors={name: [f"unknown parameter (allowed: {', '.join(allowed)})"] for name in unknown},
             )
         with_nul = sorted(name for name in params if "\x00" in str(params.get(name)))
         if with_nul:
-            raise errors.ValidationError(
+            raise errors.InvalidInput(
                 f"{with_nul[0]}: must not contain NUL characters",
                 errors={name: ["must not contain NUL characters"] for name in with_nul},
             )
@@ -289,11 +289,11 @@ class MetadataService:
         try:
             value = int(raw)
         except (TypeError, ValueError):
-            raise errors.ValidationError(
+            raise errors.InvalidInput(
                 f"{name}: not an integer", errors={name: [f"{raw!r} is not an integer"]}
             ) from None
         if value < minimum:
-            raise errors.ValidationError(
+            raise errors.InvalidInput(
                 f"{name}: must be at least {minimum}", errors={name: [f"must be at least {minimum}"]}
             )
         return min(value, maximum) if maximum is not None else value

@@ -94,7 +94,7 @@ class PermissionService:
         return permissions
 
     def require(self, user: User | None, codename: str, obj: Model | None = None) -> None:
-        """Raise NotAuthenticated (401) for anonymous callers, PermissionDenied (403) when the
+        """Raise NotAuthenticated (401) for anonymous callers, Forbidden (403) when the
         permission is missing; denials are audited as `permission.check`."""
         if not _authenticated(user):
             raise errors.NotAuthenticated("Authentication credentials were not provided.")
@@ -111,7 +111,7 @@ class PermissionService:
             reason=reason,
             details={"object": str(obj.pk)} if obj is not None else {},
         )
-        raise errors.PermissionDenied(reason)
+        raise errors.Forbidden(reason)
 
     def forget(self, user: User) -> None:
         """Drop the permissions cached on this user object (after granting in the same request)."""

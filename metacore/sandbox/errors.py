@@ -5,7 +5,7 @@ message naming the addon and export. They are MetacoreErrors, so the API layer t
 into 4xx envelopes; the process keeps serving.
 """
 
-from metacore.errors import MetacoreError
+from metacore.errors import InvalidInput, MetacoreError
 
 
 class SandboxError(MetacoreError):
@@ -83,3 +83,14 @@ class HostFailure(SandboxError):
     """A host import failed on the host's side (a bug or an outage), stopping the guest."""
 
     code = "host_error"
+
+
+class SQLRefused(InvalidInput):
+    """Addon SQL outside what the database imports allow (sandbox/sql.py). The instance's
+    code says why, in the host ABI's words: `invalid_sql` (the class's), `forbidden`,
+    `arg_decode`, `no_active_org`."""
+
+    code = "invalid_sql"
+
+    def __init__(self, message: str, code: str = "invalid_sql") -> None:
+        super().__init__(message, code=code)

@@ -22,7 +22,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from metacore.actions.dispatcher import ActionRequest, Outcome
 from metacore.conf import data_dir, metacore_settings
-from metacore.errors import NotFound, ValidationError
+from metacore.errors import InvalidInput, NotFound
 from metacore.host import telemetry
 from metacore.installer.secrets import unsealed_settings
 from metacore.manifest.model import Action, Manifest, Model
@@ -310,7 +310,7 @@ class SandboxService:
         The module comes from `bundle_dir`, default the installation's bundle_path."""
         event = hook_name[3:] if hook_name.startswith("on_") else hook_name
         if event not in LIFECYCLE_EVENTS:
-            raise ValidationError(f"unknown lifecycle hook {hook_name!r}")
+            raise InvalidInput(f"unknown lifecycle hook {hook_name!r}")
         if not isinstance(manifest, Manifest):
             manifest = Manifest.model_validate(manifest)
         if manifest.backend is None or manifest.backend.runtime != "wasm" or not manifest.backend.entry:
@@ -448,5 +448,5 @@ def action_args(action: Action, body: object) -> dict[str, Any]:
         if f.required and (args.get(f.key) is None or args.get(f.key) == "")
     }
     if missing:
-        raise ValidationError(f'action "{action.key}": missing {", ".join(missing)}', errors=missing)
+        raise InvalidInput(f'action "{action.key}": missing {", ".join(missing)}', errors=missing)
     return args

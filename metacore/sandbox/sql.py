@@ -30,8 +30,8 @@ from pglast.enums import OnConflictAction, SQLValueFunctionOp
 from pglast.parser import ParseError, scan
 from pglast.stream import RawStream
 
-from metacore.errors import ValidationError
 from metacore.manifest.model import SYSTEM_COLUMNS
+from metacore.sandbox.errors import SQLRefused
 
 MAX_SQL_BYTES = 16 * 1024
 MAX_ARGS = 64
@@ -176,14 +176,6 @@ EXPRESSION_NODES = (
 )
 WRITE_STATEMENTS = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)
 HOST_COLUMNS = tuple(c for c in SYSTEM_COLUMNS if c != "id")  # a new row's id is the guest's to choose
-
-
-class SQLRefused(ValidationError):
-    """The statement is outside what the import allows (code in `.code`)."""
-
-    def __init__(self, message: str, code: str = "invalid_sql") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)

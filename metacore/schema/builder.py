@@ -22,7 +22,7 @@ from django.apps.registry import Apps
 from django.db import models
 from django.db.migrations.state import AppConfigStub
 
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 from metacore.manifest.model import Manifest, Model
 from metacore.schema.naming import MAX_IDENTIFIER, physical_index, physical_table, schema_name
 from metacore.schema.types import get_type
@@ -129,7 +129,7 @@ def check_manifest_models(manifest: Manifest) -> None:
             if missing:
                 problems[f"models[{i}].indexes[{j}]"] = [f"unknown column(s) {', '.join(missing)}"]
     if problems:
-        raise ValidationError(f"addon {manifest.key!r}: invalid models", errors=problems)
+        raise InvalidInput(f"addon {manifest.key!r}: invalid models", errors=problems)
 
 
 def _build_model(addon_key: str, spec: Model, apps: Apps, vendor: str) -> type[models.Model]:

@@ -11,16 +11,16 @@ The prefix is unambiguous because keys never contain `__` and tables start with 
 
 import re
 
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 
 IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
 def check_identifier(kind: str, value: str) -> str:
-    """`value` if it is safe to put into SQL as a `kind` name, else ValidationError."""
+    """`value` if it is safe to put into SQL as a `kind` name, else InvalidInput."""
     if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or len(value) > MAX_IDENTIFIER:
-        raise ValidationError(
+        raise InvalidInput(
             f"{kind} {value!r} is not a valid identifier (lowercase letters, digits and _,"
             f" starting with a letter, at most {MAX_IDENTIFIER} characters)"
         )
@@ -30,7 +30,7 @@ def check_identifier(kind: str, value: str) -> str:
 def check_addon_key(addon_key: str) -> str:
     check_identifier("addon key", addon_key)
     if "__" in addon_key or len(schema_name(addon_key)) > MAX_IDENTIFIER:
-        raise ValidationError(f"addon key {addon_key!r} must not contain '__' and must fit a schema name")
+        raise InvalidInput(f"addon key {addon_key!r} must not contain '__' and must fit a schema name")
     return addon_key
 
 

@@ -25,18 +25,11 @@ import hashlib
 
 from django.db import connections
 
-from metacore.errors import MetacoreError
+from metacore.schema.errors import ConfinementUnavailable
 from metacore.schema.naming import schema_name
 
 SANDBOX_SCHEMA = "metacore_sandbox"
 GUEST_POLICY = "metacore_guest_tenant"
-
-
-class ConfinementUnavailable(MetacoreError):
-    """The database user may not create roles, so addon SQL cannot be confined: refused."""
-
-    status = 503
-    code = "confinement_unavailable"
 
 
 def _tag(connection) -> str:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from django.db import connection, transaction
 
 from metacore.conf import metacore_settings
-from metacore.errors import CapabilityDenied, NotFound, ValidationError
+from metacore.errors import CapabilityDenied, InvalidInput, NotFound
 from metacore.host import telemetry
 from metacore.security import patterns
 from metacore.security.patterns import HTTP_FETCH, KNOWN_KINDS, NAME_KINDS, SATISFIED_BY, HttpPattern
@@ -297,7 +297,7 @@ class Enforcer:
         from metacore.models import EnforcerMode
 
         if mode not in MODES:
-            raise ValidationError(
+            raise InvalidInput(
                 f"unknown enforcer mode {mode!r} (use enforce or shadow)", errors={"mode": [mode]}
             )
         if addon_key:
@@ -319,7 +319,7 @@ class Enforcer:
 
         problems = addon_key_problems(addon_key)
         if problems:
-            raise ValidationError(problems[0], errors={"addon": problems})
+            raise InvalidInput(problems[0], errors={"addon": problems})
         if (
             not Installation.objects.filter(key=addon_key)
             .exclude(state=Installation.State.UNINSTALLED)
@@ -332,7 +332,7 @@ class Enforcer:
         from metacore.models import EnforcerMode
 
         if not addon_key:
-            raise ValidationError("only an addon override can be cleared", errors={"addon": ["required"]})
+            raise InvalidInput("only an addon override can be cleared", errors={"addon": ["required"]})
         with transaction.atomic():
             row = EnforcerMode.objects.select_for_update().filter(addon_key=addon_key).first()
             if row is None:

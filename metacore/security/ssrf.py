@@ -31,9 +31,10 @@ from typing import Literal
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from metacore.conf import metacore_settings
-from metacore.errors import MetacoreError, PermissionDenied, ValidationError
+from metacore.errors import InvalidInput
 from metacore.host import telemetry
 from metacore.security.enforcer import redacted_target
+from metacore.security.errors import EgressBlocked, FetchError, FetchTimeout
 from metacore.security.patterns import HTTP_FETCH
 
 METADATA_ADDRESSES = frozenset(
@@ -46,23 +47,6 @@ TUNNEL_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("2002::/16", "64:ff9b:
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Headers that say where and how the request travels: the host derives them from the URL and body.
 HOST_SET_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "te", "upgrade"})
-
-
-class EgressBlocked(PermissionDenied):
-    """The URL or an address it resolves to is not a permitted destination."""
-
-
-class FetchError(MetacoreError):
-    """The remote side failed: DNS, connection, timeout, too large, too many redirects."""
-
-    status = 502
-
-
-class FetchTimeout(FetchError):
-    """The fetch outlived its budget (connect, send and every read together)."""
-
-    status = 504
-    code = "timeout"
 
 
 @dataclass
@@ -216,7 +200,7 @@ def safe_fetch(
     headers = dict(headers or {})
     reserved = sorted(k for k in headers if k.lower() in HOST_SET_HEADERS)
     if reserved:
-        raise ValidationError(
+        raise InvalidInput(
             f"header(s) {', '.join(reserved)} are set by the host, not by the caller",
             errors={"headers": reserved},
         )

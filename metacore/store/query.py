@@ -10,7 +10,7 @@ narrows `search`, and an unknown `op:` prefix is taken literally as an `eq` valu
 `f_url=http://x` matches the URL) unless that value does not fit the column.
 
 Every parameter is checked against the model's manifest before any SQL is built; a bad one
-raises `ValidationError` naming it (`{"f_status": ['unknown operator "foo"']}`). Filters
+raises `InvalidInput` naming it (`{"f_status": ['unknown operator "foo"']}`). Filters
 become ORM lookups (never raw SQL), so values are always bound parameters and LIKE
 wildcards in user input are escaped by Django.
 """
@@ -32,7 +32,7 @@ from django.db import connections
 from django.db.models import Model, Q, QuerySet
 
 from metacore.conf import metacore_settings
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 from metacore.schema.types import ColumnType, get_type
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def parse_list_query(model: Spec, params: QueryParams, *, using: str = "default"
                 if condition is not None:
                     conditions.append(condition)
     if errors:
-        raise ValidationError(_message(errors), errors=errors)
+        raise InvalidInput(_message(errors), errors=errors)
     return ListQuery(page=page, per_page=per_page, ordering=ordering, where=reduce(and_, conditions, Q()))
 
 

@@ -31,7 +31,7 @@ from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
 
 from metacore.conf import metacore_settings
-from metacore.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from metacore.errors import Conflict, Forbidden, InvalidInput, NotFound
 from metacore.events import DataEvent, data_changed, publish_on_commit
 from metacore.host.telemetry import set_attributes
 from metacore.manifest.model import SYSTEM_COLUMNS
@@ -156,7 +156,7 @@ def integrity_conflict(spec: Model, exc: Exception) -> Conflict:
 def _json_object(data: object) -> dict[str, Any]:
     """A write's body, which must be a JSON object."""
     if not isinstance(data, dict):
-        raise ValidationError("the body must be a JSON object", errors={"body": ["expected a JSON object"]})
+        raise InvalidInput("the body must be a JSON object", errors={"body": ["expected a JSON object"]})
     return data
 
 
@@ -292,14 +292,14 @@ class StoreService:
     def _tenant_value(ctx: StoreContext, resolved: ResolvedModel) -> Any:
         """The caller's organization as a value of the model's tenant column."""
         if not ctx.tenant:
-            raise PermissionDenied(
+            raise Forbidden(
                 f'model "{resolved.installation_key}.{resolved.spec.table}" is organization-scoped and'
                 " the current user belongs to no organization"
             )
         try:
             return _key_type(resolved, resolved.tenant_column).parse(str(ctx.tenant))
         except ValueError:
-            raise PermissionDenied(
+            raise Forbidden(
                 f"the tenant resolver returned {ctx.tenant!r}, which is not an organization id"
             ) from None
 
@@ -334,7 +334,7 @@ class StoreService:
         except IntegrityError as exc:
             raise integrity_conflict(resolved.spec, exc) from None
         except DataError:  # validation should have caught it; the database's text names physical tables
-            raise ValidationError("the database rejected a value (out of range or not storable)") from None
+            raise InvalidInput("the database rejected a value (out of range or not storable)") from None
 
     def _fetch(
         self, ctx: StoreContext, resolved: ResolvedModel, row_id: object, *, for_update: bool = False
@@ -366,14 +366,14 @@ class StoreService:
             elif column is None:
                 errors[key] = [f'unknown field: model "{spec.key}" has no column "{key}"']
         if errors:
-            raise ValidationError(
+            raise InvalidInput(
                 f"invalid input: {next(iter(errors))}: {next(iter(errors.values()))[0]}", errors=errors
             )
         serializer = serializer_class(resolved.model_class, spec)(data=data, partial=partial)
         if not serializer.is_valid():
             errors = {k: [str(m) for m in v] for k, v in serializer.errors.items()}
             name, messages = next(iter(errors.items()))
-            raise ValidationError(f"invalid input: {name}: {messages[0]}", errors=errors)
+            raise InvalidInput(f"invalid input: {name}: {messages[0]}", errors=errors)
         return dict(serializer.validated_data)
 
     def _check_unique(
@@ -402,7 +402,7 @@ class StoreService:
             target = self._referenced(resolved, column.references.table)
             visible = self.scoped_queryset(ctx, target).filter(**{column.references.column: value})
             if not visible.exists():
-                raise ValidationError(
+                raise InvalidInput(
                     f'{column.name}: no {target.spec.key} with {column.references.column} "{value}"',
                     errors={column.name: [f'no {target.spec.key} with {column.references.column} "{value}"']},
                 )

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from metacore.errors import ValidationError
+from metacore.errors import InvalidInput
 from metacore.permissions.naming import model_permission
 from metacore.store.service import Row, StoreContext, _reader
 
@@ -58,7 +58,7 @@ def parse_shape(spec: Model, params: Mapping[str, str]) -> Shape:
         expand.append((name, key))
     if errors:
         field, messages = next(iter(errors.items()))
-        raise ValidationError(f"invalid query parameter {field}: {messages[0]}", errors=errors)
+        raise InvalidInput(f"invalid query parameter {field}: {messages[0]}", errors=errors)
     kept = tuple(dict.fromkeys(["id", *fields, *(c for c, _ in expand)])) if fields else None
     return Shape(fields=kept, expand=tuple(expand))
 

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING
 
 from django.db import transaction
 
-from metacore.errors import MetacoreError, ValidationError
+from metacore.errors import InvalidInput, MetacoreError
 from metacore.manifest.model import SYSTEM_COLUMNS
 from metacore.metadata.derive import column_label
 from metacore.schema.types import get_type
@@ -112,7 +112,7 @@ class TransferService:
         spec = resolved.spec
         fmt = (_first(params, "format") or "csv").lower()
         if fmt not in FORMATS:
-            raise ValidationError(
+            raise InvalidInput(
                 f'format: "{fmt}" is not one of {", ".join(FORMATS)}',
                 errors={"format": [f"expected one of: {', '.join(FORMATS)}"]},
             )
@@ -163,7 +163,7 @@ class TransferService:
         names = [n.strip() for n in raw.split(",") if n.strip()]
         unknown = [n for n in names if spec.column(n) is None]
         if unknown:
-            raise ValidationError(
+            raise InvalidInput(
                 f'columns: unknown column "{unknown[0]}"',
                 errors={"columns": [f'unknown column "{n}"' for n in unknown]},
             )
@@ -185,7 +185,7 @@ class TransferService:
         with self.store.tenant_transaction(ctx, resolved):
             for number, (line, raw) in enumerate(with_keys(spec, records), start=1):
                 if number > MAX_IMPORT_ROWS:
-                    raise ValidationError(
+                    raise InvalidInput(
                         f"file: more than {MAX_IMPORT_ROWS} rows; split the import",
                         errors={"file": [f"at most {MAX_IMPORT_ROWS} rows per import"]},
                     )
@@ -304,7 +304,7 @@ def read_csv(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
                 yield line, dict(zip(header, record, strict=False))
             line = reader.line_num + 1
     except (csv.Error, UnicodeDecodeError) as exc:
-        raise ValidationError(
+        raise InvalidInput(
             f"file: not a readable UTF-8 CSV file near line {reader.line_num}: {exc}",
             errors={"file": [f"line {reader.line_num}: {exc}"]},
         ) from None
@@ -313,7 +313,7 @@ def read_csv(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
 def read_json(payload: object) -> Iterator[tuple[None, object]]:
     rows = payload.get("data") if isinstance(payload, dict) else payload
     if not isinstance(rows, list):
-        raise ValidationError(
+        raise InvalidInput(
             'body: expected a JSON array of objects or {"data": [...]}',
             errors={"body": ['expected a JSON array of objects or {"data": [...]}']},
         )
@@ -379,7 +379,7 @@ def _labels(raw: str | None) -> dict[str, str]:
     except ValueError:
         labels = None
     if not isinstance(labels, dict):
-        raise ValidationError(
+        raise InvalidInput(
             "column_labels: expected a JSON object {column: label}",
             errors={"column_labels": ["expected a JSON object {column: label}"]},
         )

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from metacore.errors import MetacoreError
 from metacore.installer.signing import (
     detached_signature_path,
     key_id,
@@ -53,21 +52,18 @@ class Command(MetacoreCommand):
         except ValueError as exc:
             raise CommandError(f"{key}: {exc}") from exc
         stem = source.name.removesuffix(".tar.gz").removesuffix(".tgz").rstrip("/")
-        try:
-            if style == "upstream":
-                manifest, contents = read_source(source)
-                archive = (
-                    source.read_bytes()
-                    if source.is_file()
-                    else write_bundle({k: v for k, v in manifest.items() if k != "signature"}, contents)
-                )
-                signature = sign_tarball(archive, private_key, contents)
-                default = source if source.is_file() else source.parent / f"{stem}.tar.gz"
-            else:
-                archive, signature = sign_bundle(source, private_key), None
-                default = source.parent / f"{stem}-signed.tar.gz"
-        except MetacoreError as exc:
-            raise CommandError(exc.message) from exc
+        if style == "upstream":  # a MetacoreError becomes a CommandError in MetacoreCommand
+            manifest, contents = read_source(source)
+            archive = (
+                source.read_bytes()
+                if source.is_file()
+                else write_bundle({k: v for k, v in manifest.items() if k != "signature"}, contents)
+            )
+            signature = sign_tarball(archive, private_key, contents)
+            default = source if source.is_file() else source.parent / f"{stem}.tar.gz"
+        else:
+            archive, signature = sign_bundle(source, private_key), None
+            default = source.parent / f"{stem}-signed.tar.gz"
         target = Path(out) if out else default
         try:
             if not (target.exists() and target.samefile(source)):
