@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import transaction
 
@@ -19,10 +21,26 @@ from metacore.installer.setting_types import clean_settings
 from metacore.manifest.model import Manifest
 from metacore.models import Installation
 
+if TYPE_CHECKING:
+    from django.core.files.uploadedfile import UploadedFile
+
+    from metacore.installer.bundle import Bundle, BundlePath
+    from metacore.installer.service import InstallResult
+    from metacore.kernel import Kernel
+    from metacore.permissions.service import User
+
 MANAGE_PERMISSION = "metacore.manage_addons"
 
 
-def can_manage(user) -> bool:
+class InstallOptions(TypedDict):
+    """What an install request may carry besides the bundle."""
+
+    settings: dict[str, Any]
+    credentials: dict[str, Any]
+    selected_tools: list[str]
+
+
+def can_manage(user: User | None) -> bool:
     return bool(
         user
         and user.is_authenticated
@@ -31,7 +49,7 @@ def can_manage(user) -> bool:
     )
 
 
-def require_manager(kernel, user, action: str, addon: str = "") -> None:
+def require_manager(kernel: Kernel, user: User, action: str, addon: str = "") -> None:
     """Staff or `metacore.manage_addons`; a refusal is audited and answers 403."""
     if can_manage(user):
         return
@@ -48,9 +66,9 @@ def require_manager(kernel, user, action: str, addon: str = "") -> None:
     raise Forbidden(reason)
 
 
-def install_options(data) -> dict:
+def install_options(data: Mapping[str, Any]) -> InstallOptions:  # data: the JSON request body
     """`{settings, credentials, selected_tools}` from a request body, type-checked."""
-    problems = {}
+    problems: dict[str, list[str]] = {}
     settings = data.get("settings") or {}
     credentials = data.get("credentials") or {}
     selected_tools = data.get("selected_tools") or []
@@ -66,7 +84,7 @@ def install_options(data) -> dict:
 
 
 @contextmanager
-def uploaded_bundle(upload):
+def uploaded_bundle(upload: UploadedFile[bytes]) -> Iterator[Path]:
     """Spool an uploaded bundle to a private temporary file the installer can open."""
     spool = Path(tempfile.mkdtemp(prefix="upload-", dir=data_dir("uploads")))
     try:
@@ -79,7 +97,7 @@ def uploaded_bundle(upload):
         shutil.rmtree(spool, ignore_errors=True)
 
 
-def open_checked(path, key: str):
+def open_checked(path: BundlePath, key: str) -> Bundle:
     """Open a bundle and make sure it is the addon the URL names."""
     from metacore.installer.bundle import open_bundle
 
@@ -92,7 +110,7 @@ def open_checked(path, key: str):
     return bundle
 
 
-def catalog_bundle(key: str, version: str | None = None):
+def catalog_bundle(key: str, version: str | None = None) -> Bundle:
     item = catalog.get_item(key, version)
     if not item.installable:
         raise InvalidInput(
@@ -102,14 +120,16 @@ def catalog_bundle(key: str, version: str | None = None):
     return open_checked(item.path, key)
 
 
-def install(kernel, bundle, *, actor, options: dict):
+def install(
+    kernel: Kernel, bundle: Bundle, *, actor: User, options: InstallOptions
+) -> tuple[InstallResult, str]:
     """Install, then issue the installation secret (returned once, stored hashed)."""
     result = kernel.installer.install(bundle, actor=actor, **options)
     secret = issue_secret(result.installation)
     return result, secret
 
 
-def rotate_secret(kernel, key: str, *, actor) -> tuple[Installation, str]:
+def rotate_secret(kernel: Kernel, key: str, *, actor: User) -> tuple[Installation, str]:
     with transaction.atomic():
         installation = _active(kernel, key)
         secret = issue_secret(installation)
@@ -119,7 +139,7 @@ def rotate_secret(kernel, key: str, *, actor) -> tuple[Installation, str]:
     return installation, secret
 
 
-def update_settings(kernel, key: str, settings, *, actor) -> Installation:
+def update_settings(kernel: Kernel, key: str, settings: object, *, actor: User) -> Installation:
     """Replace an installation's settings, checked against the manifest's `settings[]` (keys
     and types, see `setting_types`); audited with the keys, never the values."""
     if not isinstance(settings, dict):
@@ -142,7 +162,7 @@ def update_settings(kernel, key: str, settings, *, actor) -> Installation:
     return installation
 
 
-def _active(kernel, key: str) -> Installation:
+def _active(kernel: Kernel, key: str) -> Installation:
     installation = Installation.objects.select_for_update().filter(key=key).first()
     if installation is None or installation.state == Installation.State.UNINSTALLED:
         raise NotFound(f"addon {key!r} is not installed")

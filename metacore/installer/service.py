@@ -12,24 +12,27 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.models import Permission
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from metacore.errors import Conflict, InvalidInput, MetacoreError, NotFound
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.host.telemetry import span
-from metacore.installer.bundle import Bundle, discard_unused, open_bundle, template_key
+from metacore.installer.bundle import Bundle, BundlePath, discard_unused, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.errors import InstallFailed
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
 from metacore.installer.secrets import seal_settings
 from metacore.installer.setting_types import clean_settings, declared_settings
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
-from metacore.manifest.model import Manifest
+from metacore.manifest.model import Manifest, Model
 from metacore.models import (
     AppliedMigration,
     Installation,
@@ -39,12 +42,18 @@ from metacore.models import (
 )
 from metacore.permissions.naming import MODEL_ACTIONS, declared_permission, model_permission
 from metacore.schema import ddl
-from metacore.schema.builder import build_addon_models
+from metacore.schema.builder import AddonModels, build_addon_models
 from metacore.schema.registry import organization_key
 from metacore.schema.roles import drop_addon_roles
 from metacore.store.rls import enable_rls
 
+if TYPE_CHECKING:
+    from metacore.installer.upgrade import UpgradePlan, UpgradeResult
+    from metacore.kernel import Kernel
+
 log = logging.getLogger("metacore.installer")
+#: Who runs an operation: a user, a name (CLI, API client), or nobody.
+Actor = AbstractBaseUser | AnonymousUser | str | None
 
 
 @dataclass
@@ -67,7 +76,7 @@ class InstallResult:
         return self.installation.version
 
 
-def bump_registry_revision(using=DEFAULT_DB_ALIAS) -> int:
+def bump_registry_revision(using: str = DEFAULT_DB_ALIAS) -> int:
     """Move `RegistryState.revision` forward (inside the caller's transaction).
 
     Seeded from the clock in microseconds, so the number is never reused even after the
@@ -81,7 +90,7 @@ def bump_registry_revision(using=DEFAULT_DB_ALIAS) -> int:
 
 def addon_permissions(manifest: Manifest) -> dict[str, str]:
     """Codename -> human name of every permission an addon brings."""
-    perms = {}
+    perms: dict[str, str] = {}
     for spec in manifest.models:
         for action in MODEL_ACTIONS:
             perms[model_permission(manifest.key, spec.table, action)] = (
@@ -95,7 +104,7 @@ def addon_permissions(manifest: Manifest) -> dict[str, str]:
 
 
 class InstallerService:
-    def __init__(self, kernel, using=DEFAULT_DB_ALIAS):
+    def __init__(self, kernel: Kernel, using: str = DEFAULT_DB_ALIAS) -> None:
         self.kernel = kernel
         self.using = using
 
@@ -103,13 +112,13 @@ class InstallerService:
 
     def install(
         self,
-        bundle,
+        bundle: Bundle | BundlePath,
         *,
-        actor=None,
-        organization=None,
-        settings=None,
-        credentials=None,
-        selected_tools=None,
+        actor: Actor = None,
+        organization: object = None,
+        settings: Mapping[str, object] | None = None,
+        credentials: dict[str, Any] | None = None,
+        selected_tools: Iterable[str] | None = None,
     ) -> InstallResult:
         """Install a bundle (path or opened Bundle) for every organization, or for
         `organization` only. Conflict when the addon is already installed for them; an
@@ -117,10 +126,11 @@ class InstallerService:
         actor_name = _actor_name(actor)
         organization = organization_key(organization)
         if not isinstance(bundle, Bundle):
+            source = bundle
             try:
-                bundle = open_bundle(bundle)
+                bundle = open_bundle(source)
             except MetacoreError as exc:
-                self._journal_failure(template_key(bundle), "install", "", exc, actor_name, organization)
+                self._journal_failure(template_key(source), "install", "", exc, actor_name, organization)
                 raise
         manifest = bundle.manifest
         with (
@@ -140,18 +150,24 @@ class InstallerService:
         return result
 
     def _install(
-        self, bundle: Bundle, actor, organization, settings, credentials, selected_tools
+        self,
+        bundle: Bundle,
+        actor: str,
+        organization: str | None,
+        settings: Mapping[str, object] | None,
+        credentials: dict[str, Any] | None,
+        selected_tools: Iterable[str] | None,
     ) -> InstallResult:
         manifest = bundle.manifest
         self._lock_addon_key(manifest.key)
         existing = Installation.objects.using(self.using).locked(manifest.key)
-        settings = clean_settings(manifest, settings or {}, addon=manifest.key)
+        cleaned = clean_settings(manifest, settings or {}, addon=manifest.key)
         if existing is not None and existing.state != Installation.State.UNINSTALLED:
             if existing.version != manifest.version:
                 raise Conflict(
                     f"addon {manifest.key} {existing.version} is installed; upgrade it to {manifest.version} instead"
                 )
-            return self._install_existing(existing, bundle, actor, organization, settings)
+            return self._install_existing(existing, bundle, actor, organization, cleaned)
         check_kernel_compatibility(manifest.kernel)
         self._check_capabilities(manifest)
 
@@ -170,7 +186,7 @@ class InstallerService:
         installation.every_organization = organization is None
         installation.manifest = manifest.model_dump(mode="json")
         installation.capabilities = [c.model_dump(mode="json") for c in manifest.capabilities]
-        host_settings = {**_setting_defaults(manifest), **(settings if organization is None else {})}
+        host_settings = {**_setting_defaults(manifest), **(cleaned if organization is None else {})}
         installation.settings = seal_settings(manifest, host_settings)
         installation.credentials = credentials or {}
         installation.selected_tools = list(selected_tools or [])
@@ -180,7 +196,7 @@ class InstallerService:
         installation.save(using=self.using)
         if existing is not None:  # an uninstall kept the package; its organizations start afresh
             existing.organizations.using(self.using).all().delete()
-        own = self._organization_row(installation, organization, settings) if organization else None
+        own = self._organization_row(installation, organization, cleaned) if organization else None
 
         permissions = self._create_permissions(manifest)
         with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
@@ -205,7 +221,14 @@ class InstallerService:
             installation, own, created, adopted, migrations, sorted(permissions), registry_revision, warnings
         )
 
-    def _install_existing(self, installation, bundle, actor, organization, settings) -> InstallResult:
+    def _install_existing(
+        self,
+        installation: Installation,
+        bundle: Bundle,
+        actor: str,
+        organization: str | None,
+        settings: dict[str, object],
+    ) -> InstallResult:
         """Install a package the host already has (same version) for more organizations:
         for one (its own installation row), or for every one (it becomes host-wide). No DDL:
         the package's tables serve every organization that has it."""
@@ -234,13 +257,19 @@ class InstallerService:
         with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
             run_lifecycle_hook(self.kernel, installation, None, "on_install", organization=organization)
         registry_revision = bump_registry_revision(self.using)
-        details = {"version": manifest.version, "tables": [], "organization": organization or ""}
+        details: dict[str, object] = {
+            "version": manifest.version,
+            "tables": [],
+            "organization": organization or "",
+        }
         self._record("install", manifest.key, "", manifest.version, "installed", details, actor, organization)
         return InstallResult(
             installation, own, registry_revision=registry_revision, warnings=list(manifest.warnings)
         )
 
-    def _organization_row(self, installation, organization, settings) -> OrganizationInstallation:
+    def _organization_row(
+        self, installation: Installation, organization: str, settings: Mapping[str, object]
+    ) -> OrganizationInstallation:
         """The organization's own installation, its settings the defaults and `settings`."""
         manifest = Manifest.model_validate(installation.manifest)
         return OrganizationInstallation.objects.using(self.using).create(
@@ -267,7 +296,7 @@ class InstallerService:
                 cursor.execute(f"UPDATE {table} SET revision = revision WHERE 1 = 0")
 
     @contextmanager
-    def _bundle_discarded_on_failure(self, bundle: Bundle):
+    def _bundle_discarded_on_failure(self, bundle: Bundle) -> Iterator[None]:
         """A refused or failed operation leaves no extracted copy behind (see discard_unused)."""
         try:
             yield
@@ -275,7 +304,7 @@ class InstallerService:
             discard_unused(bundle)
             raise
 
-    def preflight(self, bundle) -> Bundle:
+    def preflight(self, bundle: Bundle | BundlePath) -> Bundle:
         """What install checks before it touches the database: the bundle opens (signature,
         checksums, manifest), the kernel version fits, every capability is grantable."""
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
@@ -286,7 +315,7 @@ class InstallerService:
     def _check_capabilities(self, manifest: Manifest) -> None:
         from metacore.security.patterns import capability_problems
 
-        problems = {}
+        problems: dict[str, list[str]] = {}
         for i, capability in enumerate(manifest.capabilities):
             found = capability_problems(capability.kind, capability.target)
             if found:
@@ -295,7 +324,9 @@ class InstallerService:
             first = next(iter(problems.values()))[0]
             raise InvalidInput(f"addon {manifest.key}: capability not grantable: {first}", errors=problems)
 
-    def _create_tables(self, manifest, built, *, kept: Manifest | None) -> tuple[list[str], list[str]]:
+    def _create_tables(
+        self, manifest: Manifest, built: AddonModels, *, kept: Manifest | None
+    ) -> tuple[list[str], list[str]]:
         """Create the manifest's tables; tables kept by an uninstall without --drop-data are
         adopted when the new manifest declares them exactly as the kept one did."""
         present = set(ddl.addon_tables(manifest.key, self.using))  # one catalog query
@@ -308,7 +339,7 @@ class InstallerService:
         changed = [
             t
             for t in existing
-            if kept.model(t) is None or _schema_of(kept.model(t)) != _schema_of(manifest.model(t))  # type: ignore[union-attr]  # existing tables without kept raised above
+            if kept.model(t) is None or _schema_of(kept.model(t)) != _schema_of(manifest.model(t))  # type: ignore[union-attr, arg-type]  # existing tables without kept raised above; both manifests declare t
         ]
         if changed:
             raise Conflict(
@@ -345,7 +376,9 @@ class InstallerService:
 
     # -- upgrade ------------------------------------------------------------------------
 
-    def plan(self, bundle, *, force: bool = False, assign_organization=None):
+    def plan(
+        self, bundle: Bundle | BundlePath, *, force: bool = False, assign_organization: object = None
+    ) -> UpgradePlan:
         """The upgrade plan from the installed version to `bundle` (path or Bundle), in words
         and SQL; nothing is changed."""
         from metacore.installer.upgrade import Upgrader
@@ -360,13 +393,13 @@ class InstallerService:
 
     def upgrade(
         self,
-        bundle,
+        bundle: Bundle | BundlePath,
         *,
         allow_destructive: bool = False,
         force: bool = False,
-        actor=None,
-        assign_organization=None,
-    ):
+        actor: Actor = None,
+        assign_organization: object = None,
+    ) -> UpgradeResult:
         """Apply the plan in one transaction; on any failure the old schema, data and
         manifest stay, and the failure is journalled. `assign_organization` gives rows of
         tables that become organization-scoped their organization (see `Differ._scope_table`)."""
@@ -393,7 +426,9 @@ class InstallerService:
 
     # -- uninstall ----------------------------------------------------------------------
 
-    def uninstall(self, key: str, *, drop_data: bool = False, actor=None, organization=None) -> Installation:
+    def uninstall(
+        self, key: str, *, drop_data: bool = False, actor: Actor = None, organization: object = None
+    ) -> Installation:
         """Uninstall an addon. By default its tables, rows, permissions and migration records
         stay (state `uninstalled`) for a later reinstall; `drop_data` removes all of them and
         the installation record, in one transaction.
@@ -435,7 +470,7 @@ class InstallerService:
             raise error from exc
         return installation
 
-    def _uninstall_organization(self, installation, organization, drop_data) -> bool:
+    def _uninstall_organization(self, installation: Installation, organization: str, drop_data: bool) -> bool:
         """Remove one organization's installation; True when the package should go too."""
         own = installation.organizations.using(self.using).filter(organization=organization).first()
         if own is None:
@@ -455,7 +490,7 @@ class InstallerService:
         own.delete()
         return last
 
-    def _uninstall_package(self, installation, drop_data, *, hook: bool) -> None:
+    def _uninstall_package(self, installation: Installation, drop_data: bool, *, hook: bool) -> None:
         if hook and installation.state != Installation.State.UNINSTALLED:
             run_lifecycle_hook(self.kernel, installation, None, "on_uninstall")
         if drop_data:
@@ -483,16 +518,24 @@ class InstallerService:
 
     # -- enable / disable ---------------------------------------------------------------
 
-    def enable(self, key: str, *, actor=None, organization=None) -> Installation:
+    def enable(self, key: str, *, actor: Actor = None, organization: object = None) -> Installation:
         """Serve an addon again: for everyone, or for `organization` only."""
         return self._set_state(key, Installation.State.ENABLED, "enable", "on_enable", actor, organization)
 
-    def disable(self, key: str, *, actor=None, organization=None) -> Installation:
+    def disable(self, key: str, *, actor: Actor = None, organization: object = None) -> Installation:
         """Stop serving an addon (the registry drops its models), for everyone or for
         `organization` only; data and grants stay."""
         return self._set_state(key, Installation.State.DISABLED, "disable", "on_disable", actor, organization)
 
-    def _set_state(self, key, state, operation, hook, actor, organization) -> Installation:
+    def _set_state(
+        self,
+        key: str,
+        state: Installation.State,
+        operation: str,
+        hook: str,
+        actor: Actor,
+        organization: object,
+    ) -> Installation:
         actor_name = _actor_name(actor)
         organization = organization_key(organization)
         with span(f"metacore.{operation}", addon=key), transaction.atomic(using=self.using):
@@ -513,7 +556,7 @@ class InstallerService:
             self._record(operation, key, version, version, f"{state}", details, actor_name, organization)
         return installation
 
-    def _set_organization_state(self, installation, organization, enabled: bool) -> bool:
+    def _set_organization_state(self, installation: Installation, organization: str, enabled: bool) -> bool:
         """Enable or disable the addon for one organization; False when nothing changed. A
         host-wide addon gets the organization's own row on its first change."""
         own = self.organization_installation(installation, organization, lock=True)
@@ -563,7 +606,17 @@ class InstallerService:
 
     # -- journal and audit --------------------------------------------------------------
 
-    def _record(self, operation, key, from_version, to_version, message, details, actor, organization):
+    def _record(
+        self,
+        operation: str,
+        key: str,
+        from_version: str,
+        to_version: str,
+        message: str,
+        details: Mapping[str, object],
+        actor: str,
+        organization: str | None,
+    ) -> None:
         """Journal, audit and announce (once committed) a lifecycle operation that succeeded."""
         self._journal(
             key, operation, from_version, to_version, message, details, actor, organization=organization
@@ -574,8 +627,17 @@ class InstallerService:
         )
 
     def _journal(
-        self, key, operation, from_version, to_version, message, details, actor, ok=True, organization=None
-    ):
+        self,
+        key: str,
+        operation: str,
+        from_version: str,
+        to_version: str,
+        message: str,
+        details: Mapping[str, object],
+        actor: str,
+        ok: bool = True,
+        organization: str | None = None,
+    ) -> None:
         InstallJournal.objects.using(self.using).create(
             addon_key=key[:64],
             organization=organization or "",
@@ -589,7 +651,9 @@ class InstallerService:
         )
 
     @contextmanager
-    def _failure_recorded(self, operation, manifest, actor, context, organization=None):
+    def _failure_recorded(
+        self, operation: str, manifest: Manifest, actor: str, context: str, organization: str | None = None
+    ) -> Iterator[None]:
         """Around an operation whose transaction rolls back on failure: journal and audit
         the failure afterwards, and raise it as a typed error naming `context`."""
         try:
@@ -609,7 +673,15 @@ class InstallerService:
                 raise
             raise error from exc
 
-    def _journal_failure(self, key, operation, version, error, actor, organization=None):
+    def _journal_failure(
+        self,
+        key: str,
+        operation: str,
+        version: str,
+        error: MetacoreError,
+        actor: str,
+        organization: str | None = None,
+    ) -> None:
         """Record a failed operation; called after its transaction rolled back."""
         try:
             self._journal(
@@ -626,21 +698,24 @@ class InstallerService:
         except Exception:
             log.exception("could not journal the failed %s of %s", operation, key)
 
-    def _audit(self, kind, addon, actor, organization=None, **fields):
+    def _audit(
+        self, kind: str, addon: str, actor: str, organization: str | None = None, **fields: object
+    ) -> None:
         self.kernel.audit.record(
             kind, actor=actor, addon=addon, target=addon, tenant=organization or "", **fields
         )
 
 
-def _actor_name(actor) -> str:
+def _actor_name(actor: Actor) -> str:
     if actor is None:
         return ""
     if isinstance(actor, str):
         return actor
-    return getattr(actor, "get_username", lambda: str(actor))() or str(actor)
+    name: str = getattr(actor, "get_username", lambda: str(actor))() or str(actor)
+    return name
 
 
-def _schema_of(spec) -> tuple:
+def _schema_of(spec: Model) -> tuple[object, ...]:
     """What the database holds of a model: columns as stored, indexes, constraints."""
     columns = tuple(
         (
@@ -660,7 +735,7 @@ def _schema_of(spec) -> tuple:
     return spec.table, columns, tuple((i.columns, i.unique, i.name) for i in spec.indexes)
 
 
-def _setting_defaults(manifest: Manifest) -> dict:
+def _setting_defaults(manifest: Manifest) -> dict[str, object]:
     return {s.key: s.default for s in declared_settings(manifest) if s.has_default}
 
 

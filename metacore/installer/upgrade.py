@@ -11,13 +11,16 @@ new manifest, so a failure anywhere leaves the old schema, data and manifest in 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connections, transaction
-from django.db.backends.utils import split_identifier
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper, split_identifier
 from packaging.version import InvalidVersion, Version
 
 from metacore.errors import InvalidInput
@@ -32,9 +35,16 @@ from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, Installation
 from metacore.schema import ddl
 from metacore.schema.builder import build_addon_models
-from metacore.schema.diff import DESTRUCTIVE, NEEDS_CHECK, SAFE, Differ, Step, collect_sql, run_steps
+from metacore.schema.diff import Differ, Step, collect_sql, run_steps
 from metacore.schema.naming import schema_name
+from metacore.schema.types import DESTRUCTIVE, NEEDS_CHECK, SAFE
 from metacore.store.rls import enable_rls
+
+if TYPE_CHECKING:
+    from django.db.backends.base.introspection import _ConstraintDict
+
+    from metacore.installer.bundle import Bundle
+    from metacore.installer.service import InstallerService
 
 
 @dataclass
@@ -50,7 +60,7 @@ class UpgradePlan:
     def destructive(self) -> list[str]:
         return [s.words for s in self.steps if s.safety == DESTRUCTIVE]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "addon": self.key,
             "from_version": self.from_version,
@@ -82,7 +92,7 @@ class UpgradeResult:
     plan: UpgradePlan
     registry_revision: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "addon": self.installation.key,
             "version": self.installation.version,
@@ -92,7 +102,7 @@ class UpgradeResult:
 
 
 @contextmanager
-def addon_introspection(connection, addon_key: str):
+def addon_introspection(connection: BaseDatabaseWrapper, addon_key: str) -> Iterator[None]:
     """Let Django's schema editor introspect an addon's schema-qualified PostgreSQL tables.
 
     Django looks constraints up by bare table name among the tables visible on the
@@ -106,14 +116,14 @@ def addon_introspection(connection, addon_key: str):
     introspection = connection.introspection
     original = introspection.get_constraints
 
-    def get_constraints(cursor, table_name):
+    def get_constraints(cursor: CursorWrapper, table_name: str) -> dict[str, _ConstraintDict]:
         return original(cursor, split_identifier(table_name)[1])
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('search_path')")
         previous = cursor.fetchone()[0]
         cursor.execute(f"SET search_path TO {connection.ops.quote_name(schema_name(addon_key))}, public")
-    introspection.get_constraints = get_constraints
+    introspection.get_constraints = get_constraints  # type: ignore[method-assign]  # for this block only (deleted below)
     try:
         yield
     finally:
@@ -132,7 +142,7 @@ def _version(text: str, what: str) -> Version:
         ) from None
 
 
-def _organization(value) -> uuid.UUID | None:
+def _organization(value: object) -> uuid.UUID | None:
     """`--assign-organization`: an organization id (a UUID, as tenant resolvers return)."""
     if value is None or value == "":
         return None
@@ -162,22 +172,22 @@ def _permission_renames(old: Manifest, new: Manifest) -> dict[str, str]:
 class Upgrader:
     """Plans and applies upgrades for one InstallerService (same database, journal, audit)."""
 
-    def __init__(self, installer):
+    def __init__(self, installer: InstallerService) -> None:
         self.installer = installer
         self.using = installer.using
 
     @property
-    def connection(self):
+    def connection(self) -> BaseDatabaseWrapper:
         return connections[self.using]
 
     def plan(
         self,
         installation: Installation,
-        bundle,
+        bundle: Bundle,
         *,
         force: bool = False,
         with_sql: bool = True,
-        assign_organization=None,
+        assign_organization: object = None,
     ) -> UpgradePlan:
         old = Manifest.model_validate(installation.manifest)
         new = bundle.manifest
@@ -203,11 +213,11 @@ class Upgrader:
                 plan.sql = collect_sql(old, steps, self.connection, differ.old_state)
         return plan
 
-    def _metadata_steps(self, old: Manifest, new: Manifest, bundle) -> list[Step]:
+    def _metadata_steps(self, old: Manifest, new: Manifest, bundle: Bundle) -> list[Step]:
         """What changes besides the schema: permissions, capabilities, new bundle SQL."""
         from metacore.installer.service import addon_permissions
 
-        steps = []
+        steps: list[Step] = []
         renames = _permission_renames(old, new)
         steps += [
             Step("rename_permission", "", f"rename permission {a} to {b} (grants kept)")
@@ -249,7 +259,14 @@ class Upgrader:
         return steps
 
     def upgrade(
-        self, key: str, bundle, *, allow_destructive=False, force=False, actor="", assign_organization=None
+        self,
+        key: str,
+        bundle: Bundle,
+        *,
+        allow_destructive: bool = False,
+        force: bool = False,
+        actor: str = "",
+        assign_organization: object = None,
     ) -> UpgradeResult:
         installer = self.installer
         with transaction.atomic(using=self.using):

@@ -41,7 +41,7 @@ class Step:
     operations: list = field(default_factory=list)  # Django migration operations, in order
     check: Callable[[], str | None] | None = None  # returns a blocking message, or None
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, str | None]:
         return {
             "action": self.action,
             "table": self.table,
