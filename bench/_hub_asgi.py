@@ -1,10 +1,11 @@
 """ASGI application of the hub bench's server process: the sandbox project's application,
 plus `/bench/bare`, a bare Channels consumer that forwards group messages as they come (the
-baseline the hub is measured against). Settings: `bench._hub_settings`."""
+baseline the hub is measured against). Settings: the sandbox project's (Redis pub/sub when
+`REDIS_URL` is set)."""
 
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench._hub_settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox_project.settings")
 
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 

@@ -14,9 +14,11 @@ fed by one `group_send` per write), and the ratios hub/bare.
 
 1. In-memory layer, in process: the clients are ASGI connections driven directly (as
    Channels' WebsocketCommunicator does) against the real `HubConsumer` and the bare one.
-2. channels_redis across two processes: this process publishes (the hub's publisher, or a
-   bare `group_send`); a Daphne process serves the 1,000 real WebSocket clients (the
-   `websockets` library) of `bench._hub_asgi`. Skipped when Redis is not reachable.
+2. Redis (channels_redis' pub/sub layer, as the sandbox project configures it) across two
+   processes: this process publishes (the hub's publisher, or a bare `group_send`); a
+   Daphne process serves `bench._hub_asgi` to 1,000 real WebSocket connections, read here
+   by a minimal client (`_WireClient`) so that the figure measures the server. Skipped
+   when Redis is not reachable.
 
 Size: BENCH_HUB_CLIENTS (default 1000) and BENCH_HUB_WRITES (default 20, so the four runs
 take a few minutes on two cores; BENCH_HUB_WRITES=200 is the issue's full burst, 200,000
@@ -25,6 +27,7 @@ so later frames wait behind earlier ones, in the hub and the baseline alike.
 """
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -237,7 +240,7 @@ def _fresh_layers(settings_value):
     return override
 
 
-# -- 2. channels_redis across two processes ------------------------------------------------------
+# -- 2. Redis pub/sub across two processes --------------------------------------------------------
 def _database_url():
     from django.db import connection
 
@@ -262,7 +265,7 @@ def _start_daphne():
         port = sock.getsockname()[1]
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "bench._hub_settings",
+        "DJANGO_SETTINGS_MODULE": "sandbox_project.settings",
         "DATABASE_URL": _database_url(),
         "REDIS_URL": REDIS_URL,
     }
@@ -295,44 +298,117 @@ def _start_daphne():
     return process, port
 
 
+class _WireClient(asyncio.Protocol):
+    """A WebSocket client (RFC 6455) reduced to what the bench needs: handshake, unmasked
+    server frames parsed as they arrive in `data_received`, masked client text/pong/close
+    frames. With the `websockets` library, 1,000 connections in this one process fell
+    behind the server (each frame crossed a stream reader, a sans-I/O parser generator and
+    a reader task), so the figure measured the client; this one costs a few microseconds
+    per frame and leaves the CPU to the server under test."""
+
+    def __init__(self, host, path, receipts):
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        self.receipts = receipts
+        self.buffer = b""
+        self.fragments = []
+        self.transport = None
+        self.opened = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data):
+        self.buffer += data
+        if not self.opened.done():
+            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.opened.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
+                return self.transport.close()
+            self.buffer = rest
+            self.opened.set_result(None)
+        self._frames()
+
+    def _frames(self):
+        buf = self.buffer
+        while len(buf) >= 2:
+            fin, opcode, length, at = buf[0] & 0x80, buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if length >= 126:
+                at = 4 if length == 126 else 10
+                if len(buf) < at:
+                    break
+                length = int.from_bytes(buf[2:at], "big")
+            if len(buf) < at + length:
+                break
+            payload, buf = buf[at : at + length], buf[at + length :]
+            if opcode in (0, 1):  # text, or a continuation of it
+                self.fragments.append(payload)
+                if fin:
+                    self.receipts.take(b"".join(self.fragments).decode())
+                    self.fragments = []
+            elif opcode == 9:
+                self._send(0xA, payload)  # pong
+            elif opcode == 8:
+                self._send(0x8, payload[:2])
+                self.transport.close()
+        self.buffer = buf
+
+    def _send(self, opcode, payload):
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        size = len(payload)
+        length = bytes([0x80 | size]) if size < 126 else bytes([0xFE]) + size.to_bytes(2, "big")
+        self.transport.write(bytes([0x80 | opcode]) + length + mask + masked)
+
+    def send_text(self, text):
+        self._send(0x1, text.encode())
+
+    def connection_lost(self, exc):
+        self.receipts.lost = not self.receipts.done.is_set()
+        self.receipts.done.set()
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed during the handshake"))
+        self.closed.set_result(None)
+
+    def close(self):
+        if not self.transport.is_closing():
+            self._send(0x8, (1000).to_bytes(2, "big"))
+
+
 async def _redis(kind, tenant, token, port):
     from channels.db import database_sync_to_async
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import InvalidHandshake
 
-    url = (
-        f"ws://127.0.0.1:{port}/api/ws?token={token}"
-        if kind == "hub"
-        else f"ws://127.0.0.1:{port}/bench/bare"
-    )
-    sockets, receipts = [], []
+    path = f"/api/ws?token={token}" if kind == "hub" else "/bench/bare"
+    loop = asyncio.get_running_loop()
+    clients = []
 
     async def open_socket():
-        for attempt in range(5):  # a loaded server may drop a handshake; the bench is not about that
+        for attempt in range(6):  # a loaded server may drop a handshake; the bench is not about that
+            receipts = _Receipts()
             try:
-                return await connect(url, max_queue=None, open_timeout=30)
-            except (TimeoutError, OSError, InvalidHandshake):
+                _, client = await loop.create_connection(
+                    lambda: _WireClient(f"127.0.0.1:{port}", path, receipts), "127.0.0.1", port
+                )
+                await asyncio.wait_for(asyncio.shield(client.opened), 30)
+                return client
+            except (TimeoutError, OSError):
+                if attempt == 5:
+                    raise
                 await asyncio.sleep(0.2 * (attempt + 1))
-        return await connect(url, max_queue=None, open_timeout=30)
 
     for batch in range(0, CLIENTS, 25):
-        sockets.extend(await asyncio.gather(*(open_socket() for _ in range(min(25, CLIENTS - batch)))))
-
-    async def reader(ws, receipt):
-        try:
-            async for text in ws:
-                receipt.take(text)
-        except Exception:  # a server-side failure closes one socket; counted, not fatal
-            pass
-        receipt.lost = not receipt.done.is_set()
-        receipt.done.set()
-
-    for ws in sockets:
-        receipt = _Receipts()
-        receipts.append(receipt)
-        asyncio.ensure_future(reader(ws, receipt))
+        clients.extend(await asyncio.gather(*(open_socket() for _ in range(min(25, CLIENTS - batch)))))
+    receipts = [client.receipts for client in clients]
     if kind == "hub":
-        await asyncio.gather(*(ws.send(SUBSCRIBE) for ws in sockets))
+        for client in clients:
+            client.send_text(SUBSCRIBE)
         await asyncio.wait_for(asyncio.gather(*(r.acked.wait() for r in receipts)), 600)
     else:
         await asyncio.sleep(0.5)  # the bare consumers joined their group on connect
@@ -340,7 +416,9 @@ async def _redis(kind, tenant, token, port):
     await database_sync_to_async(_write_all)(kind, tenant)
     await _wait_all(receipts)
     result = _stats(receipts, start)
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    for client in clients:
+        client.close()
+    await asyncio.wait_for(asyncio.gather(*(client.closed for client in clients)), 60)
     return result
 
 
@@ -378,12 +456,8 @@ def main():
         return
     layer = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
-                "capacity": 5000,
-                "expiry": 120,
-            },
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
     override = _fresh_layers(layer)
@@ -395,7 +469,7 @@ def main():
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
         override.disable()
-    _report("channels_redis (publisher process -> Daphne process)", hub, bare)
+    _report("Redis pub/sub (publisher process -> Daphne process)", hub, bare)
 
 
 if __name__ == "__main__":

@@ -103,13 +103,14 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
-# socket_timeout: redis-py 8 defaults it to 5 s, the length of channels_redis' blocking
-# BZPOPMIN, so an idle consumer's read times out and its socket dies (1011) every 5 s.
+# Redis pub/sub: the hub's per-process fanout receives one message per process per event, and
+# pub/sub streams them (a burst arrives in one read) where the list-based RedisChannelLayer
+# spends four round trips on each (docs/realtime.md, "Scale-out with Redis").
 CHANNEL_LAYERS = (
     {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": 30}]},
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [os.environ["REDIS_URL"]]},
         }
     }
     if os.environ.get("REDIS_URL")

@@ -201,11 +201,11 @@ def test_an_addon_emits_to_users_of_its_calls_organization_only(people, notifier
 def test_send_api_reaches_sockets_of_two_daphne_processes(people):
     """Sockets of one user on two servers sharing Redis: a host's send from a third process
     reaches both, and connected_users sees them (and stops seeing them) from anywhere."""
-    from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
     from websockets.asyncio.client import connect as ws_connect
 
     servers = Daphne.start(2, redis=True)
-    publisher = HubPublisher(get_kernel(), channel_layer=RedisChannelLayer(hosts=[REDIS_URL]))
+    publisher = HubPublisher(get_kernel(), channel_layer=RedisPubSubChannelLayer(hosts=[REDIS_URL]))
     alice, bob = token_for(people["alice"]), token_for(people["bob"])
     users = sync_to_async(publisher.connected_users)
     try:
