@@ -122,13 +122,12 @@ def resolve_type(declared: str) -> tuple[str, dict[str, int]]:
     match = _PARAMETERISED_TYPE.fullmatch(declared)
     if not match:
         return canonical_name(declared), {}
-    base, first, second = match.group(1), int(match.group(2)), match.group(3)
-    name = canonical_name(base)
-    if name == "decimal":
-        return name, {"precision": first, "scale": int(second) if second is not None else 0}
-    if name == "string" and second is None:
-        return name, {"size": first}
-    raise UnknownColumnType(declared)
+    ctype = get_type(match.group(1))
+    numbers = [int(n) for n in match.group(2, 3) if n is not None]
+    try:
+        return ctype.name, ctype.spelled_parameters(numbers)
+    except ValueError:
+        raise UnknownColumnType(declared) from None
 
 
 def resolve_default(raw: Any, type_name: str) -> tuple[bool, Any, DefaultFn | None]:
@@ -275,27 +274,15 @@ def _build_column(
     except UnknownColumnType as exc:
         problems.add(col.path + ".type", str(exc))
         return None
-    size = params.get("size", col.size)
-    precision = params.get("precision", col.precision)
-    scale = params.get("scale", col.scale)
-    if type_name == "string":
-        size = size or 255
-        if not 1 <= size <= 10_485_760:
-            problems.add(col.path + ".size", f"size {size} is out of range (1..10485760)")
-            ok = False
-    else:
-        size = None
-    if type_name == "decimal":
-        precision = precision or 18
-        scale = 4 if scale is None else scale
-        if not (1 <= precision <= 1000 and 0 <= scale <= precision):
-            problems.add(
-                col.path + ".precision",
-                f"numeric({precision},{scale}) is invalid (1 <= precision <= 1000, 0 <= scale <= precision)",
-            )
-            ok = False
-    else:
-        precision = scale = None
+    ctype = get_type(type_name)
+    try:
+        resolved = ctype.resolve_parameters(
+            {"size": col.size, "precision": col.precision, "scale": col.scale, **params}
+        )
+    except ValueError as exc:
+        problems.add(f"{col.path}.{ctype.parameters[0]}", str(exc))
+        resolved, ok = {}, False
+    size, precision, scale = (resolved.get(name) for name in ("size", "precision", "scale"))
     try:
         has_default, default, default_fn = resolve_default(col.default, type_name)
     except ValueError as exc:

@@ -254,11 +254,11 @@ class TransferService:
                     if column.required:
                         continue
                     value = None
-                elif get_type(column.type).name == "json":
+                else:
                     try:
-                        value = json.loads(value)
-                    except ValueError:
-                        report.problems.append(RowProblem(number, key, "is not valid JSON", line))
+                        value = get_type(column.type).from_csv(value)
+                    except ValueError as exc:
+                        report.problems.append(RowProblem(number, key, str(exc), line))
                         return None
             data[key] = value
         return data

@@ -64,6 +64,8 @@ class ColumnType:
     openapi_schema: ClassVar[dict[str, Any]] = {}
     example: ClassVar[Any] = "text"  # a value of the type for OpenAPI examples
     default_fns: ClassVar[frozenset[str]] = frozenset()  # `default_fn` meanings that apply
+    # Column parameters the type takes, in the order a spelling like `numeric(10,2)` gives them.
+    parameters: ClassVar[tuple[str, ...]] = ()
     widens_to: ClassVar[frozenset[str]] = frozenset()  # types every value converts to unchanged
     # UI metadata (upstream ColumnUIType / FormFieldType / filter type / cell style)
     ui_type: ClassVar[str] = "text"
@@ -114,6 +116,19 @@ class ColumnType:
     def default_fn_kwargs(self, default_fn: str, *, db_default: bool) -> dict[str, Any]:
         raise ValueError(f'default {default_fn}() does not apply to type "{self.name}"')
 
+    # -- manifest parameters --------------------------------------------------------------
+    def spelled_parameters(self, numbers: list[int]) -> dict[str, int]:
+        """`varchar(80)` -> `{"size": 80}`: the numbers of a parenthesised spelling by name;
+        ValueError if the type takes fewer (or none)."""
+        if not self.parameters or len(numbers) > len(self.parameters):
+            raise ValueError(f'type "{self.name}" takes {len(self.parameters) or "no"} parameters')
+        return dict(zip(self.parameters, numbers, strict=False))
+
+    def resolve_parameters(self, declared: dict[str, int | None]) -> dict[str, int | None]:
+        """The column's parameters (`size`, `precision`, `scale`) with the type's defaults
+        applied; the ones it does not take are left out. ValueError names a broken rule."""
+        return {}
+
     # -- writes ---------------------------------------------------------------------------
     def serializer_kwargs(self, column: Column) -> dict[str, Any]:
         """Type-specific keyword arguments of the DRF field (max_length, min_value...)."""
@@ -151,6 +166,11 @@ class ColumnType:
     def to_json(self, value: Any) -> Any:
         """A stored value as a JSON-serialisable value for responses."""
         return value
+
+    def from_csv(self, text: str) -> Any:
+        """A non-empty CSV cell as the value a JSON body would carry (validated after, like
+        one): the text itself, unless the type's JSON values are not strings."""
+        return text
 
     # -- descriptions ---------------------------------------------------------------------
     def openapi(self, column: Column | None = None) -> dict[str, Any]:

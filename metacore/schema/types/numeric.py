@@ -112,6 +112,22 @@ class DecimalType(_Number):
     openapi_schema = {"type": "string", "format": "decimal"}
     example = "12.50"
 
+    parameters = ("precision", "scale")
+
+    def spelled_parameters(self, numbers: list[int]) -> dict[str, int]:
+        """`numeric(10)` has no decimal places, as in SQL (not the default 4)."""
+        return {"scale": 0, **super().spelled_parameters(numbers)}
+
+    def resolve_parameters(self, declared: dict[str, int | None]) -> dict[str, int | None]:
+        precision = declared.get("precision") or DEFAULT_PRECISION
+        scale = declared.get("scale")
+        scale = DEFAULT_SCALE if scale is None else scale
+        if not (1 <= precision <= 1000 and 0 <= scale <= precision):
+            raise ValueError(
+                f"numeric({precision},{scale}) is invalid (1 <= precision <= 1000, 0 <= scale <= precision)"
+            )
+        return {"precision": precision, "scale": scale}
+
     @staticmethod
     def precision_scale(column) -> tuple[int, int]:
         if column is None:

@@ -36,6 +36,12 @@ class JSONType(ColumnType):
         except (TypeError, ValueError):
             raise ValueError(f"{raw!r} is not valid JSON") from None
 
+    def from_csv(self, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValueError("is not valid JSON") from None
+
     def literal(self, value: Any) -> Any:
         if isinstance(value, str):
             try:

@@ -40,8 +40,17 @@ class StringType(_Text):
     example = "text"
     widens_to = frozenset({"text"})
 
+    parameters = ("size",)
+    MAX_SIZE = 10_485_760  # PostgreSQL's varchar limit
+
     def size(self, column) -> int:
         return column.size or DEFAULT_STRING_SIZE
+
+    def resolve_parameters(self, declared: dict[str, int | None]) -> dict[str, int | None]:
+        size = declared.get("size") or DEFAULT_STRING_SIZE
+        if not 1 <= size <= self.MAX_SIZE:
+            raise ValueError(f"size {size} is out of range (1..{self.MAX_SIZE})")
+        return {"size": size}
 
     def field_kwargs(self, column) -> dict[str, Any]:
         return {"max_length": self.size(column)}
