@@ -12,7 +12,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, models
 
-from metacore.errors import ValidationError as MetacoreValidationError
+from metacore.errors import InvalidInput
 from metacore.kernel import get_kernel, reset_kernel
 from metacore.manifest.parse import load_manifest
 from metacore.schema.host import host_models
@@ -203,7 +203,7 @@ def test_registry_serves_host_models_beside_addons_and_keeps_them_on_reload(
 
 
 def test_the_host_namespace_is_no_addon_key():
-    with pytest.raises(MetacoreValidationError, match="reserved"):
+    with pytest.raises(InvalidInput, match="reserved"):
         load_manifest({"key": "host", "name": "Host", "version": "1.0.0"})
 
 
