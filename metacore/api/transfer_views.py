@@ -5,9 +5,13 @@ Import and Export dialogs call:
     GET  dynamic/<model>/export/template   the CSV header to fill in
     POST dynamic/<model>/import/validate   multipart `file` (.csv/.json), a JSON body, or text/csv
     POST dynamic/<model>/import            the same; all rows or none
+
+While an import runs, the importing user's hub sockets get IMPORT_PROGRESS frames
+(`metacore.store.transfer.ImportProgress`, with the request's X-Request-ID).
 """
 
 import json
+import logging
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
@@ -21,7 +25,10 @@ from metacore.api.idempotency import idempotent
 from metacore.api.store_views import StoreView, store_context
 from metacore.errors import InvalidInput
 from metacore.kernel import get_kernel
-from metacore.store.transfer import read_csv, read_json
+from metacore.store.service import StoreContext
+from metacore.store.transfer import ImportProgress, ProgressCallback, read_csv, read_json
+
+log = logging.getLogger("metacore.hub")
 
 
 class CSVParser(BaseParser):
@@ -87,8 +94,11 @@ class ImportView(TransferView):
         return idempotent(request, lambda: self._import(request, model))
 
     def _import(self, request, model):
+        ctx = store_context(request)
         records = self._records(request)
-        report = self.transfer.import_rows(store_context(request), model, records, write=self.write)
+        report = self.transfer.import_rows(
+            ctx, model, records, write=self.write, progress=progress_to_hub(ctx, dry_run=not self.write)
+        )
         body = report.as_json()
         if self.write and report.problems:
             first = report.problems[0]
@@ -134,3 +144,20 @@ class ImportView(TransferView):
 
 class ImportValidateView(ImportView):
     write = False
+
+
+def progress_to_hub(ctx: StoreContext, *, dry_run: bool) -> ProgressCallback | None:
+    """IMPORT_PROGRESS frames to the importing user's sockets of its organization; a hub
+    that cannot send is logged and never fails the import."""
+    if ctx.actor_id is None:
+        return None
+    hub = get_kernel().hub
+
+    def send(progress: ImportProgress) -> None:
+        payload = {**progress.as_json(), "request_id": ctx.request_id, "dry_run": dry_run}
+        try:
+            hub.import_progress(ctx.actor_id, payload, tenant=ctx.tenant)
+        except Exception:
+            log.exception("hub: import progress of request %s not sent", ctx.request_id)
+
+    return send

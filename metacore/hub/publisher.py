@@ -26,6 +26,7 @@ DATA_EVENT = "DATA_EVENT"
 ADDON_EVENT = "ADDON_EVENT"
 NOTIFICATION = "NOTIFICATION"
 ADDON_MANIFEST_CHANGED = "ADDON_MANIFEST_CHANGED"
+IMPORT_PROGRESS = "IMPORT_PROGRESS"
 
 
 def frame_text(type_, payload, **extra) -> str:
@@ -169,6 +170,10 @@ class HubPublisher:
     def connected_users(self, tenant=None) -> list[str]:
         """Ids of the users with at least one open socket in any process (of `tenant` when given)."""
         return sorted({info.user_id for info in presence.connections(tenant)})
+
+    def import_progress(self, user_pk, payload: dict, tenant=None):
+        """Send an `IMPORT_PROGRESS` frame to the importing user's sockets (of `tenant`)."""
+        self.send_to_user(user_pk, {"type": IMPORT_PROGRESS, "payload": payload}, tenant=tenant)
 
     def notify(self, user_pk, payload: dict):
         """Send a `NOTIFICATION` frame to every open socket of one user."""

@@ -10,6 +10,10 @@
   valid are the rows written, through the store's own `create`, in one transaction: all or
   nothing. Permission `<model>.create`; one `crud.import` audit event besides each row's
   `crud.create`.
+- Progress: `import_rows(..., progress=callback)` is told where a long import stands every
+  PROGRESS_EVERY rows while it validates and while it writes, and once at the end (`done`,
+  `validated` or `failed`, also when an error stops it): the API sends these to the
+  importing user over the hub as IMPORT_PROGRESS frames (docs/realtime.md).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
@@ -48,6 +52,7 @@ EXPORT_PARAMS = {"format", "columns", "column_labels", "lang"}
 CHUNK_ROWS = 2000
 MAX_IMPORT_ROWS = 100_000
 SAMPLE_ROWS = 5
+PROGRESS_EVERY = 500  # rows between two progress reports of an import
 
 
 @dataclass
@@ -92,6 +97,31 @@ class ImportReport:
             "ignored_columns": self.ignored_columns,
             "sample": self.sample,
         }
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    """Where an import stands (see the module docstring)."""
+
+    model: str  # qualified name, `<addon>.<model>`
+    stage: str  # validating | writing | done | validated | failed
+    rows: int  # rows read so far
+    written: int  # rows created so far (in the import's transaction until `done`)
+    failed: int  # rows with a problem so far
+    message: str = ""  # why it failed
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "stage": self.stage,
+            "rows": self.rows,
+            "written": self.written,
+            "failed": self.failed,
+            "message": self.message,
+        }
+
+
+ProgressCallback = Callable[[ImportProgress], None]
 
 
 @dataclass(frozen=True)
@@ -171,13 +201,59 @@ class TransferService:
 
     # -- import ---------------------------------------------------------------------------
     def import_rows(
-        self, ctx: StoreContext, ref: str, records: Iterable[Record], *, write: bool
+        self,
+        ctx: StoreContext,
+        ref: str,
+        records: Iterable[Record],
+        *,
+        write: bool,
+        progress: ProgressCallback | None = None,
     ) -> ImportReport:
         """`records`: (line or None, raw row) pairs from `read_csv`/`read_json`. Validates every
         row; with `write`, creates them all in one transaction when all are valid."""
         resolved = self.store._authorize(ctx, ref, "create")
-        spec = resolved.spec
         report = ImportReport()
+
+        def tell(stage: str, message: str = "") -> None:
+            if progress is not None:
+                failed = len({p.row for p in report.problems})
+                progress(
+                    ImportProgress(
+                        resolved.qualified_name, stage, report.rows, report.created, failed, message
+                    )
+                )
+
+        try:
+            self._import(ctx, ref, resolved, records, report, write=write, tell=tell)
+        except MetacoreError as exc:
+            tell("failed", exc.message)
+            raise
+        except Exception:
+            tell("failed", "the import stopped on a server error; nothing was imported")
+            raise
+        if report.problems:
+            first = report.problems[0]
+            where = f"row {first.row}" + (f" (line {first.line})" if first.line else "")
+            tell(
+                "failed",
+                f"{where}: {first.column}: {first.message}" if first.column else f"{where}: {first.message}",
+            )
+        else:
+            tell("done" if write else "validated")
+        return report
+
+    def _import(
+        self,
+        ctx: StoreContext,
+        ref: str,
+        resolved: ResolvedModel,
+        records: Iterable[Record],
+        report: ImportReport,
+        *,
+        write: bool,
+        tell: Callable[[str], None],
+    ) -> None:
+        spec = resolved.spec
         prepared: list[tuple[int, int | None, dict[str, object]]] = []
         # unique column -> {value: first row number with it}
         seen_unique: dict[str, dict[object, int]] = {c.name: {} for c in spec.user_columns if c.unique}
@@ -190,6 +266,8 @@ class TransferService:
                         errors={"file": [f"at most {MAX_IMPORT_ROWS} rows per import"]},
                     )
                 report.rows = number
+                if number % PROGRESS_EVERY == 0:
+                    tell("validating")
                 if not isinstance(raw, dict):
                     report.problems.append(RowProblem(number, "", "expected an object", line))
                     continue
@@ -206,7 +284,7 @@ class TransferService:
                 prepared.append((number, line, data))
         report.ignored_columns = sorted(ignored)
         if not write or report.problems:
-            return report
+            return
         with self.store.tenant_transaction(ctx, resolved):
             for number, line, data in prepared:
                 try:
@@ -215,8 +293,11 @@ class TransferService:
                     column, messages = next(iter((exc.errors or {"": [exc.message]}).items()))
                     report.problems.append(RowProblem(number, column, messages[0], line))
                     transaction.set_rollback(True, using=self.store._db(resolved))
-                    return report
-            report.created = len(prepared)
+                    report.created = 0
+                    return
+                report.created += 1
+                if report.created % PROGRESS_EVERY == 0:
+                    tell("writing")
             self.audit.record(
                 "crud.import",
                 actor=ctx.actor_id,
@@ -227,7 +308,6 @@ class TransferService:
                 request_id=ctx.request_id,
                 details={"model": spec.key, "created": report.created},
             )
-        return report
 
     @staticmethod
     def _row_values(
