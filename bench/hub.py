@@ -423,8 +423,13 @@ async def _redis(kind, tenant, token, port):
 
 
 # -- report --------------------------------------------------------------------------------------
-def _report(title, hub, bare):
-    print(f"{title}: {CLIENTS} clients x {WRITES} writes")
+def _report(title, hub, bare, load_before):
+    """`load_before`: the 1-minute load average when the pair started (the machine's other
+    work is part of every figure; it is printed with them)."""
+    print(
+        f"{title}: {CLIENTS} clients x {WRITES} writes"
+        f" (load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end)"
+    )
     for name, r in (("hub", hub), ("bare group_send", bare)):
         print(
             f"  {name:16} delivered {r['delivered']}/{r['expected']} (dropped {r['dropped']}, sockets lost {r['lost']})"
@@ -444,15 +449,16 @@ def main():
 
     layer = {"default": {"BACKEND": "metacore.hub.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000}}}
     override = _fresh_layers(layer)
+    load = os.getloadavg()[0]
     try:
         bare = asyncio.run(_inmemory("bare", user, tenant))
         hub = asyncio.run(_inmemory("hub", user, tenant))
     finally:
         override.disable()
-    _report("in-memory layer (one process)", hub, bare)
+    _report("in-memory layer (one process)", hub, bare, load)
 
     if not _redis_reachable():
-        print("channels_redis: skipped (no Redis on 127.0.0.1:6379)")
+        print("Redis pub/sub: skipped (no Redis on 127.0.0.1:6379)")
         return
     layer = {
         "default": {
@@ -462,6 +468,7 @@ def main():
     }
     override = _fresh_layers(layer)
     process, port = _start_daphne()
+    load = os.getloadavg()[0]
     try:
         bare = asyncio.run(_redis("bare", tenant, token, port))
         hub = asyncio.run(_redis("hub", tenant, token, port))
@@ -469,7 +476,7 @@ def main():
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
         override.disable()
-    _report("Redis pub/sub (publisher process -> Daphne process)", hub, bare)
+    _report("Redis pub/sub (publisher process -> Daphne process)", hub, bare, load)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,17 @@ the ASGI application, and two Daphne processes sharing Redis."""
 import asyncio
 import datetime
 import json
+import re
+import runpy
 import signal
+from pathlib import Path
 
 import pytest
 import sandbox_guests as guests
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from metacore.hub.models import HubConnection
 from metacore.hub.publisher import HubPublisher
@@ -198,14 +202,31 @@ def test_an_addon_emits_to_users_of_its_calls_organization_only(people, notifier
     asyncio.run(body())
 
 
+def documented_redis_layers(redis_url):
+    """`CHANNEL_LAYERS` as docs/realtime.md ("Scale-out with Redis") tells a host to write it."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "realtime.md").read_text()
+    section = text.split("## Scale-out with Redis", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {"REDIS_URL": redis_url}
+    exec(code, namespace)  # noqa: S102 (the guide's own snippet)
+    return namespace["CHANNEL_LAYERS"]
+
+
+def test_the_sandbox_uses_the_documented_redis_layer(monkeypatch):
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    sandbox = runpy.run_path(str(Path(__file__).resolve().parent.parent / "sandbox_project" / "settings.py"))
+    assert sandbox["CHANNEL_LAYERS"] == documented_redis_layers(REDIS_URL)
+
+
 def test_send_api_reaches_sockets_of_two_daphne_processes(people):
     """Sockets of one user on two servers sharing Redis: a host's send from a third process
-    reaches both, and connected_users sees them (and stops seeing them) from anywhere."""
-    from channels_redis.pubsub import RedisPubSubChannelLayer
+    (its layer configured as docs/realtime.md says) reaches both, and connected_users sees
+    them (and stops seeing them) from anywhere."""
     from websockets.asyncio.client import connect as ws_connect
 
     servers = Daphne.start(2, redis=True)
-    publisher = HubPublisher(get_kernel(), channel_layer=RedisPubSubChannelLayer(hosts=[REDIS_URL]))
+    layer = documented_redis_layers(REDIS_URL)["default"]
+    publisher = HubPublisher(get_kernel(), channel_layer=import_string(layer["BACKEND"])(**layer["CONFIG"]))
     alice, bob = token_for(people["alice"]), token_for(people["bob"])
     users = sync_to_async(publisher.connected_users)
     try:
