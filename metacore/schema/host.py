@@ -37,6 +37,7 @@ from django.db import models
 
 from metacore.manifest.identifiers import RESERVED_ADDON_KEY
 from metacore.manifest.model import Column, Manifest, Model, Reference
+from metacore.schema.types import column_types
 
 log = logging.getLogger("metacore.registry")
 
@@ -47,31 +48,6 @@ DEFAULT_TENANT_FIELD = "organization_id"
 KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 #: dynamic API action -> Django's default permission action.
 DJANGO_ACTIONS = {"read": "view", "create": "add", "update": "change", "delete": "delete"}
-#: Django internal field type -> canonical column type (metacore.schema.types).
-COLUMN_TYPES = {
-    "CharField": "string",
-    "SlugField": "string",
-    "EmailField": "string",
-    "URLField": "string",
-    "GenericIPAddressField": "string",
-    "TextField": "text",
-    "UUIDField": "uuid",
-    "AutoField": "int",
-    "SmallAutoField": "int",
-    "IntegerField": "int",
-    "SmallIntegerField": "int",
-    "PositiveIntegerField": "int",
-    "PositiveSmallIntegerField": "int",
-    "BigAutoField": "bigint",
-    "BigIntegerField": "bigint",
-    "PositiveBigIntegerField": "bigint",
-    "FloatField": "float",
-    "DecimalField": "decimal",
-    "BooleanField": "bool",
-    "DateField": "date",
-    "DateTimeField": "datetime",
-    "JSONField": "json",
-}
 
 
 @dataclass(frozen=True)
@@ -276,8 +252,8 @@ def _column(
     target = django_field.target_field if django_field.is_relation else django_field  # type: ignore[attr-defined]
     if django_field.is_relation and not (django_field.many_to_one or django_field.one_to_one):
         return None
-    column_type = COLUMN_TYPES.get(target.get_internal_type())
-    if column_type is None:
+    ctype = column_types.for_django_field(target)
+    if ctype is None:
         return None
     name = django_field.attname
     system = (
@@ -292,13 +268,14 @@ def _column(
     if django_field.is_relation and django_field.related_model in registered:
         reference = Reference(table=registered[django_field.related_model], column="id")
     auto_label = django_field.name.replace("_", " ")
+    parameters = ctype.parameters_of(django_field)
     return Column(
         name=name,
-        type=column_type,
+        type=ctype.name,
         label=str(django_field.verbose_name) if str(django_field.verbose_name) != auto_label else None,
-        size=django_field.max_length if column_type == "string" else None,
-        precision=getattr(django_field, "max_digits", None) if column_type == "decimal" else None,
-        scale=getattr(django_field, "decimal_places", None) if column_type == "decimal" else None,
+        size=parameters.get("size"),
+        precision=parameters.get("precision"),
+        scale=parameters.get("scale"),
         required=not django_field.null,
         unique=django_field.unique and not django_field.primary_key,
         index=bool(getattr(django_field, "db_index", False)),

@@ -66,6 +66,8 @@ class ColumnType:
     default_fns: ClassVar[frozenset[str]] = frozenset()  # `default_fn` meanings that apply
     # Column parameters the type takes, in the order a spelling like `numeric(10,2)` gives them.
     parameters: ClassVar[tuple[str, ...]] = ()
+    # Django fields (`get_internal_type()` names) a host model serves as columns of this type.
+    django_field_types: ClassVar[tuple[str, ...]] = ()
     widens_to: ClassVar[frozenset[str]] = frozenset()  # types every value converts to unchanged
     # UI metadata (upstream ColumnUIType / FormFieldType / filter type / cell style)
     ui_type: ClassVar[str] = "text"
@@ -127,6 +129,10 @@ class ColumnType:
     def resolve_parameters(self, declared: dict[str, int | None]) -> dict[str, int | None]:
         """The column's parameters (`size`, `precision`, `scale`) with the type's defaults
         applied; the ones it does not take are left out. ValueError names a broken rule."""
+        return {}
+
+    def parameters_of(self, field: models.Field) -> dict[str, int | None]:
+        """The parameters of a host model's Django field served as a column of this type."""
         return {}
 
     # -- writes ---------------------------------------------------------------------------

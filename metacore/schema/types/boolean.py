@@ -23,6 +23,7 @@ class BoolType(ColumnType):
     lookups = EQUALITY_LOOKUPS
     openapi_schema = {"type": "boolean"}
     example = True
+    django_field_types = ("BooleanField",)
     ui_type = form_type = filter_type = cell_style = "boolean"
 
     def parse(self, raw: str) -> bool:

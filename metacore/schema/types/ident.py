@@ -20,6 +20,7 @@ class UUIDType(ColumnType):
     lookups = EQUALITY_LOOKUPS
     openapi_schema = {"type": "string", "format": "uuid"}
     example = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+    django_field_types = ("UUIDField",)
     default_fns = frozenset({"uuid"})
     widens_to = frozenset({"text"})
 

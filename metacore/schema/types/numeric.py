@@ -61,6 +61,14 @@ class IntType(_Integer):
     bounds = (-(2**31), 2**31 - 1)
     openapi_schema = {"type": "integer", "format": "int32"}
     example = 42
+    django_field_types = (
+        "AutoField",
+        "SmallAutoField",
+        "IntegerField",
+        "SmallIntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+    )
     widens_to = frozenset({"bigint", "float", "decimal"})
 
     def describe(self, column=None) -> str:
@@ -75,6 +83,7 @@ class BigIntType(_Integer):
     bounds = (-(2**63), 2**63 - 1)
     openapi_schema = {"type": "integer", "format": "int64"}
     example = 1_000_000
+    django_field_types = ("BigAutoField", "BigIntegerField", "PositiveBigIntegerField")
     widens_to = frozenset({"decimal"})
 
 
@@ -86,6 +95,7 @@ class FloatType(_Number):
     serializer_field_class = serializers.FloatField
     openapi_schema = {"type": "number", "format": "double"}
     example = 1.5
+    django_field_types = ("FloatField",)
     widens_to = frozenset({"decimal"})
 
     def parse(self, raw: str) -> float:
@@ -111,12 +121,19 @@ class DecimalType(_Number):
     serializer_field_class = serializers.DecimalField
     openapi_schema = {"type": "string", "format": "decimal"}
     example = "12.50"
+    django_field_types = ("DecimalField",)
 
     parameters = ("precision", "scale")
 
     def spelled_parameters(self, numbers: list[int]) -> dict[str, int]:
         """`numeric(10)` has no decimal places, as in SQL (not the default 4)."""
         return {"scale": 0, **super().spelled_parameters(numbers)}
+
+    def parameters_of(self, field: models.Field) -> dict[str, int | None]:
+        return {
+            "precision": getattr(field, "max_digits", None),
+            "scale": getattr(field, "decimal_places", None),
+        }
 
     def resolve_parameters(self, declared: dict[str, int | None]) -> dict[str, int | None]:
         precision = declared.get("precision") or DEFAULT_PRECISION

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.db import models
+
 from .base import ColumnType
 
 
@@ -23,19 +25,24 @@ class ColumnTypeRegistry:
     def __init__(self) -> None:
         self._types: dict[str, ColumnType] = {}
         self._spellings: dict[str, str] = {}
+        self._django_fields: dict[str, str] = {}  # Django internal field type -> type name
 
     def register(self, cls: type[ColumnType]) -> type[ColumnType]:
         """Make a ColumnType available under its name and aliases (usable as a class decorator).
 
-        A spelling that already belongs to another type is refused: a manifest column must
-        mean one thing on every host."""
+        A spelling (or a Django field type) that already belongs to another type is refused:
+        a manifest column must mean one thing on every host."""
         spellings = [_normal(s) for s in (cls.name, *cls.aliases)]
-        for spelling in spellings:
-            owner = self._spellings.get(spelling)
-            if owner is not None and owner != cls.name:
-                raise ValueError(f'column type spelling "{spelling}" already belongs to "{owner}"')
-        for spelling in spellings:
-            self._spellings[spelling] = cls.name
+        for what, claimed, names in (
+            ("spelling", self._spellings, spellings),
+            ("Django field", self._django_fields, cls.django_field_types),
+        ):
+            for name in names:
+                owner = claimed.get(name)
+                if owner is not None and owner != cls.name:
+                    raise ValueError(f'column type {what} "{name}" already belongs to "{owner}"')
+        self._spellings.update(dict.fromkeys(spellings, cls.name))
+        self._django_fields.update(dict.fromkeys(cls.django_field_types, cls.name))
         self._types[cls.name] = cls()
         return cls
 
@@ -43,8 +50,9 @@ class ColumnTypeRegistry:
         """Forget a type and its spellings (a host that registered one for a while: tests)."""
         canonical = self.canonical_name(name)
         del self._types[canonical]
-        for spelling in [s for s, owner in self._spellings.items() if owner == canonical]:
-            del self._spellings[spelling]
+        for claimed in (self._spellings, self._django_fields):
+            for name in [n for n, owner in claimed.items() if owner == canonical]:
+                del claimed[name]
 
     def canonical_name(self, name: str) -> str:
         """`timestamptz` -> `datetime`; case and surrounding blanks do not matter."""
@@ -56,6 +64,11 @@ class ColumnTypeRegistry:
     def get(self, name: str) -> ColumnType:
         """The ColumnType for a canonical name or alias; UnknownColumnType (a ValueError) if none."""
         return self._types[self.canonical_name(name)]
+
+    def for_django_field(self, field: models.Field) -> ColumnType | None:
+        """The type serving a host model's Django field, or None (files, durations...)."""
+        name = self._django_fields.get(field.get_internal_type())
+        return None if name is None else self._types[name]
 
     def spellings(self) -> list[str]:
         return sorted(self._spellings)

@@ -25,6 +25,7 @@ class JSONType(ColumnType):
     db_default_literal_ok = False  # Django needs an expression for a JSON db_default
     openapi_schema = {}  # any JSON value
     example = {"key": "value"}
+    django_field_types = ("JSONField",)
     form_type = "textarea"
 
     def serializer_kwargs(self, column) -> dict[str, Any]:

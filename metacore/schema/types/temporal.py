@@ -35,6 +35,7 @@ class DateType(_Temporal):
     serializer_field_class = serializers.DateField
     openapi_schema = {"type": "string", "format": "date"}
     example = "2026-01-31"
+    django_field_types = ("DateField",)
     widens_to = frozenset({"datetime"})
 
     def parse(self, raw: str) -> dt.date:
@@ -68,6 +69,7 @@ class DateTimeType(_Temporal):
     serializer_field_class = serializers.DateTimeField
     openapi_schema = {"type": "string", "format": "date-time"}
     example = "2026-01-31T09:30:00Z"
+    django_field_types = ("DateTimeField",)
 
     def parse(self, raw: str) -> dt.datetime:
         text = str(raw).strip()

@@ -39,6 +39,7 @@ class StringType(_Text):
     openapi_schema = {"type": "string"}
     example = "text"
     widens_to = frozenset({"text"})
+    django_field_types = ("CharField", "SlugField", "EmailField", "URLField", "GenericIPAddressField")
 
     parameters = ("size",)
     MAX_SIZE = 10_485_760  # PostgreSQL's varchar limit
@@ -57,6 +58,9 @@ class StringType(_Text):
 
     def serializer_kwargs(self, column) -> dict[str, Any]:
         return {**super().serializer_kwargs(column), "max_length": self.size(column)}
+
+    def parameters_of(self, field: models.Field) -> dict[str, int | None]:
+        return {"size": field.max_length}
 
     def alteration(self, old_type: ColumnType, old, new) -> Alteration | None:
         """A smaller size, or text becoming a string, loses what does not fit: destructive,
@@ -95,3 +99,4 @@ class TextType(_Text):
     field_class = models.TextField
     openapi_schema = {"type": "string"}
     example = "Some longer text"
+    django_field_types = ("TextField",)
