@@ -47,6 +47,13 @@ class Kernel:
         return InstallerService(self)
 
     @cached_property
+    def tenant_schemas(self):
+        """Organization copies of schema-per-tenant addons (installer/tenant_schemas.py)."""
+        from metacore.installer.tenant_schemas import TenantSchemaService
+
+        return TenantSchemaService(self)
+
+    @cached_property
     def store(self) -> StoreService:
         from metacore.store.service import StoreService
 

@@ -90,6 +90,29 @@ class OrganizationInstallation(models.Model):
         )
 
 
+class TenantSchema(models.Model):
+    """One organization's copy of a `schema-per-tenant` addon's tables (PostgreSQL schema
+    `addon_<space>`, SQLite tables `addon_<space>__<table>`). Upgrades, uninstalls and the
+    registry find every copy here; the unique `space` refuses two organizations whose ids
+    share their first 8 hex digits (and a copy named like another addon's schema)."""
+
+    addon_key = models.CharField(max_length=64, db_index=True)
+    organization_id = models.UUIDField()
+    space = models.CharField(max_length=64, unique=True, help_text="<key>_<first 8 hex of the organization>")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["addon_key", "space"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["addon_key", "organization_id"], name="metacore_tenant_schema_once"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.addon_key} for {self.organization_id} (addon_{self.space})"
+
+
 class InstallJournal(models.Model):
     """One line per lifecycle operation, successful or not (failed ones are written after
     the rollback, outside the failed transaction)."""

@@ -11,6 +11,7 @@ from metacore.kernel import get_kernel
 from metacore.models import AppliedMigration, AuditRecord, Installation, InstallJournal
 from metacore.permissions.naming import model_permission
 from metacore.schema import ddl
+from metacore.schema.registry import in_space
 from tests.installer_support import EXAMPLES, assert_schema_matches, manifest_of, small_manifest
 
 pytestmark = pytest.mark.django_db
@@ -44,26 +45,31 @@ def test_every_fixture_installs_with_its_declared_schema_and_drops_cleanly(insta
     manifest = manifest_of(path)
     result = installer.install(path)
 
-    assert result.key == manifest.key and result.created_tables == [m.table for m in manifest.models]
-    assert_schema_matches(manifest, ddl.describe_table)
+    assert result.key == manifest.key
+    tables = manifest
+    if manifest.tenant_isolation == "schema":  # no shared tables: an organization's copy has them
+        assert result.created_tables == [] and ddl.addon_tables(manifest.key) == []
+        assert {m.status for m in result.migrations} <= {"checked"}
+        tables = in_space(manifest, get_kernel().tenant_schemas.provision(manifest.key, ORG).space)
+    else:
+        assert result.created_tables == [m.table for m in manifest.models]
+    assert_schema_matches(tables, ddl.describe_table)
     installation = Installation.objects.get(key=manifest.key)
     assert installation.state == "enabled" and installation.version == manifest.version
     assert installation.manifest == manifest.model_dump(mode="json")
     for spec in manifest.models:
         assert Permission.objects.filter(codename=model_permission(manifest.key, spec.table, "read")).exists()
-    for migration in result.migrations:
+    for migration in AppliedMigration.objects.filter(addon_key=tables.key):
         assert migration.status in (
             ("applied", "partial") if connection.vendor == "postgresql" else ("skipped",)
         )
 
     installer.uninstall(manifest.key, drop_data=True)
-    assert [ddl.describe_table(manifest.key, m.table) for m in manifest.models] == [None] * len(
-        manifest.models
-    )
-    assert ddl.addon_tables(manifest.key) == []
+    assert [ddl.describe_table(tables.key, m.table) for m in manifest.models] == [None] * len(manifest.models)
+    assert ddl.addon_tables(tables.key) == []
     assert not Installation.objects.filter(key=manifest.key).exists()
     assert not Permission.objects.filter(codename__startswith=f"{manifest.key}.").exists()
-    assert not AppliedMigration.objects.filter(addon_key=manifest.key).exists()
+    assert not AppliedMigration.objects.filter(addon_key__in=[manifest.key, tables.key]).exists()
 
 
 def test_example_bundle_has_related_tables_and_cascades(installer):
@@ -82,14 +88,13 @@ def test_example_bundle_has_related_tables_and_cascades(installer):
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="bundle SQL runs on PostgreSQL only")
 def test_sql_migrations_run_in_the_addon_schema_and_skip_contradicting_statements(installer):
-    result = installer.install(OWN_FIXTURES / "library")
-    outcome = {m.name: m for m in result.migrations}["0001_init.sql"]
-    assert outcome.status == "partial"
-    assert "undefined column" in outcome.reason and "org_id" in outcome.reason
-    info = ddl.describe_table("library", "books")
+    installer.install(OWN_FIXTURES / "library")  # schema-per-tenant: the SQL runs in each copy
+    space = get_kernel().tenant_schemas.provision("library", ORG).space
+    info = ddl.describe_table(space, "books")
     assert info.index_on("isbn") is not None and any(i.name == "books_isbn_idx" for i in info.indexes)
-    record = AppliedMigration.objects.get(addon_key="library", name="0001_init.sql")
-    assert record.status == "partial" and len(record.checksum) == 64 and "org_id" in record.reason
+    record = AppliedMigration.objects.get(addon_key=space, name="0001_init.sql")
+    assert record.status == "partial" and len(record.checksum) == 64
+    assert "undefined column" in record.reason and "org_id" in record.reason
     with connection.cursor() as cursor:  # the search_path of the transaction was restored
         cursor.execute("SHOW search_path")
         assert "addon_library" not in cursor.fetchone()[0]
@@ -97,8 +102,9 @@ def test_sql_migrations_run_in_the_addon_schema_and_skip_contradicting_statement
 
 @pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite only")
 def test_sql_migrations_are_recorded_as_skipped_on_sqlite(installer):
-    installer.install(OWN_FIXTURES / "fieldservice")
-    record = AppliedMigration.objects.get(addon_key="fieldservice")
+    installer.install(OWN_FIXTURES / "fieldservice")  # schema-per-tenant: they run in each copy
+    copy = get_kernel().tenant_schemas.provision("fieldservice", ORG)
+    record = AppliedMigration.objects.get(addon_key=copy.space)
     assert record.status == "skipped" and "PostgreSQL" in record.reason
 
 

@@ -412,8 +412,8 @@ def test_options_bad_input_is_400_naming_the_parameter(alice, query, param):
 
 
 def test_options_without_an_organization():
-    # Under the default (shared) tenancy every table is per organization; a table shared by
-    # all tenants needs an addon that isolates tenants otherwise and leaves it unscoped.
+    # Under shared and schema-per-tenant isolation every table is per organization; a table
+    # shared by all tenants needs database-per-tenant (not implemented: the declared scope).
     manifest = {
         **helpdesk_manifest(
             key="shared",
@@ -421,7 +421,7 @@ def test_options_without_an_organization():
                 model("Categories", "categories", [{"name": "title", "type": "string"}], org_scoped=False),
             ),
         ),
-        "tenant_isolation": "schema-per-tenant",
+        "tenant_isolation": "database-per-tenant",
     }
     install(manifest)
     try:

@@ -91,15 +91,27 @@ def test_shared_or_absent_isolation_scopes_every_table(document):
     assert model.org_scoped and model.column("organization_id").required
 
 
-def test_schema_isolation_keeps_the_declared_scope():
+def test_database_isolation_keeps_the_declared_scope():
+    document = {
+        "key": "hr",
+        "name": "HR",
+        "version": "1.0.0",
+        "tenant_isolation": "database-per-tenant",
+        "model_definitions": [{"table_name": "payroll_lines", "columns": PAYROLL}],
+    }
+    assert not load_manifest(document).model("payroll_lines").org_scoped
+
+
+def test_schema_isolation_scopes_every_table_too():
+    # Each organization has its own copy, and the copy keeps organization_id (a second wall).
     document = {
         "key": "hr",
         "name": "HR",
         "version": "1.0.0",
         "tenant_isolation": "schema-per-tenant",
-        "model_definitions": [{"table_name": "payroll_lines", "columns": PAYROLL}],
+        "model_definitions": [{"table_name": "payroll_lines", "org_scoped": False, "columns": PAYROLL}],
     }
-    assert not load_manifest(document).model("payroll_lines").org_scoped
+    assert load_manifest(document).model("payroll_lines").org_scoped
 
 
 def test_payroll_of_one_organization_is_never_listed_for_another(tmp_path, uninstall_hr):
@@ -128,8 +140,9 @@ def test_payroll_of_one_organization_is_never_listed_for_another(tmp_path, unins
 
 def _shared_install_with_rows(tmp_path, rows=2):
     """An installed HR addon whose table is shared by every tenant: the state a flat addon
-    installed before tenancy followed upstream is in (here reached with schema isolation)."""
-    get_kernel().installer.install(hr_bundle(tmp_path, tenant_isolation="schema-per-tenant"))
+    installed before tenancy followed upstream is in (here reached with database-per-tenant
+    isolation, which metacore does not implement and which keeps the declared scope)."""
+    get_kernel().installer.install(hr_bundle(tmp_path, tenant_isolation="database-per-tenant"))
     model = get_kernel().registry.resolve("hr.payroll_lines").model_class
     for i in range(rows):
         model.objects.create(employee=f"e{i}", amount=i)

@@ -21,17 +21,18 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from metacore.errors import Conflict, InvalidInput, MetacoreError, NotFound
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.host.telemetry import span
-from metacore.installer.bundle import Bundle, BundlePath, discard_unused, open_bundle, template_key
+from metacore.installer.bundle import Bundle, BundlePath, Migration, discard_unused, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.errors import InstallFailed
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
 from metacore.installer.secrets import seal_settings
 from metacore.installer.setting_types import clean_settings, declared_settings
-from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
+from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations, check_statements
 from metacore.manifest.model import Manifest, Model
 from metacore.models import (
     AppliedMigration,
@@ -103,6 +104,35 @@ def addon_permissions(manifest: Manifest) -> dict[str, str]:
     return perms
 
 
+def lock_addon_key(connection: BaseDatabaseWrapper, key: str) -> None:
+    """Serialise lifecycle operations on one addon key until this transaction ends. A row lock
+    cannot do it for an addon that has no Installation row yet: two concurrent installs would
+    both go on to CREATE SCHEMA and the loser would fail on pg_namespace's unique index.
+    With the lock the loser waits, then finds the winner's row and answers Conflict.
+    SQLite has one writer: a first (empty) write takes its write lock before anything is
+    read, so the loser waits for the winner's commit instead of failing on a stale read."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"metacore.install:{key}"]
+            )
+        elif connection.vendor == "sqlite":
+            table = connection.ops.quote_name(RegistryState._meta.db_table)
+            cursor.execute(f"UPDATE {table} SET revision = revision WHERE 1 = 0")
+
+
+def drop_addon_tables(manifest: Manifest, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Drop the tables of `manifest` (and any its older versions left) and its schema."""
+    built = build_addon_models(manifest, revision=0, vendor=connections[using].vendor)
+    on_disk = ddl.addon_tables(manifest.key, using)
+    declared = [built.classes[spec.table] for spec in reversed(manifest.models) if spec.table in on_disk]
+    with ddl.schema_editor(using) as editor:
+        ddl.drop_tables(editor, declared)
+        for table in set(on_disk) - {spec.table for spec in manifest.models}:  # left by older versions
+            ddl.drop_table(editor, manifest.key, table)
+    ddl.drop_schema(manifest.key, using)
+
+
 class InstallerService:
     def __init__(self, kernel: Kernel, using: str = DEFAULT_DB_ALIAS) -> None:
         self.kernel = kernel
@@ -159,7 +189,7 @@ class InstallerService:
         selected_tools: Iterable[str] | None,
     ) -> InstallResult:
         manifest = bundle.manifest
-        self._lock_addon_key(manifest.key)
+        lock_addon_key(connections[self.using], manifest.key)
         existing = Installation.objects.using(self.using).locked(manifest.key)
         cleaned = clean_settings(manifest, settings or {}, addon=manifest.key)
         if existing is not None and existing.state != Installation.State.UNINSTALLED:
@@ -171,13 +201,25 @@ class InstallerService:
         check_kernel_compatibility(manifest.kernel)
         self._check_capabilities(manifest)
 
+        self.kernel.tenant_schemas.check_not_a_copy(manifest.key)
         revision = (existing.revision + 1) if existing is not None else 1
         built = build_addon_models(manifest, revision=revision, vendor=connections[self.using].vendor)
         kept = Manifest.model_validate(existing.manifest) if existing is not None else None
-        with span("metacore.install.ddl", addon=manifest.key, tables=len(manifest.models)):
-            created, adopted = self._create_tables(manifest, built, kept=kept)
-        with span("metacore.install.sql_migrations", addon=manifest.key):
-            migrations = apply_migrations(manifest, bundle.migrations(), using=self.using)
+        if manifest.tenant_isolation == "schema":
+            # No shared tables: each organization's copy is made on its first use (tenant_schemas).
+            created: list[str] = []
+            adopted = self._adopt_copies(manifest, kept)
+            migrations = []
+            for migration in bundle.migrations():
+                check_statements(migration, manifest.key)  # refused now, not at a copy's first use
+                migrations.append(
+                    MigrationOutcome(migration.name, "checked", "runs in each organization's copy")
+                )
+        else:
+            with span("metacore.install.ddl", addon=manifest.key, tables=len(manifest.models)):
+                created, adopted = self._create_tables(manifest, built, kept=kept)
+            with span("metacore.install.sql_migrations", addon=manifest.key):
+                migrations = apply_migrations(manifest, bundle.migrations(), using=self.using)
 
         installation = existing or Installation(key=manifest.key)
         installation.name = manifest.name
@@ -197,6 +239,8 @@ class InstallerService:
         if existing is not None:  # an uninstall kept the package; its organizations start afresh
             existing.organizations.using(self.using).all().delete()
         own = self._organization_row(installation, organization, cleaned) if organization else None
+        if organization:
+            self._provision_copy(installation, organization, actor, bundle.migrations())
 
         permissions = self._create_permissions(manifest)
         with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
@@ -253,6 +297,7 @@ class InstallerService:
                     f"addon {manifest.key} {manifest.version} is already installed for organization {organization}"
                 )
             own = self._organization_row(installation, organization, settings)
+            self._provision_copy(installation, organization, actor)
         discard_unused(bundle)  # the package keeps the bundle it was installed from
         with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
             run_lifecycle_hook(self.kernel, installation, None, "on_install", organization=organization)
@@ -267,6 +312,20 @@ class InstallerService:
             installation, own, registry_revision=registry_revision, warnings=list(manifest.warnings)
         )
 
+    def _provision_copy(
+        self,
+        installation: Installation,
+        organization: str,
+        actor: str,
+        migrations: list[Migration] | None = None,
+    ) -> None:
+        """A schema-per-tenant addon installed for an organization gets that organization's
+        copy of its tables now, in the install's transaction (docs/security.md)."""
+        if Manifest.model_validate(installation.manifest).tenant_isolation == "schema":
+            self.kernel.tenant_schemas.provision(
+                installation.key, organization, migrations=migrations, actor=actor
+            )
+
     def _organization_row(
         self, installation: Installation, organization: str, settings: Mapping[str, object]
     ) -> OrganizationInstallation:
@@ -277,23 +336,6 @@ class InstallerService:
             organization=organization,
             settings=seal_settings(manifest, {**_setting_defaults(manifest), **settings}),
         )
-
-    def _lock_addon_key(self, key: str) -> None:
-        """Serialise installs of one addon key until this transaction ends. A row lock cannot
-        do it for an addon that has no Installation row yet: two concurrent installs would
-        both go on to CREATE SCHEMA and the loser would fail on pg_namespace's unique index.
-        With the lock the loser waits, then finds the winner's row and answers Conflict.
-        SQLite has one writer: a first (empty) write takes its write lock before anything is
-        read, so the loser waits for the winner's commit instead of failing on a stale read."""
-        connection = connections[self.using]
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"metacore.install:{key}"]
-                )
-            elif connection.vendor == "sqlite":
-                table = connection.ops.quote_name(RegistryState._meta.db_table)
-                cursor.execute(f"UPDATE {table} SET revision = revision WHERE 1 = 0")
 
     @contextmanager
     def _bundle_discarded_on_failure(self, bundle: Bundle) -> Iterator[None]:
@@ -356,6 +398,25 @@ class InstallerService:
             if spec.org_scoped:  # PostgreSQL row-level security: the store's second tenant wall
                 enable_rls(connections[self.using], built.classes[spec.table]._meta.db_table)
         return [spec.table for spec in manifest.models if spec.table not in existing], existing
+
+    def _adopt_copies(self, manifest: Manifest, kept: Manifest | None) -> list[str]:
+        """Organization copies kept by an uninstall without --drop-data serve again when the
+        new manifest declares every table as the kept one did (as `_create_tables` adopts)."""
+        copies = self.kernel.tenant_schemas.copies(manifest.key)
+        if not copies:
+            return []
+        if (
+            kept is None
+            or kept.tenant_isolation != "schema"
+            or [_schema_of(m) for m in kept.models] != [_schema_of(m) for m in manifest.models]
+        ):
+            raise Conflict(
+                f"addon {manifest.key} was uninstalled keeping {len(copies)} organization copies, and"
+                f" {manifest.version} declares its tables differently: install"
+                f" {kept.version if kept else 'the kept version'} again and upgrade, or uninstall with --drop-data first",
+                errors={"tables": [f"addon_{c.space}" for c in copies]},
+            )
+        return [f"addon_{c.space}" for c in copies]
 
     def _create_permissions(self, manifest: Manifest) -> list[str]:
         content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)
@@ -482,12 +543,15 @@ class InstallerService:
             raise NotFound(f"addon {installation.key!r} is not installed for organization {organization}")
         others = installation.organizations.using(self.using).exclude(pk=own.pk).exists()
         last = not others and not installation.every_organization
-        if drop_data and not last:
+        per_tenant = Manifest.model_validate(installation.manifest).tenant_isolation == "schema"
+        if drop_data and not last and not per_tenant:
             raise Conflict(
                 f"addon {installation.key}: other organizations use its tables; uninstall without dropping data"
             )
         run_lifecycle_hook(self.kernel, installation, None, "on_uninstall", organization=organization)
         own.delete()
+        if drop_data and per_tenant and not last:  # its own copy goes; the others' stay
+            self.kernel.tenant_schemas.drop(installation.key, organization)
         return last
 
     def _uninstall_package(self, installation: Installation, drop_data: bool, *, hook: bool) -> None:
@@ -500,16 +564,13 @@ class InstallerService:
             installation.state = Installation.State.UNINSTALLED
             installation.save(using=self.using, update_fields=["state", "updated_at"])
         drop_addon_roles(installation.key, self.using)
+        self.kernel.tenant_schemas.drop_roles(installation.key)
 
     def _drop_data(self, manifest: Manifest) -> None:
-        built = build_addon_models(manifest, revision=0, vendor=connections[self.using].vendor)
-        on_disk = ddl.addon_tables(manifest.key, self.using)
-        declared = [built.classes[spec.table] for spec in reversed(manifest.models) if spec.table in on_disk]
-        with ddl.schema_editor(self.using) as editor:
-            ddl.drop_tables(editor, declared)
-            for table in set(on_disk) - {spec.table for spec in manifest.models}:  # left by older versions
-                ddl.drop_table(editor, manifest.key, table)
-        ddl.drop_schema(manifest.key, self.using)
+        if manifest.tenant_isolation == "schema":
+            self.kernel.tenant_schemas.drop_all(manifest.key, manifest)
+        else:
+            drop_addon_tables(manifest, self.using)
         content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)
         Permission.objects.using(self.using).filter(
             content_type=content_type, codename__startswith=f"{manifest.key}."

@@ -30,13 +30,14 @@ from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.errors import UpgradeRefused
 from metacore.installer.hooks import run_lifecycle_hook
 from metacore.installer.secrets import seal_settings
-from metacore.installer.sql_migrations import apply_migrations
+from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, Installation
 from metacore.schema import ddl
 from metacore.schema.builder import build_addon_models
 from metacore.schema.diff import Differ, Step, collect_sql, run_steps
-from metacore.schema.naming import schema_name
+from metacore.schema.naming import organization_uuid, schema_name
+from metacore.schema.registry import in_space
 from metacore.schema.types import DESTRUCTIVE, NEEDS_CHECK, SAFE
 from metacore.store.rls import enable_rls
 
@@ -146,13 +147,7 @@ def _organization(value: object) -> uuid.UUID | None:
     """`--assign-organization`: an organization id (a UUID, as tenant resolvers return)."""
     if value is None or value == "":
         return None
-    try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-    except ValueError:
-        raise InvalidInput(
-            f"assign_organization {str(value)[:64]!r} is not an organization id (a UUID)",
-            errors={"assign_organization": ["must be a UUID"]},
-        ) from None
+    return organization_uuid(value, "assign_organization")
 
 
 def _permission_renames(old: Manifest, new: Manifest) -> dict[str, str]:
@@ -200,21 +195,60 @@ class Upgrader:
                 f"{old.key} {new.version} is {word} (installed: {old.version}); use --force to apply it anyway",
                 errors={"version": [f"{new.version} is not higher than {old.version}"]},
             )
+        if (
+            "schema" in (old.tenant_isolation, new.tenant_isolation)
+            and old.tenant_isolation != new.tenant_isolation
+        ):
+            raise UpgradeRefused(
+                f"{old.key}: tenant isolation cannot change from {old.tenant_isolation} to {new.tenant_isolation}"
+                " by an upgrade (the tables would move); export, uninstall with --drop-data, install, import",
+                errors={"tenant_isolation": [f"{old.tenant_isolation} -> {new.tenant_isolation}"]},
+            )
         check_kernel_compatibility(new.kernel)
         self.installer._check_capabilities(new)
         vendor = self.connection.vendor
-        old_models = build_addon_models(old, revision=0, vendor=vendor).classes
-        differ = Differ(old, new, vendor, old_models, assign_organization=_organization(assign_organization))
-        steps = differ.steps() + self._metadata_steps(old, new, bundle)
+        organization = _organization(assign_organization)
+        targets = self._targets(old, new)
+        blocked: list[str] = []
+        first = None
+        for old_target, new_target in targets or [(old, new)]:
+            differ = Differ(
+                old_target,
+                new_target,
+                vendor,
+                build_addon_models(old_target, revision=0, vendor=vendor).classes,
+                assign_organization=organization,
+            )
+            steps = differ.steps()
+            if old_target is not old:  # a schema-per-tenant addon: every copy must pass the checks
+                where = f"organization copy addon_{old_target.key}: "
+                blocked += [where + message for message in (s.check() for s in steps if s.check) if message]
+            first = first or (old_target, differ, steps)
+        old_first, differ, steps = first  # type: ignore[misc]  # the loop ran at least once
+        steps = steps + self._metadata_steps(old, new, bundle, applied_in=old_first.key)
         plan = UpgradePlan(old.key, old.version, new.version, steps)
-        plan.blocked = [message for message in (s.check() for s in steps if s.check) if message]
+        if old.tenant_isolation == "schema":
+            plan.blocked = blocked
+        else:
+            plan.blocked = [message for message in (s.check() for s in steps if s.check) if message]
         if with_sql:
-            with addon_introspection(self.connection, old.key):
-                plan.sql = collect_sql(old, steps, self.connection, differ.old_state)
+            with addon_introspection(self.connection, old_first.key):
+                plan.sql = collect_sql(old_first, steps, self.connection, differ.old_state)
         return plan
 
-    def _metadata_steps(self, old: Manifest, new: Manifest, bundle: Bundle) -> list[Step]:
-        """What changes besides the schema: permissions, capabilities, new bundle SQL."""
+    def _targets(self, old: Manifest, new: Manifest) -> list[tuple[Manifest, Manifest]]:
+        """(installed, new) manifests of every organization copy of a schema-per-tenant addon,
+        in space order; [] for a shared addon (its own tables are the one target)."""
+        if old.tenant_isolation != "schema":
+            return []
+        return [
+            (in_space(old, c.space), in_space(new, c.space))
+            for c in self.installer.kernel.tenant_schemas.copies(old.key)
+        ]
+
+    def _metadata_steps(self, old: Manifest, new: Manifest, bundle: Bundle, applied_in: str) -> list[Step]:
+        """What changes besides the schema: permissions, capabilities, new bundle SQL (as
+        recorded for `applied_in`, the addon or its first organization copy)."""
         from metacore.installer.service import addon_permissions
 
         steps: list[Step] = []
@@ -240,7 +274,7 @@ class Upgrader:
         ]
         applied = dict(
             AppliedMigration.objects.using(self.using)
-            .filter(addon_key=old.key)
+            .filter(addon_key=applied_in)
             .values_list("name", "checksum")
         )
         for migration in bundle.migrations():
@@ -287,18 +321,19 @@ class Upgrader:
                 )
             old = Manifest.model_validate(installation.manifest)
             new = bundle.manifest
-            with (
-                span("metacore.upgrade.ddl", addon=key),
-                addon_introspection(self.connection, key),
-                ddl.schema_editor(self.using) as editor,
-            ):
-                run_steps(old, plan.steps, editor)
-            new_models = build_addon_models(new, revision=0, vendor=self.connection.vendor).classes
-            for spec in new.models:
-                if spec.org_scoped:  # idempotent: new, renamed and newly org-scoped tables get the policy
-                    enable_rls(self.connection, new_models[spec.table]._meta.db_table)
-            with span("metacore.upgrade.sql_migrations", addon=key):
-                migrations = apply_migrations(new, bundle.migrations(), using=self.using)
+            if old.tenant_isolation != "schema":
+                migrations = self._apply(old, new, plan.steps, bundle)
+            else:
+                migrations = []
+                for old_target, new_target in self._targets(old, new):  # every copy, this transaction
+                    steps = Differ(
+                        old_target,
+                        new_target,
+                        self.connection.vendor,
+                        build_addon_models(old_target, revision=0, vendor=self.connection.vendor).classes,
+                        assign_organization=_organization(assign_organization),
+                    ).steps()
+                    migrations += self._apply(old_target, new_target, steps, bundle)
             self._sync_permissions(old, new)
             installation.name = new.name
             installation.version = new.version
@@ -325,6 +360,24 @@ class Upgrader:
             installer._audit("addon.upgrade", key, actor, decision="allow", details=details)
             publish_on_commit(addon_changed, LifecycleEvent(key, "upgrade", new.version), using=self.using)
         return UpgradeResult(installation, plan, revision)
+
+    def _apply(
+        self, old: Manifest, new: Manifest, steps: list[Step], bundle: Bundle
+    ) -> list[MigrationOutcome]:
+        """Run the schema steps on the tables of `old` (the addon's, or one organization
+        copy's), then row-level security and the new bundle SQL migrations."""
+        with (
+            span("metacore.upgrade.ddl", addon=old.key),
+            addon_introspection(self.connection, old.key),
+            ddl.schema_editor(self.using) as editor,
+        ):
+            run_steps(old, steps, editor)
+        new_models = build_addon_models(new, revision=0, vendor=self.connection.vendor).classes
+        for spec in new.models:
+            if spec.org_scoped:  # idempotent: new, renamed and newly org-scoped tables get the policy
+                enable_rls(self.connection, new_models[spec.table]._meta.db_table)
+        with span("metacore.upgrade.sql_migrations", addon=old.key):
+            return apply_migrations(new, bundle.migrations(), using=self.using)
 
     def _sync_permissions(self, old: Manifest, new: Manifest) -> None:
         from metacore.installer.service import addon_permissions

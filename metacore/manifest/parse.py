@@ -126,9 +126,11 @@ def _assemble(draft: ManifestDraft, raw: dict, problems: Problems) -> Manifest |
     if draft.kernel is not None:
         for rule in version_range_problems(draft.kernel):
             problems.add(draft.kernel_path, rule)
-    if draft.tenant_isolation == "shared":
+    if draft.tenant_isolation in ("shared", "schema"):
         # Upstream's fail-closed backstop (dynamic/schema.go), in both formats: under shared
         # tenancy (the default) every table is organization-scoped, whatever `org_scoped` says.
+        # Schema-per-tenant copies are per organization anyway; they keep the column too, so
+        # the store's filter, row-level security and the sandbox's guest policy stay walls.
         for model in draft.models:
             model.org_scoped = True
     models = build_models(draft.key, draft.models, problems)

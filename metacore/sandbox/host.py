@@ -349,6 +349,8 @@ def run_sql(invocation, sql_text, raw_args, *, write):
         prepared = sqlguard.prepare(
             sql_text, args, resolver, write=write, tenant=tenant, now=now, vendor=connection.vendor
         )
+        confined = resolver.confined_manifest()
+        meta["schema"] = f"addon_{confined.key}"
     except sqlguard.SQLRefused as exc:
         return fail(exc.code, exc.message)
     except CapabilityDenied as exc:
@@ -357,7 +359,7 @@ def run_sql(invocation, sql_text, raw_args, *, write):
     if budget_ms <= 0:
         return fail("timeout", "the call's time budget is spent")
     max_rows = DB_MAX_ROWS
-    wall = _database_wall(connection, resolver, write, budget_ms)
+    wall = _database_wall(connection, resolver, confined, write, budget_ms)
     try:
         with transaction.atomic(using=invocation.using), wall:
             cursor = (
@@ -421,7 +423,8 @@ def run_sql(invocation, sql_text, raw_args, *, write):
 class _TableResolver:
     """Logical table names -> physical Relations; the addon's own tables always, another
     addon's (`<addon>.<table>` or `addon_<addon>.<table>`) only when db:read grants it.
-    Writes reach only the addon's own tables."""
+    Writes reach only the addon's own tables. A schema-per-tenant addon's tables are those
+    of the call's organization's copy."""
 
     def __init__(self, invocation, vendor):
         self.invocation = invocation
@@ -449,15 +452,38 @@ class _TableResolver:
                 )
             _check(self.invocation, "db:read", f"addon_{addon}.{model.table}")
         columns = frozenset(c.name for c in model.columns)
+        space = self.space(addon, manifest)
         if self.vendor == "postgresql":
             if addon != own:
-                self.foreign.add((schema_name(addon), model.table))
+                self.foreign.add((schema_name(space), model.table))
             return sqlguard.Relation(
-                schema_name(addon), model.table, model.org_scoped, model.soft_delete, columns
+                schema_name(space), model.table, model.org_scoped, model.soft_delete, columns
             )
-        table = physical_table(addon, model.table, self.vendor)
+        table = physical_table(space, model.table, self.vendor)
         self.physical.add(table)
         return sqlguard.Relation(None, table, model.org_scoped, model.soft_delete, columns)
+
+    def space(self, addon, manifest) -> str:
+        """Where `addon`'s tables are for this call: its own namespace, or (schema-per-tenant)
+        the copy of the call's organization, provisioned on its first use."""
+        if manifest.tenant_isolation != "schema":
+            return addon
+        from metacore.kernel import get_kernel
+
+        tenant = _tenant_param(self.invocation.tenant, "postgresql")
+        if tenant is None:
+            raise sqlguard.SQLRefused(
+                f"addon {addon} keeps its tables per organization and this call has none", code="forbidden"
+            )
+        return get_kernel().tenant_schemas.space_for(addon, tenant)
+
+    def confined_manifest(self):
+        """The manifest the guest role confines: the addon's, or its organization copy's."""
+        from metacore.schema.registry import in_space
+
+        manifest = self.invocation.manifest
+        space = self.space(self.invocation.addon_key, manifest)
+        return manifest if space == manifest.key else in_space(manifest, space)
 
 
 def _tenant_param(tenant, vendor):
@@ -494,8 +520,9 @@ class _database_wall:
 
     PROGRESS_STEPS = 1000  # SQLite VM instructions between deadline checks
 
-    def __init__(self, connection, resolver, write, budget_ms):
+    def __init__(self, connection, resolver, confined, write, budget_ms):
         self.connection, self.resolver, self.write, self.budget_ms = connection, resolver, write, budget_ms
+        self.confined = confined  # the manifest whose guest role runs the statement
         self.session = None
         self.deadline = None
         self.interrupted = False
@@ -508,7 +535,7 @@ class _database_wall:
             invocation = self.resolver.invocation
             self.session = GuestSession(
                 self.connection,
-                invocation.manifest,
+                self.confined,
                 _tenant_param(invocation.tenant, "postgresql"),
                 self.budget_ms,
                 sorted(self.resolver.foreign),

@@ -7,9 +7,16 @@ addons declaring `tickets`, or an addon declaring `auth_user`, never meet each o
 host's tables.
 
 The prefix is unambiguous because keys never contain `__` and tables start with a letter.
+
+An addon isolated `schema-per-tenant` has no shared tables: each organization gets its own
+copy in the *space* `<key>_<org8>` (the first 8 hex digits of the organization's UUID, as
+upstream names the schema `addon_<key>_<org8>`), and a copy is named exactly as the tables
+of an addon whose key were the space: schema `addon_<space>` on PostgreSQL, tables
+`addon_<space>__<table>` on SQLite.
 """
 
 import re
+import uuid
 
 from metacore.errors import InvalidInput
 
@@ -37,6 +44,38 @@ def check_addon_key(addon_key: str) -> str:
 def schema_name(addon_key: str) -> str:
     """The PostgreSQL schema owning an addon's tables (also the capability target prefix)."""
     return f"addon_{addon_key}"
+
+
+ORGANIZATION_SUFFIX = 9  # "_" + 8 hex digits
+
+
+def organization_uuid(organization, field: str = "organization") -> uuid.UUID:
+    """An organization id as a UUID (what tenant resolvers return); InvalidInput naming
+    `field` otherwise."""
+    try:
+        return organization if isinstance(organization, uuid.UUID) else uuid.UUID(str(organization))
+    except ValueError:
+        raise InvalidInput(
+            f"{field} {str(organization)[:64]!r} is not an organization id (a UUID)",
+            errors={field: ["must be a UUID"]},
+        ) from None
+
+
+def tenant_space(addon_key: str, organization) -> str:
+    """The space of one organization's copy of a schema-per-tenant addon: `<key>_<org8>`."""
+    return check_addon_key(f"{addon_key}_{organization_uuid(organization).hex[:8]}")
+
+
+def check_tenant_addon_key(addon_key: str) -> str:
+    """A schema-per-tenant addon's key must leave room for the organization suffix."""
+    check_addon_key(addon_key)
+    if len(schema_name(addon_key)) + ORGANIZATION_SUFFIX > MAX_IDENTIFIER:
+        raise InvalidInput(
+            f"addon key {addon_key!r} is too long for schema-per-tenant isolation"
+            f" (schema addon_<key>_<org8> must fit {MAX_IDENTIFIER} characters)",
+            errors={"key": ["too long for schema-per-tenant isolation"]},
+        )
+    return addon_key
 
 
 def physical_table(addon_key: str, table: str, vendor: str) -> str:

@@ -19,6 +19,10 @@ its own addon's tables).
 Host models (`metacore.register_model`, schema/host.py) are indexed alongside, under their
 key and `host.<key>`, served to every organization: a reload keeps them, and a bare name
 both an addon and the host use is ambiguous (409) like one two addons share.
+
+A `schema-per-tenant` addon is served from one copy per organization (`TenantSchema`
+rows, read at the same reload): `routed` answers the model of one organization's copy,
+built on first use and kept until the addon changes.
 """
 
 from __future__ import annotations
@@ -125,6 +129,12 @@ class ResolvedModel:
     spec: Model
     model_class: type[djmodels.Model]
     host: HostModel | None = None  # set for a host model (schema/host.py)
+    space: str = ""  # the organization copy this class reads ("": the addon's own tables)
+
+    @property
+    def per_tenant_schema(self) -> bool:
+        """Is this a schema-per-tenant model not yet routed to an organization's copy?"""
+        return self.manifest.tenant_isolation == "schema" and not self.space
 
     @property
     def qualified_name(self) -> str:
@@ -171,6 +181,8 @@ class ModelRegistry:
         self._addons: dict[str, AddonModels] = {}
         self._snapshots: dict[str, dict[str, Any]] = {}  # the stored manifest JSON
         self._names: dict[str, list[ResolvedModel]] = {}
+        self._spaces: dict[tuple[str, str], str] = {}  # (addon, organization) -> space
+        self._copies: dict[str, AddonModels] = {}  # space -> the copy's runtime models
 
     # -- freshness ----------------------------------------------------------------------
 
@@ -257,9 +269,29 @@ class ModelRegistry:
                 organizations=MappingProxyType(uses.get(row["id"], {})),
                 models=built,
             )
+        self._spaces = self._read_spaces(addons)
+        owners = {space: key for (key, _), space in self._spaces.items()}
+        self._copies = {  # copies of addons that did not change stay built
+            space: built
+            for space, built in self._copies.items()
+            if space in owners and addons[owners[space]] is self._addons.get(owners[space])
+        }
         self._installed, self._addons, self._snapshots = installed, addons, snapshots
         self._names = self._index(addons)
         self._revision = revision
+
+    def _read_spaces(self, addons: dict[str, AddonModels]) -> dict[tuple[str, str], str]:
+        from metacore.models import TenantSchema
+
+        per_tenant = [key for key, built in addons.items() if built.manifest.tenant_isolation == "schema"]
+        if not per_tenant:
+            return {}
+        rows = (
+            TenantSchema.objects.using(self.using)
+            .filter(addon_key__in=per_tenant)
+            .values_list("addon_key", "organization_id", "space")
+        )
+        return {(key, str(organization)): space for key, organization, space in rows}
 
     def _index(self, addons: dict[str, AddonModels]) -> dict[str, list[ResolvedModel]]:
         names: dict[str, list[ResolvedModel]] = {}
@@ -276,6 +308,32 @@ class ModelRegistry:
             for spelling in spellings:
                 names.setdefault(spelling, []).append(resolved)
         return names
+
+    # -- organization copies (schema-per-tenant) -----------------------------------------
+
+    def routed(self, resolved: ResolvedModel, organization: object) -> ResolvedModel | None:
+        """`resolved` in `organization`'s copy; None while that copy is not provisioned."""
+        self.refresh()
+        key = resolved.installation_key
+        space = self._spaces.get((key, str(organization)))
+        if space is None:
+            return None
+        with self._lock:
+            built = self._copies.get(space)
+            if built is None or built.revision != self._addons[key].revision:
+                built = self._copies[space] = build_addon_models(
+                    in_space(resolved.manifest, space),
+                    revision=self._addons[key].revision,
+                    vendor=connections[self.using].vendor,
+                )
+        return ResolvedModel(key, resolved.manifest, resolved.spec, built.classes[resolved.spec.table], space)
+
+    def spaces(self, addon_key: str) -> dict[str, str]:
+        """Organization -> space of every provisioned copy of an enabled addon."""
+        self.refresh()
+        return {
+            organization: space for (key, organization), space in self._spaces.items() if key == addon_key
+        }
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -372,3 +430,9 @@ class ModelRegistry:
     def served_models(self, *, organization: OrganizationFilter = ANY_ORGANIZATION) -> list[ResolvedModel]:
         """What the dynamic API serves the organization: its enabled addons' models, then the host's."""
         return self.all_models(organization=organization) + self.host_models()
+
+
+def in_space(manifest: Manifest, space: str) -> Manifest:
+    """The manifest of one organization's copy: the addon's models named as if its key were
+    `space`, so the builder, DDL, upgrade differ, roles and bundle SQL address that copy."""
+    return manifest.model_copy(update={"key": space})

@@ -263,7 +263,9 @@ class StoreService:
         return self.kernel.registry.resolve(ref)
 
     def scoped_queryset(self, ctx: StoreContext, resolved: ResolvedModel) -> QuerySet[DjangoModel]:
-        """Rows of `resolved` this context may see: its tenant's, not soft-deleted."""
+        """Rows of `resolved` this context may see: its tenant's (in its tenant's copy, for a
+        schema-per-tenant addon), not soft-deleted."""
+        resolved = self.kernel.tenant_schemas.route(resolved, ctx.tenant)
         queryset = self._base(resolved)
         if resolved.tenant_column is not None:
             queryset = queryset.filter(**{resolved.tenant_column: self._tenant_value(ctx, resolved)})
@@ -286,7 +288,7 @@ class StoreService:
         )
         if resolved.spec.org_scoped:
             self._tenant_value(ctx, resolved)
-        return resolved
+        return self.kernel.tenant_schemas.route(resolved, ctx.tenant)
 
     @staticmethod
     def _tenant_value(ctx: StoreContext, resolved: ResolvedModel) -> Any:
