@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from metacore.audit.pipe import AuditPipe
     from metacore.hub.publisher import HubPublisher
     from metacore.installer.service import InstallerService
+    from metacore.installer.tenant_schemas import TenantSchemaService
     from metacore.integrations.deliveries import DeliveryService
     from metacore.integrations.inbound import InboundService
     from metacore.integrations.schedules import ScheduleService
@@ -47,7 +48,7 @@ class Kernel:
         return InstallerService(self)
 
     @cached_property
-    def tenant_schemas(self):
+    def tenant_schemas(self) -> TenantSchemaService:
         """Organization copies of schema-per-tenant addons (installer/tenant_schemas.py)."""
         from metacore.installer.tenant_schemas import TenantSchemaService
 

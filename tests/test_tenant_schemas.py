@@ -333,3 +333,21 @@ def test_an_upgrade_is_refused_when_one_copy_fails_its_data_check(tmp_path, alic
     with pytest.raises(Conflict, match=f"organization copy addon_{SPACE_B}"):
         get_kernel().installer.upgrade(ledger_bundle(tmp_path, "1.1.0", unique_name))
     assert Installation.objects.get(key="ledger").version == "1.0.0"
+
+
+# -- per-organization installs: a copy at the organization's install, gone at its uninstall -----
+
+
+def test_an_organization_install_provisions_its_copy_and_its_uninstall_drops_it(tmp_path):
+    installer = get_kernel().installer
+    installer.install(ledger_bundle(tmp_path), organization=ORG_A)
+    assert copies() == [SPACE_A] and ddl.addon_tables(SPACE_A) == ["accounts", "entries"]
+    installer.install(ledger_bundle(tmp_path), organization=ORG_B)
+    assert copies() == sorted([SPACE_A, SPACE_B])
+    try:
+        installer.uninstall("ledger", organization=ORG_A, drop_data=True)
+        assert copies() == [SPACE_B] and ddl.addon_tables(SPACE_A) == []
+        assert ddl.addon_tables(SPACE_B) == ["accounts", "entries"]
+    finally:
+        installer.uninstall("ledger", drop_data=True)
+    assert copies() == [] and ddl.addon_tables(SPACE_B) == []
