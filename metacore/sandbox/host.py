@@ -469,10 +469,11 @@ class _TableResolver:
         if manifest.tenant_isolation != "schema":
             return addon
         from metacore.kernel import get_kernel
+        from metacore.sandbox.errors import SQLRefused
 
         tenant = _tenant_param(self.invocation.tenant, "postgresql")
         if tenant is None:
-            raise sqlguard.SQLRefused(
+            raise SQLRefused(
                 f"addon {addon} keeps its tables per organization and this call has none", code="forbidden"
             )
         return get_kernel().tenant_schemas.space_for(addon, tenant)

@@ -326,7 +326,9 @@ class ModelRegistry:
                     revision=self._addons[key].revision,
                     vendor=connections[self.using].vendor,
                 )
-        return ResolvedModel(key, resolved.manifest, resolved.spec, built.classes[resolved.spec.table], space)
+        return ResolvedModel(
+            key, resolved.manifest, resolved.spec, built.classes[resolved.spec.table], space=space
+        )
 
     def spaces(self, addon_key: str) -> dict[str, str]:
         """Organization -> space of every provisioned copy of an enabled addon."""
