@@ -40,10 +40,17 @@ class DataEvent:
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     at: str = field(default_factory=_now)
+    shared: bool = False  # a row of a table every organization sees (not org-scoped)
 
     @property
     def name(self) -> str:
         return f"{self.addon}.{self.model}.{self.action}"
+
+    @property
+    def audience(self) -> str | None:
+        """The organization whose subscribers get the event; None: every organization's
+        (a shared table's row, whoever wrote it)."""
+        return None if self.shared else self.tenant
 
 
 @dataclass(frozen=True)

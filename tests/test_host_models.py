@@ -245,23 +245,23 @@ def test_registration_mistakes_are_named():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_host_model_write_reaches_hub_subscribers_of_its_tenant(hosted, settings):
+def test_host_model_writes_reach_hub_subscribers_of_its_tenant_or_everyone_when_unscoped(hosted, settings):
     from channels.layers import channel_layers
 
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "metacore.hub.layers.InMemoryChannelLayer"}}
     settings.METACORE = {**settings.METACORE, "HUB_COALESCE_MS": 0}
     channel_layers.backends.clear()
     reset_kernel()
-    writer = grant(make_user("writer", ORG_A), "view", "add")
-    peer = grant(make_user("peer", ORG_A), "view")
-    outsider = grant(make_user("outsider", ORG_B), "view")
+    writer = grant(grant(make_user("writer", ORG_A), "view", "add"), "add", model=Crew)
+    peer = grant(grant(make_user("peer", ORG_A), "view"), "view", model=Crew)
+    outsider = grant(grant(make_user("outsider", ORG_B), "view"), "view", model=Crew)
     blind = make_user("blind", ORG_A)
 
     async def connect(user):
         comm = communicator(f"/api/ws?token={await database_sync_to_async(token_for)(user)}")
         connected, _ = await comm.connect(timeout=5)
         assert connected
-        await comm.send_to(text_data=json.dumps({"type": "SUBSCRIBE", "models": ["host.bulletins"]}))
+        await comm.send_to(text_data=json.dumps({"type": "SUBSCRIBE", "models": ["host.bulletins", "crews"]}))
         return comm, (await receive_json(comm))["payload"]
 
     async def body():
@@ -271,7 +271,7 @@ def test_a_host_model_write_reaches_hub_subscribers_of_its_tenant(hosted, settin
             if user is blind:
                 assert ack["models"] == [] and "host.bulletins.read" in ack["refused"][0]["reason"]
             else:
-                assert ack["models"] == ["host.bulletins"]
+                assert ack["models"] == ["crews", "host.bulletins"]
         created = await database_sync_to_async(
             lambda: client_for(writer).post("/api/dynamic/bulletins", {"title": "live"}, format="json").json()
         )()
@@ -286,6 +286,20 @@ def test_a_host_model_write_reaches_hub_subscribers_of_its_tenant(hosted, settin
             "org_id": str(ORG_A),
         }
         assert await sockets["outsider"].receive_nothing(timeout=0.3)
+        # An unscoped model's rows are every organization's: so are its events.
+        crew = await database_sync_to_async(
+            lambda: (
+                client_for(writer).post("/api/dynamic/crews", {"name": "Night shift"}, format="json").json()
+            )
+        )()
+        for name in ("peer", "outsider"):
+            payload = (await receive_json(sockets[name]))["payload"]
+            assert (payload["table"], payload["id"], payload["org_id"]) == (
+                "crews",
+                str(crew["data"]["id"]),
+                "",
+            )
+        assert await sockets["blind"].receive_nothing(timeout=0.3)
         for comm in sockets.values():
             await comm.disconnect()
 
@@ -293,5 +307,6 @@ def test_a_host_model_write_reaches_hub_subscribers_of_its_tenant(hosted, settin
         async_to_sync(body)()
     finally:
         Bulletin.objects.all().delete()
+        Crew.objects.all().delete()
         channel_layers.backends.clear()
         reset_kernel()

@@ -54,7 +54,7 @@ def addon_event_text(event: events.AddonEvent) -> str:
 def data_payload(event: events.DataEvent) -> dict:
     """The `DATA_EVENT` payload of the realtime protocol: who changed which row, never how."""
     return {
-        "org_id": event.tenant or "",
+        "org_id": event.audience or "",
         "addon": event.addon,
         "model": event.model,
         "table": event.table,
@@ -115,8 +115,8 @@ class HubPublisher:
         ):
             self._send_many(
                 [
-                    (groups.data_group(event.tenant, event.addon, event.table), {**base, "via": "model"}),
-                    (groups.all_data_group(event.tenant), {**base, "via": "all"}),
+                    (groups.data_group(event.audience, event.addon, event.table), {**base, "via": "model"}),
+                    (groups.all_data_group(event.audience), {**base, "via": "all"}),
                 ]
             )
 

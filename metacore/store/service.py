@@ -465,6 +465,7 @@ class StoreService:
             fields=tuple(fields),
             before=before,
             after=after,
+            shared=not spec.org_scoped,
         )
         publish_on_commit(data_changed, event, using=self._db(resolved))
 
