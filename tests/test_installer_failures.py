@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from metacore.errors import Conflict, InvalidInput
 from metacore.installer import service as installer_service
 from metacore.installer.bundle import open_bundle
+from metacore.installer.errors import InstallFailed
 from metacore.kernel import get_kernel
 from metacore.models import AppliedMigration, AuditRecord, Installation, InstallJournal
 from metacore.schema import ddl
@@ -147,7 +148,7 @@ def test_a_failure_after_the_ddl_rolls_everything_back(monkeypatch, step):
     }[step]
     monkeypatch.setattr(*target, explode)
     revision = read_revision()
-    with pytest.raises(installer_service.InstallFailed, match=f"forced failure in {step}"):
+    with pytest.raises(InstallFailed, match=f"forced failure in {step}"):
         get_kernel().installer.install(EXAMPLES / "tasks")
     assert seen["tables"] == ["projects", "tasks"]
     assert_nothing_left("tasks", ["projects", "tasks"])
@@ -246,7 +247,7 @@ def test_refused_and_failed_installs_remove_what_they_extracted(tmp_path, data_d
     get_kernel().installer.uninstall("tasks", drop_data=True)
 
     monkeypatch.setattr(installer_service, "run_lifecycle_hook", lambda *a, **k: 1 / 0)
-    with pytest.raises(installer_service.InstallFailed):
+    with pytest.raises(InstallFailed):
         get_kernel().installer.install(EXAMPLES / "tasks")
     assert bundles_left(data_dir) == []  # no installation points at the copy any more: gone with the failure
 

@@ -115,12 +115,13 @@ VERIFY_IN_ANOTHER_PROCESS = """
 import json, sys, django
 django.setup()
 from metacore.installer import webhooks
+from metacore.installer.errors import WebhookRejected
 secret = sys.argv[1]
 for headers in json.loads(sys.argv[2]):
     try:
         webhooks.verify_request(secret, "POST", "/hook", b"payload", headers, scope="hooks")
         print("accepted")
-    except webhooks.WebhookRejected as exc:
+    except WebhookRejected as exc:
         print(exc.message)
 """
 
@@ -128,6 +129,7 @@ for headers in json.loads(sys.argv[2]):
 def test_webhook_replay_refused_across_processes():
     """A nonce accepted here is refused by another process, and the other way round."""
     from metacore.installer import webhooks
+    from metacore.installer.errors import WebhookRejected
 
     secret = "ab" * 32
     here = webhooks.sign_request(secret, "POST", "/hook", b"payload")
@@ -146,5 +148,5 @@ def test_webhook_replay_refused_across_processes():
     assert run.returncode == 0, run.stderr
     replayed, accepted = run.stdout.strip().splitlines()
     assert "replayed" in replayed and accepted == "accepted"
-    with pytest.raises(webhooks.WebhookRejected, match="replayed"):
+    with pytest.raises(WebhookRejected, match="replayed"):
         webhooks.verify_request(secret, "POST", "/hook", b"payload", there, scope="hooks")

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 
 from metacore.errors import Conflict
 from metacore.installer import webhooks
+from metacore.installer.errors import WebhookRejected
 from metacore.installer.secrets import issue_secret, reveal_secret, secret_matches
 from metacore.installer.signing import (
     SignatureError,
@@ -181,7 +182,7 @@ def test_webhook_verify_and_replay_refused(installation, settings):
     body = json.dumps({"event": "ping"}).encode()
     headers = webhooks.signed_headers(installation, "POST", "/webhook", body)
     webhooks.verify_request(secret, "POST", "/webhook", body, headers, scope="hooks")
-    with pytest.raises(webhooks.WebhookRejected, match="replayed"):
+    with pytest.raises(WebhookRejected, match="replayed"):
         webhooks.verify_request(secret, "POST", "/webhook", body, headers, scope="hooks")
     assert WebhookNonce.objects.filter(scope="hooks").count() == 1
 
@@ -205,7 +206,7 @@ def test_webhook_verify_and_replay_refused(installation, settings):
             "headers": fresh,
             **kwargs,
         }
-        with pytest.raises(webhooks.WebhookRejected, match=message):
+        with pytest.raises(WebhookRejected, match=message):
             webhooks.verify_request(**call, scope="hooks")
     webhooks.verify_request(
         secret, "POST", "/webhook", body, fresh, scope="hooks"

@@ -22,6 +22,7 @@ from metacore.kernel import get_kernel
 from metacore.manifest.model import Manifest
 from metacore.models import Installation
 from metacore.schema import roles
+from metacore.schema.errors import ConfinementUnavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL roles and RLS")
@@ -350,7 +351,7 @@ def test_without_createrole_db_imports_and_bundle_sql_are_refused(addons, host_r
     host_role(createrole=False)
     result = refused(query("SELECT count(*) FROM tickets"), "confinement_unavailable")
     assert "CREATEROLE" in result["error"]["message"]
-    with pytest.raises(roles.ConfinementUnavailable, match="CREATEROLE"):
+    with pytest.raises(ConfinementUnavailable, match="CREATEROLE"):
         _walled(tmp_path, "CREATE INDEX IF NOT EXISTS tickets_title_idx ON tickets (title);")
     assert not Installation.objects.filter(key="walled").exists()
     from django.core.checks import run_checks

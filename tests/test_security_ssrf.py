@@ -8,7 +8,8 @@ import pytest
 
 from metacore.errors import CapabilityDenied
 from metacore.models import AuditRecord, Installation
-from metacore.security.ssrf import EgressBlocked, FetchError, blocked_reason, resolve_checked, safe_fetch
+from metacore.security.errors import EgressBlocked, FetchError
+from metacore.security.ssrf import blocked_reason, resolve_checked, safe_fetch
 
 pytestmark = pytest.mark.django_db
 

@@ -393,4 +393,4 @@ class Upgrader:
             permissions.filter(codename__in=gone).delete()
 
 
-__all__ = ["UpgradePlan", "UpgradeRefused", "UpgradeResult", "Upgrader", "SAFE", "DESTRUCTIVE", "NEEDS_CHECK"]
+__all__ = ["UpgradePlan", "UpgradeResult", "Upgrader", "SAFE", "DESTRUCTIVE", "NEEDS_CHECK"]
