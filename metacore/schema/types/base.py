@@ -1,11 +1,13 @@
 """The column type contract: one small class per manifest column type.
 
 A type knows everything the other subsystems ask about a column of that type (modelled on
-Baserow's FieldType): its Django field (schema builder, runtime models), the DRF field that
-validates a written value (store), how to read a query-string value (store filters), how to
-write a value into a JSON response, its OpenAPI schema and example, its table/form/filter
-types in UI metadata, which `default_fn` meanings apply, how to describe it in a plan, which
-filter lookups make sense for it, and what changing a column to it means for an upgrade.
+Baserow's FieldType): its manifest parameters (`varchar(80)`), its Django field (schema
+builder, runtime models) and the Django fields a host model serves as it, the DRF field that
+validates a written value (store), how to read a query-string value (store filters) or a CSV
+cell (import), how to write a value into a JSON response, its OpenAPI schema and example,
+its table/form/filter types in UI metadata, which `default_fn` meanings apply, how to
+describe it in a plan, which filter lookups make sense for it, and what changing a column to
+it means for an upgrade. docs/column-types.md is the reference.
 """
 
 from __future__ import annotations
