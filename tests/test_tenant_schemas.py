@@ -229,6 +229,9 @@ def test_sandbox_sql_runs_in_the_calling_organizations_copy(probe):
     assert refused["success"] is False and refused["error"]["code"] == "forbidden", refused
     nobody = sandbox_call("call_db_query", "SELECT title FROM tickets", "[]", tenant="")
     assert nobody["success"] is False and nobody["error"]["code"] == "forbidden"
+    get_kernel().installer.disable("probe", organization=ORG_B)
+    disabled = sandbox_call("call_db_query", "SELECT title FROM tickets", "[]", tenant=ORG_B)
+    assert disabled["success"] is False and disabled["error"]["code"] == "forbidden", disabled
     if connection.vendor == "postgresql":  # the guest role of B's copy has no right on A's
         with connection.cursor() as cursor:
             cursor.execute(
@@ -351,3 +354,18 @@ def test_an_organization_install_provisions_its_copy_and_its_uninstall_drops_it(
     finally:
         installer.uninstall("ledger", drop_data=True)
     assert copies() == [] and ddl.addon_tables(SPACE_B) == []
+
+
+def test_an_organization_without_the_addon_gets_no_copy(tmp_path):
+    installer = get_kernel().installer
+    installer.install(ledger_bundle(tmp_path), organization=ORG_A)
+    try:
+        bob = client_for(make_user("bob", ORG_B, perms=PERMS))
+        fails(bob.get("/api/dynamic/ledger.accounts"), 404)
+        fails(bob.post("/api/dynamic/ledger.accounts", {"code": "1", "name": "x"}, format="json"), 404)
+        assert copies() == [SPACE_A]
+        installer.disable("ledger", organization=ORG_A)
+        alice = client_for(make_user("alice", ORG_A, perms=PERMS))
+        fails(alice.get("/api/dynamic/ledger.accounts"), 404)
+    finally:
+        installer.uninstall("ledger", drop_data=True)

@@ -74,6 +74,7 @@ class TenantSchemaService:
             raise Forbidden(
                 f"the tenant resolver returned {str(tenant)[:64]!r}, which is not an organization id"
             ) from None
+        self._require_enabled(resolved.installation_key, organization)
         routed = self.kernel.registry.routed(resolved, organization)
         if routed is None:
             self.provision(resolved.installation_key, organization)
@@ -82,9 +83,16 @@ class TenantSchemaService:
             raise NotFound(f"addon {resolved.installation_key!r} is not installed and enabled")
         return routed
 
+    def _require_enabled(self, key: str, organization: uuid.UUID) -> None:
+        """Only an organization that has the addon enabled reaches (or gets) a copy: one
+        installed for other organizations only is not provisioned for it on first use."""
+        if not self.kernel.registry.enabled_for(key, str(organization)):
+            raise NotFound(f"addon {key!r} is not installed and enabled for this organization")
+
     def space_for(self, key: str, organization) -> str:
         """The space of `organization`'s copy of enabled addon `key`, provisioned if new."""
         organization = organization_uuid(organization)
+        self._require_enabled(key, organization)
         space = self.kernel.registry.spaces(key).get(str(organization))
         return space or self.provision(key, organization).space
 

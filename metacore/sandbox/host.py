@@ -476,7 +476,10 @@ class _TableResolver:
             raise SQLRefused(
                 f"addon {addon} keeps its tables per organization and this call has none", code="forbidden"
             )
-        return get_kernel().tenant_schemas.space_for(addon, tenant)
+        try:
+            return get_kernel().tenant_schemas.space_for(addon, tenant)
+        except MetacoreError as exc:  # not enabled for this organization, or no copy can be made
+            raise SQLRefused(exc.message, code="forbidden") from None
 
     def confined_manifest(self):
         """The manifest the guest role confines: the addon's, or its organization copy's."""
