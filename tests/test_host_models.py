@@ -310,3 +310,13 @@ def test_host_model_writes_reach_hub_subscribers_of_its_tenant_or_everyone_when_
         Crew.objects.all().delete()
         channel_layers.backends.clear()
         reset_kernel()
+
+
+def test_the_openapi_document_describes_host_models(alice):
+    response = client_for(alice).get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    document = json.loads(response.content)
+    detail = document["paths"]["/api/dynamic/host.bulletins/{id}"]
+    assert detail["parameters"][0]["schema"]["type"] == "integer"
+    assert "/api/dynamic/host.crews" in document["paths"]
+    body = document["components"]["schemas"]["HostBulletinsInput"]["properties"]
+    assert "title" in body and "organization_id" not in body and "created_at" not in body
