@@ -174,6 +174,19 @@ async def _wait_all(receipts, timeout=900):
     await asyncio.wait_for(asyncio.gather(*(r.done.wait() for r in receipts)), timeout)
 
 
+def _cpu_seconds(pid=None):
+    """CPU time (user + system) of this process, or of process `pid` (Linux /proc; None
+    elsewhere). On a shared machine the wall-clock figures stretch with the load; the CPU a
+    burst costs does not, so it is reported beside them."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- 1. in-memory layer, in process --------------------------------------------------------------
 class _AsgiClient:
     """One WebSocket connection driven directly through the ASGI interface."""
@@ -217,11 +230,12 @@ async def _inmemory(kind, user, tenant):
         for client in clients:
             client.inbox.put_nowait({"type": "websocket.receive", "text": SUBSCRIBE})
         await asyncio.wait_for(asyncio.gather(*(c.receipts.acked.wait() for c in clients)), 600)
-    start = time.time()
+    start, cpu = time.time(), _cpu_seconds()
     await database_sync_to_async(_write_all)(kind, tenant)
     receipts = [c.receipts for c in clients]
     await _wait_all(receipts)
     result = _stats(receipts, start)
+    result["cpu"] = {"process": _cpu_seconds() - cpu}
     for client in clients:
         await client.close()
     return result
@@ -382,7 +396,7 @@ class _WireClient(asyncio.Protocol):
             self._send(0x8, (1000).to_bytes(2, "big"))
 
 
-async def _redis(kind, tenant, token, port):
+async def _redis(kind, tenant, token, port, server_pid):
     from channels.db import database_sync_to_async
 
     path = f"/api/ws?token={token}" if kind == "hub" else "/bench/bare"
@@ -412,10 +426,13 @@ async def _redis(kind, tenant, token, port):
         await asyncio.wait_for(asyncio.gather(*(r.acked.wait() for r in receipts)), 600)
     else:
         await asyncio.sleep(0.5)  # the bare consumers joined their group on connect
-    start = time.time()
+    start, cpu, server_cpu = time.time(), _cpu_seconds(), _cpu_seconds(server_pid)
     await database_sync_to_async(_write_all)(kind, tenant)
     await _wait_all(receipts)
     result = _stats(receipts, start)
+    result["cpu"] = {"clients and publisher": _cpu_seconds() - cpu}
+    if server_cpu is not None:
+        result["cpu"]["server"] = _cpu_seconds(server_pid) - server_cpu
     for client in clients:
         client.close()
     await asyncio.wait_for(asyncio.gather(*(client.closed for client in clients)), 60)
@@ -434,6 +451,7 @@ def _report(title, hub, bare, load_before):
         print(
             f"  {name:16} delivered {r['delivered']}/{r['expected']} (dropped {r['dropped']}, sockets lost {r['lost']})"
             f"  {r['events_per_s']:>9,.0f} events/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms"
+            f"  CPU {', '.join(f'{who} {seconds:.2f} s' for who, seconds in r['cpu'].items())}"
         )
     print(
         f"  hub/bare: throughput {hub['events_per_s'] / bare['events_per_s']:.2f}x (goal >= 5x),"
@@ -470,8 +488,8 @@ def main():
     process, port = _start_daphne()
     load = os.getloadavg()[0]
     try:
-        bare = asyncio.run(_redis("bare", tenant, token, port))
-        hub = asyncio.run(_redis("hub", tenant, token, port))
+        bare = asyncio.run(_redis("bare", tenant, token, port, process.pid))
+        hub = asyncio.run(_redis("hub", tenant, token, port, process.pid))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)

@@ -524,7 +524,9 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self.wakeup.wait()
 
     async def transmit(self, text):
-        await self.send(text_data=text)
+        # Straight to the server's send: this runs once per frame per socket, and
+        # `AsyncWebsocketConsumer.send` would only build the same message two calls deeper.
+        await self.base_send({"type": "websocket.send", "text": text})
 
     async def _close(self, code, reason):
         self.closing = True
