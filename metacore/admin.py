@@ -25,6 +25,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from metacore.admin_base import ReadOnlyAdmin
 from metacore.conf import data_dir
 from metacore.errors import InvalidInput, MetacoreError
 from metacore.installer import management
@@ -407,20 +408,6 @@ class InstallationAdmin(admin.ModelAdmin):
 
 
 # -- records the kernel writes: read-only for everyone --------------------------------------
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records written by the kernel: browsable, never added, edited or deleted here, not
-    even by a superuser (audit retention is `manage.py metacore_audit_prune`)."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def _with_actor_username(queryset):

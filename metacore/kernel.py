@@ -11,7 +11,9 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from metacore.conf import metacore_settings
+from metacore.runtime import get_kernel, reset_kernel
+
+__all__ = ["Kernel", "get_kernel", "reset_kernel"]
 
 if TYPE_CHECKING:
     from metacore.actions.dispatcher import ActionDispatcher
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from metacore.sandbox.service import SandboxService
     from metacore.schema.registry import ModelRegistry
     from metacore.security.enforcer import Enforcer
+    from metacore.security.ssrf import Egress
     from metacore.store.service import StoreService
     from metacore.store.shaping import RowShaper
     from metacore.store.transfer import TransferService
@@ -92,6 +95,13 @@ class Kernel:
         return Enforcer(self)
 
     @cached_property
+    def egress(self) -> Egress:
+        """Addons' outbound HTTP: capability-checked, SSRF-guarded, blocks audited (security/ssrf.py)."""
+        from metacore.security.ssrf import Egress
+
+        return Egress(self.enforcer, self.audit)
+
+    @cached_property
     def audit(self) -> AuditPipe:
         from metacore.audit.pipe import AuditPipe
 
@@ -143,19 +153,3 @@ class Kernel:
         from metacore.hub.publisher import HubPublisher
 
         return HubPublisher(self)
-
-
-_kernel: Kernel | None = None
-
-
-def get_kernel() -> Kernel:
-    global _kernel
-    if _kernel is None:
-        _kernel = metacore_settings.KERNEL_CLASS()
-    return _kernel
-
-
-def reset_kernel() -> None:
-    """Drop the built services (tests, or after changing settings at runtime)."""
-    global _kernel
-    _kernel = None

@@ -7,11 +7,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from metacore.errors import CapabilityDenied
+from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation
 from metacore.security.errors import EgressBlocked, FetchError
 from metacore.security.ssrf import blocked_reason, resolve_checked, safe_fetch
 
 pytestmark = pytest.mark.django_db
+
+
+def fetch(*args, **kwargs):
+    """An addon's fetch, as services and the sandbox make it: through the kernel's egress."""
+    return get_kernel().egress.fetch(*args, **kwargs)
+
 
 BLOCKED = [
     ("127.0.0.1", "loopback"),
@@ -172,7 +179,7 @@ def partner(settings, server):
 def test_fetch_goes_to_the_checked_address_with_the_host_name(partner):
     base, resolver = partner
     Handler.routes["/v1/ping"] = (200, {"content-type": "application/json"}, b'{"ok": true}')
-    response = safe_fetch(base + "/v1/ping", addon_key="crm")
+    response = fetch(base + "/v1/ping", addon_key="crm")
     assert (response.status, response.body, response.header("Content-Type")) == (
         200,
         b'{"ok": true}',
@@ -185,7 +192,7 @@ def test_fetch_goes_to_the_checked_address_with_the_host_name(partner):
 def test_post_body_and_headers(partner):
     base, _ = partner
     Handler.routes["/hook"] = (201, {}, b"created")
-    response = safe_fetch(
+    response = fetch(
         base + "/hook", "post", body='{"a": 1}', headers={"Authorization": "Bearer t"}, addon_key="crm"
     )
     assert response.status == 201
@@ -199,14 +206,14 @@ def test_post_body_and_headers(partner):
 def test_capability_is_checked_before_any_connection(partner):
     base, resolver = partner
     with pytest.raises(CapabilityDenied, match='addon "crm" lacks http:fetch http://evil.partner.com'):
-        safe_fetch(base.replace("api.", "evil.") + "/x", addon_key="crm")
+        fetch(base.replace("api.", "evil.") + "/x", addon_key="crm")
     assert resolver.calls == [] and Handler.seen == []
 
 
 def test_allowed_capability_to_a_private_address_is_still_refused_and_audited(partner):
     base, _ = partner
     with pytest.raises(EgressBlocked, match="10.0.0.9 is a private address"):
-        safe_fetch(base.replace("api.", "internal.") + "/x", addon_key="crm")
+        fetch(base.replace("api.", "internal.") + "/x", addon_key="crm")
     record = AuditRecord.objects.get(kind="capability.check")
     assert record.decision == "deny" and record.details["guard"] == "ssrf"
 
@@ -221,7 +228,7 @@ def test_redirect_to_private_or_metadata_is_refused(partner, server):
     ):
         Handler.routes["/go"] = (302, {"location": location}, b"")
         with pytest.raises((EgressBlocked, CapabilityDenied)):
-            safe_fetch(base + "/go", addon_key="crm")
+            fetch(base + "/go", addon_key="crm")
     assert [path for _, path, *_ in Handler.seen] == ["/go"] * 4
 
 
@@ -229,7 +236,7 @@ def test_redirect_outside_the_capability_is_denied(partner):
     base, _ = partner
     Handler.routes["/go"] = (302, {"location": "http://evil.partner.com/steal"}, b"")
     with pytest.raises(CapabilityDenied):
-        safe_fetch(base + "/go", addon_key="crm")
+        fetch(base + "/go", addon_key="crm")
 
 
 def test_allowed_redirects_are_followed_and_rechecked(partner, server):
@@ -238,9 +245,7 @@ def test_allowed_redirects_are_followed_and_rechecked(partner, server):
     Handler.routes["/a"] = (301, {"location": "/b"}, b"")
     Handler.routes["/b"] = (303, {"location": cdn + "/c"}, b"")
     Handler.routes["/c"] = (200, {}, b"done")
-    response = safe_fetch(
-        base + "/a", "POST", body=b"x", headers={"Authorization": "secret"}, addon_key="crm"
-    )
+    response = fetch(base + "/a", "POST", body=b"x", headers={"Authorization": "secret"}, addon_key="crm")
     assert (response.status, response.body, response.url) == (200, b"done", cdn + "/c")
     assert response.redirects == [base + "/a", base + "/b"]
     assert resolver.calls == ["api.partner.com", "api.partner.com", "cdn.partner.com"]
@@ -259,7 +264,7 @@ def test_dns_answer_changing_between_hops_is_rechecked(settings, server, partner
     }
     Handler.routes["/loop"] = (302, {"location": "/loop2"}, b"")
     with pytest.raises(EgressBlocked, match="10.0.0.1"):
-        safe_fetch(base + "/loop", addon_key="crm")
+        fetch(base + "/loop", addon_key="crm")
 
 
 def test_connection_is_pinned_to_the_checked_answer(settings, server, partner):
@@ -268,7 +273,7 @@ def test_connection_is_pinned_to_the_checked_answer(settings, server, partner):
     resolver = Resolver({"api.partner.com": ["127.0.0.1", "169.254.169.254"]})
     settings.METACORE = {**settings.METACORE, "HTTP_RESOLVER": resolver}
     Handler.routes["/x"] = (200, {}, b"pinned")
-    assert safe_fetch(base + "/x", addon_key="crm").body == b"pinned"
+    assert fetch(base + "/x", addon_key="crm").body == b"pinned"
     assert resolver.calls == ["api.partner.com"]
 
 
@@ -276,11 +281,11 @@ def test_limits(partner, settings):
     base, _ = partner
     Handler.routes["/big"] = (200, {}, b"x" * 2048)
     with pytest.raises(FetchError, match="exceeds 1024 bytes"):
-        safe_fetch(base + "/big", max_bytes=1024, addon_key="crm")
+        fetch(base + "/big", max_bytes=1024, addon_key="crm")
     Handler.routes["/loop"] = (302, {"location": "/loop"}, b"")
     settings.METACORE = {**settings.METACORE, "HTTP_MAX_REDIRECTS": 2}
     with pytest.raises(FetchError, match="too many redirects"):
-        safe_fetch(base + "/loop", addon_key="crm")
+        fetch(base + "/loop", addon_key="crm")
 
 
 @pytest.mark.parametrize(
@@ -289,7 +294,14 @@ def test_limits(partner, settings):
 )
 def test_bad_urls_are_refused(partner, url):
     with pytest.raises(EgressBlocked):
-        safe_fetch(url, addon_key="crm")
+        fetch(url, addon_key="crm")
+
+
+def test_an_addon_fetch_without_the_enforcer_is_refused(partner):
+    base, _ = partner
+    with pytest.raises(TypeError, match="needs the enforcer"):
+        safe_fetch(base + "/x", addon_key="crm")
+    assert Handler.seen == []
 
 
 def test_default_settings_refuse_the_local_server(settings, server):
@@ -302,20 +314,18 @@ def test_default_settings_refuse_the_local_server(settings, server):
 
 
 def test_shadow_mode_lets_the_fetch_through_but_records_it(partner):
-    from metacore.kernel import get_kernel
-
     base, _ = partner
     get_kernel().enforcer.set_mode("shadow", addon_key="crm")
     Handler.routes["/x"] = (200, {}, b"ok")
     other = base.replace("api.", "evil.")
-    assert safe_fetch(other + "/x", addon_key="crm").body == b"ok"
+    assert fetch(other + "/x", addon_key="crm").body == b"ok"
     assert AuditRecord.objects.get(kind="capability.check").decision == "would-deny"
 
 
 def test_fetch_span(partner, otel):
     base, _ = partner
     Handler.routes["/x"] = (200, {}, b"ok")
-    safe_fetch(base + "/x", addon_key="crm")
+    fetch(base + "/x", addon_key="crm")
     (span,) = otel.spans("metacore.http.fetch")
     assert span.attributes["metacore.addon"] == "crm" and span.attributes["http.response.status_code"] == 200
 

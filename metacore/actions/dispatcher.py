@@ -81,8 +81,6 @@ class ActionDispatcher:
         return Outcome(True, None, meta={"no_op": True})
 
     def _wasm(self, request):
-        from metacore.sandbox.service import interpret_result
-
         ctx = request.ctx
         export = request.action.function or request.action.key
         context = {
@@ -133,6 +131,7 @@ class ActionDispatcher:
         context = {"tenant": ctx.tenant, "actor": ctx.actor_id, "request_id": ctx.request_id}
         try:
             sent = outbound.send(
+                self.kernel.egress,
                 url,
                 body,
                 secret=outbound.installation_secret(inst),
@@ -201,8 +200,6 @@ class ActionDispatcher:
 
 def interpret_answer(status: int, body: bytes) -> Outcome:
     """A webhook's HTTP answer as the action's outcome."""
-    from metacore.sandbox.service import interpret_result, normalise_error
-
     try:
         decoded = json.loads(body) if body.strip() else None
     except (ValueError, UnicodeDecodeError):
@@ -218,3 +215,26 @@ def interpret_answer(status: int, body: bytes) -> Outcome:
         return Outcome(False, error=normalise_error(error), status=422)
     ok, data, error, guest_meta, answer_status = interpret_result(decoded)
     return Outcome(ok, data, error, guest_meta, answer_status)
+
+
+def normalise_error(error: object) -> dict[str, str]:
+    if isinstance(error, dict):
+        return {
+            "code": str(error.get("code") or "action_failed"),
+            "message": str(error.get("message") or "the action failed"),
+        }
+    if isinstance(error, str) and error:
+        return {"code": "action_failed", "message": error}
+    return {"code": "action_failed", "message": "the action failed"}
+
+
+def interpret_result(result: object) -> tuple[bool, object, dict[str, str] | None, dict[str, Any], int]:
+    """Guest reply -> (ok, data, error, guest meta, status). A `{success, data|error, meta}`
+    envelope is honoured; any other JSON value is the data of a successful action."""
+    if isinstance(result, dict) and "success" in result:
+        meta = result.get("meta")
+        guest_meta = meta if isinstance(meta, dict) else {}
+        if result.get("success") is True:
+            return True, result.get("data"), None, guest_meta, 200
+        return False, None, normalise_error(result.get("error")), guest_meta, 422
+    return True, result, None, {}, 200

@@ -25,7 +25,7 @@ from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db import connections
 from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import NoReverseMatch, path, resolve, reverse
 from django.utils.html import format_html
 
 from metacore import errors
@@ -45,6 +45,12 @@ def _kernel():
     from metacore.kernel import get_kernel
 
     return get_kernel()
+
+
+def redispatch(request):
+    """Resolve `request` again (after the patterns changed) and call what it names now."""
+    match = resolve(request.path_info, getattr(request, "urlconf", None))
+    return match.func(request, *match.args, **match.kwargs)
 
 
 def _json_value(value):
@@ -250,7 +256,6 @@ class AddonModelAdmin(admin.ModelAdmin):
     def _current_only(self, view):
         """Serve only while this admin's class is current: after an upgrade or uninstall
         (seen here, on the view's thread) the request is resolved again."""
-        from metacore.admin_data.site import redispatch
 
         @functools.wraps(view)
         def inner(request, *args, **kwargs):

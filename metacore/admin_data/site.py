@@ -19,7 +19,7 @@ from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import clear_url_caches, get_resolver, include, path, re_path, resolve, reverse
+from django.urls import clear_url_caches, get_resolver, include, path, re_path, reverse
 from django.urls.resolvers import URLResolver
 from django.views.decorators.common import no_append_slash
 
@@ -88,12 +88,6 @@ class LivePatterns:
 
         walk(get_resolver())
         clear_url_caches()
-
-
-def redispatch(request):
-    """Resolve `request` again (after the patterns changed) and call what it names now."""
-    match = resolve(request.path_info, getattr(request, "urlconf", None))
-    return match.func(request, *match.args, **match.kwargs)
 
 
 class AddonAutocompleteView(AutocompleteJsonView):
@@ -203,6 +197,8 @@ class MetacoreAdminSite(admin.AdminSite):
         """A URL no pattern matched may belong to an addon installed since this process
         last looked: refresh, and serve it when it now resolves elsewhere."""
         if self._live.refresh():
+            from metacore.admin_data.model_admin import redispatch
+
             return redispatch(request)
         return super().catch_all_view(request, url)
 

@@ -219,28 +219,3 @@ class HubPublisher:
 def _log_failure(task):
     if not task.cancelled() and task.exception() is not None:
         log.error("hub publish failed: %s", task.exception())
-
-
-# -- signal receivers (connected once per process by MetacoreConfig.ready) ---------------------
-def _hub():
-    from metacore.kernel import get_kernel
-
-    return get_kernel().hub
-
-
-def on_data_changed(sender, event, **kwargs):
-    _hub().publish_data(event)
-
-
-def on_addon_event(sender, event, **kwargs):
-    _hub().publish_addon_event(event)
-
-
-def on_addon_changed(sender, event, **kwargs):
-    _hub().publish_lifecycle(event)
-
-
-def connect_receivers():
-    events.data_changed.connect(on_data_changed, dispatch_uid="metacore.hub.data")
-    events.addon_event.connect(on_addon_event, dispatch_uid="metacore.hub.addon_event")
-    events.addon_changed.connect(on_addon_changed, dispatch_uid="metacore.hub.lifecycle")

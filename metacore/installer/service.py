@@ -11,7 +11,6 @@ the rolled-back transaction.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,10 +40,10 @@ from metacore.models import (
     OrganizationInstallation,
     RegistryState,
 )
-from metacore.permissions.naming import MODEL_ACTIONS, declared_permission, model_permission
+from metacore.permissions.naming import addon_permissions
 from metacore.schema import ddl
 from metacore.schema.builder import AddonModels, build_addon_models
-from metacore.schema.registry import organization_key
+from metacore.schema.registry import bump_registry_revision, organization_key
 from metacore.schema.roles import drop_addon_roles
 from metacore.store.rls import enable_rls
 
@@ -75,33 +74,6 @@ class InstallResult:
     @property
     def version(self) -> str:
         return self.installation.version
-
-
-def bump_registry_revision(using: str = DEFAULT_DB_ALIAS) -> int:
-    """Move `RegistryState.revision` forward (inside the caller's transaction).
-
-    Seeded from the clock in microseconds, so the number is never reused even after the
-    table is emptied (a test flush): a process holding an old number always reloads.
-    """
-    state, _ = RegistryState.objects.using(using).select_for_update().get_or_create(pk=1)
-    state.revision = max(state.revision + 1, time.time_ns() // 1000)
-    state.save(update_fields=["revision"])
-    return state.revision
-
-
-def addon_permissions(manifest: Manifest) -> dict[str, str]:
-    """Codename -> human name of every permission an addon brings."""
-    perms: dict[str, str] = {}
-    for spec in manifest.models:
-        for action in MODEL_ACTIONS:
-            perms[model_permission(manifest.key, spec.table, action)] = (
-                f"{manifest.name}: can {action} {spec.label or spec.table}"
-            )
-    for declared in manifest.permissions:
-        perms[declared_permission(manifest.key, declared.key)] = (
-            f"{manifest.name}: {declared.label or declared.key}"
-        )
-    return perms
 
 
 def lock_addon_key(connection: BaseDatabaseWrapper, key: str) -> None:

@@ -102,7 +102,8 @@ class TenantSchemaService:
         """Create `organization`'s copy of addon `key` (idempotent) in one transaction:
         schema, tables, row-level security, bundle SQL migrations, `TenantSchema` row,
         registry revision. `migrations` default to the installed bundle's."""
-        from metacore.installer.service import bump_registry_revision, lock_addon_key
+        from metacore.installer.service import lock_addon_key
+        from metacore.schema.registry import bump_registry_revision
 
         organization = organization_uuid(organization)
         with transaction.atomic(using=self.using):
@@ -220,7 +221,8 @@ class TenantSchemaService:
         return spaces
 
     def _drop_copy(self, key: str, copy: TenantSchema, manifest: Manifest | None = None) -> None:
-        from metacore.installer.service import bump_registry_revision, drop_addon_tables
+        from metacore.installer.service import drop_addon_tables
+        from metacore.schema.registry import bump_registry_revision
 
         with transaction.atomic(using=self.using):
             if manifest is None:

@@ -33,11 +33,12 @@ from metacore.installer.secrets import seal_settings
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, Installation
+from metacore.permissions.naming import addon_permissions
 from metacore.schema import ddl
 from metacore.schema.builder import build_addon_models
 from metacore.schema.diff import Differ, Step, collect_sql, run_steps
 from metacore.schema.naming import organization_uuid, schema_name
-from metacore.schema.registry import in_space
+from metacore.schema.registry import bump_registry_revision, in_space
 from metacore.schema.types import DESTRUCTIVE, NEEDS_CHECK, SAFE
 from metacore.store.rls import enable_rls
 
@@ -249,8 +250,6 @@ class Upgrader:
     def _metadata_steps(self, old: Manifest, new: Manifest, bundle: Bundle, applied_in: str) -> list[Step]:
         """What changes besides the schema: permissions, capabilities, new bundle SQL (as
         recorded for `applied_in`, the addon or its first organization copy)."""
-        from metacore.installer.service import addon_permissions
-
         steps: list[Step] = []
         renames = _permission_renames(old, new)
         steps += [
@@ -347,8 +346,6 @@ class Upgrader:
             installation.save(using=self.using)
             with span("metacore.upgrade.hook", addon=key, hook="on_upgrade"):
                 run_lifecycle_hook(installer.kernel, installation, bundle, "on_upgrade")
-            from metacore.installer.service import bump_registry_revision
-
             revision = bump_registry_revision(self.using)
             details = {
                 "from_version": old.version,
@@ -380,8 +377,6 @@ class Upgrader:
             return apply_migrations(new, bundle.migrations(), using=self.using)
 
     def _sync_permissions(self, old: Manifest, new: Manifest) -> None:
-        from metacore.installer.service import addon_permissions
-
         content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)
         permissions = Permission.objects.using(self.using).filter(content_type=content_type)
         renames = _permission_renames(old, new)

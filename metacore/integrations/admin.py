@@ -3,7 +3,7 @@ replay); registered from metacore/admin.py."""
 
 from django.contrib import admin, messages
 
-from metacore.admin import ReadOnlyAdmin
+from metacore.admin_base import ReadOnlyAdmin
 from metacore.errors import MetacoreError
 from metacore.integrations.models import EventLogEntry, ScheduleRun, WebhookDelivery, WebhookSubscription
 

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from metacore.conf import metacore_settings
 from metacore.errors import CapabilityDenied, Conflict, Forbidden, InvalidInput, NotFound
-from metacore.events import addon_event, as_dict, data_changed
+from metacore.events import as_dict
 from metacore.integrations import outbound
 from metacore.integrations.models import WebhookDelivery, WebhookSubscription
 from metacore.security.errors import FetchError
@@ -48,23 +48,6 @@ def matches(pattern: str, event: str) -> bool:
     if pattern in ("*", event):
         return True
     return pattern.endswith(".*") and event.startswith(pattern[:-1])
-
-
-def connect_receivers():
-    """Deliver data and addon events (AppConfig.ready)."""
-    data_changed.connect(_on_event("data"), weak=False, dispatch_uid="metacore.deliveries.data")
-    addon_event.connect(_on_event("addon"), weak=False, dispatch_uid="metacore.deliveries.addon")
-
-
-def _on_event(kind):
-    def receiver(sender, event, **kwargs):
-        from metacore.kernel import get_kernel
-
-        get_kernel().deliveries.publish(
-            event.name, event.tenant, {"event": event.name, "type": kind, "data": as_dict(event)}
-        )
-
-    return receiver
 
 
 def _queue_in_database() -> bool:
@@ -90,6 +73,12 @@ class DeliveryService:
         self._manifest_subs = (None, [])  # ((max updated_at, count), [(addon, pattern, url)])
 
     # -- fan-out --------------------------------------------------------------------------
+
+    def publish_event(self, kind: str, event) -> list:
+        """A data or addon event, as its signal hands it over (receivers connected in apps.py)."""
+        return self.publish(
+            event.name, event.tenant, {"event": event.name, "type": kind, "data": as_dict(event)}
+        )
 
     def publish(self, event: str, tenant, payload: dict) -> list:
         """Record one delivery per matching receiver and enqueue them when that commits."""
@@ -224,6 +213,7 @@ class DeliveryService:
             if sub is None:
                 raise NotFound("the webhook subscription was deleted")
             return outbound.send(
+                self.kernel.egress,
                 delivery.url,
                 body,
                 secret=sub.secret,
@@ -236,6 +226,7 @@ class DeliveryService:
         if inst is None:
             raise Conflict(f'addon "{delivery.addon_key}" is not installed and enabled')
         return outbound.send(
+            self.kernel.egress,
             delivery.url,
             body,
             secret=outbound.installation_secret(inst),

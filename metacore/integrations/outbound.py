@@ -12,7 +12,7 @@ Headers::
 The signature is upstream's `Signer.SignWithNonce`: `sha256=<hex HMAC-SHA256(secret,
 "<ts>.<METHOD>.<path[?query]>.<nonce>.<sha256 hex of body>")>` (`installer/webhooks.py`).
 Like upstream, a call without a recoverable secret goes out unsigned. Every call goes
-through `safe_fetch`: the SSRF guard always, the addon's `http:fetch` capability when
+through the kernel's `Egress` (`safe_fetch`): the SSRF guard always, the addon's `http:fetch` capability when
 `addon_key` is given, and one total time budget (default 15 s, upstream's).
 """
 
@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 from metacore.conf import metacore_settings
 from metacore.errors import InvalidInput
 from metacore.installer.webhooks import sign_request
-from metacore.security.ssrf import FetchResponse, safe_fetch
+from metacore.security.ssrf import Egress, FetchResponse
 
 INSTALLATION_HEADER = "X-Metacore-Installation-ID"
 EVENT_HEADER = "X-Metacore-Event"
@@ -71,6 +71,7 @@ def installation_secret(installation) -> str | None:
 
 
 def send(
+    egress: Egress,
     url,
     body: bytes,
     *,
@@ -84,7 +85,7 @@ def send(
     context=None,
     method="POST",
 ) -> Sent:
-    """POST (or `method`) `body` to `url`, signed with `secret` when given. Raises what `safe_fetch` raises
+    """POST (or `method`) `body` to `url`, signed with `secret` when given. Raises what `egress.fetch` raises
     (EgressBlocked, CapabilityDenied, FetchError); any HTTP status is returned."""
     headers = {"Content-Type": "application/json"}
     if installation_id:
@@ -101,7 +102,7 @@ def send(
         headers.update(sign_request(secret, method, signed_path(url), body))
     timeout = metacore_settings.WEBHOOK_TIMEOUT_S if timeout is None else timeout
     started = time.monotonic()
-    response = safe_fetch(
+    response = egress.fetch(
         url, method, body=body, headers=headers, timeout=timeout, addon_key=addon_key, context=context
     )
     return Sent(response, (time.monotonic() - started) * 1000, bool(secret))

@@ -6,7 +6,7 @@ from django_tasks import task
 @task()
 def deliver_webhook(delivery_id: str):
     """One attempt of one delivery (a duplicate or late task finds nothing to claim)."""
-    from metacore.kernel import get_kernel
+    from metacore.runtime import get_kernel
 
     return get_kernel().deliveries.attempt(delivery_id)
 
@@ -14,6 +14,6 @@ def deliver_webhook(delivery_id: str):
 @task()
 def run_schedule(run_id: int):
     """The export of one claimed schedule tick."""
-    from metacore.kernel import get_kernel
+    from metacore.runtime import get_kernel
 
     return get_kernel().schedules.run(run_id)

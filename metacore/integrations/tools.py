@@ -280,6 +280,7 @@ class ToolService:
         timeout = tool.definition.get("timeout")
         try:
             sent = outbound.send(
+                self.kernel.egress,
                 url,
                 json.dumps(body, default=str).encode(),
                 secret=outbound.installation_secret(inst),

@@ -12,8 +12,9 @@ Every pointer/length coming from the guest is checked against the memory's curre
 before the host touches it; a bad one raises BadPointer (a guest error).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from wasmtime import Func, FuncType, Memory, Module, Store, ValType
 
@@ -121,16 +122,22 @@ class GuestMemory:
             self.free_fn(self.store, ptr, length)
 
 
-def check_imports(module: Module) -> None:
-    """Refuse a module importing anything outside metacore_host and WASI preview1."""
-    from metacore.sandbox.host import HOST_FUNCTIONS
+class HostSignature(Protocol):
+    @property
+    def params(self) -> tuple[str, ...]: ...
 
+    @property
+    def results(self) -> tuple[str, ...]: ...
+
+
+def check_imports(module: Module, host_functions: Mapping[str, "HostSignature"]) -> None:
+    """Refuse a module importing anything outside `host_functions` (metacore_host) and WASI preview1."""
     for item in module.imports:
         name = f"{item.module}.{item.name}"
         if item.module == HOST_MODULE:
-            if item.name not in HOST_FUNCTIONS:
+            expected = host_functions.get(item.name or "")
+            if expected is None:
                 raise ModuleRejected(f"module imports {name}, which metacore_host does not provide")
-            expected = HOST_FUNCTIONS[item.name]
             if not isinstance(item.type, FuncType) or (
                 _types(item.type.params),
                 _types(item.type.results),

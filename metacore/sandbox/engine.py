@@ -10,7 +10,6 @@
 Every failure becomes a SandboxError subclass; nothing a guest does escapes as a crash.
 """
 
-import contextvars
 import hashlib
 import importlib.metadata
 import logging
@@ -54,11 +53,10 @@ from metacore.sandbox.errors import (
     Timeout,
     Trap,
 )
+from metacore.sandbox.host import HOST_FUNCTIONS, Invocation, current_invocation, define_host_functions
 
 if TYPE_CHECKING:
     from wasmtime._instance import InstanceExports
-
-    from metacore.sandbox.host import Invocation
 
 log = logging.getLogger("metacore.sandbox")
 
@@ -67,10 +65,6 @@ ENGINE_SETTINGS = "fuel+epoch"  # part of the disk-cache key: artifacts depend o
 TICK_MS = 10
 WASM_PAGE = 64 * 1024
 START_FUNCTIONS = ("_initialize", "_start")  # WASI reactors, then commands (TinyGo)
-
-current_invocation: "contextvars.ContextVar[Invocation | None]" = contextvars.ContextVar(
-    "metacore_sandbox_invocation", default=None
-)
 
 
 @dataclass(frozen=True)
@@ -159,8 +153,6 @@ class SandboxEngine:
         self.engine = Engine(config)
         self.linker = Linker(self.engine)
         self.linker.define_wasi()
-        from metacore.sandbox.host import define_host_functions
-
         define_host_functions(self.linker)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.ticker = EpochTicker(self.engine)
@@ -224,7 +216,7 @@ class SandboxEngine:
             log.warning("cannot write wasm cache %s: %s", path, exc)
 
     def _prepare(self, sha: str, module: Module, from_disk: bool) -> CompiledModule:
-        abi.check_imports(module)
+        abi.check_imports(module, HOST_FUNCTIONS)
         exports: dict[str, FuncType] = {}
         has_memory = False
         for export in module.exports:

@@ -19,6 +19,7 @@ envelopes so it can decide; every call except `log` is audited as `sandbox.impor
 """
 
 import base64
+import contextvars
 import datetime
 import decimal
 import json
@@ -28,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
@@ -39,6 +40,13 @@ from metacore.sandbox import abi
 from metacore.sandbox import sql as sqlguard
 from metacore.sandbox.abi import GuestMemory
 from metacore.sandbox.errors import HostFailure, SandboxError
+
+if TYPE_CHECKING:
+    from metacore.audit.pipe import AuditPipe
+    from metacore.hub.publisher import HubPublisher
+    from metacore.installer.tenant_schemas import TenantSchemaService
+    from metacore.security.enforcer import Enforcer
+    from metacore.security.ssrf import Egress
 
 I32, I64 = "i32", "i64"
 _VALTYPES = {"i32": ValType.i32, "i64": ValType.i64}
@@ -60,12 +68,24 @@ HOST_WRITTEN = {
 }  # never UPDATEd by a guest (updated_at: by the host's own SET)
 
 
+@dataclass(frozen=True)
+class ImportServices:
+    """What the imports act through: the SandboxService's own collaborators, never a global."""
+
+    enforcer: "Enforcer"
+    egress: "Egress"
+    audit: "AuditPipe"
+    hub: "HubPublisher"
+    tenant_schemas: "TenantSchemaService"
+
+
 @dataclass
 class Invocation:
     """Everything host imports may know about the current call (set by the service)."""
 
     addon_key: str
     export: str
+    services: ImportServices | None = None  # None only for guests that call no checked import
     manifest: Any = None  # metacore.manifest.model.Manifest
     settings: dict = field(default_factory=dict)
     tenant: str | None = None
@@ -120,6 +140,12 @@ class Invocation:
         }
 
 
+# The call being run on this thread (the engine sets it around a guest's export).
+current_invocation: "contextvars.ContextVar[Invocation | None]" = contextvars.ContextVar(
+    "metacore_sandbox_invocation", default=None
+)
+
+
 @dataclass(frozen=True)
 class HostFunction:
     name: str
@@ -149,8 +175,6 @@ def define_host_functions(linker: Linker) -> None:
 
 def _bind(fn):
     def call(caller, *args):
-        from metacore.sandbox.engine import current_invocation
-
         invocation = current_invocation.get()
         exports = caller.get("memory"), caller.get("alloc"), caller.get("free")
         guest = GuestMemory(caller, *exports)
@@ -181,10 +205,14 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _audit(invocation, name, target, decision="allow", reason="", **details):
-    from metacore.kernel import get_kernel
+def _services(invocation) -> ImportServices:
+    if invocation.services is None:
+        raise HostFailure(f"{invocation.export}: no services were given to this call's imports")
+    return invocation.services
 
-    get_kernel().audit.record(
+
+def _audit(invocation, name, target, decision="allow", reason="", **details):
+    _services(invocation).audit.record(
         "sandbox.import",
         actor=invocation.actor or "",
         tenant=invocation.tenant or "",
@@ -199,9 +227,9 @@ def _audit(invocation, name, target, decision="allow", reason="", **details):
 
 def _check(invocation, kind, target):
     """Ask the enforcer; CapabilityDenied (enforce mode) propagates to the caller."""
-    from metacore.kernel import get_kernel
-
-    get_kernel().enforcer.check(invocation.addon_key, kind, target, invocation.context(via="sandbox"))
+    _services(invocation).enforcer.check(
+        invocation.addon_key, kind, target, invocation.context(via="sandbox")
+    )
 
 
 # -- log / env_get ----------------------------------------------------------------------
@@ -256,11 +284,10 @@ def host_http_request(
 
 
 def _http(invocation, url, method, headers, body):
-    """safe_fetch checks http:fetch (every redirect hop too) and the SSRF guard; one budget
+    """The egress checks http:fetch (every redirect hop too) and the SSRF guard; one budget
     (METACORE['HTTP_TIMEOUT_S'], never past the call's own deadline) covers connect and every
     read; the size cap is METACORE['HTTP_MAX_BYTES']; Host is not the guest's to set."""
     from metacore.conf import metacore_settings
-    from metacore.security.ssrf import safe_fetch
 
     method = (method or "GET").upper()
     if body and not any(k.lower() == "content-type" for k in headers):
@@ -270,7 +297,7 @@ def _http(invocation, url, method, headers, body):
     if budget_ms <= 0:
         return {"error": "transport", "message": "the call's time budget is spent"}
     try:
-        response = safe_fetch(
+        response = _services(invocation).egress.fetch(
             url,
             method=method,
             body=body or None,
@@ -468,7 +495,6 @@ class _TableResolver:
         the copy of the call's organization, provisioned on its first use."""
         if manifest.tenant_isolation != "schema":
             return addon
-        from metacore.kernel import get_kernel
         from metacore.sandbox.errors import SQLRefused
 
         tenant = _tenant_param(self.invocation.tenant, "postgresql")
@@ -477,7 +503,7 @@ class _TableResolver:
                 f"addon {addon} keeps its tables per organization and this call has none", code="forbidden"
             )
         try:
-            return get_kernel().tenant_schemas.space_for(addon, tenant)
+            return _services(self.invocation).tenant_schemas.space_for(addon, tenant)
         except MetacoreError as exc:  # not enabled for this organization, or no copy can be made
             raise SQLRefused(exc.message, code="forbidden") from None
 
@@ -687,7 +713,6 @@ def _emit_to_users(invocation, name, payload, answer):
     (never to the channel's subscribers, the event log or webhooks). Needs `event:notify`."""
     from metacore.events import AddonEvent
     from metacore.hub.publisher import addon_event_text
-    from metacore.kernel import get_kernel
 
     users = payload.pop("$users")
     if (
@@ -707,7 +732,7 @@ def _emit_to_users(invocation, name, payload, answer):
         return answer(False, "forbidden", exc.message)
     event = AddonEvent(addon=invocation.addon_key, name=name, tenant=invocation.tenant, payload=payload)
     frame = json.loads(addon_event_text(event))
-    tenant, hub = invocation.tenant, get_kernel().hub
+    tenant, hub = invocation.tenant, _services(invocation).hub
     transaction.on_commit(lambda: hub.send_to_users(users, frame, tenant=tenant), using=invocation.using)
     _audit(invocation, "event_emit", name, users=[str(u) for u in users])
     return answer(True, data={"event": name, "users": len(set(map(str, users)))})

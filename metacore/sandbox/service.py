@@ -15,12 +15,13 @@ import json
 import os
 import threading
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from metacore.actions.dispatcher import ActionRequest, Outcome
+from metacore.actions.dispatcher import ActionRequest, Outcome, normalise_error
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import InvalidInput, NotFound
 from metacore.host import telemetry
@@ -28,7 +29,7 @@ from metacore.installer.secrets import unsealed_settings
 from metacore.manifest.model import Action, Manifest, Model
 from metacore.sandbox.engine import CallStats, CompiledModule, Limits, SandboxEngine
 from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
-from metacore.sandbox.host import Invocation
+from metacore.sandbox.host import ImportServices, Invocation
 
 if TYPE_CHECKING:
     from metacore.kernel import Kernel
@@ -78,6 +79,14 @@ class SandboxService:
         self._files: dict[tuple[str, str | None], tuple[int, int, CompiledModule, str]] = {}
         # (db alias, addon key) -> (updated_at as stored, Installation, Manifest)
         self._addons: dict[tuple[str, str], tuple[object, Installation, Manifest]] = {}
+
+    @cached_property
+    def import_services(self) -> ImportServices:
+        """What the guest's imports act through: this kernel's parts (not whichever is global)."""
+        k = self.kernel
+        return ImportServices(
+            enforcer=k.enforcer, egress=k.egress, audit=k.audit, hub=k.hub, tenant_schemas=k.tenant_schemas
+        )
 
     @property
     def engine(self) -> SandboxEngine:
@@ -226,6 +235,7 @@ class SandboxService:
         invocation = Invocation(
             addon_key=manifest.key,
             export=export,
+            services=self.import_services,
             manifest=manifest,
             settings=unsealed_settings(
                 getattr(inst, "settings", None) or {}
@@ -404,29 +414,6 @@ def decode_result(export: str, raw: bytes) -> object:
         raise BadResult(
             f"{export} returned {len(raw)} bytes that are not JSON (starting {preview!r})"
         ) from None
-
-
-def normalise_error(error: object) -> dict[str, str]:
-    if isinstance(error, dict):
-        return {
-            "code": str(error.get("code") or "action_failed"),
-            "message": str(error.get("message") or "the action failed"),
-        }
-    if isinstance(error, str) and error:
-        return {"code": "action_failed", "message": error}
-    return {"code": "action_failed", "message": "the action failed"}
-
-
-def interpret_result(result: object) -> tuple[bool, object, dict[str, str] | None, dict[str, Any], int]:
-    """Guest reply -> (ok, data, error, guest meta, status). A `{success, data|error, meta}`
-    envelope is honoured; any other JSON value is the data of a successful action."""
-    if isinstance(result, dict) and "success" in result:
-        meta = result.get("meta")
-        guest_meta = meta if isinstance(meta, dict) else {}
-        if result.get("success") is True:
-            return True, result.get("data"), None, guest_meta, 200
-        return False, None, normalise_error(result.get("error")), guest_meta, 422
-    return True, result, None, {}, 200
 
 
 def find_action(manifest: Manifest, spec: Model, key: str) -> Action | None:

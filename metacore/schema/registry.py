@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -153,6 +154,20 @@ class ResolvedModel:
         if self.host is not None:
             return self.host.stamped_on_update()
         return ("updated_at",) if self.spec.column("updated_at") is not None else ()
+
+
+def bump_registry_revision(using: str = DEFAULT_DB_ALIAS) -> int:
+    """Move `RegistryState.revision` forward (inside the caller's transaction).
+
+    Seeded from the clock in microseconds, so the number is never reused even after the
+    table is emptied (a test flush): a process holding an old number always reloads.
+    """
+    from metacore.models import RegistryState
+
+    state, _ = RegistryState.objects.using(using).select_for_update().get_or_create(pk=1)
+    state.revision = max(state.revision + 1, time.time_ns() // 1000)
+    state.save(update_fields=["revision"])
+    return state.revision
 
 
 def read_revision(using: str = DEFAULT_DB_ALIAS) -> int:

@@ -1,4 +1,4 @@
-"""Outbound HTTP for addons, guarded against SSRF: `safe_fetch()`.
+"""Outbound HTTP for addons, guarded against SSRF: `safe_fetch()` and `Egress` (`kernel.egress`).
 
 For the URL and again for every redirect hop:
 
@@ -16,6 +16,10 @@ connect, send and read of every hop; a server dripping bytes is cut at the deadl
 `METACORE['HTTP_ALLOWED_NETWORKS']` (default empty) exempts CIDRs from step 3 — meant for
 tests against a local server; cloud metadata addresses are refused even then. Proxies from
 the environment are never used.
+
+`safe_fetch()` takes the enforcer (step 2) and the audit pipe (blocks are recorded) as
+arguments; without them it is the bare guard, usable without the kernel. `Egress` binds the
+kernel's two, so services and the sandbox's imports fetch through one object.
 """
 
 import http.client
@@ -27,15 +31,18 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from metacore.conf import metacore_settings
 from metacore.errors import InvalidInput
 from metacore.host import telemetry
-from metacore.security.enforcer import redacted_target
+from metacore.security.enforcer import Enforcer, redacted_target
 from metacore.security.errors import EgressBlocked, FetchError, FetchTimeout
 from metacore.security.patterns import HTTP_FETCH
+
+if TYPE_CHECKING:
+    from metacore.audit.pipe import AuditPipe
 
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a)
@@ -156,13 +163,15 @@ def _check_url(url: str) -> tuple[SplitResult, str, int]:
 
 
 def _audit_block(
-    addon_key: str | None, url: str, exc: EgressBlocked, context: Mapping[str, object] | None
+    audit: "AuditPipe",
+    addon_key: str | None,
+    url: str,
+    exc: EgressBlocked,
+    context: Mapping[str, object] | None,
 ) -> None:
-    from metacore.kernel import get_kernel
-
     context = dict(context or {})
     url = redacted_target(HTTP_FETCH, url)
-    get_kernel().audit.record(
+    audit.record(
         "capability.check",
         actor=str(context.pop("actor", "") or ""),
         tenant=str(context.pop("tenant", "") or ""),
@@ -185,16 +194,18 @@ def safe_fetch(
     max_bytes: int | None = None,
     addon_key: str | None = None,
     context: Mapping[str, object] | None = None,
+    *,
+    enforcer: Enforcer | None = None,
+    audit: "AuditPipe | None" = None,
 ) -> FetchResponse:
     """Fetch `url` for `addon_key` through the capability check and the SSRF guard.
 
     Raises CapabilityDenied (enforce mode), EgressBlocked (any mode: the guard is not a
     policy question) or FetchError. A body larger than `max_bytes` is an error, not a
-    silent truncation.
+    silent truncation. An addon's fetch needs `enforcer`; `audit` records the guard's blocks.
     """
-    from metacore.kernel import get_kernel
-
-    enforcer = get_kernel().enforcer
+    if addon_key is not None and enforcer is None:
+        raise TypeError("safe_fetch for an addon needs the enforcer that checks its http:fetch")
     timeout = metacore_settings.HTTP_TIMEOUT_S if timeout is None else timeout
     max_bytes = metacore_settings.HTTP_MAX_BYTES if max_bytes is None else max_bytes
     headers = dict(headers or {})
@@ -212,12 +223,13 @@ def safe_fetch(
     with telemetry.span("metacore.http.fetch", addon=addon_key, method=method) as span_:
         while True:
             parts, host, port = _check_url(url)
-            if addon_key is not None:
+            if enforcer is not None and addon_key is not None:
                 enforcer.check(addon_key, "http:fetch", url, context)
             try:
                 address = resolve_checked(host, port)
             except EgressBlocked as exc:
-                _audit_block(addon_key, url, exc, context)
+                if audit is not None:
+                    _audit_block(audit, addon_key, url, exc, context)
                 raise
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -241,6 +253,38 @@ def safe_fetch(
                     k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")
                 }
             url = next_url
+
+
+@dataclass(frozen=True)
+class Egress:
+    """`safe_fetch` bound to the kernel's enforcer and audit pipe (`kernel.egress`)."""
+
+    enforcer: Enforcer
+    audit: "AuditPipe"
+
+    def fetch(
+        self,
+        url: str,
+        method: str = "GET",
+        body: str | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        max_bytes: int | None = None,
+        addon_key: str | None = None,
+        context: Mapping[str, object] | None = None,
+    ) -> FetchResponse:
+        return safe_fetch(
+            url,
+            method,
+            body,
+            headers,
+            timeout,
+            max_bytes,
+            addon_key,
+            context,
+            enforcer=self.enforcer,
+            audit=self.audit,
+        )
 
 
 class _Budget:

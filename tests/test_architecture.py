@@ -1,0 +1,154 @@
+"""The package's shape, checked from its source so it stays that way.
+
+- No import cycles among metacore's modules. Every import counts, at module level or inside a
+  function (a lazy import is still a dependency); only `if TYPE_CHECKING:` blocks are left out,
+  since they never run.
+- `get_kernel()` is called only at the edges (API views, admin, management commands, the
+  WebSocket consumer, task entry points, signal hookup in `apps.py`): every other module gets its
+  collaborators in its constructor or its arguments.
+"""
+
+import ast
+from pathlib import Path
+
+import metacore
+
+PACKAGE = Path(metacore.__file__).parent
+EDGES = (
+    "metacore.api.",
+    "metacore.management.",
+    "metacore.admin",
+    "metacore.admin_data.",
+    "metacore.integrations.admin",
+    "metacore.integrations.tasks",
+    "metacore.hub.consumer",
+    "metacore.apps",
+    "metacore.kernel",
+)
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        if "migrations" in path.relative_to(PACKAGE).parts:
+            continue
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node, skipping the bodies of `if TYPE_CHECKING:`."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
+
+
+def _imported(module: str, is_package: bool, node: ast.Import | ast.ImportFrom, modules) -> set[str]:
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        if node.level:
+            base = module.split(".")[: None if is_package else -1]
+            base = base[: len(base) - node.level + 1]
+            prefix = ".".join(base + ([node.module] if node.module else []))
+        else:
+            prefix = node.module or ""
+        names = [
+            f"{prefix}.{alias.name}" if f"{prefix}.{alias.name}" in modules else prefix
+            for alias in node.names
+        ]
+    found = set()
+    for name in names:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        if name and name != module:
+            found.add(name)
+    return found
+
+
+def _graph():
+    modules = _modules()
+    trees = {name: ast.parse(path.read_text(), str(path)) for name, path in modules.items()}
+    graph = {}
+    for name, tree in trees.items():
+        is_package = modules[name].name == "__init__.py"
+        graph[name] = set()
+        for node in _runtime_nodes(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                graph[name] |= _imported(name, is_package, node, modules)
+    return graph, trees
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    components.append(sorted(component))
+    return components
+
+
+def test_no_import_cycles():
+    graph, _ = _graph()
+    assert _cycles(graph) == []
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_get_kernel_only_at_the_edges():
+    _, trees = _graph()
+    callers = set()
+    for name, tree in trees.items():
+        if name.startswith(EDGES) or name in {edge.rstrip(".") for edge in EDGES}:
+            continue
+        for node in _runtime_nodes(tree):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                if called == "get_kernel":
+                    callers.add(name)
+    assert callers == set()
