@@ -212,14 +212,21 @@ def test_v3_maps_like_upstream_converter():
     assert m.raw == v3()
 
 
-def test_v3_schema_isolation_keeps_declared_tenancy_and_deleted_at_means_soft_delete():
-    doc = v3(tenancy={"isolation": "schema"})
+def test_v3_database_isolation_keeps_declared_tenancy_and_deleted_at_means_soft_delete():
+    doc = v3(tenancy={"isolation": "database"})
     doc["models"][0]["columns"].append({"name": "deleted_at", "type": "timestamptz"})
     m = load_manifest(doc)
     tickets, comments = m.model("tickets"), m.model("comments")
-    assert m.tenant_isolation == "schema"
+    assert m.tenant_isolation == "database"
     assert tickets.org_scoped and tickets.soft_delete and tickets.columns[-1].name == "deleted_at"
     assert not comments.org_scoped and "organization_id" not in [c.name for c in comments.columns]
+
+
+def test_v3_schema_isolation_scopes_every_table():
+    """Schema-per-tenant copies keep `organization_id` too, so the store's filter and RLS stay walls."""
+    m = load_manifest(v3(tenancy={"isolation": "schema"}))
+    assert m.tenant_isolation == "schema"
+    assert all(model.org_scoped for model in m.models)
 
 
 def test_v3_indices_fold_into_columns_and_composites_stay():
