@@ -320,3 +320,32 @@ def test_the_openapi_document_describes_host_models(alice):
     assert "/api/dynamic/host.crews" in document["paths"]
     body = document["components"]["schemas"]["HostBulletinsInput"]["properties"]
     assert "title" in body and "organization_id" not in body and "created_at" not in body
+
+
+def test_the_permission_service_grants_host_permissions_by_their_dynamic_api_names(hosted, db):
+    from django.contrib.auth.models import Group
+
+    grant(make_user("migrations"), "view", "add", "change", "delete")  # the rows a host's migrate creates
+    permissions = get_kernel().permissions
+    clerk = make_user("clerk", ORG_A)
+    assert permissions.grant(clerk, ["host.bulletins.*"]) == [
+        "host.bulletins.create",
+        "host.bulletins.delete",
+        "host.bulletins.read",
+        "host.bulletins.update",
+    ]
+    clerk = User.objects.get(pk=clerk.pk)
+    assert clerk.has_perm("hostapp.change_bulletin")  # it is the Django permission
+    assert permissions.revoke(clerk, ["host.bulletins.delete"]) == ["host.bulletins.delete"]
+    readers = Group.objects.create(name="readers")
+    permissions.grant(readers, ["host.bulletins.read"])
+    clerk.groups.add(readers)
+    assert permissions.grants(clerk) == [
+        ("host.bulletins.create", "direct"),
+        ("host.bulletins.read", "direct"),
+        ("host.bulletins.read", "group:readers"),
+        ("host.bulletins.update", "direct"),
+    ]
+    ok(client_for(User.objects.get(pk=clerk.pk)).get("/api/dynamic/bulletins"))
+    with pytest.raises(Exception, match="unknown permission: host.bulletins.approve"):
+        permissions.grant(clerk, ["host.bulletins.approve"])

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AbstractUser, AnonymousUser, Group, Permission
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 
 from metacore import errors
 from metacore.permissions.naming import APP_LABEL
@@ -130,55 +130,74 @@ class PermissionService:
         """Every addon permission row (the installer creates them at install)."""
         return Permission.objects.filter(content_type__app_label=APP_LABEL, codename__contains=".")
 
-    def resolve_names(self, names: Iterable[str]) -> list[Permission]:
-        """Permission rows for codenames `<addon>.<table>.<action>` or `<addon>.<table>.*`
-        (`*` alone as the last part: every permission under that prefix). Unknown names raise
-        NotFound naming them and the closest known codenames."""
+    def resolve_names(self, names: Iterable[str]) -> dict[str, Permission]:
+        """Codename -> permission row, for codenames `<addon>.<table>.<action>` or
+        `<addon>.<table>.*` (`*` alone as the last part: every permission under that prefix);
+        a host model's `host.<key>.<action>` is its Django permission's row. Unknown names
+        raise NotFound naming them and the closest known codenames."""
         known = {p.codename: p for p in self.addon_permissions().select_related("content_type")}
+        known.update(self._host_permission_rows())
         found: dict[str, Permission] = {}
         unknown: list[str] = []
         for name in names:
             if name.endswith(".*") and name.count(".") >= 2:
                 prefix = name[:-1]
-                matches = [p for codename, p in known.items() if codename.startswith(prefix)]
+                matches = {codename: p for codename, p in known.items() if codename.startswith(prefix)}
             else:
-                matches = [known[name]] if name in known else []
+                matches = {name: known[name]} if name in known else {}
             if not matches:
                 unknown.append(name)
-            found.update((p.codename, p) for p in matches)
+            found.update(matches)
         if unknown:
             hints = dict.fromkeys(
                 c for name in unknown for c in difflib.get_close_matches(name.rstrip(".*"), known, n=3)
             )
             hint = f" (did you mean: {', '.join(hints)}?)" if hints else ""
             raise errors.NotFound(f"unknown permission: {', '.join(unknown)}{hint}")
-        return [found[c] for c in sorted(found)]
+        return {c: found[c] for c in sorted(found)}
 
     def grant(self, principal: AbstractUser | Group, names: Iterable[str]) -> list[str]:
         """Grant permissions to a user or a Group (role); returns the codenames newly granted
         (ones already held directly are not counted again)."""
         perms = self.resolve_names(names)
-        held = set(
-            self._permission_set(principal).filter(pk__in=[p.pk for p in perms]).values_list("pk", flat=True)
-        )
-        added = [p for p in perms if p.pk not in held]
-        self._permission_set(principal).add(*added)
+        held = self._held(principal, perms)
+        added = {c: p for c, p in perms.items() if p.pk not in held}
+        self._permission_set(principal).add(*added.values())
         if not isinstance(principal, Group):
             self.forget(principal)
-        return [p.codename for p in added]
+        return list(added)
 
     def revoke(self, principal: AbstractUser | Group, names: Iterable[str]) -> list[str]:
         """Revoke direct grants from a user or a Group; returns the codenames actually removed.
         A user keeps what their groups grant."""
         perms = self.resolve_names(names)
-        held = set(
-            self._permission_set(principal).filter(pk__in=[p.pk for p in perms]).values_list("pk", flat=True)
-        )
-        removed = [p for p in perms if p.pk in held]
-        self._permission_set(principal).remove(*removed)
+        held = self._held(principal, perms)
+        removed = {c: p for c, p in perms.items() if p.pk in held}
+        self._permission_set(principal).remove(*removed.values())
         if not isinstance(principal, Group):
             self.forget(principal)
-        return [p.codename for p in removed]
+        return list(removed)
+
+    def _held(self, principal: AbstractUser | Group, perms: dict[str, Permission]) -> set[int]:
+        """Primary keys of `perms` the principal holds directly."""
+        pks = [p.pk for p in perms.values()]
+        return set(self._permission_set(principal).filter(pk__in=pks).values_list("pk", flat=True))
+
+    def _host_permission_rows(self) -> dict[str, Permission]:
+        """`host.<key>.<action>` -> the row of the Django permission it stands for (when the
+        host's migrations created it)."""
+        wanted = self._host_permissions()
+        if not wanted:
+            return {}
+        match = Q()
+        for perm in wanted.values():
+            app_label, codename = perm.split(".", 1)
+            match |= Q(content_type__app_label=app_label, codename=codename)
+        rows = {
+            f"{p.content_type.app_label}.{p.codename}": p
+            for p in Permission.objects.filter(match).select_related("content_type")
+        }
+        return {name: rows[perm] for name, perm in wanted.items() if perm in rows}
 
     def grants(self, principal: AbstractUser | Group) -> list[tuple[str, str]]:
         """(codename, source) of every addon permission a user or group holds: source is
@@ -198,6 +217,20 @@ class PermissionService:
                     group__user=principal,  # type: ignore[misc]  # the host's user model, typed as AbstractUser
                 ).values_list("codename", "group__name")
             ]
+        hosted = {p.pk: name for name, p in self._host_permission_rows().items()}
+        if hosted:
+            rows += [
+                (hosted[pk], "direct")
+                for pk in self._permission_set(principal).filter(pk__in=hosted).values_list("pk", flat=True)
+            ]
+            if not isinstance(principal, Group):
+                rows += [
+                    (hosted[pk], f"group:{g}")
+                    for pk, g in Permission.objects.filter(
+                        pk__in=hosted,
+                        group__user=principal,  # type: ignore[misc]  # the host's user model, typed as AbstractUser
+                    ).values_list("pk", "group__name")
+                ]
         return sorted(rows)
 
     @staticmethod
