@@ -369,3 +369,29 @@ def test_an_organization_without_the_addon_gets_no_copy(tmp_path):
         fails(alice.get("/api/dynamic/ledger.accounts"), 404)
     finally:
         installer.uninstall("ledger", drop_data=True)
+
+
+# -- the admin's data pages read and write the staff user's organization's copy ----------------
+
+
+def test_admin_pages_follow_the_staff_users_organization(alice, bob):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    cash = post_account(alice, "1000", "Cash")
+    post_account(bob, "2000", "Bank")
+    User.objects.filter(username="alice").update(is_staff=True)
+    admin = Client()
+    admin.force_login(User.objects.get(username="alice"))
+    accounts = "/admin/addon_ledger/accounts/"
+    listing = admin.get(accounts)
+    assert listing.status_code == 200
+    assert "Cash" in listing.content.decode() and "Bank" not in listing.content.decode()
+    assert admin.get(f"{accounts}{cash['id']}/change/").status_code == 200
+    added = admin.post(f"{accounts}add/", {"code": "1100", "name": "Till"})
+    assert added.status_code == 302, added.content[:2000]
+    assert sorted(a["name"] for a in ok(alice.get("/api/dynamic/ledger.accounts"))["data"]) == [
+        "Cash",
+        "Till",
+    ]
+    assert [a["name"] for a in ok(bob.get("/api/dynamic/ledger.accounts"))["data"]] == ["Bank"]

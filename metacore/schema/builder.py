@@ -99,15 +99,20 @@ def field_names(spec: Model) -> dict[str, str]:
     return names
 
 
-def build_addon_models(manifest: Manifest, *, revision: int, vendor: str) -> AddonModels:
-    """Build every model of `manifest` in a fresh private registry."""
+def build_addon_models(
+    manifest: Manifest, *, revision: int, vendor: str, label: str | None = None
+) -> AddonModels:
+    """Build every model of `manifest` in a fresh private registry, under app label `label`
+    (default `addon_<key>`; an organization copy is served under its addon's label, so the
+    admin and whatever else keys on the label see the addon's model)."""
     check_manifest_models(manifest)
     # An app config stub (as migrations' StateApps uses) so `_meta.related_objects` sees the
     # addon's relations: deletes cascade in Python as the manifest says.
-    apps = Apps(installed_apps=[AppConfigStub(app_label(manifest.key))])
+    label = label or app_label(manifest.key)
+    apps = Apps(installed_apps=[AppConfigStub(label)])
     built = AddonModels(addon_key=manifest.key, revision=revision, manifest=manifest, apps=apps)
     for spec in manifest.models:
-        built.classes[spec.table] = _build_model(manifest.key, spec, apps, vendor)
+        built.classes[spec.table] = _build_model(manifest.key, spec, apps, vendor, label)
     return built
 
 
@@ -132,14 +137,14 @@ def check_manifest_models(manifest: Manifest) -> None:
         raise InvalidInput(f"addon {manifest.key!r}: invalid models", errors=problems)
 
 
-def _build_model(addon_key: str, spec: Model, apps: Apps, vendor: str) -> type[models.Model]:
+def _build_model(addon_key: str, spec: Model, apps: Apps, vendor: str, label: str) -> type[models.Model]:
     names = field_names(spec)
     attrs: dict[str, object] = {"__module__": f"metacore.runtime.{addon_key}"}
     for column in spec.columns:
-        attrs[names[column.name]] = _field(addon_key, column)
+        attrs[names[column.name]] = _field(label, column)
     meta_attrs = {
         "apps": apps,
-        "app_label": app_label(addon_key),
+        "app_label": label,
         "db_table": physical_table(addon_key, spec.table, vendor),
         "default_permissions": (),
         "verbose_name": spec.label or spec.table,
@@ -163,14 +168,14 @@ def _build_model(addon_key: str, spec: Model, apps: Apps, vendor: str) -> type[m
     return model_class
 
 
-def _field(addon_key: str, column) -> models.Field:
+def _field(label: str, column) -> models.Field:
     if column.references is None:
         django_field = get_type(column.type).django_field(column)
         django_field.db_column = column.name
         return django_field
     reference = column.references
     return ReferenceField(
-        to=f"{app_label(addon_key)}.{reference.table}",
+        to=f"{label}.{reference.table}",
         to_field=reference.column,
         on_delete=ON_DELETE[reference.on_delete],
         db_column=column.name,

@@ -340,6 +340,7 @@ class ModelRegistry:
                     in_space(resolved.manifest, space),
                     revision=self._addons[key].revision,
                     vendor=connections[self.using].vendor,
+                    label=resolved.model_class._meta.app_label,
                 )
         return ResolvedModel(
             key, resolved.manifest, resolved.spec, built.classes[resolved.spec.table], space=space
