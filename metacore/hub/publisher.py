@@ -12,6 +12,8 @@ layer (channels_redis) a write in one process reaches sockets held by any other.
 import asyncio
 import json
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer
@@ -145,7 +147,9 @@ class HubPublisher:
         the user opened under that organization."""
         self.send_to_users([user_id], frame, tenant=tenant)
 
-    def send_to_users(self, user_ids, frame, tenant=None):
+    def send_to_users(
+        self, user_ids: Iterable[str | int], frame: dict[str, Any], tenant: str | None = None
+    ) -> None:
         text = _frame(frame)
         self._send_many(
             [

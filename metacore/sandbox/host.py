@@ -18,6 +18,8 @@ guest error, never a host crash). Denials and bad input come back to the guest a
 envelopes so it can decide; every call except `log` is audited as `sandbox.import`.
 """
 
+from __future__ import annotations
+
 import base64
 import contextvars
 import datetime
@@ -27,24 +29,29 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
-from wasmtime import FuncType, Linker, ValType
+from wasmtime import Caller, FuncType, Linker, ValType
 
 from metacore.errors import CapabilityDenied, MetacoreError
 from metacore.sandbox import abi
 from metacore.sandbox import sql as sqlguard
 from metacore.sandbox.abi import GuestMemory
-from metacore.sandbox.errors import HostFailure, SandboxError
+from metacore.sandbox.errors import HostFailure, SandboxError, SQLRefused
 
 if TYPE_CHECKING:
+    from _typeshed.dbapi import DBAPICursor
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
     from metacore.audit.pipe import AuditPipe
     from metacore.hub.publisher import HubPublisher
     from metacore.installer.tenant_schemas import TenantSchemaService
+    from metacore.manifest.model import Manifest
+    from metacore.schema.roles import GuestSession
     from metacore.security.enforcer import Enforcer
     from metacore.security.ssrf import Egress
 
@@ -68,15 +75,26 @@ HOST_WRITTEN = {
 }  # never UPDATEd by a guest (updated_at: by the host's own SET)
 
 
+#: A host import's implementation: (invocation, guest memory, the guest's i32/i64 arguments) -> result.
+HostImpl = Callable[..., int | None]
+_Impl = TypeVar("_Impl", bound=HostImpl)
+
+
+class _Answer(Protocol):
+    """event_emit's reply: the envelope, written to the guest."""
+
+    def __call__(self, ok: bool, code: str = "", message: str = "", data: object = None) -> int: ...
+
+
 @dataclass(frozen=True)
 class ImportServices:
     """What the imports act through: the SandboxService's own collaborators, never a global."""
 
-    enforcer: "Enforcer"
-    egress: "Egress"
-    audit: "AuditPipe"
-    hub: "HubPublisher"
-    tenant_schemas: "TenantSchemaService"
+    enforcer: Enforcer
+    egress: Egress
+    audit: AuditPipe
+    hub: HubPublisher
+    tenant_schemas: TenantSchemaService
 
 
 @dataclass
@@ -86,15 +104,15 @@ class Invocation:
     addon_key: str
     export: str
     services: ImportServices | None = None  # None only for guests that call no checked import
-    manifest: Any = None  # metacore.manifest.model.Manifest
-    settings: dict = field(default_factory=dict)
+    manifest: Manifest | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # unsealed installation settings (JSON values)
     tenant: str | None = None
     actor: str | None = None
     request_id: str = ""
     using: str = "default"
-    logs: list = field(default_factory=list)
+    logs: list[dict[str, str]] = field(default_factory=list)
     deadline: float | None = None  # time.monotonic() at which the call's wall-time budget ends
-    _partial: dict = field(default_factory=dict)
+    _partial: dict[str, bytes] = field(default_factory=dict)  # stream -> bytes after its last newline
 
     def remaining_ms(self, cap_ms: int) -> int:
         """Milliseconds a host operation may still take: the call's remaining budget, at most `cap_ms`."""
@@ -103,26 +121,26 @@ class Invocation:
         return min(cap_ms, int((self.deadline - time.monotonic()) * 1000))
 
     @property
-    def logger(self):
+    def logger(self) -> logging.Logger:
         return logging.getLogger(f"metacore.addons.{self.addon_key}")
 
-    def add_log(self, stream: str, line: str):
+    def add_log(self, stream: str, line: str) -> None:
         line = line[:LOG_LINE_MAX]
         if len(self.logs) < 1000:
             self.logs.append({"stream": stream, "message": line})
         self.logger.info("%s %s: %s", self.export, stream, line)
 
-    def _stream(self, stream, data: bytes):
+    def _stream(self, stream: str, data: bytes) -> None:
         buffered = self._partial.get(stream, b"") + data
         *lines, rest = buffered.split(b"\n")
         for line in lines:
             self.add_log(stream, line.decode("utf-8", "replace"))
         self._partial[stream] = rest[-LOG_LINE_MAX:]
 
-    def guest_stdout(self, data: bytes):
+    def guest_stdout(self, data: bytes) -> None:
         self._stream("stdout", data)
 
-    def guest_stderr(self, data: bytes):
+    def guest_stderr(self, data: bytes) -> None:
         self._stream("stderr", data)
 
     def flush(self) -> None:
@@ -131,7 +149,7 @@ class Invocation:
                 self.add_log(stream, rest.decode("utf-8", "replace"))
         self._partial.clear()
 
-    def context(self, **extra):
+    def context(self, **extra: object) -> dict[str, object]:
         return {
             "actor": self.actor or "",
             "tenant": self.tenant or "",
@@ -141,7 +159,7 @@ class Invocation:
 
 
 # The call being run on this thread (the engine sets it around a guest's export).
-current_invocation: "contextvars.ContextVar[Invocation | None]" = contextvars.ContextVar(
+current_invocation: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar(
     "metacore_sandbox_invocation", default=None
 )
 
@@ -149,9 +167,9 @@ current_invocation: "contextvars.ContextVar[Invocation | None]" = contextvars.Co
 @dataclass(frozen=True)
 class HostFunction:
     name: str
-    params: tuple  # ValType names; a FuncType is built per engine (wasmtime types are engine-bound)
-    results: tuple
-    impl: Callable
+    params: tuple[str, ...]  # ValType names; a FuncType is built per engine (wasmtime types are engine-bound)
+    results: tuple[str, ...]
+    impl: HostImpl
 
     def functype(self) -> FuncType:
         return FuncType([_VALTYPES[t]() for t in self.params], [_VALTYPES[t]() for t in self.results])
@@ -160,8 +178,8 @@ class HostFunction:
 HOST_FUNCTIONS: dict[str, HostFunction] = {}
 
 
-def host_function(name, params, results):
-    def register(impl):
+def host_function(name: str, params: list[str], results: list[str]) -> Callable[[_Impl], _Impl]:
+    def register(impl: _Impl) -> _Impl:
         HOST_FUNCTIONS[name] = HostFunction(name, tuple(params), tuple(results), impl)
         return impl
 
@@ -173,11 +191,11 @@ def define_host_functions(linker: Linker) -> None:
         linker.define_func(abi.HOST_MODULE, fn.name, fn.functype(), _bind(fn), access_caller=True)
 
 
-def _bind(fn):
-    def call(caller, *args):
+def _bind(fn: HostFunction) -> Callable[..., int | None]:
+    def call(caller: Caller, *args: int) -> int | None:
         invocation = current_invocation.get()
         exports = caller.get("memory"), caller.get("alloc"), caller.get("free")
-        guest = GuestMemory(caller, *exports)
+        guest = GuestMemory(caller, *exports)  # type: ignore[arg-type]  # the engine admits only modules exporting memory and alloc
         if invocation is None:  # only reachable from a module run outside the service
             return None if not fn.results else 0
         try:
@@ -191,11 +209,11 @@ def _bind(fn):
     return call
 
 
-def _reply(guest: GuestMemory, payload) -> int:
+def _reply(guest: GuestMemory, payload: object) -> int:
     return guest.give(json.dumps(payload, default=_json_default, separators=(",", ":")).encode())
 
 
-def _json_default(value):
+def _json_default(value: object) -> str:
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, (uuid.UUID, decimal.Decimal)):
@@ -205,13 +223,20 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _services(invocation) -> ImportServices:
+def _services(invocation: Invocation) -> ImportServices:
     if invocation.services is None:
         raise HostFailure(f"{invocation.export}: no services were given to this call's imports")
     return invocation.services
 
 
-def _audit(invocation, name, target, decision="allow", reason="", **details):
+def _audit(
+    invocation: Invocation,
+    name: str,
+    target: str,
+    decision: str = "allow",
+    reason: str = "",
+    **details: object,
+) -> None:
     _services(invocation).audit.record(
         "sandbox.import",
         actor=invocation.actor or "",
@@ -225,7 +250,7 @@ def _audit(invocation, name, target, decision="allow", reason="", **details):
     )
 
 
-def _check(invocation, kind, target):
+def _check(invocation: Invocation, kind: str, target: str) -> None:
     """Ask the enforcer; CapabilityDenied (enforce mode) propagates to the caller."""
     _services(invocation).enforcer.check(
         invocation.addon_key, kind, target, invocation.context(via="sandbox")
@@ -236,14 +261,14 @@ def _check(invocation, kind, target):
 
 
 @host_function("log", [I32, I32], [])
-def host_log(invocation, guest, ptr, length):
+def host_log(invocation: Invocation, guest: GuestMemory, ptr: int, length: int) -> None:
     guest.check(ptr, length, "log message")
     text = guest.read(ptr, min(length, LOG_LINE_MAX), "log message")
     invocation.add_log("log", text.decode("utf-8", "replace"))
 
 
 @host_function("env_get", [I32, I32], [I64])
-def host_env_get(invocation, guest, ptr, length):
+def host_env_get(invocation: Invocation, guest: GuestMemory, ptr: int, length: int) -> int:
     key = guest.read_text(ptr, length, "env_get key")
     value = invocation.settings.get(key)
     _audit(invocation, "env_get", key, found=value is not None)
@@ -257,7 +282,16 @@ def host_env_get(invocation, guest, ptr, length):
 
 
 @host_function("http_fetch", [I32, I32, I32, I32, I32, I32], [I64])
-def host_http_fetch(invocation, guest, url_ptr, url_len, method_ptr, method_len, body_ptr, body_len):
+def host_http_fetch(
+    invocation: Invocation,
+    guest: GuestMemory,
+    url_ptr: int,
+    url_len: int,
+    method_ptr: int,
+    method_len: int,
+    body_ptr: int,
+    body_len: int,
+) -> int:
     url = guest.read_text(url_ptr, url_len, "http_fetch url")
     method = guest.read_text(method_ptr, method_len, "http_fetch method")
     body = guest.read(body_ptr, body_len, "http_fetch body")
@@ -266,8 +300,17 @@ def host_http_fetch(invocation, guest, url_ptr, url_len, method_ptr, method_len,
 
 @host_function("http_request", [I32, I32, I32, I32, I32, I32, I32, I32], [I64])
 def host_http_request(
-    invocation, guest, url_ptr, url_len, method_ptr, method_len, hdr_ptr, hdr_len, body_ptr, body_len
-):
+    invocation: Invocation,
+    guest: GuestMemory,
+    url_ptr: int,
+    url_len: int,
+    method_ptr: int,
+    method_len: int,
+    hdr_ptr: int,
+    hdr_len: int,
+    body_ptr: int,
+    body_len: int,
+) -> int:
     url = guest.read_text(url_ptr, url_len, "http_request url")
     method = guest.read_text(method_ptr, method_len, "http_request method")
     raw_headers = guest.read(hdr_ptr, hdr_len, "http_request headers")
@@ -283,7 +326,9 @@ def host_http_request(
     return _reply(guest, _http(invocation, url, method, headers, body))
 
 
-def _http(invocation, url, method, headers, body):
+def _http(
+    invocation: Invocation, url: str, method: str, headers: dict[str, str], body: bytes
+) -> dict[str, object]:
     """The egress checks http:fetch (every redirect hop too) and the SSRF guard; one budget
     (METACORE['HTTP_TIMEOUT_S'], never past the call's own deadline) covers connect and every
     read; the size cap is METACORE['HTTP_MAX_BYTES']; Host is not the guest's to set."""
@@ -333,30 +378,34 @@ def _http(invocation, url, method, headers, body):
 
 
 @host_function("db_query", [I32, I32, I32, I32], [I64])
-def host_db_query(invocation, guest, sql_ptr, sql_len, args_ptr, args_len):
+def host_db_query(
+    invocation: Invocation, guest: GuestMemory, sql_ptr: int, sql_len: int, args_ptr: int, args_len: int
+) -> int:
     sql_text = guest.read_text(sql_ptr, sql_len, "db_query sql")
     raw_args = guest.read(args_ptr, args_len, "db_query args")
     return _reply(guest, run_sql(invocation, sql_text, raw_args, write=False))
 
 
 @host_function("db_exec", [I32, I32, I32, I32], [I64])
-def host_db_exec(invocation, guest, sql_ptr, sql_len, args_ptr, args_len):
+def host_db_exec(
+    invocation: Invocation, guest: GuestMemory, sql_ptr: int, sql_len: int, args_ptr: int, args_len: int
+) -> int:
     sql_text = guest.read_text(sql_ptr, sql_len, "db_exec sql")
     raw_args = guest.read(args_ptr, args_len, "db_exec args")
     return _reply(guest, run_sql(invocation, sql_text, raw_args, write=True))
 
 
-def run_sql(invocation, sql_text, raw_args, *, write):
+def run_sql(invocation: Invocation, sql_text: str, raw_args: bytes, *, write: bool) -> dict[str, object]:
     """db_query / db_exec: parse and confine, then run in a savepoint behind the database's
     own wall, answering the upstream envelope."""
-    from metacore.schema.roles import ConfinementUnavailable
+    from metacore.schema.errors import ConfinementUnavailable
 
     name = "db_exec" if write else "db_query"
     started = time.perf_counter()
     connection = connections[invocation.using]
-    meta = {"schema": f"addon_{invocation.addon_key}"}
+    meta: dict[str, object] = {"schema": f"addon_{invocation.addon_key}"}
 
-    def fail(code, message):
+    def fail(code: str, message: str) -> dict[str, object]:
         meta["durationMs"] = round((time.perf_counter() - started) * 1000, 3)
         _audit(
             invocation,
@@ -378,7 +427,7 @@ def run_sql(invocation, sql_text, raw_args, *, write):
         )
         confined = resolver.confined_manifest()
         meta["schema"] = f"addon_{confined.key}"
-    except sqlguard.SQLRefused as exc:
+    except SQLRefused as exc:
         return fail(exc.code, exc.message)
     except CapabilityDenied as exc:
         return fail("forbidden", exc.message)
@@ -395,7 +444,7 @@ def run_sql(invocation, sql_text, raw_args, *, write):
             try:
                 with connection.wrap_database_errors:
                     wall.run(cursor, prepared.sql, prepared.params)
-                columns = [c[0] for c in cursor.description] if cursor.description else None
+                columns: list[str] | None = [c[0] for c in cursor.description] if cursor.description else None
                 rows = cursor.fetchmany(max_rows + 1) if columns is not None else []
                 affected = cursor.rowcount
             finally:
@@ -420,6 +469,7 @@ def run_sql(invocation, sql_text, raw_args, *, write):
         return fail("row_limit_exceeded", f"result exceeded {max_rows} rows")
     meta["durationMs"] = round((time.perf_counter() - started) * 1000, 3)
     meta["truncated"] = False
+    data: dict[str, object]
     if write:
         data = {"rowsAffected": affected if columns is None else len(rows)}
         if columns is not None:
@@ -429,9 +479,9 @@ def run_sql(invocation, sql_text, raw_args, *, write):
             )
     else:
         data = {
-            "rows": [dict(zip(columns, r, strict=True)) for r in rows],
+            "rows": [dict(zip(columns, r, strict=True)) for r in rows],  # type: ignore[arg-type]  # a SELECT always describes its columns
             "rowCount": len(rows),
-            "columns": [{"name": c} for c in columns],
+            "columns": [{"name": c} for c in columns],  # type: ignore[union-attr]  # a SELECT always describes its columns
         }
     envelope = {"success": True, "data": data, "meta": meta}
     size = len(json.dumps(envelope, default=_json_default))
@@ -453,13 +503,14 @@ class _TableResolver:
     Writes reach only the addon's own tables. A schema-per-tenant addon's tables are those
     of the call's organization's copy."""
 
-    def __init__(self, invocation, vendor):
+    def __init__(self, invocation: Invocation, vendor: str) -> None:
         self.invocation = invocation
         self.vendor = vendor
-        self.physical = set()  # unquoted physical names used (the SQLite authorizer's list)
-        self.foreign = set()  # (schema, table) of other addons' tables read (PostgreSQL grants)
+        self.physical: set[str] = set()  # unquoted physical names used (the SQLite authorizer's list)
+        # (schema, table) of other addons' tables read (PostgreSQL grants)
+        self.foreign: set[tuple[str, str]] = set()
 
-    def __call__(self, schema, name, for_write):
+    def __call__(self, schema: str | None, name: str, for_write: bool) -> sqlguard.Relation:
         from metacore.schema.naming import physical_table, schema_name
 
         own = self.invocation.addon_key
@@ -469,12 +520,12 @@ class _TableResolver:
         addon = addon.lower()
         manifest = self.invocation.manifest if addon == own else _manifest_of(addon)
         model = manifest.model(name) if manifest is not None else None
-        if model is None:
+        if manifest is None or model is None:
             where = f"{addon}.{name}" if schema else name
-            raise sqlguard.SQLRefused(f"table {where} is not one of the addon's tables", code="forbidden")
+            raise SQLRefused(f"table {where} is not one of the addon's tables", code="forbidden")
         if addon != own:
             if for_write:
-                raise sqlguard.SQLRefused(
+                raise SQLRefused(
                     f"db_exec writes only the addon's own tables, not {addon}.{name}", code="forbidden"
                 )
             _check(self.invocation, "db:read", f"addon_{addon}.{model.table}")
@@ -490,13 +541,11 @@ class _TableResolver:
         self.physical.add(table)
         return sqlguard.Relation(None, table, model.org_scoped, model.soft_delete, columns)
 
-    def space(self, addon, manifest) -> str:
+    def space(self, addon: str, manifest: Manifest) -> str:
         """Where `addon`'s tables are for this call: its own namespace, or (schema-per-tenant)
         the copy of the call's organization, provisioned on its first use."""
         if manifest.tenant_isolation != "schema":
             return addon
-        from metacore.sandbox.errors import SQLRefused
-
         tenant = _tenant_param(self.invocation.tenant, "postgresql")
         if tenant is None:
             raise SQLRefused(
@@ -507,16 +556,16 @@ class _TableResolver:
         except MetacoreError as exc:  # not enabled for this organization, or no copy can be made
             raise SQLRefused(exc.message, code="forbidden") from None
 
-    def confined_manifest(self):
+    def confined_manifest(self) -> Manifest:
         """The manifest the guest role confines: the addon's, or its organization copy's."""
         from metacore.schema.registry import in_space
 
-        manifest = self.invocation.manifest
+        manifest = cast("Manifest", self.invocation.manifest)  # the service sets every invocation's
         space = self.space(self.invocation.addon_key, manifest)
         return manifest if space == manifest.key else in_space(manifest, space)
 
 
-def _tenant_param(tenant, vendor):
+def _tenant_param(tenant: str | None, vendor: str) -> uuid.UUID | str | None:
     """The invocation's organization as the database stores uuids (None: no usable tenant)."""
     try:
         value = uuid.UUID(str(tenant)) if tenant else None
@@ -527,7 +576,7 @@ def _tenant_param(tenant, vendor):
     return value if vendor == "postgresql" else value.hex
 
 
-def _manifest_of(addon_key):
+def _manifest_of(addon_key: str) -> Manifest | None:
     from metacore.manifest.model import Manifest
     from metacore.models import Installation
 
@@ -550,14 +599,21 @@ class _database_wall:
 
     PROGRESS_STEPS = 1000  # SQLite VM instructions between deadline checks
 
-    def __init__(self, connection, resolver, confined, write, budget_ms):
+    def __init__(
+        self,
+        connection: BaseDatabaseWrapper,
+        resolver: _TableResolver,
+        confined: Manifest,
+        write: bool,
+        budget_ms: int,
+    ) -> None:
         self.connection, self.resolver, self.write, self.budget_ms = connection, resolver, write, budget_ms
         self.confined = confined  # the manifest whose guest role runs the statement
-        self.session = None
-        self.deadline = None
+        self.session: GuestSession | None = None
+        self.deadline: float | None = None  # time.monotonic() at which SQLite's statement is stopped
         self.interrupted = False
 
-    def __enter__(self):
+    def __enter__(self) -> _database_wall:
         from metacore.schema.roles import GuestSession
 
         self.connection.ensure_connection()
@@ -573,7 +629,7 @@ class _database_wall:
             self.session.enter()
         return self
 
-    def run(self, cursor, sql, params):
+    def run(self, cursor: DBAPICursor, sql: str, params: Sequence[object]) -> None:
         if self.connection.vendor != "sqlite":
             cursor.execute(sql, params)
             return
@@ -586,7 +642,7 @@ class _database_wall:
         finally:
             raw.set_authorizer(None)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         if self.connection.vendor == "sqlite":
             if self.connection.connection is not None:
                 self.connection.connection.set_progress_handler(None, 0)
@@ -601,13 +657,15 @@ class _database_wall:
                 pass  # the surrounding savepoint is being rolled back; SET LOCAL goes with it
         return False
 
-    def _progress(self):
-        if time.monotonic() > self.deadline:
+    def _progress(self) -> int:
+        if time.monotonic() > self.deadline:  # type: ignore[operator]  # run() sets it before installing the handler
             self.interrupted = True
             return 1
         return 0
 
-    def _authorize(self, action, arg1, arg2, dbname, source):
+    def _authorize(
+        self, action: int, arg1: str | None, arg2: str | None, dbname: str | None, source: str | None
+    ) -> int:
         allowed_tables = self.resolver.physical
         if action == sqlite3.SQLITE_SELECT or action == sqlite3.SQLITE_RECURSIVE:
             return sqlite3.SQLITE_OK
@@ -628,20 +686,20 @@ class _database_wall:
         return sqlite3.SQLITE_DENY
 
 
-def _decode_args(raw, vendor):
+def _decode_args(raw: bytes, vendor: str) -> list[object]:
     """JSON array of arguments; objects `{"$uuid"}`, `{"$ts"}`, `{"$bytes"}` as upstream."""
     if not raw:
         return []
     try:
         values = json.loads(raw)
     except ValueError as exc:
-        raise sqlguard.SQLRefused(f"args is not JSON: {exc}", code="arg_decode") from None
+        raise SQLRefused(f"args is not JSON: {exc}", code="arg_decode") from None
     if not isinstance(values, list):
-        raise sqlguard.SQLRefused("args must be a JSON array", code="arg_decode")
+        raise SQLRefused("args must be a JSON array", code="arg_decode")
     return [_decode_arg(v, vendor) for v in values]
 
 
-def _decode_arg(value, vendor):
+def _decode_arg(value: object, vendor: str) -> object:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict) and len(value) == 1:
@@ -655,8 +713,8 @@ def _decode_arg(value, vendor):
             if marker == "$bytes":
                 return base64.b64decode(str(inner), validate=True)
         except ValueError as exc:
-            raise sqlguard.SQLRefused(f"invalid {marker} argument: {exc}", code="arg_decode") from None
-    raise sqlguard.SQLRefused(
+            raise SQLRefused(f"invalid {marker} argument: {exc}", code="arg_decode") from None
+    raise SQLRefused(
         "unsupported argument (use JSON scalars or one of $uuid, $ts, $bytes)", code="arg_decode"
     )
 
@@ -665,16 +723,23 @@ def _decode_arg(value, vendor):
 
 
 @host_function("event_emit", [I32, I32, I32, I32], [I64])
-def host_event_emit(invocation, guest, name_ptr, name_len, payload_ptr, payload_len):
+def host_event_emit(
+    invocation: Invocation,
+    guest: GuestMemory,
+    name_ptr: int,
+    name_len: int,
+    payload_ptr: int,
+    payload_len: int,
+) -> int:
     from metacore.events import AddonEvent, addon_event, publish_on_commit
 
     started = time.perf_counter()
     name = ""
-    meta = {"addon": invocation.addon_key, "envelopeVersion": 1}
+    meta: dict[str, object] = {"addon": invocation.addon_key, "envelopeVersion": 1}
     if invocation.tenant:
         meta["orgId"] = invocation.tenant
 
-    def answer(ok, code="", message="", data=None):
+    def answer(ok: bool, code: str = "", message: str = "", data: object = None) -> int:
         meta["durationMs"] = round((time.perf_counter() - started) * 1000, 3)
         if ok:
             return _reply(guest, {"success": True, "data": data, "meta": meta})
@@ -707,7 +772,7 @@ def host_event_emit(invocation, guest, name_ptr, name_len, payload_ptr, payload_
     return answer(True, data={"event": name, "subscribers": len(addon_event.receivers)})
 
 
-def _emit_to_users(invocation, name, payload, answer):
+def _emit_to_users(invocation: Invocation, name: str, payload: dict[str, Any], answer: _Answer) -> int:
     """`event_emit(name, {"$users": [ids], ...})`: the event goes, once the call commits, as
     an `ADDON_EVENT` frame to those users' sockets opened under the call's organization only
     (never to the channel's subscribers, the event log or webhooks). Needs `event:notify`."""

@@ -22,11 +22,19 @@ check `metacore.W050` in host/checks.py).
 from __future__ import annotations
 
 import hashlib
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from django.db import connections
 
 from metacore.schema.errors import ConfinementUnavailable
 from metacore.schema.naming import schema_name
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from metacore.manifest.model import Manifest
 
 SANDBOX_SCHEMA = "metacore_sandbox"
 GUEST_POLICY = "metacore_guest_tenant"
@@ -207,12 +215,19 @@ class GuestSession:
     statement timeout; `leave` restores all three. Cross-addon tables (granted by db:read)
     get a SELECT grant for this guest on first use."""
 
-    def __init__(self, connection, manifest, tenant, timeout_ms, foreign_tables=()):
+    def __init__(
+        self,
+        connection: BaseDatabaseWrapper,
+        manifest: Manifest,
+        tenant: uuid.UUID | str | None,
+        timeout_ms: int,
+        foreign_tables: Iterable[tuple[str, str]] = (),
+    ) -> None:
         self.connection, self.manifest, self.key, self.tenant = connection, manifest, manifest.key, tenant
         self.timeout_ms, self.foreign_tables = timeout_ms, foreign_tables
-        self.previous = None
+        self.previous: tuple[str, str, str] | None = None  # role, search_path, statement_timeout
 
-    def enter(self):
+    def enter(self) -> None:
         connection, quote = self.connection, self.connection.ops.quote_name
         with connection.cursor() as cursor:
             cursor.execute(
@@ -253,7 +268,7 @@ class GuestSession:
                 [quote(schema_name(self.key)), f"{self.timeout_ms}ms", guest],
             )
 
-    def leave(self):
+    def leave(self) -> None:
         if self.previous is None:
             return
         role, path, timeout = self.previous
