@@ -7,7 +7,7 @@ pipe connect receivers. Receivers must not raise (a failing receiver is logged b
 """
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,7 +87,3 @@ def publish_on_commit(signal: Signal, event: Event, using: str | None = None) ->
     """Deliver `event` once the current transaction commits (at once when there is none);
     a rolled-back transaction delivers nothing."""
     transaction.on_commit(lambda: _send(signal, event), using=using)
-
-
-def as_dict(event: Event) -> dict[str, Any]:
-    return asdict(event)

@@ -5,6 +5,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from metacore.schema.naming import schema_name
+
 
 class InstallationQuerySet(models.QuerySet["Installation"]):
     def active(self) -> "InstallationQuerySet":
@@ -110,7 +112,7 @@ class TenantSchema(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.addon_key} for {self.organization_id} (addon_{self.space})"
+        return f"{self.addon_key} for {self.organization_id} ({schema_name(self.space)})"
 
 
 class InstallJournal(models.Model):

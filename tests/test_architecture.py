@@ -9,6 +9,8 @@
 """
 
 import ast
+import itertools
+import re
 from pathlib import Path
 
 import metacore
@@ -152,3 +154,29 @@ def test_get_kernel_only_at_the_edges():
                 if called == "get_kernel":
                     callers.add(name)
     assert callers == set()
+
+
+def _builds_schema_prefix(node: ast.AST) -> bool:
+    """`"addon_"`, or an f-string putting a value right after `addon_` (`f"addon_{key}"`)."""
+    if isinstance(node, ast.Constant):
+        return node.value == "addon_"
+    if isinstance(node, ast.JoinedStr):
+        parts = node.values
+        return any(
+            isinstance(a, ast.Constant)
+            and isinstance(a.value, str)
+            and re.search(r"(^|\W)addon_$", a.value)
+            and isinstance(b, ast.FormattedValue)
+            for a, b in itertools.pairwise(parts)
+        )
+    return False
+
+
+def test_the_schema_prefix_is_spelled_only_in_schema_naming():
+    _, trees = _graph()
+    spelled = {
+        name
+        for name, tree in trees.items()
+        if name != "metacore.schema.naming" and any(_builds_schema_prefix(node) for node in ast.walk(tree))
+    }
+    assert spelled == set()

@@ -215,13 +215,6 @@ class UpgradeView(ManagementView):
 
     def post(self, request, key):
         self.manage(request, "upgrading addons", key)
-        installer = self.kernel.installer
-        missing = [name for name in ("upgrade", "plan") if not callable(getattr(installer, name, None))]
-        if missing:
-            raise MetacoreError(
-                f"upgrades are not available: the installer service has no {' / '.join(missing)}() yet",
-                status=status.HTTP_501_NOT_IMPLEMENTED,
-            )
         data = _options_data(request)
         upload = request.FILES.get("bundle")
         if upload is not None:

@@ -49,7 +49,6 @@ EVENT_KINDS = (
     "schedule.run",
     "tool.execute",
 )
-DECISIONS = ("allow", "deny", "would-deny")
 _TEXT_FIELDS = (
     "actor",
     "tenant",

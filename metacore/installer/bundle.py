@@ -27,6 +27,7 @@ from metacore.conf import data_dir, metacore_settings
 from metacore.installer.errors import BundleError
 from metacore.installer.signing import read_detached_signature, verify_bundle, verify_tarball
 from metacore.manifest.model import Manifest
+from metacore.schema.naming import schema_name
 
 MANIFEST_NAME = "manifest.json"
 MAX_ENTRIES = 10_000
@@ -231,7 +232,9 @@ def template_key(source: BundlePath) -> str:
         name = name.removesuffix(suffix)
     name = re.sub(r"-\d+(\.\d+)*([-+.][0-9A-Za-z.]+)?$", "", name)
     key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    return key if re.match(r"^[a-z]", key) else f"addon_{key}"
+    return (
+        key if re.match(r"^[a-z]", key) else schema_name(key)
+    )  # `addon_<key>`: a key from a name that starts with no letter
 
 
 def _template_values(source: Path, raw: dict[str, Any]) -> dict[str, str]:

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from metacore.kernel import Kernel
     from metacore.manifest.model import Manifest
     from metacore.models import Installation
-LIFECYCLE_HOOKS = ("on_install", "on_upgrade", "on_enable", "on_disable", "on_uninstall")
 
 
 def run_lifecycle_hook(

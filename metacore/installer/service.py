@@ -43,6 +43,7 @@ from metacore.models import (
 from metacore.permissions.naming import addon_permissions
 from metacore.schema import ddl
 from metacore.schema.builder import AddonModels, build_addon_models
+from metacore.schema.naming import schema_name
 from metacore.schema.registry import bump_registry_revision, organization_key
 from metacore.schema.roles import drop_addon_roles
 from metacore.store.rls import enable_rls
@@ -386,9 +387,9 @@ class InstallerService:
                 f"addon {manifest.key} was uninstalled keeping {len(copies)} organization copies, and"
                 f" {manifest.version} declares its tables differently: install"
                 f" {kept.version if kept else 'the kept version'} again and upgrade, or uninstall with --drop-data first",
-                errors={"tables": [f"addon_{c.space}" for c in copies]},
+                errors={"tables": [schema_name(c.space) for c in copies]},
             )
-        return [f"addon_{c.space}" for c in copies]
+        return [schema_name(c.space) for c in copies]
 
     def _create_permissions(self, manifest: Manifest) -> list[str]:
         content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)

@@ -31,7 +31,7 @@ from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, Installation, TenantSchema
 from metacore.schema import ddl
 from metacore.schema.builder import build_addon_models
-from metacore.schema.naming import organization_uuid, tenant_space
+from metacore.schema.naming import organization_uuid, schema_name, tenant_space
 from metacore.schema.registry import ResolvedModel, in_space
 from metacore.schema.roles import drop_addon_roles
 from metacore.store.rls import enable_rls
@@ -140,7 +140,7 @@ class TenantSchemaService:
                 "migrations": {m.name: m.status for m in outcomes},
             }
             self.kernel.installer._journal(
-                key, "provision", "", installation.version, f"copy addon_{space}", details, actor
+                key, "provision", "", installation.version, f"copy {schema_name(space)}", details, actor
             )
             self.kernel.audit.record(
                 "addon.provision",
@@ -157,7 +157,7 @@ class TenantSchemaService:
         taken = TenantSchema.objects.using(self.using).filter(space=addon_key).first()
         if taken is not None:
             raise Conflict(
-                f"addon_{addon_key} already holds organization {taken.organization_id}'s copy of"
+                f"{schema_name(addon_key)} already holds organization {taken.organization_id}'s copy of"
                 f" {taken.addon_key}; addon key {addon_key!r} cannot be installed",
                 errors={"key": ["names an organization copy's schema"]},
             )
@@ -166,13 +166,13 @@ class TenantSchemaService:
         taken = TenantSchema.objects.using(self.using).filter(space=space).first()
         if taken is not None:  # another organization whose id starts with the same 8 hex digits
             raise Conflict(
-                f"addon_{space} already holds organization {taken.organization_id}'s copy of {taken.addon_key}"
+                f"{schema_name(space)} already holds organization {taken.organization_id}'s copy of {taken.addon_key}"
                 " (their ids share the first 8 hex digits)",
                 errors={"organization": ["schema name taken"]},
             )
         if Installation.objects.using(self.using).filter(key=space).exists():
             raise Conflict(
-                f"addon_{space} is the schema of the installed addon {space!r}",
+                f"{schema_name(space)} is the schema of the installed addon {space!r}",
                 errors={"organization": ["schema name taken"]},
             )
 
@@ -180,7 +180,7 @@ class TenantSchemaService:
         present = ddl.addon_tables(copy.key, self.using)
         if present:
             raise Conflict(
-                f"addon_{copy.key} already has table(s) {', '.join(present)} without a recorded copy;"
+                f"{schema_name(copy.key)} already has table(s) {', '.join(present)} without a recorded copy;"
                 " drop them first",
                 errors={"tables": present},
             )

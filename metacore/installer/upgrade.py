@@ -222,7 +222,7 @@ class Upgrader:
             )
             steps = differ.steps()
             if old_target is not old:  # a schema-per-tenant addon: every copy must pass the checks
-                where = f"organization copy addon_{old_target.key}: "
+                where = f"organization copy {schema_name(old_target.key)}: "
                 blocked += [where + message for message in (s.check() for s in steps if s.check) if message]
             first = first or (old_target, differ, steps)
         old_first, differ, steps = first  # type: ignore[misc]  # the loop ran at least once

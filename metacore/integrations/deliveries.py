@@ -24,6 +24,7 @@
 import json
 import logging
 import random
+from dataclasses import asdict
 from datetime import timedelta
 
 from django.db import transaction
@@ -32,7 +33,6 @@ from django.utils import timezone
 
 from metacore.conf import metacore_settings
 from metacore.errors import CapabilityDenied, Conflict, Forbidden, InvalidInput, NotFound
-from metacore.events import as_dict
 from metacore.integrations import outbound
 from metacore.integrations.models import WebhookDelivery, WebhookSubscription
 from metacore.security.errors import FetchError
@@ -77,7 +77,7 @@ class DeliveryService:
     def publish_event(self, kind: str, event) -> list:
         """A data or addon event, as its signal hands it over (receivers connected in apps.py)."""
         return self.publish(
-            event.name, event.tenant, {"event": event.name, "type": kind, "data": as_dict(event)}
+            event.name, event.tenant, {"event": event.name, "type": kind, "data": asdict(event)}
         )
 
     def publish(self, event: str, tenant, payload: dict) -> list:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from metacore.schema.naming import schema_name
 from metacore.schema.types import UnknownColumnType, canonical_name, get_type
 
 from .errors import Problems
@@ -320,7 +321,7 @@ def _resolve_reference(
     if ref is None:
         return None
     name = ref.target
-    for prefix in (f"addon_{addon_key}.", f"{addon_key}."):
+    for prefix in (f"{schema_name(addon_key)}.", f"{addon_key}."):
         if name.lower().startswith(prefix):
             name = name[len(prefix) :]
             break

@@ -11,8 +11,10 @@ import re
 
 from django.db import models
 
+from metacore.schema.naming import SCHEMA_PREFIX
+
 MAX_IDENTIFIER = 63  # PostgreSQL NAMEDATALEN - 1
-PHYSICAL_OVERHEAD = len("addon_") + len("__")
+PHYSICAL_OVERHEAD = len(SCHEMA_PREFIX) + len("__")
 MAX_ADDON_KEY = 40
 RESERVED_ADDON_KEY = "host"  # metacore.schema.host.HOST_NAMESPACE: the host's own models
 
@@ -82,7 +84,7 @@ def table_name_problems(addon_key: str, table: str) -> list[str]:
     if len(addon_key) + len(table) + PHYSICAL_OVERHEAD > MAX_IDENTIFIER:
         limit = MAX_IDENTIFIER - PHYSICAL_OVERHEAD - len(addon_key)
         return [
-            f'table name "{table}" is too long: "addon_{addon_key}__{table}" exceeds '
+            f'table name "{table}" is too long: "{SCHEMA_PREFIX}{addon_key}__{table}" exceeds '
             f"{MAX_IDENTIFIER} characters (at most {limit} for this addon key)"
         ]
     return []

@@ -42,6 +42,7 @@ from metacore.sandbox import abi
 from metacore.sandbox import sql as sqlguard
 from metacore.sandbox.abi import GuestMemory
 from metacore.sandbox.errors import HostFailure, SandboxError, SQLRefused
+from metacore.schema.naming import schema_name
 
 if TYPE_CHECKING:
     from _typeshed.dbapi import DBAPICursor
@@ -403,7 +404,7 @@ def run_sql(invocation: Invocation, sql_text: str, raw_args: bytes, *, write: bo
     name = "db_exec" if write else "db_query"
     started = time.perf_counter()
     connection = connections[invocation.using]
-    meta: dict[str, object] = {"schema": f"addon_{invocation.addon_key}"}
+    meta: dict[str, object] = {"schema": schema_name(invocation.addon_key)}
 
     def fail(code: str, message: str) -> dict[str, object]:
         meta["durationMs"] = round((time.perf_counter() - started) * 1000, 3)
@@ -426,7 +427,7 @@ def run_sql(invocation: Invocation, sql_text: str, raw_args: bytes, *, write: bo
             sql_text, args, resolver, write=write, tenant=tenant, now=now, vendor=connection.vendor
         )
         confined = resolver.confined_manifest()
-        meta["schema"] = f"addon_{confined.key}"
+        meta["schema"] = schema_name(confined.key)
     except SQLRefused as exc:
         return fail(exc.code, exc.message)
     except CapabilityDenied as exc:
@@ -511,12 +512,12 @@ class _TableResolver:
         self.foreign: set[tuple[str, str]] = set()
 
     def __call__(self, schema: str | None, name: str, for_write: bool) -> sqlguard.Relation:
-        from metacore.schema.naming import physical_table, schema_name
+        from metacore.schema.naming import addon_of_schema, physical_table
 
         own = self.invocation.addon_key
         addon = own
         if schema is not None:
-            addon = schema[len("addon_") :] if schema.lower().startswith("addon_") else schema
+            addon = addon_of_schema(schema)
         addon = addon.lower()
         manifest = self.invocation.manifest if addon == own else _manifest_of(addon)
         model = manifest.model(name) if manifest is not None else None
@@ -528,7 +529,7 @@ class _TableResolver:
                 raise SQLRefused(
                     f"db_exec writes only the addon's own tables, not {addon}.{name}", code="forbidden"
                 )
-            _check(self.invocation, "db:read", f"addon_{addon}.{model.table}")
+            _check(self.invocation, "db:read", f"{schema_name(addon)}.{model.table}")
         columns = frozenset(c.name for c in model.columns)
         space = self.space(addon, manifest)
         if self.vendor == "postgresql":

@@ -104,10 +104,6 @@ def add_column(editor, model_class, field_name: str) -> None:
     editor.add_field(model_class, model_class._meta.get_field(field_name))
 
 
-def remove_column(editor, model_class, field_name: str) -> None:
-    editor.remove_field(model_class, model_class._meta.get_field(field_name))
-
-
 def alter_column(editor, old_model, new_model, old_name: str, new_name: str) -> None:
     editor.alter_field(
         new_model, old_model._meta.get_field(old_name), new_model._meta.get_field(new_name), strict=True

@@ -20,6 +20,7 @@ import uuid
 
 from metacore.errors import InvalidInput
 
+SCHEMA_PREFIX = "addon_"  # of an addon's PostgreSQL schema, SQLite table names and capability targets
 IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
 
@@ -43,7 +44,12 @@ def check_addon_key(addon_key: str) -> str:
 
 def schema_name(addon_key: str) -> str:
     """The PostgreSQL schema owning an addon's tables (also the capability target prefix)."""
-    return f"addon_{addon_key}"
+    return f"{SCHEMA_PREFIX}{addon_key}"
+
+
+def addon_of_schema(name: str) -> str:
+    """The addon key in `addon_<key>` (any case); any other name as given."""
+    return name[len(SCHEMA_PREFIX) :] if name.lower().startswith(SCHEMA_PREFIX) else name
 
 
 ORGANIZATION_SUFFIX = 9  # "_" + 8 hex digits

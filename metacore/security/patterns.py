@@ -37,6 +37,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from metacore.schema.naming import addon_of_schema
+
 DB_READ, DB_WRITE = "db:read", "db:write"
 HTTP_FETCH = "http:fetch"
 EVENT_EMIT, EVENT_SUBSCRIBE = "event:emit", "event:subscribe"
@@ -183,8 +185,8 @@ def _check_host_pattern(host: str) -> str:
 def normalize_name(kind: str, name: str) -> str:
     """Lower-case; for db kinds `addon_<key>.<table>` becomes `<key>.<table>`."""
     name = name.strip().lower()
-    if kind in (DB_READ, DB_WRITE) and name.startswith("addon_") and "." in name:
-        name = name[len("addon_") :]
+    if kind in (DB_READ, DB_WRITE) and "." in name:
+        name = addon_of_schema(name)
     return name
 
 

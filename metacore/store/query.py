@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from metacore.manifest.model import Model as Spec
 
 FILTER_PREFIX = "f_"
-RESERVED = {"page", "per_page", "sortBy", "order", "search", "search_columns", "fields", "expand"}
 _M = TypeVar("_M", bound=Model)
 #: A QueryDict, or a plain dict of one value or a list of values per name.
 QueryParams = Mapping[str, str | list[str] | tuple[str, ...]]
