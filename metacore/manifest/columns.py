@@ -113,8 +113,8 @@ class ModelDraft:
     org_scoped: bool = False
     soft_delete: bool = False
     renamed_from: str | None = None
-    table_meta: dict | None = None
-    modal_meta: dict | None = None
+    table_meta: dict[str, Any] | None = None
+    modal_meta: dict[str, Any] | None = None
 
 
 def resolve_type(declared: str) -> tuple[str, dict[str, int]]:
@@ -236,7 +236,7 @@ def _build_model(
 
 
 def read_column(
-    r: Reader, path: str, col: dict, *, required_key: str, reference: RefDraft | None = None
+    r: Reader, path: str, col: dict[str, Any], *, required_key: str, reference: RefDraft | None = None
 ) -> ColumnDraft:
     """A column entry as both formats spell it; they differ only in the NOT NULL key
     (`required` flat, `not_null` v3) and in where references come from."""

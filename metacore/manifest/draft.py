@@ -19,9 +19,9 @@ class ActionDraft:
     function: str | None
     url: str | None
     run_in_tx: Any  # bool, or None for "the handler type's default"
-    fields: list[dict]
+    fields: list[dict[str, Any]]
     modal: str | None
-    extras: dict
+    extras: dict[str, Any]
 
 
 @dataclass
@@ -37,15 +37,15 @@ class ManifestDraft:
     kernel_path: str = "kernel"
     tenant_isolation: str = "shared"
     models: list[ModelDraft] = field(default_factory=list)
-    capabilities: list[tuple[str, dict]] = field(default_factory=list)
-    permissions: list[tuple[str, dict]] = field(default_factory=list)
-    settings: list[tuple[str, dict]] = field(default_factory=list)
-    navigation: list[dict] = field(default_factory=list)
-    tools: list[tuple[str, dict]] = field(default_factory=list)
+    capabilities: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    permissions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    settings: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    navigation: list[dict[str, Any]] = field(default_factory=list)
+    tools: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     actions: list[ActionDraft] = field(default_factory=list)
     hooks: dict[str, str] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
-    backend: dict | None = None
+    backend: dict[str, Any] | None = None
     backend_path: str = "backend"
-    frontend: dict | None = None
-    subscriptions: list = field(default_factory=list)  # v3 contributions.subscriptions (raw)
+    frontend: dict[str, Any] | None = None
+    subscriptions: list[Any] = field(default_factory=list)  # v3 contributions.subscriptions (raw)

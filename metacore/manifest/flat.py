@@ -22,7 +22,7 @@ TENANT_ISOLATION = {
 LIFECYCLE_EVENTS = ("install", "uninstall", "enable", "disable", "upgrade")
 
 
-def read_flat(data: dict, problems: Problems) -> ManifestDraft:
+def read_flat(data: dict[str, Any], problems: Problems) -> ManifestDraft:
     r = Reader(problems)
     key = r.string(data, "key", "", required=True, non_empty=True) or ""
     isolation = r.string(data, "tenant_isolation", "", default="shared")
@@ -70,7 +70,7 @@ def read_flat(data: dict, problems: Problems) -> ManifestDraft:
     return draft
 
 
-def _model(r: Reader, path: str, item: dict) -> ModelDraft:
+def _model(r: Reader, path: str, item: dict[str, Any]) -> ModelDraft:
     table = r.string(item, "table_name", path, required=True, non_empty=True) or ""
     key = r.string(item, "model_key", path, default=table) or table
     model = ModelDraft(
@@ -101,7 +101,7 @@ def _model(r: Reader, path: str, item: dict) -> ModelDraft:
     return model
 
 
-def _reference(r: Reader, path: str, col: dict) -> RefDraft | None:
+def _reference(r: Reader, path: str, col: dict[str, Any]) -> RefDraft | None:
     """`ref: "orders"` (upstream) or `references: "orders"` / `{table, column, on_delete}`."""
     for key in ("references", "ref"):
         value = col.get(key)
@@ -125,7 +125,7 @@ def _reference(r: Reader, path: str, col: dict) -> RefDraft | None:
     return None
 
 
-def _permission(item: dict) -> dict:
+def _permission(item: dict[str, Any]) -> dict[str, Any]:
     """Upstream's legacy `{model, scope, reason}` or `{key, label, description}`."""
     if "key" in item or "model" not in item:
         return {
@@ -156,7 +156,7 @@ def _lifecycle_hooks(r: Reader, value: Any, draft: ManifestDraft) -> None:
 
 def _actions(r: Reader, value: Any, draft: ManifestDraft) -> list[ActionDraft]:
     """`actions: {model: [action, ...]}` (upstream) or a list of actions naming their `model`."""
-    pairs: list[tuple[str, str | None, dict]] = []
+    pairs: list[tuple[str, str | None, dict[str, Any]]] = []
     if isinstance(value, dict):
         for model, actions in value.items():
             for path, action in r.objects(actions, at("actions", model)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pydantic
@@ -30,7 +31,7 @@ from .identifiers import (
     semver_problems,
     version_range_problems,
 )
-from .model import Action, ActionField, Backend, Capability, Manifest, Permission
+from .model import Action, ActionField, Backend, Capability, Manifest, Model, Permission
 from .v3 import is_v3, read_v3
 
 __all__ = ["ManifestError", "load_manifest", "substitute_templates", "TEMPLATE_DEFAULTS"]
@@ -43,7 +44,9 @@ HANDLER_TYPES = ("wasm", "webhook", "noop")
 RUNTIMES = ("wasm", "webhook", "none")
 
 
-def load_manifest(data: dict | str | bytes, *, template_values: dict | None = None) -> Manifest:
+def load_manifest(
+    data: dict[str, Any] | str | bytes, *, template_values: dict[str, Any] | None = None
+) -> Manifest:
     """Parse and validate a manifest (a dict, or JSON text/bytes). Raises ManifestError."""
     raw = _decode(data)
     problems = Problems()
@@ -54,7 +57,7 @@ def load_manifest(data: dict | str | bytes, *, template_values: dict | None = No
     return manifest  # type: ignore[return-value]  # None only with problems, and raise_if_any raised them
 
 
-def _decode(data: dict | str | bytes) -> dict:
+def _decode(data: dict[str, Any] | str | bytes) -> dict[str, Any]:
     if isinstance(data, (bytes, bytearray)):
         try:
             data = bytes(data).decode("utf-8-sig")
@@ -77,7 +80,7 @@ def _decode(data: dict | str | bytes) -> dict:
     return data
 
 
-def _non_finite_numbers(value: Any, path: str):
+def _non_finite_numbers(value: Any, path: str) -> Iterator[str]:
     """Paths of NaN/Infinity floats in an already-decoded document (they cannot be stored)."""
     if isinstance(value, float) and not math.isfinite(value):
         yield path
@@ -89,7 +92,7 @@ def _non_finite_numbers(value: Any, path: str):
             yield from _non_finite_numbers(item, at(path, index))
 
 
-def substitute_templates(document: Any, values: dict | None = None) -> Any:
+def substitute_templates(document: Any, values: dict[str, Any] | None = None) -> Any:
     """A copy of `document` with `{{ADDON_KEY}}`-style placeholders replaced in every string."""
     merged = dict(TEMPLATE_DEFAULTS)
     merged.update({k: str(v) for k, v in (values or {}).items()})
@@ -110,7 +113,7 @@ def substitute_templates(document: Any, values: dict | None = None) -> Any:
     return walk(document)
 
 
-def _assemble(draft: ManifestDraft, raw: dict, problems: Problems) -> Manifest | None:
+def _assemble(draft: ManifestDraft, raw: dict[str, Any], problems: Problems) -> Manifest | None:
     if draft.key:
         for rule in addon_key_problems(draft.key):
             problems.add(draft.key_path, rule)
@@ -212,7 +215,9 @@ def _permissions(draft: ManifestDraft, problems: Problems) -> tuple[Permission, 
     return tuple(found.values())
 
 
-def _keyed(items: list[tuple[str, dict]], key: str, problems: Problems, *, unique: bool) -> list[dict]:
+def _keyed(
+    items: list[tuple[str, dict[str, Any]]], key: str, problems: Problems, *, unique: bool
+) -> list[dict[str, Any]]:
     """Settings and tools need a string key; settings keys are unique (published bundles do
     repeat a tool id, which upstream accepts)."""
     seen: set[object] = set()
@@ -267,7 +272,9 @@ def _backend(draft: ManifestDraft, problems: Problems) -> Backend | None:
     return Backend(**values)
 
 
-def _actions(draft: ManifestDraft, models, backend: Backend | None, problems: Problems) -> tuple[Action, ...]:
+def _actions(
+    draft: ManifestDraft, models: Sequence[Model], backend: Backend | None, problems: Problems
+) -> tuple[Action, ...]:
     tables = {name.lower(): m.table for m in models for name in (m.key, m.table)}
     seen: set[tuple[str | None, str]] = set()
     found = []

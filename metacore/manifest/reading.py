@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeVar, overload
 
 from .errors import Problems, at
 
@@ -20,11 +20,14 @@ def _describe(value: Any) -> str:
     return "a number" if isinstance(value, float) else type(value).__name__
 
 
+_T = TypeVar("_T")
+
+
 class Reader:
     def __init__(self, problems: Problems):
         self.problems = problems
 
-    def _typed(self, value: Any, kind: type, path: str, required: bool) -> Any:
+    def _typed(self, value: Any, kind: type[_T], path: str, required: bool) -> _T | None:
         if value is None:
             if required:
                 self.problems.add(path, "required")
@@ -34,7 +37,7 @@ class Reader:
         self.problems.add(path, f"must be {_JSON_TYPE[kind]}, not {_describe(value)}")
         return None
 
-    def obj(self, value: Any, path: str, *, required: bool = False) -> dict | None:
+    def obj(self, value: Any, path: str, *, required: bool = False) -> dict[str, Any] | None:
         return self._typed(value, dict, path, required)
 
     def items(
@@ -48,9 +51,11 @@ class Reader:
             self.problems.add(path, f"needs at least {min_items} item{'s' if min_items > 1 else ''}")
         return [(at(path, i), item) for i, item in enumerate(found)]
 
-    def objects(self, value: Any, path: str, **kwargs) -> list[tuple[str, dict]]:
+    def objects(
+        self, value: Any, path: str, *, required: bool = False, min_items: int = 0
+    ) -> list[tuple[str, dict[str, Any]]]:
         pairs = []
-        for item_path, item in self.items(value, path, **kwargs):
+        for item_path, item in self.items(value, path, required=required, min_items=min_items):
             if self.obj(item, item_path, required=True) is not None:
                 pairs.append((item_path, item))
         return pairs
@@ -58,7 +63,7 @@ class Reader:
     @overload
     def string(
         self,
-        data: dict,
+        data: dict[str, Any],
         key: str,
         path: str,
         *,
@@ -70,7 +75,7 @@ class Reader:
     @overload
     def string(
         self,
-        data: dict,
+        data: dict[str, Any],
         key: str,
         path: str,
         *,
@@ -81,7 +86,7 @@ class Reader:
 
     def string(
         self,
-        data: dict,
+        data: dict[str, Any],
         key: str,
         path: str,
         *,
@@ -95,12 +100,18 @@ class Reader:
             return None
         return default if value is None else value
 
-    def boolean(self, data: dict, key: str, path: str, *, default: bool = False) -> bool:
+    def boolean(self, data: dict[str, Any], key: str, path: str, *, default: bool = False) -> bool:
         value = self._typed(data.get(key), bool, at(path, key), False)
         return default if value is None else value
 
     def integer(
-        self, data: dict, key: str, path: str, *, minimum: int | None = None, maximum: int | None = None
+        self,
+        data: dict[str, Any],
+        key: str,
+        path: str,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
     ) -> int | None:
         value = data.get(key)
         if isinstance(value, float) and value.is_integer():
@@ -120,7 +131,7 @@ class Reader:
                 found.append(item)
         return found
 
-    def known_keys(self, data: dict, allowed: frozenset[str] | set[str], path: str) -> None:
+    def known_keys(self, data: dict[str, Any], allowed: frozenset[str] | set[str], path: str) -> None:
         """Strict objects (v3 schema `additionalProperties: false`): name every stray field."""
         for key in data:
             if key not in allowed:

@@ -9,6 +9,8 @@ in `raw`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .columns import IndexDraft, ModelDraft, RefDraft, read_column
 from .draft import ActionDraft, ManifestDraft
 from .errors import Problems, at
@@ -130,11 +132,11 @@ ISOLATION = ("shared", "schema", "database")
 LIFECYCLE = ("install", "uninstall", "enable", "disable")
 
 
-def is_v3(data: dict) -> bool:
+def is_v3(data: dict[str, Any]) -> bool:
     return any(key in data for key in ("apiVersion", "kind", "metadata"))
 
 
-def read_v3(data: dict, problems: Problems) -> ManifestDraft:
+def read_v3(data: dict[str, Any], problems: Problems) -> ManifestDraft:
     r = Reader(problems)
     api_version = data.get("apiVersion")
     if api_version != API_VERSION:
@@ -179,7 +181,7 @@ def read_v3(data: dict, problems: Problems) -> ManifestDraft:
     return draft
 
 
-def _compatibility(r: Reader, data: dict, draft: ManifestDraft) -> None:
+def _compatibility(r: Reader, data: dict[str, Any], draft: ManifestDraft) -> None:
     compat = r.obj(data.get("compatibility"), "compatibility", required=True) or {}
     r.known_keys(compat, COMPATIBILITY, "compatibility")
     for path, req in r.objects(
@@ -192,7 +194,7 @@ def _compatibility(r: Reader, data: dict, draft: ManifestDraft) -> None:
             draft.kernel, draft.kernel_path = version, at(path, "version")
 
 
-def _tenancy(r: Reader, data: dict, draft: ManifestDraft) -> None:
+def _tenancy(r: Reader, data: dict[str, Any], draft: ManifestDraft) -> None:
     tenancy = r.obj(data.get("tenancy"), "tenancy") or {}
     r.known_keys(tenancy, TENANCY, "tenancy")
     isolation = r.string(tenancy, "isolation", "tenancy", default="shared")
@@ -208,7 +210,7 @@ def _tenancy(r: Reader, data: dict, draft: ManifestDraft) -> None:
         )
 
 
-def _model(r: Reader, path: str, item: dict) -> ModelDraft:
+def _model(r: Reader, path: str, item: dict[str, Any]) -> ModelDraft:
     r.known_keys(item, MODEL, path)
     key = r.string(item, "key", path, required=True, non_empty=True) or ""
     model = ModelDraft(
@@ -238,7 +240,7 @@ def _model(r: Reader, path: str, item: dict) -> ModelDraft:
     return model
 
 
-def _foreign_keys(r: Reader, path: str, item: dict, model: ModelDraft) -> None:
+def _foreign_keys(r: Reader, path: str, item: dict[str, Any], model: ModelDraft) -> None:
     """Single-column foreign keys become the owning column's reference (as upstream folds them)."""
     by_name = {c.name: c for c in model.columns}
     for fk_path, fk in r.objects(item.get("foreign_keys"), at(path, "foreign_keys")):
@@ -269,7 +271,7 @@ def _foreign_keys(r: Reader, path: str, item: dict, model: ModelDraft) -> None:
         )
 
 
-def _rbac(r: Reader, data: dict, draft: ManifestDraft) -> None:
+def _rbac(r: Reader, data: dict[str, Any], draft: ManifestDraft) -> None:
     rbac = r.obj(data.get("rbac"), "rbac") or {}
     for path, perm in r.objects(rbac.get("permissions"), "rbac.permissions"):
         draft.permissions.append(
@@ -284,7 +286,7 @@ def _rbac(r: Reader, data: dict, draft: ManifestDraft) -> None:
         )
 
 
-def _setting(item: dict) -> dict:
+def _setting(item: dict[str, Any]) -> dict[str, Any]:
     """v3 `default` is upstream's `default_value` (mapSettings)."""
     setting = {k: v for k, v in item.items() if k != "default"}
     if "default" in item:
@@ -292,7 +294,7 @@ def _setting(item: dict) -> dict:
     return setting
 
 
-def _contributions(r: Reader, data: dict, draft: ManifestDraft) -> None:
+def _contributions(r: Reader, data: dict[str, Any], draft: ManifestDraft) -> None:
     contributions = r.obj(data.get("contributions"), "contributions") or {}
     tables = {m.key: m.table for m in draft.models}
     draft.navigation = [
@@ -300,7 +302,7 @@ def _contributions(r: Reader, data: dict, draft: ManifestDraft) -> None:
         for _, group in r.objects(contributions.get("navigation"), "contributions.navigation")
     ]
     for path, tool in r.objects(contributions.get("tools"), "contributions.tools"):
-        handler: dict = tool["handler"] if isinstance(tool.get("handler"), dict) else {}
+        handler: dict[str, Any] = tool["handler"] if isinstance(tool.get("handler"), dict) else {}
         mapped = {"id": tool.get("key"), "name": tool.get("name", tool.get("key")), **tool}
         if handler.get("type") == "webhook" and handler.get("url"):
             mapped.setdefault("endpoint", handler["url"])
@@ -335,7 +337,7 @@ def _contributions(r: Reader, data: dict, draft: ManifestDraft) -> None:
     draft.subscriptions = subscriptions if isinstance(subscriptions, list) else []
 
 
-def _resolve_nav(group: dict, tables: dict[str, str]) -> dict:
+def _resolve_nav(group: dict[str, Any], tables: dict[str, str]) -> dict[str, Any]:
     """Model-bound items get the CRUD route `/m/<table>`, as upstream resolves them."""
     resolved = dict(group)
     items = group.get("items")
@@ -354,7 +356,7 @@ def _resolve_nav(group: dict, tables: dict[str, str]) -> dict:
     return resolved
 
 
-def _events(r: Reader, data: dict, draft: ManifestDraft) -> None:
+def _events(r: Reader, data: dict[str, Any], draft: ManifestDraft) -> None:
     """Published events: extension_points.events plus event:emit targets (upstream mapEvents)."""
     points = r.obj(data.get("extension_points"), "extension_points") or {}
     names = [e.get("name") for _, e in r.objects(points.get("events"), "extension_points.events")]
@@ -362,7 +364,7 @@ def _events(r: Reader, data: dict, draft: ManifestDraft) -> None:
     draft.events = list(dict.fromkeys(n for n in names if isinstance(n, str) and n))
 
 
-def _lifecycle(r: Reader, data: dict, draft: ManifestDraft) -> None:
+def _lifecycle(r: Reader, data: dict[str, Any], draft: ManifestDraft) -> None:
     lifecycle = r.obj(data.get("lifecycle"), "lifecycle") or {}
     for event in LIFECYCLE:
         function = r.string(lifecycle, event, "lifecycle")
@@ -370,7 +372,7 @@ def _lifecycle(r: Reader, data: dict, draft: ManifestDraft) -> None:
             draft.hooks[f"on_{event}"] = function
 
 
-def _backend(draft: ManifestDraft, data: dict) -> None:
+def _backend(draft: ManifestDraft, data: dict[str, Any]) -> None:
     """v3 has no backend block: a wasm backend is implied by wasm handlers (upstream deriveBackend)."""
     exports = [a.function for a in draft.actions if a.handler_type == "wasm" and a.function]
     for sub in draft.subscriptions:
