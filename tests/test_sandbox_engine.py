@@ -20,7 +20,7 @@ from metacore.sandbox.errors import (
     Timeout,
     Trap,
 )
-from metacore.sandbox.host import Invocation
+from metacore.sandbox.imports import Invocation
 
 LIMITS = Limits(memory_mb=4, timeout_ms=2_000, fuel=500_000_000)
 

@@ -53,7 +53,7 @@ from metacore.sandbox.errors import (
     Timeout,
     Trap,
 )
-from metacore.sandbox.host import HOST_FUNCTIONS, Invocation, current_invocation, define_host_functions
+from metacore.sandbox.imports import HOST_FUNCTIONS, Invocation, current_invocation, define_host_functions
 
 if TYPE_CHECKING:
     from wasmtime._instance import InstanceExports

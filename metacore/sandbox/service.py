@@ -29,7 +29,7 @@ from metacore.installer.secrets import unsealed_settings
 from metacore.manifest.model import Action, Manifest, Model
 from metacore.sandbox.engine import CallStats, CompiledModule, Limits, SandboxEngine
 from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
-from metacore.sandbox.host import ImportServices, Invocation
+from metacore.sandbox.imports import ImportServices, Invocation
 
 if TYPE_CHECKING:
     from metacore.kernel import Kernel
