@@ -74,12 +74,13 @@ class TenantSchemaService:
             raise Forbidden(
                 f"the tenant resolver returned {str(tenant)[:64]!r}, which is not an organization id"
             ) from None
-        self._require_enabled(resolved.installation_key, organization)
-        routed = self.kernel.registry.routed(resolved, organization)
+        registry = self.kernel.registry
+        routed = registry.routed(resolved, organization)  # NotFound unless enabled for it
         if routed is None:
             self.provision(resolved.installation_key, organization)
-            routed = self.kernel.registry.routed(resolved, organization)
-        if routed is None:  # provisioned, but the addon was disabled meanwhile
+            registry.refresh()
+            routed = registry.routed(resolved, organization)
+        if routed is None:  # provisioned, but the addon changed meanwhile
             raise NotFound(f"addon {resolved.installation_key!r} is not installed and enabled")
         return routed
 

@@ -327,9 +327,13 @@ class ModelRegistry:
     # -- organization copies (schema-per-tenant) -----------------------------------------
 
     def routed(self, resolved: ResolvedModel, organization: object) -> ResolvedModel | None:
-        """`resolved` in `organization`'s copy; None while that copy is not provisioned."""
-        self.refresh()
+        """`resolved` (just resolved: this reads the registry as of that refresh, costing no
+        query) in `organization`'s copy; None while that copy is not provisioned; NotFound
+        when the addon is not enabled for the organization."""
         key = resolved.installation_key
+        installed = self._installed.get(key)
+        if installed is None or key not in self._addons or not installed.enabled_for(str(organization)):
+            raise NotFound(f"addon {key!r} is not installed and enabled for this organization")
         space = self._spaces.get((key, str(organization)))
         if space is None:
             return None
