@@ -9,7 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox_project.settings")
 
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 
-from metacore.host.asgi import get_asgi_application  # noqa: E402
+from metacore.asgi import get_asgi_application  # noqa: E402
 
 BARE_GROUP = "bench.bare"
 

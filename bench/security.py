@@ -105,7 +105,7 @@ def _otel_on():
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from metacore.host import telemetry
+    from metacore import telemetry
 
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(_Discard()))
@@ -123,7 +123,7 @@ def _request_bench():
     from django.utils import timezone
     from rest_framework.test import APIClient
 
-    from metacore.host import telemetry
+    from metacore import telemetry
     from metacore.kernel import get_kernel, reset_kernel
     from metacore.models import TenantMembership
 

@@ -9,10 +9,12 @@ class MetacoreConfig(AppConfig):
     def ready(self):
         # Wiring only: system checks and signal receivers. Runtime addon models are built
         # lazily from the stored manifests on first use (no database access at import).
-        from metacore import events
-        from metacore.host import checks  # noqa: F401
-        from metacore.host.telemetry import setup_from_env
+        from metacore import (
+            checks,  # noqa: F401
+            events,
+        )
         from metacore.integrations.eventlog import connect_receivers as connect_eventlog
+        from metacore.telemetry import setup_from_env
 
         events.data_changed.connect(_hub_data, dispatch_uid="metacore.hub.data")
         events.addon_event.connect(_hub_addon_event, dispatch_uid="metacore.hub.addon_event")

@@ -2,6 +2,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox_project.settings")
 
-from metacore.host.asgi import get_asgi_application  # noqa: E402
+from metacore.asgi import get_asgi_application  # noqa: E402
 
 application = get_asgi_application()

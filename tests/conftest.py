@@ -55,7 +55,7 @@ def is_postgres():
 @pytest.fixture
 def otel():
     """In-memory OpenTelemetry providers for metacore's spans, metrics and log records."""
-    from metacore.host.telemetry import InMemoryTelemetry
+    from metacore.testing import InMemoryTelemetry
 
     telemetry = InMemoryTelemetry()
     yield telemetry

@@ -9,9 +9,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
+from metacore import telemetry
 from metacore.audit.pipe import EVENT_KINDS, SCHEMA_VERSION, AuditEvent, AuditPipe, audit_context
 from metacore.audit.sinks import DatabaseSink, LogSink, OpenTelemetrySink
-from metacore.host import telemetry
 from metacore.models import AuditRecord
 
 pytestmark = pytest.mark.django_db

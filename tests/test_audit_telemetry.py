@@ -1,4 +1,4 @@
-"""metacore.host.telemetry: spans and metric helpers on in-memory exporters; OTEL_* set-up."""
+"""metacore.telemetry: spans and metric helpers on in-memory exporters; OTEL_* set-up."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 import pytest
 from opentelemetry.trace import StatusCode
 
-from metacore.host import telemetry
+from metacore import telemetry
 
 
 def test_span_attributes_nesting_and_errors(otel):
@@ -66,7 +66,7 @@ def test_metric_helpers(otel):
 def _django_process(env_extra, code):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(env_extra, DJANGO_SETTINGS_MODULE="sandbox_project.settings")
-    script = "import django, json\ndjango.setup()\nfrom metacore.host import telemetry\n" + code
+    script = "import django, json\ndjango.setup()\nfrom metacore import telemetry\n" + code
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
     )

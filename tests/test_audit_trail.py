@@ -10,9 +10,9 @@ from rest_framework.test import APIClient
 
 from metacore.audit.sinks import DatabaseSink, LogSink, OpenTelemetrySink
 from metacore.errors import CapabilityDenied
-from metacore.host.telemetry import instrument_django
 from metacore.kernel import get_kernel, reset_kernel
 from metacore.models import AuditRecord, InstallJournal, TenantMembership
+from metacore.telemetry import instrument_django
 
 NOTES = Path(__file__).parent / "data" / "audit_notes"
 ORG = uuid.UUID("cccccccc-0000-4000-8000-000000000003")

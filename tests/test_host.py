@@ -6,7 +6,7 @@ def test_system_checks_pass():
 
 
 def test_unknown_setting_is_reported(settings):
-    from metacore.host.checks import check_settings
+    from metacore.checks import check_settings
 
     settings.METACORE = {"NOT_A_SETTING": 1}
     ids = [e.id for e in check_settings(None)]

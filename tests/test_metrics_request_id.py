@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from opentelemetry.sdk.metrics import MeterProvider
 from rest_framework.test import APIClient
 
-from metacore.host import telemetry
+from metacore import telemetry
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ def test_the_sandbox_uses_the_sqlite_helper_and_the_middleware(settings):
 
 
 def test_system_checks_warn_about_bare_sqlite_and_a_missing_middleware(settings, tmp_path):
-    from metacore.host.checks import check_robustness
+    from metacore.checks import check_robustness
     from metacore.settings import sqlite_options
 
     with warnings.catch_warnings():  # overriding DATABASES warns; the check only reads it

@@ -111,7 +111,7 @@ def test_admin_flip_goes_through_the_enforcer(client, tickets):
     ],
 )
 def test_system_checks_for_egress_and_audit(settings, metacore, expected):
-    from metacore.host.checks import check_egress_and_audit
+    from metacore.checks import check_egress_and_audit
 
     settings.METACORE = metacore
     assert {e.id for e in check_egress_and_audit(None)} == expected

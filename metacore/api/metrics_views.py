@@ -1,5 +1,5 @@
 """`GET metrics`: the OpenTelemetry metrics in Prometheus' text format (upstream `metrics/`),
-rendered from the OTel Prometheus exporter's registry (`metacore.host.telemetry`).
+rendered from the OTel Prometheus exporter's registry (`metacore.telemetry`).
 
 Not for anonymous callers by default: a staff user, or a scraper sending
 `Authorization: Bearer <METACORE['METRICS_TOKEN']>`; `METACORE['METRICS_PUBLIC'] = True`
@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from metacore.api.errors import error_response
 from metacore.conf import metacore_settings
-from metacore.host.telemetry import prometheus_registry
+from metacore.telemetry import prometheus_registry
 
 
 def _scraper(request) -> bool:

@@ -16,9 +16,9 @@ from rest_framework.views import APIView
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.idempotency import idempotent
 from metacore.api.parsers import JSONParser
-from metacore.host.telemetry import count_request, span
 from metacore.kernel import get_kernel
 from metacore.store.service import StoreContext
+from metacore.telemetry import count_request, span
 
 
 def store_context(request) -> StoreContext:

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
-from metacore.host import telemetry
+from metacore import telemetry
 
 log = logging.getLogger("metacore.audit")
 SCHEMA_VERSION = 1

@@ -9,8 +9,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.sql import InsertQuery
 from opentelemetry import trace
 
+from metacore import telemetry
 from metacore.audit.pipe import AuditEvent
-from metacore.host import telemetry
 
 if TYPE_CHECKING:
     from metacore.models import AuditRecord

@@ -36,9 +36,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from metacore import limits
+from metacore import limits, telemetry
 from metacore.conf import metacore_settings
-from metacore.host import telemetry
 from metacore.hub import groups, presence
 from metacore.hub.access import ADDON_CHANNEL, HubAccess, verifier
 from metacore.hub.auth import credential, query_params

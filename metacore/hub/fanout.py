@@ -20,7 +20,7 @@ import weakref
 
 from channels.db import database_sync_to_async
 
-from metacore.host import telemetry
+from metacore import telemetry
 
 log = logging.getLogger("metacore.hub")
 

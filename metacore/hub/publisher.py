@@ -18,8 +18,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer
 
-from metacore import events
-from metacore.host import telemetry
+from metacore import events, telemetry
 from metacore.hub import groups, presence
 
 log = logging.getLogger("metacore.hub")

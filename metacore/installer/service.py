@@ -24,7 +24,6 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from metacore.errors import Conflict, InvalidInput, MetacoreError, NotFound
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
-from metacore.host.telemetry import span
 from metacore.installer.bundle import Bundle, BundlePath, Migration, discard_unused, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.errors import InstallFailed
@@ -47,6 +46,7 @@ from metacore.schema.naming import schema_name
 from metacore.schema.registry import bump_registry_revision, organization_key
 from metacore.schema.roles import drop_addon_roles
 from metacore.store.rls import enable_rls
+from metacore.telemetry import span
 
 if TYPE_CHECKING:
     from metacore.installer.upgrade import UpgradePlan, UpgradeResult

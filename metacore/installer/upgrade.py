@@ -25,7 +25,6 @@ from packaging.version import InvalidVersion, Version
 
 from metacore.errors import InvalidInput
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
-from metacore.host.telemetry import set_attributes, span
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.errors import UpgradeRefused
 from metacore.installer.hooks import run_lifecycle_hook
@@ -41,6 +40,7 @@ from metacore.schema.naming import organization_uuid, schema_name
 from metacore.schema.registry import bump_registry_revision, in_space
 from metacore.schema.types import DESTRUCTIVE, NEEDS_CHECK, SAFE
 from metacore.store.rls import enable_rls
+from metacore.telemetry import set_attributes, span
 
 if TYPE_CHECKING:
     from django.db.backends.base.introspection import _ConstraintDict

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from metacore import telemetry
 from metacore.actions.dispatcher import ActionRequest, Outcome, normalise_error
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import InvalidInput, NotFound
-from metacore.host import telemetry
 from metacore.installer.secrets import unsealed_settings
 from metacore.manifest.model import Action, Manifest, Model
 from metacore.sandbox.engine import CallStats, CompiledModule, Limits, SandboxEngine

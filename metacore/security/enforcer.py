@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 from django.db import connection, transaction
 
+from metacore import telemetry
 from metacore.conf import metacore_settings
 from metacore.errors import CapabilityDenied, InvalidInput, NotFound
-from metacore.host import telemetry
 from metacore.security import patterns
 from metacore.security.patterns import HTTP_FETCH, KNOWN_KINDS, NAME_KINDS, SATISFIED_BY, HttpPattern
 

@@ -34,9 +34,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+from metacore import telemetry
 from metacore.conf import metacore_settings
 from metacore.errors import InvalidInput
-from metacore.host import telemetry
 from metacore.security.enforcer import Enforcer, redacted_target
 from metacore.security.errors import EgressBlocked, FetchError, FetchTimeout
 from metacore.security.patterns import HTTP_FETCH

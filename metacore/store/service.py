@@ -33,7 +33,6 @@ from django.utils import timezone
 from metacore.conf import metacore_settings
 from metacore.errors import Conflict, Forbidden, InvalidInput, NotFound
 from metacore.events import DataEvent, data_changed, publish_on_commit
-from metacore.host.telemetry import set_attributes
 from metacore.manifest.model import SYSTEM_COLUMNS
 from metacore.permissions.naming import model_permission
 from metacore.schema.registry import ResolvedModel
@@ -41,6 +40,7 @@ from metacore.schema.types import ColumnType, get_type
 from metacore.store import rls
 from metacore.store.query import QueryParams, parse_list_query
 from metacore.store.validation import serializer_class
+from metacore.telemetry import set_attributes
 
 if TYPE_CHECKING:
     from django.http import HttpRequest

@@ -11,8 +11,8 @@ def get_asgi_application():
     from django.core.asgi import get_asgi_application as django_asgi
 
     http = django_asgi()
-    from metacore.host.daphne_compat import patch_daphne
     from metacore.hub.auth import HubAuthStack
+    from metacore.hub.daphne_compat import patch_daphne
     from metacore.hub.origin import HubOriginValidator
     from metacore.hub.routing import websocket_urlpatterns
 
