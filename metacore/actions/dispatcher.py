@@ -17,12 +17,15 @@ an unreachable receiver 502, one past the budget 504. Refusals before anything i
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metacore.integrations import outbound
 from metacore.manifest.model import Action, Manifest
 from metacore.sandbox.errors import ExportNotAllowed, SandboxError
 from metacore.security.errors import FetchError, FetchTimeout
+
+if TYPE_CHECKING:
+    from metacore.kernel import Kernel
 
 TRIGGERS = ("wasm", "noop", "webhook")
 
@@ -49,7 +52,7 @@ class Outcome:
 
 
 class ActionDispatcher:
-    def __init__(self, kernel):
+    def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
 
     def check(self, manifest: Manifest, action: Action) -> None:

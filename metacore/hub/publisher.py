@@ -13,13 +13,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 
 from metacore import events, telemetry
 from metacore.hub import groups, presence
+
+if TYPE_CHECKING:
+    from metacore.kernel import Kernel
 
 log = logging.getLogger("metacore.hub")
 
@@ -89,7 +92,7 @@ def lifecycle_payload(event: events.LifecycleEvent, new_hash: str) -> dict:
 class HubPublisher:
     """`get_kernel().hub`: publishes frames to the channel layer."""
 
-    def __init__(self, kernel, channel_layer=None):
+    def __init__(self, kernel: "Kernel", channel_layer: BaseChannelLayer | None = None) -> None:
         self.kernel = kernel
         self._layer = channel_layer
 

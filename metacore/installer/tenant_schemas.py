@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
@@ -35,6 +36,9 @@ from metacore.schema.naming import organization_uuid, schema_name, tenant_space
 from metacore.schema.registry import ResolvedModel, in_space
 from metacore.schema.roles import drop_addon_roles
 from metacore.store.rls import enable_rls
+
+if TYPE_CHECKING:
+    from metacore.kernel import Kernel
 
 
 def installed_migrations(installation: Installation) -> list[Migration]:
@@ -52,7 +56,7 @@ def installed_migrations(installation: Installation) -> list[Migration]:
 
 
 class TenantSchemaService:
-    def __init__(self, kernel, using=DEFAULT_DB_ALIAS):
+    def __init__(self, kernel: Kernel, using: str = DEFAULT_DB_ALIAS) -> None:
         self.kernel = kernel
         self.using = using
 

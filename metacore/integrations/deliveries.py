@@ -26,6 +26,7 @@ import logging
 import random
 from dataclasses import asdict
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.db.models import Count, F, Max, Q
@@ -36,6 +37,9 @@ from metacore.errors import CapabilityDenied, Conflict, Forbidden, InvalidInput,
 from metacore.integrations import outbound
 from metacore.integrations.models import WebhookDelivery, WebhookSubscription
 from metacore.security.errors import FetchError
+
+if TYPE_CHECKING:
+    from metacore.kernel import Kernel
 
 log = logging.getLogger("metacore.deliveries")
 LEASE_MARGIN_S = 5.0
@@ -68,9 +72,10 @@ def backoff_seconds(attempt: int) -> float:
 
 
 class DeliveryService:
-    def __init__(self, kernel):
+    def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
-        self._manifest_subs = (None, [])  # ((max updated_at, count), [(addon, pattern, url)])
+        # ((max updated_at, count), [(addon, pattern, url)])
+        self._manifest_subs: tuple[tuple[object, ...] | None, list[tuple[str, str, str]]] = (None, [])
 
     # -- fan-out --------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ path and body, a timestamp within `WEBHOOK_MAX_SKEW_SECONDS`, and a nonce never 
 """
 
 import json
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
@@ -21,6 +22,10 @@ from metacore.errors import NotFound
 from metacore.events import AddonEvent, addon_event, publish_on_commit
 from metacore.installer.errors import WebhookRejected
 from metacore.installer.webhooks import verify_request
+
+if TYPE_CHECKING:
+    from metacore.kernel import Kernel
+    from metacore.sandbox.service import CallContext
 
 
 def declared_webhooks(manifest: dict) -> dict:
@@ -40,7 +45,7 @@ def declared_webhooks(manifest: dict) -> dict:
 
 
 class InboundService:
-    def __init__(self, kernel):
+    def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
 
     def receive(self, addon_key, hook_key, path, body: bytes, headers, content_type="", request_id=""):
@@ -60,7 +65,7 @@ class InboundService:
             decoded = json.loads(body) if body.strip() else None
         except (ValueError, UnicodeDecodeError):
             decoded = body.decode("utf-8", "replace")
-        context = {"request_id": request_id}
+        context: CallContext = {"request_id": request_id}
         if "function" in hook:
             result = self.kernel.sandbox.call(
                 addon_key,

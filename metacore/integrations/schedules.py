@@ -20,6 +20,7 @@ recorded (`ScheduleRun`: status, duration, error) and audited (`schedule.run`).
 import logging
 import socket
 import time
+from typing import TYPE_CHECKING
 
 from croniter import croniter
 from django.db import IntegrityError, transaction
@@ -27,6 +28,9 @@ from django.utils import timezone
 
 from metacore.errors import MetacoreError
 from metacore.integrations.models import ScheduleRun
+
+if TYPE_CHECKING:
+    from metacore.kernel import Kernel
 
 log = logging.getLogger("metacore.schedules")
 
@@ -55,7 +59,7 @@ def declared_schedules(manifest: dict) -> list[tuple[str, str, str]]:
 
 
 class ScheduleService:
-    def __init__(self, kernel):
+    def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
         self.worker = f"{socket.gethostname()}:{id(self):x}"
 

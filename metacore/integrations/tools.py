@@ -24,12 +24,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from django.db.models import Count, Max
 
 from metacore.errors import InvalidInput, NotFound
 from metacore.integrations import outbound
 from metacore.security.errors import FetchError
+
+if TYPE_CHECKING:
+    from metacore.kernel import Kernel
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE_RE = re.compile(r"^\+?[0-9\s\-()]{6,}$")
@@ -188,9 +192,10 @@ def unpack(status: int, body: bytes) -> dict:
 
 
 class ToolService:
-    def __init__(self, kernel):
+    def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
-        self._registry = (None, {})  # (installations version, {(addon, tool id): Tool})
+        # (installations version, {(addon, tool id): Tool})
+        self._registry: tuple[tuple[object, ...] | None, dict[tuple[str, str], Tool]] = (None, {})
 
     def registry(self) -> dict:
         from metacore.models import Installation

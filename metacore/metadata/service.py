@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from functools import reduce
 from operator import or_
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from django.db.models import Q
@@ -24,6 +25,9 @@ from metacore.schema.types import get_type
 from metacore.store.query import MAX_OFFSET, parse_value
 from metacore.store.service import StoreContext
 
+if TYPE_CHECKING:
+    from metacore.kernel import Kernel
+
 DEFAULT_OPTIONS_LIMIT = 50
 MAX_OPTIONS_LIMIT = 200
 DEFAULT_SEARCH_LIMIT = 20
@@ -32,11 +36,11 @@ SEARCH_PARAMS = ("q", "search", "limit")
 
 
 class MetadataService:
-    def __init__(self, kernel):
+    def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
         # Derived metadata per runtime class: a class is rebuilt on every upgrade, so an
         # entry never outlives the schema it describes.
-        self._derived = WeakKeyDictionary()
+        self._derived: WeakKeyDictionary[type, tuple[dict[str, Any], dict[str, Any]]] = WeakKeyDictionary()
 
     # -- metadata -----------------------------------------------------------------------
     def version(self) -> str:
