@@ -50,7 +50,7 @@ class Alteration:
     words: str
     safety: str = SAFE
     problem: str | None = None  # said of each offending row: "longer than 80"
-    offending: Callable[[QuerySet, str], QuerySet] | None = None  # (rows, old field name) -> rows
+    offending: Callable[[QuerySet[Any], str], QuerySet[Any]] | None = None  # (rows, old field name) -> rows
 
 
 class ColumnType:
@@ -58,8 +58,8 @@ class ColumnType:
 
     name: ClassVar[str]  # canonical name used in Manifest columns
     aliases: ClassVar[tuple[str, ...]] = ()  # other spellings manifests use (lowercase)
-    field_class: ClassVar[type[models.Field]]
-    serializer_field_class: ClassVar[type[serializers.Field]]
+    field_class: ClassVar[type[models.Field[Any, Any]]]
+    serializer_field_class: ClassVar[type[serializers.Field[Any, Any, Any, Any]]]
     text_like: ClassVar[bool] = False  # searchable by default, allows text lookups
     sortable: ClassVar[bool] = True
     lookups: ClassVar[tuple[str, ...]] = ORDERING_LOOKUPS
@@ -82,7 +82,7 @@ class ColumnType:
         """Type-specific keyword arguments (max_length, max_digits...)."""
         return {}
 
-    def django_field(self, column: Column, *, db_default: bool = True) -> models.Field:
+    def django_field(self, column: Column, *, db_default: bool = True) -> models.Field[Any, Any]:
         """A fresh, unbound Django field for `column`.
 
         Nullability, uniqueness and indexes come from the column. A literal default becomes
@@ -133,7 +133,7 @@ class ColumnType:
         applied; the ones it does not take are left out. ValueError names a broken rule."""
         return {}
 
-    def parameters_of(self, field: models.Field) -> dict[str, int | None]:
+    def parameters_of(self, field: models.Field[Any, Any]) -> dict[str, int | None]:
         """The parameters of a host model's Django field served as a column of this type."""
         return {}
 
@@ -142,7 +142,7 @@ class ColumnType:
         """Type-specific keyword arguments of the DRF field (max_length, min_value...)."""
         return {}
 
-    def serializer_field(self, column: Column, **kwargs: Any) -> serializers.Field:
+    def serializer_field(self, column: Column, **kwargs: Any) -> serializers.Field[Any, Any, Any, Any]:
         """The DRF field validating a written value; the store passes `required`/`allow_null`."""
         return self.serializer_field_class(**self.serializer_kwargs(column), **kwargs)
 

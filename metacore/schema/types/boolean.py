@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from rest_framework import serializers
 
 from .base import EQUALITY_LOOKUPS, ColumnType
 from .registry import register
+
+if TYPE_CHECKING:
+    from metacore.manifest.model import Column
 
 TRUE_WORDS = frozenset({"true", "t", "1", "yes", "y", "on"})
 FALSE_WORDS = frozenset({"false", "f", "0", "no", "n", "off"})
@@ -41,5 +44,5 @@ class BoolType(ColumnType):
             return bool(value)
         raise ValueError(f"{value!r} is not a boolean")
 
-    def describe(self, column=None) -> str:
+    def describe(self, column: Column | None = None) -> str:
         return "boolean"

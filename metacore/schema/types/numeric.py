@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from rest_framework import serializers
 
 from .base import DESTRUCTIVE, SAFE, Alteration, ColumnType
 from .registry import register
+
+if TYPE_CHECKING:
+    from metacore.manifest.model import Column
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 DEFAULT_PRECISION = 18
@@ -32,7 +35,7 @@ class _Integer(_Number):
     bounds: tuple[int, int]
     serializer_field_class = serializers.IntegerField
 
-    def serializer_kwargs(self, column) -> dict[str, Any]:
+    def serializer_kwargs(self, column: Column) -> dict[str, Any]:
         low, high = self.bounds
         return {"min_value": low, "max_value": high}
 
@@ -71,7 +74,7 @@ class IntType(_Integer):
     )
     widens_to = frozenset({"bigint", "float", "decimal"})
 
-    def describe(self, column=None) -> str:
+    def describe(self, column: Column | None = None) -> str:
         return "integer"
 
 
@@ -109,7 +112,7 @@ class FloatType(_Number):
             raise ValueError(f"{value!r} is not a valid number")
         return float(value)
 
-    def describe(self, column=None) -> str:
+    def describe(self, column: Column | None = None) -> str:
         return "double precision"
 
 
@@ -129,7 +132,7 @@ class DecimalType(_Number):
         """`numeric(10)` has no decimal places, as in SQL (not the default 4)."""
         return {"scale": 0, **super().spelled_parameters(numbers)}
 
-    def parameters_of(self, field: models.Field) -> dict[str, int | None]:
+    def parameters_of(self, field: models.Field[Any, Any]) -> dict[str, int | None]:
         return {
             "precision": getattr(field, "max_digits", None),
             "scale": getattr(field, "decimal_places", None),
@@ -146,20 +149,20 @@ class DecimalType(_Number):
         return {"precision": precision, "scale": scale}
 
     @staticmethod
-    def precision_scale(column) -> tuple[int, int]:
+    def precision_scale(column: Column | None) -> tuple[int, int]:
         if column is None:
             return DEFAULT_PRECISION, DEFAULT_SCALE
         return column.precision or DEFAULT_PRECISION, (
             DEFAULT_SCALE if column.scale is None else column.scale
         )
 
-    def field_kwargs(self, column) -> dict[str, Any]:
+    def field_kwargs(self, column: Column) -> dict[str, Any]:
         precision, scale = self.precision_scale(column)
         return {"max_digits": precision, "decimal_places": scale}
 
     serializer_kwargs = field_kwargs
 
-    def alteration(self, old_type: ColumnType, old, new) -> Alteration | None:
+    def alteration(self, old_type: ColumnType, old: Column, new: Column) -> Alteration | None:
         """Fewer digits or places can lose values; more cannot."""
         if old_type is not self:
             return super().alteration(old_type, old, new)
@@ -180,13 +183,13 @@ class DecimalType(_Number):
     def check_literal(self, value: Any) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
             raise ValueError(f"{value!r} is not a valid decimal number")
-        value = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-        if not value.is_finite():
-            raise ValueError(f"{value!r} is not a valid decimal number")
-        return value
+        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+        if not number.is_finite():
+            raise ValueError(f"{number!r} is not a valid decimal number")
+        return number
 
     def to_json(self, value: Any) -> Any:
         return None if value is None else str(value)
 
-    def describe(self, column=None) -> str:
+    def describe(self, column: Column | None = None) -> str:
         return "numeric({},{})".format(*self.precision_scale(column))

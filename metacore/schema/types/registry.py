@@ -7,6 +7,7 @@ from its app's `ready()` (docs/column-types.md), as Baserow's apps fill its fiel
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from django.db import models
 
@@ -65,7 +66,7 @@ class ColumnTypeRegistry:
         """The ColumnType for a canonical name or alias; UnknownColumnType (a ValueError) if none."""
         return self._types[self.canonical_name(name)]
 
-    def for_django_field(self, field: models.Field) -> ColumnType | None:
+    def for_django_field(self, field: models.Field[Any, Any]) -> ColumnType | None:
         """The type serving a host model's Django field, or None (files, durations...)."""
         name = self._django_fields.get(field.get_internal_type())
         return None if name is None else self._types[name]

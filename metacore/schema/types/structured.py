@@ -5,13 +5,16 @@ from __future__ import annotations
 import copy
 import json
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from rest_framework import serializers
 
 from .base import ColumnType
 from .registry import register
+
+if TYPE_CHECKING:
+    from metacore.manifest.model import Column
 
 
 @register
@@ -28,7 +31,7 @@ class JSONType(ColumnType):
     django_field_types = ("JSONField",)
     form_type = "textarea"
 
-    def serializer_kwargs(self, column) -> dict[str, Any]:
+    def serializer_kwargs(self, column: Column) -> dict[str, Any]:
         return {"validators": [_no_nul]}
 
     def parse(self, raw: str) -> Any:
@@ -51,14 +54,14 @@ class JSONType(ColumnType):
                 return value  # a bare string default is a JSON string
         return value
 
-    def default_kwargs(self, column, *, db_default: bool) -> dict[str, Any]:
+    def default_kwargs(self, column: Column, *, db_default: bool) -> dict[str, Any]:
         kwargs = super().default_kwargs(column, db_default=db_default)
         if isinstance(kwargs.get("default"), (dict, list)):
             # a callable, so rows never share (and mutate) one default object
             kwargs["default"] = partial(copy.deepcopy, kwargs["default"])
         return kwargs
 
-    def describe(self, column=None) -> str:
+    def describe(self, column: Column | None = None) -> str:
         return "jsonb"
 
 

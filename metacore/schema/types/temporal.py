@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
@@ -14,6 +14,9 @@ from rest_framework import serializers
 
 from .base import ColumnType
 from .registry import register
+
+if TYPE_CHECKING:
+    from metacore.manifest.model import Column
 
 
 def today() -> dt.date:
@@ -96,5 +99,5 @@ class DateTimeType(_Temporal):
             kwargs["db_default"] = Now()
         return kwargs
 
-    def describe(self, column=None) -> str:
+    def describe(self, column: Column | None = None) -> str:
         return "timestamptz"

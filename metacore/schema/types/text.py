@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.db.models.functions import Length
@@ -10,6 +10,9 @@ from rest_framework import serializers
 
 from .base import DESTRUCTIVE, SAFE, TEXT_LOOKUPS, Alteration, ColumnType
 from .registry import register
+
+if TYPE_CHECKING:
+    from metacore.manifest.model import Column
 
 DEFAULT_STRING_SIZE = 255
 
@@ -19,7 +22,7 @@ class _Text(ColumnType):
     lookups = TEXT_LOOKUPS + ("gt", "gte", "lt", "lte")
     serializer_field_class = serializers.CharField
 
-    def serializer_kwargs(self, column) -> dict[str, Any]:
+    def serializer_kwargs(self, column: Column) -> dict[str, Any]:
         return {"allow_blank": True, "trim_whitespace": False}
 
     def parse(self, raw: str) -> str:
@@ -44,7 +47,7 @@ class StringType(_Text):
     parameters = ("size",)
     MAX_SIZE = 10_485_760  # PostgreSQL's varchar limit
 
-    def size(self, column) -> int:
+    def size(self, column: Column) -> int:
         return column.size or DEFAULT_STRING_SIZE
 
     def resolve_parameters(self, declared: dict[str, int | None]) -> dict[str, int | None]:
@@ -53,16 +56,16 @@ class StringType(_Text):
             raise ValueError(f"size {size} is out of range (1..{self.MAX_SIZE})")
         return {"size": size}
 
-    def field_kwargs(self, column) -> dict[str, Any]:
+    def field_kwargs(self, column: Column) -> dict[str, Any]:
         return {"max_length": self.size(column)}
 
-    def serializer_kwargs(self, column) -> dict[str, Any]:
+    def serializer_kwargs(self, column: Column) -> dict[str, Any]:
         return {**super().serializer_kwargs(column), "max_length": self.size(column)}
 
-    def parameters_of(self, field: models.Field) -> dict[str, int | None]:
+    def parameters_of(self, field: models.Field[Any, Any]) -> dict[str, int | None]:
         return {"size": field.max_length}
 
-    def alteration(self, old_type: ColumnType, old, new) -> Alteration | None:
+    def alteration(self, old_type: ColumnType, old: Column, new: Column) -> Alteration | None:
         """A smaller size, or text becoming a string, loses what does not fit: destructive,
         and the rows longer than the new size block it."""
         limit = self.size(new)
@@ -83,12 +86,12 @@ class StringType(_Text):
             offending=lambda rows, field: rows.annotate(_len=Length(field)).filter(_len__gt=limit),
         )
 
-    def openapi(self, column=None) -> dict[str, Any]:
+    def openapi(self, column: Column | None = None) -> dict[str, Any]:
         schema = super().openapi(column)
         schema["maxLength"] = self.size(column) if column is not None else DEFAULT_STRING_SIZE
         return schema
 
-    def describe(self, column=None) -> str:
+    def describe(self, column: Column | None = None) -> str:
         return f"varchar({self.size(column) if column is not None else DEFAULT_STRING_SIZE})"
 
 
