@@ -180,3 +180,19 @@ def test_the_schema_prefix_is_spelled_only_in_schema_naming():
         if name != "metacore.schema.naming" and any(_builds_schema_prefix(node) for node in ast.walk(tree))
     }
     assert spelled == set()
+
+
+def test_the_upgrader_uses_only_the_installers_public_api():
+    _, trees = _graph()
+
+    def names_the_installer(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Name) and node.id == "installer") or (
+            isinstance(node, ast.Attribute) and node.attr == "installer"
+        )
+
+    private = {
+        node.attr
+        for node in ast.walk(trees["metacore.installer.upgrade"])
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and names_the_installer(node.value)
+    }
+    assert private == set()

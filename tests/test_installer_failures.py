@@ -143,7 +143,7 @@ def test_a_failure_after_the_ddl_rolls_everything_back(monkeypatch, step):
 
     target = {
         "hook": (installer_service, "run_lifecycle_hook"),
-        "permissions": (installer_service.InstallerService, "_create_permissions"),
+        "permissions": (installer_service, "create_addon_permissions"),
         "revision": (installer_service, "bump_registry_revision"),
     }[step]
     monkeypatch.setattr(*target, explode)

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser, Permission
-from django.contrib.contenttypes.models import ContentType
+from django.contrib.auth.models import AnonymousUser
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from metacore.errors import Conflict, InvalidInput, MetacoreError, NotFound
+from metacore.errors import Conflict, MetacoreError, NotFound
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.installer.bundle import Bundle, BundlePath, Migration, discard_unused, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
@@ -39,12 +38,13 @@ from metacore.models import (
     OrganizationInstallation,
     RegistryState,
 )
-from metacore.permissions.naming import addon_permissions
+from metacore.permissions.sync import create_addon_permissions, drop_addon_permissions
 from metacore.schema import ddl
 from metacore.schema.builder import AddonModels, build_addon_models
 from metacore.schema.naming import schema_name
 from metacore.schema.registry import bump_registry_revision, organization_key
 from metacore.schema.roles import drop_addon_roles
+from metacore.security.patterns import require_grantable
 from metacore.store.rls import enable_rls
 from metacore.telemetry import span
 
@@ -172,7 +172,7 @@ class InstallerService:
                 )
             return self._install_existing(existing, bundle, actor, organization, cleaned)
         check_kernel_compatibility(manifest.kernel)
-        self._check_capabilities(manifest)
+        require_grantable(manifest)
 
         self.kernel.tenant_schemas.check_not_a_copy(manifest.key)
         revision = (existing.revision + 1) if existing is not None else 1
@@ -215,7 +215,7 @@ class InstallerService:
         if organization:
             self._provision_copy(installation, organization, actor, bundle.migrations())
 
-        permissions = self._create_permissions(manifest)
+        permissions = create_addon_permissions(manifest, self.using)
         with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
             run_lifecycle_hook(self.kernel, installation, bundle, "on_install", organization=organization)
         registry_revision = bump_registry_revision(self.using)
@@ -233,7 +233,7 @@ class InstallerService:
             "bundle_sha256": bundle.sha256,
             "warnings": warnings,
         }
-        self._record("install", manifest.key, "", manifest.version, "installed", details, actor, organization)
+        self.record("install", manifest.key, "", manifest.version, "installed", details, actor, organization)
         return InstallResult(
             installation, own, created, adopted, migrations, sorted(permissions), registry_revision, warnings
         )
@@ -280,7 +280,7 @@ class InstallerService:
             "tables": [],
             "organization": organization or "",
         }
-        self._record("install", manifest.key, "", manifest.version, "installed", details, actor, organization)
+        self.record("install", manifest.key, "", manifest.version, "installed", details, actor, organization)
         return InstallResult(
             installation, own, registry_revision=registry_revision, warnings=list(manifest.warnings)
         )
@@ -324,20 +324,8 @@ class InstallerService:
         checksums, manifest), the kernel version fits, every capability is grantable."""
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         check_kernel_compatibility(bundle.manifest.kernel)
-        self._check_capabilities(bundle.manifest)
+        require_grantable(bundle.manifest)
         return bundle
-
-    def _check_capabilities(self, manifest: Manifest) -> None:
-        from metacore.security.patterns import capability_problems
-
-        problems: dict[str, list[str]] = {}
-        for i, capability in enumerate(manifest.capabilities):
-            found = capability_problems(capability.kind, capability.target)
-            if found:
-                problems[f"capabilities[{i}]"] = found
-        if problems:
-            first = next(iter(problems.values()))[0]
-            raise InvalidInput(f"addon {manifest.key}: capability not grantable: {first}", errors=problems)
 
     def _create_tables(
         self, manifest: Manifest, built: AddonModels, *, kept: Manifest | None
@@ -390,23 +378,6 @@ class InstallerService:
                 errors={"tables": [schema_name(c.space) for c in copies]},
             )
         return [schema_name(c.space) for c in copies]
-
-    def _create_permissions(self, manifest: Manifest) -> list[str]:
-        content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)
-        wanted = addon_permissions(manifest)
-        have = set(
-            Permission.objects.using(self.using)
-            .filter(content_type=content_type, codename__in=list(wanted))
-            .values_list("codename", flat=True)
-        )
-        Permission.objects.using(self.using).bulk_create(
-            [
-                Permission(content_type=content_type, codename=c, name=n[:255])
-                for c, n in wanted.items()
-                if c not in have
-            ]
-        )
-        return list(wanted)
 
     # -- upgrade ------------------------------------------------------------------------
 
@@ -476,7 +447,7 @@ class InstallerService:
                 span("metacore.uninstall", addon=key, drop_data=drop_data),
                 transaction.atomic(using=self.using),
             ):
-                installation = self._locked(key, allow_uninstalled=drop_data and organization is None)
+                installation = self.locked(key, allow_uninstalled=drop_data and organization is None)
                 package_goes = True
                 if organization is not None:
                     package_goes = self._uninstall_organization(installation, organization, drop_data)
@@ -484,7 +455,7 @@ class InstallerService:
                     self._uninstall_package(installation, drop_data, hook=organization is None)
                 bump_registry_revision(self.using)
                 details = {"version": installation.version, "drop_data": drop_data}
-                self._record(
+                self.record(
                     "uninstall",
                     key,
                     installation.version,
@@ -544,10 +515,7 @@ class InstallerService:
             self.kernel.tenant_schemas.drop_all(manifest.key, manifest)
         else:
             drop_addon_tables(manifest, self.using)
-        content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)
-        Permission.objects.using(self.using).filter(
-            content_type=content_type, codename__startswith=f"{manifest.key}."
-        ).delete()
+        drop_addon_permissions(manifest.key, self.using)
         AppliedMigration.objects.using(self.using).filter(addon_key=manifest.key).delete()
 
     # -- enable / disable ---------------------------------------------------------------
@@ -573,7 +541,7 @@ class InstallerService:
         actor_name = _actor_name(actor)
         organization = organization_key(organization)
         with span(f"metacore.{operation}", addon=key), transaction.atomic(using=self.using):
-            installation = self._locked(key)
+            installation = self.locked(key)
             if organization is None:
                 if installation.state == state:
                     return installation
@@ -587,7 +555,7 @@ class InstallerService:
             bump_registry_revision(self.using)
             details = {"version": installation.version}
             version = installation.version
-            self._record(operation, key, version, version, f"{state}", details, actor_name, organization)
+            self.record(operation, key, version, version, f"{state}", details, actor_name, organization)
         return installation
 
     def _set_organization_state(self, installation: Installation, organization: str, enabled: bool) -> bool:
@@ -630,7 +598,8 @@ class InstallerService:
             raise NotFound(f"addon {key!r} is not installed")
         return installation
 
-    def _locked(self, key: str, *, allow_uninstalled: bool = False) -> Installation:
+    def locked(self, key: str, *, allow_uninstalled: bool = False) -> Installation:
+        """The installation of `key`, row-locked until the transaction ends; NotFound when not installed."""
         installation = Installation.objects.using(self.using).locked(key)
         if installation is None or (
             installation.state == Installation.State.UNINSTALLED and not allow_uninstalled
@@ -640,7 +609,7 @@ class InstallerService:
 
     # -- journal and audit --------------------------------------------------------------
 
-    def _record(
+    def record(
         self,
         operation: str,
         key: str,

@@ -16,15 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.contrib.auth.models import Permission
-from django.contrib.contenttypes.models import ContentType
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper, split_identifier
 from packaging.version import InvalidVersion, Version
 
 from metacore.errors import InvalidInput
-from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.errors import UpgradeRefused
 from metacore.installer.hooks import run_lifecycle_hook
@@ -33,12 +30,14 @@ from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, Installation
 from metacore.permissions.naming import addon_permissions
+from metacore.permissions.sync import permission_renames, upgrade_addon_permissions
 from metacore.schema import ddl
 from metacore.schema.builder import build_addon_models
 from metacore.schema.diff import Differ, Step, collect_sql, run_steps
 from metacore.schema.naming import organization_uuid, schema_name
 from metacore.schema.registry import bump_registry_revision, in_space
 from metacore.schema.types import DESTRUCTIVE, NEEDS_CHECK, SAFE
+from metacore.security.patterns import require_grantable
 from metacore.store.rls import enable_rls
 from metacore.telemetry import set_attributes, span
 
@@ -151,20 +150,6 @@ def _organization(value: object) -> uuid.UUID | None:
     return organization_uuid(value, "assign_organization")
 
 
-def _permission_renames(old: Manifest, new: Manifest) -> dict[str, str]:
-    """Old -> new codenames of the CRUD permissions of tables renamed with `renamed_from`,
-    so a rename keeps every user's and group's grants."""
-    from metacore.permissions.naming import MODEL_ACTIONS, model_permission
-
-    old_tables = {m.table for m in old.models}
-    return {
-        model_permission(old.key, spec.renamed_from, action): model_permission(new.key, spec.table, action)
-        for spec in new.models
-        if spec.renamed_from in old_tables and spec.table not in old_tables
-        for action in MODEL_ACTIONS
-    }
-
-
 class Upgrader:
     """Plans and applies upgrades for one InstallerService (same database, journal, audit)."""
 
@@ -206,7 +191,7 @@ class Upgrader:
                 errors={"tenant_isolation": [f"{old.tenant_isolation} -> {new.tenant_isolation}"]},
             )
         check_kernel_compatibility(new.kernel)
-        self.installer._check_capabilities(new)
+        require_grantable(new)
         vendor = self.connection.vendor
         organization = _organization(assign_organization)
         targets = self._targets(old, new)
@@ -251,7 +236,7 @@ class Upgrader:
         """What changes besides the schema: permissions, capabilities, new bundle SQL (as
         recorded for `applied_in`, the addon or its first organization copy)."""
         steps: list[Step] = []
-        renames = _permission_renames(old, new)
+        renames = permission_renames(old, new)
         steps += [
             Step("rename_permission", "", f"rename permission {a} to {b} (grants kept)")
             for a, b in sorted(renames.items())
@@ -303,7 +288,7 @@ class Upgrader:
     ) -> UpgradeResult:
         installer = self.installer
         with transaction.atomic(using=self.using):
-            installation = installer._locked(key)
+            installation = installer.locked(key)
             with span("metacore.upgrade.plan", addon=key):
                 plan = self.plan(
                     installation, bundle, force=force, with_sql=False, assign_organization=assign_organization
@@ -333,7 +318,7 @@ class Upgrader:
                         assign_organization=_organization(assign_organization),
                     ).steps()
                     migrations += self._apply(old_target, new_target, steps, bundle)
-            self._sync_permissions(old, new)
+            upgrade_addon_permissions(old, new, self.using)
             installation.name = new.name
             installation.version = new.version
             installation.manifest = new.model_dump(mode="json")
@@ -353,9 +338,7 @@ class Upgrader:
                 "steps": [s.words for s in plan.steps],
                 "migrations": {m.name: m.status for m in migrations},
             }
-            installer._journal(key, "upgrade", old.version, new.version, "upgraded", details, actor)
-            installer._audit("addon.upgrade", key, actor, decision="allow", details=details)
-            publish_on_commit(addon_changed, LifecycleEvent(key, "upgrade", new.version), using=self.using)
+            installer.record("upgrade", key, old.version, new.version, "upgraded", details, actor, None)
         return UpgradeResult(installation, plan, revision)
 
     def _apply(
@@ -375,17 +358,6 @@ class Upgrader:
                 enable_rls(self.connection, new_models[spec.table]._meta.db_table)
         with span("metacore.upgrade.sql_migrations", addon=old.key):
             return apply_migrations(new, bundle.migrations(), using=self.using)
-
-    def _sync_permissions(self, old: Manifest, new: Manifest) -> None:
-        content_type = ContentType.objects.db_manager(self.using).get_for_model(Installation)
-        permissions = Permission.objects.using(self.using).filter(content_type=content_type)
-        renames = _permission_renames(old, new)
-        for old_codename, new_codename in renames.items():
-            permissions.filter(codename=old_codename).update(codename=new_codename)
-        self.installer._create_permissions(new)
-        gone = {renames.get(p, p) for p in addon_permissions(old)} - set(addon_permissions(new))
-        if gone:
-            permissions.filter(codename__in=gone).delete()
 
 
 __all__ = ["UpgradePlan", "UpgradeResult", "Upgrader", "SAFE", "DESTRUCTIVE", "NEEDS_CHECK"]

@@ -35,9 +35,14 @@ import posixpath
 import re
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from metacore.errors import InvalidInput
 from metacore.schema.naming import addon_of_schema
+
+if TYPE_CHECKING:
+    from metacore.manifest.model import Manifest
 
 DB_READ, DB_WRITE = "db:read", "db:write"
 HTTP_FETCH = "http:fetch"
@@ -294,3 +299,16 @@ def capabilities_problems(capabilities: Iterable[object]) -> list[str]:
         target = cap.get("target") if isinstance(cap, dict) else getattr(cap, "target", None)
         problems.extend(capability_problems(kind or "", target or ""))
     return problems
+
+
+def require_grantable(manifest: "Manifest") -> None:
+    """Refuse (InvalidInput) an addon declaring a capability no grant could mean: the one
+    place install, preflight and upgrade decide it."""
+    problems: dict[str, list[str]] = {}
+    for i, capability in enumerate(manifest.capabilities):
+        found = capability_problems(capability.kind, capability.target)
+        if found:
+            problems[f"capabilities[{i}]"] = found
+    if problems:
+        first = next(iter(problems.values()))[0]
+        raise InvalidInput(f"addon {manifest.key}: capability not grantable: {first}", errors=problems)
