@@ -16,14 +16,16 @@ constraint unless the manifest says `policy: logical`), named after the column w
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.apps.registry import Apps
 from django.db import models
 from django.db.migrations.state import AppConfigStub
 
 from metacore.errors import InvalidInput
-from metacore.manifest.model import Manifest, Model
+from metacore.manifest.model import Column, Manifest, Model
 from metacore.schema.naming import MAX_IDENTIFIER, physical_index, physical_table, schema_name
 from metacore.schema.types import get_type
 
@@ -40,13 +42,13 @@ RESERVED_NAMES = frozenset(name for name in dir(models.Model) if not name.starts
 }
 
 
-class ReferenceField(models.ForeignKey):
+class ReferenceField(models.ForeignKey):  # type: ignore[type-arg]  # ForeignKey is not subscriptable at runtime
     """A ForeignKey whose raw value is read and written under its column's own name."""
 
-    def get_attname(self):
+    def get_attname(self) -> str:
         return self.db_column or super().get_attname()
 
-    def deconstruct(self):
+    def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
         name, _path, args, kwargs = super().deconstruct()
         return name, "django.db.models.ForeignKey", args, kwargs
 
@@ -70,7 +72,7 @@ def app_label(addon_key: str) -> str:
 
 
 def index_name(
-    addon_key: str, table: str, columns, unique: bool, vendor: str, declared: str | None = None
+    addon_key: str, table: str, columns: Sequence[str], unique: bool, vendor: str, declared: str | None = None
 ) -> str:
     """Deterministic name of a multi-column index (declared, or derived from its columns),
     kept within PostgreSQL's identifier length so introspection finds it as named."""
@@ -168,7 +170,7 @@ def _build_model(addon_key: str, spec: Model, apps: Apps, vendor: str, label: st
     return model_class
 
 
-def _field(label: str, column) -> models.Field:
+def _field(label: str, column: Column) -> models.Field[Any, Any]:
     if column.references is None:
         django_field = get_type(column.type).django_field(column)
         django_field.db_column = column.name

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,7 +150,7 @@ class HostModels:
         self._manifest, self._permissions = None, None
         self.generation += 1
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[HostModel]:
         return iter(list(self._registered.values()))
 
     def __len__(self) -> int:
@@ -166,7 +167,7 @@ class HostModels:
         if manifest is None:
             specs = []
             for entry, spec, problem in self._specs():
-                if problem is None:
+                if spec is not None:  # a spec, or the problem that kept it from being one
                     specs.append(spec)
                 else:
                     log.error("host model %s is not served: %s", entry.key, problem)
@@ -180,7 +181,7 @@ class HostModels:
         """Registered key -> why it cannot be served (the system check's findings)."""
         return {entry.key: problem for entry, _, problem in self._specs() if problem is not None}
 
-    def _specs(self):
+    def _specs(self) -> Iterator[tuple[HostModel, Model | None, str | None]]:
         entries = list(self._registered.values())
         keys = {e.model: e.key for e in entries}
         for entry in entries:
@@ -247,7 +248,10 @@ def model_spec(entry: HostModel, registered: dict[type[models.Model], str]) -> M
 
 
 def _column(
-    django_field: models.Field[Any, Any], entry: HostModel, tenant: str | None, registered: dict
+    django_field: models.Field[Any, Any],
+    entry: HostModel,
+    tenant: str | None,
+    registered: dict[type[models.Model], str],
 ) -> Column | None:
     target = django_field.target_field if django_field.is_relation else django_field  # type: ignore[attr-defined]
     if django_field.is_relation and not (django_field.many_to_one or django_field.one_to_one):

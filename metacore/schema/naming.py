@@ -55,7 +55,7 @@ def addon_of_schema(name: str) -> str:
 ORGANIZATION_SUFFIX = 9  # "_" + 8 hex digits
 
 
-def organization_uuid(organization, field: str = "organization") -> uuid.UUID:
+def organization_uuid(organization: object, field: str = "organization") -> uuid.UUID:
     """An organization id as a UUID (what tenant resolvers return); InvalidInput naming
     `field` otherwise."""
     try:
@@ -67,7 +67,7 @@ def organization_uuid(organization, field: str = "organization") -> uuid.UUID:
         ) from None
 
 
-def tenant_space(addon_key: str, organization) -> str:
+def tenant_space(addon_key: str, organization: object) -> str:
     """The space of one organization's copy of a schema-per-tenant addon: `<key>_<org8>`."""
     return check_addon_key(f"{addon_key}_{organization_uuid(organization).hex[:8]}")
 
