@@ -2,6 +2,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+WS_PORT ?= $(shell echo $$(($(PORT) + 1)))
 
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
@@ -19,13 +20,17 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 venv: $(VENV)/.installed
 
-## Serve the sandbox project on the embedded SQLite database, with the example addons, and a
-## background worker (webhook deliveries) next to the server; Ctrl-C stops both.
+## Serve the sandbox project on the embedded SQLite database, with the example addons: HTTP on
+## PORT (gunicorn, sync workers), the WebSocket hub on WS_PORT (Daphne), and a background worker
+## (webhook deliveries); Ctrl-C stops all three. Production layout: docs/embedding.md.
 run: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py metacore_install_examples
-	$(PY) manage.py metacore_worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) sandbox_project.asgi:application
+	export METACORE_HUB_WS_URL=ws://$(HOST):$(WS_PORT)/api/ws METACORE_HUB_ALLOWED_ORIGINS=http://$(HOST):$(PORT); \
+	$(PY) manage.py metacore_worker & worker=$$!; \
+	$(VENV)/bin/daphne -b $(HOST) -p $(WS_PORT) sandbox_project.asgi:application & daphne=$$!; \
+	trap 'kill $$worker $$daphne 2>/dev/null' EXIT INT TERM; \
+	$(VENV)/bin/gunicorn -c sandbox_project/gunicorn.conf.py -b $(HOST):$(PORT) sandbox_project.wsgi
 
 ## The whole suite on the database in DATABASE_URL (SQLite when unset), with branch coverage.
 test: venv

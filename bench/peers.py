@@ -92,8 +92,12 @@ def _free_port():
 def _call(url, *, method="GET", headers=None, body=None):
     data = body.encode() if isinstance(body, str) else body
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.status, json.loads(response.read() or b"null")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        error.msg = f"{error.msg} from {method} {url}: {error.read()[:500]!r}"
+        raise
 
 
 def _wait_until_ready(url, headers, process, log):
@@ -202,7 +206,8 @@ def _pocketbase():
     binary = Path(sys.executable).with_name("pocketbase")
     if not binary.exists():
         return None
-    data = Path(tempfile.mkdtemp(prefix="bench-pocketbase-"))
+    # Its migrations and hooks folders default to siblings of the data folder: all in one place.
+    data = Path(tempfile.mkdtemp(prefix="bench-pocketbase-")) / "pb_data"
     subprocess.run(
         [str(binary), "superuser", "upsert", "bench@example.com", "bench-password-1", f"--dir={data}"],
         check=True,
@@ -212,11 +217,19 @@ def _pocketbase():
     base = f"http://127.0.0.1:{port}"
     log = ROOT / "var" / "bench-peers-pocketbase.log"
     process = subprocess.Popen(
-        [str(binary), "serve", f"--http=127.0.0.1:{port}", f"--dir={data}"],
+        [str(binary), "serve", f"--http=127.0.0.1:{port}", f"--dir={data}", "--automigrate=false"],
         stdout=open(log, "w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    try:
+        return process, _pocketbase_endpoints(base, process, log, data)
+    except BaseException:
+        _stop(process)
+        raise
+
+
+def _pocketbase_endpoints(base, process, log, data):
     json_headers = {"Content-Type": "application/json"}
     _wait_until_ready(f"{base}/api/health", {}, process, log)
     _, admin = _call(
@@ -266,13 +279,12 @@ def _pocketbase():
     auth = {"Authorization": user["token"]}
     records = f"{base}/api/collections/items/records"
     one = _call(f"{records}?perPage=1", headers=auth)[1]["items"][0]["id"]
-    endpoints = {
+    return {
         "list": Endpoint(f"{records}?perPage={PAGE}", auth),
         "get one": Endpoint(f"{records}/{one}", auth),
         "create": Endpoint(records, {**auth, **json_headers}, "POST", CREATE_BODY),
         "filtered list": Endpoint(f"{records}?perPage={PAGE}&filter=(status%3D'open')", auth),
     }
-    return process, endpoints
 
 
 # -- metacore ----------------------------------------------------------------------------------
@@ -325,17 +337,24 @@ def _metacore(token):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    base = f"http://127.0.0.1:{http_port}/api/dynamic/peers.items"
+    try:
+        return process, _metacore_endpoints(f"http://127.0.0.1:{http_port}", token, process, log)
+    except BaseException:
+        _stop(process)
+        raise
+
+
+def _metacore_endpoints(server, token, process, log):
+    base = f"{server}/api/dynamic/peers.items"
     auth = {"Authorization": f"Token {token}"}
     _wait_until_ready(f"{base}?per_page=1", auth, process, log)
     one = _call(f"{base}?per_page=1", headers=auth)[1]["data"][0]["id"]
-    endpoints = {
+    return {
         "list": Endpoint(f"{base}?per_page={PAGE}", auth),
         "get one": Endpoint(f"{base}/{one}", auth),
         "create": Endpoint(base, {**auth, "Content-Type": "application/json"}, "POST", CREATE_BODY),
         "filtered list": Endpoint(f"{base}?per_page={PAGE}&f_status=eq:open", auth),
     }
-    return process, endpoints
 
 
 # -- report ------------------------------------------------------------------------------------

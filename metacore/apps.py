@@ -14,6 +14,7 @@ class MetacoreConfig(AppConfig):
             events,
         )
         from metacore.integrations.eventlog import connect_receivers as connect_eventlog
+        from metacore.permissions.access import connect_receivers as connect_access
         from metacore.telemetry import setup_from_env
 
         events.data_changed.connect(_hub_data, dispatch_uid="metacore.hub.data")
@@ -22,6 +23,7 @@ class MetacoreConfig(AppConfig):
         events.data_changed.connect(_deliver_data, dispatch_uid="metacore.deliveries.data")
         events.addon_event.connect(_deliver_addon_event, dispatch_uid="metacore.deliveries.addon")
         connect_eventlog()
+        connect_access()
         setup_from_env()  # OpenTelemetry from OTEL_* variables; nothing when none is set
 
 

@@ -59,6 +59,7 @@ DEFAULTS = {
     "HUB_PRESENCE_TTL_S": 60,  # a socket's presence row outlives a dead process by at most this
     "HUB_RECHECK_SECONDS": 3,  # open sockets re-verify credentials and grants at most this old
     "HUB_ALLOWED_ORIGINS": None,  # None: same origin as the Host, or ALLOWED_HOSTS; else patterns
+    "HUB_WS_URL": None,  # the WebSocket URL clients are told (None: /api/ws on the request's own host)
     # Kernel parts a host may replace
     "KERNEL_CLASS": "metacore.kernel.Kernel",
 }

@@ -151,10 +151,12 @@ class AppliedMigration(models.Model):
 
 class RegistryState(models.Model):
     """Singleton row: `revision` is bumped in the same transaction as every schema change, so
-    any process learns of an install/upgrade by one cheap read."""
+    any process learns of an install/upgrade by one cheap read; `access_revision` likewise for
+    every change to tokens, users, grants and tenant memberships (metacore.permissions.access)."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     revision = models.PositiveBigIntegerField(default=0)
+    access_revision = models.PositiveBigIntegerField(default=0)
 
 
 class EnforcerMode(models.Model):

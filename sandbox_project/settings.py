@@ -50,7 +50,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "sandbox_project.urls"
 ASGI_APPLICATION = "sandbox_project.asgi.application"
-WSGI_APPLICATION = None
+WSGI_APPLICATION = "sandbox_project.wsgi.application"
 
 TEMPLATES = [
     {
@@ -71,7 +71,10 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"),
-        conn_max_age=0,
+        # Persistent connections (one per worker thread), checked before reuse so a restarted
+        # database costs one failed check, not a failed request.
+        conn_max_age=600,
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -94,7 +97,7 @@ SIMPLE_JWT = {"SIGNING_KEY": hashlib.sha256(f"jwt:{SECRET_KEY}".encode()).hexdig
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "metacore.api.authentication.CachedTokenAuthentication",
         # `Authorization: Bearer <jwt>`, what the SDK's API client sends (metacore.api.jwt_urls)
         "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
@@ -126,6 +129,10 @@ METACORE = {
     # The catalog served at /api/metacore/catalog (METACORE_BUNDLE_DIR lets tests point a server elsewhere).
     "BUNDLE_DIR": Path(os.environ.get("METACORE_BUNDLE_DIR", BASE_DIR / "examples")),
     "DATA_DIR": BASE_DIR / "var",
+    # `make run` serves HTTP (gunicorn) and the hub (Daphne) on two ports: clients are told the
+    # hub's URL, and the hub accepts pages of the HTTP port's origin (docs/embedding.md).
+    "HUB_WS_URL": os.environ.get("METACORE_HUB_WS_URL"),
+    "HUB_ALLOWED_ORIGINS": os.environ.get("METACORE_HUB_ALLOWED_ORIGINS", "").split() or None,
 }
 
 LANGUAGE_CODE = "en-us"

@@ -35,6 +35,8 @@ def free_port():
 
 
 class Daphne:
+    name = "daphne"
+
     def __init__(self, redis=False, extra_args=(), log_dir=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -47,22 +49,22 @@ class Daphne:
         env.pop("REDIS_URL", None)
         if redis:
             env["REDIS_URL"] = REDIS_URL
-        self.log = open((log_dir or ROOT / "var") / f"daphne-{self.port}.log", "w+")
+        self.log = open((log_dir or ROOT / "var") / f"{self.name}-{self.port}.log", "w+")
         self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("daphne")),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                *extra_args,
-                "sandbox_project.asgi:application",
-            ],
+            self.command(extra_args),
             cwd=ROOT,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+
+    def command(self, extra_args):
+        return [
+            str(Path(sys.executable).with_name("daphne")),
+            *("-b", "127.0.0.1", "-p", str(self.port)),
+            *extra_args,
+            "sandbox_project.asgi:application",
+        ]
 
     @classmethod
     def start(cls, count=1, **kwargs):
@@ -76,7 +78,7 @@ class Daphne:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.process.returncode}: {self.output()}")
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}: {self.output()}")
             try:
                 urllib.request.urlopen(f"{self.url}/api/realtime/info", timeout=1)
                 return
@@ -84,7 +86,7 @@ class Daphne:
                 return  # 401/403: Django answers
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"daphne did not start: {self.output()}")
+        raise RuntimeError(f"{self.name} did not start: {self.output()}")
 
     def output(self):
         self.log.seek(0)
@@ -113,3 +115,17 @@ class Daphne:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+
+class Gunicorn(Daphne):
+    """The HTTP process of `make run`: gunicorn's sync workers over the WSGI application."""
+
+    name = "gunicorn"
+
+    def command(self, extra_args):
+        return [
+            str(Path(sys.executable).with_name("gunicorn")),
+            *("-c", "sandbox_project/gunicorn.conf.py", "-b", f"127.0.0.1:{self.port}"),
+            *extra_args,
+            "sandbox_project.wsgi",
+        ]

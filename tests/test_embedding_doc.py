@@ -1,7 +1,7 @@
 """docs/embedding.md, verbatim, on a brand-new `django-admin startproject myproject`: its
 settings, URL and ASGI blocks are applied as written (so the guide cannot drift), then
 `check`, `migrate`, `metacore_install`, and the README's requests (token auth, a list,
-/api/schema/) against the project served by `daphne myproject.asgi:application`. Everything
+/api/schema/) against the project's HTTP served as the guide serves it, `gunicorn myproject.wsgi`. Everything
 runs in subprocesses of this venv's Python on the new project's own SQLite file."""
 
 import json
@@ -110,9 +110,9 @@ def test_the_guide_verbatim_checks_migrates_installs_and_serves(project):
     assert (root / "db.sqlite3").is_file()
 
     port = free_port()
-    log = open(root / "daphne.log", "w+")
+    log = open(root / "gunicorn.log", "w+")
     server = subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "myproject.asgi:application"],
+        [str(BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "--workers", "2", "myproject.wsgi"],
         cwd=root,
         env=env,
         stdout=log,

@@ -527,6 +527,13 @@ def test_realtime_info_tells_the_channel_and_url(org, client):
     assert client.get("/api/realtime/info").status_code in (401, 403)
 
 
+def test_realtime_info_tells_the_hubs_own_url_when_set(org, client, settings):
+    """`make run` serves the hub on its own port: clients are told where."""
+    settings.METACORE = {**settings.METACORE, "HUB_WS_URL": "ws://127.0.0.1:8001/api/ws"}
+    client.force_login(org["alice"])
+    assert client.get("/api/realtime/info").json()["data"]["ws_url"] == "ws://127.0.0.1:8001/api/ws"
+
+
 # -- origin, spellings, rechecks ---------------------------------------------------------------
 @pytest.mark.parametrize(
     "origin, host, allowed_origins, allowed",

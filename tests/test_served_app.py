@@ -1,19 +1,19 @@
-"""The sandbox project as `make run` serves it (real Daphne): the admin's and the API docs'
-static files come from the same server (WhiteNoise), so /admin/ is styled and the docs work
-offline."""
+"""The sandbox project as `make run` serves its HTTP (real gunicorn): the admin's and the API
+docs' static files come from the same server (WhiteNoise), so /admin/ is styled and the docs
+work offline."""
 
 import urllib.request
 
 import pytest
 
-from tests.livekit import Daphne
+from tests.livekit import Gunicorn
 
 
 @pytest.fixture(scope="module")
 def server():
-    [daphne] = Daphne.start()
-    yield daphne
-    daphne.terminate()
+    [gunicorn] = Gunicorn.start()
+    yield gunicorn
+    gunicorn.terminate()
 
 
 @pytest.mark.parametrize(

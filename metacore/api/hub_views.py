@@ -13,7 +13,10 @@ PROTOCOL_VERSION = 1
 
 def websocket_url(request, path="/api/ws"):
     """Absolute WebSocket URL on the host and scheme the client used (proxy-aware through
-    Django's USE_X_FORWARDED_HOST / SECURE_PROXY_SSL_HEADER)."""
+    Django's USE_X_FORWARDED_HOST / SECURE_PROXY_SSL_HEADER), unless METACORE["HUB_WS_URL"]
+    names it: the hub served on another port than the HTTP API (`make run`)."""
+    if metacore_settings.HUB_WS_URL:
+        return metacore_settings.HUB_WS_URL
     scheme = "wss" if request.is_secure() else "ws"
     return f"{scheme}://{request.get_host()}{request.META.get('SCRIPT_NAME', '').rstrip('/')}{path}"
 

@@ -77,6 +77,11 @@ class PermissionService:
         setattr(user, _EFFECTIVE_CACHE, result)
         return result
 
+    def remember(self, user: User, codenames: Iterable[str]) -> None:
+        """Give this user object the permissions `effective()` answered for it earlier (a
+        cache that knows they are still current: metacore.api.authentication)."""
+        setattr(user, _EFFECTIVE_CACHE, set(codenames))
+
     def has(self, user: User | None, codename: str, obj: Model | None = None) -> bool:
         """True when the user holds `codename` globally, or on `obj` through guardian."""
         if not _authenticated(user) or not getattr(user, "is_active", True):

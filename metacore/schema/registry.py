@@ -170,19 +170,18 @@ def bump_registry_revision(using: str = DEFAULT_DB_ALIAS) -> int:
     return state.revision
 
 
-def read_revision(using: str = DEFAULT_DB_ALIAS) -> int:
-    """The stored registry revision: one primary-key read before every resolve, so it is
-    plain SQL (the ORM's query building would cost more than the read itself)."""
+def read_revision(using: str = DEFAULT_DB_ALIAS, column: str = "revision") -> int:
+    """A stored revision of `RegistryState` (the registry's, or `access_revision`): one
+    primary-key read per request, so it is plain SQL (the ORM's query building would cost
+    more than the read itself)."""
     from metacore.models import RegistryState
 
     connection = connections[using]
     qn = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {qn('revision')} FROM {qn(RegistryState._meta.db_table)} WHERE {qn('id')} = 1"
-        )
+        cursor.execute(f"SELECT {qn(column)} FROM {qn(RegistryState._meta.db_table)} WHERE {qn('id')} = 1")
         row = cursor.fetchone()
-    return row[0] if row else 0
+    return int(row[0]) if row else 0
 
 
 class ModelRegistry:
