@@ -47,6 +47,16 @@ LIST_PARAMS = (
     ("sortBy", {"type": "string"}, "comma list of columns; `-col` sorts descending"),
     ("order", {"type": "string", "enum": ["asc", "desc"]}, "direction for sortBy"),
     ("search", {"type": "string"}, "contains-match over the model's search columns"),
+    (
+        "count",
+        {"type": "string", "enum": ["exact", "estimated", "none"]},
+        "meta.total: COUNT(*) (default), PostgreSQL's planner estimate when large, or none (null)",
+    ),
+    (
+        "cursor",
+        {"type": "string"},
+        "keyset pages: empty for the first, then meta.next_cursor (instead of page; sort keys never null)",
+    ),
     *SHAPE_PARAMS,
 )
 
@@ -160,7 +170,11 @@ def model_paths(resolved, prefix) -> dict:
     ]
     page_meta = {
         "type": "object",
-        "properties": {k: {"type": "integer"} for k in ("total", "page", "per_page", "last_page")},
+        "properties": {
+            **{k: {"type": "integer", "nullable": True} for k in ("total", "page", "last_page")},
+            "per_page": {"type": "integer"},
+            "next_cursor": {"type": "string", "nullable": True, "description": "with `cursor` only"},
+        },
     }
     row = _envelope(_ref(name))
 

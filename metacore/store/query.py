@@ -1,6 +1,7 @@
 """The list query language: query-string parameters -> a validated `ListQuery`.
 
     page=2&per_page=50&sortBy=-priority,title&search=printer&f_status=in:open,pending
+    cursor=&per_page=50&count=none          (keyset pages: meta.next_cursor -> cursor=<it>)
 
 It accepts every spelling the official SDK's table and filter components send, with the
 upstream kernel's meaning: operators in any case (`IN:a,b`, `RANGE:1,9`, `ILIKE:x`,
@@ -17,6 +18,8 @@ wildcards in user input are escaped by Django.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import re
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
     from metacore.manifest.model import Model as Spec
 
 FILTER_PREFIX = "f_"
+#: How `meta.total` is computed: COUNT(*), the planner's estimate (PostgreSQL), or not at all.
+COUNT_MODES = ("exact", "estimated", "none")
 _M = TypeVar("_M", bound=Model)
 #: A QueryDict, or a plain dict of one value or a list of values per name.
 QueryParams = Mapping[str, str | list[str] | tuple[str, ...]]
@@ -77,14 +82,27 @@ class ListQuery:
     per_page: int = 20
     ordering: tuple[str, ...] = ()
     where: Q = field(default_factory=Q)
+    count: str = "exact"
+    keyset: bool = False  # `cursor` given: rows after `after`, no page numbers
+    after: Q | None = None  # the rows past the cursor's row, in `ordering`
 
     @property
     def offset(self) -> int:
-        return (self.page - 1) * self.per_page
+        return 0 if self.keyset else (self.page - 1) * self.per_page
 
     def apply(self, queryset: QuerySet[_M]) -> QuerySet[_M]:
         """Filters, search and ordering (no slicing: the caller counts first)."""
         return queryset.filter(self.where).order_by(*self.ordering)
+
+    def page_after(self, queryset: QuerySet[_M]) -> QuerySet[_M]:
+        """`apply`'s rows past the cursor (all of them without one)."""
+        return queryset.filter(self.after) if self.after is not None else queryset
+
+    def cursor_after(self, row: dict[str, Any]) -> str:
+        """The opaque cursor of the rows after `row` (a JSON-ready row of this query)."""
+        keys = [o.lstrip("-") for o in self.ordering]
+        text = json.dumps({"o": list(self.ordering), "v": [row[k] for k in keys]}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def _getlist(params: QueryParams, name: str) -> list[str]:
@@ -111,6 +129,15 @@ def parse_list_query(model: Spec, params: QueryParams, *, using: str = "default"
     if (page - 1) * per_page > MAX_OFFSET:
         errors.setdefault("page", []).append("is too large")
     ordering = _ordering(model, params, errors)
+    count = _last(params, "count") or "exact"
+    if count not in COUNT_MODES:
+        errors.setdefault("count", []).append(f"{count!r} is not one of {', '.join(COUNT_MODES)}")
+    keyset = "cursor" in params
+    after: Q | None = None
+    if keyset:
+        if _last(params, "page") not in (None, ""):
+            errors.setdefault("cursor", []).append("give page or cursor, not both")
+        after = _keyset(model, ordering, _last(params, "cursor") or "", errors)
     conditions: list[Q] = []
     rejected: set[str] = set()
     for name in params:
@@ -128,7 +155,54 @@ def parse_list_query(model: Spec, params: QueryParams, *, using: str = "default"
                     conditions.append(condition)
     if errors:
         raise InvalidInput(_message(errors), errors=errors)
-    return ListQuery(page=page, per_page=per_page, ordering=ordering, where=reduce(and_, conditions, Q()))
+    return ListQuery(
+        page=page,
+        per_page=per_page,
+        ordering=ordering,
+        where=reduce(and_, conditions, Q()),
+        count=count,
+        keyset=keyset,
+        after=after,
+    )
+
+
+def _keyset(model: Spec, ordering: tuple[str, ...], cursor: str, errors: Errors) -> Q | None:
+    """The rows after a cursor: (a > x) or (a = x and b > y) or ..., each comparison in its
+    key's direction, so the database reads on from the cursor's row in the sort index."""
+    nullable = [o.lstrip("-") for o in ordering if not _never_null(model, o.lstrip("-"))]
+    if nullable:
+        errors.setdefault("cursor", []).append(
+            f"cursor pages need sort columns that are never null; {', '.join(nullable)} may be"
+        )
+        return None
+    if not cursor:
+        return None  # the first page
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        values = decoded["v"]
+        if decoded["o"] != list(ordering) or len(values) != len(ordering):
+            errors.setdefault("cursor", []).append("was made for another sortBy/order")
+            return None
+        parsed = [
+            parse_value(
+                model.column(key.lstrip("-")), json.dumps(value) if isinstance(value, bool) else str(value)
+            )
+            for key, value in zip(ordering, values, strict=True)
+        ]
+    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
+        errors.setdefault("cursor", []).append("is not a cursor this API gave")
+        return None
+    branches = []
+    for i, key in enumerate(ordering):
+        name = key.lstrip("-")
+        equal = {ordering[j].lstrip("-"): parsed[j] for j in range(i)}
+        branches.append(Q(**equal, **{f"{name}__{'lt' if key.startswith('-') else 'gt'}": parsed[i]}))
+    return reduce(or_, branches)
+
+
+def _never_null(model: Spec, name: str) -> bool:
+    column = model.column(name)
+    return name == "id" or (column is not None and (column.required or column.primary_key))
 
 
 def _message(errors: Errors) -> str:

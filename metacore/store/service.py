@@ -17,6 +17,7 @@ ModelSerializer: a list page costs one COUNT and one SELECT whatever its size.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -78,17 +79,21 @@ class StoreContext:
 @dataclass(frozen=True)
 class Page:
     rows: list[Row]
-    total: int
+    total: int | None  # None: not counted (`count=none`)
     page: int
     per_page: int
+    keyset: bool = False
+    next_cursor: str | None = None
 
     @property
-    def meta(self) -> dict[str, int]:
+    def meta(self) -> dict[str, Any]:
+        if self.keyset:
+            return {"total": self.total, "per_page": self.per_page, "next_cursor": self.next_cursor}
         return {
             "total": self.total,
             "page": self.page,
             "per_page": self.per_page,
-            "last_page": max(1, math.ceil(self.total / self.per_page)),
+            "last_page": None if self.total is None else max(1, math.ceil(self.total / self.per_page)),
         }
 
 
@@ -166,6 +171,11 @@ def _key_type(resolved: ResolvedModel, name: str | None) -> ColumnType:
     return get_type(column.type if column is not None else "uuid")
 
 
+def _plan(value: Any) -> Any:
+    """psycopg returns EXPLAIN's JSON parsed or as text, depending on the column type it sees."""
+    return (json.loads(value) if isinstance(value, str) else value)[0]
+
+
 class StoreService:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -179,17 +189,45 @@ class StoreService:
             queryset = query.apply(self.scoped_queryset(ctx, resolved))
             # COUNT + page rather than one query with COUNT(*) OVER (): the window makes the
             # database materialise and sort every row, where ORDER BY .. LIMIT keeps a top-N.
-            total = queryset.count()
+            total = self._count(queryset, query.count)
+            # A cursor page reads one row more: whether there is a next page to point at.
+            end = query.offset + query.per_page + (1 if query.keyset else 0)
             rows = (
                 []
-                if query.offset >= total
+                if total is not None and query.offset >= total and not query.keyset
                 else [
                     reader(row)
-                    for row in queryset.values(*reader.names)[query.offset : query.offset + query.per_page]
+                    for row in query.page_after(queryset).values(*reader.names)[query.offset : end]
                 ]
             )
+        more = len(rows) > query.per_page
+        rows = rows[: query.per_page]
         self.audit_read(ctx, resolved, details={"total": total, "page": query.page})
-        return Page(rows=rows, total=total, page=query.page, per_page=query.per_page)
+        return Page(
+            rows=rows,
+            total=total,
+            page=query.page,
+            per_page=query.per_page,
+            keyset=query.keyset,
+            next_cursor=query.cursor_after(rows[-1]) if query.keyset and more else None,
+        )
+
+    #: Below this planner estimate `count=estimated` counts exactly (as PostgREST's does).
+    EXACT_COUNT_BELOW = 10_000
+
+    def _count(self, queryset: QuerySet[Any], mode: str) -> int | None:
+        """`meta.total` as asked: COUNT(*), the PostgreSQL planner's row estimate for the
+        filtered query (exact when small; SQLite has no estimate: exact), or nothing."""
+        if mode == "none":
+            return None
+        if mode == "estimated" and connections[queryset.db].vendor == "postgresql":
+            sql, params = queryset.order_by().query.sql_with_params()
+            with connections[queryset.db].cursor() as cursor:
+                cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+                estimate = int(_plan(cursor.fetchone()[0])["Plan"]["Plan Rows"])
+            if estimate >= self.EXACT_COUNT_BELOW:
+                return estimate
+        return queryset.count()
 
     def get(self, ctx: StoreContext, ref: str, row_id: object) -> Row:
         resolved = self._authorize(ctx, ref, "read")
