@@ -183,12 +183,12 @@ def _keyset(model: Spec, ordering: tuple[str, ...], cursor: str, errors: Errors)
         if decoded["o"] != list(ordering) or len(values) != len(ordering):
             errors.setdefault("cursor", []).append("was made for another sortBy/order")
             return None
-        parsed = [
-            parse_value(
-                model.column(key.lstrip("-")), json.dumps(value) if isinstance(value, bool) else str(value)
-            )
-            for key, value in zip(ordering, values, strict=True)
-        ]
+        parsed = []
+        for key, value in zip(ordering, values, strict=True):
+            column = model.column(key.lstrip("-"))
+            if column is None:
+                raise KeyError(key)
+            parsed.append(parse_value(column, json.dumps(value) if isinstance(value, bool) else str(value)))
     except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
         errors.setdefault("cursor", []).append("is not a cursor this API gave")
         return None
