@@ -16,12 +16,13 @@ from rest_framework.views import APIView
 
 import metacore
 from metacore import limits
+from metacore.api import wire
 from metacore.api.errors import EnvelopeErrorsMixin
+from metacore.api.navigation import build_navigation
 from metacore.api.parsers import JSONParser
 from metacore.conf import metacore_settings
 from metacore.errors import InvalidInput, MetacoreError, NotFound
-from metacore.installer import catalog, management, wire
-from metacore.installer.navigation import build_navigation
+from metacore.installer import catalog, management
 from metacore.kernel import get_kernel
 from metacore.manifest.model import Manifest
 from metacore.models import Installation
