@@ -10,21 +10,28 @@ transactional DDL).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Index, Model
+from django.db.models.constraints import BaseConstraint
 
 from metacore.schema.naming import check_addon_key, physical_table, schema_name
 
 
-def connection_for(using=DEFAULT_DB_ALIAS):
+def connection_for(using: str = DEFAULT_DB_ALIAS) -> BaseDatabaseWrapper:
     return connections[using]
 
 
 @contextmanager
-def schema_editor(using=DEFAULT_DB_ALIAS, collect_sql=False):
+def schema_editor(
+    using: str = DEFAULT_DB_ALIAS, collect_sql: bool = False
+) -> Iterator[BaseDatabaseSchemaEditor]:
     """Django's schema editor, usable inside the caller's transaction on SQLite too.
 
     Django's SQLite editor insists on switching foreign-key checks off, which SQLite cannot
@@ -40,20 +47,23 @@ def schema_editor(using=DEFAULT_DB_ALIAS, collect_sql=False):
         yield editor
 
 
-def _sqlite_in_transaction_editor(connection, collect_sql=False):
+def _sqlite_in_transaction_editor(
+    connection: BaseDatabaseWrapper, collect_sql: bool = False
+) -> BaseDatabaseSchemaEditor:
     editor_class = connection.SchemaEditorClass
     in_tx = type(
         "InTransactionSQLiteSchemaEditor",
         (editor_class,),
         {"__enter__": BaseDatabaseSchemaEditor.__enter__, "__exit__": BaseDatabaseSchemaEditor.__exit__},
     )
-    return in_tx(connection, atomic=False, collect_sql=collect_sql)
+    editor: BaseDatabaseSchemaEditor = in_tx(connection, atomic=False, collect_sql=collect_sql)
+    return editor
 
 
 # -- schema (PostgreSQL namespace of an addon) --------------------------------------------
 
 
-def ensure_schema(addon_key: str, using=DEFAULT_DB_ALIAS) -> None:
+def ensure_schema(addon_key: str, using: str = DEFAULT_DB_ALIAS) -> None:
     """`CREATE SCHEMA IF NOT EXISTS addon_<key>` on PostgreSQL; nothing on SQLite."""
     connection = connection_for(using)
     if connection.vendor == "postgresql":
@@ -63,7 +73,7 @@ def ensure_schema(addon_key: str, using=DEFAULT_DB_ALIAS) -> None:
             )
 
 
-def drop_schema(addon_key: str, using=DEFAULT_DB_ALIAS) -> None:
+def drop_schema(addon_key: str, using: str = DEFAULT_DB_ALIAS) -> None:
     """Drop the addon's PostgreSQL schema and whatever its SQL migrations put in it."""
     connection = connection_for(using)
     if connection.vendor == "postgresql":
@@ -76,14 +86,14 @@ def drop_schema(addon_key: str, using=DEFAULT_DB_ALIAS) -> None:
 # -- tables -------------------------------------------------------------------------------
 
 
-def create_tables(editor, model_classes) -> None:
+def create_tables(editor: BaseDatabaseSchemaEditor, model_classes: Iterable[type[Model]]) -> None:
     """CREATE TABLE (columns, constraints, indexes) for each class; foreign keys are
     added at the editor's exit, so the order of the classes does not matter."""
     for model_class in model_classes:
         editor.create_model(model_class)
 
 
-def drop_tables(editor, model_classes) -> None:
+def drop_tables(editor: BaseDatabaseSchemaEditor, model_classes: Iterable[type[Model]]) -> None:
     """DROP TABLE for each class. On PostgreSQL, pending deferred foreign-key checks of
     this transaction are run first (a table with pending trigger events cannot be dropped)."""
     if editor.connection.vendor == "postgresql":
@@ -92,7 +102,7 @@ def drop_tables(editor, model_classes) -> None:
         editor.delete_model(model_class)
 
 
-def drop_table(editor, addon_key: str, table: str) -> None:
+def drop_table(editor: BaseDatabaseSchemaEditor, addon_key: str, table: str) -> None:
     """DROP TABLE by name, for an addon table no manifest model describes any more."""
     editor.execute(
         editor.sql_delete_table
@@ -100,33 +110,46 @@ def drop_table(editor, addon_key: str, table: str) -> None:
     )
 
 
-def add_column(editor, model_class, field_name: str) -> None:
-    editor.add_field(model_class, model_class._meta.get_field(field_name))
+def add_column(editor: BaseDatabaseSchemaEditor, model_class: type[Model], field_name: str) -> None:
+    editor.add_field(model_class, model_class._meta.get_field(field_name))  # type: ignore[arg-type]  # a column is a concrete field
 
 
-def alter_column(editor, old_model, new_model, old_name: str, new_name: str) -> None:
+def alter_column(
+    editor: BaseDatabaseSchemaEditor,
+    old_model: type[Model],
+    new_model: type[Model],
+    old_name: str,
+    new_name: str,
+) -> None:
     editor.alter_field(
-        new_model, old_model._meta.get_field(old_name), new_model._meta.get_field(new_name), strict=True
+        new_model,
+        old_model._meta.get_field(old_name),  # type: ignore[arg-type]  # a column is a concrete field
+        new_model._meta.get_field(new_name),  # type: ignore[arg-type]  # a column is a concrete field
+        strict=True,
     )
 
 
-def rename_table(editor, old_model, new_model) -> None:
+def rename_table(editor: BaseDatabaseSchemaEditor, old_model: type[Model], new_model: type[Model]) -> None:
     editor.alter_db_table(new_model, old_model._meta.db_table, new_model._meta.db_table)
 
 
-def add_index(editor, model_class, index) -> None:
+def add_index(editor: BaseDatabaseSchemaEditor, model_class: type[Model], index: Index) -> None:
     editor.add_index(model_class, index)
 
 
-def remove_index(editor, model_class, index) -> None:
+def remove_index(editor: BaseDatabaseSchemaEditor, model_class: type[Model], index: Index) -> None:
     editor.remove_index(model_class, index)
 
 
-def add_constraint(editor, model_class, constraint) -> None:
+def add_constraint(
+    editor: BaseDatabaseSchemaEditor, model_class: type[Model], constraint: BaseConstraint
+) -> None:
     editor.add_constraint(model_class, constraint)
 
 
-def remove_constraint(editor, model_class, constraint) -> None:
+def remove_constraint(
+    editor: BaseDatabaseSchemaEditor, model_class: type[Model], constraint: BaseConstraint
+) -> None:
     editor.remove_constraint(model_class, constraint)
 
 
@@ -168,7 +191,7 @@ class TableInfo:
     indexes: list[IndexInfo] = field(default_factory=list)
     foreign_keys: list[ForeignKeyInfo] = field(default_factory=list)
 
-    def index_on(self, *columns, unique: bool | None = None) -> IndexInfo | None:
+    def index_on(self, *columns: str, unique: bool | None = None) -> IndexInfo | None:
         """The index (or unique constraint) covering exactly `columns`, in order."""
         return next(
             (
@@ -180,7 +203,7 @@ class TableInfo:
         )
 
 
-def table_exists(addon_key: str, table: str, using=DEFAULT_DB_ALIAS) -> bool:
+def table_exists(addon_key: str, table: str, using: str = DEFAULT_DB_ALIAS) -> bool:
     connection = connection_for(using)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -194,7 +217,7 @@ def table_exists(addon_key: str, table: str, using=DEFAULT_DB_ALIAS) -> bool:
         )
 
 
-def addon_tables(addon_key: str, using=DEFAULT_DB_ALIAS) -> list[str]:
+def addon_tables(addon_key: str, using: str = DEFAULT_DB_ALIAS) -> list[str]:
     """Logical names of the tables an addon has in the database (manifest or not)."""
     connection = connection_for(using)
     with connection.cursor() as cursor:
@@ -212,7 +235,7 @@ def addon_tables(addon_key: str, using=DEFAULT_DB_ALIAS) -> list[str]:
         )
 
 
-def describe_table(addon_key: str, table: str, using=DEFAULT_DB_ALIAS) -> TableInfo | None:
+def describe_table(addon_key: str, table: str, using: str = DEFAULT_DB_ALIAS) -> TableInfo | None:
     """Columns (type, nullability, size), indexes and foreign keys of an addon table as the
     database reports them; None when the table does not exist."""
     if not table_exists(addon_key, table, using):
@@ -227,7 +250,7 @@ def describe_table(addon_key: str, table: str, using=DEFAULT_DB_ALIAS) -> TableI
     return info
 
 
-def _describe_postgresql(cursor, schema, table, info):
+def _describe_postgresql(cursor: CursorWrapper, schema: str, table: str, info: TableInfo) -> None:
     cursor.execute(
         """
         SELECT column_name, data_type, is_nullable, character_maximum_length, numeric_precision, numeric_scale
@@ -276,7 +299,7 @@ def _describe_postgresql(cursor, schema, table, info):
 _SIZED = re.compile(r"\s*([a-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*")
 
 
-def _describe_sqlite(connection, cursor, info):
+def _describe_sqlite(connection: BaseDatabaseWrapper, cursor: CursorWrapper, info: TableInfo) -> None:
     introspection = connection.introspection
     for column in introspection.get_table_description(cursor, info.physical):
         match = _SIZED.fullmatch(column.type_code.lower())

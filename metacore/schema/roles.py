@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from django.db import connections
@@ -33,6 +33,7 @@ from metacore.schema.naming import schema_name
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.utils import CursorWrapper
 
     from metacore.manifest.model import Manifest
 
@@ -40,29 +41,30 @@ SANDBOX_SCHEMA = "metacore_sandbox"
 GUEST_POLICY = "metacore_guest_tenant"
 
 
-def _tag(connection) -> str:
+def _tag(connection: BaseDatabaseWrapper) -> str:
     with connection.cursor() as cursor:
         cursor.execute("SELECT md5(current_database())")
-        return cursor.fetchone()[0][:8]
+        digest: str = cursor.fetchone()[0]
+        return digest[:8]
 
 
-def prefix(connection) -> str:
+def prefix(connection: BaseDatabaseWrapper) -> str:
     """The prefix of every role this database's metacore creates."""
     return f"mc_{_tag(connection)}_"
 
 
-def _role(connection, kind: str, key: str, tag: str | None = None) -> str:
+def _role(connection: BaseDatabaseWrapper, kind: str, key: str, tag: str | None = None) -> str:
     base = f"mc_{tag or _tag(connection)}_{kind}_"
     if len(base) + len(key) > 63:
         key = f"{key[:40]}_{hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()[:8]}"
     return base + key
 
 
-def guest_role(connection, key: str, tag: str | None = None) -> str:
+def guest_role(connection: BaseDatabaseWrapper, key: str, tag: str | None = None) -> str:
     return _role(connection, "g", key, tag)
 
 
-def owner_role(connection, key: str, tag: str | None = None) -> str:
+def owner_role(connection: BaseDatabaseWrapper, key: str, tag: str | None = None) -> str:
     return _role(connection, "o", key, tag)
 
 
@@ -70,7 +72,7 @@ def group_role(tag: str) -> str:
     return f"mc_{tag}_guests"
 
 
-def can_confine(connection) -> bool:
+def can_confine(connection: BaseDatabaseWrapper) -> bool:
     """May this connection's role create the confinement roles (superuser or CREATEROLE)?
     Always True off PostgreSQL (SQLite's wall is the authorizer)."""
     if connection.vendor != "postgresql":
@@ -81,7 +83,7 @@ def can_confine(connection) -> bool:
     return bool(row and row[0])
 
 
-def require_confinement(connection, what: str) -> None:
+def require_confinement(connection: BaseDatabaseWrapper, what: str) -> None:
     if not can_confine(connection):
         raise ConfinementUnavailable(
             f"{what} refused: the database user may not create roles (grant it CREATEROLE), so addon SQL"
@@ -89,18 +91,18 @@ def require_confinement(connection, what: str) -> None:
         )
 
 
-def _exists(cursor, role):
+def _exists(cursor: CursorWrapper, role: str) -> bool:
     cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
     return cursor.fetchone() is not None
 
 
-def _create_role(cursor, role, quote):
+def _create_role(cursor: CursorWrapper, role: str, quote: Callable[[str], str]) -> None:
     if not _exists(cursor, role):
         cursor.execute(f"CREATE ROLE {quote(role)} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS")
     cursor.execute(f"GRANT {quote(role)} TO CURRENT_USER")  # the host may SET ROLE to it
 
 
-def _ensure_sandbox_schema(cursor, quote, tag):
+def _ensure_sandbox_schema(cursor: CursorWrapper, quote: Callable[[str], str], tag: str) -> None:
     """The per-database schema holding the host-written tenant and the function reading it."""
     group = group_role(tag)
     cursor.execute("SELECT pg_advisory_xact_lock(hashtext('metacore_sandbox'))")
@@ -124,7 +126,7 @@ def _ensure_sandbox_schema(cursor, quote, tag):
     cursor.execute(f"GRANT EXECUTE ON FUNCTION {SANDBOX_SCHEMA}.guest_tenant() TO {quote(group)}")
 
 
-def confine_addon(manifest, using="default") -> None:
+def confine_addon(manifest: Manifest, using: str = "default") -> None:
     """Create (or re-assert) the addon's roles, ownership, grants and guest policies; run at
     install and upgrade, before bundle SQL (so it runs as the owner) and after it (so what
     bundle SQL did to RLS or grants is undone). A no-op off PostgreSQL."""
@@ -171,7 +173,7 @@ def confine_addon(manifest, using="default") -> None:
                 )
 
 
-def drop_addon_roles(key: str, using="default") -> None:
+def drop_addon_roles(key: str, using: str = "default") -> None:
     """Drop the addon's roles (at uninstall); what the owner still owns (tables kept by an
     uninstall without --drop-data) goes back to the host's user."""
     connection = connections[using]
@@ -182,7 +184,7 @@ def drop_addon_roles(key: str, using="default") -> None:
             _drop_role(cursor, role, connection.ops.quote_name)
 
 
-def _drop_role(cursor, role, quote):
+def _drop_role(cursor: CursorWrapper, role: str, quote: Callable[[str], str]) -> None:
     if not _exists(cursor, role):
         return
     cursor.execute(f"REASSIGN OWNED BY {quote(role)} TO CURRENT_USER")
@@ -190,7 +192,7 @@ def _drop_role(cursor, role, quote):
     cursor.execute(f"DROP ROLE {quote(role)}")
 
 
-def drop_database_roles(using="default") -> list[str]:
+def drop_database_roles(using: str = "default") -> list[str]:
     """Drop every role this database's metacore created (test teardown, decommissioning)."""
     connection = connections[using]
     if connection.vendor != "postgresql":
