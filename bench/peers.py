@@ -18,6 +18,7 @@ per figure after a one-second warm-up. The load generator shares the machine's c
 server under test; the one-minute load average is printed with the figures.
 """
 
+import atexit
 import http.client
 import json
 import os
@@ -208,6 +209,7 @@ def _pocketbase():
         return None
     # Its migrations and hooks folders default to siblings of the data folder: all in one place.
     data = Path(tempfile.mkdtemp(prefix="bench-pocketbase-")) / "pb_data"
+    atexit.register(shutil.rmtree, data.parent, ignore_errors=True)
     subprocess.run(
         [str(binary), "superuser", "upsert", "bench@example.com", "bench-password-1", f"--dir={data}"],
         check=True,
