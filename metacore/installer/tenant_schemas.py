@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,7 +63,7 @@ class TenantSchemaService:
 
     # -- routing --------------------------------------------------------------------------
 
-    def route(self, resolved: ResolvedModel, tenant) -> ResolvedModel:
+    def route(self, resolved: ResolvedModel, tenant: object) -> ResolvedModel:
         """`resolved` as the caller's organization sees it: unchanged for a shared addon, its
         organization's copy (provisioned on first use) for a schema-per-tenant one."""
         if not resolved.per_tenant_schema:
@@ -94,7 +95,7 @@ class TenantSchemaService:
         if not self.kernel.registry.enabled_for(key, str(organization)):
             raise NotFound(f"addon {key!r} is not installed and enabled for this organization")
 
-    def space_for(self, key: str, organization) -> str:
+    def space_for(self, key: str, organization: object) -> str:
         """The space of `organization`'s copy of enabled addon `key`, provisioned if new."""
         organization = organization_uuid(organization)
         self._require_enabled(key, organization)
@@ -103,7 +104,14 @@ class TenantSchemaService:
 
     # -- provisioning ---------------------------------------------------------------------
 
-    def provision(self, key: str, organization, *, migrations=None, actor: str = "") -> TenantSchema:
+    def provision(
+        self,
+        key: str,
+        organization: object,
+        *,
+        migrations: Iterable[Migration] | None = None,
+        actor: str = "",
+    ) -> TenantSchema:
         """Create `organization`'s copy of addon `key` (idempotent) in one transaction:
         schema, tables, row-level security, bundle SQL migrations, `TenantSchema` row,
         registry revision. `migrations` default to the installed bundle's."""
@@ -181,7 +189,9 @@ class TenantSchemaService:
                 errors={"organization": ["schema name taken"]},
             )
 
-    def _create_copy(self, copy: Manifest, revision: int, migrations) -> list[MigrationOutcome]:
+    def _create_copy(
+        self, copy: Manifest, revision: int, migrations: Iterable[Migration]
+    ) -> list[MigrationOutcome]:
         present = ddl.addon_tables(copy.key, self.using)
         if present:
             raise Conflict(
@@ -205,7 +215,7 @@ class TenantSchemaService:
         """Every organization's copy of addon `key` (enabled or not)."""
         return list(TenantSchema.objects.using(self.using).filter(addon_key=key))
 
-    def drop(self, key: str, organization) -> bool:
+    def drop(self, key: str, organization: object) -> bool:
         """Drop `organization`'s copy: tables, schema, roles, migration records, its row.
         False when the organization has none (it never used the addon)."""
         copy = (
