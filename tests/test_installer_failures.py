@@ -290,3 +290,23 @@ def test_concurrent_installs_of_one_addon_give_the_loser_a_conflict(tmp_path, da
     loser = next(b for b in bodies if b.get("success") is False)
     assert "already installed" in loser["message"] and "IntegrityError" not in json.dumps(loser)
     assert Installation.objects.filter(key="demo").count() == 1
+
+
+@pytest.mark.parametrize("operation", ["disable", "uninstall"])
+def test_every_lifecycle_failure_is_journaled_and_audited_alike(monkeypatch, operation):
+    get_kernel().installer.install(EXAMPLES / "tasks")
+
+    def explode(*args, **kwargs):
+        raise RuntimeError(f"forced failure in {operation}")
+
+    with (
+        monkeypatch.context() as patched,
+        pytest.raises(InstallFailed, match=f"forced failure in {operation}"),
+    ):
+        patched.setattr(installer_service, "bump_registry_revision", explode)
+        getattr(get_kernel().installer, operation)("tasks", actor="cli")
+    assert Installation.objects.get(key="tasks").state == Installation.State.ENABLED  # rolled back
+    journal = InstallJournal.objects.get(addon_key="tasks", operation=operation)
+    assert (journal.ok, journal.actor) == (False, "cli") and "forced failure" in journal.message
+    audit = AuditRecord.objects.get(kind=f"addon.{operation}")
+    assert audit.details["ok"] is False and "forced failure" in audit.reason

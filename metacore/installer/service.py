@@ -140,7 +140,8 @@ class InstallerService:
             self._bundle_discarded_on_failure(bundle),
             self._failure_recorded(
                 "install",
-                manifest,
+                manifest.key,
+                manifest.version,
                 actor_name,
                 f"install of {manifest.key} {manifest.version} failed",
                 organization,
@@ -416,7 +417,11 @@ class InstallerService:
         with (
             self._bundle_discarded_on_failure(bundle),
             self._failure_recorded(
-                "upgrade", manifest, actor_name, f"upgrade of {manifest.key} to {manifest.version} failed"
+                "upgrade",
+                manifest.key,
+                manifest.version,
+                actor_name,
+                f"upgrade of {manifest.key} to {manifest.version} failed",
             ),
             span("metacore.upgrade", addon=manifest.key, version=manifest.version),
         ):
@@ -442,37 +447,24 @@ class InstallerService:
         too when it was the last organization using it (and it is not host-wide)."""
         actor_name = _actor_name(actor)
         organization = organization_key(organization)
-        try:
-            with (
-                span("metacore.uninstall", addon=key, drop_data=drop_data),
-                transaction.atomic(using=self.using),
-            ):
-                installation = self.locked(key, allow_uninstalled=drop_data and organization is None)
-                package_goes = True
-                if organization is not None:
-                    package_goes = self._uninstall_organization(installation, organization, drop_data)
-                if package_goes:
-                    self._uninstall_package(installation, drop_data, hook=organization is None)
-                bump_registry_revision(self.using)
-                details = {"version": installation.version, "drop_data": drop_data}
-                self.record(
-                    "uninstall",
-                    key,
-                    installation.version,
-                    "",
-                    "uninstalled",
-                    details,
-                    actor_name,
-                    organization,
-                )
-        except NotFound:
-            raise
-        except Exception as exc:
-            error = _as_metacore_error(exc, f"uninstall of {key} failed")
-            self._journal_failure(key, "uninstall", "", error, actor_name, organization=organization)
-            if error is exc:
-                raise
-            raise error from exc
+        with (
+            self._failure_recorded(
+                "uninstall", key, "", actor_name, f"uninstall of {key} failed", organization
+            ),
+            span("metacore.uninstall", addon=key, drop_data=drop_data),
+            transaction.atomic(using=self.using),
+        ):
+            installation = self.locked(key, allow_uninstalled=drop_data and organization is None)
+            package_goes = True
+            if organization is not None:
+                package_goes = self._uninstall_organization(installation, organization, drop_data)
+            if package_goes:
+                self._uninstall_package(installation, drop_data, hook=organization is None)
+            bump_registry_revision(self.using)
+            details = {"version": installation.version, "drop_data": drop_data}
+            self.record(
+                "uninstall", key, installation.version, "", "uninstalled", details, actor_name, organization
+            )
         return installation
 
     def _uninstall_organization(self, installation: Installation, organization: str, drop_data: bool) -> bool:
@@ -540,7 +532,13 @@ class InstallerService:
     ) -> Installation:
         actor_name = _actor_name(actor)
         organization = organization_key(organization)
-        with span(f"metacore.{operation}", addon=key), transaction.atomic(using=self.using):
+        with (
+            self._failure_recorded(
+                operation, key, "", actor_name, f"{operation} of {key} failed", organization
+            ),
+            span(f"metacore.{operation}", addon=key),
+            transaction.atomic(using=self.using),
+        ):
             installation = self.locked(key)
             if organization is None:
                 if installation.state == state:
@@ -655,22 +653,32 @@ class InstallerService:
 
     @contextmanager
     def _failure_recorded(
-        self, operation: str, manifest: Manifest, actor: str, context: str, organization: str | None = None
+        self,
+        operation: str,
+        key: str,
+        version: str,
+        actor: str,
+        context: str,
+        organization: str | None = None,
     ) -> Iterator[None]:
-        """Around an operation whose transaction rolls back on failure: journal and audit
-        the failure afterwards, and raise it as a typed error naming `context`."""
+        """Around any of the five lifecycle operations, whose transaction rolls back on
+        failure: journal and audit the failure afterwards (as `record` does a success), and
+        raise it as a typed error naming `context`. An addon that is not installed is an
+        answer, not a failed operation: NotFound passes unrecorded."""
         try:
             yield
+        except NotFound:
+            raise
         except Exception as exc:
             error = _as_metacore_error(exc, context)
-            self._journal_failure(manifest.key, operation, manifest.version, error, actor, organization)
+            self._journal_failure(key, operation, version, error, actor, organization)
             self._audit(
                 f"addon.{operation}",
-                manifest.key,
+                key,
                 actor,
                 organization,
                 reason=error.message,
-                details={"version": manifest.version, "ok": False},
+                details={"version": version, "ok": False},
             )
             if error is exc:
                 raise
