@@ -108,6 +108,13 @@ def tampered_cases(key):
         {**good, "checksums": {"README.md": good["checksums"]["README.md"]}},
         "undeclared",
     )
+    yield (
+        "declared entry missing",
+        archive,
+        {**good, "checksums": {**good["checksums"], "docs/extra.md": "0" * 64}},
+        "declared file(s) missing: docs/extra.md",
+    )
+    yield "checksums not strings", archive, {**good, "checksums": {"README.md": 1}}, '"checksums" must map'
     yield "not hex", archive, {**good, "value": "zz"}, "not hex"
     yield "other algorithm", archive, {**good, "algorithm": "rsa"}, "unsupported algorithm"
 
@@ -119,6 +126,17 @@ def test_a_tampered_or_foreign_bundle_is_refused(tmp_path, key):
         with pytest.raises(InvalidInput) as caught:
             install(publish(folder, archive, signature))
         assert words in caught.value.message, (name, caught.value.message)
+    assert not Installation.objects.filter(key="helpdesk").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "words"), [("{not json", "is not valid JSON"), ("[1, 2]", "must hold a JSON object")]
+)
+def test_an_unreadable_detached_signature_is_refused(tmp_path, key, text, words):
+    path = publish(tmp_path, upstream_archive(), None)
+    (tmp_path / "helpdesk-1.0.0.tar.gz.sig").write_text(text)
+    with pytest.raises(InvalidInput, match=words):
+        install(path)
     assert not Installation.objects.filter(key="helpdesk").exists()
 
 
