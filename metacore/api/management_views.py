@@ -21,11 +21,10 @@ from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.navigation import build_navigation
 from metacore.api.parsers import JSONParser
 from metacore.conf import metacore_settings
-from metacore.errors import InvalidInput, MetacoreError, NotFound
+from metacore.errors import Forbidden, InvalidInput, MetacoreError, NotFound
 from metacore.installer import catalog, management
 from metacore.kernel import get_kernel
 from metacore.manifest.model import Manifest
-from metacore.models import Installation
 
 KERNEL_VERSION_HEADER = "X-Metacore-Kernel-Version"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -43,9 +42,10 @@ def _tenant(request):
         return None
 
 
-def _enabled_manifests() -> list[Manifest]:
-    rows = Installation.objects.filter(state=Installation.State.ENABLED).order_by("key")
-    return [Manifest.model_validate(row.manifest) for row in rows]
+def _enabled_manifests(request) -> list[Manifest]:
+    """The manifests of the addons enabled for the caller's organization."""
+    tenant = _tenant(request)
+    return [addon.manifest for addon in get_kernel().registry.installed_addons() if addon.enabled_for(tenant)]
 
 
 def _schema(answer: str, request=OpenApiTypes.OBJECT):
@@ -68,58 +68,83 @@ class ManagementView(EnvelopeErrorsMixin, APIView):
         return get_kernel()
 
     def manage(self, request, action, key=""):
+        """Refuse a caller who may not manage addons; the organization the call acts for."""
         management.require_manager(self.kernel, request.user, action, key)
+        return self.organization(request)
 
-    def installation_response(self, request, installation, http_status=status.HTTP_200_OK, **extra):
+    def organization(self, request):
+        """The organization the call acts for (see `management.acting_organization`)."""
+        return management.acting_organization(
+            request.user, _tenant(request), request.query_params.get("organization")
+        )
+
+    def viewing(self, request):
+        return management.viewing_organization(
+            request.user, _tenant(request), request.query_params.get("organization")
+        )
+
+    def installation_response(
+        self, request, installation, http_status=status.HTTP_200_OK, *, organization=None, **extra
+    ):
+        own = installation.organizations.filter(organization=organization).first() if organization else None
         body = wire.installation(
-            installation, organization_id=_tenant(request), manager=management.can_manage(request.user)
+            installation,
+            organization_id=organization or _tenant(request),
+            manager=management.can_manage(request.user),
+            own=own,
         )
         return Response({**body, **extra}, status=http_status)
 
 
-def _catalog_entry(item, installations) -> dict:
-    installed = installations.get(item.key)
+def _catalog_entry(item, installed: dict, organization) -> dict:
+    """A catalog item, installed and enabled as the organization has it."""
+    addon = installed.get(item.key)
     return {
         "manifest": wire.flat_manifest(item.manifest)
         if item.manifest
         else wire.raw_flat_manifest(item.raw_manifest),
         "installable": item.installable,
         "entitled": True,
-        "installed": installed is not None,
-        "enabled": installed is not None and installed.state == Installation.State.ENABLED,
-        "installed_version": installed.version if installed else None,
+        "installed": addon is not None,
+        "enabled": addon is not None and addon.enabled_for(organization),
+        "installed_version": addon.version if addon else None,
         "problems": list(item.problems),
     }
 
 
-def _active_installations() -> dict:
-    return {i.key: i for i in Installation.objects.exclude(state=Installation.State.UNINSTALLED)}
+class CatalogBase(ManagementView):
+    def entries(self, request, items) -> list[dict]:
+        organization = self.viewing(request)
+        installed = {a.key: a for a in self.kernel.registry.installed_addons(organization)}
+        return [_catalog_entry(item, installed, organization) for item in items]
 
 
 @_schema("[CatalogEntry]")
-class CatalogView(ManagementView):
+class CatalogView(CatalogBase):
     def get(self, request):
-        installations = _active_installations()
-        return Response([_catalog_entry(item, installations) for item in catalog.list_items()])
+        return Response(self.entries(request, catalog.list_items()))
 
 
 @_schema("CatalogEntry")
-class CatalogDetailView(ManagementView):
+class CatalogDetailView(CatalogBase):
     def get(self, request, key):
         return Response(
-            _catalog_entry(
-                catalog.get_item(key, request.query_params.get("version")), _active_installations()
-            )
+            self.entries(request, [catalog.get_item(key, request.query_params.get("version"))])[0]
         )
 
 
 @_schema("[Installation]")
 class InstallationListView(ManagementView):
     def get(self, request):
-        tenant = _tenant(request)
-        rows = self.kernel.installer.list(include_uninstalled=False)
+        organization = self.viewing(request)
+        shown = organization if isinstance(organization, str) else _tenant(request)
         manager = management.can_manage(request.user)
-        return Response([wire.installation(row, organization_id=tenant, manager=manager) for row in rows])
+        return Response(
+            [
+                wire.installation(row, organization_id=shown, manager=manager, own=own)
+                for row, own in self.kernel.installer.installations_for(organization)
+            ]
+        )
 
 
 @_schema("201 Installation with the one-time secret; DELETE answers 204")
@@ -129,22 +154,24 @@ class InstallationView(ManagementView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def post(self, request, key):
-        self.manage(request, "installing addons", key)
+        organization = self.manage(request, "installing addons", key)
         data = _options_data(request)
         options = management.install_options(data)
         upload = request.FILES.get("bundle")
+        kwargs = {"actor": request.user, "options": options, "organization": organization}
         if upload is not None:
             with management.uploaded_bundle(upload) as path:
                 bundle = management.open_checked(path, key)
-                result, secret = management.install(self.kernel, bundle, actor=request.user, options=options)
+                result, secret = management.install(self.kernel, bundle, **kwargs)
         else:
             bundle = management.catalog_bundle(key, data.get("version"))
-            result, secret = management.install(self.kernel, bundle, actor=request.user, options=options)
+            result, secret = management.install(self.kernel, bundle, **kwargs)
         migrations = {m.name: m.status for m in result.migrations}
         return self.installation_response(
             request,
             result.installation,
             status.HTTP_201_CREATED,
+            organization=organization,
             secret=secret,
             tables=result.created_tables,
             adopted_tables=result.adopted_tables,
@@ -153,8 +180,10 @@ class InstallationView(ManagementView):
         )
 
     def delete(self, request, key):
-        self.manage(request, "uninstalling addons", key)
-        self.kernel.installer.uninstall(key, drop_data=_flag(request, "drop"), actor=request.user)
+        organization = self.manage(request, "uninstalling addons", key)
+        self.kernel.installer.uninstall(
+            key, drop_data=_flag(request, "drop"), actor=request.user, organization=organization
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -183,31 +212,37 @@ def _options_data(request) -> dict:
 @_schema("Installation")
 class EnableView(ManagementView):
     def post(self, request, key):
-        self.manage(request, "enabling addons", key)
-        return self.installation_response(request, self.kernel.installer.enable(key, actor=request.user))
+        organization = self.manage(request, "enabling addons", key)
+        installation = self.kernel.installer.enable(key, actor=request.user, organization=organization)
+        return self.installation_response(request, installation, organization=organization)
 
 
 @_schema("Installation")
 class DisableView(ManagementView):
     def post(self, request, key):
-        self.manage(request, "disabling addons", key)
-        return self.installation_response(request, self.kernel.installer.disable(key, actor=request.user))
+        organization = self.manage(request, "disabling addons", key)
+        installation = self.kernel.installer.disable(key, actor=request.user, organization=organization)
+        return self.installation_response(request, installation, organization=organization)
 
 
 @_schema("Installation")
 class SettingsView(ManagementView):
     def post(self, request, key):
-        self.manage(request, "changing addon settings", key)
-        installation = management.update_settings(self.kernel, key, request.data, actor=request.user)
-        return self.installation_response(request, installation)
+        organization = self.manage(request, "changing addon settings", key)
+        installation = management.update_settings(
+            self.kernel, key, request.data, actor=request.user, organization=organization
+        )
+        return self.installation_response(request, installation, organization=organization)
 
 
 @_schema("Installation with the new secret")
 class SecretView(ManagementView):
     def post(self, request, key):
-        self.manage(request, "rotating addon secrets", key)
-        installation, secret = management.rotate_secret(self.kernel, key, actor=request.user)
-        return self.installation_response(request, installation, secret=secret)
+        organization = self.manage(request, "rotating addon secrets", key)
+        installation, secret = management.rotate_secret(
+            self.kernel, key, actor=request.user, organization=organization
+        )
+        return self.installation_response(request, installation, organization=organization, secret=secret)
 
 
 @_schema("the upgrade plan (dry_run=1) or Installation with the applied plan")
@@ -215,7 +250,11 @@ class UpgradeView(ManagementView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def post(self, request, key):
-        self.manage(request, "upgrading addons", key)
+        if self.manage(request, "upgrading addons", key) is not None:
+            raise Forbidden(
+                "permission denied: an upgrade changes the addon for every organization; host staff"
+                " (or a manager on a host without organizations) upgrade it"
+            )
         data = _options_data(request)
         upload = request.FILES.get("bundle")
         if upload is not None:
@@ -260,7 +299,7 @@ class NavigationView(BootView):
     def get(self, request):
         if self.anonymous(request):
             return Response([])
-        return Response(build_navigation(_enabled_manifests(), request.user, self.kernel.permissions))
+        return Response(build_navigation(_enabled_manifests(request), request.user, self.kernel.permissions))
 
 
 @_schema("[Manifest] (flat), header X-Metacore-Kernel-Version")
@@ -269,7 +308,7 @@ class ManifestsView(BootView):
         if self.anonymous(request):
             return Response([], headers={KERNEL_VERSION_HEADER: metacore.KERNEL_VERSION})
         lite = _flag(request, "lite")
-        body = [wire.flat_manifest(manifest, lite=lite) for manifest in _enabled_manifests()]
+        body = [wire.flat_manifest(manifest, lite=lite) for manifest in _enabled_manifests(request)]
         return Response(body, headers={KERNEL_VERSION_HEADER: metacore.KERNEL_VERSION})
 
 
@@ -279,9 +318,10 @@ class FrontendFileView(ManagementView):
     frontend directory; anything escaping it (`..`, absolute, links) is a 404."""
 
     def get(self, request, key, path):
-        installation = Installation.objects.filter(key=key, state=Installation.State.ENABLED).first()
-        if installation is None or not installation.bundle_path:
+        registry = self.kernel.registry
+        if not registry.enabled_for(key, _tenant(request)) or not registry.installed(key).bundle_path:
             raise NotFound(f"addon {key!r} is not installed and enabled")
+        installation = registry.installed(key)
         root = (Path(installation.bundle_path) / "frontend").resolve()
         try:
             target = (root / path).resolve()

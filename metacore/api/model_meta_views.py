@@ -68,7 +68,10 @@ class AllMetadataView(_MetaView):
     @_documented("Every readable model's metadata: `{version, tables, modals}`")
     def get(self, request):
         return Response(
-            {"success": True, "data": self.service.all(request.user, request.headers.get("Accept-Language"))}
+            {
+                "success": True,
+                "data": self.service.all(request.user, request.headers.get("Accept-Language"), request),
+            }
         )
 
 

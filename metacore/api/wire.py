@@ -14,7 +14,7 @@ from metacore.installer.secrets import masked_settings
 from metacore.manifest.model import Column, Manifest, Model
 
 if TYPE_CHECKING:
-    from metacore.models import Installation
+    from metacore.models import Installation, OrganizationInstallation
 
 # Top-level keys the shell does not need (`GET /manifests?lite=1`).
 HEAVY_KEYS = ("model_definitions", "actions", "i18n")
@@ -128,11 +128,21 @@ def _actions_by_model(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
 
 
 def installation(
-    inst: Installation, *, organization_id: str | UUID | None = None, manager: bool = False
+    inst: Installation,
+    *,
+    organization_id: str | UUID | None = None,
+    manager: bool = False,
+    own: OrganizationInstallation | None = None,
 ) -> dict[str, Any]:
-    """One installation (the SDK's `Installation`, plus metacore's own fields). Settings,
-    tools, credential names and capabilities are for users who may manage addons
-    (`manager`), and even they see secret settings only as a mask."""
+    """One installation (the SDK's `Installation`, plus metacore's own fields), as the
+    organization sees it: with its own installation (`own`), that one's state and its
+    settings over the host-wide ones. Settings, tools, credential names and capabilities
+    are for users who may manage addons (`manager`), and even they see secret settings
+    only as a mask."""
+    status = inst.state
+    if own is not None and inst.state == "enabled" and not own.enabled:
+        status = "disabled"
+    settings = {**inst.settings, **own.settings} if own is not None else inst.settings
     body: dict[str, Any] = {
         "id": str(inst.pk),
         "organization_id": str(organization_id) if organization_id else None,
@@ -140,16 +150,17 @@ def installation(
         "key": inst.key,
         "name": inst.name,
         "version": inst.version,
-        "status": inst.state,
+        "status": status,
         "source": "bundle",
         "revision": inst.revision,
-        "installed_at": inst.installed_at.isoformat() if inst.installed_at else None,
-        "updated_at": inst.updated_at.isoformat() if inst.updated_at else None,
+        "every_organization": inst.every_organization,
+        "installed_at": (own or inst).installed_at.isoformat() if (own or inst).installed_at else None,
+        "updated_at": (own or inst).updated_at.isoformat() if (own or inst).updated_at else None,
     }
     if manager:
         body.update(
             {
-                "settings": masked_settings(Manifest.model_validate(inst.manifest), inst.settings),
+                "settings": masked_settings(Manifest.model_validate(inst.manifest), settings),
                 "selected_tools": inst.selected_tools,
                 "credential_keys": sorted(inst.credentials),
                 "capabilities": inst.capabilities,

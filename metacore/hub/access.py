@@ -59,7 +59,7 @@ class HubAccess:
         out = []
         for token in tokens:
             try:
-                resolved = self.kernel.registry.resolve(token)
+                resolved = self.kernel.registry.resolve(token, organization=self.tenant)
             except MetacoreError as exc:
                 out.append((token, None, exc.message))
                 continue

@@ -19,6 +19,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 
 from metacore import events, telemetry
+from metacore.errors import NotFound
 from metacore.hub import groups, presence
 
 if TYPE_CHECKING:
@@ -106,6 +107,8 @@ class HubPublisher:
 
     # -- what producers publish ----------------------------------------------------------------
     def publish_data(self, event: events.DataEvent):
+        if not self._served(event.addon, event.tenant):
+            return
         text = frame_text(DATA_EVENT, data_payload(event))
         # `row` = `addon.table.id` (addon keys and tables never contain dots): the consumer's
         # routing and coalescing key, kept small since every socket's copy carries it.
@@ -125,6 +128,8 @@ class HubPublisher:
             )
 
     def publish_addon_event(self, event: events.AddonEvent):
+        if not self._served(event.addon, event.tenant):
+            return
         self._send_many(
             [
                 (
@@ -185,11 +190,16 @@ class HubPublisher:
         """Send a `NOTIFICATION` frame to every open socket of one user."""
         self.send_to_user(user_pk, {"type": NOTIFICATION, "payload": payload})
 
-    @staticmethod
-    def _bundle_hash(addon):
-        from metacore.models import Installation
+    def _served(self, addon: str, tenant: str | None) -> bool:
+        """Whether the addon is enabled for the event's organization: one that disabled it (or
+        never had it) gets none of its events."""
+        return self.kernel.registry.enabled_for(addon, tenant)
 
-        digest = Installation.objects.filter(key=addon).values_list("bundle_sha256", flat=True).first()
+    def _bundle_hash(self, addon):
+        try:
+            digest = self.kernel.registry.installed(addon).bundle_sha256
+        except NotFound:  # uninstalled
+            digest = ""
         return f"sha256:{digest}" if digest else ""
 
     # -- delivery ------------------------------------------------------------------------------

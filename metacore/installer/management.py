@@ -18,8 +18,13 @@ from metacore.errors import Forbidden, InvalidInput, NotFound
 from metacore.installer import catalog
 from metacore.installer.secrets import issue_secret, seal_settings
 from metacore.installer.setting_types import clean_settings
-from metacore.manifest.model import Manifest
-from metacore.models import Installation
+from metacore.models import Installation, OrganizationInstallation
+from metacore.schema.registry import (
+    ANY_ORGANIZATION,
+    OrganizationFilter,
+    bump_registry_revision,
+    organization_key,
+)
 
 if TYPE_CHECKING:
     from django.core.files.uploadedfile import UploadedFile
@@ -47,6 +52,28 @@ def can_manage(user: User | None) -> bool:
         and user.is_active
         and (user.is_staff or user.has_perm(MANAGE_PERMISSION))
     )
+
+
+def acting_organization(user: User, tenant: object, requested: object = None) -> str | None:
+    """The organization a management call acts for: host staff act host-wide unless they
+    name an organization (`requested`); anyone else acts for their own organization (None,
+    host-wide, on a host without organizations) and may not name another."""
+    wanted = organization_key(requested)
+    if user.is_staff:
+        return wanted
+    own = organization_key(tenant)
+    if wanted is not None and wanted != own:
+        raise Forbidden(
+            f"permission denied: only host staff act for another organization than their own ({own})"
+        )
+    return own
+
+
+def viewing_organization(user: User, tenant: object, requested: object = None) -> OrganizationFilter:
+    """Whose installations a listing shows: `acting_organization`, except that host staff
+    naming none see every installation."""
+    organization = acting_organization(user, tenant, requested)
+    return ANY_ORGANIZATION if organization is None and user.is_staff else organization
 
 
 def require_manager(kernel: Kernel, user: User, action: str, addon: str = "") -> None:
@@ -121,49 +148,74 @@ def catalog_bundle(key: str, version: str | None = None) -> Bundle:
 
 
 def install(
-    kernel: Kernel, bundle: Bundle, *, actor: User, options: InstallOptions
+    kernel: Kernel, bundle: Bundle, *, actor: User, options: InstallOptions, organization: str | None = None
 ) -> tuple[InstallResult, str]:
-    """Install, then issue the installation secret (returned once, stored hashed)."""
-    result = kernel.installer.install(bundle, actor=actor, **options)
-    secret = issue_secret(result.installation)
+    """Install (for every organization, or for `organization`), then issue that
+    installation's secret (returned once, stored hashed)."""
+    result = kernel.installer.install(bundle, actor=actor, organization=organization, **options)
+    secret = issue_secret(result.organization or result.installation)
     return result, secret
 
 
-def rotate_secret(kernel: Kernel, key: str, *, actor: User) -> tuple[Installation, str]:
+def rotate_secret(
+    kernel: Kernel, key: str, *, actor: User, organization: str | None = None
+) -> tuple[Installation, str]:
+    """A new secret for the host-wide installation, or for `organization`'s own."""
     with transaction.atomic():
-        installation = _active(kernel, key)
-        secret = issue_secret(installation)
-        kernel.audit.record(
-            "addon.secret_rotated", actor=actor.get_username(), addon=key, target=key, decision="allow"
-        )
+        installation, own = _active(kernel, key, organization)
+        secret = issue_secret(own or installation)
+        _audit(kernel, "addon.secret_rotated", key, actor, organization)
     return installation, secret
 
 
-def update_settings(kernel: Kernel, key: str, settings: object, *, actor: User) -> Installation:
-    """Replace an installation's settings, checked against the manifest's `settings[]` (keys
-    and types, see `setting_types`); audited with the keys, never the values."""
+def update_settings(
+    kernel: Kernel, key: str, settings: object, *, actor: User, organization: str | None = None
+) -> Installation:
+    """Replace the settings of the host-wide installation, or of `organization`'s own (its
+    values over the host-wide ones), checked against the manifest's `settings[]` (keys and
+    types, see `setting_types`); audited with the keys, never the values."""
     if not isinstance(settings, dict):
         raise InvalidInput("settings must be a JSON object", errors={"settings": ["must be an object"]})
     with transaction.atomic():
-        installation = _active(kernel, key)
-        manifest = Manifest.model_validate(installation.manifest)
-        settings = clean_settings(manifest, settings, addon=key, previous=installation.settings)
-        before = sorted(installation.settings)
-        installation.settings = seal_settings(manifest, settings, previous=installation.settings)
-        installation.save(update_fields=["settings", "updated_at"])
-        kernel.audit.record(
+        installation, own = _active(kernel, key, organization)
+        manifest = kernel.registry.installed(key).manifest
+        target = own or installation
+        settings = clean_settings(manifest, settings, addon=key, previous=target.settings)
+        before = sorted(target.settings)
+        target.settings = seal_settings(manifest, settings, previous=target.settings)
+        target.save(update_fields=["settings", "updated_at"])
+        bump_registry_revision()  # settings are part of the registry's read model
+        _audit(
+            kernel,
             "addon.settings",
-            actor=actor.get_username(),
-            addon=key,
-            target=key,
-            decision="allow",
+            key,
+            actor,
+            organization,
             details={"keys_before": before, "keys_after": sorted(settings)},
         )
     return installation
 
 
-def _active(kernel: Kernel, key: str) -> Installation:
-    installation = Installation.objects.select_for_update().filter(key=key).first()
-    if installation is None or installation.state == Installation.State.UNINSTALLED:
+def _audit(kernel: Kernel, kind: str, key: str, actor: User, organization: str | None, **fields: Any) -> None:
+    kernel.audit.record(
+        kind,
+        actor=actor.get_username(),
+        addon=key,
+        target=key,
+        tenant=organization or "",
+        decision="allow",
+        **fields,
+    )
+
+
+def _active(
+    kernel: Kernel, key: str, organization: str | None
+) -> tuple[Installation, OrganizationInstallation | None]:
+    """The installed package, locked, and the organization's own installation (locked;
+    created for a host-wide addon), None when acting host-wide."""
+    installation = Installation.objects.active().locked(key)
+    if installation is None:
         raise NotFound(f"addon {key!r} is not installed")
-    return installation
+    if organization is None:
+        return installation, None
+    return installation, kernel.installer.organization_installation(installation, organization, lock=True)

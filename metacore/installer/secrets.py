@@ -29,7 +29,7 @@ from metacore.errors import Conflict
 
 if TYPE_CHECKING:
     from metacore.manifest.model import Manifest
-    from metacore.models import Installation
+    from metacore.models import Installation, OrganizationInstallation
 
 #: Addon settings as stored: JSON values by key.
 Settings = dict[str, Any]
@@ -57,7 +57,7 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue_secret(installation: "Installation") -> str:
+def issue_secret(installation: "Installation | OrganizationInstallation") -> str:
     """Create (or rotate) the installation's secret and return it; it is never readable again
     through the API. The previous secret stops working at once."""
     secret = _random.token_hex(SECRET_BYTES)

@@ -10,6 +10,7 @@ the rolled-back transaction.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ from metacore.permissions.sync import create_addon_permissions, drop_addon_permi
 from metacore.schema import ddl
 from metacore.schema.builder import AddonModels, build_addon_models
 from metacore.schema.naming import schema_name
-from metacore.schema.registry import bump_registry_revision, organization_key
+from metacore.schema.registry import OrganizationFilter, bump_registry_revision, organization_key
 from metacore.schema.roles import drop_addon_roles
 from metacore.security.patterns import require_grantable
 from metacore.store.rls import enable_rls
@@ -589,6 +590,22 @@ class InstallerService:
         if not include_uninstalled:
             rows = rows.exclude(state=Installation.State.UNINSTALLED)
         return list(rows)
+
+    def installations_for(
+        self, organization: OrganizationFilter
+    ) -> builtins.list[tuple[Installation, OrganizationInstallation | None]]:
+        """Installed packages the organization has (host-wide, or its own installation),
+        each with the organization's own installation or None; every one for ANY_ORGANIZATION."""
+        rows = Installation.objects.using(self.using).active()
+        if isinstance(organization, str):
+            own = {
+                o.installation_id: o
+                for o in OrganizationInstallation.objects.using(self.using).filter(organization=organization)
+            }
+            return [(row, own.get(row.pk)) for row in rows if row.every_organization or row.pk in own]
+        if organization is None:
+            return [(row, None) for row in rows.filter(every_organization=True)]
+        return [(row, None) for row in rows]
 
     def get(self, key: str) -> Installation:
         installation = Installation.objects.using(self.using).filter(key=key).first()

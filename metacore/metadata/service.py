@@ -18,9 +18,7 @@ from django.db.models import Q
 from metacore import errors
 from metacore.conf import metacore_settings
 from metacore.metadata import derive, i18n
-from metacore.models import Installation
 from metacore.permissions.naming import model_permission
-from metacore.schema.registry import read_revision
 from metacore.schema.types import get_type
 from metacore.store.query import MAX_OFFSET, parse_value
 from metacore.store.service import StoreContext
@@ -44,28 +42,32 @@ class MetadataService:
 
     # -- metadata -----------------------------------------------------------------------
     def version(self) -> str:
-        """A token that changes on every install, upgrade, uninstall, enable or disable."""
-        rows = list(
-            Installation.objects.order_by("key").values_list(
-                "key", "version", "revision", "state", "updated_at"
-            )
-        )
+        """A token that changes on every install, upgrade, uninstall, enable or disable, for
+        any organization (the registry's revision, and what it serves)."""
+        registry = self.kernel.registry
+        rows = [(a.key, a.version, a.revision, a.state) for a in registry.installed_addons()]
         digest = hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:12]
-        return f"{read_revision()}.{digest}"
+        return f"{registry.revision}.{digest}"
 
-    def resolve_readable(self, user, ref):
-        """The model named `ref`, once the caller may read it (401/403/404/409 otherwise)."""
+    def resolve_readable(self, user, ref, request=None):
+        """The model named `ref` among the addons enabled for the caller's organization, once
+        the caller may read it (401/403/404/409 otherwise)."""
         self._require_user(user)
-        resolved = self.kernel.registry.resolve(ref)
+        resolved = self.kernel.registry.resolve(ref, organization=self._tenant(user, request))
         self.kernel.permissions.require(user, self.read_permission(resolved))
         return resolved
 
+    @staticmethod
+    def _tenant(user, request):
+        tenant = metacore_settings.TENANT_RESOLVER(user, request)
+        return str(tenant) if tenant else None
+
     def table(self, user, ref, language=None, request=None) -> dict:
-        resolved = self.resolve_readable(user, ref)
+        resolved = self.resolve_readable(user, ref, request)
         return self._for_caller(resolved, self._metadata(resolved)[0], user, language, request)
 
     def modal(self, user, ref, language=None, request=None) -> dict:
-        resolved = self.resolve_readable(user, ref)
+        resolved = self.resolve_readable(user, ref, request)
         return self._for_caller(resolved, self._metadata(resolved)[1], user, language, request)
 
     @staticmethod
@@ -80,11 +82,11 @@ class MetadataService:
             return meta
         return i18n.resolve_org_validators(meta, lambda key: resolver(str(tenant), key))
 
-    def all(self, user, language=None) -> dict:
+    def all(self, user, language=None, request=None) -> dict:
         """Every model the caller may read, keyed by model key (qualified `<addon>.<key>`
         when two addons share the key), plus the `version` token."""
         self._require_user(user)
-        models = self.kernel.registry.served_models()
+        models = self.kernel.registry.served_models(organization=self._tenant(user, request))
         counts = Counter(m.spec.key.lower() for m in models)
         tables, modals = {}, {}
         for m in models:
@@ -112,7 +114,7 @@ class MetadataService:
         referenced model's rows, a column with static `options` in the manifest's `table`
         block lists those, any other column lists its distinct values."""
         self._check_params(params, OPTIONS_PARAMS)
-        resolved = self.resolve_readable(user, ref)
+        resolved = self.resolve_readable(user, ref, request)
         spec = resolved.spec
         field = (params.get("field") or "id").strip()
         column = spec.column(field)
@@ -136,7 +138,8 @@ class MetadataService:
             source = resolved
             if column.references is not None:
                 source = self.kernel.registry.resolve(
-                    f"{resolved.installation_key}.{column.references.table}"
+                    f"{resolved.installation_key}.{column.references.table}",
+                    organization=self._tenant(user, request),
                 )
                 self.kernel.permissions.require(user, self.read_permission(source))
             label = source.spec.column(derive.label_column(source.spec))
@@ -165,7 +168,7 @@ class MetadataService:
     def search(self, user, ref, params, request=None) -> list[dict]:
         """Rows whose search columns contain `q` (or `search`), as `{id, value, label, name}`."""
         self._check_params(params, SEARCH_PARAMS)
-        resolved = self.resolve_readable(user, ref)
+        resolved = self.resolve_readable(user, ref, request)
         limit = self._int(params, "limit", DEFAULT_SEARCH_LIMIT, minimum=1, maximum=MAX_OPTIONS_LIMIT)
         q = (params.get("q") or params.get("search") or "").strip()
         columns = derive.search_columns(resolved.spec)

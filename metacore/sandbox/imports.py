@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from metacore.hub.publisher import HubPublisher
     from metacore.installer.tenant_schemas import TenantSchemaService
     from metacore.manifest.model import Manifest
+    from metacore.schema.registry import ModelRegistry
     from metacore.schema.roles import GuestSession
     from metacore.security.enforcer import Enforcer
     from metacore.security.ssrf import Egress
@@ -96,6 +97,7 @@ class ImportServices:
     audit: AuditPipe
     hub: HubPublisher
     tenant_schemas: TenantSchemaService
+    registry: ModelRegistry
 
 
 @dataclass
@@ -519,7 +521,7 @@ class _TableResolver:
         if schema is not None:
             addon = addon_of_schema(schema)
         addon = addon.lower()
-        manifest = self.invocation.manifest if addon == own else _manifest_of(addon)
+        manifest = self.invocation.manifest if addon == own else _manifest_of(self.invocation, addon)
         model = manifest.model(name) if manifest is not None else None
         if manifest is None or model is None:
             where = f"{addon}.{name}" if schema else name
@@ -577,16 +579,12 @@ def _tenant_param(tenant: str | None, vendor: str) -> uuid.UUID | str | None:
     return value if vendor == "postgresql" else value.hex
 
 
-def _manifest_of(addon_key: str) -> Manifest | None:
-    from metacore.manifest.model import Manifest
-    from metacore.models import Installation
-
-    snapshot = (
-        Installation.objects.filter(key=addon_key, state=Installation.State.ENABLED)
-        .values_list("manifest", flat=True)
-        .first()
-    )
-    return Manifest.model_validate(snapshot) if snapshot else None
+def _manifest_of(invocation: Invocation, addon_key: str) -> Manifest | None:
+    """Another addon's manifest, when it is enabled for the calling organization."""
+    registry = invocation.services.registry if invocation.services is not None else None
+    if registry is None or not registry.enabled_for(addon_key, invocation.tenant):
+        return None
+    return registry.installed(addon_key).manifest
 
 
 class _database_wall:

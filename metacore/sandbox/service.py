@@ -30,6 +30,7 @@ from metacore.manifest.model import Action, Manifest, Model
 from metacore.sandbox.engine import CallStats, CompiledModule, Limits, SandboxEngine
 from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
 from metacore.sandbox.imports import ImportServices, Invocation
+from metacore.schema.registry import organization_key
 
 if TYPE_CHECKING:
     from metacore.kernel import Kernel
@@ -85,7 +86,12 @@ class SandboxService:
         """What the guest's imports act through: this kernel's parts (not whichever is global)."""
         k = self.kernel
         return ImportServices(
-            enforcer=k.enforcer, egress=k.egress, audit=k.audit, hub=k.hub, tenant_schemas=k.tenant_schemas
+            enforcer=k.enforcer,
+            egress=k.egress,
+            audit=k.audit,
+            hub=k.hub,
+            tenant_schemas=k.tenant_schemas,
+            registry=k.registry,
         )
 
     @property
@@ -184,6 +190,28 @@ class SandboxService:
         self._addons[(using, addon_key)] = (row[1], inst, manifest)
         return inst, manifest
 
+    def _enabled(self, addon_key: str, context: CallContext) -> tuple[Installation, Manifest]:
+        """`_installation`, for a call on behalf of `context`'s tenant: an organization runs
+        only the addons enabled for it."""
+        tenant = context.get("tenant")
+        if tenant and not self.kernel.registry.enabled_for(addon_key, tenant):
+            raise NotFound(f'addon "{addon_key}" is not installed and enabled for this organization')
+        return self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
+
+    @staticmethod
+    def _settings(inst: Installation, tenant: str | None, using: str) -> dict[str, Any]:
+        """The settings a call sees: the organization's own values over the host-wide ones."""
+        settings = dict(inst.settings or {})
+        if tenant:
+            own = (
+                inst.organizations.using(using)
+                .filter(organization=organization_key(tenant))
+                .values_list("settings", flat=True)
+                .first()
+            )
+            settings.update(own or {})
+        return settings
+
     # -- calls ----------------------------------------------------------------------------
 
     def call(
@@ -191,7 +219,7 @@ class SandboxService:
     ) -> object:
         """Call a manifest-listed export with `payload` (JSON) and return its decoded result."""
         context = context or {}
-        inst, manifest = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
+        inst, manifest = self._enabled(addon_key, context)
         if manifest.backend is None or export not in manifest.backend.exports:
             raise ExportNotAllowed(
                 f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports'
@@ -201,7 +229,7 @@ class SandboxService:
     def call_raw(self, addon_key: str, export: str, data: bytes, context: CallContext | None = None) -> bytes:
         """`call` with the input and output as raw bytes (no JSON on either side)."""
         context = context or {}
-        inst, manifest = self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
+        inst, manifest = self._enabled(addon_key, context)
         if manifest.backend is None or export not in manifest.backend.exports:
             raise ExportNotAllowed(
                 f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports'
@@ -237,9 +265,9 @@ class SandboxService:
             export=export,
             services=self.import_services,
             manifest=manifest,
-            settings=unsealed_settings(
-                getattr(inst, "settings", None) or {}
-            ),  # the one place secrets are read
+            settings=unsealed_settings(  # the one place secrets are read
+                self._settings(inst, context.get("tenant"), context.get("using", DEFAULT_DB_ALIAS))
+            ),
             tenant=context.get("tenant"),
             actor=context.get("actor"),
             request_id=context.get("request_id", ""),
@@ -364,7 +392,7 @@ class SandboxService:
         from metacore.permissions.naming import model_permission
 
         store = self.kernel.store
-        resolved = self.kernel.registry.resolve(model_ref)
+        resolved = self.kernel.registry.resolve(model_ref, organization=ctx.tenant)
         addon_key, spec, manifest = resolved.installation_key, resolved.spec, resolved.manifest
         self.kernel.permissions.require(ctx.user, model_permission(addon_key, spec.table, "update"))
         action = find_action(manifest, spec, action_key)

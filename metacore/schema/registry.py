@@ -42,7 +42,7 @@ from django.db import models as djmodels
 from metacore.errors import Conflict, NotFound
 from metacore.manifest.model import Manifest, Model
 from metacore.schema.builder import AddonModels, build_addon_models
-from metacore.schema.host import HostModel, HostModels, host_models
+from metacore.schema.host import HOST_NAMESPACE, HostModel, HostModels, host_models
 
 log = logging.getLogger("metacore.registry")
 
@@ -377,7 +377,10 @@ class ModelRegistry:
 
     def enabled_for(self, addon_key: str, organization: OrganizationFilter) -> bool:
         """Whether the addon is installed and enabled for the organization (None: a caller in
-        no organization, who has the addons installed for every organization)."""
+        no organization, who has the addons installed for every organization). The host's own
+        models (`host`) are every organization's."""
+        if addon_key == HOST_NAMESPACE:
+            return True
         self.refresh()
         addon = self._installed.get(addon_key)
         return addon is not None and addon.enabled_for(organization)

@@ -36,7 +36,7 @@ from metacore.errors import Conflict, Forbidden, InvalidInput, NotFound
 from metacore.events import DataEvent, data_changed, publish_on_commit
 from metacore.manifest.model import SYSTEM_COLUMNS
 from metacore.permissions.naming import model_permission
-from metacore.schema.registry import ResolvedModel
+from metacore.schema.registry import ANY_ORGANIZATION, OrganizationFilter, ResolvedModel
 from metacore.schema.types import ColumnType, get_type
 from metacore.store import rls
 from metacore.store.query import QueryParams, parse_list_query
@@ -297,8 +297,9 @@ class StoreService:
             self._record(ctx, resolved, "delete", before["id"], fields=(), before=before, after=None)
 
     # -- building blocks other subsystems reuse -------------------------------------------
-    def resolve(self, ref: str) -> ResolvedModel:
-        return self.kernel.registry.resolve(ref)
+    def resolve(self, ref: str, organization: OrganizationFilter = ANY_ORGANIZATION) -> ResolvedModel:
+        """The model named `ref` among the addons enabled for `organization`."""
+        return self.kernel.registry.resolve(ref, organization=organization)
 
     def scoped_queryset(self, ctx: StoreContext, resolved: ResolvedModel) -> QuerySet[DjangoModel]:
         """Rows of `resolved` this context may see: its tenant's (in its tenant's copy, for a
@@ -319,7 +320,7 @@ class StoreService:
 
     # -- internals ------------------------------------------------------------------------
     def _authorize(self, ctx: StoreContext, ref: str, action: str) -> ResolvedModel:
-        resolved = self.resolve(ref)
+        resolved = self.resolve(ref, ctx.tenant)
         set_attributes(addon=resolved.installation_key, model=resolved.spec.table, tenant=ctx.tenant)
         self.kernel.permissions.require(
             ctx.user, model_permission(resolved.installation_key, resolved.spec.table, action)

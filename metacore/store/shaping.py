@@ -71,7 +71,7 @@ class RowShaper:
     def apply(self, ctx: StoreContext, ref: str, rows: list[Row], params: Mapping[str, str]) -> list[Row]:
         if not any(params.get(name) for name in PARAMS):
             return rows
-        resolved = self.store.resolve(ref)
+        resolved = self.store.resolve(ref, ctx.tenant)
         shape = parse_shape(resolved.spec, params)
         if shape.empty:
             return rows

@@ -5,6 +5,18 @@ def installation_data(installation) -> dict:
     return {"key": installation.key, "version": installation.version, "state": installation.state}
 
 
+def state_report(installation, organization) -> tuple[str, dict]:
+    """(text, data) after enable/disable, for everyone or for one organization."""
+    from metacore.kernel import get_kernel
+
+    state, where = installation.state, ""
+    if organization:
+        state = "enabled" if get_kernel().registry.enabled_for(installation.key, organization) else "disabled"
+        where = f" for organization {organization}"
+    text = f"{installation.key} {installation.version} is {state}{where}"
+    return text, {**installation_data(installation), "state": state, "organization": organization}
+
+
 def install_data(result) -> dict:
     return {
         **installation_data(result.installation),

@@ -1,7 +1,7 @@
 from metacore.kernel import get_kernel
 from metacore.management.base import MetacoreCommand
 
-from ._installer import installation_data
+from ._installer import state_report
 
 
 class Command(MetacoreCommand):
@@ -9,13 +9,9 @@ class Command(MetacoreCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("key", help="addon key")
+        self.add_organization_argument(parser, "enable it for this organization only (default: for everyone)")
         self.add_format_argument(parser)
 
-    def handle(self, *args, key, **options):
-        installation = get_kernel().installer.enable(key, actor="manage.py")
-        self.report(
-            options,
-            f"{installation.key} {installation.version} is {installation.state}",
-            installation_data(installation),
-            success=True,
-        )
+    def handle(self, *args, key, organization, **options):
+        installation = get_kernel().installer.enable(key, actor="manage.py", organization=organization)
+        self.report(options, *state_report(installation, organization), success=True)

@@ -14,9 +14,12 @@ class Command(MetacoreCommand):
     def add_arguments(self, parser):
         parser.add_argument("bundle", help="bundle directory or .tar.gz file")
         parser.add_argument("--settings-json", default=None, help="installation settings as a JSON object")
+        self.add_organization_argument(
+            parser, "install for this organization only (default: every organization)"
+        )
         self.add_format_argument(parser)
 
-    def handle(self, *args, bundle, settings_json, **options):
+    def handle(self, *args, bundle, settings_json, organization, **options):
         settings = None
         if settings_json:
             try:
@@ -25,5 +28,7 @@ class Command(MetacoreCommand):
                 raise CommandError(f"--settings-json is not valid JSON: {exc}") from None
             if not isinstance(settings, dict):
                 raise CommandError("--settings-json must be a JSON object")
-        result = get_kernel().installer.install(bundle, actor="manage.py", settings=settings)
+        result = get_kernel().installer.install(
+            bundle, actor="manage.py", settings=settings, organization=organization
+        )
         self.report(options, describe_install(result), install_data(result), success=True)

@@ -15,10 +15,11 @@ class Command(MetacoreCommand):
         parser.add_argument(
             "--drop-data", action="store_true", help="drop the addon's tables, rows and permissions too"
         )
+        self.add_organization_argument(parser, "uninstall for this organization only")
         self.add_noinput_argument(parser)
         self.add_format_argument(parser)
 
-    def handle(self, *args, key, drop_data, **options):
+    def handle(self, *args, key, drop_data, organization, **options):
         installer = get_kernel().installer
         if drop_data:
             tables = [m["table"] for m in installer.get(key).manifest.get("models", [])]
@@ -27,7 +28,9 @@ class Command(MetacoreCommand):
                 "permissions. This cannot be undone.",
                 options,
             )
-        installation = installer.uninstall(key, drop_data=drop_data, actor="manage.py")
+        installation = installer.uninstall(
+            key, drop_data=drop_data, actor="manage.py", organization=organization
+        )
         kept = "tables and rows dropped" if drop_data else "tables and rows kept"
         self.report(
             options,
