@@ -18,10 +18,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import migrations
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ModelState, ProjectState
-from django.db.models import Count
+from django.db.models import Count, Field, QuerySet
+from django.db.models import Model as DjangoModel
 
 from metacore.manifest.model import Column, Manifest, Model
 from metacore.schema.builder import app_label, build_addon_models, field_names
@@ -38,7 +43,7 @@ class Step:
     words: str
     safety: str = SAFE
     column: str | None = None
-    operations: list = field(default_factory=list)  # Django migration operations, in order
+    operations: list[Operation] = field(default_factory=list)  # Django migration operations, in order
     check: Callable[[], str | None] | None = None  # returns a blocking message, or None
 
     def as_dict(self) -> dict[str, str | None]:
@@ -70,7 +75,9 @@ def describe_column(column: Column) -> str:
     return words
 
 
-def project_state(manifest: Manifest, vendor: str, classes=None) -> ProjectState:
+def project_state(
+    manifest: Manifest, vendor: str, classes: dict[str, type[DjangoModel]] | None = None
+) -> ProjectState:
     """The migration state of an addon's models (managed, so operations act on them);
     `classes` are the addon's runtime classes when the caller has built them already."""
     state = ProjectState()
@@ -91,7 +98,7 @@ class Differ:
         old: Manifest,
         new: Manifest,
         vendor: str,
-        old_models: dict,
+        old_models: dict[str, type[DjangoModel]],
         assign_organization: uuid.UUID | None = None,
     ):
         self.old, self.new, self.vendor = old, new, vendor
@@ -102,7 +109,7 @@ class Differ:
         self.label = app_label(new.key)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _new_field(self, spec: Model, column_name: str):
+    def _new_field(self, spec: Model, column_name: str) -> tuple[str, Field[Any, Any]]:
         name = field_names(spec)[column_name]
         return name, self.new_state.models[self.label, spec.table.lower()].fields[name].clone()
 
@@ -114,13 +121,18 @@ class Differ:
                 return old
         return None
 
-    def _rows(self, table: str):
-        return self.old_models[table].objects.all()
+    def _rows(self, table: str) -> QuerySet[DjangoModel]:
+        return self.old_models[table]._default_manager.all()
 
     # -- the plan ---------------------------------------------------------------------------
     def steps(self) -> list[Step]:
-        renames, creates, columns, indexes, drops_columns, drops_tables = [], [], [], [], [], []
-        matched_old = set()
+        renames: list[Step] = []
+        creates: list[Model] = []
+        columns: list[Step] = []
+        indexes: list[Step] = []
+        drops_columns: list[Step] = []
+        drops_tables: list[Step] = []
+        matched_old: set[str] = set()
         for spec in self.new.models:
             old_spec = self._old_spec_for(spec)
             if old_spec is None:
@@ -146,7 +158,7 @@ class Differ:
                 )
         return renames + self._create_steps(creates) + columns + indexes + drops_columns + drops_tables
 
-    def _count_words(self, table):
+    def _count_words(self, table: str) -> str:
         n = self._rows(table).count()
         return f"{n} row{'s' if n != 1 else ''}"
 
@@ -178,7 +190,7 @@ class Differ:
                 ready = list(pending.values())
             for s in ready:
                 ordered.append(pending.pop(s.table))
-        steps = []
+        steps: list[Step] = []
         for spec in ordered:
             model_state = self.new_state.models[self.label, spec.table.lower()]
             steps.append(
@@ -198,10 +210,11 @@ class Differ:
             )
         return steps
 
-    def _column_steps(self, old_spec: Model, spec: Model):
-        steps, drops = [], []
+    def _column_steps(self, old_spec: Model, spec: Model) -> tuple[list[Step], list[Step]]:
+        steps: list[Step] = []
+        drops: list[Step] = []
         old_names = field_names(old_spec)
-        matched = set()
+        matched: set[str] = set()
         for column in spec.columns:
             old_column = old_spec.column(column.name)
             if old_column is None and column.renamed_from and old_spec.column(column.renamed_from):
@@ -259,7 +272,7 @@ class Differ:
             step.safety = NEEDS_CHECK
             table = old_spec.table
 
-            def check():
+            def check() -> str | None:
                 n = self._rows(table).count()
                 if n:
                     return (
@@ -290,7 +303,7 @@ class Differ:
                 operations=[migrations.AddField(spec.table, name, new_field)],
             )
 
-            def check():
+            def check() -> str | None:
                 n = self._rows(table).count()
                 if n:
                     return (
@@ -334,10 +347,13 @@ class Differ:
         checks: list[Callable[[], str | None]] = []
         old_field_name = field_names(old_spec)[old.name]
         table = old_spec.table
-        rows = lambda: self._rows(table)  # noqa: E731 - evaluated lazily, at check time
+
+        def rows() -> QuerySet[DjangoModel]:  # evaluated lazily, at check time
+            return self._rows(table)
+
         where = f"{spec.table}.{new.name}"
 
-        def worst(level):
+        def worst(level: str) -> None:
             nonlocal safety
             order = [SAFE, NEEDS_CHECK, DESTRUCTIVE]
             safety = max(safety, level, key=order.index)
@@ -349,7 +365,7 @@ class Differ:
             if alteration.offending is not None:
                 offending, problem = alteration.offending, alteration.problem or "not convertible"
 
-                def misfits():
+                def misfits() -> str | None:
                     return _rows_are(offending(rows(), old_field_name).count(), where, problem)
 
                 checks.append(misfits)
@@ -358,7 +374,7 @@ class Differ:
             if new.required:
                 worst(NEEDS_CHECK)
 
-                def nulls():
+                def nulls() -> str | None:
                     n = rows().filter(**{f"{old_field_name}__isnull": True}).count()
                     return _rows_are(n, where, "null")
 
@@ -374,7 +390,7 @@ class Differ:
             if new.unique:
                 worst(NEEDS_CHECK)
 
-                def duplicates():
+                def duplicates() -> str | None:
                     n = (
                         rows()
                         .exclude(**{f"{old_field_name}__isnull": True})
@@ -400,10 +416,10 @@ class Differ:
                 worst(NEEDS_CHECK)
                 target = new.references.table
 
-                def orphans(target=target):
+                def orphans(target: str = target) -> str | None:
                     if target not in self.old_models:
                         return None  # the referenced table is new, so it is empty: checked by the DDL
-                    ids = self.old_models[target].objects.values("pk")
+                    ids = self.old_models[target]._default_manager.values("pk")
                     n = (
                         rows()
                         .exclude(**{f"{old_field_name}__isnull": True})
@@ -423,14 +439,14 @@ class Differ:
         if old.references != new.references and (old.references is None) != (new.references is None):
             # A plain column becoming a reference (or back) changes the field's class and
             # name: drop-and-add would lose data, so rename the state field and alter it.
-            ops: list[migrations.RenameField | migrations.AlterField] = []
+            ops: list[Operation] = []
             if old_field_name != name:
                 ops.append(migrations.RenameField(spec.table, old_field_name, name))
             ops.append(migrations.AlterField(spec.table, name, new_field))
         else:
             ops = [migrations.AlterField(spec.table, name, new_field)]
 
-        def run_checks():
+        def run_checks() -> str | None:
             found = [msg for msg in (c() for c in checks) if msg]
             return "; ".join(found) or None
 
@@ -450,7 +466,7 @@ class Differ:
         new_state = self.new_state.models[self.label, spec.table.lower()]
         old_ix = {(tuple(i.columns), i.unique) for i in old_spec.indexes}
         new_ix = {(tuple(i.columns), i.unique) for i in spec.indexes}
-        steps = []
+        steps: list[Step] = []
         names = field_names(spec)
         for columns, unique in sorted(new_ix - old_ix):
             fields = [names[c] for c in columns]
@@ -498,12 +514,14 @@ class Differ:
             )
         return steps
 
-    def _composite_duplicates(self, old_spec: Model, columns):
+    def _composite_duplicates(
+        self, old_spec: Model, columns: tuple[str, ...]
+    ) -> Callable[[], str | None] | None:
         names = field_names(old_spec)
         if any(old_spec.column(c) is None for c in columns):
             return None
 
-        def check():
+        def check() -> str | None:
             fields = [names[c] for c in columns]
             n = self._rows(old_spec.table).values(*fields).annotate(_n=Count("pk")).filter(_n__gt=1).count()
             return (
@@ -515,7 +533,7 @@ class Differ:
         return check
 
 
-def _target(field) -> str | None:
+def _target(field: Field[Any, Any]) -> str | None:
     remote = getattr(field, "remote_field", None)
     if remote is None:
         return None
@@ -523,7 +541,7 @@ def _target(field) -> str | None:
     return (model if isinstance(model, str) else model._meta.label).rsplit(".", 1)[-1].lower()
 
 
-def _relevant(state: ProjectState, operation) -> set[str]:
+def _relevant(state: ProjectState, operation: Operation) -> set[str]:
     """Model names one operation needs rendered: its own model(s), the models referencing
     them, and everything those reference (transitively), as Django must resolve relations."""
     names = {
@@ -536,8 +554,9 @@ def _relevant(state: ProjectState, operation) -> set[str]:
     pending = [f for _, f in getattr(operation, "fields", [])] + [
         f for name in names for f in fields.get(name, ())
     ]
-    if getattr(operation, "field", None) is not None:
-        pending.append(operation.field)
+    own_field = getattr(operation, "field", None)
+    if own_field is not None:
+        pending.append(own_field)
     while pending:
         target = _target(pending.pop())
         if target and target not in names:
@@ -546,7 +565,9 @@ def _relevant(state: ProjectState, operation) -> set[str]:
     return names
 
 
-def run_steps(old: Manifest, steps: list[Step], editor, state: ProjectState | None = None) -> None:
+def run_steps(
+    old: Manifest, steps: list[Step], editor: BaseDatabaseSchemaEditor, state: ProjectState | None = None
+) -> None:
     """Apply the steps' operations in order, as `migrate` applies a migration's, except
     that each operation renders only the models it touches (and their relations): cloning
     the whole state per operation, as a migration does, is quadratic in the addon's size.
@@ -577,7 +598,9 @@ def run_steps(old: Manifest, steps: list[Step], editor, state: ProjectState | No
             state.models.update(after.models)
 
 
-def collect_sql(old: Manifest, steps: list[Step], connection, state: ProjectState | None = None) -> list[str]:
+def collect_sql(
+    old: Manifest, steps: list[Step], connection: BaseDatabaseWrapper, state: ProjectState | None = None
+) -> list[str]:
     """The SQL the steps would run on `connection`, without running it (like sqlmigrate)."""
     from metacore.schema.ddl import schema_editor
 
