@@ -131,3 +131,49 @@ def test_upgrade_widens_safely_and_checks_rows_before_converting(palette, tmp_pa
     ]
     ok(palette.post(SWATCHES, {"label": "d", "tint": "any text now"}, format="json"), 201)
     fails(palette.post(SWATCHES, {"label": "e", "legacy": "teal"}, format="json"), 400)
+
+
+def test_a_host_type_parsing_to_decimal_filters_by_its_own_rules(tmp_path):
+    """Decimal bounds belong to the built-in numeric type: a host's own type whose values
+    parse to `Decimal` filters through its field, not through numeric's precision check."""
+    from decimal import Decimal
+
+    from django.db import models
+    from rest_framework import serializers
+
+    from metacore.schema.types import ORDERING_LOOKUPS, ColumnType
+
+    class PercentType(ColumnType):
+        name = "percent"
+        field_class = models.DecimalField
+        serializer_field_class = serializers.DecimalField
+        lookups = ORDERING_LOOKUPS
+        openapi_schema = {"type": "string", "format": "decimal"}
+        example = "12.50"
+
+        def field_kwargs(self, column):
+            return {"max_digits": 5, "decimal_places": 2}
+
+        def serializer_kwargs(self, column):
+            return {"max_digits": 5, "decimal_places": 2}
+
+        def parse(self, raw):
+            return Decimal(str(raw))
+
+        def describe(self, column=None):
+            return "numeric(5,2)"
+
+    register(PercentType)
+    try:
+        get_kernel().installer.install(
+            bundle(
+                tmp_path, "1.0.0", [{"name": "label", "type": "string"}, {"name": "share", "type": "percent"}]
+            )
+        )
+        client = client_for(make_user("counter", ORG_A, perms=PERMS))
+        ok(client.post(SWATCHES, {"label": "half", "share": "50.00"}, format="json"), 201)
+        found = ok(client.get(f"{SWATCHES}?f_share=gte:12.5"))["data"]
+        assert [r["label"] for r in found] == ["half"]
+    finally:
+        get_kernel().installer.uninstall(KEY, drop_data=True)
+        column_types.unregister("percent")

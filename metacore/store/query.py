@@ -37,6 +37,7 @@ from django.db.models import Model, Q, QuerySet
 from metacore.conf import metacore_settings
 from metacore.errors import InvalidInput
 from metacore.schema.types import ColumnType, get_type
+from metacore.schema.types.numeric import DecimalType
 
 if TYPE_CHECKING:
     from metacore.manifest.model import Column
@@ -347,8 +348,10 @@ def parse_value(column: Column, raw: str) -> Any:  # what the column type's pars
             value.astimezone(UTC)
         except OverflowError:
             raise ValueError(f"{raw!r} is out of range") from None
-    if isinstance(value, Decimal):
-        precision, scale = ctype.precision_scale(column)  # type: ignore[attr-defined]  # only DecimalType parses to Decimal
+    if isinstance(value, Decimal) and isinstance(
+        ctype, DecimalType
+    ):  # a host's type may parse to Decimal too
+        precision, scale = ctype.precision_scale(column)
         if abs(value) >= Decimal(10) ** (precision - scale):
             raise ValueError(f"{raw!r} is out of range for {ctype.describe(column)}")
     if ctype.name == "json" and "\\u0000" in json.dumps(value):
