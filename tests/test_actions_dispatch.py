@@ -18,7 +18,7 @@ from metacore.installer.secrets import issue_secret
 from metacore.installer.webhooks import sign_request
 from metacore.integrations.outbound import signed_path
 from metacore.kernel import get_kernel
-from metacore.models import AuditRecord, Installation, TenantMembership
+from metacore.models import AuditRecord, Installation, OrganizationInstallation, TenantMembership
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "helpdesk"
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -236,3 +236,17 @@ def test_unreachable_slow_and_forbidden_receivers(addon, client, receiver, webho
     webhook_settings.METACORE = {**webhook_settings.METACORE, "HTTP_ALLOWED_NETWORKS": []}
     blocked = act(client, ticket, "notify")
     assert blocked.status_code == 403, blocked.content
+
+
+def test_an_organization_with_its_own_installation_signs_with_its_own_secret(addon, client, receiver):
+    """An organization that installed the addon itself holds its own secret: its calls are
+    signed with it, and the host-wide secret no longer verifies them."""
+    org = str(TenantMembership.objects.get(user=client.user).organization_id)
+    own = OrganizationInstallation.objects.create(installation=addon, organization=org)
+    host_wide, receiver.secret = receiver.secret, issue_secret(own)
+    assert receiver.secret != host_wide
+    receiver.routes["/actions/notify"] = (200, {"success": True, "data": None}, 0)
+    response = act(client, create_ticket(client), "notify")
+    assert response.status_code == 200, response.content
+    [request] = receiver.requests
+    assert request["verified"] is True

@@ -137,7 +137,7 @@ class ActionDispatcher:
                 self.kernel.egress,
                 url,
                 body,
-                secret=outbound.installation_secret(inst),
+                secret=outbound.installation_secret(inst, ctx.tenant),
                 installation_id=inst.pk,
                 event=hook,
                 tenant=ctx.tenant,

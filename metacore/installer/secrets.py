@@ -74,19 +74,22 @@ def secret_matches(installation: "Installation", presented: str) -> bool:
     )
 
 
-def reveal_secret(installation: "Installation") -> str:
+def reveal_secret(installation: "Installation | OrganizationInstallation") -> str:
     """The stored secret, for signing outbound requests (needs the master key)."""
+    from metacore.models import Installation
+
     fernet = _fernet()
+    key = installation.key if isinstance(installation, Installation) else installation.installation.key
     if fernet is None or not installation.secret_encrypted:
         raise Conflict(
-            f"addon {installation.key!r} has no recoverable secret: configure METACORE['SECRET_MASTER_KEY'] "
+            f"addon {key!r} has no recoverable secret: configure METACORE['SECRET_MASTER_KEY'] "
             "and rotate the secret"
         )
     try:
         return fernet.decrypt(installation.secret_encrypted.encode()).decode()
     except InvalidToken:
         raise Conflict(
-            f"addon {installation.key!r}: the stored secret does not decrypt with the current master key; rotate it"
+            f"addon {key!r}: the stored secret does not decrypt with the current master key; rotate it"
         ) from None
 
 

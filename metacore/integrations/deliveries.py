@@ -234,7 +234,7 @@ class DeliveryService:
             self.kernel.egress,
             delivery.url,
             body,
-            secret=outbound.installation_secret(inst),
+            secret=outbound.installation_secret(inst, delivery.tenant),
             installation_id=inst.pk,
             event=delivery.event,
             tenant=delivery.tenant,

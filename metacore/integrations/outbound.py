@@ -57,15 +57,28 @@ def resolve_url(url: str, base: str | None) -> str:
     return urljoin(base.rstrip("/") + "/", url.lstrip("/"))
 
 
-def installation_secret(installation) -> str | None:
-    """The installation's secret when it can be recovered (master key configured), else None."""
+def installation_secret(installation, organization=None) -> str | None:
+    """The secret a call for `organization` is signed with: that organization's own
+    installation secret when it has one (issued when it installed the addon itself), else the
+    host-wide installation's; None when neither can be recovered (no master key)."""
     from metacore.errors import Conflict
     from metacore.installer.secrets import reveal_secret
+    from metacore.models import OrganizationInstallation
 
-    if installation is None or not installation.secret_encrypted:
+    if installation is None:
+        return None
+    holder = installation
+    if organization:
+        own = (
+            OrganizationInstallation.objects.filter(installation=installation, organization=str(organization))
+            .exclude(secret_encrypted="")
+            .first()
+        )
+        holder = own or installation
+    if not holder.secret_encrypted:
         return None
     try:
-        return reveal_secret(installation)
+        return reveal_secret(holder)
     except Conflict:
         return None
 

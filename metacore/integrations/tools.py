@@ -288,7 +288,7 @@ class ToolService:
                 self.kernel.egress,
                 url,
                 json.dumps(body, default=str).encode(),
-                secret=outbound.installation_secret(inst),
+                secret=outbound.installation_secret(inst, tenant),
                 installation_id=inst.pk,
                 event=f"tool:{tool.id}",
                 tenant=tenant,
