@@ -1,16 +1,21 @@
 """Built-in audit sinks. Any other callable taking an `AuditEvent` is a sink too."""
 
+import functools
 import json
 import logging
-from typing import TYPE_CHECKING
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field
 from django.db.models.sql import InsertQuery
 from opentelemetry import trace
 
 from metacore import telemetry
-from metacore.audit.pipe import AuditEvent
+from metacore.audit.pipe import AuditEvent, log
 
 if TYPE_CHECKING:
     from metacore.models import AuditRecord
@@ -32,16 +37,123 @@ def _transaction_state(conn: BaseDatabaseWrapper) -> tuple[bool, bool]:
     return not all(from_testcase), any(from_testcase)
 
 
+class _Batch:
+    """Records kept for one insert: those made at `depth` atomic blocks on the connection."""
+
+    __slots__ = ("depth", "records")
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.records: list[AuditRecord] = []
+
+
+# Open batches per connection (a connection belongs to one thread: no lock needed).
+_batches: "weakref.WeakKeyDictionary[BaseDatabaseWrapper, list[_Batch]]" = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def _batch(conn: BaseDatabaseWrapper) -> Iterator[_Batch]:
+    stack = _batches.setdefault(conn, [])
+    batch = _Batch(len(conn.atomic_blocks))
+    stack.append(batch)
+    try:
+        yield batch
+    finally:
+        stack.remove(batch)
+
+
+def _insert(records: "list[AuditRecord]", using: str, conn: BaseDatabaseWrapper | None = None) -> None:
+    """One INSERT for all of them on `conn` (default: the `using` connection), its SQL
+    compiled once per row count: `bulk_create`'s bookkeeping (primary keys back, a
+    transaction of its own) and the compiler cost more than the insert. SQLite splits
+    past its bound-parameter limit."""
+    if not records:
+        return
+    conn = conn or connections[using]
+    fields = _insert_fields()
+    size = (conn.ops.bulk_batch_size(fields, records) if len(records) > 1 else 1) or len(records)
+    with conn.cursor() as cursor:
+        for start in range(0, len(records), size):
+            chunk = records[start : start + size]
+            params = [
+                f.get_db_prep_save(getattr(r, f.attname), connection=conn) for r in chunk for f in fields
+            ]
+            cursor.execute(_insert_sql(conn.alias, conn.vendor, len(chunk)), params)
+
+
+@functools.cache
+def _insert_fields() -> "list[Field[Any, Any]]":
+    from metacore.models import AuditRecord
+
+    return [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(alias: str, vendor: str, rows: int) -> str:
+    """`INSERT INTO metacore_auditrecord (...) VALUES (...), ...` for `rows` rows, as
+    Django's compiler writes it for this database."""
+    from metacore.models import AuditRecord
+
+    query = InsertQuery(AuditRecord)
+    query.insert_values(_insert_fields(), [AuditRecord(details={}) for _ in range(rows)])
+    ((sql, _params),) = query.get_compiler(using=alias).as_sql()
+    return str(sql)
+
+
+@contextmanager
+def atomic_with_audit(using: str | None = None) -> Iterator[None]:
+    """`transaction.atomic(using)` whose database audit records are inserted in one
+    statement as the block ends without an exception, still inside it: they commit with
+    its writes or not at all. An exception rolls the block back and discards them; so does
+    a failed insert (a write whose audit row cannot be written does not commit). Records
+    made in atomic blocks nested inside, and denials, are written as they happen."""
+    using = using or router.db_for_write(_audit_record_model())
+    with transaction.atomic(using=using), _batch(connections[using]) as batch:
+        yield
+        _insert(batch.records, using)
+
+
+@contextmanager
+def audit_batch(using: str | None = None) -> Iterator[None]:
+    """Database audit records made directly in this block (no atomic block of its own) are
+    inserted in one statement when it ends, exception or not: the writes they describe
+    were made at this level and stand (or fall) with the caller's transaction, if any.
+    For a sandbox call's imports and its `sandbox.call` record. A failed insert is logged
+    and counted like any sink failure, and inside a transaction leaves it usable."""
+    using = using or router.db_for_write(_audit_record_model())
+    conn = connections[using]
+    with _batch(conn) as batch:
+        try:
+            yield
+        finally:
+            if batch.records:
+                try:
+                    with transaction.atomic(using=using) if conn.in_atomic_block else nullcontext():
+                        _insert(batch.records, using)
+                except Exception:
+                    telemetry.count_audit_sink_failure("DatabaseSink")
+                    log.exception("audit sink DatabaseSink failed for %d records", len(batch.records))
+
+
+def _audit_record_model() -> "type[AuditRecord]":
+    from metacore.models import AuditRecord
+
+    return AuditRecord
+
+
 class DatabaseSink:
     """An `AuditRecord` row.
 
     Written on the caller's connection: inside a transaction it commits or rolls back with
-    the audited write (in a savepoint, so a failed insert leaves the caller's transaction
-    usable). One exception: a denial (`deny`/`would-deny`, not `crud.*`) recorded inside a
-    transaction is written on a separate autocommit connection, so rolling back the
-    operation that was denied does not erase the record of the denial. SQLite has a single
-    writer, so there it stays in the caller's transaction; so it does inside a Django
-    TestCase, whose rollback must leave no rows behind for the next test.
+    the audited write. Inside `atomic_with_audit` or `audit_batch` (the store's writes, a
+    sandbox call) records are kept and inserted together in one statement as the block
+    ends; elsewhere inside a transaction one is inserted in a savepoint, so a failed insert
+    leaves the caller's transaction usable. One exception: a denial (`deny`/`would-deny`,
+    not `crud.*`) recorded inside a transaction is written at once on a separate
+    autocommit connection, so rolling back the operation that was denied does not erase
+    the record of the denial. SQLite has a single writer, so there it stays in the
+    caller's transaction; so it does inside a Django TestCase, whose rollback must leave
+    no rows behind for the next test.
     """
 
     def __call__(self, event: AuditEvent) -> None:
@@ -51,14 +163,19 @@ class DatabaseSink:
         record = AuditRecord(event_id=data.pop("id"), **data)
         using = router.db_for_write(AuditRecord)
         conn = connections[using]
+        survives_rollback = self._survives_rollback(event)
+        stack = _batches.get(conn)
+        if stack and not survives_rollback and stack[-1].depth == len(conn.atomic_blocks):
+            stack[-1].records.append(record)
+            return
         in_transaction, in_test_case = _transaction_state(conn)
         if not in_transaction:
-            record.save(using=using, force_insert=True)
-        elif self._survives_rollback(event) and conn.vendor != "sqlite" and not in_test_case:
+            _insert([record], using)
+        elif survives_rollback and conn.vendor != "sqlite" and not in_test_case:
             self._write_autonomous(record, using)
         else:
             with transaction.atomic(using=using):
-                record.save(using=using, force_insert=True)
+                _insert([record], using)
 
     @staticmethod
     def _survives_rollback(event: AuditEvent) -> bool:
@@ -68,16 +185,9 @@ class DatabaseSink:
     def _write_autonomous(record: "AuditRecord", using: str) -> None:
         """Insert on a fresh autocommit connection, closed at once (denials inside
         transactions are rare; a kept connection would outlive requests and tests)."""
-        from metacore.models import AuditRecord
-
-        fields = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
-        query = InsertQuery(AuditRecord)
-        query.insert_values(fields, [record])
         wrapper = connections.create_connection(using)
         try:
-            with wrapper.cursor() as cursor:
-                for sql, params in query.get_compiler(connection=wrapper).as_sql():
-                    cursor.execute(sql, params)
+            _insert([record], using, wrapper)
         finally:
             wrapper.close()
 

@@ -37,6 +37,7 @@ from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 from wasmtime import Caller, FuncType, Linker, ValType
 
+from metacore.audit.sinks import atomic_with_audit
 from metacore.errors import CapabilityDenied, MetacoreError
 from metacore.sandbox import abi
 from metacore.sandbox import sql as sqlguard
@@ -440,18 +441,25 @@ def run_sql(invocation: Invocation, sql_text: str, raw_args: bytes, *, write: bo
     max_rows = DB_MAX_ROWS
     wall = _database_wall(connection, resolver, confined, write, budget_ms)
     try:
-        with transaction.atomic(using=invocation.using), wall:
-            cursor = (
-                connection.create_cursor()
-            )  # not Django's debug wrapper: the wall judges only this statement
-            try:
-                with connection.wrap_database_errors:
-                    wall.run(cursor, prepared.sql, prepared.params)
-                columns: list[str] | None = [c[0] for c in cursor.description] if cursor.description else None
-                rows = cursor.fetchmany(max_rows + 1) if columns is not None else []
-                affected = cursor.rowcount
-            finally:
-                cursor.close()
+        # A write's audit record commits with it (inserted before the commit, outside the wall).
+        with atomic_with_audit(invocation.using) if write else transaction.atomic(using=invocation.using):
+            with wall:
+                cursor = (
+                    connection.create_cursor()
+                )  # not Django's debug wrapper: the wall judges only this statement
+                try:
+                    with connection.wrap_database_errors:
+                        wall.run(cursor, prepared.sql, prepared.params)
+                    columns: list[str] | None = (
+                        [c[0] for c in cursor.description] if cursor.description else None
+                    )
+                    rows = cursor.fetchmany(max_rows + 1) if columns is not None else []
+                    affected = cursor.rowcount
+                finally:
+                    cursor.close()
+            audited_rows = len(rows) if columns is not None else affected
+            if write:
+                _audit(invocation, name, sql_text[:200], tables=_table_names(prepared), rows=audited_rows)
     except ConfinementUnavailable as exc:
         return fail(exc.code, exc.message)
     except DatabaseError as exc:
@@ -490,14 +498,13 @@ def run_sql(invocation: Invocation, sql_text: str, raw_args: bytes, *, write: bo
     size = len(json.dumps(envelope, default=_json_default))
     if size > DB_MAX_BYTES:
         return fail("row_limit_exceeded", f"response of {size} bytes exceeds the {DB_MAX_BYTES}-byte cap")
-    _audit(
-        invocation,
-        name,
-        sql_text[:200],
-        tables=[".".join(filter(None, t)) for t in prepared.tables],
-        rows=len(rows) if columns is not None else affected,
-    )
+    if not write:
+        _audit(invocation, name, sql_text[:200], tables=_table_names(prepared), rows=audited_rows)
     return envelope
+
+
+def _table_names(prepared: sqlguard.Prepared) -> list[str]:
+    return [".".join(filter(None, t)) for t in prepared.tables]
 
 
 class _TableResolver:

@@ -23,6 +23,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from metacore import telemetry
 from metacore.actions.dispatcher import ActionRequest, Outcome, normalise_error
+from metacore.audit.sinks import audit_batch
 from metacore.conf import data_dir, metacore_settings
 from metacore.errors import InvalidInput, NotFound
 from metacore.installer.secrets import unsealed_settings
@@ -278,23 +279,27 @@ class SandboxService:
         stats = CallStats()
         outcome, error = "ok", None
         raw = b""
-        with telemetry.span(
-            "metacore.sandbox.call", addon=manifest.key, function=export, tenant=invocation.tenant
-        ):
-            try:
-                raw = self.engine.invoke(compiled, export, data, limits, invocation, stats)
-            except SandboxError as exc:
-                outcome, error = exc.code, exc
-            telemetry.set_attributes(outcome=outcome, fuel=stats.fuel_used)
-        telemetry.record_sandbox_call(
-            addon=manifest.key,
-            function=export,
-            duration_ms=stats.duration_ms,
-            fuel=stats.fuel_used,
-            outcome=outcome,
-        )
-        invocation.flush()
-        self._audit(invocation, stats, outcome, error.message if error else "", context.get("deferred_audit"))
+        # The imports' records and the call's own go to the database in one statement.
+        with audit_batch(invocation.using):
+            with telemetry.span(
+                "metacore.sandbox.call", addon=manifest.key, function=export, tenant=invocation.tenant
+            ):
+                try:
+                    raw = self.engine.invoke(compiled, export, data, limits, invocation, stats)
+                except SandboxError as exc:
+                    outcome, error = exc.code, exc
+                telemetry.set_attributes(outcome=outcome, fuel=stats.fuel_used)
+            telemetry.record_sandbox_call(
+                addon=manifest.key,
+                function=export,
+                duration_ms=stats.duration_ms,
+                fuel=stats.fuel_used,
+                outcome=outcome,
+            )
+            invocation.flush()
+            self._audit(
+                invocation, stats, outcome, error.message if error else "", context.get("deferred_audit")
+            )
         if error is not None:
             raise error
         return raw

@@ -31,6 +31,7 @@ from django.db.models import QuerySet
 from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
 
+from metacore.audit.sinks import atomic_with_audit
 from metacore.conf import metacore_settings
 from metacore.errors import Conflict, Forbidden, InvalidInput, NotFound
 from metacore.events import DataEvent, data_changed, publish_on_commit
@@ -360,7 +361,8 @@ class StoreService:
         if not (write or needs_tenant):
             yield
             return
-        with transaction.atomic(using=using):
+        # A write's audit records are inserted together just before it commits.
+        with atomic_with_audit(using) if write else transaction.atomic(using=using):
             if needs_tenant:
                 rls.set_tenant(connections[using], ctx.tenant)
             yield
