@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field
+from django.db.models import Field, Model
 from django.db.models.sql import InsertQuery
 from opentelemetry import trace
 
@@ -63,22 +63,27 @@ def _batch(conn: BaseDatabaseWrapper) -> Iterator[_Batch]:
 
 
 def _insert(records: "list[AuditRecord]", using: str, conn: BaseDatabaseWrapper | None = None) -> None:
-    """One INSERT for all of them on `conn` (default: the `using` connection), its SQL
-    compiled once per row count: `bulk_create`'s bookkeeping (primary keys back, a
-    transaction of its own) and the compiler cost more than the insert. SQLite splits
-    past its bound-parameter limit."""
+    """One INSERT for all of them on `conn` (default: the `using` connection), without
+    `bulk_create`'s bookkeeping (primary keys back, a transaction of its own); a single
+    row's SQL is compiled once. SQLite splits past its bound-parameter limit."""
     if not records:
         return
+    from metacore.models import AuditRecord
+
     conn = conn or connections[using]
     fields = _insert_fields()
-    size = (conn.ops.bulk_batch_size(fields, records) if len(records) > 1 else 1) or len(records)
     with conn.cursor() as cursor:
+        if len(records) == 1:
+            params = [f.get_db_prep_save(getattr(records[0], f.attname), connection=conn) for f in fields]
+            cursor.execute(_one_row_sql(conn.alias, conn.vendor), params)
+            return
+        size = conn.ops.bulk_batch_size(fields, records) or len(records)
         for start in range(0, len(records), size):
-            chunk = records[start : start + size]
-            params = [
-                f.get_db_prep_save(getattr(r, f.attname), connection=conn) for r in chunk for f in fields
-            ]
-            cursor.execute(_insert_sql(conn.alias, conn.vendor, len(chunk)), params)
+            chunk: list[Model] = [*records[start : start + size]]
+            query = InsertQuery(AuditRecord)
+            query.insert_values(fields, chunk)
+            for sql, params in query.get_compiler(connection=conn).as_sql():
+                cursor.execute(sql, params)
 
 
 @functools.cache
@@ -88,14 +93,14 @@ def _insert_fields() -> "list[Field[Any, Any]]":
     return [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
 
 
-@functools.lru_cache(maxsize=64)
-def _insert_sql(alias: str, vendor: str, rows: int) -> str:
-    """`INSERT INTO metacore_auditrecord (...) VALUES (...), ...` for `rows` rows, as
-    Django's compiler writes it for this database."""
+@functools.lru_cache(maxsize=8)
+def _one_row_sql(alias: str, vendor: str) -> str:
+    """`INSERT INTO metacore_auditrecord (...) VALUES (%s, ...)` as Django's compiler writes
+    it for this database (its parameters are each field's `get_db_prep_save`)."""
     from metacore.models import AuditRecord
 
     query = InsertQuery(AuditRecord)
-    query.insert_values(_insert_fields(), [AuditRecord(details={}) for _ in range(rows)])
+    query.insert_values(_insert_fields(), [AuditRecord(details={})])
     ((sql, _params),) = query.get_compiler(using=alias).as_sql()
     return str(sql)
 
