@@ -534,3 +534,18 @@ def test_store_requests_are_traced_and_counted_by_model_and_status(alice, otel):
         for p in otel.metric_points("metacore.requests")
     }
     assert counted[("create", 201)] == 1 and counted[("read", 404)] == 1
+
+
+def test_a_write_and_its_audit_row_go_in_one_block_with_one_insert(alice):
+    """The audit row is the write block's last statement, one INSERT, no savepoint of its own."""
+    customer(alice)  # warm
+    with CaptureQueriesContext(connection) as captured:
+        row = customer(alice, name="Bo")
+    statements = [q["sql"] for q in captured.captured_queries]
+    audit = [i for i, sql in enumerate(statements) if sql.startswith('INSERT INTO "metacore_auditrecord"')]
+    assert len(audit) == 1
+    assert statements[audit[0] + 1].startswith(
+        "RELEASE SAVEPOINT"
+    )  # the write's block (the test's transaction holds it)
+    assert sum(sql.startswith("SAVEPOINT") for sql in statements) == 1
+    assert AuditRecord.objects.filter(kind="crud.create", target=f"store_shop.customers:{row['id']}").exists()
