@@ -1,6 +1,7 @@
 """Outbound webhooks on events: recorded, signed, retried with backoff, dead-lettered,
 replayed; nothing sent for a rolled-back write; a worker killed mid-delivery loses nothing."""
 
+import json
 import os
 import signal
 import subprocess
@@ -220,3 +221,32 @@ def test_a_worker_killed_mid_delivery_loses_nothing(receiver, tmp_path):
     assert done.attempts == 1  # the killed attempt is not counted
     assert len(receiver.requests) == 2
     assert {r["headers"]["X-Metacore-Delivery"] for r in receiver.requests} == {str(delivery.id)}
+
+
+def test_an_addons_manifest_subscriptions_follow_its_organizations(helpdesk, receiver, tmp_path):
+    """An addon subscribing to events in its manifest gets those of the organizations that
+    have it enabled, and no others."""
+    listener = tmp_path / "listener"
+    listener.mkdir()
+    manifest = {
+        "key": "listener",
+        "name": "Listener",
+        "version": "1.0.0",
+        "kernel": ">=3.0.0 <4.0.0",
+        "backend": {"runtime": "webhook", "url": receiver.url},
+        "capabilities": [{"kind": "event:subscribe", "target": "helpdesk.*", "reason": "to listen"}],
+        "subscriptions": [{"event": "helpdesk.*", "handler": {"type": "webhook", "url": "/created"}}],
+    }
+    (listener / "manifest.json").write_text(json.dumps(manifest))
+    a, b = member("in-a", staff=True), member("in-b", staff=True)
+    get_kernel().installer.install(listener, organization=a.org)
+    try:
+        for client in (a, b):
+            response = client.post("/api/dynamic/tickets", {"title": f"for {client.org}"}, format="json")
+            assert response.status_code == 201, response.content
+        delivered = WebhookDelivery.objects.filter(addon_key="listener")
+        assert list(delivered.values_list("tenant", "event", "url")) == [
+            (a.org, "helpdesk.tickets.created", f"{receiver.url}/created")
+        ]
+    finally:
+        get_kernel().installer.uninstall("listener", organization=a.org)

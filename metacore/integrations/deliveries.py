@@ -29,7 +29,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.db import transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from metacore.conf import metacore_settings
@@ -40,6 +40,7 @@ from metacore.security.errors import FetchError
 
 if TYPE_CHECKING:
     from metacore.kernel import Kernel
+    from metacore.schema.registry import InstalledAddon
 
 log = logging.getLogger("metacore.deliveries")
 LEASE_MARGIN_S = 5.0
@@ -74,25 +75,31 @@ def backoff_seconds(attempt: int) -> float:
 class DeliveryService:
     def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
-        # ((max updated_at, count), [(addon, pattern, url)])
-        self._manifest_subs: tuple[tuple[object, ...] | None, list[tuple[str, str, str]]] = (None, [])
+        # (registry revision, [(addon, pattern, url)]): parsed once per revision, not per event
+        self._manifest_subs: tuple[int | None, list[tuple[InstalledAddon, str, str]]] = (None, [])
 
     # -- fan-out --------------------------------------------------------------------------
 
     def publish_event(self, kind: str, event) -> list:
-        """A data or addon event, as its signal hands it over (receivers connected in apps.py)."""
-        return self.publish(
-            event.name, event.tenant, {"event": event.name, "type": kind, "data": asdict(event)}
+        """A data or addon event, as its signal hands it over (receivers connected in apps.py);
+        its payload is built only when a receiver matches (most writes have none)."""
+        return self._publish(
+            event.name, event.tenant, lambda: {"event": event.name, "type": kind, "data": asdict(event)}
         )
 
     def publish(self, event: str, tenant, payload: dict) -> list:
         """Record one delivery per matching receiver and enqueue them when that commits."""
+        return self._publish(event, tenant, lambda: payload)
+
+    def _publish(self, event: str, tenant, make_payload) -> list:
         rows = []
+        payload = None
         if tenant:
             for sub in WebhookSubscription.objects.filter(organization_id=tenant, active=True).only(
                 "id", "url", "events", "retry_max", "timeout_sec"
             ):
                 if any(matches(p, event) for p in sub.events):
+                    payload = payload or make_payload()
                     rows.append(
                         WebhookDelivery(
                             subscription_id=sub.id,
@@ -105,10 +112,15 @@ class DeliveryService:
                         )
                     )
         for addon, pattern, url in self._manifest_subscriptions():
-            if matches(pattern, event) and self.kernel.enforcer.allows(addon, "event:subscribe", event):
+            if (
+                matches(pattern, event)
+                and addon.enabled_for(tenant or None)
+                and self.kernel.enforcer.allows(addon.key, "event:subscribe", event)
+            ):
+                payload = payload or make_payload()
                 rows.append(
                     WebhookDelivery(
-                        addon_key=addon,
+                        addon_key=addon.key,
                         tenant=str(tenant or ""),
                         event=event,
                         url=url,
@@ -128,17 +140,20 @@ class DeliveryService:
                 self._enqueue_with_commit(row.id)
         return rows
 
-    def _manifest_subscriptions(self):
-        from metacore.models import Installation
-
-        enabled = Installation.objects.filter(state=Installation.State.ENABLED)
-        version = tuple(enabled.aggregate(at=Max("updated_at"), n=Count("id")).values())
-        if self._manifest_subs[0] != version:
+    def _manifest_subscriptions(self) -> "list[tuple[InstalledAddon, str, str]]":
+        """Enabled addons' webhook subscriptions, from the registry's read model."""
+        registry = self.kernel.registry
+        revision = registry.revision
+        if self._manifest_subs[0] != revision:
             found = []
-            for key, manifest in enabled.values_list("key", "manifest"):
-                raw = (manifest or {}).get("raw") or {}
-                contributions = raw.get("contributions") if isinstance(raw.get("contributions"), dict) else {}
-                backend_url = ((manifest or {}).get("backend") or {}).get("url")
+            for addon in registry.installed_addons():
+                if not addon.enabled:
+                    continue
+                raw = addon.manifest.raw
+                contributions = raw.get("contributions")
+                if not isinstance(contributions, dict):
+                    contributions = {}
+                backend_url = addon.manifest.backend.url if addon.manifest.backend else None
                 for sub in contributions.get("subscriptions") or raw.get("subscriptions") or []:
                     handler = sub.get("handler") if isinstance(sub, dict) else None
                     if not (
@@ -149,10 +164,10 @@ class DeliveryService:
                     ):
                         continue
                     try:
-                        found.append((key, sub["event"], outbound.resolve_url(handler["url"], backend_url)))
+                        found.append((addon, sub["event"], outbound.resolve_url(handler["url"], backend_url)))
                     except InvalidInput:
                         continue
-            self._manifest_subs = (version, found)
+            self._manifest_subs = (revision, found)
         return self._manifest_subs[1]
 
     def _enqueue_with_commit(self, delivery_id, run_after=None):
