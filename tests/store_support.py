@@ -101,3 +101,26 @@ def same(column, a, b):
     if ctype.name in ("json", "bool", "float", "int", "bigint"):
         return a == b
     return ctype.parse(str(a)) == ctype.parse(str(b))
+
+
+def ledger_manifest(*columns):
+    """A v3 `ledger` addon: one tenant-scoped `entries` table with `columns` after its id and
+    organization_id."""
+    return {
+        "apiVersion": "asteby.com/v3",
+        "kind": "Addon",
+        "metadata": {"key": "ledger", "name": "Ledger", "version": "1.0.0"},
+        "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
+        "models": [
+            {
+                "key": "Entries",
+                "table": "entries",
+                "label": "Entries",
+                "columns": [
+                    {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
+                    {"name": "organization_id", "type": "uuid", "not_null": True},
+                    *columns,
+                ],
+            }
+        ],
+    }

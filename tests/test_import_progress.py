@@ -17,28 +17,14 @@ from metacore.store.service import StoreContext
 from metacore.store.transfer import PROGRESS_EVERY, read_csv
 from tests.hubkit import make_user, new_tenant, token_for
 from tests.livekit import Daphne
+from tests.store_support import ledger_manifest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-LEDGER = {
-    "apiVersion": "asteby.com/v3",
-    "kind": "Addon",
-    "metadata": {"key": "ledger", "name": "Ledger", "version": "1.0.0"},
-    "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
-    "models": [
-        {
-            "key": "Entries",
-            "table": "entries",
-            "label": "Entries",
-            "columns": [
-                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-                {"name": "organization_id", "type": "uuid", "not_null": True},
-                {"name": "title", "type": "text", "not_null": True},
-                {"name": "amount", "type": "int", "not_null": True},
-            ],
-        }
-    ],
-}
+LEDGER = ledger_manifest(
+    {"name": "title", "type": "text", "not_null": True},
+    {"name": "amount", "type": "int", "not_null": True},
+)
 
 
 @pytest.fixture(scope="module")

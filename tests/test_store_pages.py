@@ -11,30 +11,16 @@ import pytest
 from django.db import connection
 
 from metacore.kernel import get_kernel, reset_kernel
+from tests.store_support import ledger_manifest
 
 pytestmark = pytest.mark.django_db
 
 LIST = "/api/dynamic/ledger.entries"
-MANIFEST = {
-    "apiVersion": "asteby.com/v3",
-    "kind": "Addon",
-    "metadata": {"key": "ledger", "name": "Ledger", "version": "1.0.0"},
-    "compatibility": {"requires": [{"key": "kernel", "version": ">=3.0.0 <4.0.0"}]},
-    "models": [
-        {
-            "key": "Entries",
-            "table": "entries",
-            "label": "Entries",
-            "columns": [
-                {"name": "id", "type": "uuid", "primary_key": True, "default": "gen_random_uuid()"},
-                {"name": "organization_id", "type": "uuid", "not_null": True},
-                {"name": "memo", "type": "text", "not_null": True},
-                {"name": "rank", "type": "integer", "not_null": True},
-                {"name": "note", "type": "text"},
-            ],
-        }
-    ],
-}
+MANIFEST = ledger_manifest(
+    {"name": "memo", "type": "text", "not_null": True},
+    {"name": "rank", "type": "integer", "not_null": True},
+    {"name": "note", "type": "text"},
+)
 
 
 @pytest.fixture
