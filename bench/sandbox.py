@@ -105,6 +105,7 @@ def db_query_call():
     from django.db import connection
     from django.test import override_settings
 
+    from metacore.context import CallContext
     from metacore.kernel import get_kernel, reset_kernel
     from metacore.schema.naming import physical_table
 
@@ -121,7 +122,7 @@ def db_query_call():
                 for i in range(50)
             ]
         )
-        sandbox, context = kernel.sandbox, {"tenant": tenant}
+        sandbox, context = kernel.sandbox, CallContext(tenant=tenant)
         result = sandbox.call("helpdesk", "summary", {}, context)
         assert sorted((r["status"], r["n"]) for r in result["data"]["rows"]) == [
             ("open", 25),

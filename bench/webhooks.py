@@ -78,10 +78,10 @@ def main():
     from django_tasks_db.models import DBTaskResult
 
     from metacore.conf import metacore_settings
+    from metacore.context import CallContext
     from metacore.integrations.models import WebhookSubscription
     from metacore.kernel import get_kernel
     from metacore.models import TenantMembership
-    from metacore.store.service import StoreContext
 
     saved_age = connection.settings_dict["CONN_MAX_AGE"]
     # Persistent connections, as a production worker runs them (conn_max_age=0 would
@@ -103,7 +103,7 @@ def main():
         )
         bare = _bare_posts(url, DELIVERIES)
         queued = _queued(org, DELIVERIES)
-        ctx = StoreContext(user=user, tenant=str(org), actor_id=str(user.pk))
+        ctx = CallContext.for_user(user, tenant=str(org))
         store = get_kernel().store
 
         def create():

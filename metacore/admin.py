@@ -27,6 +27,7 @@ from django.utils.html import format_html
 
 from metacore.admin_base import ReadOnlyAdmin
 from metacore.conf import data_dir
+from metacore.context import user_actor
 from metacore.errors import InvalidInput, MetacoreError
 from metacore.installer import management
 from metacore.installer.setting_types import TEXT_TYPES, clean_settings, declared_settings
@@ -517,13 +518,13 @@ class EnforcerModeAdmin(admin.ModelAdmin):
 
     # Through the enforcer service, so every flip from the admin is audited like the others.
     def save_model(self, request, obj, form, change):
-        _kernel().enforcer.set_mode(obj.mode, obj.addon_key, actor=request.user.get_username())
+        _kernel().enforcer.set_mode(obj.mode, obj.addon_key, actor=user_actor(request.user))
         obj.pk = EnforcerMode.objects.get(addon_key=obj.addon_key).pk
         obj.refresh_from_db()
 
     def delete_model(self, request, obj):
         if obj.addon_key:
-            _kernel().enforcer.clear_mode(obj.addon_key, actor=request.user.get_username())
+            _kernel().enforcer.clear_mode(obj.addon_key, actor=user_actor(request.user))
         else:
             self.message_user(request, "the global mode can be changed, not deleted", messages.ERROR)
 

@@ -12,9 +12,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from store_support import ORG_A, ORG_B, installed_addon, make_user
 
+from metacore.context import CallContext
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, TenantMembership
-from metacore.store.service import StoreContext
 
 TASKS = Path(__file__).resolve().parent.parent / "examples" / "tasks"
 PERMS = [f"tasks.{t}.{v}" for t in ("projects", "tasks") for v in ("read", "create", "update", "delete")]
@@ -29,7 +29,7 @@ def world(django_db_setup, django_db_blocker):
             owner = User.objects.create_user("tasks-owner", is_superuser=True)
             store, rows = get_kernel().store, {}
             for org, name in ((ORG_A, "Apollo"), (ORG_B, "Borealis")):
-                ctx = StoreContext(user=owner, tenant=str(org), actor_id=str(owner.pk))
+                ctx = CallContext.for_user(owner, tenant=str(org))
                 project = store.create(ctx, "tasks.projects", {"name": name})
                 task = store.create(
                     ctx,
@@ -103,9 +103,7 @@ def test_other_organizations_rows_are_unreachable(world, staff):
     exported = b"".join(export.streaming_content).decode()
     assert "Apollo" in exported and "Borealis" not in exported
     owner = User.objects.get(username="tasks-owner")
-    row = get_kernel().store.get(
-        StoreContext(user=owner, tenant=str(ORG_B), actor_id="1"), "tasks.projects", other
-    )
+    row = get_kernel().store.get(CallContext.for_user(owner, tenant=str(ORG_B)), "tasks.projects", other)
     assert row["name"] == "Borealis"
 
 
@@ -124,7 +122,7 @@ def test_writes_go_through_the_store(world, staff):
     alice = staff("alice", ORG_A)
     response = alice.post(f"{PROJECTS}add/", {"name": "Gemini", "description": "", "archived": "on"})
     assert response.status_code == 302, page(response)
-    owner_ctx = StoreContext(user=alice.user, tenant=str(ORG_A), actor_id=str(alice.user.pk))
+    owner_ctx = CallContext.for_user(alice.user, tenant=str(ORG_A))
     created = get_kernel().store.list(owner_ctx, "tasks.projects", {"search": "Gemini"}).rows[0]
     assert created["archived"] is True
     record = AuditRecord.objects.get(kind="crud.create", target=f"tasks.projects:{created['id']}")
@@ -200,7 +198,7 @@ def helpdesk(django_db_setup, django_db_blocker):
             owner = User.objects.create_user("helpdesk-owner", is_superuser=True)
             rows = {
                 org: get_kernel().store.create(
-                    StoreContext(user=owner, tenant=str(org), actor_id=str(owner.pk)),
+                    CallContext.for_user(owner, tenant=str(org)),
                     "helpdesk.tickets",
                     {"title": f"Ticket of {org}"},
                 )["id"]
@@ -225,11 +223,7 @@ def test_row_action_asks_for_its_fields_and_runs_only_on_visible_rows(helpdesk, 
     assert "resolve" in done
     owner = User.objects.get(username="helpdesk-owner")
     store = get_kernel().store
-    row_a = store.get(
-        StoreContext(user=owner, tenant=str(ORG_A), actor_id="1"), "helpdesk.tickets", helpdesk[ORG_A]
-    )
-    row_b = store.get(
-        StoreContext(user=owner, tenant=str(ORG_B), actor_id="1"), "helpdesk.tickets", helpdesk[ORG_B]
-    )
+    row_a = store.get(CallContext.for_user(owner, tenant=str(ORG_A)), "helpdesk.tickets", helpdesk[ORG_A])
+    row_b = store.get(CallContext.for_user(owner, tenant=str(ORG_B)), "helpdesk.tickets", helpdesk[ORG_B])
     assert (row_a["status"], row_a["resolution"]) == ("resolved", "fixed")
     assert row_b["status"] == "open"

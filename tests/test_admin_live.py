@@ -19,9 +19,9 @@ from rest_framework.authtoken.models import Token
 from store_support import ORG_A, ORG_B, make_user
 from websockets.asyncio.client import connect as ws_connect
 
+from metacore.context import CallContext
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord
-from metacore.store.service import StoreContext
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ROOT / "examples" / "tasks"
@@ -59,7 +59,7 @@ def live(server, transactional_db):
     root = User.objects.create_superuser("admin-root", password=PASSWORD)
     store = get_kernel().store
     for org, names in ((ORG_A, ("Apollo", "Artemis")), (ORG_B, ("Borealis",))):
-        ctx = StoreContext(user=root, tenant=str(org), actor_id=str(root.pk))
+        ctx = CallContext.for_user(root, tenant=str(org))
         for i, name in enumerate(names):
             store.create(ctx, "tasks.projects", {"name": name, "archived": i == 1})
     yield {"server": server, "alice": alice, "root": root, "token": Token.objects.create(user=alice).key}

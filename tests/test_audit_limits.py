@@ -15,6 +15,7 @@ from store_support import ORG_A
 
 from metacore.audit.pipe import LIMITS, TRUNCATED, AuditPipe
 from metacore.audit.sinks import DatabaseSink
+from metacore.context import CallContext
 from metacore.errors import CapabilityDenied
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord
@@ -67,7 +68,10 @@ def test_http_fetch_to_a_long_url_is_denied_and_recorded_inside_a_transaction(pr
     url = "https://not-granted.example.com/" + "a" * 1200
     with transaction.atomic():  # on PostgreSQL the denial is written on its own connection
         raw = get_kernel().sandbox.call_raw(
-            "longprobe", "call_http_fetch", "\0".join([url, "GET", ""]).encode(), {"tenant": str(ORG_A)}
+            "longprobe",
+            "call_http_fetch",
+            "\0".join([url, "GET", ""]).encode(),
+            CallContext(tenant=str(ORG_A)),
         )
     assert json.loads(raw)["error"] == "forbidden"
     (record,) = AuditRecord.objects.filter(kind="capability.check", addon="longprobe", decision="deny")

@@ -172,7 +172,7 @@ def test_subscribe_acks_only_readable_models_and_audits_refusals(org):
     run(body)
     denied = AuditRecord.objects.filter(kind="hub.subscribe", decision="deny")
     assert {r.target for r in denied} == {"ticket", "nosuch"}
-    assert all(r.actor == "alice" and r.tenant == str(org["t1"]) for r in denied)
+    assert all(r.actor == str(org["alice"].pk) and r.tenant == str(org["t1"]) for r in denied)
 
 
 def test_data_event_frame_carries_identity_and_field_names_never_values(org):

@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from metacore.context import CallContext
 from metacore.hub.models import HubConnection
 from metacore.hub.publisher import HubPublisher
 from metacore.kernel import get_kernel, reset_kernel
@@ -172,7 +173,7 @@ def notifier(tmp_path):
 
 def emit(name, payload, tenant):
     raw = get_kernel().sandbox.call_raw(
-        "probe", "call_event_emit", f"{name}\0{json.dumps(payload)}".encode(), {"tenant": tenant}
+        "probe", "call_event_emit", f"{name}\0{json.dumps(payload)}".encode(), CallContext(tenant=tenant)
     )
     return json.loads(raw)
 

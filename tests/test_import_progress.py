@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
+from metacore.context import CallContext
 from metacore.kernel import get_kernel, reset_kernel
-from metacore.store.service import StoreContext
 from metacore.store.transfer import PROGRESS_EVERY, read_csv
 from tests.hubkit import make_user, new_tenant, token_for
 from tests.livekit import Daphne
@@ -128,7 +128,7 @@ def test_an_import_stopped_by_an_error_still_reports_its_end(ledger):
     """No server needed: the service calls `progress` itself (the API turns it into frames)."""
     seen = []
     broken = csv_of(PROGRESS_EVERY + 10) + b"entry x,\xff\xfe\r\n"  # not UTF-8 near the end
-    ctx = StoreContext.for_user(ledger["user"])
+    ctx = CallContext.for_user(ledger["user"])
     with pytest.raises(Exception, match="not a readable UTF-8 CSV"):
         get_kernel().transfer.import_rows(
             ctx, "ledger.entries", read_csv(io.BytesIO(broken)), write=True, progress=seen.append

@@ -248,7 +248,12 @@ def test_changes_need_staff_or_manage_addons(catalog, alice, admin):
         assert response.status_code == 403, path
         assert "metacore.manage_addons" in response.json()["message"]
     assert not Installation.objects.exists()
-    assert AuditRecord.objects.filter(kind="permission.check", actor="alice", decision="deny").count() == 7
+    assert (
+        AuditRecord.objects.filter(
+            kind="permission.check", actor=str(User.objects.get(username="alice").pk), decision="deny"
+        ).count()
+        == 7
+    )
 
     user = User.objects.get(username="alice")
     user.user_permissions.add(Permission.objects.get(codename="manage_addons"))

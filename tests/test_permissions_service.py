@@ -54,7 +54,7 @@ def test_missing_permission_denied_with_exact_message_and_audited(service, perms
     assert exc.value.message == 'permission denied: missing "tickets.tickets.create"'
     record = AuditRecord.objects.get(kind="permission.check")
     assert (record.actor, record.addon, record.target, record.decision) == (
-        "ann",
+        str(user.pk),
         "tickets",
         "tickets.tickets.create",
         "deny",

@@ -11,6 +11,7 @@ import pytest
 import sandbox_guests as guests
 from django.db import connection
 
+from metacore.context import CallContext
 from metacore.events import addon_event
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation
@@ -68,7 +69,9 @@ TENANT = str(uuid.uuid4())
 
 def call(export, *parts, tenant=TENANT):
     """Call a probe export with `parts` joined by NUL (how the probe splits its arguments)."""
-    raw = get_kernel().sandbox.call_raw("probe", export, "\0".join(parts).encode(), {"tenant": tenant})
+    raw = get_kernel().sandbox.call_raw(
+        "probe", export, "\0".join(parts).encode(), CallContext(tenant=tenant)
+    )
     if not raw:
         return None
     try:

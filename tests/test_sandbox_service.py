@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
+from metacore.context import CallContext
 from metacore.events import addon_event
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, TenantMembership
@@ -159,7 +160,7 @@ def test_install_hook_ran_and_summary_reads_own_table(helpdesk, client):
     other.force_authenticate(make_user("elsewhere"))
     create_ticket(other, "another tenant's")
     tenant = str(TenantMembership.objects.get(user__username="agent").organization_id)
-    result = get_kernel().sandbox.call("helpdesk", "summary", {}, {"tenant": tenant})
+    result = get_kernel().sandbox.call("helpdesk", "summary", {}, CallContext(tenant=tenant))
     assert result["success"] is True
     assert result["data"]["rows"] == [{"status": "open", "n": 2}]
     assert result["data"]["rowCount"] == 1 and result["data"]["columns"] == [

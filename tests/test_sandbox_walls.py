@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, transaction
 from test_sandbox_host import EXAMPLE, TENANT, addons, call, execute, install, local_server, query  # noqa: F401
 
+from metacore.context import CallContext
 from metacore.errors import MetacoreError
 from metacore.kernel import get_kernel
 from metacore.manifest.model import Manifest
@@ -323,7 +324,9 @@ def _walled(tmp_path, sql=None, timeout_ms=2000, capabilities=()):
 
 
 def _walled_call(sql, args="[]", tenant=TENANT, export="call_db_query"):
-    raw = get_kernel().sandbox.call_raw("walled", export, f"{sql}\0{args}".encode(), {"tenant": tenant})
+    raw = get_kernel().sandbox.call_raw(
+        "walled", export, f"{sql}\0{args}".encode(), CallContext(tenant=tenant)
+    )
     return json.loads(raw)
 
 
@@ -549,7 +552,7 @@ def test_a_dripping_server_is_cut_at_the_budget(db, tmp_path, drip_server, setti
             "walled",
             "call_http_fetch",
             f"http://internal.example.test:{drip_server}/slow\0GET\0".encode(),
-            {"tenant": TENANT},
+            CallContext(tenant=TENANT),
         )
         elapsed = time.monotonic() - started
         result = json.loads(raw)
@@ -597,7 +600,7 @@ def test_http_request_cannot_set_host(db, tmp_path, local_server, settings):
             "walled",
             "host_override",
             f"http://internal.example.test:{local_server}/".encode(),
-            {"tenant": TENANT},
+            CallContext(tenant=TENANT),
         )
         result = json.loads(raw)
         assert result["error"] == "bad_request" and "Host" in result["message"], result

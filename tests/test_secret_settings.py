@@ -10,6 +10,7 @@ import sandbox_guests as guests
 from django.core.management import call_command
 from store_support import ORG_A, ORG_B, client_for, make_user
 
+from metacore.context import CallContext
 from metacore.installer.secrets import MASK
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, InstallJournal
@@ -43,7 +44,9 @@ def payments(tmp_path):
 
 
 def env_get(key):
-    raw = get_kernel().sandbox.call_raw("payments", "call_env_get", key.encode(), {"tenant": str(ORG_A)})
+    raw = get_kernel().sandbox.call_raw(
+        "payments", "call_env_get", key.encode(), CallContext(tenant=str(ORG_A))
+    )
     return raw.decode() if raw else None
 
 

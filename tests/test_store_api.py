@@ -12,10 +12,10 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from store_support import ORG_A, ORG_B, client_for, fails, installed_addon, make_user, ok
 
+from metacore.context import CallContext
 from metacore.events import data_changed
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord
-from metacore.store.service import StoreContext
 
 SHOP = Path(__file__).parent / "data" / "store_shop"
 CUSTOMERS, ORDERS, COUNTRIES = (
@@ -383,7 +383,7 @@ def test_writes_are_audited_and_published_after_commit(alice, events, django_cap
 
 def test_rolled_back_write_emits_nothing(alice, events, django_capture_on_commit_callbacks):
     user = User.objects.get(username="alice")
-    ctx = StoreContext.for_user(user)
+    ctx = CallContext.for_user(user)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         with pytest.raises(RuntimeError):
             with transaction.atomic():
@@ -436,7 +436,7 @@ def test_row_level_security_binds_a_non_superuser_role_to_the_tenant(alice, bob)
         cursor.execute("GRANT USAGE ON SCHEMA addon_store_shop TO metacore_rls_probe")
         cursor.execute(f"GRANT SELECT, INSERT ON {table} TO metacore_rls_probe")
         cursor.execute("GRANT SELECT ON metacore_registrystate TO metacore_rls_probe")
-        bob_ctx = StoreContext(user=User.objects.get(username="bob"), tenant=str(ORG_B))
+        bob_ctx = CallContext(user=User.objects.get(username="bob"), tenant=str(ORG_B))
         get_kernel().permissions.effective(bob_ctx.user)  # cached on the user: no auth tables as the probe
         with pytest.raises(_Undo):
             with transaction.atomic():  # rolled back: undoes SET LOCAL ROLE and the tenant binding

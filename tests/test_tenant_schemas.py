@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 from store_support import ORG_A, ORG_B, client_for, fails, make_user, ok
 
+from metacore.context import CallContext
 from metacore.errors import Conflict, NotFound
 from metacore.kernel import get_kernel
 from metacore.models import AppliedMigration, Installation, TenantSchema
@@ -199,7 +200,9 @@ def test_isolation_cannot_change_in_an_upgrade(tmp_path, ledger):
 
 
 def sandbox_call(export, *parts, tenant):
-    raw = get_kernel().sandbox.call_raw("probe", export, "\0".join(parts).encode(), {"tenant": str(tenant)})
+    raw = get_kernel().sandbox.call_raw(
+        "probe", export, "\0".join(parts).encode(), CallContext(tenant=str(tenant))
+    )
     return json.loads(raw)
 
 

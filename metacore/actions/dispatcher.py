@@ -19,12 +19,14 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from metacore.context import user_actor
 from metacore.integrations import outbound
 from metacore.manifest.model import Action, Manifest
 from metacore.sandbox.errors import ExportNotAllowed, SandboxError
 from metacore.security.errors import FetchError, FetchTimeout
 
 if TYPE_CHECKING:
+    from metacore.context import CallContext
     from metacore.kernel import Kernel
 
 TRIGGERS = ("wasm", "noop", "webhook")
@@ -32,7 +34,7 @@ TRIGGERS = ("wasm", "noop", "webhook")
 
 @dataclass
 class ActionRequest:
-    ctx: Any  # StoreContext
+    ctx: "CallContext"
     installation: Any
     manifest: Any
     spec: Any  # the model spec
@@ -84,14 +86,7 @@ class ActionDispatcher:
         return Outcome(True, None, meta={"no_op": True})
 
     def _wasm(self, request):
-        ctx = request.ctx
         export = request.action.function or request.action.key
-        context = {
-            "tenant": ctx.tenant,
-            "actor": ctx.actor_id,
-            "request_id": ctx.request_id,
-            "deferred_audit": request.deferred_audit,
-        }
         try:
             result = self.kernel.sandbox.invoke(
                 request.installation,
@@ -99,7 +94,8 @@ class ActionDispatcher:
                 request.installation.bundle_path,
                 export,
                 self._payload(request),
-                context,
+                request.ctx,
+                deferred_audit=request.deferred_audit,
             )
         except SandboxError as exc:
             return Outcome(False, error={"code": exc.code, "message": exc.message}, status=exc.status)
@@ -131,7 +127,7 @@ class ActionDispatcher:
             default=str,
             separators=(",", ":"),
         ).encode()
-        context = {"tenant": ctx.tenant, "actor": ctx.actor_id, "request_id": ctx.request_id}
+        context = {"tenant": ctx.tenant, "actor": ctx.actor, "request_id": ctx.request_id}
         try:
             sent = outbound.send(
                 self.kernel.egress,
@@ -143,7 +139,7 @@ class ActionDispatcher:
                 tenant=ctx.tenant,
                 addon_key=inst.key,
                 context=context,
-                extra_headers={"X-Metacore-Invocation": "action", "X-Metacore-User-ID": ctx.actor_id or ""},
+                extra_headers={"X-Metacore-Invocation": "action", "X-Metacore-User-ID": user_actor(ctx.user)},
             )
         except FetchError as exc:
             code, status = ("timeout", 504) if isinstance(exc, FetchTimeout) else ("webhook_unreachable", 502)
@@ -174,7 +170,7 @@ class ActionDispatcher:
                 "model": spec.key,
                 "table": spec.table,
                 "action": request.action.key,
-                "principal": {"user_id": ctx.actor_id, "org_id": ctx.tenant},
+                "principal": {"user_id": user_actor(ctx.user) or None, "org_id": ctx.tenant},
                 "request_id": ctx.request_id,
             },
         }
@@ -189,7 +185,7 @@ class ActionDispatcher:
         request.deferred_audit.append(
             dict(
                 kind="action.dispatch",
-                actor=ctx.actor_id or "",
+                actor=ctx.actor,
                 tenant=ctx.tenant or "",
                 addon=request.installation.key,
                 target=f"{request.spec.key}::{request.action.key}",

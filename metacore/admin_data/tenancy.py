@@ -8,24 +8,15 @@ organization-scoped models list nothing rather than a mix of every tenant.
 
 import uuid
 
-from metacore.conf import metacore_settings
-from metacore.store.service import StoreContext
+from metacore.context import CallContext
 
 SESSION_KEY = "metacore_admin_organization"
 
 
-def admin_context(request) -> StoreContext:
+def admin_context(request) -> CallContext:
     user = request.user
-    tenant = metacore_settings.TENANT_RESOLVER(user, request)
-    if user.is_superuser and request.session.get(SESSION_KEY):
-        tenant = request.session[SESSION_KEY]
-    request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
-    return StoreContext(
-        user=user,
-        tenant=str(tenant) if tenant else None,
-        actor_id=str(user.pk) if user.pk is not None else None,
-        request_id=request_id,
-    )
+    picked = request.session.get(SESSION_KEY) if user.is_superuser else None
+    return CallContext.from_request(request, tenant=picked or None)
 
 
 def pick_organization(request, value: str | None) -> str | None:

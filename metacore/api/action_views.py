@@ -8,8 +8,6 @@ the addon runs (auth, permission, unknown model/row/action, bad body) are the us
 `{success: false, message, errors}` envelopes.
 """
 
-import uuid
-
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,8 +15,8 @@ from rest_framework.views import APIView
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.idempotency import idempotent
 from metacore.api.parsers import JSONParser
+from metacore.context import CallContext
 from metacore.kernel import get_kernel
-from metacore.store.service import StoreContext
 
 
 class RowActionView(EnvelopeErrorsMixin, APIView):
@@ -27,8 +25,7 @@ class RowActionView(EnvelopeErrorsMixin, APIView):
     schema = None  # documented per addon model by metacore.api.openapi
 
     def post(self, request, model, row_id, key):
-        request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
-        ctx = StoreContext.for_user(request.user, request, request_id=request_id)
+        ctx = CallContext.from_request(request)
 
         def run():
             status, body = get_kernel().sandbox.run_action(ctx, model, row_id, key, request.data)

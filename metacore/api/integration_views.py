@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.idempotency import idempotent
 from metacore.conf import metacore_settings
+from metacore.context import CallContext, request_id_of
 from metacore.errors import Forbidden, InvalidInput, NotFound
 from metacore.integrations.models import WebhookDelivery, WebhookSubscription
 from metacore.kernel import get_kernel
@@ -184,15 +185,12 @@ class ToolExecuteView(WebhookView):
         }
         if missing:
             raise InvalidInput("addon_key and tool_id are required", errors=missing)
-        request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
         try:
             result = get_kernel().tools.execute(
                 body["addon_key"],
                 body["tool_id"],
                 body.get("parameters") or {},
-                tenant=str(org),
-                actor=str(request.user.pk),
-                request_id=request_id,
+                CallContext.from_request(request, tenant=org),
             )
         except ToolFailed as exc:
             return Response({"success": False, "error": str(exc)}, status=502)
@@ -217,7 +215,7 @@ class InboundWebhookView(EnvelopeErrorsMixin, APIView):
 
     def post(self, request, addon_key, hook_key):
         body = request.body
-        request_id = (request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex)[:64]
+        request_id = request_id_of(request)
         status, answer = get_kernel().inbound.receive(
             addon_key,
             hook_key,

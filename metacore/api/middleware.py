@@ -25,7 +25,7 @@ from django.http import Http404, JsonResponse
 from django.urls import NoReverseMatch, reverse
 
 from metacore.api.errors import error_body
-from metacore.api.request_id import request_id
+from metacore.context import request_id_of
 
 log = logging.getLogger("metacore.api")
 
@@ -98,7 +98,7 @@ class ApiErrorsMiddleware:
             return envelope(413)
         if isinstance(exception, SuspiciousOperation):
             return envelope(400)
-        rid = request_id(request)
+        rid = request_id_of(request)
         log.error("request %s: %s %s failed", rid, request.method, request.path, exc_info=exception)
         _audit_failure(request, rid, exception)
         response = envelope(500, f"internal server error (request {rid})", request_id=rid)

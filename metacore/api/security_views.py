@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.parsers import JSONParser
+from metacore.context import user_actor
 from metacore.kernel import get_kernel
 from metacore.security.enforcer import MODES
 
@@ -39,7 +40,7 @@ class EnforcerView(EnvelopeErrorsMixin, APIView):
         serializer = EnforcerModeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data, enforcer = serializer.validated_data, get_kernel().enforcer
-        actor = request.user.get_username()
+        actor = user_actor(request.user)
         if data["clear"]:
             enforcer.clear_mode(data["addon"], actor=actor)
         else:

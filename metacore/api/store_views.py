@@ -6,8 +6,6 @@
 Bodies are JSON only; answers use the Metacore envelopes (docs/api.md).
 """
 
-import uuid
-
 from rest_framework import status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -16,14 +14,13 @@ from rest_framework.views import APIView
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.idempotency import idempotent
 from metacore.api.parsers import JSONParser
+from metacore.context import CallContext
 from metacore.kernel import get_kernel
-from metacore.store.service import StoreContext
 from metacore.telemetry import count_request, span
 
 
-def store_context(request) -> StoreContext:
-    request_id = request.META.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
-    return StoreContext.for_user(request.user, request, request_id=request_id[:64])
+def store_context(request) -> CallContext:
+    return CallContext.from_request(request)
 
 
 ACTIONS = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}

@@ -23,9 +23,9 @@ from rest_framework.response import Response
 
 from metacore.api.idempotency import idempotent
 from metacore.api.store_views import StoreView, store_context
+from metacore.context import CallContext, user_actor
 from metacore.errors import InvalidInput
 from metacore.kernel import get_kernel
-from metacore.store.service import StoreContext
 from metacore.store.transfer import ImportProgress, ProgressCallback, read_csv, read_json
 
 log = logging.getLogger("metacore.hub")
@@ -146,17 +146,18 @@ class ImportValidateView(ImportView):
     write = False
 
 
-def progress_to_hub(ctx: StoreContext, *, dry_run: bool) -> ProgressCallback | None:
+def progress_to_hub(ctx: CallContext, *, dry_run: bool) -> ProgressCallback | None:
     """IMPORT_PROGRESS frames to the importing user's sockets of its organization; a hub
     that cannot send is logged and never fails the import."""
-    if ctx.actor_id is None:
+    user_id = user_actor(ctx.user)
+    if not user_id:
         return None
     hub = get_kernel().hub
 
     def send(progress: ImportProgress) -> None:
         payload = {**progress.as_json(), "request_id": ctx.request_id, "dry_run": dry_run}
         try:
-            hub.import_progress(ctx.actor_id, payload, tenant=ctx.tenant)
+            hub.import_progress(user_id, payload, tenant=ctx.tenant)
         except Exception:
             log.exception("hub: import progress of request %s not sent", ctx.request_id)
 

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from metacore.conf import metacore_settings
+from metacore.context import user_actor
 from metacore.errors import MetacoreError
 from metacore.permissions.naming import model_permission
 
@@ -45,7 +46,7 @@ class HubAccess:
 
     @property
     def actor(self):
-        return self.user.get_username()
+        return user_actor(self.user)
 
     def fresh(self):
         """Forget permissions cached on the user object: each SUBSCRIBE sees current grants."""

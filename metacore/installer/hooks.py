@@ -14,6 +14,8 @@ Such an addon installs with its tables and data API; there is no module to run h
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metacore.context import CallContext
+
 if TYPE_CHECKING:
     from metacore.installer.bundle import Bundle
     from metacore.kernel import Kernel
@@ -44,7 +46,11 @@ def run_lifecycle_hook(
     if missing_backend_module(manifest, bundle_dir):
         return None
     return kernel.sandbox.run_hook(
-        installation, manifest, hook_name, bundle_dir=str(bundle_dir), context={"tenant": organization}
+        installation,
+        manifest,
+        hook_name,
+        bundle_dir=str(bundle_dir),
+        context=CallContext(tenant=organization),
     )
 
 

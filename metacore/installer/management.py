@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from django.db import transaction
 
 from metacore.conf import data_dir
+from metacore.context import user_actor
 from metacore.errors import Forbidden, InvalidInput, NotFound
 from metacore.installer import catalog
 from metacore.installer.secrets import issue_secret, seal_settings
@@ -83,7 +84,7 @@ def require_manager(kernel: Kernel, user: User, action: str, addon: str = "") ->
     reason = f"permission denied: {action} needs staff status or the {MANAGE_PERMISSION} permission"
     kernel.audit.record(
         "permission.check",
-        actor=user.get_username(),
+        actor=user_actor(user),
         addon=addon,
         target=MANAGE_PERMISSION,
         decision="deny",
@@ -199,7 +200,7 @@ def update_settings(
 def _audit(kernel: Kernel, kind: str, key: str, actor: User, organization: str | None, **fields: Any) -> None:
     kernel.audit.record(
         kind,
-        actor=actor.get_username(),
+        actor=user_actor(actor),
         addon=key,
         target=key,
         tenant=organization or "",

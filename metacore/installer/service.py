@@ -22,6 +22,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from metacore.context import user_actor
 from metacore.errors import Conflict, MetacoreError, NotFound
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.installer.bundle import Bundle, BundlePath, Migration, discard_unused, open_bundle, template_key
@@ -735,12 +736,10 @@ class InstallerService:
 
 
 def _actor_name(actor: Actor) -> str:
-    if actor is None:
-        return ""
-    if isinstance(actor, str):
-        return actor
-    name: str = getattr(actor, "get_username", lambda: str(actor))() or str(actor)
-    return name
+    """The audit actor (docs/audit.md): a system name as given, a user as its id."""
+    if actor is None or isinstance(actor, str):
+        return actor or ""
+    return user_actor(actor)
 
 
 def _schema_of(spec: Model) -> tuple[object, ...]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from django.db import transaction
 
+from metacore.context import CallContext
 from metacore.errors import NotFound
 from metacore.events import AddonEvent, addon_event, publish_on_commit
 from metacore.installer.errors import WebhookRejected
@@ -25,7 +26,6 @@ from metacore.installer.webhooks import verify_request
 
 if TYPE_CHECKING:
     from metacore.kernel import Kernel
-    from metacore.sandbox.service import CallContext
 
 
 def declared_webhooks(manifest: dict) -> dict:
@@ -65,7 +65,7 @@ class InboundService:
             decoded = json.loads(body) if body.strip() else None
         except (ValueError, UnicodeDecodeError):
             decoded = body.decode("utf-8", "replace")
-        context: CallContext = {"request_id": request_id}
+        context = CallContext.system(f"webhook:{hook_key}", request_id=request_id)
         if "function" in hook:
             result = self.kernel.sandbox.call(
                 addon_key,
@@ -74,7 +74,9 @@ class InboundService:
                 context,
             )
             return 200, result if result is not None else {"success": True}
-        self.kernel.enforcer.check(addon_key, "event:emit", hook["event"], context)
+        self.kernel.enforcer.check(
+            addon_key, "event:emit", hook["event"], {"actor": context.actor, "request_id": request_id}
+        )
         with transaction.atomic():
             publish_on_commit(
                 addon_event,

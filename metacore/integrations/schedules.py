@@ -26,6 +26,7 @@ from croniter import croniter
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from metacore.context import CallContext
 from metacore.errors import MetacoreError
 from metacore.integrations.models import ScheduleRun
 
@@ -113,7 +114,10 @@ class ScheduleService:
         status, error = ScheduleRun.Status.OK, ""
         try:
             result = self.kernel.sandbox.call(
-                run.addon_key, run.export, payload, {"actor": "", "request_id": f"schedule-{run.id}"}
+                run.addon_key,
+                run.export,
+                payload,
+                CallContext.system(f"schedule:{run.schedule_key}", request_id=f"schedule-{run.id}"),
             )
             if isinstance(result, dict) and result.get("success") is False:
                 status, error = (

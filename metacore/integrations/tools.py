@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Count, Max
 
+from metacore.context import CallContext
 from metacore.errors import InvalidInput, NotFound
 from metacore.integrations import outbound
 from metacore.security.errors import FetchError
@@ -228,7 +229,7 @@ class ToolService:
     def list(self, addon_key=None) -> list[Tool]:
         return [t for (addon, _), t in sorted(self.registry().items()) if addon_key in (None, addon)]
 
-    def execute(self, addon_key, tool_id, parameters, *, tenant=None, actor=None, request_id="") -> dict:
+    def execute(self, addon_key, tool_id, parameters, context: CallContext) -> dict:
         """Validate and run one tool; raises InvalidInput (400, per field), NotFound, or
         ToolFailed when the addon cannot be reached."""
         tool = self.registry().get((addon_key, tool_id))
@@ -242,22 +243,22 @@ class ToolService:
             raise InvalidInput(f"invalid params: {summary}", errors=errors)
         outcome = "failed"
         try:
-            result = self._dispatch(tool, cleaned, tenant, actor, request_id)
+            result = self._dispatch(tool, cleaned, context)
             outcome = "ok" if result.get("success") else "declined"
             return result
         finally:
             self.kernel.audit.record(
                 "tool.execute",
-                actor=str(actor or ""),
-                tenant=str(tenant or ""),
+                actor=context.actor,
+                tenant=context.tenant or "",
                 addon=addon_key,
                 target=tool_id,
                 decision="allow",
-                request_id=request_id,
+                request_id=context.request_id,
                 details={"outcome": outcome, "parameters": sorted(cleaned)},
             )
 
-    def _dispatch(self, tool, cleaned, tenant, actor, request_id):
+    def _dispatch(self, tool, cleaned, context: CallContext):
         from metacore.models import Installation
         from metacore.sandbox.errors import SandboxError
 
@@ -265,10 +266,9 @@ class ToolService:
             "addon_key": tool.addon_key,
             "tool_id": tool.id,
             "installation_id": str(tool.installation_id),
-            "org_id": tenant,
+            "org_id": context.tenant,
             "parameters": cleaned,
         }
-        context = {"tenant": tenant, "actor": actor, "request_id": request_id}
         if tool.handler.get("type") == "wasm":
             try:
                 answer = self.kernel.sandbox.call(
@@ -288,12 +288,12 @@ class ToolService:
                 self.kernel.egress,
                 url,
                 json.dumps(body, default=str).encode(),
-                secret=outbound.installation_secret(inst, tenant),
+                secret=outbound.installation_secret(inst, context.tenant),
                 installation_id=inst.pk,
                 event=f"tool:{tool.id}",
-                tenant=tenant,
+                tenant=context.tenant,
                 addon_key=inst.key,
-                context=context,
+                context={"tenant": context.tenant, "actor": context.actor, "request_id": context.request_id},
                 method=str(tool.definition.get("method") or "POST").upper(),
                 timeout=float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None,
             )

@@ -17,11 +17,11 @@ from django.db.models import Q
 
 from metacore import errors
 from metacore.conf import metacore_settings
+from metacore.context import CallContext
 from metacore.metadata import derive, i18n
 from metacore.permissions.naming import model_permission
 from metacore.schema.types import get_type
 from metacore.store.query import MAX_OFFSET, parse_value
-from metacore.store.service import StoreContext
 
 if TYPE_CHECKING:
     from metacore.kernel import Kernel
@@ -191,7 +191,7 @@ class MetadataService:
         """The store's view of the model for this caller (own tenant, no soft-deleted rows),
         inside the store's tenant transaction (PostgreSQL row-level security)."""
         store = self.kernel.store
-        ctx = StoreContext.for_user(user, request)
+        ctx = CallContext.for_user(user, request)
         with store.tenant_transaction(ctx, resolved):
             yield store.scoped_queryset(ctx, resolved)
         store.audit_read(ctx, resolved, details={"via": "options/search"})

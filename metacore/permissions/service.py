@@ -24,6 +24,7 @@ from django.contrib.auth.models import AbstractUser, AnonymousUser, Group, Permi
 from django.db.models import Model, Q, QuerySet
 
 from metacore import errors
+from metacore.context import user_actor
 from metacore.permissions.naming import APP_LABEL
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ class PermissionService:
         reason = f'permission denied: missing "{codename}"'
         self.kernel.audit.record(
             "permission.check",
-            actor=user.get_username(),
+            actor=user_actor(user),
             tenant=self._tenant(user),
             addon=codename.split(".", 1)[0],
             target=codename,

@@ -17,7 +17,7 @@ import threading
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -25,6 +25,7 @@ from metacore import telemetry
 from metacore.actions.dispatcher import ActionRequest, Outcome, normalise_error
 from metacore.audit.sinks import audit_batch
 from metacore.conf import data_dir, metacore_settings
+from metacore.context import CallContext
 from metacore.errors import InvalidInput, NotFound
 from metacore.installer.secrets import unsealed_settings
 from metacore.manifest.model import Action, Manifest, Model
@@ -36,7 +37,6 @@ from metacore.schema.registry import organization_key
 if TYPE_CHECKING:
     from metacore.kernel import Kernel
     from metacore.models import Installation
-    from metacore.store.service import StoreContext
 
 LIFECYCLE_EVENTS = ("install", "upgrade", "enable", "disable", "uninstall")
 MAX_RESULT_BYTES = 8 * 1024 * 1024
@@ -55,16 +55,6 @@ def get_engine() -> SandboxEngine:
             if _engine is None:
                 _engine = SandboxEngine(data_dir("wasm-cache"))
     return _engine
-
-
-class CallContext(TypedDict, total=False):
-    """Who a call runs for, and where its records go (every key optional)."""
-
-    using: str  # database alias (default: "default")
-    tenant: str | None
-    actor: str | None
-    request_id: str
-    deferred_audit: list[dict[str, Any]]  # audit records the caller writes after its transaction
 
 
 class _ActionFailed(Exception):
@@ -194,10 +184,10 @@ class SandboxService:
     def _enabled(self, addon_key: str, context: CallContext) -> tuple[Installation, Manifest]:
         """`_installation`, for a call on behalf of `context`'s tenant: an organization runs
         only the addons enabled for it."""
-        tenant = context.get("tenant")
+        tenant = context.tenant
         if tenant and not self.kernel.registry.enabled_for(addon_key, tenant):
             raise NotFound(f'addon "{addon_key}" is not installed and enabled for this organization')
-        return self._installation(addon_key, context.get("using", DEFAULT_DB_ALIAS))
+        return self._installation(addon_key, context.using)
 
     @staticmethod
     def _settings(inst: Installation, tenant: str | None, using: str) -> dict[str, Any]:
@@ -219,7 +209,7 @@ class SandboxService:
         self, addon_key: str, export: str, payload: object = None, context: CallContext | None = None
     ) -> object:
         """Call a manifest-listed export with `payload` (JSON) and return its decoded result."""
-        context = context or {}
+        context = context or CallContext()
         inst, manifest = self._enabled(addon_key, context)
         if manifest.backend is None or export not in manifest.backend.exports:
             raise ExportNotAllowed(
@@ -229,7 +219,7 @@ class SandboxService:
 
     def call_raw(self, addon_key: str, export: str, data: bytes, context: CallContext | None = None) -> bytes:
         """`call` with the input and output as raw bytes (no JSON on either side)."""
-        context = context or {}
+        context = context or CallContext()
         inst, manifest = self._enabled(addon_key, context)
         if manifest.backend is None or export not in manifest.backend.exports:
             raise ExportNotAllowed(
@@ -245,11 +235,16 @@ class SandboxService:
         export: str,
         payload: object,
         context: CallContext,
+        *,
+        deferred_audit: list[dict[str, Any]] | None = None,
     ) -> object:
         """Run one export on a fresh instance with `payload` as JSON; return the decoded JSON
-        result (None when the guest answered nothing)."""
+        result (None when the guest answered nothing). With `deferred_audit`, the call's audit
+        record is appended there for the caller to write after its transaction."""
         data = json.dumps(payload if payload is not None else {}, default=str, separators=(",", ":")).encode()
-        return decode_result(export, self._run(inst, manifest, bundle_dir, export, data, context))
+        return decode_result(
+            export, self._run(inst, manifest, bundle_dir, export, data, context, deferred_audit)
+        )
 
     def _run(
         self,
@@ -259,6 +254,7 @@ class SandboxService:
         export: str,
         data: bytes,
         context: CallContext,
+        deferred_audit: list[dict[str, Any]] | None = None,
     ) -> bytes:
         compiled = self.load(manifest, bundle_dir)
         invocation = Invocation(
@@ -267,12 +263,12 @@ class SandboxService:
             services=self.import_services,
             manifest=manifest,
             settings=unsealed_settings(  # the one place secrets are read
-                self._settings(inst, context.get("tenant"), context.get("using", DEFAULT_DB_ALIAS))
+                self._settings(inst, context.tenant, context.using)
             ),
-            tenant=context.get("tenant"),
-            actor=context.get("actor"),
-            request_id=context.get("request_id", ""),
-            using=context.get("using", DEFAULT_DB_ALIAS),
+            tenant=context.tenant,
+            actor=context.actor,
+            request_id=context.request_id,
+            using=context.using,
         )
         limits = self.limits_for(manifest)
         invocation.deadline = time.monotonic() + limits.timeout_ms / 1000
@@ -297,9 +293,7 @@ class SandboxService:
                 outcome=outcome,
             )
             invocation.flush()
-            self._audit(
-                invocation, stats, outcome, error.message if error else "", context.get("deferred_audit")
-            )
+            self._audit(invocation, stats, outcome, error.message if error else "", deferred_audit)
         if error is not None:
             raise error
         return raw
@@ -372,12 +366,12 @@ class SandboxService:
                     f'addon "{manifest.key}": hook {hook_name} names export {export!r}, which the module lacks'
                 )
             return None
-        context = context or {}
+        context = context or CallContext()
         payload = {
             "event": event,
             "addon_key": manifest.key,
             "version": manifest.version,
-            "org_id": context.get("tenant"),
+            "org_id": context.tenant,
         }
         result = self.invoke(installation, manifest, bundle_dir, export, payload, context)
         if isinstance(result, dict) and result.get("success") is False:
@@ -391,7 +385,7 @@ class SandboxService:
     # -- row actions ----------------------------------------------------------------------
 
     def run_action(
-        self, ctx: StoreContext, model_ref: str, row_id: object, action_key: str, body: object
+        self, ctx: CallContext, model_ref: str, row_id: object, action_key: str, body: object
     ) -> tuple[int, dict[str, Any]]:
         """POST /dynamic/<model>/<id>/action/<key>: returns (http status, envelope)."""
         from metacore.permissions.naming import model_permission

@@ -1,6 +1,6 @@
 """The dynamic store: CRUD over installed addons' tables, framework-agnostic.
 
-Every operation takes a `StoreContext` (who, for which tenant) and a model reference
+Every operation takes a `CallContext` (who, for which tenant; `metacore.context`) and a model reference
 (`tickets`, `Tickets`, `tickets.tickets`), and
 - checks the user permission `<addon>.<table>.<action>` (permission service),
 - scopes every query to the tenant on org-scoped tables (another tenant's row is "not
@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from django.db import DataError, IntegrityError, connections, transaction
@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from metacore.audit.sinks import atomic_with_audit
 from metacore.conf import metacore_settings
+from metacore.context import CallContext, user_actor
 from metacore.errors import Conflict, Forbidden, InvalidInput, NotFound
 from metacore.events import DataEvent, data_changed, publish_on_commit
 from metacore.manifest.model import SYSTEM_COLUMNS
@@ -45,8 +46,6 @@ from metacore.store.validation import serializer_class
 from metacore.telemetry import set_attributes
 
 if TYPE_CHECKING:
-    from django.http import HttpRequest
-
     from metacore.kernel import Kernel
     from metacore.manifest.model import Model
 
@@ -56,25 +55,6 @@ Row = dict[str, Any]
 #: Filled with the acting user's id on create when the table has it (upstream BaseModel).
 CREATOR = "created_by_id"
 ACTION_EVENTS = {"create": "created", "update": "updated", "delete": "deleted"}
-
-
-@dataclass(frozen=True)
-class StoreContext:
-    """Who is acting, and for which organization (None: the user belongs to none)."""
-
-    user: Any
-    tenant: str | None = None
-    actor_id: str | None = None
-    request_id: str = ""
-
-    @classmethod
-    def for_user(cls, user: Any, request: HttpRequest | None = None, request_id: str = "") -> Self:
-        """The context of `user`, its tenant from `METACORE['TENANT_RESOLVER']`."""
-        tenant = metacore_settings.TENANT_RESOLVER(user, request)
-        actor_id = str(user.pk) if getattr(user, "pk", None) is not None else None
-        return cls(
-            user=user, tenant=str(tenant) if tenant else None, actor_id=actor_id, request_id=request_id
-        )
 
 
 @dataclass(frozen=True)
@@ -182,7 +162,7 @@ class StoreService:
         self.kernel = kernel
 
     # -- reads ----------------------------------------------------------------------------
-    def list(self, ctx: StoreContext, ref: str, params: QueryParams) -> Page:
+    def list(self, ctx: CallContext, ref: str, params: QueryParams) -> Page:
         resolved = self._authorize(ctx, ref, "read")
         query = parse_list_query(resolved.spec, params, using=self._db(resolved))
         reader = _reader(resolved)
@@ -230,7 +210,7 @@ class StoreService:
                 return estimate
         return queryset.count()
 
-    def get(self, ctx: StoreContext, ref: str, row_id: object) -> Row:
+    def get(self, ctx: CallContext, ref: str, row_id: object) -> Row:
         resolved = self._authorize(ctx, ref, "read")
         with self._tenant_transaction(ctx, resolved, write=False):
             row = self._fetch(ctx, resolved, row_id)
@@ -238,7 +218,7 @@ class StoreService:
         return row
 
     # -- writes ---------------------------------------------------------------------------
-    def create(self, ctx: StoreContext, ref: str, data: object) -> Row:
+    def create(self, ctx: CallContext, ref: str, data: object) -> Row:
         resolved = self._authorize(ctx, ref, "create")
         spec = resolved.spec
         data = _json_object(data)
@@ -247,9 +227,9 @@ class StoreService:
             data = {k: v for k, v in data.items() if k != CREATOR}
         values = self._validate(resolved, data, partial=False)
         creator = spec.column(CREATOR)
-        if creator is not None and ctx.actor_id is not None:
+        if creator is not None and user_actor(ctx.user):
             with contextlib.suppress(ValueError):
-                values[CREATOR] = get_type(creator.type).parse(ctx.actor_id)
+                values[CREATOR] = get_type(creator.type).parse(user_actor(ctx.user))
         now = timezone.now()
         if resolved.tenant_column is not None:
             values[resolved.tenant_column] = self._tenant_value(ctx, resolved)
@@ -266,7 +246,7 @@ class StoreService:
         return after
 
     def update(
-        self, ctx: StoreContext, ref: str, row_id: object, data: object, *, partial: bool = True
+        self, ctx: CallContext, ref: str, row_id: object, data: object, *, partial: bool = True
     ) -> Row:
         """Load, merge the given keys, save: keys missing from `data` keep their value
         (the upstream meaning of PUT; PATCH is the same). `partial=False` additionally
@@ -285,7 +265,7 @@ class StoreService:
             self._record(ctx, resolved, "update", after["id"], fields=changed, before=before, after=after)
         return after
 
-    def delete(self, ctx: StoreContext, ref: str, row_id: object) -> None:
+    def delete(self, ctx: CallContext, ref: str, row_id: object) -> None:
         """Soft-delete tables get `deleted_at` set; others lose the row."""
         resolved = self._authorize(ctx, ref, "delete")
         with self._write(ctx, resolved):
@@ -302,7 +282,7 @@ class StoreService:
         """The model named `ref` among the addons enabled for `organization`."""
         return self.kernel.registry.resolve(ref, organization=organization)
 
-    def scoped_queryset(self, ctx: StoreContext, resolved: ResolvedModel) -> QuerySet[DjangoModel]:
+    def scoped_queryset(self, ctx: CallContext, resolved: ResolvedModel) -> QuerySet[DjangoModel]:
         """Rows of `resolved` this context may see: its tenant's (in its tenant's copy, for a
         schema-per-tenant addon), not soft-deleted."""
         resolved = self.kernel.tenant_schemas.route(resolved, ctx.tenant)
@@ -314,13 +294,13 @@ class StoreService:
         return queryset
 
     @contextlib.contextmanager
-    def tenant_transaction(self, ctx: StoreContext, resolved: ResolvedModel) -> Iterator[None]:
+    def tenant_transaction(self, ctx: CallContext, resolved: ResolvedModel) -> Iterator[None]:
         """A transaction with `metacore.tenant` set (the row-level security wall)."""
         with self._tenant_transaction(ctx, resolved, write=True):
             yield
 
     # -- internals ------------------------------------------------------------------------
-    def _authorize(self, ctx: StoreContext, ref: str, action: str) -> ResolvedModel:
+    def _authorize(self, ctx: CallContext, ref: str, action: str) -> ResolvedModel:
         resolved = self.resolve(ref, ctx.tenant)
         set_attributes(addon=resolved.installation_key, model=resolved.spec.table, tenant=ctx.tenant)
         self.kernel.permissions.require(
@@ -331,7 +311,7 @@ class StoreService:
         return self.kernel.tenant_schemas.route(resolved, ctx.tenant)
 
     @staticmethod
-    def _tenant_value(ctx: StoreContext, resolved: ResolvedModel) -> Any:
+    def _tenant_value(ctx: CallContext, resolved: ResolvedModel) -> Any:
         """The caller's organization as a value of the model's tenant column."""
         if not ctx.tenant:
             raise Forbidden(
@@ -354,7 +334,7 @@ class StoreService:
 
     @contextlib.contextmanager
     def _tenant_transaction(
-        self, ctx: StoreContext, resolved: ResolvedModel, *, write: bool
+        self, ctx: CallContext, resolved: ResolvedModel, *, write: bool
     ) -> Iterator[None]:
         using = self._db(resolved)
         needs_tenant = resolved.spec.org_scoped and rls.binds(connections[using])
@@ -368,7 +348,7 @@ class StoreService:
             yield
 
     @contextlib.contextmanager
-    def _write(self, ctx: StoreContext, resolved: ResolvedModel) -> Iterator[None]:
+    def _write(self, ctx: CallContext, resolved: ResolvedModel) -> Iterator[None]:
         """The write's transaction; a unique/foreign-key violation the checks could not
         foresee (a concurrent write) becomes 409, rolled back with everything else."""
         try:
@@ -380,7 +360,7 @@ class StoreService:
             raise InvalidInput("the database rejected a value (out of range or not storable)") from None
 
     def _fetch(
-        self, ctx: StoreContext, resolved: ResolvedModel, row_id: object, *, for_update: bool = False
+        self, ctx: CallContext, resolved: ResolvedModel, row_id: object, *, for_update: bool = False
     ) -> Row:
         pk = self._parse_id(resolved, row_id)
         queryset = self.scoped_queryset(ctx, resolved).filter(pk=pk)
@@ -436,7 +416,7 @@ class StoreService:
                         errors={column.name: ["a row with this value already exists"]},
                     )
 
-    def _check_references(self, ctx: StoreContext, resolved: ResolvedModel, values: dict[str, Any]) -> None:
+    def _check_references(self, ctx: CallContext, resolved: ResolvedModel, values: dict[str, Any]) -> None:
         """A reference must name an existing, visible row of the same tenant."""
         for column in resolved.spec.user_columns:
             value = values.get(column.name)
@@ -475,7 +455,7 @@ class StoreService:
 
     def _record(
         self,
-        ctx: StoreContext,
+        ctx: CallContext,
         resolved: ResolvedModel,
         action: str,
         row_id: object,
@@ -487,7 +467,7 @@ class StoreService:
         addon, spec = resolved.installation_key, resolved.spec
         self.kernel.audit.record(
             f"crud.{action}",
-            actor=ctx.actor_id,
+            actor=ctx.actor,
             tenant=ctx.tenant,
             addon=addon,
             target=f"{addon}.{spec.table}:{row_id}",
@@ -502,7 +482,7 @@ class StoreService:
             action=ACTION_EVENTS[action],
             id=str(row_id),
             tenant=ctx.tenant,
-            actor_id=ctx.actor_id,
+            actor_id=user_actor(ctx.user) or None,
             fields=tuple(fields),
             before=before,
             after=after,
@@ -512,7 +492,7 @@ class StoreService:
 
     def audit_read(
         self,
-        ctx: StoreContext,
+        ctx: CallContext,
         resolved: ResolvedModel,
         *,
         row_id: object = None,
@@ -525,7 +505,7 @@ class StoreService:
         target = f"{addon}.{table}" + (f":{row_id}" if row_id else "")
         self.kernel.audit.record(
             "crud.read",
-            actor=ctx.actor_id,
+            actor=ctx.actor,
             tenant=ctx.tenant,
             addon=addon,
             target=target,

@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from metacore.context import CallContext
 from metacore.errors import InvalidInput
 from metacore.permissions.naming import model_permission
-from metacore.store.service import Row, StoreContext, _reader
+from metacore.store.service import Row, _reader
 
 if TYPE_CHECKING:
     from metacore.manifest.model import Model
@@ -68,7 +69,7 @@ class RowShaper:
         self.store = store
         self.permissions = permissions
 
-    def apply(self, ctx: StoreContext, ref: str, rows: list[Row], params: Mapping[str, str]) -> list[Row]:
+    def apply(self, ctx: CallContext, ref: str, rows: list[Row], params: Mapping[str, str]) -> list[Row]:
         if not any(params.get(name) for name in PARAMS):
             return rows
         resolved = self.store.resolve(ref, ctx.tenant)

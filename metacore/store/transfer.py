@@ -36,9 +36,10 @@ from metacore.store.query import ListQuery, QueryParams, parse_list_query
 
 if TYPE_CHECKING:
     from metacore.audit.pipe import AuditPipe
+    from metacore.context import CallContext
     from metacore.manifest.model import Column, Model
     from metacore.schema.registry import ResolvedModel
-    from metacore.store.service import Row, StoreContext, StoreService
+    from metacore.store.service import Row, StoreService
 
 Record = tuple[int | None, object]  # (line the record starts on, or None; the raw row)
 
@@ -137,7 +138,7 @@ class TransferService:
         self.audit = audit
 
     # -- export ---------------------------------------------------------------------------
-    def export(self, ctx: StoreContext, ref: str, params: QueryParams, *, template: bool = False) -> Export:
+    def export(self, ctx: CallContext, ref: str, params: QueryParams, *, template: bool = False) -> Export:
         resolved = self.store._authorize(ctx, ref, "read")
         spec = resolved.spec
         fmt = (_first(params, "format") or "csv").lower()
@@ -156,7 +157,7 @@ class TransferService:
         else:
             self.audit.record(
                 "crud.export",
-                actor=ctx.actor_id,
+                actor=ctx.actor,
                 tenant=ctx.tenant,
                 addon=resolved.installation_key,
                 target=f"{resolved.installation_key}.{spec.table}",
@@ -169,7 +170,7 @@ class TransferService:
         return Export(FORMATS[fmt], f"{name}.{fmt}", encode(columns, labels, rows))
 
     def _rows(
-        self, ctx: StoreContext, resolved: ResolvedModel, query: ListQuery, columns: list[Column]
+        self, ctx: CallContext, resolved: ResolvedModel, query: ListQuery, columns: list[Column]
     ) -> Iterator[Row]:
         """Rows as JSON-ready dicts, read with a cursor inside the tenant's transaction (the
         generator runs while the response streams)."""
@@ -202,7 +203,7 @@ class TransferService:
     # -- import ---------------------------------------------------------------------------
     def import_rows(
         self,
-        ctx: StoreContext,
+        ctx: CallContext,
         ref: str,
         records: Iterable[Record],
         *,
@@ -244,7 +245,7 @@ class TransferService:
 
     def _import(
         self,
-        ctx: StoreContext,
+        ctx: CallContext,
         ref: str,
         resolved: ResolvedModel,
         records: Iterable[Record],
@@ -300,7 +301,7 @@ class TransferService:
                     tell("writing")
             self.audit.record(
                 "crud.import",
-                actor=ctx.actor_id,
+                actor=ctx.actor,
                 tenant=ctx.tenant,
                 addon=resolved.installation_key,
                 target=f"{resolved.installation_key}.{spec.table}",
@@ -345,7 +346,7 @@ class TransferService:
 
     def _check_row(
         self,
-        ctx: StoreContext,
+        ctx: CallContext,
         resolved: ResolvedModel,
         data: dict[str, object],
         seen_unique: dict[str, dict[object, int]],

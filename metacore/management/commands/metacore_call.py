@@ -11,6 +11,7 @@ import json
 
 from django.core.management.base import CommandError
 
+from metacore.context import CallContext
 from metacore.kernel import get_kernel
 from metacore.management.base import DeprecatedAlias, MetacoreCommand
 
@@ -37,7 +38,7 @@ class Command(MetacoreCommand):
         except ValueError as exc:
             raise CommandError(f"--data is not valid JSON: {exc}") from None
         result = get_kernel().sandbox.call(
-            addon, export, data, {"tenant": organization, "actor": "manage.py"}
+            addon, export, data, CallContext.system("cli", tenant=organization)
         )
         self.write_json(result)
         if isinstance(result, dict) and result.get("success") is False:

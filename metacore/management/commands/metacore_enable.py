@@ -13,5 +13,5 @@ class Command(MetacoreCommand):
         self.add_format_argument(parser)
 
     def handle(self, *args, key, organization, **options):
-        installation = get_kernel().installer.enable(key, actor="manage.py", organization=organization)
+        installation = get_kernel().installer.enable(key, actor="cli", organization=organization)
         self.report(options, *state_report(installation, organization), success=True)

@@ -29,6 +29,6 @@ class Command(MetacoreCommand):
             if not isinstance(settings, dict):
                 raise CommandError("--settings-json must be a JSON object")
         result = get_kernel().installer.install(
-            bundle, actor="manage.py", settings=settings, organization=organization
+            bundle, actor="cli", settings=settings, organization=organization
         )
         self.report(options, describe_install(result), install_data(result), success=True)

@@ -63,7 +63,7 @@ class Command(MetacoreCommand):
                         f"{path.name}: {bundle.manifest.key} {bundle.manifest.version} skipped ({note})"
                     )
                     continue
-                result = installer.install(bundle, actor="manage.py")
+                result = installer.install(bundle, actor="cli")
             except MetacoreError as exc:
                 failures += 1
                 self.stderr.write(f"{path.name}: {exc.message}")

@@ -28,9 +28,7 @@ class Command(MetacoreCommand):
                 "permissions. This cannot be undone.",
                 options,
             )
-        installation = installer.uninstall(
-            key, drop_data=drop_data, actor="manage.py", organization=organization
-        )
+        installation = installer.uninstall(key, drop_data=drop_data, actor="cli", organization=organization)
         kept = "tables and rows dropped" if drop_data else "tables and rows kept"
         self.report(
             options,

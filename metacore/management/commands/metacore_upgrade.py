@@ -23,7 +23,7 @@ class Command(MetacoreCommand):
             bundle,
             allow_destructive=allow_destructive,
             force=force,
-            actor="manage.py",
+            actor="cli",
             assign_organization=assign_organization,
         )
         self.report(
