@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from metacore.audit.pipe import AuditEvent, AuditPipe
 from metacore.audit.sinks import DatabaseSink, atomic_with_audit, audit_batch
+from metacore.context import CallContext
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord
 
@@ -127,7 +128,7 @@ def several(tmp_path):
     get_kernel().installer.uninstall("several", drop_data=True)
 
 
-TENANT = {"tenant": "00000000-0000-0000-0000-000000000001"}
+TENANT = CallContext(tenant="00000000-0000-0000-0000-000000000001")
 
 
 def test_a_sandbox_call_writes_its_imports_records_in_one_statement(several):
