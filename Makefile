@@ -8,8 +8,8 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
 .PHONY: venv run test check lock bench examples clean
 
-# Coverage floor for `make test`: branch coverage of metacore/ measured 89.1% on SQLite, 91.2% on PostgreSQL.
-COVERAGE_FLOOR ?= 88
+# Coverage floor for `make test`: branch coverage of metacore/ measured 89.8% on SQLite, 91.1% on PostgreSQL.
+COVERAGE_FLOOR ?= 89
 
 ## The pinned dependency set (requirements.lock), then metacore itself without resolving again.
 $(VENV)/.installed: pyproject.toml requirements.lock
