@@ -93,3 +93,14 @@ def install_manifest(manifest):
     kernel = get_kernel()
     kernel.installer.install(folder)
     return kernel
+
+
+def database_url():
+    """The URL of the current (test) database, for a server process the bench starts."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"

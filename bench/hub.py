@@ -42,7 +42,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from bench._support import setup_django
+from bench._support import database_url, setup_django
 
 CLIENTS = int(os.environ.get("BENCH_HUB_CLIENTS", 1000))
 WRITES = int(os.environ.get("BENCH_HUB_WRITES", 20))
@@ -255,16 +255,6 @@ def _fresh_layers(settings_value):
 
 
 # -- 2. Redis pub/sub across two processes --------------------------------------------------------
-def _database_url():
-    from django.db import connection
-
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
 def _redis_reachable():
     try:
         with socket.create_connection(("127.0.0.1", 6379), timeout=1):
@@ -280,7 +270,7 @@ def _start_daphne():
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "sandbox_project.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": REDIS_URL,
     }
     process = subprocess.Popen(

@@ -37,7 +37,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from bench._support import setup_django, vendor
+from bench._support import database_url, setup_django, vendor
 
 ROWS = 10_000
 PAGE = 50
@@ -290,16 +290,6 @@ def _pocketbase_endpoints(base, process, log, data):
 
 
 # -- metacore ----------------------------------------------------------------------------------
-def _database_url():
-    from django.db import connection
-
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
 def _metacore_data():
     """Install the table, seed it, and make a member of the rows' tenant with a token."""
     from django.contrib.auth import get_user_model
@@ -327,7 +317,7 @@ def _metacore(token):
     log = ROOT / "var" / f"bench-peers-metacore-{vendor()}.log"
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "DJANGO_DEBUG": "0",
         "DJANGO_SETTINGS_MODULE": "sandbox_project.settings",
     }
