@@ -99,7 +99,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "metacore.api.authentication.CachedTokenAuthentication",
         # `Authorization: Bearer <jwt>`, what the SDK's API client sends (metacore.api.jwt_urls)
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "metacore.api.authentication.CachedJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

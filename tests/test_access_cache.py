@@ -154,3 +154,37 @@ def test_a_revocation_reaches_every_server_process(desk):
     finally:
         for server in servers:
             server.terminate()
+
+
+@pytest.mark.django_db
+def test_a_jwt_user_is_cached_like_a_token_and_every_change_is_seen(desk):
+    """`Authorization: Bearer <jwt>` (CachedJWTAuthentication): the user behind a valid JWT
+    comes from memory, and a revoked grant or a deactivated user takes effect on the next
+    request."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    user = desk["user"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+
+    def get():
+        response = client.get(NOTES)
+        return response.status_code, response.json()
+
+    assert titles(get()) == (200, ["first"])
+    with CaptureQueriesContext(connection) as cached:
+        assert titles(get()) == (200, ["first"])
+    tables = " ".join(query["sql"] for query in cached.captured_queries)
+    assert "auth_user" not in tables and "membership" not in tables and "auth_permission" not in tables
+
+    get_kernel().permissions.revoke(user, ["desk.notes.read"])
+    assert get()[0] == 403
+    get_kernel().permissions.grant(user, ["desk.notes.read"])
+    user.is_active = False
+    user.save()
+    assert get()[0] == 401
+    user.is_active = True
+    user.save()
+    assert titles(get()) == (200, ["first"])
