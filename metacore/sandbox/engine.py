@@ -83,10 +83,14 @@ class CompiledModule:
     exports: dict[str, FuncType]  # name -> FuncType of every exported function
     uses_wasi: bool
     from_disk: bool = False
+    # export -> its calling convention (None: not callable), read from the types once
+    conventions: dict[str, abi.Convention | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.conventions = {name: abi.convention_of(functype) for name, functype in self.exports.items()}
 
     def convention(self, export: str) -> abi.Convention | None:
-        functype = self.exports.get(export)
-        return abi.convention_of(functype) if functype is not None else None
+        return self.conventions.get(export)
 
 
 @dataclass
