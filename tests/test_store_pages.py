@@ -146,3 +146,27 @@ def test_a_default_page_is_read_in_index_order(entries):
             cursor.execute(f"EXPLAIN {sql}", params)
             plan = " ".join(row[0] for row in cursor.fetchall())
             assert "default_order" in plan and "Sort" not in plan, plan
+
+
+def test_a_cursor_page_starts_its_index_scan_at_the_cursor(entries):
+    """The planner's own words: the cursor's first sort key bounds the index scan (an OR of
+    the keys alone is only a filter, so a deep page read every row before it)."""
+    from metacore.store.query import parse_list_query
+
+    spec = get_kernel().registry.resolve("ledger.entries").spec
+    first = parse_list_query(spec, {"cursor": ""}, using="default")
+    cursor = first.cursor_after({"created_at": "2026-01-01T00:00:00+00:00", "id": str(uuid.uuid4())})
+    query = parse_list_query(spec, {"cursor": cursor}, using="default")
+    rows = query.page_after(query.apply(entries.objects.filter(organization_id=uuid.uuid4())))
+    sql, params = rows[:50].query.sql_with_params()
+    with connection.cursor() as db:
+        if connection.vendor == "sqlite":
+            db.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = " ".join(str(row[-1]) for row in db.fetchall())
+            assert "default_order" in plan and "(organization_id=? AND created_at<" in plan, plan
+        else:
+            for option in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+                db.execute(f"SET LOCAL {option} = off")
+            db.execute(f"EXPLAIN {sql}", params)
+            plan = " ".join(row[0] for row in db.fetchall())
+            assert "Index Cond: ((organization_id = " in plan and "created_at <=" in plan, plan

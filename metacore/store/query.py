@@ -169,7 +169,9 @@ def parse_list_query(model: Spec, params: QueryParams, *, using: str = "default"
 
 def _keyset(model: Spec, ordering: tuple[str, ...], cursor: str, errors: Errors) -> Q | None:
     """The rows after a cursor: (a > x) or (a = x and b > y) or ..., each comparison in its
-    key's direction, so the database reads on from the cursor's row in the sort index."""
+    key's direction, and with it the redundant (a >= x): the bound the database starts
+    its index scan from (to PostgreSQL the OR alone is a filter over every earlier row,
+    so page 10,000 cost as much as with OFFSET)."""
     nullable = [o.lstrip("-") for o in ordering if not _never_null(model, o.lstrip("-"))]
     if nullable:
         errors.setdefault("cursor", []).append(
@@ -198,7 +200,9 @@ def _keyset(model: Spec, ordering: tuple[str, ...], cursor: str, errors: Errors)
         name = key.lstrip("-")
         equal = {ordering[j].lstrip("-"): parsed[j] for j in range(i)}
         branches.append(Q(**equal, **{f"{name}__{'lt' if key.startswith('-') else 'gt'}": parsed[i]}))
-    return reduce(or_, branches)
+    first = ordering[0]
+    start = Q(**{f"{first.lstrip('-')}__{'lte' if first.startswith('-') else 'gte'}": parsed[0]})
+    return start & reduce(or_, branches)
 
 
 def _never_null(model: Spec, name: str) -> bool:
