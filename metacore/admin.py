@@ -27,7 +27,7 @@ from django.utils.html import format_html
 
 from metacore.admin_base import ReadOnlyAdmin
 from metacore.conf import data_dir
-from metacore.context import user_actor
+from metacore.context import CallContext, user_actor
 from metacore.errors import InvalidInput, MetacoreError
 from metacore.installer import management
 from metacore.installer.setting_types import TEXT_TYPES, clean_settings, declared_settings
@@ -48,7 +48,7 @@ def _run_installer(modeladmin, request, queryset, operation):
     installer = _kernel().installer
     for installation in queryset:
         try:
-            getattr(installer, operation)(installation.key, actor=request.user)
+            getattr(installer, operation)(installation.key, context=CallContext.from_request(request))
         except MetacoreError as exc:
             modeladmin.message_user(request, f"{installation.key}: {exc.message}", messages.ERROR)
         else:
@@ -260,7 +260,15 @@ class InstallationAdmin(admin.ModelAdmin):
         exactly as POST /api/metacore/installations/<key>/settings."""
         if not form.specs:
             return
-        updated = management.update_settings(_kernel(), obj.key, form.settings_values, actor=request.user)
+        kernel = _kernel()
+        updated = management.update_settings(
+            kernel.installer,
+            kernel.registry,
+            kernel.audit,
+            obj.key,
+            form.settings_values,
+            context=CallContext.from_request(request),
+        )
         obj.settings = updated.settings
 
     def save_related(self, request, form, formsets, change):
@@ -323,7 +331,7 @@ class InstallationAdmin(admin.ModelAdmin):
         """The admin's change permission on addons, and the management API's own rule."""
         if not self.has_change_permission(request):
             raise PermissionDenied
-        management.require_manager(_kernel(), request.user, "installing and upgrading addons")
+        management.require_manager(_kernel().audit, request.user, "installing and upgrading addons")
 
     def _page(self, request, template, **context):
         return TemplateResponse(
@@ -355,7 +363,10 @@ class InstallationAdmin(admin.ModelAdmin):
                 if installed is None:
                     kept.unlink()
                     result, secret = management.install(
-                        kernel, bundle, actor=request.user, options=management.install_options({})
+                        kernel.installer,
+                        bundle,
+                        context=CallContext.from_request(request),
+                        options=management.install_options({}),
                     )
                     return self._page(
                         request,
@@ -396,7 +407,9 @@ class InstallationAdmin(admin.ModelAdmin):
                 ) from None
             kept = _kept_upload(chosen["upload"], chosen["sha256"])
             result = _kernel().installer.upgrade(
-                kept, allow_destructive=bool(request.POST.get("allow_destructive")), actor=request.user
+                kept,
+                allow_destructive=bool(request.POST.get("allow_destructive")),
+                context=CallContext.from_request(request),
             )
             kept.unlink()  # a refused upgrade keeps it (until it expires), to try again from the plan
         except MetacoreError as exc:

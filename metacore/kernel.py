@@ -1,9 +1,11 @@
-"""The Kernel: one object holding every service, built once from settings.
+"""The Kernel: builds every service once from settings and hands each its collaborators.
 
-A host replaces a part by subclassing and pointing `METACORE['KERNEL_CLASS']` at it, or by
-the per-part settings (sinks, tenant resolver, channel layer). DRF views, consumers and
-management commands get services from `get_kernel()`; services never import DRF, Channels
-or the CLI.
+It only wires: each cached property constructs one service from the others it needs (the
+service's constructor names them). A host replaces a part by subclassing and overriding that
+one property, then pointing `METACORE['KERNEL_CLASS']` at the subclass, or by the per-part
+settings (sinks, tenant resolver, channel layer); every service that uses the part gets the
+replacement. DRF views, consumers and management commands get services from `get_kernel()`;
+services never import DRF, Channels or the CLI, nor reach for the kernel.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from metacore.integrations.tools import ToolService
     from metacore.metadata.service import MetadataService
     from metacore.permissions.service import PermissionService
+    from metacore.sandbox.imports import ImportServices
     from metacore.sandbox.service import SandboxService
     from metacore.schema.registry import ModelRegistry
     from metacore.security.enforcer import Enforcer
@@ -45,54 +48,67 @@ class Kernel:
         return ModelRegistry()
 
     @cached_property
+    def audit(self) -> AuditPipe:
+        """The audit trail's pipe and its sinks, from `METACORE['AUDIT_SINKS']` (audit/pipe.py)."""
+        from metacore.audit.pipe import AuditPipe
+
+        return AuditPipe.from_settings()
+
+    @cached_property
     def installer(self) -> InstallerService:
+        """Install, upgrade, uninstall, enable, disable (installer/service.py)."""
         from metacore.installer.service import InstallerService
 
-        return InstallerService(self)
+        return InstallerService(self.tenant_schemas, lambda: self.sandbox, self.audit)
 
     @cached_property
     def tenant_schemas(self) -> TenantSchemaService:
         """Organization copies of schema-per-tenant addons (installer/tenant_schemas.py)."""
         from metacore.installer.tenant_schemas import TenantSchemaService
 
-        return TenantSchemaService(self)
+        return TenantSchemaService(self.registry, self.audit)
 
     @cached_property
     def store(self) -> StoreService:
+        """CRUD over addon models, permission-checked and tenant-scoped (store/service.py)."""
         from metacore.store.service import StoreService
 
-        return StoreService(self)
+        return StoreService(self.registry, self.tenant_schemas, self.permissions, self.audit)
 
     @cached_property
     def shaper(self) -> RowShaper:
+        """Field selection and relation expansion of the rows the store answers (store/shaping.py)."""
         from metacore.store.shaping import RowShaper
 
         return RowShaper(self.store, self.permissions)
 
     @cached_property
     def transfer(self) -> TransferService:
+        """Import and export of addon rows (store/transfer.py)."""
         from metacore.store.transfer import TransferService
 
         return TransferService(self.store, self.audit)
 
     @cached_property
     def permissions(self) -> PermissionService:
+        """Who may read, create, update, delete an addon model (permissions/service.py)."""
         from metacore.permissions.service import PermissionService
 
-        return PermissionService(self)
+        return PermissionService(self.registry, self.audit)
 
     @cached_property
     def metadata(self) -> MetadataService:
         """UI metadata, options and search over addon models (metadata/service.py)."""
         from metacore.metadata.service import MetadataService
 
-        return MetadataService(self)
+        return MetadataService(self.registry, self.permissions, self.store)
 
     @cached_property
     def enforcer(self) -> Enforcer:
+        """Addons' capability checks, enforce or shadow mode (security/enforcer.py)."""
         from metacore.security.enforcer import Enforcer
 
-        return Enforcer(self)
+        return Enforcer(self.audit)
 
     @cached_property
     def egress(self) -> Egress:
@@ -102,54 +118,64 @@ class Kernel:
         return Egress(self.enforcer, self.audit)
 
     @cached_property
-    def audit(self) -> AuditPipe:
-        from metacore.audit.pipe import AuditPipe
-
-        return AuditPipe.from_settings()
-
-    @cached_property
     def sandbox(self) -> SandboxService:
+        """Addons' wasm exports, hooks and row actions under their limits (sandbox/service.py)."""
         from metacore.sandbox.service import SandboxService
 
-        return SandboxService(self)
+        return SandboxService(self.sandbox_imports, self.store, self.permissions, self.actions)
+
+    @cached_property
+    def sandbox_imports(self) -> ImportServices:
+        """What the guest's host imports act through: this kernel's parts (sandbox/imports.py)."""
+        from metacore.sandbox.imports import ImportServices
+
+        return ImportServices(
+            enforcer=self.enforcer,
+            egress=self.egress,
+            audit=self.audit,
+            hub=self.hub,
+            tenant_schemas=self.tenant_schemas,
+            registry=self.registry,
+        )
 
     @cached_property
     def actions(self) -> ActionDispatcher:
         """Row action triggers: wasm, noop, webhook (actions/dispatcher.py)."""
         from metacore.actions.dispatcher import ActionDispatcher
 
-        return ActionDispatcher(self)
+        return ActionDispatcher(lambda: self.sandbox, self.egress)
 
     @cached_property
     def deliveries(self) -> DeliveryService:
         """Outbound webhook deliveries on events (integrations/deliveries.py)."""
         from metacore.integrations.deliveries import DeliveryService
 
-        return DeliveryService(self)
+        return DeliveryService(self.registry, self.enforcer, self.egress, self.audit)
 
     @cached_property
     def schedules(self) -> ScheduleService:
         """Addon cron schedules (integrations/schedules.py)."""
         from metacore.integrations.schedules import ScheduleService
 
-        return ScheduleService(self)
+        return ScheduleService(self.sandbox, self.audit)
 
     @cached_property
     def tools(self) -> ToolService:
         """Tool registry from manifests' tools[] and its dispatcher (integrations/tools.py)."""
         from metacore.integrations.tools import ToolService
 
-        return ToolService(self)
+        return ToolService(self.sandbox, self.egress, self.audit)
 
     @cached_property
     def inbound(self) -> InboundService:
         """Inbound webhooks declared by manifests (integrations/inbound.py)."""
         from metacore.integrations.inbound import InboundService
 
-        return InboundService(self)
+        return InboundService(self.sandbox, self.enforcer)
 
     @cached_property
     def hub(self) -> HubPublisher:
+        """Frames to WebSocket clients through the channel layer (hub/publisher.py)."""
         from metacore.hub.publisher import HubPublisher
 
-        return HubPublisher(self)
+        return HubPublisher(self.registry)

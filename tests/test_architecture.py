@@ -6,6 +6,8 @@
 - `get_kernel()` is called only at the edges (API views, admin, management commands, the
   WebSocket consumer, task entry points, signal hookup in `apps.py`): every other module gets its
   collaborators in its constructor or its arguments.
+- Below the edges nothing even names the kernel: no `kernel` parameter or attribute, no import
+  of `metacore.kernel` (not even for typing), so a service's constructor shows all it uses.
 """
 
 import ast
@@ -154,6 +156,53 @@ def test_get_kernel_only_at_the_edges():
                 if called == "get_kernel":
                     callers.add(name)
     assert callers == set()
+
+
+def _names_the_kernel(tree: ast.AST) -> set[str]:
+    """How `tree` names the kernel: `self.kernel`, `<x>.kernel.<y>`, `kernel` parameters, imports
+    of `metacore.kernel`/`metacore.runtime` (every node, `if TYPE_CHECKING:` included). A
+    manifest's `kernel` field (the version range it needs) is a plain value, never reached through."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and (
+            (node.attr == "kernel" and isinstance(node.value, ast.Name) and node.value.id == "self")
+            or (isinstance(node.value, ast.Attribute) and node.value.attr == "kernel")
+        ):
+            found.add(f"line {node.lineno}: .kernel")
+        elif isinstance(node, ast.arg) and node.arg == "kernel":
+            found.add(f"line {node.lineno}: parameter kernel")
+        elif isinstance(node, ast.ImportFrom) and node.module in ("metacore.kernel", "metacore.runtime"):
+            found.add(f"line {node.lineno}: import from {node.module}")
+        elif isinstance(node, ast.Import) and any(
+            alias.name in ("metacore.kernel", "metacore.runtime") for alias in node.names
+        ):
+            found.add(f"line {node.lineno}: import")
+    return found
+
+
+def test_nothing_below_the_edges_names_the_kernel():
+    _, trees = _graph()
+    named = {
+        name: sorted(found)
+        for name, tree in trees.items()
+        if not name.startswith(EDGES)
+        and name not in {edge.rstrip(".") for edge in EDGES} | {"metacore.runtime"}
+        and (found := _names_the_kernel(tree))
+    }
+    assert named == {}
+
+
+def test_the_kernel_finder_finds_each_spelling():
+    source = (
+        "from metacore.kernel import Kernel\n"
+        "import metacore.runtime\n"
+        "class S:\n"
+        "    def __init__(self, kernel):\n"
+        "        self.kernel = kernel\n"
+        "        other.kernel.store\n"
+        "        manifest.kernel\n"
+    )
+    assert len(_names_the_kernel(ast.parse(source))) == 5
 
 
 def _builds_schema_prefix(node: ast.AST) -> bool:

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from metacore.audit.sinks import DatabaseSink, LogSink, OpenTelemetrySink
+from metacore.context import CallContext
 from metacore.errors import CapabilityDenied
 from metacore.kernel import get_kernel, reset_kernel
 from metacore.models import AuditRecord, InstallJournal, TenantMembership
@@ -31,7 +32,7 @@ def full_pipe(settings, otel):
 @pytest.mark.django_db(transaction=True)
 def test_install_create_and_denial_leave_a_trail(full_pipe):
     otel, kernel = full_pipe, get_kernel()
-    kernel.installer.install(NOTES, actor="ops")
+    kernel.installer.install(NOTES, context=CallContext.system("ops"))
     try:
         user = User.objects.create_superuser("alice", password="pw")
         TenantMembership.objects.create(user=user, organization_id=ORG)

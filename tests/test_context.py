@@ -67,7 +67,7 @@ def test_management_commands_audit_as_cli(data_dir):
 def test_the_installer_records_a_user_by_id(data_dir):
     admin = User.objects.create_superuser("root")
 
-    get_kernel().installer.install(EXAMPLES / "helpdesk", actor=admin)
+    get_kernel().installer.install(EXAMPLES / "helpdesk", context=CallContext.for_user(admin))
 
     assert AuditRecord.objects.get(kind="addon.install", addon="helpdesk").actor == str(admin.pk)
     assert InstallJournal.objects.get(addon_key="helpdesk", operation="install").actor == str(admin.pk)

@@ -227,7 +227,9 @@ def test_send_api_reaches_sockets_of_two_daphne_processes(people):
 
     servers = Daphne.start(2, redis=True)
     layer = documented_redis_layers(REDIS_URL)["default"]
-    publisher = HubPublisher(get_kernel(), channel_layer=import_string(layer["BACKEND"])(**layer["CONFIG"]))
+    publisher = HubPublisher(
+        get_kernel().registry, channel_layer=import_string(layer["BACKEND"])(**layer["CONFIG"])
+    )
     alice, bob = token_for(people["alice"]), token_for(people["bob"])
     users = sync_to_async(publisher.connected_users)
     try:

@@ -12,6 +12,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from rest_framework.test import APIClient
 
+from metacore.context import CallContext
 from metacore.errors import Conflict, InvalidInput
 from metacore.installer import service as installer_service
 from metacore.installer.bundle import open_bundle
@@ -304,7 +305,7 @@ def test_every_lifecycle_failure_is_journaled_and_audited_alike(monkeypatch, ope
         pytest.raises(InstallFailed, match=f"forced failure in {operation}"),
     ):
         patched.setattr(installer_service, "bump_registry_revision", explode)
-        getattr(get_kernel().installer, operation)("tasks", actor="cli")
+        getattr(get_kernel().installer, operation)("tasks", context=CallContext.system())
     assert Installation.objects.get(key="tasks").state == Installation.State.ENABLED  # rolled back
     journal = InstallJournal.objects.get(addon_key="tasks", operation=operation)
     assert (journal.ok, journal.actor) == (False, "cli") and "forced failure" in journal.message

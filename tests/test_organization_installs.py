@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from metacore.context import CallContext
 from metacore.errors import Conflict, NotFound
 from metacore.kernel import get_kernel
 from metacore.models import Installation, InstallJournal, OrganizationInstallation
@@ -87,7 +88,7 @@ def test_host_wide_installs_from_the_previous_release_carry_over():
 
 def test_installing_for_one_organization_leaves_the_others_without_it(tmp_path):
     installer, registry = get_kernel().installer, get_kernel().registry
-    result = installer.install(bundle(tmp_path), organization=ORG_A, actor="cli")
+    result = installer.install(bundle(tmp_path), organization=ORG_A, context=CallContext.system())
     assert result.organization.organization == ORG_A and not result.installation.every_organization
     assert registry.enabled_for("notes", ORG_A)
     assert not registry.enabled_for("notes", ORG_B)

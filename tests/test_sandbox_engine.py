@@ -230,12 +230,12 @@ def test_concurrent_calls_do_not_mix(engine):
 
 
 def test_manifest_limits_are_defaulted_and_clamped():
+    from metacore.kernel import get_kernel
     from metacore.manifest.model import Backend, Manifest
-    from metacore.sandbox.service import SandboxService
 
     def limits(**backend):
         manifest = Manifest(format="flat", key="x", name="x", version="1.0.0", backend=Backend(**backend))
-        return SandboxService(kernel=None).limits_for(manifest)
+        return get_kernel().sandbox.limits_for(manifest)
 
     assert (limits().memory_mb, limits().timeout_ms) == (64, 10_000)
     assert limits(memory_limit_mb=-1).memory_mb == 64  # never "no limit"

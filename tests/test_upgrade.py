@@ -374,7 +374,7 @@ def test_rollback_when_a_data_check_fails(tmp_path, installed):
 def test_rollback_when_the_hook_fails(tmp_path, installed, monkeypatch):
     before = rows_by_id()
 
-    def failing_hook(kernel, installation, bundle, hook_name):
+    def failing_hook(sandbox, installation, bundle, hook_name, context):
         if hook_name == "on_upgrade":
             raise RuntimeError("on_upgrade trapped")
 

@@ -56,7 +56,7 @@ def test_other_process_keeps_the_old_schema_after_a_failed_upgrade(tmp_path, ser
     daphne, token = server
     daphne.request("POST", f"/api/dynamic/{KEY}.tickets", token, {"subject": "kept"})
 
-    def failing_hook(kernel, installation, bundle, hook_name):
+    def failing_hook(sandbox, installation, bundle, hook_name, context):
         raise RuntimeError("hook failed after the DDL")
 
     monkeypatch.setattr("metacore.installer.upgrade.run_lifecycle_hook", failing_hook)

@@ -15,7 +15,10 @@ an unreachable receiver 502, one past the budget 504. Refusals before anything i
 (egress blocked, capability denied, bad URL) raise, like any kernel 4xx.
 """
 
+from __future__ import annotations
+
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,14 +30,15 @@ from metacore.security.errors import FetchError, FetchTimeout
 
 if TYPE_CHECKING:
     from metacore.context import CallContext
-    from metacore.kernel import Kernel
+    from metacore.sandbox.service import SandboxService
+    from metacore.security.ssrf import Egress
 
 TRIGGERS = ("wasm", "noop", "webhook")
 
 
 @dataclass
 class ActionRequest:
-    ctx: "CallContext"
+    ctx: CallContext
     installation: Any
     manifest: Any
     spec: Any  # the model spec
@@ -54,8 +58,15 @@ class Outcome:
 
 
 class ActionDispatcher:
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
+    def __init__(self, sandbox: Callable[[], SandboxService], egress: Egress) -> None:
+        """`sandbox` is a provider: the sandbox runs row actions through this dispatcher, and
+        this dispatcher runs their wasm triggers in the sandbox (a construction cycle)."""
+        self._sandbox = sandbox
+        self.egress = egress
+
+    @property
+    def sandbox(self) -> SandboxService:
+        return self._sandbox()
 
     def check(self, manifest: Manifest, action: Action) -> None:
         """Refuse, before anything runs, an action that cannot be dispatched."""
@@ -88,7 +99,7 @@ class ActionDispatcher:
     def _wasm(self, request):
         export = request.action.function or request.action.key
         try:
-            result = self.kernel.sandbox.invoke(
+            result = self.sandbox.invoke(
                 request.installation,
                 request.manifest,
                 request.installation.bundle_path,
@@ -130,7 +141,7 @@ class ActionDispatcher:
         context = {"tenant": ctx.tenant, "actor": ctx.actor, "request_id": ctx.request_id}
         try:
             sent = outbound.send(
-                self.kernel.egress,
+                self.egress,
                 url,
                 body,
                 secret=outbound.installation_secret(inst, ctx.tenant),

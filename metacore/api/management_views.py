@@ -21,6 +21,7 @@ from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.navigation import build_navigation
 from metacore.api.parsers import JSONParser
 from metacore.conf import metacore_settings
+from metacore.context import CallContext
 from metacore.errors import Forbidden, InvalidInput, MetacoreError, NotFound
 from metacore.installer import catalog, management
 from metacore.kernel import get_kernel
@@ -69,7 +70,7 @@ class ManagementView(EnvelopeErrorsMixin, APIView):
 
     def manage(self, request, action, key=""):
         """Refuse a caller who may not manage addons; the organization the call acts for."""
-        management.require_manager(self.kernel, request.user, action, key)
+        management.require_manager(self.kernel.audit, request.user, action, key)
         return self.organization(request)
 
     def organization(self, request):
@@ -158,14 +159,18 @@ class InstallationView(ManagementView):
         data = _options_data(request)
         options = management.install_options(data)
         upload = request.FILES.get("bundle")
-        kwargs = {"actor": request.user, "options": options, "organization": organization}
+        kwargs = {
+            "context": CallContext.from_request(request),
+            "options": options,
+            "organization": organization,
+        }
         if upload is not None:
             with management.uploaded_bundle(upload) as path:
                 bundle = management.open_checked(path, key)
-                result, secret = management.install(self.kernel, bundle, **kwargs)
+                result, secret = management.install(self.kernel.installer, bundle, **kwargs)
         else:
             bundle = management.catalog_bundle(key, data.get("version"))
-            result, secret = management.install(self.kernel, bundle, **kwargs)
+            result, secret = management.install(self.kernel.installer, bundle, **kwargs)
         migrations = {m.name: m.status for m in result.migrations}
         return self.installation_response(
             request,
@@ -182,7 +187,10 @@ class InstallationView(ManagementView):
     def delete(self, request, key):
         organization = self.manage(request, "uninstalling addons", key)
         self.kernel.installer.uninstall(
-            key, drop_data=_flag(request, "drop"), actor=request.user, organization=organization
+            key,
+            drop_data=_flag(request, "drop"),
+            context=CallContext.from_request(request),
+            organization=organization,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -213,7 +221,9 @@ def _options_data(request) -> dict:
 class EnableView(ManagementView):
     def post(self, request, key):
         organization = self.manage(request, "enabling addons", key)
-        installation = self.kernel.installer.enable(key, actor=request.user, organization=organization)
+        installation = self.kernel.installer.enable(
+            key, context=CallContext.from_request(request), organization=organization
+        )
         return self.installation_response(request, installation, organization=organization)
 
 
@@ -221,7 +231,9 @@ class EnableView(ManagementView):
 class DisableView(ManagementView):
     def post(self, request, key):
         organization = self.manage(request, "disabling addons", key)
-        installation = self.kernel.installer.disable(key, actor=request.user, organization=organization)
+        installation = self.kernel.installer.disable(
+            key, context=CallContext.from_request(request), organization=organization
+        )
         return self.installation_response(request, installation, organization=organization)
 
 
@@ -229,8 +241,15 @@ class DisableView(ManagementView):
 class SettingsView(ManagementView):
     def post(self, request, key):
         organization = self.manage(request, "changing addon settings", key)
+        kernel = self.kernel
         installation = management.update_settings(
-            self.kernel, key, request.data, actor=request.user, organization=organization
+            kernel.installer,
+            kernel.registry,
+            kernel.audit,
+            key,
+            request.data,
+            context=CallContext.from_request(request),
+            organization=organization,
         )
         return self.installation_response(request, installation, organization=organization)
 
@@ -240,7 +259,11 @@ class SecretView(ManagementView):
     def post(self, request, key):
         organization = self.manage(request, "rotating addon secrets", key)
         installation, secret = management.rotate_secret(
-            self.kernel, key, actor=request.user, organization=organization
+            self.kernel.installer,
+            self.kernel.audit,
+            key,
+            context=CallContext.from_request(request),
+            organization=organization,
         )
         return self.installation_response(request, installation, organization=organization, secret=secret)
 
@@ -270,7 +293,7 @@ class UpgradeView(ManagementView):
             return Response(installer.plan(bundle, force=force, assign_organization=organization).as_dict())
         result = installer.upgrade(
             bundle,
-            actor=request.user,
+            context=CallContext.from_request(request),
             allow_destructive=_flag(request, "allow_destructive"),
             force=force,
             assign_organization=organization,

@@ -13,13 +13,24 @@ The consumer calls these through `database_sync_to_async`. Decisions:
   the addon's events of that tenant arrive.
 """
 
+from __future__ import annotations
+
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from metacore.conf import metacore_settings
 from metacore.context import user_actor
 from metacore.errors import MetacoreError
 from metacore.permissions.naming import model_permission
+
+if TYPE_CHECKING:
+    from metacore.audit.pipe import AuditPipe
+    from metacore.hub.fanout import Verdict
+    from metacore.permissions.service import PermissionService
+    from metacore.schema.registry import ModelRegistry
+    from metacore.security.enforcer import Enforcer
 
 ADDON_CHANNEL = re.compile(
     r"addon\.(?P<addon>[a-z][a-z0-9_]{0,63})\.(?P<event>[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127})"
@@ -39,8 +50,22 @@ class ModelRef:
 
 
 class HubAccess:
-    def __init__(self, kernel, user, tenant):
-        self.kernel = kernel
+    """One socket's decisions, for `user` of `tenant`."""
+
+    def __init__(
+        self,
+        user: Any,
+        tenant: str | None,
+        *,
+        permissions: PermissionService,
+        registry: ModelRegistry,
+        enforcer: Enforcer,
+        audit: AuditPipe,
+    ) -> None:
+        self.permissions = permissions
+        self.registry = registry
+        self.enforcer = enforcer
+        self.audit = audit
         self.user = user
         self.tenant = tenant
 
@@ -50,17 +75,17 @@ class HubAccess:
 
     def fresh(self):
         """Forget permissions cached on the user object: each SUBSCRIBE sees current grants."""
-        self.kernel.permissions.forget(self.user)
+        self.permissions.forget(self.user)
 
     def may_read(self, addon: str, table: str) -> bool:
-        return self.kernel.permissions.has(self.user, model_permission(addon, table, "read"))
+        return self.permissions.has(self.user, model_permission(addon, table, "read"))
 
     def resolve_models(self, tokens):
         """[(token, ModelRef | None, reason)] for the tokens other than `*`."""
         out = []
         for token in tokens:
             try:
-                resolved = self.kernel.registry.resolve(token, organization=self.tenant)
+                resolved = self.registry.resolve(token, organization=self.tenant)
             except MetacoreError as exc:
                 out.append((token, None, exc.message))
                 continue
@@ -87,13 +112,13 @@ class HubAccess:
 
         context = {"actor": self.actor, "tenant": self.tenant or "", "via": "hub"}
         try:
-            decision = self.kernel.enforcer.check(addon, "event:subscribe", event, context)
+            decision = self.enforcer.check(addon, "event:subscribe", event, context)
         except CapabilityDenied as exc:
             return False, exc.message
         return bool(decision), getattr(decision, "reason", "")
 
     def audit_subscribe(self, target, decision, reason="", addon="", **details):
-        self.kernel.audit.record(
+        self.audit.record(
             "hub.subscribe",
             actor=self.actor,
             tenant=self.tenant or "",
@@ -105,7 +130,7 @@ class HubAccess:
         )
 
     def audit_recheck(self, code, reason):
-        self.kernel.audit.record(
+        self.audit.record(
             "hub.recheck",
             actor=self.actor,
             tenant=self.tenant or "",
@@ -115,7 +140,7 @@ class HubAccess:
         )
 
     def audit_connect(self, decision, reason="", **details):
-        self.kernel.audit.record(
+        self.audit.record(
             "hub.connect",
             actor=self.actor,
             tenant=self.tenant or "",
@@ -125,7 +150,9 @@ class HubAccess:
         )
 
 
-def verifier(kernel, user_pk, credential):
+def verifier(
+    permissions: PermissionService, user_pk: object, credential: tuple[str, Any]
+) -> Callable[[], Verdict]:
     """The synchronous recheck of sockets opened with `credential` by user `user_pk` (see
     `metacore.hub.fanout.Principal`): the credential must still authenticate that user, who
     must be active; the verdict carries the tenant and the addon permissions held now."""
@@ -151,7 +178,7 @@ def verifier(kernel, user_pk, credential):
             user=user,
             tenant=None if tenant in (None, "") else str(tenant),
             superuser=bool(user.is_superuser),
-            readable=frozenset(kernel.permissions.effective(user)),
+            readable=frozenset(permissions.effective(user)),
         )
 
     return verify

@@ -135,12 +135,12 @@ class HubConsumer(AsyncWebsocketConsumer):
             return await self._refuse(CLOSE_UNAUTHENTICATED, reason)
         from metacore.kernel import get_kernel
 
-        self.kernel = get_kernel()
+        kernel = get_kernel()
         self.fanout = fanout_for(get_channel_layer(self.fanout_layer_alias))
         key = (user.pk, credential(self.scope))
         ttl = float(metacore_settings.HUB_RECHECK_SECONDS)
         self.principal = self.fanout.principal(
-            key, lambda: Principal(key, verifier(self.kernel, user.pk, key[1]), ttl)
+            key, lambda: Principal(key, verifier(kernel.permissions, user.pk, key[1]), ttl)
         )
         self.principal.consumers[self] = None
         verdict = self.principal.verdict
@@ -148,7 +148,14 @@ class HubConsumer(AsyncWebsocketConsumer):
             verdict = await self.principal.check()
         if verdict.code:
             return await self._refuse(verdict.code, verdict.reason)
-        access = HubAccess(self.kernel, user, verdict.tenant)
+        access = HubAccess(
+            user,
+            verdict.tenant,
+            permissions=kernel.permissions,
+            registry=kernel.registry,
+            enforcer=kernel.enforcer,
+            audit=kernel.audit,
+        )
         self.loop = asyncio.get_running_loop()
         self.window = metacore_settings.HUB_COALESCE_MS / 1000
         self.max_backlog = max(1, int(metacore_settings.HUB_MAX_BACKLOG))

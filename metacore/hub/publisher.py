@@ -9,6 +9,8 @@ Frames carry identity and changed key names, never row values. Receivers are con
 layer (channels_redis) a write in one process reaches sockets held by any other.
 """
 
+from __future__ import annotations
+
 import asyncio
 import json
 import logging
@@ -23,7 +25,7 @@ from metacore.errors import NotFound
 from metacore.hub import groups, presence
 
 if TYPE_CHECKING:
-    from metacore.kernel import Kernel
+    from metacore.schema.registry import ModelRegistry
 
 log = logging.getLogger("metacore.hub")
 
@@ -93,8 +95,8 @@ def lifecycle_payload(event: events.LifecycleEvent, new_hash: str) -> dict:
 class HubPublisher:
     """`get_kernel().hub`: publishes frames to the channel layer."""
 
-    def __init__(self, kernel: "Kernel", channel_layer: BaseChannelLayer | None = None) -> None:
-        self.kernel = kernel
+    def __init__(self, registry: ModelRegistry, channel_layer: BaseChannelLayer | None = None) -> None:
+        self.registry = registry
         self._layer = channel_layer
 
     @property
@@ -193,11 +195,11 @@ class HubPublisher:
     def _served(self, addon: str, tenant: str | None) -> bool:
         """Whether the addon is enabled for the event's organization: one that disabled it (or
         never had it) gets none of its events."""
-        return self.kernel.registry.enabled_for(addon, tenant)
+        return self.registry.enabled_for(addon, tenant)
 
     def _bundle_hash(self, addon):
         try:
-            digest = self.kernel.registry.installed(addon).bundle_sha256
+            digest = self.registry.installed(addon).bundle_sha256
         except NotFound:  # uninstalled
             digest = ""
         return f"sha256:{digest}" if digest else ""

@@ -11,6 +11,7 @@ Such an addon installs with its tables and data API; there is no module to run h
 (`missing_backend_module` names it, and the installer reports it as a warning).
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,24 +19,26 @@ from metacore.context import CallContext
 
 if TYPE_CHECKING:
     from metacore.installer.bundle import Bundle
-    from metacore.kernel import Kernel
     from metacore.manifest.model import Manifest
     from metacore.models import Installation
+    from metacore.sandbox.service import SandboxService
 
 
 def run_lifecycle_hook(
-    kernel: "Kernel",
+    sandbox: Callable[[], "SandboxService"],
     installation: "Installation",
     bundle: "Bundle | None",
     hook_name: str,
+    context: CallContext,
     *,
     organization: str | None = None,
 ) -> object:
     """Run the addon's hook, if it has one; return its result or None.
 
-    `bundle` is the bundle being installed or upgraded to, None for enable/disable/uninstall
-    (the sandbox then loads the module from `installation.bundle_path`). The hook runs with
-    `organization` as its tenant (None for a host-wide operation).
+    `sandbox` provides the sandbox, asked for only when there is a hook to run. `bundle` is
+    the bundle being installed or upgraded to, None for enable/disable/uninstall (the sandbox
+    then loads the module from `installation.bundle_path`). The hook runs for the operation's
+    `context` (its actor), with `organization` as its tenant (None for a host-wide operation).
     """
     from metacore.manifest.model import Manifest
 
@@ -45,12 +48,12 @@ def run_lifecycle_hook(
     bundle_dir = Path(bundle.root) if bundle is not None else Path(installation.bundle_path or ".")
     if missing_backend_module(manifest, bundle_dir):
         return None
-    return kernel.sandbox.run_hook(
+    return sandbox().run_hook(
         installation,
         manifest,
         hook_name,
         bundle_dir=str(bundle_dir),
-        context=CallContext(tenant=organization),
+        context=context.replace(tenant=organization),
     )
 
 

@@ -30,10 +30,12 @@ from metacore.schema.registry import (
 if TYPE_CHECKING:
     from django.core.files.uploadedfile import UploadedFile
 
+    from metacore.audit.pipe import AuditPipe
+    from metacore.context import CallContext
     from metacore.installer.bundle import Bundle, BundlePath
-    from metacore.installer.service import InstallResult
-    from metacore.kernel import Kernel
+    from metacore.installer.service import InstallerService, InstallResult
     from metacore.permissions.service import User
+    from metacore.schema.registry import ModelRegistry
 
 MANAGE_PERMISSION = "metacore.manage_addons"
 
@@ -77,12 +79,12 @@ def viewing_organization(user: User, tenant: object, requested: object = None) -
     return ANY_ORGANIZATION if organization is None and user.is_staff else organization
 
 
-def require_manager(kernel: Kernel, user: User, action: str, addon: str = "") -> None:
+def require_manager(audit: AuditPipe, user: User, action: str, addon: str = "") -> None:
     """Staff or `metacore.manage_addons`; a refusal is audited and answers 403."""
     if can_manage(user):
         return
     reason = f"permission denied: {action} needs staff status or the {MANAGE_PERMISSION} permission"
-    kernel.audit.record(
+    audit.record(
         "permission.check",
         actor=user_actor(user),
         addon=addon,
@@ -149,28 +151,45 @@ def catalog_bundle(key: str, version: str | None = None) -> Bundle:
 
 
 def install(
-    kernel: Kernel, bundle: Bundle, *, actor: User, options: InstallOptions, organization: str | None = None
+    installer: InstallerService,
+    bundle: Bundle,
+    *,
+    context: CallContext,
+    options: InstallOptions,
+    organization: str | None = None,
 ) -> tuple[InstallResult, str]:
     """Install (for every organization, or for `organization`), then issue that
     installation's secret (returned once, stored hashed)."""
-    result = kernel.installer.install(bundle, actor=actor, organization=organization, **options)
+    result = installer.install(bundle, context=context, organization=organization, **options)
     secret = issue_secret(result.organization or result.installation)
     return result, secret
 
 
 def rotate_secret(
-    kernel: Kernel, key: str, *, actor: User, organization: str | None = None
+    installer: InstallerService,
+    audit: AuditPipe,
+    key: str,
+    *,
+    context: CallContext,
+    organization: str | None = None,
 ) -> tuple[Installation, str]:
     """A new secret for the host-wide installation, or for `organization`'s own."""
     with transaction.atomic():
-        installation, own = _active(kernel, key, organization)
+        installation, own = _active(installer, key, organization)
         secret = issue_secret(own or installation)
-        _audit(kernel, "addon.secret_rotated", key, actor, organization)
+        _audit(audit, "addon.secret_rotated", key, context, organization)
     return installation, secret
 
 
 def update_settings(
-    kernel: Kernel, key: str, settings: object, *, actor: User, organization: str | None = None
+    installer: InstallerService,
+    registry: ModelRegistry,
+    audit: AuditPipe,
+    key: str,
+    settings: object,
+    *,
+    context: CallContext,
+    organization: str | None = None,
 ) -> Installation:
     """Replace the settings of the host-wide installation, or of `organization`'s own (its
     values over the host-wide ones), checked against the manifest's `settings[]` (keys and
@@ -178,8 +197,8 @@ def update_settings(
     if not isinstance(settings, dict):
         raise InvalidInput("settings must be a JSON object", errors={"settings": ["must be an object"]})
     with transaction.atomic():
-        installation, own = _active(kernel, key, organization)
-        manifest = kernel.registry.installed(key).manifest
+        installation, own = _active(installer, key, organization)
+        manifest = registry.installed(key).manifest
         target = own or installation
         settings = clean_settings(manifest, settings, addon=key, previous=target.settings)
         before = sorted(target.settings)
@@ -187,20 +206,22 @@ def update_settings(
         target.save(update_fields=["settings", "updated_at"])
         bump_registry_revision()  # settings are part of the registry's read model
         _audit(
-            kernel,
+            audit,
             "addon.settings",
             key,
-            actor,
+            context,
             organization,
             details={"keys_before": before, "keys_after": sorted(settings)},
         )
     return installation
 
 
-def _audit(kernel: Kernel, kind: str, key: str, actor: User, organization: str | None, **fields: Any) -> None:
-    kernel.audit.record(
+def _audit(
+    audit: AuditPipe, kind: str, key: str, context: CallContext, organization: str | None, **fields: Any
+) -> None:
+    audit.record(
         kind,
-        actor=user_actor(actor),
+        actor=context.actor,
         addon=key,
         target=key,
         tenant=organization or "",
@@ -210,7 +231,7 @@ def _audit(kernel: Kernel, kind: str, key: str, actor: User, organization: str |
 
 
 def _active(
-    kernel: Kernel, key: str, organization: str | None
+    installer: InstallerService, key: str, organization: str | None
 ) -> tuple[Installation, OrganizationInstallation | None]:
     """The installed package, locked, and the organization's own installation (locked;
     created for a host-wide addon), None when acting host-wide."""
@@ -219,4 +240,4 @@ def _active(
         raise NotFound(f"addon {key!r} is not installed")
     if organization is None:
         return installation, None
-    return installation, kernel.installer.organization_installation(installation, organization, lock=True)
+    return installation, installer.organization_installation(installation, organization, lock=True)

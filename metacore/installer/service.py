@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from metacore.context import user_actor
+from metacore.context import CallContext
 from metacore.errors import Conflict, MetacoreError, NotFound
 from metacore.events import LifecycleEvent, addon_changed, publish_on_commit
 from metacore.installer.bundle import Bundle, BundlePath, Migration, discard_unused, open_bundle, template_key
 from metacore.installer.compat import check_kernel_compatibility
 from metacore.installer.errors import InstallFailed
 from metacore.installer.hooks import missing_backend_module, run_lifecycle_hook
+from metacore.installer.journal import write_journal
 from metacore.installer.secrets import seal_settings
 from metacore.installer.setting_types import clean_settings, declared_settings
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations, check_statements
@@ -36,7 +35,6 @@ from metacore.manifest.model import Manifest, Model
 from metacore.models import (
     AppliedMigration,
     Installation,
-    InstallJournal,
     OrganizationInstallation,
     RegistryState,
 )
@@ -51,12 +49,12 @@ from metacore.store.rls import enable_rls
 from metacore.telemetry import span
 
 if TYPE_CHECKING:
+    from metacore.audit.pipe import AuditPipe
+    from metacore.installer.tenant_schemas import TenantSchemaService
     from metacore.installer.upgrade import UpgradePlan, UpgradeResult
-    from metacore.kernel import Kernel
+    from metacore.sandbox.service import SandboxService
 
 log = logging.getLogger("metacore.installer")
-#: Who runs an operation: a user, a name (CLI, API client), or nobody.
-Actor = AbstractBaseUser | AnonymousUser | str | None
 
 
 @dataclass
@@ -109,8 +107,18 @@ def drop_addon_tables(manifest: Manifest, using: str = DEFAULT_DB_ALIAS) -> None
 
 
 class InstallerService:
-    def __init__(self, kernel: Kernel, using: str = DEFAULT_DB_ALIAS) -> None:
-        self.kernel = kernel
+    def __init__(
+        self,
+        tenant_schemas: TenantSchemaService,
+        sandbox: Callable[[], SandboxService],
+        audit: AuditPipe,
+        using: str = DEFAULT_DB_ALIAS,
+    ) -> None:
+        """`sandbox` is a provider: only an addon with a wasm hook needs the sandbox, so the
+        other lifecycles never load it (nor wasmtime)."""
+        self.tenant_schemas = tenant_schemas
+        self.sandbox = sandbox
+        self.audit = audit
         self.using = using
 
     # -- install ------------------------------------------------------------------------
@@ -119,7 +127,7 @@ class InstallerService:
         self,
         bundle: Bundle | BundlePath,
         *,
-        actor: Actor = None,
+        context: CallContext | None = None,
         organization: object = None,
         settings: Mapping[str, object] | None = None,
         credentials: dict[str, Any] | None = None,
@@ -128,7 +136,8 @@ class InstallerService:
         """Install a bundle (path or opened Bundle) for every organization, or for
         `organization` only. Conflict when the addon is already installed for them; an
         organization installing a package another one has gets that package's version."""
-        actor_name = _actor_name(actor)
+        context = context or CallContext()
+        actor_name = context.actor
         organization = organization_key(organization)
         if not isinstance(bundle, Bundle):
             source = bundle
@@ -151,20 +160,20 @@ class InstallerService:
             span("metacore.install", addon=manifest.key, version=manifest.version),
             transaction.atomic(using=self.using),
         ):
-            result = self._install(bundle, actor_name, organization, settings, credentials, selected_tools)
+            result = self._install(bundle, context, organization, settings, credentials, selected_tools)
         log.info("installed %s %s (%d tables)", manifest.key, manifest.version, len(manifest.models))
         return result
 
     def _install(
         self,
         bundle: Bundle,
-        actor: str,
+        context: CallContext,
         organization: str | None,
         settings: Mapping[str, object] | None,
         credentials: dict[str, Any] | None,
         selected_tools: Iterable[str] | None,
     ) -> InstallResult:
-        manifest = bundle.manifest
+        manifest, actor = bundle.manifest, context.actor
         lock_addon_key(connections[self.using], manifest.key)
         existing = Installation.objects.using(self.using).locked(manifest.key)
         cleaned = clean_settings(manifest, settings or {}, addon=manifest.key)
@@ -173,11 +182,11 @@ class InstallerService:
                 raise Conflict(
                     f"addon {manifest.key} {existing.version} is installed; upgrade it to {manifest.version} instead"
                 )
-            return self._install_existing(existing, bundle, actor, organization, cleaned)
+            return self._install_existing(existing, bundle, context, organization, cleaned)
         check_kernel_compatibility(manifest.kernel)
         require_grantable(manifest)
 
-        self.kernel.tenant_schemas.check_not_a_copy(manifest.key)
+        self.tenant_schemas.check_not_a_copy(manifest.key)
         revision = (existing.revision + 1) if existing is not None else 1
         built = build_addon_models(manifest, revision=revision, vendor=connections[self.using].vendor)
         kept = Manifest.model_validate(existing.manifest) if existing is not None else None
@@ -220,7 +229,9 @@ class InstallerService:
 
         permissions = create_addon_permissions(manifest, self.using)
         with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
-            run_lifecycle_hook(self.kernel, installation, bundle, "on_install", organization=organization)
+            run_lifecycle_hook(
+                self.sandbox, installation, bundle, "on_install", context, organization=organization
+            )
         registry_revision = bump_registry_revision(self.using)
         warnings = list(manifest.warnings)
         missing = missing_backend_module(manifest, bundle.root)
@@ -245,14 +256,14 @@ class InstallerService:
         self,
         installation: Installation,
         bundle: Bundle,
-        actor: str,
+        context: CallContext,
         organization: str | None,
         settings: dict[str, object],
     ) -> InstallResult:
         """Install a package the host already has (same version) for more organizations:
         for one (its own installation row), or for every one (it becomes host-wide). No DDL:
         the package's tables serve every organization that has it."""
-        manifest = bundle.manifest
+        manifest, actor = bundle.manifest, context.actor
         own = None
         if organization is None:
             if installation.every_organization:
@@ -276,7 +287,9 @@ class InstallerService:
             self._provision_copy(installation, organization, actor)
         discard_unused(bundle)  # the package keeps the bundle it was installed from
         with span("metacore.install.hook", addon=manifest.key, hook="on_install"):
-            run_lifecycle_hook(self.kernel, installation, None, "on_install", organization=organization)
+            run_lifecycle_hook(
+                self.sandbox, installation, None, "on_install", context, organization=organization
+            )
         registry_revision = bump_registry_revision(self.using)
         details: dict[str, object] = {
             "version": manifest.version,
@@ -298,9 +311,7 @@ class InstallerService:
         """A schema-per-tenant addon installed for an organization gets that organization's
         copy of its tables now, in the install's transaction (docs/security.md)."""
         if Manifest.model_validate(installation.manifest).tenant_isolation == "schema":
-            self.kernel.tenant_schemas.provision(
-                installation.key, organization, migrations=migrations, actor=actor
-            )
+            self.tenant_schemas.provision(installation.key, organization, migrations=migrations, actor=actor)
 
     def _organization_row(
         self, installation: Installation, organization: str, settings: Mapping[str, object]
@@ -366,7 +377,7 @@ class InstallerService:
     def _adopt_copies(self, manifest: Manifest, kept: Manifest | None) -> list[str]:
         """Organization copies kept by an uninstall without --drop-data serve again when the
         new manifest declares every table as the kept one did (as `_create_tables` adopts)."""
-        copies = self.kernel.tenant_schemas.copies(manifest.key)
+        copies = self.tenant_schemas.copies(manifest.key)
         if not copies:
             return []
         if (
@@ -405,7 +416,7 @@ class InstallerService:
         *,
         allow_destructive: bool = False,
         force: bool = False,
-        actor: Actor = None,
+        context: CallContext | None = None,
         assign_organization: object = None,
     ) -> UpgradeResult:
         """Apply the plan in one transaction; on any failure the old schema, data and
@@ -413,7 +424,7 @@ class InstallerService:
         tables that become organization-scoped their organization (see `Differ._scope_table`)."""
         from metacore.installer.upgrade import Upgrader
 
-        actor_name = _actor_name(actor)
+        context = context or CallContext()
         bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         manifest = bundle.manifest
         with (
@@ -422,7 +433,7 @@ class InstallerService:
                 "upgrade",
                 manifest.key,
                 manifest.version,
-                actor_name,
+                context.actor,
                 f"upgrade of {manifest.key} to {manifest.version} failed",
             ),
             span("metacore.upgrade", addon=manifest.key, version=manifest.version),
@@ -432,14 +443,19 @@ class InstallerService:
                 bundle,
                 allow_destructive=allow_destructive,
                 force=force,
-                actor=actor_name,
+                context=context,
                 assign_organization=assign_organization,
             )
 
     # -- uninstall ----------------------------------------------------------------------
 
     def uninstall(
-        self, key: str, *, drop_data: bool = False, actor: Actor = None, organization: object = None
+        self,
+        key: str,
+        *,
+        drop_data: bool = False,
+        context: CallContext | None = None,
+        organization: object = None,
     ) -> Installation:
         """Uninstall an addon. By default its tables, rows, permissions and migration records
         stay (state `uninstalled`) for a later reinstall; `drop_data` removes all of them and
@@ -447,7 +463,8 @@ class InstallerService:
 
         With `organization`, only that organization's installation goes; the package goes
         too when it was the last organization using it (and it is not host-wide)."""
-        actor_name = _actor_name(actor)
+        context = context or CallContext()
+        actor_name = context.actor
         organization = organization_key(organization)
         with (
             self._failure_recorded(
@@ -459,9 +476,9 @@ class InstallerService:
             installation = self.locked(key, allow_uninstalled=drop_data and organization is None)
             package_goes = True
             if organization is not None:
-                package_goes = self._uninstall_organization(installation, organization, drop_data)
+                package_goes = self._uninstall_organization(installation, organization, drop_data, context)
             if package_goes:
-                self._uninstall_package(installation, drop_data, hook=organization is None)
+                self._uninstall_package(installation, drop_data, context, hook=organization is None)
             bump_registry_revision(self.using)
             details = {"version": installation.version, "drop_data": drop_data}
             self.record(
@@ -469,7 +486,9 @@ class InstallerService:
             )
         return installation
 
-    def _uninstall_organization(self, installation: Installation, organization: str, drop_data: bool) -> bool:
+    def _uninstall_organization(
+        self, installation: Installation, organization: str, drop_data: bool, context: CallContext
+    ) -> bool:
         """Remove one organization's installation; True when the package should go too."""
         own = installation.organizations.using(self.using).filter(organization=organization).first()
         if own is None:
@@ -486,15 +505,19 @@ class InstallerService:
             raise Conflict(
                 f"addon {installation.key}: other organizations use its tables; uninstall without dropping data"
             )
-        run_lifecycle_hook(self.kernel, installation, None, "on_uninstall", organization=organization)
+        run_lifecycle_hook(
+            self.sandbox, installation, None, "on_uninstall", context, organization=organization
+        )
         own.delete()
         if drop_data and per_tenant and not last:  # its own copy goes; the others' stay
-            self.kernel.tenant_schemas.drop(installation.key, organization)
+            self.tenant_schemas.drop(installation.key, organization)
         return last
 
-    def _uninstall_package(self, installation: Installation, drop_data: bool, *, hook: bool) -> None:
+    def _uninstall_package(
+        self, installation: Installation, drop_data: bool, context: CallContext, *, hook: bool
+    ) -> None:
         if hook and installation.state != Installation.State.UNINSTALLED:
-            run_lifecycle_hook(self.kernel, installation, None, "on_uninstall")
+            run_lifecycle_hook(self.sandbox, installation, None, "on_uninstall", context)
         if drop_data:
             self._drop_data(Manifest.model_validate(installation.manifest))
             installation.delete(using=self.using)
@@ -502,11 +525,11 @@ class InstallerService:
             installation.state = Installation.State.UNINSTALLED
             installation.save(using=self.using, update_fields=["state", "updated_at"])
         drop_addon_roles(installation.key, self.using)
-        self.kernel.tenant_schemas.drop_roles(installation.key)
+        self.tenant_schemas.drop_roles(installation.key)
 
     def _drop_data(self, manifest: Manifest) -> None:
         if manifest.tenant_isolation == "schema":
-            self.kernel.tenant_schemas.drop_all(manifest.key, manifest)
+            self.tenant_schemas.drop_all(manifest.key, manifest)
         else:
             drop_addon_tables(manifest, self.using)
         drop_addon_permissions(manifest.key, self.using)
@@ -514,14 +537,20 @@ class InstallerService:
 
     # -- enable / disable ---------------------------------------------------------------
 
-    def enable(self, key: str, *, actor: Actor = None, organization: object = None) -> Installation:
+    def enable(
+        self, key: str, *, context: CallContext | None = None, organization: object = None
+    ) -> Installation:
         """Serve an addon again: for everyone, or for `organization` only."""
-        return self._set_state(key, Installation.State.ENABLED, "enable", "on_enable", actor, organization)
+        return self._set_state(key, Installation.State.ENABLED, "enable", "on_enable", context, organization)
 
-    def disable(self, key: str, *, actor: Actor = None, organization: object = None) -> Installation:
+    def disable(
+        self, key: str, *, context: CallContext | None = None, organization: object = None
+    ) -> Installation:
         """Stop serving an addon (the registry drops its models), for everyone or for
         `organization` only; data and grants stay."""
-        return self._set_state(key, Installation.State.DISABLED, "disable", "on_disable", actor, organization)
+        return self._set_state(
+            key, Installation.State.DISABLED, "disable", "on_disable", context, organization
+        )
 
     def _set_state(
         self,
@@ -529,10 +558,11 @@ class InstallerService:
         state: Installation.State,
         operation: str,
         hook: str,
-        actor: Actor,
+        context: CallContext | None,
         organization: object,
     ) -> Installation:
-        actor_name = _actor_name(actor)
+        context = context or CallContext()
+        actor_name = context.actor
         organization = organization_key(organization)
         with (
             self._failure_recorded(
@@ -551,7 +581,7 @@ class InstallerService:
                 installation, organization, state == Installation.State.ENABLED
             ):
                 return installation
-            run_lifecycle_hook(self.kernel, installation, None, hook, organization=organization)
+            run_lifecycle_hook(self.sandbox, installation, None, hook, context, organization=organization)
             bump_registry_revision(self.using)
             details = {"version": installation.version}
             version = installation.version
@@ -657,16 +687,17 @@ class InstallerService:
         ok: bool = True,
         organization: str | None = None,
     ) -> None:
-        InstallJournal.objects.using(self.using).create(
-            addon_key=key[:64],
-            organization=organization or "",
-            operation=operation,
-            from_version=from_version[:64],
-            to_version=to_version[:64],
+        write_journal(
+            self.using,
+            key,
+            operation,
+            from_version,
+            to_version,
+            message,
+            details,
+            actor,
             ok=ok,
-            message=message,
-            details=details,
-            actor=actor[:150],
+            organization=organization,
         )
 
     @contextmanager
@@ -730,16 +761,7 @@ class InstallerService:
     def _audit(
         self, kind: str, addon: str, actor: str, organization: str | None = None, **fields: object
     ) -> None:
-        self.kernel.audit.record(
-            kind, actor=actor, addon=addon, target=addon, tenant=organization or "", **fields
-        )
-
-
-def _actor_name(actor: Actor) -> str:
-    """The audit actor (docs/audit.md): a system name as given, a user as its id."""
-    if actor is None or isinstance(actor, str):
-        return actor or ""
-    return user_actor(actor)
+        self.audit.record(kind, actor=actor, addon=addon, target=addon, tenant=organization or "", **fields)
 
 
 def _schema_of(spec: Model) -> tuple[object, ...]:

@@ -28,6 +28,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from metacore.errors import Conflict, Forbidden, NotFound
 from metacore.installer.bundle import Migration
+from metacore.installer.journal import write_journal
 from metacore.installer.sql_migrations import MigrationOutcome, apply_migrations
 from metacore.manifest.model import Manifest
 from metacore.models import AppliedMigration, Installation, TenantSchema
@@ -39,7 +40,8 @@ from metacore.schema.roles import drop_addon_roles
 from metacore.store.rls import enable_rls
 
 if TYPE_CHECKING:
-    from metacore.kernel import Kernel
+    from metacore.audit.pipe import AuditPipe
+    from metacore.schema.registry import ModelRegistry
 
 
 def installed_migrations(installation: Installation) -> list[Migration]:
@@ -57,8 +59,9 @@ def installed_migrations(installation: Installation) -> list[Migration]:
 
 
 class TenantSchemaService:
-    def __init__(self, kernel: Kernel, using: str = DEFAULT_DB_ALIAS) -> None:
-        self.kernel = kernel
+    def __init__(self, registry: ModelRegistry, audit: AuditPipe, using: str = DEFAULT_DB_ALIAS) -> None:
+        self.registry = registry
+        self.audit = audit
         self.using = using
 
     # -- routing --------------------------------------------------------------------------
@@ -79,7 +82,7 @@ class TenantSchemaService:
             raise Forbidden(
                 f"the tenant resolver returned {str(tenant)[:64]!r}, which is not an organization id"
             ) from None
-        registry = self.kernel.registry
+        registry = self.registry
         routed = registry.routed(resolved, organization)  # NotFound unless enabled for it
         if routed is None:
             self.provision(resolved.installation_key, organization)
@@ -92,14 +95,14 @@ class TenantSchemaService:
     def _require_enabled(self, key: str, organization: uuid.UUID) -> None:
         """Only an organization that has the addon enabled reaches (or gets) a copy: one
         installed for other organizations only is not provisioned for it on first use."""
-        if not self.kernel.registry.enabled_for(key, str(organization)):
+        if not self.registry.enabled_for(key, str(organization)):
             raise NotFound(f"addon {key!r} is not installed and enabled for this organization")
 
     def space_for(self, key: str, organization: object) -> str:
         """The space of `organization`'s copy of enabled addon `key`, provisioned if new."""
         organization = organization_uuid(organization)
         self._require_enabled(key, organization)
-        space = self.kernel.registry.spaces(key).get(str(organization))
+        space = self.registry.spaces(key).get(str(organization))
         return space or self.provision(key, organization).space
 
     # -- provisioning ---------------------------------------------------------------------
@@ -152,10 +155,17 @@ class TenantSchemaService:
                 "space": space,
                 "migrations": {m.name: m.status for m in outcomes},
             }
-            self.kernel.installer._journal(
-                key, "provision", "", installation.version, f"copy {schema_name(space)}", details, actor
+            write_journal(
+                self.using,
+                key,
+                "provision",
+                "",
+                installation.version,
+                f"copy {schema_name(space)}",
+                details,
+                actor,
             )
-            self.kernel.audit.record(
+            self.audit.record(
                 "addon.provision",
                 actor=actor,
                 tenant=str(organization),

@@ -44,6 +44,7 @@ from metacore.telemetry import set_attributes, span
 if TYPE_CHECKING:
     from django.db.backends.base.introspection import _ConstraintDict
 
+    from metacore.context import CallContext
     from metacore.installer.bundle import Bundle
     from metacore.installer.service import InstallerService
 
@@ -229,7 +230,7 @@ class Upgrader:
             return []
         return [
             (in_space(old, c.space), in_space(new, c.space))
-            for c in self.installer.kernel.tenant_schemas.copies(old.key)
+            for c in self.installer.tenant_schemas.copies(old.key)
         ]
 
     def _metadata_steps(self, old: Manifest, new: Manifest, bundle: Bundle, applied_in: str) -> list[Step]:
@@ -283,7 +284,7 @@ class Upgrader:
         *,
         allow_destructive: bool = False,
         force: bool = False,
-        actor: str = "",
+        context: CallContext,
         assign_organization: object = None,
     ) -> UpgradeResult:
         installer = self.installer
@@ -330,7 +331,7 @@ class Upgrader:
             installation.revision += 1
             installation.save(using=self.using)
             with span("metacore.upgrade.hook", addon=key, hook="on_upgrade"):
-                run_lifecycle_hook(installer.kernel, installation, bundle, "on_upgrade")
+                run_lifecycle_hook(installer.sandbox, installation, bundle, "on_upgrade", context)
             revision = bump_registry_revision(self.using)
             details = {
                 "from_version": old.version,
@@ -338,7 +339,9 @@ class Upgrader:
                 "steps": [s.words for s in plan.steps],
                 "migrations": {m.name: m.status for m in migrations},
             }
-            installer.record("upgrade", key, old.version, new.version, "upgraded", details, actor, None)
+            installer.record(
+                "upgrade", key, old.version, new.version, "upgraded", details, context.actor, None
+            )
         return UpgradeResult(installation, plan, revision)
 
     def _apply(

@@ -21,6 +21,8 @@
   A refused destination (SSRF guard, missing capability) is dead at once.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import random
@@ -39,8 +41,10 @@ from metacore.integrations.models import WebhookDelivery, WebhookSubscription
 from metacore.security.errors import FetchError
 
 if TYPE_CHECKING:
-    from metacore.kernel import Kernel
-    from metacore.schema.registry import InstalledAddon
+    from metacore.audit.pipe import AuditPipe
+    from metacore.schema.registry import InstalledAddon, ModelRegistry
+    from metacore.security.enforcer import Enforcer
+    from metacore.security.ssrf import Egress
 
 log = logging.getLogger("metacore.deliveries")
 LEASE_MARGIN_S = 5.0
@@ -73,8 +77,11 @@ def backoff_seconds(attempt: int) -> float:
 
 
 class DeliveryService:
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
+    def __init__(self, registry: ModelRegistry, enforcer: Enforcer, egress: Egress, audit: AuditPipe) -> None:
+        self.registry = registry
+        self.enforcer = enforcer
+        self.egress = egress
+        self.audit = audit
         # (registry revision, [(addon, pattern, url)]): parsed once per revision, not per event
         self._manifest_subs: tuple[int | None, list[tuple[InstalledAddon, str, str]]] = (None, [])
 
@@ -115,7 +122,7 @@ class DeliveryService:
             if (
                 matches(pattern, event)
                 and addon.enabled_for(tenant or None)
-                and self.kernel.enforcer.allows(addon.key, "event:subscribe", event)
+                and self.enforcer.allows(addon.key, "event:subscribe", event)
             ):
                 payload = payload or make_payload()
                 rows.append(
@@ -140,9 +147,9 @@ class DeliveryService:
                 self._enqueue_with_commit(row.id)
         return rows
 
-    def _manifest_subscriptions(self) -> "list[tuple[InstalledAddon, str, str]]":
+    def _manifest_subscriptions(self) -> list[tuple[InstalledAddon, str, str]]:
         """Enabled addons' webhook subscriptions, from the registry's read model."""
-        registry = self.kernel.registry
+        registry = self.registry
         revision = registry.revision
         if self._manifest_subs[0] != revision:
             found = []
@@ -233,7 +240,7 @@ class DeliveryService:
             if sub is None:
                 raise NotFound("the webhook subscription was deleted")
             return outbound.send(
-                self.kernel.egress,
+                self.egress,
                 delivery.url,
                 body,
                 secret=sub.secret,
@@ -246,7 +253,7 @@ class DeliveryService:
         if inst is None:
             raise Conflict(f'addon "{delivery.addon_key}" is not installed and enabled')
         return outbound.send(
-            self.kernel.egress,
+            self.egress,
             delivery.url,
             body,
             secret=outbound.installation_secret(inst, delivery.tenant),
@@ -289,7 +296,7 @@ class DeliveryService:
             if changes["status"] == Status.PENDING:
                 self._enqueue_with_commit(delivery.id, run_after=changes["next_attempt_at"])
             elif changes["status"] == Status.DEAD:
-                self.kernel.audit.record(
+                self.audit.record(
                     "webhook.delivery",
                     tenant=delivery.tenant,
                     addon=delivery.addon_key,
@@ -355,7 +362,7 @@ class DeliveryService:
                 raise Conflict(
                     f"delivery {delivery_id} is {delivery.status}; only dead or delivered ones are replayed"
                 )
-            self.kernel.audit.record(
+            self.audit.record(
                 "webhook.delivery",
                 actor=actor,
                 tenant=delivery.tenant,

@@ -13,6 +13,8 @@ path and body, a timestamp within `WEBHOOK_MAX_SKEW_SECONDS`, and a nonce never 
 `event:emit` capability) once the request's transaction commits.
 """
 
+from __future__ import annotations
+
 import json
 from typing import TYPE_CHECKING
 
@@ -25,7 +27,8 @@ from metacore.installer.errors import WebhookRejected
 from metacore.installer.webhooks import verify_request
 
 if TYPE_CHECKING:
-    from metacore.kernel import Kernel
+    from metacore.sandbox.service import SandboxService
+    from metacore.security.enforcer import Enforcer
 
 
 def declared_webhooks(manifest: dict) -> dict:
@@ -45,8 +48,9 @@ def declared_webhooks(manifest: dict) -> dict:
 
 
 class InboundService:
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
+    def __init__(self, sandbox: SandboxService, enforcer: Enforcer) -> None:
+        self.sandbox = sandbox
+        self.enforcer = enforcer
 
     def receive(self, addon_key, hook_key, path, body: bytes, headers, content_type="", request_id=""):
         """Verify and dispatch one inbound request; returns (status, JSON answer)."""
@@ -67,14 +71,14 @@ class InboundService:
             decoded = body.decode("utf-8", "replace")
         context = CallContext.system(f"webhook:{hook_key}", request_id=request_id)
         if "function" in hook:
-            result = self.kernel.sandbox.call(
+            result = self.sandbox.call(
                 addon_key,
                 hook["function"],
                 {"webhook": hook_key, "body": decoded, "content_type": content_type},
                 context,
             )
             return 200, result if result is not None else {"success": True}
-        self.kernel.enforcer.check(
+        self.enforcer.check(
             addon_key, "event:emit", hook["event"], {"actor": context.actor, "request_id": request_id}
         )
         with transaction.atomic():

@@ -17,6 +17,8 @@ never runs. The export receives `{"schedule", "tick_at", "addon_key", "run_id"}`
 recorded (`ScheduleRun`: status, duration, error) and audited (`schedule.run`).
 """
 
+from __future__ import annotations
+
 import logging
 import socket
 import time
@@ -31,7 +33,8 @@ from metacore.errors import MetacoreError
 from metacore.integrations.models import ScheduleRun
 
 if TYPE_CHECKING:
-    from metacore.kernel import Kernel
+    from metacore.audit.pipe import AuditPipe
+    from metacore.sandbox.service import SandboxService
 
 log = logging.getLogger("metacore.schedules")
 
@@ -60,8 +63,9 @@ def declared_schedules(manifest: dict) -> list[tuple[str, str, str]]:
 
 
 class ScheduleService:
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
+    def __init__(self, sandbox: SandboxService, audit: AuditPipe) -> None:
+        self.sandbox = sandbox
+        self.audit = audit
         self.worker = f"{socket.gethostname()}:{id(self):x}"
 
     def tick(self, now=None) -> list[ScheduleRun]:
@@ -113,7 +117,7 @@ class ScheduleService:
         started = time.monotonic()
         status, error = ScheduleRun.Status.OK, ""
         try:
-            result = self.kernel.sandbox.call(
+            result = self.sandbox.call(
                 run.addon_key,
                 run.export,
                 payload,
@@ -130,7 +134,7 @@ class ScheduleService:
         ScheduleRun.objects.filter(id=run.id).update(
             status=status, error=error[:2000], duration_ms=duration, finished_at=timezone.now()
         )
-        self.kernel.audit.record(
+        self.audit.record(
             "schedule.run",
             addon=run.addon_key,
             target=f"{run.schedule_key}:{run.export}",

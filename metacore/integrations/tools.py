@@ -19,6 +19,8 @@ the addon's `http:fetch` capability. The answer is upstream's `Result`:
 `{success, data, error, metadata}`.
 """
 
+from __future__ import annotations
+
 import json
 import re
 from collections.abc import Callable
@@ -34,7 +36,9 @@ from metacore.integrations import outbound
 from metacore.security.errors import FetchError
 
 if TYPE_CHECKING:
-    from metacore.kernel import Kernel
+    from metacore.audit.pipe import AuditPipe
+    from metacore.sandbox.service import SandboxService
+    from metacore.security.ssrf import Egress
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE_RE = re.compile(r"^\+?[0-9\s\-()]{6,}$")
@@ -193,8 +197,10 @@ def unpack(status: int, body: bytes) -> dict:
 
 
 class ToolService:
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
+    def __init__(self, sandbox: SandboxService, egress: Egress, audit: AuditPipe) -> None:
+        self.sandbox = sandbox
+        self.egress = egress
+        self.audit = audit
         # (installations version, {(addon, tool id): Tool})
         self._registry: tuple[tuple[object, ...] | None, dict[tuple[str, str], Tool]] = (None, {})
 
@@ -247,7 +253,7 @@ class ToolService:
             outcome = "ok" if result.get("success") else "declined"
             return result
         finally:
-            self.kernel.audit.record(
+            self.audit.record(
                 "tool.execute",
                 actor=context.actor,
                 tenant=context.tenant or "",
@@ -271,7 +277,7 @@ class ToolService:
         }
         if tool.handler.get("type") == "wasm":
             try:
-                answer = self.kernel.sandbox.call(
+                answer = self.sandbox.call(
                     tool.addon_key, tool.handler.get("function") or tool.id, body, context
                 )
             except SandboxError as exc:
@@ -285,7 +291,7 @@ class ToolService:
         timeout = tool.definition.get("timeout")
         try:
             sent = outbound.send(
-                self.kernel.egress,
+                self.egress,
                 url,
                 json.dumps(body, default=str).encode(),
                 secret=outbound.installation_secret(inst, context.tenant),

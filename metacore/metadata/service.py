@@ -4,6 +4,8 @@ Every call takes the caller (`user`) and answers only what `<addon>.<table>.read
 scoped to the caller's tenant and blind to soft-deleted rows. Errors are `metacore.errors`.
 """
 
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import json
@@ -24,7 +26,9 @@ from metacore.schema.types import get_type
 from metacore.store.query import MAX_OFFSET, parse_value
 
 if TYPE_CHECKING:
-    from metacore.kernel import Kernel
+    from metacore.permissions.service import PermissionService
+    from metacore.schema.registry import ModelRegistry
+    from metacore.store.service import StoreService
 
 DEFAULT_OPTIONS_LIMIT = 50
 MAX_OPTIONS_LIMIT = 200
@@ -34,8 +38,10 @@ SEARCH_PARAMS = ("q", "search", "limit")
 
 
 class MetadataService:
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
+    def __init__(self, registry: ModelRegistry, permissions: PermissionService, store: StoreService) -> None:
+        self.registry = registry
+        self.permissions = permissions
+        self.store = store
         # Derived metadata per runtime class: a class is rebuilt on every upgrade, so an
         # entry never outlives the schema it describes.
         self._derived: WeakKeyDictionary[type, tuple[dict[str, Any], dict[str, Any]]] = WeakKeyDictionary()
@@ -44,7 +50,7 @@ class MetadataService:
     def version(self) -> str:
         """A token that changes on every install, upgrade, uninstall, enable or disable, for
         any organization (the registry's revision, and what it serves)."""
-        registry = self.kernel.registry
+        registry = self.registry
         rows = [(a.key, a.version, a.revision, a.state) for a in registry.installed_addons()]
         digest = hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:12]
         return f"{registry.revision}.{digest}"
@@ -53,8 +59,8 @@ class MetadataService:
         """The model named `ref` among the addons enabled for the caller's organization, once
         the caller may read it (401/403/404/409 otherwise)."""
         self._require_user(user)
-        resolved = self.kernel.registry.resolve(ref, organization=self._tenant(user, request))
-        self.kernel.permissions.require(user, self.read_permission(resolved))
+        resolved = self.registry.resolve(ref, organization=self._tenant(user, request))
+        self.permissions.require(user, self.read_permission(resolved))
         return resolved
 
     @staticmethod
@@ -86,11 +92,11 @@ class MetadataService:
         """Every model the caller may read, keyed by model key (qualified `<addon>.<key>`
         when two addons share the key), plus the `version` token."""
         self._require_user(user)
-        models = self.kernel.registry.served_models(organization=self._tenant(user, request))
+        models = self.registry.served_models(organization=self._tenant(user, request))
         counts = Counter(m.spec.key.lower() for m in models)
         tables, modals = {}, {}
         for m in models:
-            if self.kernel.permissions.has(user, self.read_permission(m)):
+            if self.permissions.has(user, self.read_permission(m)):
                 name = m.spec.key if counts[m.spec.key.lower()] == 1 else m.qualified_name
                 tables[name], modals[name] = (
                     self._for_caller(m, meta, user, language, None) for meta in self._metadata(m)
@@ -137,11 +143,11 @@ class MetadataService:
         if column.references is not None or column.name == "id":
             source = resolved
             if column.references is not None:
-                source = self.kernel.registry.resolve(
+                source = self.registry.resolve(
                     f"{resolved.installation_key}.{column.references.table}",
                     organization=self._tenant(user, request),
                 )
-                self.kernel.permissions.require(user, self.read_permission(source))
+                self.permissions.require(user, self.read_permission(source))
             label = source.spec.column(derive.label_column(source.spec))
             with self._visible_rows(source, user, request) as rows:
                 rows = self._scoped_by(rows, source.spec, spec, field, params)
@@ -190,7 +196,7 @@ class MetadataService:
     def _visible_rows(self, resolved, user, request):
         """The store's view of the model for this caller (own tenant, no soft-deleted rows),
         inside the store's tenant transaction (PostgreSQL row-level security)."""
-        store = self.kernel.store
+        store = self.store
         ctx = CallContext.for_user(user, request)
         with store.tenant_transaction(ctx, resolved):
             yield store.scoped_queryset(ctx, resolved)

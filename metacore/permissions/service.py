@@ -15,6 +15,8 @@ answered by the model's Django permission (`<app>.view_<model>`...), so what the
 already grants, and guardian's object permissions on its rows, apply as they are.
 """
 
+from __future__ import annotations
+
 import difflib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
     from django.db.models.fields.related_descriptors import ManyRelatedManager
     from guardian.core import ObjectPermissionChecker
 
-    from metacore.kernel import Kernel
+    from metacore.audit.pipe import AuditPipe
+    from metacore.schema.registry import ModelRegistry
 
 #: Who asks: the host's user model (with Django's permission fields) or the anonymous user.
 User = AbstractUser | AnonymousUser
@@ -50,8 +53,9 @@ def _is_addon_codename(codename: str) -> bool:
 
 
 class PermissionService:
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
+    def __init__(self, registry: ModelRegistry, audit: AuditPipe) -> None:
+        self.registry = registry
+        self.audit = audit
 
     def effective(self, user: User | None) -> set[str]:
         """Addon permission codenames the user holds globally (own grants + groups)."""
@@ -96,7 +100,7 @@ class PermissionService:
 
     def _host_permissions(self) -> dict[str, str]:
         """`host.<key>.<action>` -> the host model's Django permission."""
-        permissions: dict[str, str] = self.kernel.registry.hosted.permissions()
+        permissions: dict[str, str] = self.registry.hosted.permissions()
         return permissions
 
     def require(self, user: User | None, codename: str, obj: Model | None = None) -> None:
@@ -107,7 +111,7 @@ class PermissionService:
         if self.has(user, codename, obj):
             return
         reason = f'permission denied: missing "{codename}"'
-        self.kernel.audit.record(
+        self.audit.record(
             "permission.check",
             actor=user_actor(user),
             tenant=self._tenant(user),
@@ -240,10 +244,10 @@ class PermissionService:
         return sorted(rows)
 
     @staticmethod
-    def _permission_set(principal: AbstractUser | Group) -> "ManyRelatedManager[Permission, Any]":
+    def _permission_set(principal: AbstractUser | Group) -> ManyRelatedManager[Permission, Any]:
         return principal.permissions if isinstance(principal, Group) else principal.user_permissions
 
-    def _object_checker(self, user: AbstractUser) -> "ObjectPermissionChecker":
+    def _object_checker(self, user: AbstractUser) -> ObjectPermissionChecker:
         from guardian.core import ObjectPermissionChecker
 
         checker = getattr(user, _CHECKER_CACHE, None)

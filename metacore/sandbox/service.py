@@ -15,7 +15,6 @@ import json
 import os
 import threading
 import time
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +34,10 @@ from metacore.sandbox.imports import ImportServices, Invocation
 from metacore.schema.registry import organization_key
 
 if TYPE_CHECKING:
-    from metacore.kernel import Kernel
+    from metacore.actions.dispatcher import ActionDispatcher
     from metacore.models import Installation
+    from metacore.permissions.service import PermissionService
+    from metacore.store.service import StoreService
 
 LIFECYCLE_EVENTS = ("install", "upgrade", "enable", "disable", "uninstall")
 MAX_RESULT_BYTES = 8 * 1024 * 1024
@@ -65,25 +66,23 @@ class _ActionFailed(Exception):
 
 
 class SandboxService:
-    def __init__(self, kernel: Kernel) -> None:
-        self.kernel = kernel
+    def __init__(
+        self,
+        imports: ImportServices,
+        store: StoreService,
+        permissions: PermissionService,
+        actions: ActionDispatcher,
+    ) -> None:
+        """`imports`: what the guest's host imports act through (this service audits and
+        resolves through the same audit pipe and registry); `actions` runs row actions."""
+        self.imports = imports
+        self.store = store
+        self.permissions = permissions
+        self.actions = actions
         # (bundle dir, entry) -> (mtime_ns, size, compiled module, path)
         self._files: dict[tuple[str, str | None], tuple[int, int, CompiledModule, str]] = {}
         # (db alias, addon key) -> (updated_at as stored, Installation, Manifest)
         self._addons: dict[tuple[str, str], tuple[object, Installation, Manifest]] = {}
-
-    @cached_property
-    def import_services(self) -> ImportServices:
-        """What the guest's imports act through: this kernel's parts (not whichever is global)."""
-        k = self.kernel
-        return ImportServices(
-            enforcer=k.enforcer,
-            egress=k.egress,
-            audit=k.audit,
-            hub=k.hub,
-            tenant_schemas=k.tenant_schemas,
-            registry=k.registry,
-        )
 
     @property
     def engine(self) -> SandboxEngine:
@@ -185,7 +184,7 @@ class SandboxService:
         """`_installation`, for a call on behalf of `context`'s tenant: an organization runs
         only the addons enabled for it."""
         tenant = context.tenant
-        if tenant and not self.kernel.registry.enabled_for(addon_key, tenant):
+        if tenant and not self.imports.registry.enabled_for(addon_key, tenant):
             raise NotFound(f'addon "{addon_key}" is not installed and enabled for this organization')
         return self._installation(addon_key, context.using)
 
@@ -260,7 +259,7 @@ class SandboxService:
         invocation = Invocation(
             addon_key=manifest.key,
             export=export,
-            services=self.import_services,
+            services=self.imports,
             manifest=manifest,
             settings=unsealed_settings(  # the one place secrets are read
                 self._settings(inst, context.tenant, context.using)
@@ -329,7 +328,7 @@ class SandboxService:
         if deferred is not None:
             deferred.append(record)
         else:
-            self.kernel.audit.record("sandbox.call", **record)
+            self.imports.audit.record("sandbox.call", **record)
 
     # -- lifecycle hooks ------------------------------------------------------------------
 
@@ -390,10 +389,10 @@ class SandboxService:
         """POST /dynamic/<model>/<id>/action/<key>: returns (http status, envelope)."""
         from metacore.permissions.naming import model_permission
 
-        store = self.kernel.store
-        resolved = self.kernel.registry.resolve(model_ref, organization=ctx.tenant)
+        store = self.store
+        resolved = self.imports.registry.resolve(model_ref, organization=ctx.tenant)
         addon_key, spec, manifest = resolved.installation_key, resolved.spec, resolved.manifest
-        self.kernel.permissions.require(ctx.user, model_permission(addon_key, spec.table, "update"))
+        self.permissions.require(ctx.user, model_permission(addon_key, spec.table, "update"))
         action = find_action(manifest, spec, action_key)
         if action is None:
             raise NotFound(f'model "{spec.key}" has no action "{action_key}"')
@@ -402,7 +401,7 @@ class SandboxService:
             "action": action.key,
             "trigger_type": action.handler_type,
         }
-        actions = self.kernel.actions
+        actions = self.actions
         actions.check(manifest, action)
         args = action_args(action, body)
         row = store.get(ctx, f"{addon_key}.{spec.key}", row_id)
@@ -424,7 +423,7 @@ class SandboxService:
                 meta["rolled_back"] = False
         finally:
             for record in request.deferred_audit:
-                self.kernel.audit.record(record.pop("kind", "sandbox.call"), **record)
+                self.imports.audit.record(record.pop("kind", "sandbox.call"), **record)
         merged = {**outcome.meta, **meta}
         if outcome.ok:
             return 200, {"success": True, "data": outcome.data, "meta": merged}

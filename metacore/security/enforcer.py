@@ -14,6 +14,8 @@ policy is rebuilt only when those changed. Denials and would-denies are audited
 (`capability.check`) and counted; allows are audited only with `AUDIT_CAPABILITY_ALLOWS`.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +31,7 @@ from metacore.security import patterns
 from metacore.security.patterns import HTTP_FETCH, KNOWN_KINDS, NAME_KINDS, SATISFIED_BY, HttpPattern
 
 if TYPE_CHECKING:
-    from metacore.kernel import Kernel
+    from metacore.audit.pipe import AuditPipe
     from metacore.models import Installation
 
 #: `(updated_at, revision)` of an installation row; None when the addon has none.
@@ -134,7 +136,7 @@ class Policy:
         self._memo: dict[tuple[str, str], bool] = {}
 
     @classmethod
-    def from_installation(cls, installation: "Installation") -> "Policy":
+    def from_installation(cls, installation: Installation) -> Policy:
         models = (installation.manifest or {}).get("models") or ()
         own_tables = {str(m.get(f)).lower() for m in models for f in ("table", "key") if m.get(f)}
         return cls(installation.key, installation.capabilities or (), sorted(own_tables))
@@ -165,8 +167,8 @@ class Policy:
 
 
 class Enforcer:
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
+    def __init__(self, audit: AuditPipe) -> None:
+        self.audit = audit
         self._policies: dict[
             str, tuple[Version, Policy | None]
         ] = {}  # addon key -> (installation version, Policy | None)
@@ -260,7 +262,7 @@ class Enforcer:
 
     def _audit(self, decision: Decision, context: Mapping[str, object] | None) -> None:
         context = dict(context or {})
-        self.kernel.audit.record(
+        self.audit.record(
             "capability.check",
             actor=str(context.pop("actor", "") or ""),
             tenant=str(context.pop("tenant", "") or ""),
@@ -342,7 +344,7 @@ class Enforcer:
         return True
 
     def _audit_mode_change(self, addon_key: str, previous: str | None, mode: str | None, actor: str) -> None:
-        self.kernel.audit.record(
+        self.audit.record(
             "enforcer.mode_changed",
             actor=actor,
             addon=addon_key,

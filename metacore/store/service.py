@@ -46,8 +46,11 @@ from metacore.store.validation import serializer_class
 from metacore.telemetry import set_attributes
 
 if TYPE_CHECKING:
-    from metacore.kernel import Kernel
+    from metacore.audit.pipe import AuditPipe
+    from metacore.installer.tenant_schemas import TenantSchemaService
     from metacore.manifest.model import Model
+    from metacore.permissions.service import PermissionService
+    from metacore.schema.registry import ModelRegistry
 
 #: A row as the API shows it: column name -> JSON-ready value.
 Row = dict[str, Any]
@@ -158,8 +161,17 @@ def _plan(value: Any) -> Any:
 
 
 class StoreService:
-    def __init__(self, kernel: Kernel) -> None:
-        self.kernel = kernel
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        tenant_schemas: TenantSchemaService,
+        permissions: PermissionService,
+        audit: AuditPipe,
+    ) -> None:
+        self.registry = registry
+        self.tenant_schemas = tenant_schemas
+        self.permissions = permissions
+        self.audit = audit
 
     # -- reads ----------------------------------------------------------------------------
     def list(self, ctx: CallContext, ref: str, params: QueryParams) -> Page:
@@ -280,12 +292,12 @@ class StoreService:
     # -- building blocks other subsystems reuse -------------------------------------------
     def resolve(self, ref: str, organization: OrganizationFilter = ANY_ORGANIZATION) -> ResolvedModel:
         """The model named `ref` among the addons enabled for `organization`."""
-        return self.kernel.registry.resolve(ref, organization=organization)
+        return self.registry.resolve(ref, organization=organization)
 
     def scoped_queryset(self, ctx: CallContext, resolved: ResolvedModel) -> QuerySet[DjangoModel]:
         """Rows of `resolved` this context may see: its tenant's (in its tenant's copy, for a
         schema-per-tenant addon), not soft-deleted."""
-        resolved = self.kernel.tenant_schemas.route(resolved, ctx.tenant)
+        resolved = self.tenant_schemas.route(resolved, ctx.tenant)
         queryset = self._base(resolved)
         if resolved.tenant_column is not None:
             queryset = queryset.filter(**{resolved.tenant_column: self._tenant_value(ctx, resolved)})
@@ -303,12 +315,12 @@ class StoreService:
     def _authorize(self, ctx: CallContext, ref: str, action: str) -> ResolvedModel:
         resolved = self.resolve(ref, ctx.tenant)
         set_attributes(addon=resolved.installation_key, model=resolved.spec.table, tenant=ctx.tenant)
-        self.kernel.permissions.require(
+        self.permissions.require(
             ctx.user, model_permission(resolved.installation_key, resolved.spec.table, action)
         )
         if resolved.spec.org_scoped:
             self._tenant_value(ctx, resolved)
-        return self.kernel.tenant_schemas.route(resolved, ctx.tenant)
+        return self.tenant_schemas.route(resolved, ctx.tenant)
 
     @staticmethod
     def _tenant_value(ctx: CallContext, resolved: ResolvedModel) -> Any:
@@ -434,7 +446,7 @@ class StoreService:
         """The model a reference points to: from the same addon build (no registry lookup),
         or the host model registered under that key."""
         if resolved.host is not None:
-            return self.kernel.registry.resolve(f"{resolved.installation_key}.{table}")
+            return self.registry.resolve(f"{resolved.installation_key}.{table}")
         meta = resolved.model_class._meta
         return ResolvedModel(
             resolved.installation_key,
@@ -465,7 +477,7 @@ class StoreService:
         after: Row | None,
     ) -> None:
         addon, spec = resolved.installation_key, resolved.spec
-        self.kernel.audit.record(
+        self.audit.record(
             f"crud.{action}",
             actor=ctx.actor,
             tenant=ctx.tenant,
@@ -503,7 +515,7 @@ class StoreService:
             return
         addon, table = resolved.installation_key, resolved.spec.table
         target = f"{addon}.{table}" + (f":{row_id}" if row_id else "")
-        self.kernel.audit.record(
+        self.audit.record(
             "crud.read",
             actor=ctx.actor,
             tenant=ctx.tenant,

@@ -1,3 +1,4 @@
+from metacore.context import CallContext
 from metacore.kernel import get_kernel
 from metacore.management.base import MetacoreCommand
 
@@ -15,5 +16,7 @@ class Command(MetacoreCommand):
         self.add_format_argument(parser)
 
     def handle(self, *args, key, organization, **options):
-        installation = get_kernel().installer.disable(key, actor="cli", organization=organization)
+        installation = get_kernel().installer.disable(
+            key, context=CallContext.system(), organization=organization
+        )
         self.report(options, *state_report(installation, organization), success=True)

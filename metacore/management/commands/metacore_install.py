@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import CommandError
 
+from metacore.context import CallContext
 from metacore.kernel import get_kernel
 from metacore.management.base import MetacoreCommand
 
@@ -29,6 +30,6 @@ class Command(MetacoreCommand):
             if not isinstance(settings, dict):
                 raise CommandError("--settings-json must be a JSON object")
         result = get_kernel().installer.install(
-            bundle, actor="cli", settings=settings, organization=organization
+            bundle, context=CallContext.system(), settings=settings, organization=organization
         )
         self.report(options, describe_install(result), install_data(result), success=True)

@@ -3,6 +3,7 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from metacore.conf import metacore_settings
+from metacore.context import CallContext
 from metacore.errors import MetacoreError
 from metacore.installer.bundle import MANIFEST_NAME, open_bundle
 from metacore.kernel import get_kernel
@@ -63,7 +64,7 @@ class Command(MetacoreCommand):
                         f"{path.name}: {bundle.manifest.key} {bundle.manifest.version} skipped ({note})"
                     )
                     continue
-                result = installer.install(bundle, actor="cli")
+                result = installer.install(bundle, context=CallContext.system())
             except MetacoreError as exc:
                 failures += 1
                 self.stderr.write(f"{path.name}: {exc.message}")

@@ -1,3 +1,4 @@
+from metacore.context import CallContext
 from metacore.kernel import get_kernel
 from metacore.management.base import MetacoreCommand
 
@@ -28,7 +29,9 @@ class Command(MetacoreCommand):
                 "permissions. This cannot be undone.",
                 options,
             )
-        installation = installer.uninstall(key, drop_data=drop_data, actor="cli", organization=organization)
+        installation = installer.uninstall(
+            key, drop_data=drop_data, context=CallContext.system(), organization=organization
+        )
         kept = "tables and rows dropped" if drop_data else "tables and rows kept"
         self.report(
             options,

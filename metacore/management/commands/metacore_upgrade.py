@@ -1,3 +1,4 @@
+from metacore.context import CallContext
 from metacore.kernel import get_kernel
 from metacore.management.base import MetacoreCommand
 
@@ -23,7 +24,7 @@ class Command(MetacoreCommand):
             bundle,
             allow_destructive=allow_destructive,
             force=force,
-            actor="cli",
+            context=CallContext.system(),
             assign_organization=assign_organization,
         )
         self.report(
