@@ -87,7 +87,9 @@ def test_a_denial_with_a_long_target_is_recorded(probe):
     try:
         with transaction.atomic():
             with pytest.raises(CapabilityDenied):
-                get_kernel().enforcer.check("longprobe", "event:emit", target, context={"actor": "a" * 500})
+                get_kernel().enforcer.check(
+                    "longprobe", "event:emit", target, context=CallContext.system("a" * 500)
+                )
             if rollback:
                 raise RuntimeError("the denied operation rolls back")
     except RuntimeError:

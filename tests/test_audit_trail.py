@@ -43,7 +43,9 @@ def test_install_create_and_denial_leave_a_trail(full_pipe):
         row_id = response.json()["data"]["id"]
 
         with pytest.raises(CapabilityDenied):
-            kernel.enforcer.check("audit_notes", "http:fetch", "https://api.evil.com/x", {"actor": "alice"})
+            kernel.enforcer.check(
+                "audit_notes", "http:fetch", "https://api.evil.com/x", CallContext.system("alice")
+            )
 
         install = AuditRecord.objects.get(kind="addon.install", addon="audit_notes")
         assert install.decision in ("", "allow")

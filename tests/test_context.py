@@ -71,3 +71,5 @@ def test_the_installer_records_a_user_by_id(data_dir):
 
     assert AuditRecord.objects.get(kind="addon.install", addon="helpdesk").actor == str(admin.pk)
     assert InstallJournal.objects.get(addon_key="helpdesk", operation="install").actor == str(admin.pk)
+    hook = AuditRecord.objects.get(kind="sandbox.call", addon="helpdesk")  # its on_install hook ran for admin
+    assert (hook.target, hook.actor) == ("on_install", str(admin.pk))

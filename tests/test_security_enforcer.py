@@ -8,6 +8,7 @@ import textwrap
 import pytest
 from django.core.management import CommandError, call_command
 
+from metacore.context import CallContext
 from metacore.errors import CapabilityDenied, InvalidInput
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, EnforcerMode, Installation
@@ -99,10 +100,12 @@ def test_unknown_and_uninstalled_addons_are_denied(enforcer, tickets):
 
 
 def test_denial_is_audited_and_allow_is_not_by_default(enforcer, tickets):
-    enforcer.check("tickets", "db:read", "users", {"actor": "7", "tenant": "org-1", "request_id": "r-1"})
+    enforcer.check("tickets", "db:read", "users", CallContext(actor="7", tenant="org-1", request_id="r-1"))
     assert not AuditRecord.objects.filter(kind="capability.check").exists()
     with pytest.raises(CapabilityDenied):
-        enforcer.check("tickets", "http:fetch", "https://api.evil.com/", {"actor": "7", "request_id": "r-2"})
+        enforcer.check(
+            "tickets", "http:fetch", "https://api.evil.com/", CallContext(actor="7", request_id="r-2")
+        )
     record = AuditRecord.objects.get(kind="capability.check")
     assert (record.addon, record.decision, record.mode, record.actor, record.request_id) == (
         "tickets",

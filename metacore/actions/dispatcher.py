@@ -138,7 +138,6 @@ class ActionDispatcher:
             default=str,
             separators=(",", ":"),
         ).encode()
-        context = {"tenant": ctx.tenant, "actor": ctx.actor, "request_id": ctx.request_id}
         try:
             sent = outbound.send(
                 self.egress,
@@ -149,7 +148,7 @@ class ActionDispatcher:
                 event=hook,
                 tenant=ctx.tenant,
                 addon_key=inst.key,
-                context=context,
+                context=ctx,
                 extra_headers={"X-Metacore-Invocation": "action", "X-Metacore-User-ID": user_actor(ctx.user)},
             )
         except FetchError as exc:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from metacore.conf import metacore_settings
-from metacore.context import user_actor
+from metacore.context import CallContext, user_actor
 from metacore.errors import MetacoreError
 from metacore.permissions.naming import model_permission
 
@@ -110,9 +110,9 @@ class HubAccess:
         """Enforcer gate for `addon.<key>.<event>` (see the module docstring)."""
         from metacore.errors import CapabilityDenied
 
-        context = {"actor": self.actor, "tenant": self.tenant or "", "via": "hub"}
+        context = CallContext(user=self.user, actor=self.actor, tenant=self.tenant)
         try:
-            decision = self.enforcer.check(addon, "event:subscribe", event, context)
+            decision = self.enforcer.check(addon, "event:subscribe", event, context, {"via": "hub"})
         except CapabilityDenied as exc:
             return False, exc.message
         return bool(decision), getattr(decision, "reason", "")

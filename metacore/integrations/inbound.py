@@ -78,9 +78,7 @@ class InboundService:
                 context,
             )
             return 200, result if result is not None else {"success": True}
-        self.enforcer.check(
-            addon_key, "event:emit", hook["event"], {"actor": context.actor, "request_id": request_id}
-        )
+        self.enforcer.check(addon_key, "event:emit", hook["event"], context)
         with transaction.atomic():
             publish_on_commit(
                 addon_event,

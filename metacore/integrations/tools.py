@@ -299,7 +299,7 @@ class ToolService:
                 event=f"tool:{tool.id}",
                 tenant=context.tenant,
                 addon_key=inst.key,
-                context={"tenant": context.tenant, "actor": context.actor, "request_id": context.request_id},
+                context=context,
                 method=str(tool.definition.get("method") or "POST").upper(),
                 timeout=float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None,
             )

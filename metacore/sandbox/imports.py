@@ -38,6 +38,7 @@ from django.utils import timezone
 from wasmtime import Caller, FuncType, Linker, ValType
 
 from metacore.audit.sinks import atomic_with_audit
+from metacore.context import CallContext
 from metacore.errors import CapabilityDenied, MetacoreError
 from metacore.sandbox import abi
 from metacore.sandbox import sql as sqlguard
@@ -153,13 +154,11 @@ class Invocation:
                 self.add_log(stream, rest.decode("utf-8", "replace"))
         self._partial.clear()
 
-    def context(self, **extra: object) -> dict[str, object]:
-        return {
-            "actor": self.actor or "",
-            "tenant": self.tenant or "",
-            "request_id": self.request_id,
-            **extra,
-        }
+    def call_context(self) -> CallContext:
+        """The call's context as the enforcer and egress take it (who, which tenant, request id)."""
+        return CallContext(
+            actor=self.actor or "", tenant=self.tenant, request_id=self.request_id, using=self.using
+        )
 
 
 # The call being run on this thread (the engine sets it around a guest's export).
@@ -257,7 +256,7 @@ def _audit(
 def _check(invocation: Invocation, kind: str, target: str) -> None:
     """Ask the enforcer; CapabilityDenied (enforce mode) propagates to the caller."""
     _services(invocation).enforcer.check(
-        invocation.addon_key, kind, target, invocation.context(via="sandbox")
+        invocation.addon_key, kind, target, invocation.call_context(), {"via": "sandbox"}
     )
 
 
@@ -353,7 +352,8 @@ def _http(
             headers=headers,
             timeout=budget_ms / 1000,
             addon_key=invocation.addon_key,
-            context=invocation.context(via="sandbox"),
+            context=invocation.call_context(),
+            details={"via": "sandbox"},
         )
     except MetacoreError as exc:
         code = "forbidden" if exc.status == 403 else ("bad_request" if exc.status == 400 else "transport")

@@ -26,6 +26,7 @@ from django.db import connection, transaction
 
 from metacore import telemetry
 from metacore.conf import metacore_settings
+from metacore.context import CallContext
 from metacore.errors import CapabilityDenied, InvalidInput, NotFound
 from metacore.security import patterns
 from metacore.security.patterns import HTTP_FETCH, KNOWN_KINDS, NAME_KINDS, SATISFIED_BY, HttpPattern
@@ -176,10 +177,15 @@ class Enforcer:
     # --- checks -----------------------------------------------------------------------
 
     def check(
-        self, addon_key: str, kind: str, target: str, context: Mapping[str, object] | None = None
+        self,
+        addon_key: str,
+        kind: str,
+        target: str,
+        context: CallContext | None = None,
+        details: Mapping[str, object] | None = None,
     ) -> Decision:
         """Decide and record; raises `CapabilityDenied` in enforce mode when nothing grants it.
-        `context` may carry actor, tenant, request_id and extra details for the audit."""
+        The audit record names `context`'s actor, tenant and request id, plus `details`."""
         global_mode, addon_mode, version = self._read_state(addon_key)
         mode = self._effective_mode(addon_mode, global_mode)
         policy = self._policy(addon_key, version)
@@ -192,14 +198,14 @@ class Enforcer:
         if allowed:
             decision = Decision(addon_key, kind, target, ALLOW, mode)
             if metacore_settings.AUDIT_CAPABILITY_ALLOWS:
-                self._audit(decision, context)
+                self._audit(decision, context, details)
             return decision
         shown = redacted_target(kind, target)
         message = f'capability denied: addon "{addon_key}" lacks {kind} {shown}'
         decision = Decision(
             addon_key, kind, shown, DENY if mode == "enforce" else WOULD_DENY, mode, reason or message
         )
-        self._audit(decision, context)
+        self._audit(decision, context, details)
         telemetry.count_capability_decision(addon=addon_key, kind=kind, decision=decision.decision)
         if decision.decision == DENY:
             raise CapabilityDenied(message, errors={"capability": [f"{kind} {shown}"], "addon": [addon_key]})
@@ -260,19 +266,21 @@ class Enforcer:
         mode = addon_mode or global_mode or metacore_settings.ENFORCER_DEFAULT_MODE
         return mode if mode in MODES else "enforce"
 
-    def _audit(self, decision: Decision, context: Mapping[str, object] | None) -> None:
-        context = dict(context or {})
+    def _audit(
+        self, decision: Decision, context: CallContext | None, details: Mapping[str, object] | None
+    ) -> None:
+        context = context or CallContext()
         self.audit.record(
             "capability.check",
-            actor=str(context.pop("actor", "") or ""),
-            tenant=str(context.pop("tenant", "") or ""),
-            request_id=str(context.pop("request_id", "") or ""),
+            actor=context.actor,
+            tenant=context.tenant or "",
+            request_id=context.request_id,
             addon=decision.addon,
             target=f"{decision.kind} {decision.target}",
             decision=decision.decision,
             mode=decision.mode,
             reason=decision.reason,
-            details={"capability": decision.kind, "resource": decision.target, **context},
+            details={"capability": decision.kind, "resource": decision.target, **(details or {})},
         )
 
     # --- modes ------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 from metacore import telemetry
 from metacore.conf import metacore_settings
+from metacore.context import CallContext
 from metacore.errors import InvalidInput
 from metacore.security.enforcer import Enforcer, redacted_target
 from metacore.security.errors import EgressBlocked, FetchError, FetchTimeout
@@ -167,21 +168,22 @@ def _audit_block(
     addon_key: str | None,
     url: str,
     exc: EgressBlocked,
-    context: Mapping[str, object] | None,
+    context: CallContext | None,
+    details: Mapping[str, object] | None,
 ) -> None:
-    context = dict(context or {})
+    context = context or CallContext()
     url = redacted_target(HTTP_FETCH, url)
     audit.record(
         "capability.check",
-        actor=str(context.pop("actor", "") or ""),
-        tenant=str(context.pop("tenant", "") or ""),
-        request_id=str(context.pop("request_id", "") or ""),
+        actor=context.actor,
+        tenant=context.tenant or "",
+        request_id=context.request_id,
         addon=addon_key or "",
         target=f"http:fetch {url}",
         decision="deny",
         mode="enforce",
         reason=exc.message,
-        details={"capability": "http:fetch", "resource": url, "guard": "ssrf", **context},
+        details={"capability": "http:fetch", "resource": url, "guard": "ssrf", **(details or {})},
     )
 
 
@@ -193,8 +195,9 @@ def safe_fetch(
     timeout: float | None = None,
     max_bytes: int | None = None,
     addon_key: str | None = None,
-    context: Mapping[str, object] | None = None,
+    context: CallContext | None = None,
     *,
+    details: Mapping[str, object] | None = None,
     enforcer: Enforcer | None = None,
     audit: "AuditPipe | None" = None,
 ) -> FetchResponse:
@@ -203,6 +206,7 @@ def safe_fetch(
     Raises CapabilityDenied (enforce mode), EgressBlocked (any mode: the guard is not a
     policy question) or FetchError. A body larger than `max_bytes` is an error, not a
     silent truncation. An addon's fetch needs `enforcer`; `audit` records the guard's blocks.
+    Both records name `context`'s actor, tenant and request id, and carry `details`.
     """
     if addon_key is not None and enforcer is None:
         raise TypeError("safe_fetch for an addon needs the enforcer that checks its http:fetch")
@@ -224,12 +228,12 @@ def safe_fetch(
         while True:
             parts, host, port = _check_url(url)
             if enforcer is not None and addon_key is not None:
-                enforcer.check(addon_key, "http:fetch", url, context)
+                enforcer.check(addon_key, "http:fetch", url, context, details)
             try:
                 address = resolve_checked(host, port)
             except EgressBlocked as exc:
                 if audit is not None:
-                    _audit_block(audit, addon_key, url, exc, context)
+                    _audit_block(audit, addon_key, url, exc, context, details)
                 raise
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -271,7 +275,8 @@ class Egress:
         timeout: float | None = None,
         max_bytes: int | None = None,
         addon_key: str | None = None,
-        context: Mapping[str, object] | None = None,
+        context: CallContext | None = None,
+        details: Mapping[str, object] | None = None,
     ) -> FetchResponse:
         return safe_fetch(
             url,
@@ -282,6 +287,7 @@ class Egress:
             max_bytes,
             addon_key,
             context,
+            details=details,
             enforcer=self.enforcer,
             audit=self.audit,
         )
