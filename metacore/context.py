@@ -37,7 +37,7 @@ def request_id_of(request: HttpRequest) -> str:
     """The request's id: the caller's `X-Request-ID` when it is 1..64 letters, digits, `.`,
     `_`, `-` (it goes into a response header and the audit trail), else a fresh one, kept on
     the request so every later reader (audit, error envelope, the middleware) sees the same."""
-    given = request.META.get(REQUEST_ID_HEADER, "")
+    given: str = request.META.get(REQUEST_ID_HEADER, "")
     if not _VALID_REQUEST_ID.fullmatch(given):
         given = request.META[REQUEST_ID_HEADER] = uuid.uuid4().hex
     return given

@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from metacore.context import user_actor
 from metacore.integrations import outbound
-from metacore.manifest.model import Action, Manifest
+from metacore.manifest.model import Action, Manifest, Model
 from metacore.sandbox.errors import ExportNotAllowed, SandboxError
 from metacore.security.errors import FetchError, FetchTimeout
 
 if TYPE_CHECKING:
     from metacore.context import CallContext
+    from metacore.models import Installation
     from metacore.sandbox.service import SandboxService
     from metacore.security.ssrf import Egress
 
@@ -39,21 +40,21 @@ TRIGGERS = ("wasm", "noop", "webhook")
 @dataclass
 class ActionRequest:
     ctx: CallContext
-    installation: Any
-    manifest: Any
-    spec: Any  # the model spec
-    action: Any  # manifest Action
-    row: dict
-    args: dict
-    deferred_audit: list = field(default_factory=list)
+    installation: Installation
+    manifest: Manifest
+    spec: Model
+    action: Action
+    row: dict[str, Any]
+    args: dict[str, Any]
+    deferred_audit: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
 class Outcome:
     ok: bool
     data: Any = None
-    error: dict | None = None
-    meta: dict = field(default_factory=dict)
+    error: dict[str, str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
     status: int = 200
 
 
@@ -92,11 +93,11 @@ class ActionDispatcher:
 
     # -- triggers -------------------------------------------------------------------------
 
-    def _noop(self, request):
+    def _noop(self, request: ActionRequest) -> Outcome:
         self._audit(request, "noop", outcome="ok")
         return Outcome(True, None, meta={"no_op": True})
 
-    def _wasm(self, request):
+    def _wasm(self, request: ActionRequest) -> Outcome:
         export = request.action.function or request.action.key
         try:
             result = self.sandbox.invoke(
@@ -113,7 +114,7 @@ class ActionDispatcher:
         ok, data, error, guest_meta, status = interpret_result(result)
         return Outcome(ok, data, error, guest_meta, status)
 
-    def _webhook(self, request):
+    def _webhook(self, request: ActionRequest) -> Outcome:
         ctx, action, inst = request.ctx, request.action, request.installation
         backend_url = request.manifest.backend.url if request.manifest.backend else None
         url = outbound.resolve_url(action.url or "", backend_url) if action.url else None
@@ -170,7 +171,7 @@ class ActionDispatcher:
     # -- helpers --------------------------------------------------------------------------
 
     @staticmethod
-    def _payload(request):
+    def _payload(request: ActionRequest) -> dict[str, Any]:
         ctx, spec = request.ctx, request.spec
         return {
             "row": request.row,
@@ -185,7 +186,16 @@ class ActionDispatcher:
             },
         }
 
-    def _audit(self, request, trigger, *, outcome, url=None, reason="", **details):
+    def _audit(
+        self,
+        request: ActionRequest,
+        trigger: str,
+        *,
+        outcome: str,
+        url: str | None = None,
+        reason: str = "",
+        **details: object,
+    ) -> None:
         from metacore.security.enforcer import redacted_target
         from metacore.security.patterns import HTTP_FETCH
 

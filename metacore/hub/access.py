@@ -16,7 +16,7 @@ The consumer calls these through `database_sync_to_async`. Decisions:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,7 @@ class ModelRef:
     org_scoped: bool = True
 
     @property
-    def ident(self):
+    def ident(self) -> tuple[str, str]:
         return (self.addon.lower(), self.table.lower())
 
 
@@ -70,19 +70,19 @@ class HubAccess:
         self.tenant = tenant
 
     @property
-    def actor(self):
+    def actor(self) -> str:
         return user_actor(self.user)
 
-    def fresh(self):
+    def fresh(self) -> None:
         """Forget permissions cached on the user object: each SUBSCRIBE sees current grants."""
         self.permissions.forget(self.user)
 
     def may_read(self, addon: str, table: str) -> bool:
         return self.permissions.has(self.user, model_permission(addon, table, "read"))
 
-    def resolve_models(self, tokens):
+    def resolve_models(self, tokens: Iterable[str]) -> list[tuple[str, ModelRef | None, str]]:
         """[(token, ModelRef | None, reason)] for the tokens other than `*`."""
-        out = []
+        out: list[tuple[str, ModelRef | None, str]] = []
         for token in tokens:
             try:
                 resolved = self.registry.resolve(token, organization=self.tenant)
@@ -117,7 +117,9 @@ class HubAccess:
             return False, exc.message
         return bool(decision), getattr(decision, "reason", "")
 
-    def audit_subscribe(self, target, decision, reason="", addon="", **details):
+    def audit_subscribe(
+        self, target: str, decision: str, reason: str = "", addon: str = "", **details: object
+    ) -> None:
         self.audit.record(
             "hub.subscribe",
             actor=self.actor,
@@ -129,7 +131,7 @@ class HubAccess:
             details=details,
         )
 
-    def audit_recheck(self, code, reason):
+    def audit_recheck(self, code: int, reason: str) -> None:
         self.audit.record(
             "hub.recheck",
             actor=self.actor,
@@ -139,7 +141,7 @@ class HubAccess:
             details={"close_code": code},
         )
 
-    def audit_connect(self, decision, reason="", **details):
+    def audit_connect(self, decision: str, reason: str = "", **details: object) -> None:
         self.audit.record(
             "hub.connect",
             actor=self.actor,
@@ -161,7 +163,7 @@ def verifier(
     from metacore.hub.auth import session_user, token_user
     from metacore.hub.fanout import Verdict
 
-    def verify():
+    def verify() -> Verdict:
         kind, value = credential
         if kind == "token":
             user, reason = token_user(value)

@@ -9,6 +9,7 @@ host's own token model or expiry rules apply). Without a token, Channels'
 with 4401 and the reason recorded here in `scope["metacore_auth_error"]`.
 """
 
+from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -48,7 +49,7 @@ def _user_for(authenticator, key):
     return authenticator.authenticate_credentials(key)[0]
 
 
-def token_user(key):
+def token_user(key: str) -> tuple[Any, str | None]:
     """(user, None) for a valid token (a DRF token, or a JWT when the host lists simplejwt's
     authentication), (None, reason) otherwise, the reason of the first class that refused
     (synchronous). Rechecks call it again, so an expired JWT closes its socket too."""
@@ -57,7 +58,7 @@ def token_user(key):
     authenticators = _token_authenticators()
     if not authenticators:
         return None, "token authentication is not enabled on this host"
-    reasons = []
+    reasons: list[object] = []
     for authenticator in authenticators:
         try:
             user = _user_for(authenticator, key)
@@ -75,7 +76,7 @@ def token_user(key):
 authenticate_token = database_sync_to_async(token_user)
 
 
-def session_user(session_key):
+def session_user(session_key: str) -> Any:
     """The user a session still authenticates, or None (logged out, expired, password changed):
     what `django.contrib.auth.get_user` decides for a request carrying that session."""
     from importlib import import_module

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 import weakref
+from typing import Any
 
 from channels.db import database_sync_to_async
 
@@ -195,12 +196,20 @@ class Verdict:
 
     __slots__ = ("code", "reason", "user", "tenant", "superuser", "readable")
 
-    def __init__(self, code=0, reason="", user=None, tenant=None, superuser=False, readable=frozenset()):
+    def __init__(
+        self,
+        code: int = 0,
+        reason: str | None = "",
+        user: Any = None,
+        tenant: str | None = None,
+        superuser: bool = False,
+        readable: frozenset[str] = frozenset(),
+    ) -> None:
         self.code, self.reason, self.user, self.tenant = code, reason, user, tenant
         self.superuser, self.readable = superuser, readable
 
     @classmethod
-    def failed(cls, code, reason):
+    def failed(cls, code: int, reason: str | None) -> "Verdict":
         return cls(code=code, reason=reason)
 
     def may(self, codename) -> bool:

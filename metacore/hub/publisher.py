@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -36,11 +36,11 @@ ADDON_MANIFEST_CHANGED = "ADDON_MANIFEST_CHANGED"
 IMPORT_PROGRESS = "IMPORT_PROGRESS"
 
 
-def frame_text(type_, payload, **extra) -> str:
+def frame_text(type_: str, payload: object, **extra: object) -> str:
     return json.dumps({"type": type_, **extra, "payload": payload}, separators=(",", ":"), default=str)
 
 
-def _frame(frame) -> str:
+def _frame(frame: object) -> str:
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str) or not frame["type"]:
         raise ValueError('a hub frame is a JSON object with a non-empty string "type"')
     return json.dumps(frame, separators=(",", ":"), default=str)
@@ -58,7 +58,7 @@ def addon_event_text(event: events.AddonEvent) -> str:
     return frame_text(ADDON_EVENT, payload, channel=f"addon.{event.addon}.{event.name}")
 
 
-def data_payload(event: events.DataEvent) -> dict:
+def data_payload(event: events.DataEvent) -> dict[str, Any]:
     """The `DATA_EVENT` payload of the realtime protocol: who changed which row, never how."""
     return {
         "org_id": event.audience or "",
@@ -73,7 +73,7 @@ def data_payload(event: events.DataEvent) -> dict:
     }
 
 
-def lifecycle_payload(event: events.LifecycleEvent, new_hash: str) -> dict:
+def lifecycle_payload(event: events.LifecycleEvent, new_hash: str) -> dict[str, Any]:
     """`ADDON_MANIFEST_CHANGED`: metacore's keys (`addon`, `operation`, `version`, `at`) and
     the upstream kernel's (`addonKey`, `orgId`, `newHash`, `version`, `timestamp`), which the
     SDK's hot-swap (`wireHotSwapInvalidation`, `applyHotSwapReload`) reads. `newHash` is the
@@ -100,7 +100,7 @@ class HubPublisher:
         self._layer = channel_layer
 
     @property
-    def layer(self):
+    def layer(self) -> BaseChannelLayer | None:
         if self._layer is None:
             from channels.layers import get_channel_layer
 
@@ -108,7 +108,7 @@ class HubPublisher:
         return self._layer
 
     # -- what producers publish ----------------------------------------------------------------
-    def publish_data(self, event: events.DataEvent):
+    def publish_data(self, event: events.DataEvent) -> None:
         if not self._served(event.addon, event.tenant):
             return
         text = frame_text(DATA_EVENT, data_payload(event))
@@ -129,7 +129,7 @@ class HubPublisher:
                 ]
             )
 
-    def publish_addon_event(self, event: events.AddonEvent):
+    def publish_addon_event(self, event: events.AddonEvent) -> None:
         if not self._served(event.addon, event.tenant):
             return
         self._send_many(
@@ -141,7 +141,7 @@ class HubPublisher:
             ]
         )
 
-    def publish_lifecycle(self, event: events.LifecycleEvent):
+    def publish_lifecycle(self, event: events.LifecycleEvent) -> None:
         text = frame_text(ADDON_MANIFEST_CHANGED, lifecycle_payload(event, self._bundle_hash(event.addon)))
         self._send_many(
             [(groups.LIFECYCLE_GROUP, {"type": "hub.lifecycle", "text": text, "addon": event.addon})]
@@ -151,7 +151,7 @@ class HubPublisher:
     # Synchronous (they read presence from the database): from async code wrap them in
     # `sync_to_async`. A `frame` is a JSON object with a string "type" (e.g. {"type":
     # "NOTIFICATION", "payload": {...}}), sent as is to every selected socket, in any process.
-    def send_to_user(self, user_id, frame, tenant=None):
+    def send_to_user(self, user_id: str | int, frame: dict[str, Any], tenant: str | None = None) -> None:
         """Send `frame` to every open socket of one user; with `tenant`, only to the sockets
         the user opened under that organization."""
         self.send_to_users([user_id], frame, tenant=tenant)
@@ -170,7 +170,12 @@ class HubPublisher:
             ]
         )
 
-    def send_conditional(self, frame, predicate, tenant=None) -> int:
+    def send_conditional(
+        self,
+        frame: dict[str, Any],
+        predicate: Callable[[presence.ConnectionInfo], bool],
+        tenant: str | None = None,
+    ) -> int:
         """Send `frame` to each open socket (of `tenant` when given) for which
         `predicate(presence.ConnectionInfo)` is true; returns how many were selected."""
         text = _frame(frame)
@@ -180,15 +185,15 @@ class HubPublisher:
         )
         return len(selected)
 
-    def connected_users(self, tenant=None) -> list[str]:
+    def connected_users(self, tenant: str | None = None) -> list[str]:
         """Ids of the users with at least one open socket in any process (of `tenant` when given)."""
         return sorted({info.user_id for info in presence.connections(tenant)})
 
-    def import_progress(self, user_pk, payload: dict, tenant=None):
+    def import_progress(self, user_pk: str | int, payload: dict[str, Any], tenant: str | None = None) -> None:
         """Send an `IMPORT_PROGRESS` frame to the importing user's sockets (of `tenant`)."""
         self.send_to_user(user_pk, {"type": IMPORT_PROGRESS, "payload": payload}, tenant=tenant)
 
-    def notify(self, user_pk, payload: dict):
+    def notify(self, user_pk: str | int, payload: dict[str, Any]) -> None:
         """Send a `NOTIFICATION` frame to every open socket of one user."""
         self.send_to_user(user_pk, {"type": NOTIFICATION, "payload": payload})
 
@@ -197,7 +202,7 @@ class HubPublisher:
         never had it) gets none of its events."""
         return self.registry.enabled_for(addon, tenant)
 
-    def _bundle_hash(self, addon):
+    def _bundle_hash(self, addon: str) -> str:
         try:
             digest = self.registry.installed(addon).bundle_sha256
         except NotFound:  # uninstalled
@@ -205,7 +210,7 @@ class HubPublisher:
         return f"sha256:{digest}" if digest else ""
 
     # -- delivery ------------------------------------------------------------------------------
-    def _send_many(self, messages):
+    def _send_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
         layer = self.layer
         if layer is None:
             return
@@ -216,7 +221,7 @@ class HubPublisher:
             if not messages:
                 return
 
-        async def send_all():
+        async def send_all() -> None:
             # Each process's LocalFanout is the group's only member there: the message names
             # its group so the fanout knows which of its sockets it is for.
             for group, message in messages:
@@ -234,6 +239,6 @@ class HubPublisher:
             task.add_done_callback(_log_failure)
 
 
-def _log_failure(task):
+def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("hub publish failed: %s", task.exception())

@@ -26,9 +26,11 @@ from __future__ import annotations
 import json
 import logging
 import random
+import uuid
+from collections.abc import Callable
 from dataclasses import asdict
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import F, Q
@@ -42,6 +44,7 @@ from metacore.security.errors import FetchError
 
 if TYPE_CHECKING:
     from metacore.audit.pipe import AuditPipe
+    from metacore.events import AddonEvent, DataEvent
     from metacore.schema.registry import InstalledAddon, ModelRegistry
     from metacore.security.enforcer import Enforcer
     from metacore.security.ssrf import Egress
@@ -69,7 +72,7 @@ def _queue_in_database() -> bool:
 
 
 def backoff_seconds(attempt: int) -> float:
-    delay = min(
+    delay: float = min(
         metacore_settings.WEBHOOK_RETRY_BASE_S * 4 ** max(attempt - 1, 0),
         metacore_settings.WEBHOOK_RETRY_MAX_S,
     )
@@ -87,19 +90,21 @@ class DeliveryService:
 
     # -- fan-out --------------------------------------------------------------------------
 
-    def publish_event(self, kind: str, event) -> list:
+    def publish_event(self, kind: str, event: DataEvent | AddonEvent) -> list[WebhookDelivery]:
         """A data or addon event, as its signal hands it over (receivers connected in apps.py);
         its payload is built only when a receiver matches (most writes have none)."""
         return self._publish(
             event.name, event.tenant, lambda: {"event": event.name, "type": kind, "data": asdict(event)}
         )
 
-    def publish(self, event: str, tenant, payload: dict) -> list:
+    def publish(self, event: str, tenant: str | None, payload: dict[str, Any]) -> list[WebhookDelivery]:
         """Record one delivery per matching receiver and enqueue them when that commits."""
         return self._publish(event, tenant, lambda: payload)
 
-    def _publish(self, event: str, tenant, make_payload) -> list:
-        rows = []
+    def _publish(
+        self, event: str, tenant: str | None, make_payload: Callable[[], dict[str, Any]]
+    ) -> list[WebhookDelivery]:
+        rows: list[WebhookDelivery] = []
         payload = None
         if tenant:
             for sub in WebhookSubscription.objects.filter(organization_id=tenant, active=True).only(
@@ -177,7 +182,7 @@ class DeliveryService:
             self._manifest_subs = (revision, found)
         return self._manifest_subs[1]
 
-    def _enqueue_with_commit(self, delivery_id, run_after=None):
+    def _enqueue_with_commit(self, delivery_id: uuid.UUID | str, run_after: datetime | None = None) -> None:
         """Enqueue as part of the current transaction: in it when the queue lives in this
         database, else once it commits (a worker must never see a task before its row)."""
         if _queue_in_database():
@@ -186,7 +191,7 @@ class DeliveryService:
             transaction.on_commit(lambda: self._enqueue(delivery_id, run_after))
 
     @staticmethod
-    def _enqueue(delivery_id, run_after=None):
+    def _enqueue(delivery_id: uuid.UUID | str, run_after: datetime | None = None) -> None:
         """Wake a worker for the delivery. A backend that cannot defer (the immediate one)
         gets no retry task: `recover()` requeues the delivery once it is overdue."""
         from metacore.integrations.tasks import deliver_webhook
@@ -200,7 +205,7 @@ class DeliveryService:
 
     # -- attempts -------------------------------------------------------------------------
 
-    def attempt(self, delivery_id) -> str:
+    def attempt(self, delivery_id: uuid.UUID | str) -> str:
         """Claim the delivery and make one attempt; returns its status afterwards (or
         `skipped` when another attempt owns it or it is not due)."""
         now = timezone.now()
@@ -230,7 +235,7 @@ class DeliveryService:
             delivery, response.status, f"the receiver answered {response.status}", sent.duration_ms, body=body
         )
 
-    def _send(self, delivery):
+    def _send(self, delivery: WebhookDelivery) -> outbound.Sent:
         from metacore.models import Installation
 
         body = json.dumps(delivery.payload, default=str, separators=(",", ":")).encode()
@@ -266,10 +271,18 @@ class DeliveryService:
         )
 
     def _finish(
-        self, delivery, status_code, error, latency_ms, *, body="", delivered=False, dead=False
+        self,
+        delivery: WebhookDelivery,
+        status_code: int | None,
+        error: str,
+        latency_ms: float | None,
+        *,
+        body: str = "",
+        delivered: bool = False,
+        dead: bool = False,
     ) -> str:
         now = timezone.now()
-        changes = dict(
+        changes: dict[str, Any] = dict(
             response_status=status_code,
             error=error[:2000],
             latency_ms=latency_ms,
@@ -318,11 +331,11 @@ class DeliveryService:
             changes["status"],
             status_code or error,
         )
-        return changes["status"]
+        return str(changes["status"])
 
     # -- operators ------------------------------------------------------------------------
 
-    def recover(self, now=None) -> int:
+    def recover(self, now: datetime | None = None) -> int:
         """Requeue deliveries whose attempt died with its worker (expired lease) or whose
         task was lost (pending, overdue by `WEBHOOK_RECOVER_AFTER_S`). Returns how many."""
         now = now or timezone.now()
@@ -347,7 +360,7 @@ class DeliveryService:
             count += 1
         return count
 
-    def replay(self, delivery_id, actor="") -> WebhookDelivery:
+    def replay(self, delivery_id: uuid.UUID | str, actor: str = "") -> WebhookDelivery:
         """Send a dead (or delivered) delivery again, with a fresh attempt budget."""
         with transaction.atomic():
             updated = WebhookDelivery.objects.filter(

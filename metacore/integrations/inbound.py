@@ -16,7 +16,8 @@ path and body, a timestamp within `WEBHOOK_MAX_SKEW_SECONDS`, and a nonce never 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
@@ -31,14 +32,14 @@ if TYPE_CHECKING:
     from metacore.security.enforcer import Enforcer
 
 
-def declared_webhooks(manifest: dict) -> dict:
+def declared_webhooks(manifest: dict[str, Any] | None) -> dict[str, dict[str, str]]:
     """{key: {"function": export} | {"event": name}} from a stored manifest snapshot."""
     raw = (manifest or {}).get("raw") or {}
-    found = {}
+    found: dict[str, dict[str, str]] = {}
     for entry in raw.get("webhooks") or []:
         if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
             continue
-        handler: dict = entry["handler"] if isinstance(entry.get("handler"), dict) else {}
+        handler: dict[str, Any] = entry["handler"] if isinstance(entry.get("handler"), dict) else {}
         function = entry.get("function") or entry.get("export") or handler.get("function")
         if isinstance(function, str):
             found[entry["key"]] = {"function": function}
@@ -52,7 +53,16 @@ class InboundService:
         self.sandbox = sandbox
         self.enforcer = enforcer
 
-    def receive(self, addon_key, hook_key, path, body: bytes, headers, content_type="", request_id=""):
+    def receive(
+        self,
+        addon_key: str,
+        hook_key: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        content_type: str = "",
+        request_id: str = "",
+    ) -> tuple[int, object]:
         """Verify and dispatch one inbound request; returns (status, JSON answer)."""
         from metacore.integrations.outbound import installation_secret
         from metacore.models import Installation

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
 from django.db import IntegrityError, transaction
@@ -39,14 +40,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("metacore.schedules")
 
 
-def declared_schedules(manifest: dict) -> list[tuple[str, str, str]]:
+def declared_schedules(manifest: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     """(key, cron, export) of the valid schedules in a stored manifest snapshot."""
     raw = (manifest or {}).get("raw") or {}
     found = []
     for entry in raw.get("schedules") or []:
         if not isinstance(entry, dict):
             continue
-        handler: dict = entry["handler"] if isinstance(entry.get("handler"), dict) else {}
+        handler: dict[str, Any] = entry["handler"] if isinstance(entry.get("handler"), dict) else {}
         export = entry.get("function") or entry.get("export") or handler.get("function")
         cron = entry.get("cron") or entry.get("schedule")
         key = entry.get("key") or entry.get("name") or export
@@ -68,7 +69,7 @@ class ScheduleService:
         self.audit = audit
         self.worker = f"{socket.gethostname()}:{id(self):x}"
 
-    def tick(self, now=None) -> list[ScheduleRun]:
+    def tick(self, now: datetime | None = None) -> list[ScheduleRun]:
         """Claim and enqueue every due tick no one has claimed yet; returns the claimed runs."""
         from metacore.models import Installation
 
@@ -103,7 +104,7 @@ class ScheduleService:
 
         run_schedule.enqueue(run_id)
 
-    def run(self, run_id) -> str:
+    def run(self, run_id: int) -> str:
         """Run the export of a claimed tick and record how it went."""
         run = ScheduleRun.objects.filter(id=run_id, status=ScheduleRun.Status.RUNNING).first()
         if run is None:

@@ -21,12 +21,13 @@ the addon's `http:fetch` capability. The answer is upstream's `Result`:
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Max
 
@@ -65,13 +66,13 @@ class ToolFailed(Exception):
 class Tool:
     addon_key: str
     id: str
-    definition: dict
-    params: tuple  # normalised ToolInputParam dicts
+    definition: dict[str, Any]
+    params: tuple[dict[str, Any], ...]  # normalised ToolInputParam dicts
     installation_id: int
     backend_url: str | None = None
-    handler: dict = field(default_factory=dict)
+    handler: dict[str, Any] = field(default_factory=dict)
 
-    def as_json(self):
+    def as_json(self) -> dict[str, Any]:
         return {
             **self.definition,
             "id": self.id,
@@ -80,7 +81,7 @@ class Tool:
         }
 
 
-def input_params(schema) -> tuple:
+def input_params(schema: object) -> tuple[dict[str, Any], ...]:
     """Upstream's parameter list, from itself or from a JSON Schema object."""
     if isinstance(schema, list):
         return tuple(p for p in schema if isinstance(p, dict) and isinstance(p.get("name"), str))
@@ -98,7 +99,7 @@ def input_params(schema) -> tuple:
     return ()
 
 
-def _as_string(value) -> str:
+def _as_string(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
@@ -108,7 +109,7 @@ def _as_string(value) -> str:
     return str(value)
 
 
-def _type_problem(kind, s):
+def _type_problem(kind: str | None, s: str) -> str | None:
     if kind in ("", "string", None):
         return None
     if kind == "number":
@@ -131,7 +132,7 @@ def _type_problem(kind, s):
     return None
 
 
-def _coerce(kind, s):
+def _coerce(kind: str | None, s: str) -> str | int | float | bool:
     if kind == "number":
         number = float(s)
         return int(number) if number.is_integer() else number
@@ -140,9 +141,12 @@ def _coerce(kind, s):
     return s
 
 
-def validate(params, raw: dict) -> tuple[dict, dict]:
+def validate(
+    params: Iterable[dict[str, Any]], raw: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """(cleaned values, {param: [reason]}) as upstream's tool.Validate."""
-    cleaned, errors = {}, {}
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
     for p in params:
         name = p["name"]
         value = raw.get(name)
@@ -155,7 +159,8 @@ def validate(params, raw: dict) -> tuple[dict, dict]:
             else:
                 continue
         s = _as_string(value).strip()
-        s = NORMALIZE.get(p.get("normalize") or "", lambda x: x)(s)
+        normalize = NORMALIZE.get(p.get("normalize") or "")
+        s = normalize(s) if normalize else s
         problem = _type_problem(p.get("type"), s)
         if problem is None and p.get("validation"):
             try:
@@ -170,7 +175,7 @@ def validate(params, raw: dict) -> tuple[dict, dict]:
     return cleaned, errors
 
 
-def unpack(status: int, body: bytes) -> dict:
+def unpack(status: int, body: bytes) -> dict[str, Any]:
     """An addon's answer as upstream's Result."""
     ok = 200 <= status < 300
     if not ok:
@@ -204,7 +209,7 @@ class ToolService:
         # (installations version, {(addon, tool id): Tool})
         self._registry: tuple[tuple[object, ...] | None, dict[tuple[str, str], Tool]] = (None, {})
 
-    def registry(self) -> dict:
+    def registry(self) -> dict[tuple[str, str], Tool]:
         from metacore.models import Installation
 
         enabled = Installation.objects.filter(state=Installation.State.ENABLED)
@@ -232,10 +237,12 @@ class ToolService:
             self._registry = (version, tools)
         return self._registry[1]
 
-    def list(self, addon_key=None) -> list[Tool]:
+    def list(self, addon_key: str | None = None) -> builtins.list[Tool]:
         return [t for (addon, _), t in sorted(self.registry().items()) if addon_key in (None, addon)]
 
-    def execute(self, addon_key, tool_id, parameters, context: CallContext) -> dict:
+    def execute(
+        self, addon_key: str, tool_id: str, parameters: object, context: CallContext
+    ) -> dict[str, Any]:
         """Validate and run one tool; raises InvalidInput (400, per field), NotFound, or
         ToolFailed when the addon cannot be reached."""
         tool = self.registry().get((addon_key, tool_id))
@@ -264,7 +271,7 @@ class ToolService:
                 details={"outcome": outcome, "parameters": sorted(cleaned)},
             )
 
-    def _dispatch(self, tool, cleaned, context: CallContext):
+    def _dispatch(self, tool: Tool, cleaned: dict[str, Any], context: CallContext) -> dict[str, Any]:
         from metacore.models import Installation
         from metacore.sandbox.errors import SandboxError
 
