@@ -18,11 +18,12 @@ the top of `MIDDLEWARE` (docs/embedding.md); `manage.py check` warns when it is 
 """
 
 import logging
+from weakref import WeakKeyDictionary
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, URLResolver, get_resolver, get_script_prefix, get_urlconf, reverse
 
 from metacore.api.errors import error_body
 from metacore.context import request_id_of
@@ -40,12 +41,24 @@ MESSAGES = {
 }
 
 
+#: api_prefix() per URL resolver (Django's resolvers are cached per URLconf and dropped when
+#: the URLconf changes) and script prefix: reversing a URL on every request cost more than
+#: the rest of this middleware.
+_prefixes: WeakKeyDictionary[URLResolver, dict[str, str]] = WeakKeyDictionary()
+
+
 def api_prefix() -> str:
     """Where `metacore.urls` is mounted (`/api/` in the sandbox project)."""
-    try:
-        return reverse("metacore-dynamic-list", kwargs={"model": "m"})[: -len("dynamic/m")]
-    except NoReverseMatch:
-        return "/api/"
+    by_script = _prefixes.setdefault(get_resolver(get_urlconf()), {})
+    script = get_script_prefix()
+    prefix = by_script.get(script)
+    if prefix is None:
+        try:
+            prefix = reverse("metacore-dynamic-list", kwargs={"model": "m"})[: -len("dynamic/m")]
+        except NoReverseMatch:
+            prefix = "/api/"
+        by_script[script] = prefix
+    return prefix
 
 
 def envelope(status, message=None, errors=None, code=None, **extra):

@@ -20,7 +20,7 @@ import contextlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
@@ -41,6 +41,7 @@ from metacore.permissions.naming import model_permission
 from metacore.schema.registry import ANY_ORGANIZATION, OrganizationFilter, ResolvedModel
 from metacore.schema.types import ColumnType, get_type
 from metacore.store import rls
+from metacore.store.compiled import CompiledReads, prepared
 from metacore.store.query import QueryParams, parse_list_query
 from metacore.store.validation import serializer_class
 from metacore.telemetry import set_attributes
@@ -99,6 +100,8 @@ class _Reader:
 
 
 _READERS: WeakKeyDictionary[type[DjangoModel], _Reader] = WeakKeyDictionary()
+#: The get-one and unfiltered list statements, compiled once per model (metacore.store.compiled).
+_COMPILED = CompiledReads()
 
 
 def _reader(resolved: ResolvedModel) -> _Reader:
@@ -178,21 +181,36 @@ class StoreService:
         resolved = self._authorize(ctx, ref, "read")
         query = parse_list_query(resolved.spec, params, using=self._db(resolved))
         reader = _reader(resolved)
+        model, using = resolved.model_class, self._db(resolved)
         with self._tenant_transaction(ctx, resolved, write=False):
-            queryset = query.apply(self.scoped_queryset(ctx, resolved))
+
+            def queryset() -> QuerySet[DjangoModel]:
+                return query.apply(self.scoped_queryset(ctx, resolved))
+
+            def scope() -> Sequence[Any]:
+                return self._scope_params(ctx, resolved)
+
+            # Only the tenant (and soft delete) in WHERE: the statement's shape is its order.
+            compiled = not query.where and not query.keyset
             # COUNT + page rather than one query with COUNT(*) OVER (): the window makes the
             # database materialise and sort every row, where ORDER BY .. LIMIT keeps a top-N.
-            total = self._count(queryset, query.count)
+            if compiled and self._counts_exactly(using, query.count):
+                total: int | None = _COMPILED.count(model, using, queryset, "count", scope)
+            else:
+                total = self._count(queryset(), query.count)
             # A cursor page reads one row more: whether there is a next page to point at.
             end = query.offset + query.per_page + (1 if query.keyset else 0)
-            rows = (
-                []
-                if total is not None and query.offset >= total and not query.keyset
-                else [
-                    reader(row)
-                    for row in query.page_after(queryset).values(*reader.names)[query.offset : end]
-                ]
-            )
+            if total is not None and query.offset >= total and not query.keyset:
+                rows = []
+            elif compiled:
+                shape = ("list", query.ordering, reader.names)
+                found = _COMPILED.select(
+                    model, using, queryset, shape, reader.names, scope, query.offset, end
+                )
+                rows = [reader(row) for row in found]
+            else:
+                page = query.page_after(queryset()).values(*reader.names)[query.offset : end]
+                rows = [reader(row) for row in page]
         more = len(rows) > query.per_page
         rows = rows[: query.per_page]
         self.audit_read(ctx, resolved, details={"total": total, "page": query.page})
@@ -207,6 +225,18 @@ class StoreService:
 
     #: Below this planner estimate `count=estimated` counts exactly (as PostgREST's does).
     EXACT_COUNT_BELOW = 10_000
+
+    @staticmethod
+    def _counts_exactly(using: str, mode: str) -> bool:
+        """Whether `_count` answers COUNT(*) for `mode` on `using`."""
+        return mode == "exact" or (mode == "estimated" and connections[using].vendor != "postgresql")
+
+    def _scope_params(self, ctx: CallContext, resolved: ResolvedModel) -> Sequence[Any]:
+        """The parameters `scoped_queryset` compiles to: the tenant value, on org-scoped tables."""
+        if resolved.tenant_column is None:
+            return []
+        value = self._tenant_value(ctx, resolved)
+        return [prepared(resolved.model_class, resolved.tenant_column, value, self._db(resolved))]
 
     def _count(self, queryset: QuerySet[Any], mode: str) -> int | None:
         """`meta.total` as asked: COUNT(*), the PostgreSQL planner's row estimate for the
@@ -375,11 +405,24 @@ class StoreService:
         self, ctx: CallContext, resolved: ResolvedModel, row_id: object, *, for_update: bool = False
     ) -> Row:
         pk = self._parse_id(resolved, row_id)
-        queryset = self.scoped_queryset(ctx, resolved).filter(pk=pk)
-        if for_update and connections[self._db(resolved)].features.has_select_for_update:
-            queryset = queryset.select_for_update()
         reader = _reader(resolved)
-        row = next(iter(queryset.values(*reader.names)), None)
+        model, using = resolved.model_class, self._db(resolved)
+
+        def queryset() -> QuerySet[DjangoModel]:
+            return self.scoped_queryset(ctx, resolved).filter(pk=pk)
+
+        if for_update and connections[using].features.has_select_for_update:
+            row = next(iter(queryset().select_for_update().values(*reader.names)), None)
+        else:
+            found = _COMPILED.select(
+                model,
+                using,
+                queryset,
+                ("get", reader.names),
+                reader.names,
+                lambda: [*self._scope_params(ctx, resolved), prepared(model, model._meta.pk.name, pk, using)],
+            )
+            row = found[0] if found else None
         if row is None:
             raise NotFound(f'{resolved.spec.key} "{row_id}" not found')
         return reader(row)

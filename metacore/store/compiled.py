@@ -1,0 +1,150 @@
+"""Read statements compiled once per model and query shape.
+
+A get-one and an unfiltered list page ask the same question on every request with other
+values: the same columns of the same table, where the tenant column and the primary key
+equal something. Building that query through the ORM (filters, lookups, the compiler) cost
+more than running it. `CompiledReads` keeps the SQL the ORM compiled for a shape, with the
+converters of its columns, and runs it again with the new values through the connection's
+cursor (query logging and execute wrappers included).
+
+A statement is kept only if the parameters the ORM compiled are exactly the ones the caller
+computes from the same values (each prepared by its field, as an exact lookup does);
+otherwise that shape is always built by the ORM.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+from django.db import connections
+from django.db.models import Model, QuerySet
+
+#: A bound on the shapes kept per model (each sort order is one shape).
+SHAPES_PER_MODEL = 64
+#: The model class attribute holding its shapes: they go when a registry reload drops the class.
+_ATTRIBUTE = "_metacore_compiled_reads"
+
+Converters = list[tuple[int, list[Callable[..., Any]], Any]]
+
+
+class Statement:
+    """One compiled SELECT or COUNT, and the converters of its columns."""
+
+    def __init__(self, sql: str, names: tuple[str, ...] = (), converters: Converters | None = None) -> None:
+        self.sql = sql
+        self.names = names
+        self.converters = converters or []
+
+    def rows(self, using: str, params: Sequence[Any], suffix: str = "") -> list[dict[str, Any]]:
+        """`.values()` dicts, each column converted as the ORM converts it."""
+        connection = connections[using]
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql + suffix, params)
+            found = cursor.fetchall()
+        names = self.names
+        if not self.converters:
+            return [dict(zip(names, row, strict=True)) for row in found]
+        rows = []
+        for raw in found:
+            row = list(raw)
+            for position, converters, expression in self.converters:
+                value = row[position]
+                for convert in converters:
+                    value = convert(value, expression, connection)
+                row[position] = value
+            rows.append(dict(zip(names, row, strict=True)))
+        return rows
+
+    def scalar(self, using: str, params: Sequence[Any]) -> Any:
+        with connections[using].cursor() as cursor:
+            cursor.execute(self.sql, params)
+            row = cursor.fetchone()
+        return row[0] if row else None
+
+
+def prepared(model: type[Model], name: str, value: Any, using: str) -> Any:
+    """`value` as an exact lookup on `model.name` sends it to the database."""
+    field = model._meta.get_field(name)
+    return field.get_db_prep_value(field.get_prep_value(value), connections[using], prepared=True)  # type: ignore[union-attr]
+
+
+class CompiledReads:
+    """Per model class and shape: the compiled statement, or None when the shape is left to
+    the ORM (its compiled parameters were not the ones computed)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _shapes(model: type[Model]) -> dict[Hashable, Statement | None]:
+        shapes: dict[Hashable, Statement | None] | None = model.__dict__.get(_ATTRIBUTE)
+        if shapes is None:
+            shapes = {}
+            setattr(model, _ATTRIBUTE, shapes)
+        return shapes
+
+    def _keep(self, model: type[Model], key: Hashable, statement: Statement | None) -> None:
+        with self._lock:
+            shapes = self._shapes(model)
+            if len(shapes) >= SHAPES_PER_MODEL:
+                del shapes[next(iter(shapes))]
+            shapes[key] = statement
+
+    def select(
+        self,
+        model: type[Model],
+        using: str,
+        queryset: Callable[[], QuerySet[Any]],
+        shape: Hashable,
+        names: tuple[str, ...],
+        params: Callable[[], Sequence[Any]],
+        low: int = 0,
+        high: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """`list(queryset().values(*names)[low:high])`; `queryset()` (rows of `model` on
+        `using`) is only built while the shape is not compiled, or not compilable."""
+        shapes, key = self._shapes(model), (using, shape)
+        if key not in shapes:
+            compiler = queryset().values(*names).query.get_compiler(using=using)
+            sql, compiled = compiler.as_sql()
+            statement = None
+            if list(compiled) == list(params()):
+                selected = [column for column, _, _ in compiler.select[: compiler.col_count]]
+                converters = [
+                    (position, functions, expression)
+                    for position, (functions, expression) in compiler.get_converters(selected).items()
+                ]
+                statement = Statement(sql, names, converters)
+            self._keep(model, key, statement)
+        statement = shapes.get(key)
+        if statement is None:
+            return list(queryset().values(*names)[low:high])
+        suffix = connections[using].ops.limit_offset_sql(low, high) if (low or high is not None) else ""
+        return statement.rows(using, params(), f" {suffix}" if suffix else "")
+
+    def count(
+        self,
+        model: type[Model],
+        using: str,
+        queryset: Callable[[], QuerySet[Any]],
+        shape: Hashable,
+        params: Callable[[], Sequence[Any]],
+    ) -> int:
+        """`queryset().count()`; the statement kept is the one the ORM executed for it."""
+        shapes, key = self._shapes(model), (using, shape)
+        if key in shapes:
+            statement = shapes[key]
+            return queryset().count() if statement is None else int(statement.scalar(using, params()) or 0)
+        executed: list[tuple[str, tuple[Any, ...]]] = []
+
+        def capture(execute: Any, sql: str, sql_params: Any, many: bool, context: Any) -> Any:
+            executed.append((sql, tuple(sql_params or ())))
+            return execute(sql, sql_params, many, context)
+
+        with connections[using].execute_wrapper(capture):
+            total = queryset().count()
+        single = len(executed) == 1 and list(executed[0][1]) == list(params())
+        self._keep(model, key, Statement(executed[0][0]) if single else None)
+        return total
