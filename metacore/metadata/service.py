@@ -10,12 +10,14 @@ import contextlib
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from functools import reduce
 from operator import or_
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from django.db.models import Q
+from django.db.models import Model as DjangoModel
+from django.db.models import Q, QuerySet
 
 from metacore import errors
 from metacore.conf import metacore_settings
@@ -26,8 +28,11 @@ from metacore.schema.types import get_type
 from metacore.store.query import MAX_OFFSET, parse_value
 
 if TYPE_CHECKING:
-    from metacore.permissions.service import PermissionService
-    from metacore.schema.registry import ModelRegistry
+    from django.http import HttpRequest
+
+    from metacore.manifest.model import Column, Model
+    from metacore.permissions.service import PermissionService, User
+    from metacore.schema.registry import ModelRegistry, ResolvedModel
     from metacore.store.service import StoreService
 
 DEFAULT_OPTIONS_LIMIT = 50
@@ -55,7 +60,9 @@ class MetadataService:
         digest = hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:12]
         return f"{registry.revision}.{digest}"
 
-    def resolve_readable(self, user, ref, request=None):
+    def resolve_readable(
+        self, user: User | None, ref: str, request: HttpRequest | None = None
+    ) -> ResolvedModel:
         """The model named `ref` among the addons enabled for the caller's organization, once
         the caller may read it (401/403/404/409 otherwise)."""
         self._require_user(user)
@@ -64,20 +71,30 @@ class MetadataService:
         return resolved
 
     @staticmethod
-    def _tenant(user, request):
+    def _tenant(user: User | None, request: HttpRequest | None) -> str | None:
         tenant = metacore_settings.TENANT_RESOLVER(user, request)
         return str(tenant) if tenant else None
 
-    def table(self, user, ref, language=None, request=None) -> dict:
+    def table(
+        self, user: User | None, ref: str, language: str | None = None, request: HttpRequest | None = None
+    ) -> dict[str, Any]:
         resolved = self.resolve_readable(user, ref, request)
         return self._for_caller(resolved, self._metadata(resolved)[0], user, language, request)
 
-    def modal(self, user, ref, language=None, request=None) -> dict:
+    def modal(
+        self, user: User | None, ref: str, language: str | None = None, request: HttpRequest | None = None
+    ) -> dict[str, Any]:
         resolved = self.resolve_readable(user, ref, request)
         return self._for_caller(resolved, self._metadata(resolved)[1], user, language, request)
 
     @staticmethod
-    def _for_caller(resolved, meta, user, language, request):
+    def _for_caller(
+        resolved: ResolvedModel,
+        meta: dict[str, Any],
+        user: User | None,
+        language: str | None,
+        request: HttpRequest | None,
+    ) -> dict[str, Any]:
         """The cached metadata in the caller's language, with its organization's validators."""
         meta = i18n.localize(meta, i18n.texts_for(resolved.manifest, language))
         resolver = metacore_settings.ORG_CONFIG_RESOLVER
@@ -88,13 +105,16 @@ class MetadataService:
             return meta
         return i18n.resolve_org_validators(meta, lambda key: resolver(str(tenant), key))
 
-    def all(self, user, language=None, request=None) -> dict:
+    def all(
+        self, user: User | None, language: str | None = None, request: HttpRequest | None = None
+    ) -> dict[str, Any]:
         """Every model the caller may read, keyed by model key (qualified `<addon>.<key>`
         when two addons share the key), plus the `version` token."""
         self._require_user(user)
         models = self.registry.served_models(organization=self._tenant(user, request))
         counts = Counter(m.spec.key.lower() for m in models)
-        tables, modals = {}, {}
+        tables: dict[str, dict[str, Any]] = {}
+        modals: dict[str, dict[str, Any]] = {}
         for m in models:
             if self.permissions.has(user, self.read_permission(m)):
                 name = m.spec.key if counts[m.spec.key.lower()] == 1 else m.qualified_name
@@ -103,7 +123,7 @@ class MetadataService:
                 )
         return {"version": self.version(), "tables": tables, "modals": modals}
 
-    def _metadata(self, resolved) -> tuple[dict, dict]:
+    def _metadata(self, resolved: ResolvedModel) -> tuple[dict[str, Any], dict[str, Any]]:
         """(TableMetadata, ModalMetadata) of a model, derived once per runtime class."""
         cached = self._derived.get(resolved.model_class)
         if cached is None:
@@ -114,7 +134,9 @@ class MetadataService:
         return cached
 
     # -- options and search -------------------------------------------------------------
-    def options(self, user, ref, params, request=None) -> tuple[str, list[dict]]:
+    def options(
+        self, user: User | None, ref: str, params: Mapping[str, str], request: HttpRequest | None = None
+    ) -> tuple[str, list[dict[str, Any]]]:
         """`(type, options)` for one field of a model, upstream `Service.Options` semantics:
         `id` (the default) lists the model's own rows, a reference column lists the
         referenced model's rows, a column with static `options` in the manifest's `table`
@@ -148,7 +170,7 @@ class MetadataService:
                     organization=self._tenant(user, request),
                 )
                 self.permissions.require(user, self.read_permission(source))
-            label = source.spec.column(derive.label_column(source.spec))
+            label = _column(source.spec, derive.label_column(source.spec))
             with self._visible_rows(source, user, request) as rows:
                 rows = self._scoped_by(rows, source.spec, spec, field, params)
                 if q:
@@ -171,7 +193,9 @@ class MetadataService:
             )
         return "dynamic", [self._option(col_type.to_json(v), col_type.to_json(v)) for v in values]
 
-    def search(self, user, ref, params, request=None) -> list[dict]:
+    def search(
+        self, user: User | None, ref: str, params: Mapping[str, str], request: HttpRequest | None = None
+    ) -> list[dict[str, Any]]:
         """Rows whose search columns contain `q` (or `search`), as `{id, value, label, name}`."""
         self._check_params(params, SEARCH_PARAMS)
         resolved = self.resolve_readable(user, ref, request)
@@ -189,11 +213,13 @@ class MetadataService:
 
     # -- helpers ------------------------------------------------------------------------
     @staticmethod
-    def read_permission(resolved) -> str:
+    def read_permission(resolved: ResolvedModel) -> str:
         return model_permission(resolved.installation_key, resolved.spec.table, "read")
 
     @contextlib.contextmanager
-    def _visible_rows(self, resolved, user, request):
+    def _visible_rows(
+        self, resolved: ResolvedModel, user: User | None, request: HttpRequest | None
+    ) -> Iterator[QuerySet[DjangoModel]]:
         """The store's view of the model for this caller (own tenant, no soft-deleted rows),
         inside the store's tenant transaction (PostgreSQL row-level security)."""
         store = self.store
@@ -202,11 +228,13 @@ class MetadataService:
             yield store.scoped_queryset(ctx, resolved)
         store.audit_read(ctx, resolved, details={"via": "options/search"})
 
-    def _project(self, resolved, rows, offset, limit):
+    def _project(
+        self, resolved: ResolvedModel, rows: QuerySet[DjangoModel], offset: int, limit: int
+    ) -> list[dict[str, Any]]:
         """`{id, value, label, name}` per row, ordered by the label column."""
         label = derive.label_column(resolved.spec)
-        id_type = get_type(resolved.spec.column("id").type)
-        label_type = get_type(resolved.spec.column(label).type)
+        id_type = get_type(_column(resolved.spec, "id").type)
+        label_type = get_type(_column(resolved.spec, label).type)
         out = []
         for pk, text in rows.order_by(label, "id").values_list("id", label)[offset : offset + limit]:
             value = id_type.to_json(pk)
@@ -214,19 +242,19 @@ class MetadataService:
         return out
 
     @staticmethod
-    def _option(value, label):
+    def _option(value: object, label: object) -> dict[str, Any]:
         return {"id": value, "value": value, "label": label, "name": label}
 
     @staticmethod
-    def _ids(resolved, raw):
-        id_column = resolved.spec.column("id")
+    def _ids(resolved: ResolvedModel, raw: str) -> list[Any]:
+        id_column = _column(resolved.spec, "id")
         try:
             return [parse_value(id_column, part.strip()) for part in raw.split(",") if part.strip()]
         except ValueError as exc:
             raise errors.InvalidInput("invalid input", errors={"ids": [str(exc)]}) from None
 
     @staticmethod
-    def _match(column, q, param):
+    def _match(column: Column, q: str, param: str) -> Q:
         """`q` against one column: contains for text, an exact parsed value otherwise."""
         col_type = get_type(column.type)
         if col_type.text_like:
@@ -236,7 +264,14 @@ class MetadataService:
         except ValueError as exc:
             raise errors.InvalidInput("invalid input", errors={param: [str(exc)]}) from None
 
-    def _scoped_by(self, rows, source, spec, field, params):
+    def _scoped_by(
+        self,
+        rows: QuerySet[DjangoModel],
+        source: Model,
+        spec: Model,
+        field: str,
+        params: Mapping[str, str],
+    ) -> QuerySet[DjangoModel]:
         """Dependent dropdowns (upstream `FilterBy`): `filter_value` compared with the column the
         field's entry in the manifest's `table.columns[]` or `modal.fields[]` names as
         `filter_by` (a column of the model the options come from). Without one it is ignored,
@@ -266,7 +301,7 @@ class MetadataService:
         )
 
     @staticmethod
-    def _static_options(spec, field):
+    def _static_options(spec: Model, field: str) -> list[dict[str, Any]] | None:
         for column in (spec.table_meta or {}).get("columns") or ():
             if isinstance(column, dict) and column.get("key") == field and column.get("options"):
                 return [
@@ -280,7 +315,7 @@ class MetadataService:
         return None
 
     @staticmethod
-    def _check_params(params, allowed):
+    def _check_params(params: Mapping[str, str], allowed: Iterable[str]) -> None:
         unknown = sorted(set(params) - set(allowed))
         if unknown:
             raise errors.InvalidInput(
@@ -295,7 +330,9 @@ class MetadataService:
             )
 
     @staticmethod
-    def _int(params, name, default, *, minimum, maximum=None):
+    def _int(
+        params: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None
+    ) -> int:
         raw = params.get(name)
         if raw in (None, ""):
             return default
@@ -312,6 +349,14 @@ class MetadataService:
         return min(value, maximum) if maximum is not None else value
 
     @staticmethod
-    def _require_user(user):
+    def _require_user(user: User | None) -> None:
         if user is None or not getattr(user, "is_authenticated", False):
             raise errors.NotAuthenticated("Authentication credentials were not provided.")
+
+
+def _column(spec: Model, name: str) -> Column:
+    """A column every such model has (`id`, the label column `derive.label_column` picks)."""
+    column = spec.column(name)
+    if column is None:
+        raise LookupError(f'model "{spec.key}" has no column "{name}"')
+    return column
