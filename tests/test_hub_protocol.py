@@ -175,6 +175,26 @@ def test_subscribe_acks_only_readable_models_and_audits_refusals(org):
     assert all(r.actor == str(org["alice"].pk) and r.tenant == str(org["t1"]) for r in denied)
 
 
+def test_a_grant_or_revocation_is_seen_by_the_next_subscribe_on_the_same_socket(org):
+    """The socket keeps its user; each SUBSCRIBE loads it again, so grants made meanwhile
+    (by another process, on another user object) count."""
+    permissions = get_kernel().permissions
+
+    async def body():
+        comm = await connect(org["alice"])
+        ack = await subscribe(comm, ["tickets"])
+        assert ack["models"] == [] and ack["refused"][0]["model"] == "tickets"
+        await database_sync_to_async(permissions.grant)(org["alice"], ["tickets.tickets.read"])
+        assert (await subscribe(comm, ["tickets"]))["models"] == ["tickets"]
+        await database_sync_to_async(permissions.revoke)(org["alice"], ["crm.deals.read"])
+        ack = await subscribe(comm, ["deals"])
+        assert ack["models"] == ["tickets"]  # what the socket is subscribed to
+        assert 'missing "crm.deals.read"' in ack["refused"][0]["reason"]
+        await comm.disconnect()
+
+    run(body)
+
+
 def test_data_event_frame_carries_identity_and_field_names_never_values(org):
     ev = event(org["t1"])
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth.models import AnonymousUser
+
 from metacore.conf import metacore_settings
 from metacore.context import CallContext, user_actor
 from metacore.errors import MetacoreError
@@ -74,8 +76,10 @@ class HubAccess:
         return user_actor(self.user)
 
     def fresh(self) -> None:
-        """Forget permissions cached on the user object: each SUBSCRIBE sees current grants."""
-        self.permissions.forget(self.user)
+        """Load the user again, so each SUBSCRIBE sees current grants: Django caches
+        permissions on a user object and its documented answer is a fresh object. A user
+        deleted since the connect is anonymous (may read nothing)."""
+        self.user = type(self.user)._default_manager.filter(pk=self.user.pk).first() or AnonymousUser()
 
     def may_read(self, addon: str, table: str) -> bool:
         return self.permissions.has(self.user, model_permission(addon, table, "read"))

@@ -123,18 +123,6 @@ class PermissionService:
         )
         raise errors.Forbidden(reason)
 
-    def forget(self, user: User) -> None:
-        """Drop the permissions cached on this user object (after granting in the same request)."""
-        for attr in (
-            _EFFECTIVE_CACHE,
-            _CHECKER_CACHE,
-            "_perm_cache",
-            "_user_perm_cache",
-            "_group_perm_cache",
-        ):
-            if hasattr(user, attr):
-                delattr(user, attr)
-
     # -- grants (management commands, admin tooling) -------------------------------------------
     def addon_permissions(self) -> QuerySet[Permission]:
         """Every addon permission row (the installer creates them at install)."""
@@ -168,13 +156,13 @@ class PermissionService:
 
     def grant(self, principal: AbstractUser | Group, names: Iterable[str]) -> list[str]:
         """Grant permissions to a user or a Group (role); returns the codenames newly granted
-        (ones already held directly are not counted again)."""
+        (ones already held directly are not counted again). A user object loaded before
+        keeps the permissions cached on it: load the user again to check them (Django's
+        permission caching)."""
         perms = self.resolve_names(names)
         held = self._held(principal, perms)
         added = {c: p for c, p in perms.items() if p.pk not in held}
         self._permission_set(principal).add(*added.values())
-        if not isinstance(principal, Group):
-            self.forget(principal)
         return list(added)
 
     def revoke(self, principal: AbstractUser | Group, names: Iterable[str]) -> list[str]:
@@ -184,8 +172,6 @@ class PermissionService:
         held = self._held(principal, perms)
         removed = {c: p for c, p in perms.items() if p.pk in held}
         self._permission_set(principal).remove(*removed.values())
-        if not isinstance(principal, Group):
-            self.forget(principal)
         return list(removed)
 
     def _held(self, principal: AbstractUser | Group, perms: dict[str, Permission]) -> set[int]:
