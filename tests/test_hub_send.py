@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import sandbox_guests as guests
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -65,7 +64,7 @@ def hub():
 
 
 async def call(method, *args, **kwargs):
-    return await sync_to_async(getattr(hub(), method), thread_sensitive=False)(*args, **kwargs)
+    return await database_sync_to_async(getattr(hub(), method), thread_sensitive=False)(*args, **kwargs)
 
 
 def test_send_to_user_reaches_every_socket_of_that_user_and_no_other(people):
@@ -183,7 +182,7 @@ def test_an_addon_emits_to_users_of_its_calls_organization_only(people, notifier
 
     async def body():
         alice_ws, bob_ws = await connect(people["alice"]), await connect(people["bob"])
-        answer = await sync_to_async(emit)(
+        answer = await database_sync_to_async(emit)(
             "probe.assigned", {"$users": [alice, str(bob)], "ticket": 7}, people["t1"]
         )
         assert answer["success"] is True and answer["data"] == {"event": "probe.assigned", "users": 2}, answer
@@ -191,10 +190,10 @@ def test_an_addon_emits_to_users_of_its_calls_organization_only(people, notifier
         assert frame["type"] == "ADDON_EVENT" and frame["channel"] == "addon.probe.probe.assigned"
         assert frame["payload"]["data"] == {"ticket": 7} and frame["payload"]["org_id"] == people["t1"]
         assert await bob_ws.receive_nothing(timeout=0.3)  # bob is in another organization
-        denied = await sync_to_async(emit)("vault.assigned", {"$users": [alice]}, people["t1"])
+        denied = await database_sync_to_async(emit)("vault.assigned", {"$users": [alice]}, people["t1"])
         assert denied["success"] is False and denied["error"]["code"] == "forbidden"
         for bad in ([], "x", [True], [{}]):
-            invalid = await sync_to_async(emit)("probe.assigned", {"$users": bad}, people["t1"])
+            invalid = await database_sync_to_async(emit)("probe.assigned", {"$users": bad}, people["t1"])
             assert invalid["error"]["code"] == "invalid_payload", bad
         assert await alice_ws.receive_nothing(timeout=0.3)
         await alice_ws.disconnect()
@@ -231,7 +230,7 @@ def test_send_api_reaches_sockets_of_two_daphne_processes(people):
         get_kernel().registry, channel_layer=import_string(layer["BACKEND"])(**layer["CONFIG"])
     )
     alice, bob = token_for(people["alice"]), token_for(people["bob"])
-    users = sync_to_async(publisher.connected_users)
+    users = database_sync_to_async(publisher.connected_users)
     try:
 
         async def body():
@@ -239,10 +238,14 @@ def test_send_api_reaches_sockets_of_two_daphne_processes(people):
             b = await ws_connect(f"{servers[1].ws_url}?token={alice}")
             other = await ws_connect(f"{servers[1].ws_url}?token={bob}")
             assert await users() == sorted([str(people["alice"].pk), str(people["bob"].pk)])
-            await sync_to_async(publisher.send_to_user)(people["alice"].pk, FRAME, tenant=people["t1"])
+            await database_sync_to_async(publisher.send_to_user)(
+                people["alice"].pk, FRAME, tenant=people["t1"]
+            )
             assert json.loads(await asyncio.wait_for(a.recv(), 5)) == FRAME
             assert json.loads(await asyncio.wait_for(b.recv(), 5)) == FRAME
-            sent = await sync_to_async(publisher.send_conditional)(FRAME, lambda c: c.tenant == people["t2"])
+            sent = await database_sync_to_async(publisher.send_conditional)(
+                FRAME, lambda c: c.tenant == people["t2"]
+            )
             assert sent == 1 and json.loads(await asyncio.wait_for(other.recv(), 5)) == FRAME
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(a.recv(), 0.3)
