@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 
 from metacore.conf import metacore_settings
@@ -79,7 +80,7 @@ class HubAccess:
         """Load the user again, so each SUBSCRIBE sees current grants: Django caches
         permissions on a user object and its documented answer is a fresh object. A user
         deleted since the connect is anonymous (may read nothing)."""
-        self.user = type(self.user)._default_manager.filter(pk=self.user.pk).first() or AnonymousUser()
+        self.user = get_user_model()._default_manager.filter(pk=self.user.pk).first() or AnonymousUser()
 
     def may_read(self, addon: str, table: str) -> bool:
         return self.permissions.has(self.user, model_permission(addon, table, "read"))
