@@ -3,7 +3,25 @@
 Kept out of the modules they stand in for, so production code carries no test code.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from metacore import telemetry
+from metacore.audit.sinks import autonomous_denials
+
+
+@contextmanager
+def denials_in_test_transaction() -> Iterator[None]:
+    """Keep audited denials in the caller's transaction (not on a connection of their own)
+    inside this block: for a test wrapped in a transaction that is rolled back at its end
+    (Django's `TestCase`, pytest-django's `db`), so the denials go with it and the next
+    test starts without them. Tests of the autonomous write run without it, in a real
+    transaction (`TransactionTestCase`, `transaction=True`)."""
+    token = autonomous_denials.set(False)
+    try:
+        yield
+    finally:
+        autonomous_denials.reset(token)
 
 
 class InMemoryTelemetry:

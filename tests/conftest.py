@@ -62,6 +62,25 @@ def otel():
     telemetry.close()
 
 
+@pytest.fixture(autouse=True)
+def denials_roll_back_with_the_test(request):
+    """A test in a transaction rolled back at its end (pytest-django's `db`) keeps audited
+    denials in that transaction, so the next test starts without them; tests in real
+    transactions (`transaction=True`, `transactional_db`) see denials written on their own
+    connection, as in production."""
+    from metacore.testing import denials_in_test_transaction
+
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or (
+        marker is not None and marker.kwargs.get("transaction", False)
+    )
+    if transactional:
+        yield
+        return
+    with denials_in_test_transaction():
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def drop_metacore_roles(django_db_setup, django_db_blocker):
     """Roles are cluster-wide: drop the ones this test database's installs created (the

@@ -221,8 +221,9 @@ def test_prune_rejects_bad_input(args, message):
         call_command("metacore_audit_prune", *args)
 
 
-def test_inside_a_test_case_denials_roll_back_with_the_test():
-    """No autonomous write under a Django TestCase: its rows must vanish with the test."""
+def test_in_a_test_transaction_denials_roll_back_with_the_test():
+    """No autonomous write inside `denials_in_test_transaction` (conftest installs it around
+    tests wrapped in a transaction): the rows vanish with the test."""
     pipe = AuditPipe([DatabaseSink()])
     with pytest.raises(RuntimeError):
         with transaction.atomic():

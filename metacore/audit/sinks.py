@@ -6,6 +6,7 @@ import logging
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +33,10 @@ class LogSink:
             self.logger.info(json.dumps(event.as_dict(), default=str, sort_keys=True))
 
 
-def _transaction_state(conn: BaseDatabaseWrapper) -> tuple[bool, bool]:
-    """(inside an atomic block of the application, inside a Django TestCase's test transaction)."""
-    from_testcase = [getattr(block, "_from_testcase", False) for block in conn.atomic_blocks]
-    return not all(from_testcase), any(from_testcase)
+#: Whether a denial inside a transaction is written on a separate connection (DatabaseSink).
+#: Off only where the outermost transaction is a test's, rolled back at its end with everything
+#: the test wrote: `metacore.testing.denials_in_test_transaction`.
+autonomous_denials: ContextVar[bool] = ContextVar("metacore_autonomous_denials", default=True)
 
 
 class _Batch:
@@ -201,8 +202,8 @@ class DatabaseSink:
     not `crud.*`) recorded inside a transaction is written at once on a separate
     autocommit connection, so rolling back the operation that was denied does not erase
     the record of the denial. SQLite has a single writer, so there it stays in the
-    caller's transaction; so it does inside a Django TestCase, whose rollback must leave
-    no rows behind for the next test.
+    caller's transaction; so it does while `autonomous_denials` is off (tests whose
+    transaction is rolled back at their end, leaving no rows for the next).
     """
 
     def __call__(self, event: AuditEvent) -> None:
@@ -213,10 +214,9 @@ class DatabaseSink:
         if stack and not survives_rollback and stack[-1].depth == len(conn.atomic_blocks):
             stack[-1].records.append(event)
             return
-        in_transaction, in_test_case = _transaction_state(conn)
-        if not in_transaction:
+        if not conn.in_atomic_block:
             _insert([event], using)
-        elif survives_rollback and conn.vendor != "sqlite" and not in_test_case:
+        elif survives_rollback and conn.vendor != "sqlite" and autonomous_denials.get():
             self._write_autonomous(event, using)
         else:
             with transaction.atomic(using=using):
