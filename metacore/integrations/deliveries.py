@@ -32,7 +32,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -71,6 +71,24 @@ def _queue_in_database() -> bool:
     return type(deliver_webhook.get_backend()).__module__.startswith("django_tasks_db")
 
 
+def _has_subscriptions(tenant: str) -> bool:
+    """Whether the organization has an active webhook subscription: one plain indexed read
+    before the ORM's query, since most organizations have none and building that query
+    cost a third of a store create."""
+    using = router.db_for_read(WebhookSubscription)
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    field = WebhookSubscription._meta.get_field("organization_id")
+    organization = field.get_db_prep_value(field.get_prep_value(tenant), connection, prepared=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {qn(WebhookSubscription._meta.db_table)}"
+            f" WHERE {qn('organization_id')} = %s AND {qn('active')} = %s LIMIT 1",
+            [organization, True],
+        )
+        return cursor.fetchone() is not None
+
+
 def backoff_seconds(attempt: int) -> float:
     delay: float = min(
         metacore_settings.WEBHOOK_RETRY_BASE_S * 4 ** max(attempt - 1, 0),
@@ -106,7 +124,7 @@ class DeliveryService:
     ) -> list[WebhookDelivery]:
         rows: list[WebhookDelivery] = []
         payload = None
-        if tenant:
+        if tenant and _has_subscriptions(tenant):
             for sub in WebhookSubscription.objects.filter(organization_id=tenant, active=True).only(
                 "id", "url", "events", "retry_max", "timeout_sec"
             ):
