@@ -5,8 +5,8 @@ same columns, on the same database in the same run; and the dynamic list vs the 
 Ratios: `viewset / dynamic` for list, retrieve and create (goal >= 1.0: the dynamic endpoint
 at least as fast), `dynamic / bare` for the list (goal <= 1.5). Both sides go through the
 full Django stack (middleware, URL resolution, DRF, rendering) with the same
-authenticated user; the user's permission cache is dropped before each request, so the
-dynamic side pays its per-request permission lookup.
+authenticated user, loaded again for each request (as authentication does), so the dynamic
+side pays its per-request permission lookup.
 """
 
 import json
@@ -192,14 +192,14 @@ def _measure(user, org, dynamic_model, static_model):
     from rest_framework.test import APIClient
 
     from metacore.events import data_changed
-    from metacore.kernel import get_kernel, reset_kernel
+    from metacore.kernel import reset_kernel
 
     client = APIClient()
-    client.force_authenticate(user)
+    users = type(user).objects
 
     def request(method, url, body=None, expect=200):
         def call():
-            get_kernel().permissions.forget(user)
+            client.force_authenticate(users.get(pk=user.pk))
             response = (
                 getattr(client, method)(url, body, format="json") if body else getattr(client, method)(url)
             )
