@@ -245,3 +245,37 @@ def test_the_upgrader_uses_only_the_installers_public_api():
         if isinstance(node, ast.Attribute) and node.attr.startswith("_") and names_the_installer(node.value)
     }
     assert private == set()
+
+
+# Modules that still query installation rows themselves instead of the registry's read model
+# (`ModelRegistry.installed()`, `InstalledAddon`): each leaves this set when it moves over.
+READS_INSTALLATIONS_DIRECTLY = {
+    "metacore.admin",
+    "metacore.integrations.deliveries",
+    "metacore.integrations.inbound",
+    "metacore.integrations.outbound",
+    "metacore.integrations.schedules",
+    "metacore.integrations.tools",
+    "metacore.security.enforcer",
+}
+
+
+def test_installed_addon_state_is_read_through_the_registry():
+    """Outside the installer (which writes the rows) and the registry (which serves them),
+    no module queries `Installation` or `OrganizationInstallation`; the permission package's
+    use of the content type is not a query of addon state."""
+    _, trees = _graph()
+    readers = {
+        name
+        for name, tree in trees.items()
+        if not name.startswith("metacore.installer")
+        and name not in ("metacore.schema.registry", "metacore.models")
+        and any(
+            isinstance(node, ast.Attribute)
+            and node.attr in ("objects", "_default_manager", "_meta")
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("Installation", "OrganizationInstallation")
+            for node in _runtime_nodes(tree)
+        )
+    }
+    assert readers == READS_INSTALLATIONS_DIRECTLY

@@ -30,8 +30,8 @@ from metacore.security.errors import FetchError, FetchTimeout
 
 if TYPE_CHECKING:
     from metacore.context import CallContext
-    from metacore.models import Installation
     from metacore.sandbox.service import SandboxService
+    from metacore.schema.registry import InstalledAddon
     from metacore.security.ssrf import Egress
 
 TRIGGERS = ("wasm", "noop", "webhook")
@@ -40,7 +40,7 @@ TRIGGERS = ("wasm", "noop", "webhook")
 @dataclass
 class ActionRequest:
     ctx: CallContext
-    installation: Installation
+    installation: InstalledAddon
     manifest: Manifest
     spec: Model
     action: Action
@@ -101,12 +101,12 @@ class ActionDispatcher:
         export = request.action.function or request.action.key
         try:
             result = self.sandbox.invoke(
-                request.installation,
                 request.manifest,
                 request.installation.bundle_path,
                 export,
                 self._payload(request),
                 request.ctx,
+                settings=request.installation.settings_for(request.ctx.tenant),
                 deferred_audit=request.deferred_audit,
             )
         except SandboxError as exc:
@@ -133,7 +133,7 @@ class ActionDispatcher:
                 "hook": hook,
                 "org_id": ctx.tenant,
                 "addon_key": inst.key,
-                "installation_id": str(inst.pk),
+                "installation_id": str(inst.id),
                 "row": request.row,
             },
             default=str,
@@ -144,8 +144,8 @@ class ActionDispatcher:
                 self.egress,
                 url,
                 body,
-                secret=outbound.installation_secret(inst, ctx.tenant),
-                installation_id=inst.pk,
+                secret=outbound.addon_secret(inst, ctx.tenant),
+                installation_id=inst.id,
                 event=hook,
                 tenant=ctx.tenant,
                 addon_key=inst.key,

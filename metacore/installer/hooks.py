@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metacore.context import CallContext
+from metacore.schema.registry import organization_key
 
 if TYPE_CHECKING:
     from metacore.installer.bundle import Bundle
@@ -48,11 +49,15 @@ def run_lifecycle_hook(
     bundle_dir = Path(bundle.root) if bundle is not None else Path(installation.bundle_path or ".")
     if missing_backend_module(manifest, bundle_dir):
         return None
+    settings = dict(installation.settings or {})
+    if organization:
+        own = installation.organizations.filter(organization=organization_key(organization)).first()
+        settings.update(own.settings if own is not None else {})
     return sandbox().run_hook(
-        installation,
         manifest,
         hook_name,
         bundle_dir=str(bundle_dir),
+        settings=settings,
         context=context.replace(tenant=organization),
     )
 

@@ -4,7 +4,7 @@
 - `run_action(ctx, model, id, key, body)`: a row action, whatever its trigger (wasm, noop,
   webhook: `actions/dispatcher.py`), inside a transaction when `run_in_tx`, so the guest's
   `db_exec` writes and `event_emit` events are kept only when the action succeeds.
-- `run_hook(installation, manifest, hook, bundle_dir)`: lifecycle hooks, inside the caller's (the
+- `run_hook(manifest, hook, bundle_dir, settings)`: lifecycle hooks, inside the caller's (the
   installer's) transaction; a failing hook raises, which rolls the operation back.
 - `validate_backend(manifest, bundle_dir)`: install-time checks (imports, exports, ABI).
 """
@@ -15,10 +15,9 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from django.db import DEFAULT_DB_ALIAS, connections
 
 from metacore import telemetry
 from metacore.actions.dispatcher import ActionRequest, Outcome, normalise_error
@@ -31,11 +30,10 @@ from metacore.manifest.model import Action, Manifest, Model
 from metacore.sandbox.engine import CallStats, CompiledModule, Limits, SandboxEngine
 from metacore.sandbox.errors import BadResult, ExportNotAllowed, ModuleRejected, NoBackend, SandboxError
 from metacore.sandbox.imports import ImportServices, Invocation
-from metacore.schema.registry import organization_key
+from metacore.schema.registry import InstalledAddon
 
 if TYPE_CHECKING:
     from metacore.actions.dispatcher import ActionDispatcher
-    from metacore.models import Installation
     from metacore.permissions.service import PermissionService
     from metacore.store.service import StoreService
 
@@ -81,8 +79,6 @@ class SandboxService:
         self.actions = actions
         # (bundle dir, entry) -> (mtime_ns, size, compiled module, path)
         self._files: dict[tuple[str, str | None], tuple[int, int, CompiledModule, str]] = {}
-        # (db alias, addon key) -> (updated_at as stored, Installation, Manifest)
-        self._addons: dict[tuple[str, str], tuple[object, Installation, Manifest]] = {}
 
     @property
     def engine(self) -> SandboxEngine:
@@ -156,51 +152,18 @@ class SandboxService:
                 raise ModuleRejected(f'addon "{manifest.key}": backend export {export!r} {problem}')
         return compiled
 
-    def _installation(self, addon_key: str, using: str = DEFAULT_DB_ALIAS) -> tuple[Installation, Manifest]:
-        """The enabled installation and its parsed manifest. One short query per call checks
-        state and `updated_at` (so a change made by another process is seen at once); the
-        row and the parsed manifest are reused while `updated_at` stays the same."""
-        from metacore.models import Installation
-
-        connection = connections[using]
-        qn = connection.ops.quote_name
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {qn('state')}, {qn('updated_at')} FROM {qn(Installation._meta.db_table)} WHERE {qn('key')} = %s",
-                [addon_key],
-            )
-            row = cursor.fetchone()
-        if row is None or row[0] != Installation.State.ENABLED:
+    def _enabled(self, addon_key: str, context: CallContext) -> InstalledAddon:
+        """The addon as the registry serves it (fresh at its revision), enabled, and for a
+        call on behalf of `context`'s tenant enabled for that organization."""
+        try:
+            addon = self.imports.registry.installed(addon_key)
+        except NotFound:
+            addon = None
+        if addon is None or not addon.enabled:
             raise NotFound(f'addon "{addon_key}" is not installed and enabled')
-        cached = self._addons.get((using, addon_key))
-        if cached is not None and cached[0] == row[1]:
-            return cached[1], cached[2]
-        inst = Installation.objects.using(using).get(key=addon_key)
-        manifest = Manifest.model_validate(inst.manifest)
-        self._addons[(using, addon_key)] = (row[1], inst, manifest)
-        return inst, manifest
-
-    def _enabled(self, addon_key: str, context: CallContext) -> tuple[Installation, Manifest]:
-        """`_installation`, for a call on behalf of `context`'s tenant: an organization runs
-        only the addons enabled for it."""
-        tenant = context.tenant
-        if tenant and not self.imports.registry.enabled_for(addon_key, tenant):
+        if context.tenant and not addon.enabled_for(context.tenant):
             raise NotFound(f'addon "{addon_key}" is not installed and enabled for this organization')
-        return self._installation(addon_key, context.using)
-
-    @staticmethod
-    def _settings(inst: Installation, tenant: str | None, using: str) -> dict[str, Any]:
-        """The settings a call sees: the organization's own values over the host-wide ones."""
-        settings = dict(inst.settings or {})
-        if tenant:
-            own = (
-                inst.organizations.using(using)
-                .filter(organization=organization_key(tenant))
-                .values_list("settings", flat=True)
-                .first()
-            )
-            settings.update(own or {})
-        return settings
+        return addon
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -209,50 +172,56 @@ class SandboxService:
     ) -> object:
         """Call a manifest-listed export with `payload` (JSON) and return its decoded result."""
         context = context or CallContext()
-        inst, manifest = self._enabled(addon_key, context)
+        addon = self._enabled(addon_key, context)
+        manifest = addon.manifest
         if manifest.backend is None or export not in manifest.backend.exports:
             raise ExportNotAllowed(
                 f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports'
             )
-        return self.invoke(inst, manifest, inst.bundle_path, export, payload, context)
+        settings = addon.settings_for(context.tenant)
+        return self.invoke(manifest, addon.bundle_path, export, payload, context, settings=settings)
 
     def call_raw(self, addon_key: str, export: str, data: bytes, context: CallContext | None = None) -> bytes:
         """`call` with the input and output as raw bytes (no JSON on either side)."""
         context = context or CallContext()
-        inst, manifest = self._enabled(addon_key, context)
+        addon = self._enabled(addon_key, context)
+        manifest = addon.manifest
         if manifest.backend is None or export not in manifest.backend.exports:
             raise ExportNotAllowed(
                 f'export {export!r} is not listed in addon "{addon_key}"\'s backend.exports'
             )
-        return self._run(inst, manifest, inst.bundle_path, export, data, context)
+        return self._run(
+            manifest, addon.bundle_path, export, data, context, addon.settings_for(context.tenant)
+        )
 
     def invoke(
         self,
-        inst: Installation,
         manifest: Manifest,
         bundle_dir: str,
         export: str,
         payload: object,
         context: CallContext,
         *,
+        settings: Mapping[str, Any],
         deferred_audit: list[dict[str, Any]] | None = None,
     ) -> object:
         """Run one export on a fresh instance with `payload` as JSON; return the decoded JSON
-        result (None when the guest answered nothing). With `deferred_audit`, the call's audit
+        result (None when the guest answered nothing). `settings` are the ones the call sees,
+        as stored (secrets sealed: unsealed here only). With `deferred_audit`, the call's audit
         record is appended there for the caller to write after its transaction."""
         data = json.dumps(payload if payload is not None else {}, default=str, separators=(",", ":")).encode()
         return decode_result(
-            export, self._run(inst, manifest, bundle_dir, export, data, context, deferred_audit)
+            export, self._run(manifest, bundle_dir, export, data, context, settings, deferred_audit)
         )
 
     def _run(
         self,
-        inst: Installation,
         manifest: Manifest,
         bundle_dir: str,
         export: str,
         data: bytes,
         context: CallContext,
+        settings: Mapping[str, Any],
         deferred_audit: list[dict[str, Any]] | None = None,
     ) -> bytes:
         compiled = self.load(manifest, bundle_dir)
@@ -261,9 +230,7 @@ class SandboxService:
             export=export,
             services=self.imports,
             manifest=manifest,
-            settings=unsealed_settings(  # the one place secrets are read
-                self._settings(inst, context.tenant, context.using)
-            ),
+            settings=unsealed_settings(dict(settings)),  # the one place secrets are read
             tenant=context.tenant,
             actor=context.actor,
             request_id=context.request_id,
@@ -334,16 +301,17 @@ class SandboxService:
 
     def run_hook(
         self,
-        installation: Installation,
         manifest: Manifest | dict[str, Any],
         hook_name: str,
-        bundle_dir: str | None = None,
+        bundle_dir: str,
+        settings: Mapping[str, Any],
         context: CallContext | None = None,
     ) -> object:
         """Run the addon's `on_<event>` export, when it has one, inside the current (the
         installer's) transaction. Raises, so the caller rolls back, when the hook fails or
         answers `{"success": false}`. Returns the hook's result, or None without a hook.
-        The module comes from `bundle_dir`, default the installation's bundle_path."""
+        The module comes from `bundle_dir`; `settings` are the installation's, as stored (the
+        installer's: the addon may not be served yet)."""
         event = hook_name[3:] if hook_name.startswith("on_") else hook_name
         if event not in LIFECYCLE_EVENTS:
             raise InvalidInput(f"unknown lifecycle hook {hook_name!r}")
@@ -351,7 +319,6 @@ class SandboxService:
             manifest = Manifest.model_validate(manifest)
         if manifest.backend is None or manifest.backend.runtime != "wasm" or not manifest.backend.entry:
             return None
-        bundle_dir = bundle_dir or installation.bundle_path
         compiled = (
             self.validate_backend(manifest, bundle_dir)
             if event in ("install", "upgrade")
@@ -372,7 +339,7 @@ class SandboxService:
             "version": manifest.version,
             "org_id": context.tenant,
         }
-        result = self.invoke(installation, manifest, bundle_dir, export, payload, context)
+        result = self.invoke(manifest, bundle_dir, export, payload, context, settings=settings)
         if isinstance(result, dict) and result.get("success") is False:
             error = normalise_error(result.get("error"))
             raise SandboxError(
@@ -405,8 +372,7 @@ class SandboxService:
         actions.check(manifest, action)
         args = action_args(action, body)
         row = store.get(ctx, f"{addon_key}.{spec.key}", row_id)
-        inst, _ = self._installation(addon_key)
-        request = ActionRequest(ctx, inst, manifest, spec, action, row, args)
+        request = ActionRequest(ctx, self._enabled(addon_key, ctx), manifest, spec, action, row, args)
         try:
             if action.run_in_tx:
                 try:

@@ -81,6 +81,7 @@ class OrganizationUse:
 class InstalledAddon:
     """An installed (enabled or disabled) addon as this process serves it, at `revision`."""
 
+    id: int  # the installation's primary key
     key: str
     name: str
     version: str
@@ -270,6 +271,7 @@ class ModelRegistry:
                 continue
             snapshots[key] = snapshot
             installed[key] = InstalledAddon(
+                id=row["id"],
                 key=key,
                 name=row["name"],
                 version=row["version"],

@@ -4,11 +4,10 @@ from django.core.management.base import CommandError
 
 from metacore.conf import metacore_settings
 from metacore.context import CallContext
-from metacore.errors import MetacoreError
+from metacore.errors import MetacoreError, NotFound
 from metacore.installer.bundle import MANIFEST_NAME, open_bundle
 from metacore.kernel import get_kernel
 from metacore.management.base import MetacoreCommand
-from metacore.models import Installation
 
 from ._installer import describe_install
 
@@ -44,16 +43,15 @@ class Command(MetacoreCommand):
         directory = Path(directory)
         if not directory.is_dir():
             raise CommandError(f"{directory} is not a directory")
-        installer = get_kernel().installer
+        kernel = get_kernel()
         failures = 0
         for path in bundle_paths(directory):
             try:
                 bundle = open_bundle(path)
-                current = (
-                    Installation.objects.filter(key=bundle.manifest.key)
-                    .exclude(state=Installation.State.UNINSTALLED)
-                    .first()
-                )
+                try:
+                    current = kernel.registry.installed(bundle.manifest.key)
+                except NotFound:
+                    current = None
                 if current is not None:
                     note = (
                         "already installed"
@@ -64,7 +62,7 @@ class Command(MetacoreCommand):
                         f"{path.name}: {bundle.manifest.key} {bundle.manifest.version} skipped ({note})"
                     )
                     continue
-                result = installer.install(bundle, context=CallContext.system())
+                result = kernel.installer.install(bundle, context=CallContext.system())
             except MetacoreError as exc:
                 failures += 1
                 self.stderr.write(f"{path.name}: {exc.message}")
