@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 venv: $(VENV)/.installed
 
 ## Serve the sandbox project on the embedded SQLite database, with the example addons: HTTP on
-## PORT (gunicorn, sync workers), the WebSocket hub on WS_PORT (Daphne), and a background worker
+## PORT (gunicorn, threaded workers), the WebSocket hub on WS_PORT (Daphne), and a background worker
 ## (webhook deliveries); Ctrl-C stops all three. Production layout: docs/embedding.md.
 run: venv
 	$(PY) manage.py migrate --noinput

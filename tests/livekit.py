@@ -118,7 +118,7 @@ class Daphne:
 
 
 class Gunicorn(Daphne):
-    """The HTTP process of `make run`: gunicorn's sync workers over the WSGI application."""
+    """The HTTP process of `make run`: gunicorn's workers (sandbox_project/gunicorn.conf.py) over the WSGI application."""
 
     name = "gunicorn"
 
