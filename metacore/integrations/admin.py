@@ -1,7 +1,11 @@
 """Admin for webhook subscriptions (secret never shown) and deliveries (dead letters,
 replay); registered from metacore/admin.py."""
 
+from __future__ import annotations
+
 from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from metacore.admin_base import ReadOnlyAdmin
 from metacore.errors import MetacoreError
@@ -9,7 +13,7 @@ from metacore.integrations.models import EventLogEntry, ScheduleRun, WebhookDeli
 
 
 @admin.register(WebhookSubscription)
-class WebhookSubscriptionAdmin(admin.ModelAdmin):
+class WebhookSubscriptionAdmin(admin.ModelAdmin[WebhookSubscription]):
     list_display = (
         "name",
         "url",
@@ -43,7 +47,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
 
     @admin.action(description="Replay selected deliveries (dead or delivered)")
-    def replay(self, request, queryset):
+    def replay(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         from metacore.kernel import get_kernel
 
         for delivery in queryset:

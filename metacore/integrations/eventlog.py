@@ -6,17 +6,19 @@ transaction committed, so a rolled-back action logs nothing. Queried by type (ex
 `manage.py metacore_eventlog_prune --older-than DAYS`.
 """
 
+from __future__ import annotations
+
 from datetime import datetime
 
-from metacore.events import addon_event
+from metacore.events import AddonEvent, addon_event
 from metacore.integrations.models import EventLogEntry
 
 
-def connect_receivers():
+def connect_receivers() -> None:
     addon_event.connect(_record, weak=False, dispatch_uid="metacore.eventlog")
 
 
-def _record(sender, event, **kwargs):
+def _record(sender: object, event: AddonEvent, **kwargs: object) -> None:
     EventLogEntry.objects.create(
         tenant=str(event.tenant or ""),
         addon_key=event.addon,
@@ -26,7 +28,14 @@ def _record(sender, event, **kwargs):
     )
 
 
-def query(tenant, *, type=None, since=None, until=None, limit=100):
+def query(
+    tenant: object,
+    *,
+    type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+) -> list[EventLogEntry]:
     entries = EventLogEntry.objects.filter(tenant=str(tenant))
     if type:
         entries = (

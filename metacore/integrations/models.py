@@ -28,7 +28,7 @@ class WebhookSubscription(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.name or self.url} ({', '.join(self.events)})"
 
 
@@ -72,7 +72,7 @@ class WebhookDelivery(models.Model):
         ordering = ["-created_at"]
         verbose_name_plural = "webhook deliveries"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.event} -> {self.url} ({self.status}, {self.attempts} attempts)"
 
 
@@ -104,7 +104,7 @@ class ScheduleRun(models.Model):
             )
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.addon_key}.{self.schedule_key} @ {self.tick_at:%Y-%m-%d %H:%M:%S} ({self.status})"
 
 

@@ -16,7 +16,10 @@ through the kernel's `Egress` (`safe_fetch`): the SSRF guard always, the addon's
 `addon_key` is given, and one total time budget (default 15 s, upstream's).
 """
 
+from __future__ import annotations
+
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
@@ -27,6 +30,8 @@ from metacore.installer.webhooks import sign_request
 from metacore.security.ssrf import Egress, FetchResponse
 
 if TYPE_CHECKING:
+    from metacore.context import CallContext
+    from metacore.models import Installation
     from metacore.schema.registry import InstalledAddon
 
 INSTALLATION_HEADER = "X-Metacore-Installation-ID"
@@ -61,7 +66,7 @@ def resolve_url(url: str, base: str | None) -> str:
     return urljoin(base.rstrip("/") + "/", url.lstrip("/"))
 
 
-def installation_secret(installation, organization=None) -> str | None:
+def installation_secret(installation: Installation | None, organization: object = None) -> str | None:
     """The secret a call for `organization` is signed with: that organization's own
     installation secret when it has one (issued when it installed the addon itself), else the
     host-wide installation's; None when neither can be recovered (no master key)."""
@@ -71,7 +76,7 @@ def installation_secret(installation, organization=None) -> str | None:
 
     if installation is None:
         return None
-    holder = installation
+    holder: Installation | OrganizationInstallation = installation
     if organization:
         own = (
             OrganizationInstallation.objects.filter(installation=installation, organization=str(organization))
@@ -87,7 +92,7 @@ def installation_secret(installation, organization=None) -> str | None:
         return None
 
 
-def addon_secret(addon: "InstalledAddon", organization: object = None) -> str | None:
+def addon_secret(addon: InstalledAddon, organization: object = None) -> str | None:
     """`installation_secret` of an addon as the registry serves it (its row read by id:
     secrets stay out of the read model)."""
     from metacore.models import Installation
@@ -97,18 +102,18 @@ def addon_secret(addon: "InstalledAddon", organization: object = None) -> str | 
 
 def send(
     egress: Egress,
-    url,
+    url: str,
     body: bytes,
     *,
-    secret=None,
-    installation_id="",
-    event="",
-    tenant=None,
-    extra_headers=None,
-    timeout=None,
-    addon_key=None,
-    context=None,
-    method="POST",
+    secret: str | None = None,
+    installation_id: object = "",
+    event: str = "",
+    tenant: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    addon_key: str | None = None,
+    context: CallContext | None = None,
+    method: str = "POST",
 ) -> Sent:
     """POST (or `method`) `body` to `url`, signed with `secret` when given. Raises what `egress.fetch` raises
     (EgressBlocked, CapabilityDenied, FetchError); any HTTP status is returned."""

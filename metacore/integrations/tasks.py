@@ -4,7 +4,7 @@ from django_tasks import task
 
 
 @task()
-def deliver_webhook(delivery_id: str):
+def deliver_webhook(delivery_id: str) -> str:
     """One attempt of one delivery (a duplicate or late task finds nothing to claim)."""
     from metacore.runtime import get_kernel
 
@@ -12,7 +12,7 @@ def deliver_webhook(delivery_id: str):
 
 
 @task()
-def run_schedule(run_id: int):
+def run_schedule(run_id: int) -> str:
     """The export of one claimed schedule tick."""
     from metacore.runtime import get_kernel
 

@@ -6,6 +6,10 @@ laid over the derived one key by key, so an author overrides only what they decl
 Pure functions: no database, no request.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from metacore.conf import metacore_settings
 from metacore.manifest.model import Action, Column, Manifest, Model
 from metacore.schema.types import get_type
@@ -170,7 +174,7 @@ def model_actions(manifest: Manifest, model: Model) -> list[Action]:
     return [a for a in manifest.actions if a.model.lower() in wanted]
 
 
-def action_def(action: Action) -> dict:
+def action_def(action: Action) -> dict[str, Any]:
     """Upstream `ActionDef` for a manifest action (its extra keys, e.g. icon, ride along)."""
     extra = {k: v for k, v in (action.model_extra or {}).items() if v not in (None, "", [], {})}
     out = {"key": action.key, "name": action.key, "label": action.label or humanize(action.key), **extra}
@@ -199,16 +203,16 @@ def action_def(action: Action) -> dict:
     return out
 
 
-def _overlay(derived: dict, block: dict | None) -> dict:
+def _overlay(derived: dict[str, Any], block: dict[str, Any] | None) -> dict[str, Any]:
     return {**derived, **block} if block else derived
 
 
-def _compact(d: dict) -> dict:
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
     """Drop empty optional keys, as the upstream `omitempty` tags do."""
     return {k: v for k, v in d.items() if v not in (None, False, "", [], {})}
 
 
-def table_metadata(manifest: Manifest, model: Model) -> dict:
+def table_metadata(manifest: Manifest, model: Model) -> dict[str, Any]:
     columns = []
     filters = []
     for column in model.columns:
@@ -256,7 +260,7 @@ def table_metadata(manifest: Manifest, model: Model) -> dict:
     return result
 
 
-def modal_metadata(manifest: Manifest, model: Model) -> dict:
+def modal_metadata(manifest: Manifest, model: Model) -> dict[str, Any]:
     fields = []
     for column in model.columns:
         if column.name in MANAGED or column.system:
@@ -285,7 +289,7 @@ def modal_metadata(manifest: Manifest, model: Model) -> dict:
     return result
 
 
-def _default_value(column: Column):
+def _default_value(column: Column) -> object:
     col_type = get_type(column.type)
     try:
         return col_type.to_json(col_type.literal(column.default))

@@ -13,10 +13,16 @@ column's `validation.custom` or a field's `validation` of the form `$org.<key>` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from metacore.manifest.model import Manifest
+
 PREFIX = "models."
 
 
-def catalog(manifest) -> dict[str, dict[str, str]]:
+def catalog(manifest: Manifest) -> dict[str, dict[str, str]]:
     raw = manifest.raw or {}
     block = raw.get("i18n") or (raw.get("metadata") or {}).get("i18n") or {}
     if not isinstance(block, dict):
@@ -40,7 +46,7 @@ def preferred_languages(header: str | None) -> list[str]:
     return [lang for _, _, lang in sorted(ranked)]
 
 
-def texts_for(manifest, header: str | None) -> dict[str, str]:
+def texts_for(manifest: Manifest, header: str | None) -> dict[str, str]:
     """The manifest's translations for the best matching language ({} when none matches)."""
     languages = catalog(manifest)
     for lang in preferred_languages(header):
@@ -50,7 +56,7 @@ def texts_for(manifest, header: str | None) -> dict[str, str]:
     return {}
 
 
-def localize(value, texts: dict[str, str]):
+def localize(value: Any, texts: dict[str, str]) -> Any:
     """A copy of `value` (metadata JSON) with every `models.*` string translated."""
     if not texts:
         return value
@@ -66,15 +72,15 @@ def localize(value, texts: dict[str, str]):
 ORG_PREFIX = "$org."
 
 
-def resolve_org_validators(meta: dict, resolve) -> dict:
+def resolve_org_validators(meta: dict[str, Any], resolve: Callable[[str], object]) -> dict[str, Any]:
     """A copy of table or modal metadata with `$org.<key>` validators resolved by `resolve(key)`."""
 
-    def one(value):
+    def one(value: object) -> object:
         if isinstance(value, str) and value.startswith(ORG_PREFIX) and len(value) > len(ORG_PREFIX):
             return resolve(value[len(ORG_PREFIX) :]) or value
         return value
 
-    def entry(item):
+    def entry(item: object) -> object:
         if not isinstance(item, dict) or "validation" not in item:
             return item
         validation = item["validation"]
