@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.utils import CursorWrapper, split_identifier
 from packaging.version import InvalidVersion, Version
 
 from metacore.errors import InvalidInput
@@ -42,8 +41,6 @@ from metacore.store.rls import enable_rls
 from metacore.telemetry import set_attributes, span
 
 if TYPE_CHECKING:
-    from django.db.backends.base.introspection import _ConstraintDict
-
     from metacore.context import CallContext
     from metacore.installer.bundle import Bundle
     from metacore.installer.service import InstallerService
@@ -104,32 +101,21 @@ class UpgradeResult:
 
 
 @contextmanager
-def addon_introspection(connection: BaseDatabaseWrapper, addon_key: str) -> Iterator[None]:
-    """Let Django's schema editor introspect an addon's schema-qualified PostgreSQL tables.
-
-    Django looks constraints up by bare table name among the tables visible on the
-    search_path; with the addon's schema first on the path and the schema part of the
-    quoted `db_table` stripped for the lookup, `alter_field`/`remove_field` find the
-    constraints and indexes they must drop. A no-op on SQLite.
+def addon_search_path(connection: BaseDatabaseWrapper, addon_key: str) -> Iterator[None]:
+    """The addon's PostgreSQL schema first on the search_path for this block: the upgrade's
+    schema editor names the addon's tables bare (`schema.diff.run_steps`), and Django's
+    introspection finds constraints by bare name among the visible tables. A no-op on SQLite.
     """
     if connection.vendor != "postgresql":
         yield
         return
-    introspection = connection.introspection
-    original = introspection.get_constraints
-
-    def get_constraints(cursor: CursorWrapper, table_name: str) -> dict[str, _ConstraintDict]:
-        return original(cursor, split_identifier(table_name)[1])
-
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('search_path')")
         previous = cursor.fetchone()[0]
         cursor.execute(f"SET search_path TO {connection.ops.quote_name(schema_name(addon_key))}, public")
-    introspection.get_constraints = get_constraints  # type: ignore[method-assign]  # for this block only (deleted below)
     try:
         yield
     finally:
-        del introspection.get_constraints
         if connection.is_usable() and not connection.needs_rollback:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('search_path', %s, false)", [previous])
@@ -219,7 +205,7 @@ class Upgrader:
         else:
             plan.blocked = [message for message in (s.check() for s in steps if s.check) if message]
         if with_sql:
-            with addon_introspection(self.connection, old_first.key):
+            with addon_search_path(self.connection, old_first.key):
                 plan.sql = collect_sql(old_first, steps, self.connection, differ.old_state)
         return plan
 
@@ -351,7 +337,7 @@ class Upgrader:
         copy's), then row-level security and the new bundle SQL migrations."""
         with (
             span("metacore.upgrade.ddl", addon=old.key),
-            addon_introspection(self.connection, old.key),
+            addon_search_path(self.connection, old.key),
             ddl.schema_editor(self.using) as editor,
         ):
             run_steps(old, steps, editor)

@@ -23,6 +23,7 @@ from typing import Any
 from django.db import migrations
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.backends.utils import split_identifier
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ModelState, ProjectState
 from django.db.models import Count, Field, QuerySet
@@ -572,30 +573,39 @@ def run_steps(
     that each operation renders only the models it touches (and their relations): cloning
     the whole state per operation, as a migration does, is quadratic in the addon's size.
 
-    PostgreSQL keeps addon tables in the addon's schema, and `ALTER TABLE ... RENAME TO`
-    takes a bare name there, which Django's `alter_db_table` (it quotes the schema-qualified
-    `db_table` on both sides) cannot express: table renames are the one operation run here.
+    PostgreSQL keeps addon tables in the addon's schema: the caller puts that schema first on
+    the search_path (`installer.upgrade.addon_search_path`) and the tables are named bare
+    here, as Django's introspection looks them up and `ALTER TABLE ... RENAME TO` wants them.
     """
     label = app_label(old.key)
     vendor = editor.connection.vendor
     state = project_state(old, vendor) if state is None else state  # consumed: mutated step by step
+    if vendor == "postgresql":
+        _name_tables_bare(state, steps)
     for step in steps:
         for operation in step.operations:
             relevant = _relevant(state, operation)
             after = ProjectState(models={k: v for k, v in state.models.items() if k[1] in relevant})
             before = after.clone()
             operation.state_forwards(label, after)
-            if vendor == "postgresql" and isinstance(operation, migrations.AlterModelTable):
-                old_table = before.models[label, operation.name_lower].options["db_table"]
-                quote = editor.quote_name
-                editor.execute(
-                    f"ALTER TABLE {quote(old_table)} RENAME TO {quote(operation.table.rsplit(chr(34), 1)[-1])}"  # type: ignore[union-attr]  # a rename names its table
-                )
-            else:
-                operation.database_forwards(label, editor, before, after)
+            operation.database_forwards(label, editor, before, after)
             for key in [k for k in state.models if k[1] in relevant]:
                 del state.models[key]
             state.models.update(after.models)
+
+
+def _name_tables_bare(state: ProjectState, steps: list[Step]) -> None:
+    """Drop the schema from the `db_table` of the state's models and of the operations that
+    name one (idempotent: a plan's steps may run for its SQL, then for real)."""
+    for model_state in state.models.values():
+        if "db_table" in model_state.options:
+            model_state.options["db_table"] = split_identifier(model_state.options["db_table"])[1]
+    for step in steps:
+        for operation in step.operations:
+            if isinstance(operation, migrations.CreateModel) and "db_table" in operation.options:
+                operation.options["db_table"] = split_identifier(operation.options["db_table"])[1]
+            elif isinstance(operation, migrations.AlterModelTable) and operation.table:
+                operation.table = split_identifier(operation.table)[1]
 
 
 def collect_sql(
