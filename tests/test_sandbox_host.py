@@ -335,3 +335,35 @@ def test_sql_is_read_by_the_postgresql_grammar_itself(addons):
     assert query("SELECT count(*) AS n FROM tickets WHERE title = $x$ a $x$")["data"]["rows"] == [{"n": 0}]
     # comments are dropped before the statement reaches the database
     assert query("SELECT count(*) AS n FROM tickets -- , auth_user")["data"]["rows"] == [{"n": 0}]
+
+
+def test_an_organizations_own_settings_reach_its_calls_and_a_change_the_next_one(tmp_path):
+    from metacore.installer.management import update_settings
+
+    target = tmp_path / "probe"
+    shutil.copytree(EXAMPLE, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest.update(key="probe", name="probe", hooks={}, actions={}, capabilities=[])
+    manifest["backend"] = {
+        "runtime": "wasm",
+        "entry": "backend/helpdesk.wasm",
+        "exports": guests.PROBE_EXPORTS,
+    }
+    (target / "backend" / "helpdesk.wasm").write_bytes(guests.probe())
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    kernel = get_kernel()
+    kernel.installer.install(target, organization=TENANT, settings={"greeting": "hola"})
+    try:
+        assert call("call_env_get", "greeting") == "hola"
+        update_settings(
+            kernel.installer,
+            kernel.registry,
+            kernel.audit,
+            "probe",
+            {"greeting": "buenas"},
+            context=CallContext.system(),
+            organization=TENANT,
+        )
+        assert call("call_env_get", "greeting") == "buenas"
+    finally:
+        kernel.installer.uninstall("probe", drop_data=True, organization=TENANT)
