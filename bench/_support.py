@@ -13,11 +13,14 @@ _ready = False
 
 
 def setup_django():
-    """Configure Django once per process and switch to a fresh test database."""
+    """Configure Django once per process and switch to a fresh test database. DEBUG is
+    off unless DJANGO_DEBUG asks for it, as a production host runs (with it on, every query
+    goes through Django's logging cursor and into `connection.queries`)."""
     global _ready
     if _ready:
         return
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox_project.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "0")
     import django
 
     django.setup()
