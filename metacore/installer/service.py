@@ -667,26 +667,6 @@ class InstallerService:
         organization: str | None,
     ) -> None:
         """Journal, audit and announce (once committed) a lifecycle operation that succeeded."""
-        self._journal(
-            key, operation, from_version, to_version, message, details, actor, organization=organization
-        )
-        self._audit(f"addon.{operation}", key, actor, organization, decision="allow", details=details)
-        publish_on_commit(
-            addon_changed, LifecycleEvent(key, operation, to_version or from_version), using=self.using
-        )
-
-    def _journal(
-        self,
-        key: str,
-        operation: str,
-        from_version: str,
-        to_version: str,
-        message: str,
-        details: Mapping[str, object],
-        actor: str,
-        ok: bool = True,
-        organization: str | None = None,
-    ) -> None:
         write_journal(
             self.using,
             key,
@@ -696,8 +676,11 @@ class InstallerService:
             message,
             details,
             actor,
-            ok=ok,
             organization=organization,
+        )
+        self._audit(f"addon.{operation}", key, actor, organization, decision="allow", details=details)
+        publish_on_commit(
+            addon_changed, LifecycleEvent(key, operation, to_version or from_version), using=self.using
         )
 
     @contextmanager
@@ -744,7 +727,8 @@ class InstallerService:
     ) -> None:
         """Record a failed operation; called after its transaction rolled back."""
         try:
-            self._journal(
+            write_journal(
+                self.using,
                 key,
                 operation,
                 "",
