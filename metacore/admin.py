@@ -486,12 +486,10 @@ class EnforcerModeForm(forms.ModelForm):
 
     def clean_addon_key(self):
         """An override names an installed addon (the enforcer refuses others)."""
-        from metacore.security.enforcer import Enforcer
-
         key = self.cleaned_data.get("addon_key") or ""
         if key:
             try:
-                Enforcer.require_installed(key)
+                _kernel().enforcer.require_installed(key)
             except MetacoreError as exc:
                 raise forms.ValidationError(exc.message) from None
         return key

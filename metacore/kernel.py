@@ -108,7 +108,7 @@ class Kernel:
         """Addons' capability checks, enforce or shadow mode (security/enforcer.py)."""
         from metacore.security.enforcer import Enforcer
 
-        return Enforcer(self.audit)
+        return Enforcer(self.registry, self.audit)
 
     @cached_property
     def egress(self) -> Egress:

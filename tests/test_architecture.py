@@ -256,7 +256,6 @@ READS_INSTALLATIONS_DIRECTLY = {
     "metacore.integrations.outbound",
     "metacore.integrations.schedules",
     "metacore.integrations.tools",
-    "metacore.security.enforcer",
 }
 
 

@@ -4,7 +4,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from metacore.models import AuditRecord, EnforcerMode, Installation
+from metacore.models import AuditRecord, EnforcerMode
+from tests.installations import record_installation
 
 pytestmark = pytest.mark.django_db
 URL = "/api/metacore/enforcer"
@@ -20,9 +21,7 @@ def staff():
 
 @pytest.fixture
 def tickets():
-    return Installation.objects.create(
-        key="tickets", name="tickets", version="1.0.0", manifest={"key": "tickets"}
-    )
+    return record_installation("tickets")
 
 
 def test_staff_read_and_flip_modes(staff, tickets):

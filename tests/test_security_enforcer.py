@@ -12,6 +12,7 @@ from metacore.context import CallContext
 from metacore.errors import CapabilityDenied, InvalidInput
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, EnforcerMode, Installation
+from tests.installations import record_change, record_installation
 
 pytestmark = pytest.mark.django_db
 
@@ -25,13 +26,6 @@ TICKETS_CAPS = [
 ]
 
 
-def install(key, capabilities=(), tables=()):
-    manifest = {"key": key, "models": [{"key": t.title(), "table": t} for t in tables]}
-    return Installation.objects.create(
-        key=key, name=key, version="1.0.0", manifest=manifest, capabilities=list(capabilities)
-    )
-
-
 @pytest.fixture
 def enforcer():
     return get_kernel().enforcer
@@ -39,7 +33,7 @@ def enforcer():
 
 @pytest.fixture
 def tickets():
-    return install("tickets", TICKETS_CAPS, tables=["tickets", "comments"])
+    return record_installation("tickets", TICKETS_CAPS, tables=["tickets", "comments"])
 
 
 CHECKS = [
@@ -79,7 +73,7 @@ def test_policy_table_in_enforce_mode(enforcer, tickets, kind, target, allowed):
 
 
 def test_each_addon_has_its_own_policy(enforcer, tickets):
-    install("orders", [{"kind": "http:fetch", "target": "api.evil.com"}], tables=["orders"])
+    record_installation("orders", [{"kind": "http:fetch", "target": "api.evil.com"}], tables=["orders"])
     assert enforcer.check("orders", "http:fetch", "https://api.evil.com/x")
     assert enforcer.check("orders", "db:write", "orders.orders")
     with pytest.raises(
@@ -94,7 +88,7 @@ def test_unknown_and_uninstalled_addons_are_denied(enforcer, tickets):
     with pytest.raises(CapabilityDenied):
         enforcer.check("ghost", "db:read", "ghost.things")
     tickets.state = Installation.State.UNINSTALLED
-    tickets.save()
+    record_change(tickets)
     with pytest.raises(CapabilityDenied):
         enforcer.check("tickets", "db:read", "tickets.tickets")
 
@@ -132,7 +126,7 @@ def test_shadow_allows_and_records_would_deny(enforcer, tickets):
 
 
 def test_per_addon_override_beats_global(enforcer, tickets):
-    install("orders", tables=["orders"])
+    record_installation("orders", tables=["orders"])
     enforcer.set_mode("shadow")
     enforcer.set_mode("enforce", addon_key="tickets")
     assert enforcer.check("orders", "event:emit", "x.y").decision == "would-deny"
@@ -171,7 +165,7 @@ def test_capability_change_applies_at_next_check(enforcer, tickets):
         enforcer.check("tickets", "http:fetch", "https://api.new.com/")
     tickets.capabilities = TICKETS_CAPS + [{"kind": "http:fetch", "target": "api.new.com"}]
     tickets.revision += 1
-    tickets.save()
+    record_change(tickets)
     assert enforcer.check("tickets", "http:fetch", "https://api.new.com/")
 
 
@@ -226,7 +220,7 @@ def test_command_rejects_bad_input(args, message):
 
 @pytest.mark.django_db(transaction=True)
 def test_flip_in_another_process_applies_before_the_next_check(enforcer):
-    install("tickets", tables=["tickets"])
+    record_installation("tickets", tables=["tickets"])
     with pytest.raises(CapabilityDenied):
         enforcer.check("tickets", "event:emit", "x.y")
     with OtherProcess() as other:
@@ -235,6 +229,20 @@ def test_flip_in_another_process_applies_before_the_next_check(enforcer):
         other.run("call_command('metacore_enforcer', '--mode', 'enforce', '--addon', 'tickets')")
         with pytest.raises(CapabilityDenied):
             enforcer.check("tickets", "event:emit", "x.y")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_capability_change_in_another_process_applies_at_the_next_check(enforcer):
+    record_installation("tickets", tables=["tickets"])
+    with pytest.raises(CapabilityDenied):
+        enforcer.check("tickets", "event:emit", "ticket.created")
+    with OtherProcess() as other:
+        other.run(
+            "from metacore.models import Installation; from tests.installations import record_change;"
+            " row = Installation.objects.get(key='tickets');"
+            " row.capabilities = [{'kind': 'event:emit', 'target': 'ticket.*'}]; record_change(row)"
+        )
+        assert enforcer.check("tickets", "event:emit", "ticket.created").decision == "allow"
 
 
 class OtherProcess:
@@ -295,7 +303,7 @@ def test_denied_urls_are_recorded_without_credentials(enforcer, tickets):
 
 
 def test_stored_grants_the_installer_would_refuse_are_ignored(enforcer):
-    install(
+    record_installation(
         "legacy",
         [
             {"kind": "http:fetch", "target": "*"},

@@ -8,9 +8,10 @@ import pytest
 
 from metacore.errors import CapabilityDenied
 from metacore.kernel import get_kernel
-from metacore.models import AuditRecord, Installation
+from metacore.models import AuditRecord
 from metacore.security.errors import EgressBlocked, FetchError
 from metacore.security.ssrf import blocked_reason, resolve_checked, safe_fetch
+from tests.installations import record_installation
 
 pytestmark = pytest.mark.django_db
 
@@ -162,12 +163,9 @@ def partner(settings, server):
         }
     )
     settings.METACORE = {"HTTP_RESOLVER": resolver, "HTTP_ALLOWED_NETWORKS": ["127.0.0.1/32"]}
-    Installation.objects.create(
-        key="crm",
-        name="crm",
-        version="1",
-        manifest={},
-        capabilities=[
+    record_installation(
+        "crm",
+        [
             {"kind": "http:fetch", "target": f"http://api.partner.com:{server}/*"},
             {"kind": "http:fetch", "target": f"http://internal.partner.com:{server}/*"},
             {"kind": "http:fetch", "target": f"http://cdn.partner.com:{server}/*"},

@@ -298,9 +298,11 @@ def test_permissions_and_capabilities_follow_the_manifest(tmp_path, installed):
     words = [s.words for s in get_kernel().installer.plan(bundle).steps]
     assert "grant capability event:emit upg.*" in words
     assert any(w.startswith("add permission upg.tickets.approve") for w in words)
+    assert not get_kernel().enforcer.allows(KEY, "event:emit", "upg.created")
     get_kernel().installer.upgrade(bundle)
     assert Permission.objects.filter(codename="upg.tickets.approve").exists()
     assert Installation.objects.get(key=KEY).capabilities[0]["target"] == "upg.*"
+    assert get_kernel().enforcer.check(KEY, "event:emit", "upg.created")  # the next check
 
 
 @pytest.mark.parametrize("version", ["1.0.0", "0.9.0"])

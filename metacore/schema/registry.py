@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -92,6 +93,9 @@ class InstalledAddon:
     bundle_path: str
     bundle_sha256: str
     every_organization: bool
+    capabilities: tuple[Mapping[str, Any], ...] = ()  # as granted at install/upgrade
+    selected_tools: tuple[str, ...] = ()  # the tools the installer selected; none selected: all
+    installed_at: datetime | None = None
     organizations: Mapping[str, OrganizationUse] = field(default_factory=dict)
     models: AddonModels | None = None  # built for enabled addons only
 
@@ -207,9 +211,11 @@ class ModelRegistry:
         self.refresh()
         return self._revision or 0  # set by refresh()
 
-    def refresh(self, *, force: bool = False) -> None:
-        """Reload from the stored manifests when the database revision moved (one query)."""
-        revision = read_revision(self.using)
+    def refresh(self, *, force: bool = False, revision: int | None = None) -> None:
+        """Reload from the stored manifests when the database revision moved (one query;
+        none when the caller read `revision` in a query of its own)."""
+        if revision is None:
+            revision = read_revision(self.using)
         if not force and revision == self._revision and self.hosted.generation == self._hosted_generation:
             return
         with self._lock:
@@ -248,6 +254,9 @@ class ModelRegistry:
                 "bundle_path",
                 "bundle_sha256",
                 "every_organization",
+                "capabilities",
+                "selected_tools",
+                "installed_at",
             )
         )
         installed, addons, snapshots = {}, {}, {}
@@ -282,6 +291,9 @@ class ModelRegistry:
                 bundle_path=row["bundle_path"],
                 bundle_sha256=row["bundle_sha256"],
                 every_organization=row["every_organization"],
+                capabilities=tuple(row["capabilities"] or ()),
+                selected_tools=tuple(row["selected_tools"] or ()),
+                installed_at=row["installed_at"],
                 organizations=MappingProxyType(uses.get(row["id"], {})),
                 models=built,
             )
@@ -367,6 +379,11 @@ class ModelRegistry:
             return self._installed[addon_key]
         except KeyError:
             raise NotFound(f"addon {addon_key!r} is not installed") from None
+
+    def last_read(self, addon_key: str) -> InstalledAddon | None:
+        """The installed addon as of the last refresh, None when not installed: no query, for
+        a caller that has just refreshed (the enforcer, with the revision it read itself)."""
+        return self._installed.get(addon_key)
 
     def installed_addons(self, organization: OrganizationFilter = ANY_ORGANIZATION) -> list[InstalledAddon]:
         """Every installed addon (enabled or disabled) the organization has, by key."""

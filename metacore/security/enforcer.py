@@ -8,9 +8,10 @@ row with `addon_key=""`, else `METACORE['ENFORCER_DEFAULT_MODE']`):
 - `enforce`: a check that no grant covers raises `CapabilityDenied`;
 - `shadow`: it is allowed and recorded as `would-deny`.
 
-Every `check()` reads the modes and the installation's `updated_at`/`revision` in one short query, so a
-mode flip or an upgrade made by another process applies before the next check; the compiled
-policy is rebuilt only when those changed. Denials and would-denies are audited
+The capabilities come from the registry's read model (`InstalledAddon`). Every `check()` reads
+the modes and the registry revision in one short query, so a mode flip or an upgrade made by
+another process applies before the next check; the compiled policy is rebuilt only when the
+addon's read model changed. Denials and would-denies are audited
 (`capability.check`) and counted; allows are audited only with `AUDIT_CAPABILITY_ALLOWS`.
 """
 
@@ -18,11 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from django.db import connection, transaction
+from django.db import connections, transaction
 
 from metacore import telemetry
 from metacore.conf import metacore_settings
@@ -33,10 +33,7 @@ from metacore.security.patterns import HTTP_FETCH, KNOWN_KINDS, NAME_KINDS, SATI
 
 if TYPE_CHECKING:
     from metacore.audit.pipe import AuditPipe
-    from metacore.models import Installation
-
-#: `(updated_at, revision)` of an installation row; None when the addon has none.
-Version = tuple[datetime, int] | None
+    from metacore.schema.registry import InstalledAddon, ModelRegistry
 
 MODES = ("enforce", "shadow")
 ALLOW, DENY, WOULD_DENY = "allow", "deny", "would-deny"
@@ -137,10 +134,9 @@ class Policy:
         self._memo: dict[tuple[str, str], bool] = {}
 
     @classmethod
-    def from_installation(cls, installation: Installation) -> Policy:
-        models = (installation.manifest or {}).get("models") or ()
-        own_tables = {str(m.get(f)).lower() for m in models for f in ("table", "key") if m.get(f)}
-        return cls(installation.key, installation.capabilities or (), sorted(own_tables))
+    def of(cls, addon: InstalledAddon) -> Policy:
+        own_tables = {name.lower() for m in addon.manifest.models for name in (m.table, m.key)}
+        return cls(addon.key, addon.capabilities, sorted(own_tables))
 
     MEMO_SIZE = 4096
 
@@ -168,11 +164,10 @@ class Policy:
 
 
 class Enforcer:
-    def __init__(self, audit: AuditPipe) -> None:
+    def __init__(self, registry: ModelRegistry, audit: AuditPipe) -> None:
+        self.registry = registry
         self.audit = audit
-        self._policies: dict[
-            str, tuple[Version, Policy | None]
-        ] = {}  # addon key -> (installation version, Policy | None)
+        self._policies: dict[str, tuple[InstalledAddon, Policy]] = {}  # addon key -> (read model, Policy)
 
     # --- checks -----------------------------------------------------------------------
 
@@ -186,9 +181,9 @@ class Enforcer:
     ) -> Decision:
         """Decide and record; raises `CapabilityDenied` in enforce mode when nothing grants it.
         The audit record names `context`'s actor, tenant and request id, plus `details`."""
-        global_mode, addon_mode, version = self._read_state(addon_key)
+        global_mode, addon_mode = self._read_state(addon_key)
         mode = self._effective_mode(addon_mode, global_mode)
-        policy = self._policy(addon_key, version)
+        policy = self._policy(addon_key)
         if kind not in KNOWN_KINDS:
             allowed, reason = False, f"unknown capability kind {kind!r}"
         elif policy is None:
@@ -213,52 +208,46 @@ class Enforcer:
 
     def allows(self, addon_key: str, kind: str, target: str) -> bool:
         """The policy answer alone: no mode, no audit, no exception (for UIs and planning)."""
-        _, _, version = self._read_state(addon_key)
-        policy = self._policy(addon_key, version)
+        self._read_state(addon_key)
+        policy = self._policy(addon_key)
         return policy is not None and policy.allows(kind, target)
 
-    def _policy(self, addon_key: str, version: Version) -> Policy | None:
+    def _policy(self, addon_key: str) -> Policy | None:
+        """The addon's policy as of the registry's last refresh; None when not installed."""
+        addon = self.registry.last_read(addon_key)
+        if addon is None:
+            return None
         cached = self._policies.get(addon_key)
-        if cached is not None and cached[0] == version:
+        if cached is not None and cached[0] is addon:
             return cached[1]
-        policy = None
-        if version is not None:
-            from metacore.models import Installation
-
-            inst = (
-                Installation.objects.filter(key=addon_key)
-                .exclude(state=Installation.State.UNINSTALLED)
-                .first()
-            )
-            policy = Policy.from_installation(inst) if inst is not None else None
-        self._policies[addon_key] = (version, policy)
+        policy = Policy.of(addon)
+        self._policies[addon_key] = (addon, policy)
         return policy
 
-    def _read_state(self, addon_key: str) -> tuple[str | None, str | None, Version]:
-        """(global mode, addon mode, installation version) in one round trip; the version is
-        `(updated_at, revision)`, None when the addon has no Installation row."""
+    def _read_state(self, addon_key: str) -> tuple[str | None, str | None]:
+        """(global mode, addon mode), and the registry brought up to date, in one round trip."""
+        connection = connections[self.registry.using]
         sql = self._state_sql.get(connection.vendor)
         if sql is None:
             sql = self._state_sql[connection.vendor] = self._build_state_sql()
         with connection.cursor() as cursor:
-            cursor.execute(sql, [addon_key, addon_key, addon_key])
-            global_mode, addon_mode, updated_at, revision = cursor.fetchone()
-        return global_mode, addon_mode, (None if updated_at is None else (updated_at, revision))
+            cursor.execute(sql, [addon_key])
+            global_mode, addon_mode, revision = cursor.fetchone()
+        self.registry.refresh(revision=revision or 0)
+        return global_mode, addon_mode
 
     _state_sql: dict[str, str] = {}
 
-    @staticmethod
-    def _build_state_sql() -> str:
-        from metacore.models import EnforcerMode, Installation
+    def _build_state_sql(self) -> str:
+        from metacore.models import EnforcerMode, RegistryState
 
-        qn = connection.ops.quote_name
-        modes, installs = qn(EnforcerMode._meta.db_table), qn(Installation._meta.db_table)
-        mode, addon_key, key = qn("mode"), qn("addon_key"), qn("key")
+        qn = connections[self.registry.using].ops.quote_name
+        modes, state = qn(EnforcerMode._meta.db_table), qn(RegistryState._meta.db_table)
+        mode, addon_key = qn("mode"), qn("addon_key")
         return (
             f"SELECT (SELECT {mode} FROM {modes} WHERE {addon_key} = ''),"
             f" (SELECT {mode} FROM {modes} WHERE {addon_key} = %s),"
-            f" (SELECT {qn('updated_at')} FROM {installs} WHERE {key} = %s),"
-            f" (SELECT {qn('revision')} FROM {installs} WHERE {key} = %s)"
+            f" (SELECT {qn('revision')} FROM {state} WHERE {qn('id')} = 1)"
         )
 
     @staticmethod
@@ -299,7 +288,7 @@ class Enforcer:
         }
 
     def mode_for(self, addon_key: str = "") -> str:
-        global_mode, addon_mode, _ = self._read_state(addon_key)
+        global_mode, addon_mode = self._read_state(addon_key)
         return self._effective_mode(addon_mode if addon_key else None, global_mode)
 
     def set_mode(self, mode: str, addon_key: str = "", actor: str = "") -> str:
@@ -321,21 +310,17 @@ class Enforcer:
             self._audit_mode_change(addon_key, previous, mode, actor)
         return mode
 
-    @staticmethod
-    def require_installed(addon_key: str) -> None:
+    def require_installed(self, addon_key: str) -> None:
         """An override names an installed addon: a malformed key is a 400, an unknown one a 404."""
         from metacore.manifest.identifiers import addon_key_problems
-        from metacore.models import Installation
 
         problems = addon_key_problems(addon_key)
         if problems:
             raise InvalidInput(problems[0], errors={"addon": problems})
-        if (
-            not Installation.objects.filter(key=addon_key)
-            .exclude(state=Installation.State.UNINSTALLED)
-            .exists()
-        ):
-            raise NotFound(f"addon {addon_key!r} is not installed", errors={"addon": [addon_key]})
+        try:
+            self.registry.installed(addon_key)
+        except NotFound:
+            raise NotFound(f"addon {addon_key!r} is not installed", errors={"addon": [addon_key]}) from None
 
     def clear_mode(self, addon_key: str, actor: str = "") -> bool:
         """Drop an addon's override (it follows the global mode again); audited."""
