@@ -157,21 +157,21 @@ class Kernel:
         """Addon cron schedules (integrations/schedules.py)."""
         from metacore.integrations.schedules import ScheduleService
 
-        return ScheduleService(self.sandbox, self.audit)
+        return ScheduleService(self.registry, self.sandbox, self.audit)
 
     @cached_property
     def tools(self) -> ToolService:
         """Tool registry from manifests' tools[] and its dispatcher (integrations/tools.py)."""
         from metacore.integrations.tools import ToolService
 
-        return ToolService(self.sandbox, self.egress, self.audit)
+        return ToolService(self.registry, self.sandbox, self.egress, self.audit)
 
     @cached_property
     def inbound(self) -> InboundService:
         """Inbound webhooks declared by manifests (integrations/inbound.py)."""
         from metacore.integrations.inbound import InboundService
 
-        return InboundService(self.sandbox, self.enforcer)
+        return InboundService(self.registry, self.sandbox, self.enforcer)
 
     @cached_property
     def hub(self) -> HubPublisher:

@@ -251,11 +251,7 @@ def test_the_upgrader_uses_only_the_installers_public_api():
 # (`ModelRegistry.installed()`, `InstalledAddon`): each leaves this set when it moves over.
 READS_INSTALLATIONS_DIRECTLY = {
     "metacore.admin",
-    "metacore.integrations.deliveries",
-    "metacore.integrations.inbound",
     "metacore.integrations.outbound",
-    "metacore.integrations.schedules",
-    "metacore.integrations.tools",
 }
 
 

@@ -15,6 +15,7 @@ from metacore.installer.secrets import issue_secret
 from metacore.integrations.tools import input_params, validate
 from metacore.kernel import get_kernel
 from metacore.models import AuditRecord, Installation, TenantMembership
+from tests.installations import record_change
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "helpdesk"
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,7 +118,7 @@ def test_tools_are_listed(toolbox, client):
     assert client.get("/api/metacore/tools", {"addon_key": "ghost"}).json() == []
     inst = Installation.objects.get(key="toolbox")
     inst.selected_tools = ["lookup"]
-    inst.save()
+    record_change(inst)
     assert [t["id"] for t in client.get("/api/metacore/tools").json()] == ["lookup"]
 
 

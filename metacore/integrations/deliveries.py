@@ -254,8 +254,6 @@ class DeliveryService:
         )
 
     def _send(self, delivery: WebhookDelivery) -> outbound.Sent:
-        from metacore.models import Installation
-
         body = json.dumps(delivery.payload, default=str, separators=(",", ":")).encode()
         headers = {"X-Metacore-Delivery": str(delivery.id), "User-Agent": "metacore-webhooks/1.0"}
         if delivery.subscription_id:
@@ -272,20 +270,23 @@ class DeliveryService:
                 extra_headers={**headers, "X-Metacore-Webhook-ID": str(sub.id)},
                 timeout=delivery.timeout_s,
             )
-        inst = Installation.objects.filter(key=delivery.addon_key, state=Installation.State.ENABLED).first()
-        if inst is None:
+        try:
+            addon = self.registry.installed(delivery.addon_key)
+        except NotFound:
+            addon = None
+        if addon is None or not addon.enabled:
             raise Conflict(f'addon "{delivery.addon_key}" is not installed and enabled')
         return outbound.send(
             self.egress,
             delivery.url,
             body,
-            secret=outbound.installation_secret(inst, delivery.tenant),
-            installation_id=inst.pk,
+            secret=outbound.addon_secret(addon, delivery.tenant),
+            installation_id=addon.id,
             event=delivery.event,
             tenant=delivery.tenant,
             extra_headers=headers,
             timeout=delivery.timeout_s,
-            addon_key=inst.key,
+            addon_key=addon.key,
         )
 
     def _finish(

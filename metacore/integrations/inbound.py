@@ -29,12 +29,12 @@ from metacore.installer.webhooks import verify_request
 
 if TYPE_CHECKING:
     from metacore.sandbox.service import SandboxService
+    from metacore.schema.registry import ModelRegistry
     from metacore.security.enforcer import Enforcer
 
 
-def declared_webhooks(manifest: dict[str, Any] | None) -> dict[str, dict[str, str]]:
-    """{key: {"function": export} | {"event": name}} from a stored manifest snapshot."""
-    raw = (manifest or {}).get("raw") or {}
+def declared_webhooks(raw: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """{key: {"function": export} | {"event": name}} from a manifest as received (`Manifest.raw`)."""
     found: dict[str, dict[str, str]] = {}
     for entry in raw.get("webhooks") or []:
         if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
@@ -49,7 +49,8 @@ def declared_webhooks(manifest: dict[str, Any] | None) -> dict[str, dict[str, st
 
 
 class InboundService:
-    def __init__(self, sandbox: SandboxService, enforcer: Enforcer) -> None:
+    def __init__(self, registry: ModelRegistry, sandbox: SandboxService, enforcer: Enforcer) -> None:
+        self.registry = registry
         self.sandbox = sandbox
         self.enforcer = enforcer
 
@@ -64,14 +65,16 @@ class InboundService:
         request_id: str = "",
     ) -> tuple[int, object]:
         """Verify and dispatch one inbound request; returns (status, JSON answer)."""
-        from metacore.integrations.outbound import installation_secret
-        from metacore.models import Installation
+        from metacore.integrations.outbound import addon_secret
 
-        inst = Installation.objects.filter(key=addon_key, state=Installation.State.ENABLED).first()
-        hook = declared_webhooks(inst.manifest).get(hook_key) if inst else None
-        if hook is None:
+        try:
+            addon = self.registry.installed(addon_key)
+        except NotFound:
+            addon = None
+        hook = declared_webhooks(addon.manifest.raw).get(hook_key) if addon and addon.enabled else None
+        if addon is None or hook is None:
             raise NotFound(f'addon "{addon_key}" declares no webhook "{hook_key}"')
-        secret = installation_secret(inst)
+        secret = addon_secret(addon)
         if not secret:
             raise WebhookRejected(f'addon "{addon_key}" has no recoverable secret to verify with')
         verify_request(secret, "POST", path, body, headers, scope=f"in:{addon_key}")

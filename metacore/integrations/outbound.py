@@ -31,7 +31,7 @@ from metacore.security.ssrf import Egress, FetchResponse
 
 if TYPE_CHECKING:
     from metacore.context import CallContext
-    from metacore.models import Installation
+    from metacore.models import Installation, OrganizationInstallation
     from metacore.schema.registry import InstalledAddon
 
 INSTALLATION_HEADER = "X-Metacore-Installation-ID"
@@ -66,14 +66,16 @@ def resolve_url(url: str, base: str | None) -> str:
     return urljoin(base.rstrip("/") + "/", url.lstrip("/"))
 
 
-def installation_secret(installation: Installation | None, organization: object = None) -> str | None:
+def addon_secret(addon: InstalledAddon, organization: object = None) -> str | None:
     """The secret a call for `organization` is signed with: that organization's own
     installation secret when it has one (issued when it installed the addon itself), else the
-    host-wide installation's; None when neither can be recovered (no master key)."""
+    host-wide installation's; None when neither can be recovered (no master key). Read from
+    the rows by the addon's id: secrets stay out of the registry's read model."""
     from metacore.errors import Conflict
     from metacore.installer.secrets import reveal_secret
-    from metacore.models import OrganizationInstallation
+    from metacore.models import Installation, OrganizationInstallation
 
+    installation = Installation.objects.filter(pk=addon.id).first()
     if installation is None:
         return None
     holder: Installation | OrganizationInstallation = installation
@@ -90,14 +92,6 @@ def installation_secret(installation: Installation | None, organization: object 
         return reveal_secret(holder)
     except Conflict:
         return None
-
-
-def addon_secret(addon: InstalledAddon, organization: object = None) -> str | None:
-    """`installation_secret` of an addon as the registry serves it (its row read by id:
-    secrets stay out of the read model)."""
-    from metacore.models import Installation
-
-    return installation_secret(Installation.objects.filter(pk=addon.id).first(), organization)
 
 
 def send(

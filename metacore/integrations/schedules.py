@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +37,13 @@ from metacore.integrations.models import ScheduleRun
 if TYPE_CHECKING:
     from metacore.audit.pipe import AuditPipe
     from metacore.sandbox.service import SandboxService
+    from metacore.schema.registry import ModelRegistry
 
 log = logging.getLogger("metacore.schedules")
 
 
-def declared_schedules(manifest: dict[str, Any] | None) -> list[tuple[str, str, str]]:
-    """(key, cron, export) of the valid schedules in a stored manifest snapshot."""
-    raw = (manifest or {}).get("raw") or {}
+def declared_schedules(raw: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(key, cron, export) of the valid schedules in a manifest as received (`Manifest.raw`)."""
     found = []
     for entry in raw.get("schedules") or []:
         if not isinstance(entry, dict):
@@ -64,24 +65,23 @@ def declared_schedules(manifest: dict[str, Any] | None) -> list[tuple[str, str, 
 
 
 class ScheduleService:
-    def __init__(self, sandbox: SandboxService, audit: AuditPipe) -> None:
+    def __init__(self, registry: ModelRegistry, sandbox: SandboxService, audit: AuditPipe) -> None:
+        self.registry = registry
         self.sandbox = sandbox
         self.audit = audit
         self.worker = f"{socket.gethostname()}:{id(self):x}"
 
     def tick(self, now: datetime | None = None) -> list[ScheduleRun]:
         """Claim and enqueue every due tick no one has claimed yet; returns the claimed runs."""
-        from metacore.models import Installation
-
         now = now or timezone.now()
         claimed = []
-        installations = Installation.objects.filter(state=Installation.State.ENABLED).values_list(
-            "key", "manifest", "installed_at"
-        )
-        for addon, manifest, installed_at in installations:
-            for key, cron, export in declared_schedules(manifest):
+        for installed in self.registry.installed_addons():
+            if not installed.enabled or installed.installed_at is None:
+                continue
+            addon = installed.key
+            for key, cron, export in declared_schedules(installed.manifest.raw):
                 fire_at = croniter(cron, now).get_prev(type(now))
-                if fire_at < installed_at:
+                if fire_at < installed.installed_at:
                     continue
                 try:
                     with transaction.atomic():

@@ -1,8 +1,8 @@
 """ToolService (`get_kernel().tools`): the tool registry and its dispatcher (upstream `tool/`).
 
-The registry is synced from the stored manifests of enabled installations (`tools[]`, flat,
-and v3 `contributions.tools[]`), rebuilt when any installation changes, so every process sees
-the same tools; an installation's non-empty `selected_tools` narrows its offer.
+The registry is synced from the manifests of enabled addons in the registry's read model
+(`tools[]`, flat, and v3 `contributions.tools[]`), rebuilt when the registry revision moves,
+so every process sees the same tools; an installation's non-empty `selected_tools` narrows its offer.
 
 Input is validated as upstream's `tool/validator.go`: per declared parameter, a missing or
 blank value takes `default_value` or is `required`; the string form is trimmed and
@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, Max
-
 from metacore.context import CallContext
 from metacore.errors import InvalidInput, NotFound
 from metacore.integrations import outbound
@@ -39,6 +37,7 @@ from metacore.security.errors import FetchError
 if TYPE_CHECKING:
     from metacore.audit.pipe import AuditPipe
     from metacore.sandbox.service import SandboxService
+    from metacore.schema.registry import ModelRegistry
     from metacore.security.ssrf import Egress
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -202,39 +201,41 @@ def unpack(status: int, body: bytes) -> dict[str, Any]:
 
 
 class ToolService:
-    def __init__(self, sandbox: SandboxService, egress: Egress, audit: AuditPipe) -> None:
+    def __init__(
+        self, model_registry: ModelRegistry, sandbox: SandboxService, egress: Egress, audit: AuditPipe
+    ) -> None:
+        self.model_registry = model_registry
         self.sandbox = sandbox
         self.egress = egress
         self.audit = audit
-        # (installations version, {(addon, tool id): Tool})
-        self._registry: tuple[tuple[object, ...] | None, dict[tuple[str, str], Tool]] = (None, {})
+        # (registry revision, {(addon, tool id): Tool})
+        self._registry: tuple[int | None, dict[tuple[str, str], Tool]] = (None, {})
 
     def registry(self) -> dict[tuple[str, str], Tool]:
-        from metacore.models import Installation
-
-        enabled = Installation.objects.filter(state=Installation.State.ENABLED)
-        version = tuple(enabled.aggregate(at=Max("updated_at"), n=Count("id")).values())
-        if self._registry[0] != version:
+        revision = self.model_registry.revision
+        if self._registry[0] != revision:
             tools = {}
-            for inst_id, key, manifest, selected in enabled.values_list(
-                "id", "key", "manifest", "selected_tools"
-            ):
-                backend_url = ((manifest or {}).get("backend") or {}).get("url")
-                for definition in (manifest or {}).get("tools") or []:
+            for addon in self.model_registry.installed_addons():
+                if not addon.enabled:
+                    continue
+                backend_url = addon.manifest.backend.url if addon.manifest.backend else None
+                for definition in addon.manifest.tools:
                     tool_id = definition.get("id") or definition.get("key")
-                    if not isinstance(tool_id, str) or (selected and tool_id not in selected):
+                    if not isinstance(tool_id, str) or (
+                        addon.selected_tools and tool_id not in addon.selected_tools
+                    ):
                         continue
-                    handler = definition.get("handler") if isinstance(definition.get("handler"), dict) else {}
-                    tools[(key, tool_id)] = Tool(
-                        key,
+                    handler = definition["handler"] if isinstance(definition.get("handler"), dict) else {}
+                    tools[(addon.key, tool_id)] = Tool(
+                        addon.key,
                         tool_id,
                         definition,
                         input_params(definition.get("input_schema")),
-                        inst_id,
+                        addon.id,
                         backend_url,
                         handler,
                     )
-            self._registry = (version, tools)
+            self._registry = (revision, tools)
         return self._registry[1]
 
     def list(self, addon_key: str | None = None) -> builtins.list[Tool]:
@@ -272,7 +273,6 @@ class ToolService:
             )
 
     def _dispatch(self, tool: Tool, cleaned: dict[str, Any], context: CallContext) -> dict[str, Any]:
-        from metacore.models import Installation
         from metacore.sandbox.errors import SandboxError
 
         body = {
@@ -294,18 +294,18 @@ class ToolService:
         if not isinstance(endpoint, str) or not endpoint:
             raise InvalidInput(f'tool "{tool.id}" declares no endpoint', errors={"endpoint": ["missing"]})
         url = outbound.resolve_url(endpoint, tool.backend_url)
-        inst = Installation.objects.get(id=tool.installation_id)
+        addon = self.model_registry.installed(tool.addon_key)
         timeout = tool.definition.get("timeout")
         try:
             sent = outbound.send(
                 self.egress,
                 url,
                 json.dumps(body, default=str).encode(),
-                secret=outbound.installation_secret(inst, context.tenant),
-                installation_id=inst.pk,
+                secret=outbound.addon_secret(addon, context.tenant),
+                installation_id=addon.id,
                 event=f"tool:{tool.id}",
                 tenant=context.tenant,
-                addon_key=inst.key,
+                addon_key=addon.key,
                 context=context,
                 method=str(tool.definition.get("method") or "POST").upper(),
                 timeout=float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None,
