@@ -355,12 +355,7 @@ class InstallationAdmin(admin.ModelAdmin):
             kept, sha256 = _keep_upload(form.cleaned_data["bundle"])
             try:
                 bundle = kernel.installer.preflight(kept)
-                installed = (
-                    Installation.objects.filter(key=bundle.manifest.key)
-                    .exclude(state=Installation.State.UNINSTALLED)
-                    .first()
-                )
-                if installed is None:
+                if bundle.manifest.key not in {a.key for a in kernel.registry.installed_addons()}:
                     kept.unlink()
                     result, secret = management.install(
                         kernel.installer,
@@ -517,7 +512,7 @@ class EnforcerModeAdmin(admin.ModelAdmin):
         modes = enforcer.modes()
         effective = [
             {"scope": i.key, "mode": enforcer.mode_for(i.key), "source": _mode_source(modes, i.key)}
-            for i in Installation.objects.exclude(state=Installation.State.UNINSTALLED)
+            for i in _kernel().registry.installed_addons()
         ]
         context = {
             "global_mode": modes["effective"],

@@ -249,10 +249,7 @@ def test_the_upgrader_uses_only_the_installers_public_api():
 
 # Modules that still query installation rows themselves instead of the registry's read model
 # (`ModelRegistry.installed()`, `InstalledAddon`): each leaves this set when it moves over.
-READS_INSTALLATIONS_DIRECTLY = {
-    "metacore.admin",
-    "metacore.integrations.outbound",
-}
+READS_INSTALLATIONS_DIRECTLY = {"metacore.integrations.outbound"}
 
 
 def test_installed_addon_state_is_read_through_the_registry():
