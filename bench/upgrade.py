@@ -12,12 +12,15 @@ import re
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from bench._support import setup_django, vendor
 
 ROWS = 1_000_000
 KEY = "benchupg"
+# Every table is organization-scoped under the default shared tenancy, so the rows need one.
+ORGANIZATION = uuid.uuid4()
 
 
 def _bundle(directory: Path, version: str, models) -> Path:
@@ -104,6 +107,7 @@ def main():
 
     import metacore.installer.upgrade as upgrade_module
     from metacore.kernel import get_kernel
+    from metacore.schema.naming import schema_name
 
     installer = get_kernel().installer
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,9 +115,9 @@ def main():
         installer.install(_bundle(tmp, "1.0.0", _big()))
         with connection.cursor() as cursor:
             cursor.execute(
-                f'INSERT INTO "addon_{KEY}"."big" (id, title, n) '
-                "SELECT gen_random_uuid(), 'row ' || g, g FROM generate_series(1, %s) g",
-                [ROWS],
+                f'INSERT INTO "addon_{KEY}"."big" (id, organization_id, title, n) '
+                "SELECT gen_random_uuid(), %s, 'row ' || g, g FROM generate_series(1, %s) g",
+                [ORGANIZATION, ROWS],
             )
             cursor.execute(f'ANALYZE "addon_{KEY}"."big"')
 
@@ -151,7 +155,10 @@ def main():
         plan = installer.plan(new)
         plan_ms = (time.perf_counter() - start) * 1000
         statements = ";\n".join(plan.sql) + ";"
-        hand_ms = _psql_ms(f"BEGIN; {statements} ROLLBACK;")
+        # The plan names the addon's tables bare, for its schema first on the search_path
+        # (installer.upgrade.addon_search_path), so they run by hand the same way.
+        search_path = f'SET LOCAL search_path TO "{schema_name(KEY)}", public;'
+        hand_ms = _psql_ms(f"BEGIN; {search_path} {statements} ROLLBACK;")
         print(
             f"plan for 50 tables x 20 columns (+1 column each): {plan_ms:.1f} ms for {len(plan.steps)} steps, "
             f"{len(plan.sql)} statements; running those statements by hand in psql: {hand_ms:.1f} ms "
