@@ -107,6 +107,19 @@ def test_plan_touches_nothing_and_lists_steps_with_sql(tmp_path, installed, caps
     assert Installation.objects.get(key=KEY).version == "1.0.0"
 
 
+def test_plan_sql_runs_as_printed(tmp_path, installed):
+    """A DBA can apply the plan's SQL by hand: on PostgreSQL it begins by naming the addon's
+    schema, since the statements name the tables bare."""
+    new = write_bundle(tmp_path, "1.1.0", TICKETS_V1 + [column("due_at", "timestamp")])
+    plan = get_kernel().installer.plan(new)
+    with connection.cursor() as cursor:
+        for statement in plan.sql:
+            cursor.execute(statement)
+        if connection.vendor == "postgresql":
+            cursor.execute("SET search_path TO public")
+    assert "due_at" in describe().columns
+
+
 def test_add_nullable_column_keeps_rows_and_bumps_version(tmp_path, installed):
     before = rows_by_id()
     revision = RegistryState.objects.get().revision

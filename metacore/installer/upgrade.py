@@ -207,6 +207,11 @@ class Upgrader:
         if with_sql:
             with addon_search_path(self.connection, old_first.key):
                 plan.sql = collect_sql(old_first, steps, self.connection, differ.old_state)
+            if self.connection.vendor == "postgresql":  # the steps name the tables bare: say where they are
+                plan.sql.insert(
+                    0,
+                    f"SET search_path TO {self.connection.ops.quote_name(schema_name(old_first.key))}, public;",
+                )
         return plan
 
     def _targets(self, old: Manifest, new: Manifest) -> list[tuple[Manifest, Manifest]]:
