@@ -107,7 +107,6 @@ def main():
 
     import metacore.installer.upgrade as upgrade_module
     from metacore.kernel import get_kernel
-    from metacore.schema.naming import schema_name
 
     installer = get_kernel().installer
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,10 +154,7 @@ def main():
         plan = installer.plan(new)
         plan_ms = (time.perf_counter() - start) * 1000
         statements = ";\n".join(plan.sql) + ";"
-        # The plan names the addon's tables bare, for its schema first on the search_path
-        # (installer.upgrade.addon_search_path), so they run by hand the same way.
-        search_path = f'SET LOCAL search_path TO "{schema_name(KEY)}", public;'
-        hand_ms = _psql_ms(f"BEGIN; {search_path} {statements} ROLLBACK;")
+        hand_ms = _psql_ms(f"BEGIN; {statements} ROLLBACK;")
         print(
             f"plan for 50 tables x 20 columns (+1 column each): {plan_ms:.1f} ms for {len(plan.steps)} steps, "
             f"{len(plan.sql)} statements; running those statements by hand in psql: {hand_ms:.1f} ms "
