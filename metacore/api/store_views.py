@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.idempotency import idempotent
 from metacore.api.parsers import JSONParser
+from metacore.api.renderers import with_fast_json
 from metacore.context import CallContext
 from metacore.kernel import get_kernel
 from metacore.telemetry import count_request, span
@@ -28,6 +29,7 @@ ACTIONS = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "update", 
 
 class StoreView(EnvelopeErrorsMixin, APIView):
     parser_classes = [JSONParser]
+    renderer_classes = with_fast_json(APIView.renderer_classes)
     permission_classes = [IsAuthenticated]
     schema = None  # documented per addon model by metacore.api.openapi
 

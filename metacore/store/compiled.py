@@ -5,7 +5,10 @@ values: the same columns of the same table, where the tenant column and the prim
 equal something. Building that query through the ORM (filters, lookups, the compiler) cost
 more than running it. `CompiledReads` keeps the SQL the ORM compiled for a shape, with the
 converters of its columns, and runs it again with the new values through the connection's
-cursor (query logging and execute wrappers included).
+cursor (query logging and execute wrappers included). The store's reads get rows JSON-ready
+in the same pass: a column whose type reads the database's value straight to JSON
+(`ColumnType.json_from_db`: SQLite's uuid hex and UTC datetimes) skips the ORM's converter
+and the Python value it builds, the rest go through the converter, then `to_json`.
 
 A statement is kept only if the parameters the ORM compiled are exactly the ones the caller
 computes from the same values (each prepared by its field, as an exact lookup does);
@@ -15,11 +18,13 @@ otherwise that shape is always built by the ORM.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, Protocol
 
 from django.db import connections
 from django.db.models import Model, QuerySet
+
+from metacore.schema.types import AS_STORED, ColumnType
 
 #: A bound on the shapes kept per model (each sort order is one shape).
 SHAPES_PER_MODEL = 64
@@ -27,33 +32,58 @@ SHAPES_PER_MODEL = 64
 _ATTRIBUTE = "_metacore_compiled_reads"
 
 Converters = list[tuple[int, list[Callable[..., Any]], Any]]
+Convert = Callable[[Any], Any]
+
+
+class JsonColumns(Protocol):
+    """What a caller reading JSON-ready rows passes: each column's type, and how it turns a
+    `.values()` row JSON-ready (for the shapes the ORM runs)."""
+
+    @property
+    def types(self) -> Mapping[str, ColumnType]: ...
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class Statement:
-    """One compiled SELECT or COUNT, and the converters of its columns."""
+    """One compiled SELECT or COUNT: its SQL and, per column, how a fetched value becomes the
+    row's value (the ORM's converters, then the type's `to_json` for JSON-ready rows; or the
+    type's direct `json_from_db`)."""
 
-    def __init__(self, sql: str, names: tuple[str, ...] = (), converters: Converters | None = None) -> None:
+    def __init__(
+        self,
+        sql: str,
+        names: tuple[str, ...] = (),
+        converters: Converters | None = None,
+        direct: list[tuple[int, Convert]] | None = None,
+        to_json: list[tuple[int, Convert]] | None = None,
+    ) -> None:
         self.sql = sql
         self.names = names
         self.converters = converters or []
+        self.direct = direct or []
+        self.to_json = to_json or []
 
     def rows(self, using: str, params: Sequence[Any], suffix: str = "") -> list[dict[str, Any]]:
-        """`.values()` dicts, each column converted as the ORM converts it."""
         connection = connections[using]
         with connection.cursor() as cursor:
             cursor.execute(self.sql + suffix, params)
             found = cursor.fetchall()
         names = self.names
-        if not self.converters:
+        if not (self.converters or self.direct or self.to_json):
             return [dict(zip(names, row, strict=True)) for row in found]
         rows = []
         for raw in found:
             row = list(raw)
+            for position, convert in self.direct:
+                row[position] = convert(row[position])
             for position, converters, expression in self.converters:
                 value = row[position]
-                for convert in converters:
-                    value = convert(value, expression, connection)
+                for django_convert in converters:
+                    value = django_convert(value, expression, connection)
                 row[position] = value
+            for position, convert in self.to_json:
+                row[position] = convert(row[position])
             rows.append(dict(zip(names, row, strict=True)))
         return rows
 
@@ -62,6 +92,33 @@ class Statement:
             cursor.execute(self.sql, params)
             row = cursor.fetchone()
         return row[0] if row else None
+
+
+def _select_statement(
+    sql: str, names: tuple[str, ...], converters: Converters, using: str, json: JsonColumns | None
+) -> Statement:
+    """The statement for `names`; with `json`, its rows come out JSON-ready, each column
+    through its type's direct converter when the database has one."""
+    if json is None:
+        return Statement(sql, names, converters)
+    by_position = {position: (functions, expression) for position, functions, expression in converters}
+    connection = connections[using]
+    kept: Converters = []
+    direct: list[tuple[int, Convert]] = []
+    to_json: list[tuple[int, Convert]] = []
+    for position, name in enumerate(names):
+        column_type = json.types[name]
+        straight = column_type.json_from_db(connection)
+        if straight is AS_STORED:
+            continue
+        if straight is not None:
+            direct.append((position, straight))
+            continue
+        if position in by_position:
+            kept.append((position, *by_position[position]))
+        if type(column_type).to_json is not ColumnType.to_json:
+            to_json.append((position, column_type.to_json))
+    return Statement(sql, names, kept, direct, to_json)
 
 
 def prepared(model: type[Model], name: str, value: Any, using: str) -> Any:
@@ -102,9 +159,11 @@ class CompiledReads:
         params: Callable[[], Sequence[Any]],
         low: int = 0,
         high: int | None = None,
+        json: JsonColumns | None = None,
     ) -> list[dict[str, Any]]:
-        """`list(queryset().values(*names)[low:high])`; `queryset()` (rows of `model` on
-        `using`) is only built while the shape is not compiled, or not compilable."""
+        """`list(queryset().values(*names)[low:high])`, each row through `json` when given;
+        `queryset()` (rows of `model` on `using`) is only built while the shape is not
+        compiled, or not compilable."""
         shapes, key = self._shapes(model), (using, shape)
         if key not in shapes:
             compiler = queryset().values(*names).query.get_compiler(using=using)
@@ -116,11 +175,12 @@ class CompiledReads:
                     (position, functions, expression)
                     for position, (functions, expression) in compiler.get_converters(selected).items()
                 ]
-                statement = Statement(sql, names, converters)
+                statement = _select_statement(sql, names, converters, using, json)
             self._keep(model, key, statement)
         statement = shapes.get(key)
         if statement is None:
-            return list(queryset().values(*names)[low:high])
+            found = queryset().values(*names)[low:high]
+            return [json(row) for row in found] if json is not None else list(found)
         suffix = connections[using].ops.limit_offset_sql(low, high) if (low or high is not None) else ""
         return statement.rows(using, params(), f" {suffix}" if suffix else "")
 

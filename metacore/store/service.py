@@ -10,8 +10,9 @@ Every operation takes a `CallContext` (who, for which tenant; `metacore.context`
 - writes: validates from the manifest, audits `crud.<action>` in the same transaction and
   publishes a `DataEvent` once the transaction commits.
 
-Reads use `.values()` and the column types' `to_json`, not model instances or
-ModelSerializer: a list page costs one COUNT and one SELECT whatever its size.
+Reads use `.values()` and the column types' `to_json` (or, in the compiled reads, the types'
+`json_from_db`), not model instances or ModelSerializer: a list page costs one COUNT and one
+SELECT whatever its size.
 """
 
 from __future__ import annotations
@@ -83,14 +84,16 @@ class Page:
 
 
 class _Reader:
-    """How to turn `.values()` rows of one model into JSON-ready dicts (built once per class)."""
+    """How to turn `.values()` rows of one model into JSON-ready dicts (built once per class);
+    the compiled reads take its column types (`metacore.store.compiled.JsonColumns`)."""
 
     def __init__(self, spec: Model) -> None:
         self.names = tuple(c.name for c in spec.columns)
+        self.types = {c.name: get_type(c.type) for c in spec.columns}
         self.converters: tuple[tuple[str, Callable[[Any], Any]], ...] = tuple(
-            (c.name, get_type(c.type).to_json)
-            for c in spec.columns
-            if type(get_type(c.type)).to_json is not ColumnType.to_json
+            (name, column_type.to_json)
+            for name, column_type in self.types.items()
+            if type(column_type).to_json is not ColumnType.to_json
         )
 
     def __call__(self, row: Row) -> Row:
@@ -204,10 +207,9 @@ class StoreService:
                 rows = []
             elif compiled:
                 shape = ("list", query.ordering, reader.names)
-                found = _COMPILED.select(
-                    model, using, queryset, shape, reader.names, scope, query.offset, end
+                rows = _COMPILED.select(
+                    model, using, queryset, shape, reader.names, scope, query.offset, end, json=reader
                 )
-                rows = [reader(row) for row in found]
             else:
                 page = query.page_after(queryset()).values(*reader.names)[query.offset : end]
                 rows = [reader(row) for row in page]
@@ -412,7 +414,8 @@ class StoreService:
             return self.scoped_queryset(ctx, resolved).filter(pk=pk)
 
         if for_update and connections[using].features.has_select_for_update:
-            row = next(iter(queryset().select_for_update().values(*reader.names)), None)
+            locked = next(iter(queryset().select_for_update().values(*reader.names)), None)
+            row = None if locked is None else reader(locked)
         else:
             found = _COMPILED.select(
                 model,
@@ -421,11 +424,12 @@ class StoreService:
                 ("get", reader.names),
                 reader.names,
                 lambda: [*self._scope_params(ctx, resolved), prepared(model, model._meta.pk.name, pk, using)],
+                json=reader,
             )
             row = found[0] if found else None
         if row is None:
             raise NotFound(f'{resolved.spec.key} "{row_id}" not found')
-        return reader(row)
+        return row
 
     @staticmethod
     def _parse_id(resolved: ResolvedModel, row_id: object) -> Any:

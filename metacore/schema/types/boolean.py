@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from rest_framework import serializers
 
-from .base import EQUALITY_LOOKUPS, ColumnType
+from .base import AS_STORED, EQUALITY_LOOKUPS, ColumnType
 from .registry import register
 
 if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
     from metacore.manifest.model import Column
 
 TRUE_WORDS = frozenset({"true", "t", "1", "yes", "y", "on"})
@@ -43,6 +46,10 @@ class BoolType(ColumnType):
         if value in (0, 1):
             return bool(value)
         raise ValueError(f"{value!r} is not a boolean")
+
+    def json_from_db(self, connection: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
+        # sqlite3 reads Django's `bool` columns as True/False (Django registers that converter).
+        return AS_STORED if connection.vendor == "sqlite" else None
 
     def describe(self, column: Column | None = None) -> str:
         return "boolean"

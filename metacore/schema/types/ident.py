@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import uuid as uuidlib
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from rest_framework import serializers
 
 from .base import EQUALITY_LOOKUPS, ColumnType
 from .registry import register
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+#: How Django stores a UUIDField on SQLite (`char(32)`, `UUID.hex`).
+_SQLITE_HEX = re.compile("[0-9a-f]{32}")
+
+
+def _sqlite_uuid_json(value: Any) -> Any:
+    """A stored `UUID.hex` as `str(UUID)`, by slicing; anything else the way the ORM reads it."""
+    if value.__class__ is str and _SQLITE_HEX.fullmatch(value):
+        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+    return None if value is None else str(uuidlib.UUID(value))
 
 
 @register
@@ -32,6 +47,9 @@ class UUIDType(ColumnType):
 
     def to_json(self, value: Any) -> Any:
         return None if value is None else str(value)
+
+    def json_from_db(self, connection: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
+        return _sqlite_uuid_json if connection.vendor == "sqlite" else None
 
     def default_fn_kwargs(self, default_fn: str, *, db_default: bool) -> dict[str, Any]:
         if default_fn != "uuid":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -16,7 +17,16 @@ from .base import ColumnType
 from .registry import register
 
 if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
     from metacore.manifest.model import Column
+
+
+def _utc_iso(value: dt.datetime | None) -> str | None:
+    """`make_aware(value, UTC).isoformat()` for a naive UTC datetime, without making one."""
+    if value is None:
+        return None
+    return value.isoformat() if value.tzinfo is not None else f"{value.isoformat()}+00:00"
 
 
 def today() -> dt.date:
@@ -90,6 +100,13 @@ class DateTimeType(_Temporal):
 
     def to_json(self, value: Any) -> Any:
         return None if value is None else value.isoformat()
+
+    def json_from_db(self, connection: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
+        # sqlite3 reads Django's `datetime` columns as naive datetimes in the connection's
+        # time zone, which the ORM then makes aware; in UTC that is appending the offset.
+        if connection.vendor == "sqlite" and settings.USE_TZ and connection.timezone is dt.UTC:
+            return _utc_iso
+        return None
 
     def default_fn_kwargs(self, default_fn: str, *, db_default: bool) -> dict[str, Any]:
         if default_fn != "now":
