@@ -114,3 +114,15 @@ def test_the_store_renders_json_as_drf_does(alice, shop):
     indented = alice.get(f"{BASE}countries/{created['data']['id']}", HTTP_ACCEPT="application/json; indent=2")
     assert indented.content.startswith(b'{\n  "success": true')
     assert json.loads(indented.content) == json.loads(response.content)
+
+
+def test_what_the_client_accepts_still_picks_the_renderer(alice, shop):
+    """No `Accept` or `*/*` answers JSON without DRF's parsing; anything else is negotiated."""
+    url = BASE + "countries"
+    for accept in (None, "*/*", "application/json"):
+        headers = {"HTTP_ACCEPT": accept} if accept else {}
+        response = alice.get(url, **headers)
+        assert response["Content-Type"] == "application/json", accept
+    assert alice.get(url, HTTP_ACCEPT="text/html")["Content-Type"].startswith("text/html")
+    assert alice.get(url, {"format": "api"})["Content-Type"].startswith("text/html")
+    assert alice.get(url, HTTP_ACCEPT="application/xml").status_code == 406

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from rest_framework import renderers
+from rest_framework.negotiation import DefaultContentNegotiation
 
 _OPTIONS = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
@@ -41,3 +42,19 @@ def with_fast_json(classes: Any) -> list[Any]:
     """`classes` (a view's renderer classes) with DRF's JSON renderer replaced by this one; a
     host's own JSON renderer, and the others (the browsable API), stay as they are."""
     return [JSONRenderer if cls is renderers.JSONRenderer else cls for cls in classes]
+
+
+class AnyAcceptedNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, answered without parsing when the client accepts anything (no
+    `Accept`, or `*/*` as curl and `fetch()` send) and names no `?format=`: the first
+    renderer with its own media type, which is what DRF's parsing concludes then."""
+
+    def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> Any:
+        accepts_anything = request.META.get("HTTP_ACCEPT", "*/*") == "*/*"
+        if (
+            accepts_anything
+            and format_suffix is None
+            and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
+        ):
+            return renderers[0], renderers[0].media_type
+        return super().select_renderer(request, renderers, format_suffix)

@@ -7,6 +7,7 @@ Bodies are JSON only; answers use the Metacore envelopes (docs/api.md).
 """
 
 from rest_framework import status
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,7 +15,7 @@ from rest_framework.views import APIView
 from metacore.api.errors import EnvelopeErrorsMixin
 from metacore.api.idempotency import idempotent
 from metacore.api.parsers import JSONParser
-from metacore.api.renderers import with_fast_json
+from metacore.api.renderers import AnyAcceptedNegotiation, with_fast_json
 from metacore.context import CallContext
 from metacore.kernel import get_kernel
 from metacore.telemetry import count_request, span
@@ -30,6 +31,7 @@ ACTIONS = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "update", 
 class StoreView(EnvelopeErrorsMixin, APIView):
     parser_classes = [JSONParser]
     renderer_classes = with_fast_json(APIView.renderer_classes)
+    content_negotiation_class: type[BaseContentNegotiation] = AnyAcceptedNegotiation
     permission_classes = [IsAuthenticated]
     schema = None  # documented per addon model by metacore.api.openapi
 

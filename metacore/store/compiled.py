@@ -30,6 +30,9 @@ from metacore.schema.types import AS_STORED, ColumnType
 SHAPES_PER_MODEL = 64
 #: The model class attribute holding its shapes: they go when a registry reload drops the class.
 _ATTRIBUTE = "_metacore_compiled_reads"
+#: A bound on the counts kept per SQLite connection (one per tenant and table listed).
+COUNTS_PER_CONNECTION = 256
+_COUNTS_ATTRIBUTE = "_metacore_counts"
 
 Converters = list[tuple[int, list[Callable[..., Any]], Any]]
 Convert = Callable[[Any], Any]
@@ -87,11 +90,43 @@ class Statement:
             rows.append(dict(zip(names, row, strict=True)))
         return rows
 
-    def scalar(self, using: str, params: Sequence[Any]) -> Any:
-        with connections[using].cursor() as cursor:
+    def count(self, using: str, params: Sequence[Any]) -> int:
+        """The COUNT's answer. On SQLite it is kept per connection and given again while the
+        database file is unchanged: `PRAGMA data_version` moves when another connection (any
+        process) commits, the connection's `total_changes` when it writes itself, and a
+        schema change makes a new model class, hence new statements. Counting is the one
+        cost of a list page that grows with the table."""
+        connection = connections[using]
+        with connection.cursor() as cursor:
+            if connection.vendor != "sqlite":
+                cursor.execute(self.sql, params)
+                return int(cursor.fetchone()[0])
+            cursor.execute("PRAGMA data_version")
+            version = (cursor.fetchone()[0], connection.connection.total_changes)
+            counts, key = _sqlite_counts(connection), (self.sql, tuple(params))
+            known = counts.get(key)
+            if known is not None and known[0] == version:
+                return known[1]
             cursor.execute(self.sql, params)
-            row = cursor.fetchone()
-        return row[0] if row else None
+            total = int(cursor.fetchone()[0])
+        if len(counts) >= COUNTS_PER_CONNECTION:
+            counts.clear()
+        counts[key] = (version, total)
+        return total
+
+
+_Counts = dict[tuple[str, tuple[Any, ...]], tuple[tuple[int, int], int]]
+
+
+def _sqlite_counts(connection: Any) -> _Counts:
+    """The counts kept for the SQLite connection `connection` has open now (a new one starts
+    empty: `data_version` values compare only within one connection)."""
+    raw = connection.connection
+    kept: tuple[Any, _Counts] | None = connection.__dict__.get(_COUNTS_ATTRIBUTE)
+    if kept is None or kept[0] is not raw:
+        kept = (raw, {})
+        setattr(connection, _COUNTS_ATTRIBUTE, kept)
+    return kept[1]
 
 
 def _select_statement(
@@ -196,7 +231,7 @@ class CompiledReads:
         shapes, key = self._shapes(model), (using, shape)
         if key in shapes:
             statement = shapes[key]
-            return queryset().count() if statement is None else int(statement.scalar(using, params()) or 0)
+            return queryset().count() if statement is None else statement.count(using, params())
         executed: list[tuple[str, tuple[Any, ...]]] = []
 
         def capture(execute: Any, sql: str, sql_params: Any, many: bool, context: Any) -> Any:

@@ -1,0 +1,81 @@
+"""A list page's total, kept per SQLite connection while the database is unchanged
+(metacore.store.compiled.Statement.count): every write is counted on the next page, whoever
+makes it: the same connection, another connection of the same process, another server
+process."""
+
+import threading
+import uuid
+
+import pytest
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+
+from metacore.kernel import get_kernel
+from tests.livekit import Gunicorn
+from tests.test_access_cache import NOTES, InProcess, desk  # noqa: F401  # the fixture
+
+pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL counts every page")
+
+
+def total(status_and_body):
+    status, body = status_and_body
+    assert status == 200, body
+    return body["meta"]["total"]
+
+
+@pytest.mark.django_db
+def test_an_unchanged_database_is_not_counted_twice_and_every_write_is_seen(desk):  # noqa: F811
+    get_kernel().permissions.grant(desk["user"], ["desk.notes.create", "desk.notes.delete"])
+    api = InProcess(desk["token"])
+    assert total(api.get(NOTES)) == 1
+    assert total(api.get(NOTES)) == 1  # compiled: counted once more, then kept
+    with CaptureQueriesContext(connection) as again:
+        assert total(api.get(NOTES)) == 1
+    assert not any("COUNT(*)" in query["sql"] for query in again.captured_queries)
+
+    created = api.client.post(NOTES, {"title": "more"}, format="json").json()["data"]
+    assert total(api.get(NOTES)) == 2
+    assert api.client.delete(f"{NOTES}/{created['id']}").status_code in (200, 204)
+    assert total(api.get(NOTES)) == 1
+    model = get_kernel().registry.resolve("desk.notes").model_class
+    model.objects.filter(organization_id=desk["first"]).delete()  # the ORM, same connection
+    assert total(api.get(NOTES)) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_commit_on_another_connection_is_counted(desk):  # noqa: F811
+    """Another thread's connection (as another process's) commits: `PRAGMA data_version`."""
+    api = InProcess(desk["token"])
+    for _ in range(2):
+        assert total(api.get(NOTES)) == 1
+    with CaptureQueriesContext(connection) as kept:
+        assert total(api.get(NOTES)) == 1
+    assert not any("COUNT(*)" in query["sql"] for query in kept.captured_queries)
+
+    model = get_kernel().registry.resolve("desk.notes").model_class
+
+    def write():
+        model.objects.create(id=uuid.uuid4(), organization_id=desk["first"], title="more")
+        connections.close_all()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    writer.join()
+    assert total(api.get(NOTES)) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_in_one_server_process_is_counted_by_another(desk):  # noqa: F811
+    get_kernel().permissions.grant(desk["user"], ["desk.notes.create"])
+    reader, writer = Gunicorn.start(2, extra_args=("--workers", "1"))
+    try:
+        for _ in range(2):
+            assert total(reader.request("GET", NOTES, desk["token"])) == 1
+        assert writer.request("POST", NOTES, desk["token"], {"title": "more"})[0] == 201
+        assert total(reader.request("GET", NOTES, desk["token"])) == 2
+        model = get_kernel().registry.resolve("desk.notes").model_class
+        model.objects.filter(organization_id=desk["first"], title="more").delete()  # this process
+        assert total(reader.request("GET", NOTES, desk["token"])) == 1
+    finally:
+        reader.terminate()
+        writer.terminate()
