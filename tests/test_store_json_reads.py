@@ -11,21 +11,10 @@ import uuid
 
 import pytest
 from django.db import connection
-from store_support import ORG_A, client_for, installed_addon, ledger_manifest, make_user, ok, sample
+from store_support import ORG_A, client_for, ledger_manifest, make_user, ok, sample
 
 from metacore.kernel import get_kernel
-from tests.test_store_transfer import ALL, BASE, SHOP, user_columns
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shop(django_db_setup, django_db_blocker):
-    with installed_addon(django_db_blocker, SHOP) as result:
-        yield result
-
-
-@pytest.fixture
-def alice(db):
-    return client_for(make_user("alice", ORG_A, perms=ALL))
+from tests.test_store_transfer import BASE, alice, shop, user_columns  # noqa: F401  # fixtures
 
 
 def fill(client, shop, table, count):
