@@ -3,10 +3,13 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WS_PORT ?= $(shell echo $$(($(PORT) + 1)))
+# HTTP workers: one process per core, each running Django's views on WEB_THREADS threads.
+WEB_CONCURRENCY ?= $(shell nproc)
+WEB_THREADS ?= 2
 
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: venv run test check lock bench examples clean
+.PHONY: venv run web test check lock bench examples clean
 
 # Coverage floor for `make test`: branch coverage of metacore/ measured 89.8% on SQLite, 91.1% on PostgreSQL.
 COVERAGE_FLOOR ?= 89
@@ -21,16 +24,33 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 venv: $(VENV)/.installed
 
 ## Serve the sandbox project on the embedded SQLite database, with the example addons: HTTP on
-## PORT (gunicorn, threaded workers), the WebSocket hub on WS_PORT (Daphne), and a background worker
-## (webhook deliveries); Ctrl-C stops all three. Production layout: docs/embedding.md.
+## PORT (`make web`), the WebSocket hub on WS_PORT (Daphne), and a background worker (webhook
+## deliveries); Ctrl-C stops all three. granian runs in its own session and is stopped by
+## the trap's SIGTERM alone: given Ctrl-C's SIGINT as well, its workers mostly hung.
+## Production layout: docs/embedding.md.
 run: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py metacore_install_examples
 	export METACORE_HUB_WS_URL=ws://$(HOST):$(WS_PORT)/api/ws METACORE_HUB_ALLOWED_ORIGINS=http://$(HOST):$(PORT); \
 	$(PY) manage.py metacore_worker & worker=$$!; \
 	$(VENV)/bin/daphne -b $(HOST) -p $(WS_PORT) sandbox_project.asgi:application & daphne=$$!; \
-	trap 'kill $$worker $$daphne 2>/dev/null' EXIT INT TERM; \
-	$(VENV)/bin/gunicorn -c sandbox_project/gunicorn.conf.py -b $(HOST):$(PORT) sandbox_project.wsgi
+	setsid $(WEB) & web=$$!; \
+	trap 'kill $$worker $$daphne $$web 2>/dev/null; wait' EXIT INT TERM; \
+	wait $$web
+
+## HTTP alone, as `make run` serves it (the tests and bench/memory.py start this): granian's
+## WSGI workers, each with its own listening socket (SO_REUSEPORT), so the kernel spreads
+## keep-alive connections over the cores (docs/performance.md). A worker is replaced when its
+## RSS passes 512 MiB, which bounds memory itself; a lifetime would replace healthy workers on
+## a timer. A warm worker holds ~130 MiB and stays flat (bench/memory.py). A worker that dies
+## is started again. A stopping worker finishes its requests; one still running 10 s after
+## SIGTERM is killed: granian 2.8's WSGI workers sometimes never exit (1 of 8 stops here).
+WEB = $(VENV)/bin/granian --interface wsgi --host $(HOST) --port $(PORT) \
+	--workers $(WEB_CONCURRENCY) --blocking-threads $(WEB_THREADS) --no-access-log \
+	--workers-max-rss 512 --respawn-failed-workers --workers-kill-timeout 10 \
+	sandbox_project.wsgi:application
+web:
+	$(WEB)
 
 ## The whole suite on the database in DATABASE_URL (SQLite when unset), with branch coverage.
 test: venv

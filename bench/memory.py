@@ -1,7 +1,7 @@
-"""Memory of a served worker: RSS of one gunicorn worker (as `make run` serves HTTP:
-sandbox_project/gunicorn.conf.py, one worker here) after a warm-up, then every 2,000
-requests up to 10,000 requests more, across 50 installed models (five addons of ten small
-models each), with a token-authenticated client.
+"""Memory of a served worker: RSS of one granian worker (as `make run` serves HTTP: `make web`,
+one worker here) after a warm-up, then every 2,000 requests up to 10,000 requests more,
+across 50 installed models (five addons of ten small models each), with a
+token-authenticated client.
 
 The requests cycle through the models and four shapes: a list page, one row by id, a
 filtered list and a create (which audits, and publishes to the hub and the deliveries).
@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -72,11 +71,16 @@ def _data():
     return Token.objects.create(user=user).key, targets
 
 
-def _worker_pid(master):
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+def _only_child(pid):
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     if len(children) != 1:
-        raise RuntimeError(f"expected one gunicorn worker, found {children}")
+        raise RuntimeError(f"expected one child of {pid}, found {children}")
     return int(children[0])
+
+
+def _worker_pid(make):
+    """make runs granian's main process, which only supervises; the worker serves."""
+    return _only_child(_only_child(make))
 
 
 def _rss_mb(pid):
@@ -130,18 +134,9 @@ def _measure(token, targets):
         "DATABASE_URL": database_url(),
         "DJANGO_DEBUG": "0",
         "DJANGO_SETTINGS_MODULE": "sandbox_project.settings",
-        "WEB_CONCURRENCY": "1",
     }
-    gunicorn = Path(sys.executable).with_name("gunicorn")
     process = subprocess.Popen(
-        [
-            str(gunicorn),
-            "-c",
-            "sandbox_project/gunicorn.conf.py",
-            "-b",
-            f"127.0.0.1:{port}",
-            "sandbox_project.wsgi",
-        ],
+        ["make", "--no-print-directory", "web", "HOST=127.0.0.1", f"PORT={port}", "WEB_CONCURRENCY=1"],
         cwd=ROOT,
         env=env,
         stdout=open(log, "w"),
@@ -159,7 +154,7 @@ def _measure(token, targets):
         worker = _worker_pid(process.pid)
         client = _Client(port, token, targets)
         print(
-            f"memory bench on {vendor()}: one gunicorn worker, {len(targets)} models, {WARMUP:,} requests"
+            f"memory bench on {vendor()}: one granian worker, {len(targets)} models, {WARMUP:,} requests"
             f" of warm-up then {REQUESTS:,}; load average {os.getloadavg()[0]:.2f}",
             flush=True,
         )

@@ -26,7 +26,7 @@ def _close_connections_per_request():
     """Under ASGI each request's sync code may run on a new thread, and a persistent connection
     stays with its thread: with `CONN_MAX_AGE` > 0 a busy Daphne exhausts the database's
     connection slots. Django's advice is to disable persistent connections under ASGI, so the
-    settings module that gives gunicorn workers persistent connections serves the hub with
+    settings module that gives the WSGI workers persistent connections serves the hub with
     one connection per request."""
     from django.db import connections
 

@@ -129,7 +129,7 @@ METACORE = {
     # The catalog served at /api/metacore/catalog (METACORE_BUNDLE_DIR lets tests point a server elsewhere).
     "BUNDLE_DIR": Path(os.environ.get("METACORE_BUNDLE_DIR", BASE_DIR / "examples")),
     "DATA_DIR": BASE_DIR / "var",
-    # `make run` serves HTTP (gunicorn) and the hub (Daphne) on two ports: clients are told the
+    # `make run` serves HTTP (granian) and the hub (Daphne) on two ports: clients are told the
     # hub's URL, and the hub accepts pages of the HTTP port's origin (docs/embedding.md).
     "HUB_WS_URL": os.environ.get("METACORE_HUB_WS_URL"),
     "HUB_ALLOWED_ORIGINS": os.environ.get("METACORE_HUB_ALLOWED_ORIGINS", "").split() or None,

@@ -1,5 +1,5 @@
-"""The WSGI application gunicorn serves: every HTTP request (the REST API, the admin, the
-docs). WebSockets (/api/ws) are served by Daphne from `asgi.py` (docs/embedding.md)."""
+"""The WSGI application granian serves (`make web`): every HTTP request (the REST API, the
+admin, the docs). WebSockets (/api/ws) are served by Daphne from `asgi.py` (docs/embedding.md)."""
 
 import os
 

@@ -1,5 +1,6 @@
-"""Real servers for the hub's end-to-end tests: Daphne processes of the sandbox project on
-free 127.0.0.1 ports, sharing the test database (and Redis when asked)."""
+"""Real servers for the end-to-end tests: Daphne processes of the sandbox project, and its HTTP
+process as `make run` starts it, on free 127.0.0.1 ports, sharing the test database (and Redis
+when asked)."""
 
 import json
 import os
@@ -36,6 +37,7 @@ def free_port():
 
 class Daphne:
     name = "daphne"
+    stop_timeout = 10
 
     def __init__(self, redis=False, extra_args=(), log_dir=None):
         self.port = free_port()
@@ -110,22 +112,27 @@ class Daphne:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
 
 
-class Gunicorn(Daphne):
-    """The HTTP process of `make run`: gunicorn's workers (sandbox_project/gunicorn.conf.py) over the WSGI application."""
+class Web(Daphne):
+    """The HTTP process of `make run`, started as it starts it (`make web`: granian's WSGI
+    workers over sandbox_project.wsgi) with this interpreter's venv. Make passes SIGTERM on
+    to granian, which stops its workers."""
 
-    name = "gunicorn"
+    name = "web"
+    stop_timeout = 20  # granian kills a worker still stopping after 10 s (the Makefile's WEB)
 
     def command(self, extra_args):
         return [
-            str(Path(sys.executable).with_name("gunicorn")),
-            *("-c", "sandbox_project/gunicorn.conf.py", "-b", f"127.0.0.1:{self.port}"),
-            *extra_args,
-            "sandbox_project.wsgi",
+            "make",
+            "--no-print-directory",
+            "web",
+            f"VENV={Path(sys.executable).parent.parent}",
+            *("HOST=127.0.0.1", f"PORT={self.port}"),
+            *extra_args,  # make variables, e.g. WEB_CONCURRENCY=1
         ]

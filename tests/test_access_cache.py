@@ -16,7 +16,7 @@ from metacore.kernel import get_kernel, reset_kernel
 from metacore.models import TenantMembership
 from metacore.permissions.access import bump_access_revision, read_access_revision
 from tests.hubkit import make_user, new_tenant, token_for
-from tests.livekit import Gunicorn
+from tests.livekit import Web
 
 MANIFEST = {
     "apiVersion": "asteby.com/v3",
@@ -135,8 +135,9 @@ def test_a_login_does_not_move_the_access_revision(desk):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_revocation_reaches_every_server_process(desk):
-    """Two gunicorn processes serving the same database, both with the token cached."""
-    servers = Gunicorn.start(2, extra_args=("--workers", "1"))
+    """Two server processes (one granian worker each) serving the same database, both with
+    the token cached."""
+    servers = Web.start(2, extra_args=("WEB_CONCURRENCY=1",))
     try:
         for server in servers:
             for _ in range(2):

@@ -1,12 +1,14 @@
 """docs/embedding.md, verbatim, on a brand-new `django-admin startproject myproject`: its
 settings, URL and ASGI blocks are applied as written (so the guide cannot drift), then
 `check`, `migrate`, `metacore_install`, and the README's requests (token auth, a list,
-/api/schema/) against the project's HTTP served as the guide serves it, `gunicorn myproject.wsgi`. Everything
-runs in subprocesses of this venv's Python on the new project's own SQLite file."""
+/api/schema/) against the project's HTTP served by the guide's production command (*Serving*:
+granian's WSGI workers). Everything runs in subprocesses of this venv's Python on the new
+project's own SQLite file."""
 
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ BLOCK = re.compile(
     r"```python\n# (settings\.py|urls\.py|asgi\.py|notes/models\.py|notes/apps\.py)\n(.*?)```", re.S
 )
 BIN = Path(sys.executable).parent
+WEB = re.compile(r"^\| web \| `([^`]*)` \|", re.M)
 
 
 def blocks(path):
@@ -35,6 +38,13 @@ def test_readme_shows_the_guides_blocks_unchanged():
     readme = blocks(ROOT / "README.md")
     assert {name for name, _ in readme} == {"settings.py", "urls.py", "asgi.py", "notes/apps.py"}
     assert all(block in blocks(GUIDE) for block in readme)
+
+
+def web_command(port):
+    """The guide's `web` process (*Serving*) with two workers, on `port`, from this venv."""
+    [command] = WEB.findall(GUIDE.read_text())
+    program, *args = shlex.split(command.replace("<cores>", "2"))
+    return [str(BIN / program), *args, "--port", str(port)]
 
 
 def run(project, *args, env, check=True):
@@ -110,9 +120,9 @@ def test_the_guide_verbatim_checks_migrates_installs_and_serves(project):
     assert (root / "db.sqlite3").is_file()
 
     port = free_port()
-    log = open(root / "gunicorn.log", "w+")
+    log = open(root / "web.log", "w+")
     server = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "--workers", "2", "myproject.wsgi"],
+        web_command(port),
         cwd=root,
         env=env,
         stdout=log,
@@ -149,7 +159,7 @@ def test_the_guide_verbatim_checks_migrates_installs_and_serves(project):
         ]
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        server.wait(timeout=20)  # a worker still stopping after 10 s is killed (--workers-kill-timeout)
         log.close()
 
 

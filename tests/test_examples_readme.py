@@ -1,5 +1,5 @@
 """The examples' READMEs, verbatim, against the sandbox served as `make run` serves its HTTP (real
-gunicorn, the sandbox settings with DEBUG on, the example addons installed). Each README's `sh`
+granian, the sandbox settings with DEBUG on, the example addons installed). Each README's `sh`
 block runs in bash with `set -euo pipefail`; the only substitutions are the server's address
 (a free port instead of 8000) and this interpreter for `.venv/bin/python`. The `TOKEN` comes
 from the main README's steps (a superuser with an organization and a token)."""
@@ -15,7 +15,7 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from metacore.kernel import get_kernel
-from tests.livekit import ROOT, Gunicorn
+from tests.livekit import ROOT, Web
 from tests.livekit import test_database_url as database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,14 +28,14 @@ def sh_block(readme):
 
 @pytest.fixture
 def served(monkeypatch):
-    """`make run`: migrate (the test database), metacore_install_examples, gunicorn; then the
+    """`make run`: migrate (the test database), metacore_install_examples, `make web`; then the
     main README's user, organization and token."""
     call_command("metacore_install_examples")
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-long-enough-password")
     call_command("createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com")
     call_command("metacore_member", "admin")
     token = Token.objects.create(user=get_user_model().objects.get(username="admin")).key
-    [server] = Gunicorn.start()
+    [server] = Web.start()
     yield server, token
     server.terminate()
     for key in ("helpdesk", "tasks"):

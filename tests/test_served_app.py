@@ -1,4 +1,4 @@
-"""The sandbox project as `make run` serves its HTTP (real gunicorn): the admin's and the API
+"""The sandbox project as `make run` serves its HTTP (real granian workers): the admin's and the API
 docs' static files come from the same server (WhiteNoise), so /admin/ is styled and the docs
 work offline."""
 
@@ -8,14 +8,14 @@ import urllib.request
 
 import pytest
 
-from tests.livekit import ROOT, Gunicorn
+from tests.livekit import ROOT, Web
 
 
 @pytest.fixture(scope="module")
 def server():
-    [gunicorn] = Gunicorn.start()
-    yield gunicorn
-    gunicorn.terminate()
+    [web] = Web.start()
+    yield web
+    web.terminate()
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_admin_login_page_links_its_stylesheet(server):
 
 @pytest.mark.parametrize("entry, expected", [("wsgi", "600"), ("asgi", "0")])
 def test_persistent_connections_for_wsgi_workers_only(entry, expected):
-    """The settings give gunicorn's workers persistent connections; the ASGI application (the
+    """The settings give the HTTP workers persistent connections; the ASGI application (the
     hub's Daphne) turns them off, as Django advises, since its requests' threads come and go
     and each would keep a connection open (a busy hub ran out of PostgreSQL's slots)."""
     code = (

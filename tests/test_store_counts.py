@@ -11,7 +11,7 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from metacore.kernel import get_kernel
-from tests.livekit import Gunicorn
+from tests.livekit import Web
 from tests.test_access_cache import NOTES, InProcess, desk  # noqa: F401  # the fixture
 
 pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL counts every page")
@@ -67,7 +67,7 @@ def test_a_commit_on_another_connection_is_counted(desk):  # noqa: F811
 @pytest.mark.django_db(transaction=True)
 def test_a_write_in_one_server_process_is_counted_by_another(desk):  # noqa: F811
     get_kernel().permissions.grant(desk["user"], ["desk.notes.create"])
-    reader, writer = Gunicorn.start(2, extra_args=("--workers", "1"))
+    reader, writer = Web.start(2, extra_args=("WEB_CONCURRENCY=1",))
     try:
         for _ in range(2):
             assert total(reader.request("GET", NOTES, desk["token"])) == 1
