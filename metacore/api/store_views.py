@@ -18,6 +18,7 @@ from metacore.api.parsers import JSONParser
 from metacore.api.renderers import AnyAcceptedNegotiation, with_fast_json
 from metacore.context import CallContext
 from metacore.kernel import get_kernel
+from metacore.schema.registry import one_revision_read
 from metacore.telemetry import count_request, span
 
 
@@ -37,9 +38,10 @@ class StoreView(EnvelopeErrorsMixin, APIView):
 
     def dispatch(self, request, *args, **kwargs):
         """One `metacore.store.<action>` span per request (the store adds addon, model and
-        tenant once it has resolved them) and the requests-by-model metric."""
+        tenant once it has resolved them), the requests-by-model metric, and one read of the
+        stored revisions for the whole request (`one_revision_read`)."""
         action = ACTIONS.get(request.method, request.method.lower())
-        with span(f"metacore.store.{action}", model=kwargs.get("model"), action=action):
+        with span(f"metacore.store.{action}", model=kwargs.get("model"), action=action), one_revision_read():
             response = super().dispatch(request, *args, **kwargs)
         addon, _, model = (kwargs.get("model") or "").rpartition(".")
         count_request(addon=addon, model=model, action=action, status=response.status_code)

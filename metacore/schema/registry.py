@@ -31,7 +31,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -172,6 +174,7 @@ def bump_registry_revision(using: str = DEFAULT_DB_ALIAS) -> int:
     state, _ = RegistryState.objects.using(using).select_for_update().get_or_create(pk=1)
     state.revision = max(state.revision + 1, time.time_ns() // 1000)
     state.save(update_fields=["revision"])
+    _forget_request_revision(using)
     return state.revision
 
 
@@ -187,6 +190,52 @@ def read_revision(using: str = DEFAULT_DB_ALIAS, column: str = "revision") -> in
         cursor.execute(f"SELECT {qn(column)} FROM {qn(RegistryState._meta.db_table)} WHERE {qn('id')} = 1")
         row = cursor.fetchone()
     return int(row[0]) if row else 0
+
+
+def read_revisions(using: str = DEFAULT_DB_ALIAS) -> tuple[int, int]:
+    """Both stored revisions, the registry's and `access_revision`, in one primary-key read."""
+    from metacore.models import RegistryState
+
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {qn('revision')}, {qn('access_revision')} FROM {qn(RegistryState._meta.db_table)}"
+            f" WHERE {qn('id')} = 1"
+        )
+        row = cursor.fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+#: Per database, the registry revision read for the current request (`one_revision_read`).
+_REQUEST_REVISIONS: ContextVar[dict[str, int] | None] = ContextVar("metacore_request_revisions", default=None)
+
+
+@contextmanager
+def one_revision_read() -> Iterator[None]:
+    """Within it (one API request), the registry revision is read once per database, by the
+    request's first freshness check or along with the access revision (`read_access_revision`);
+    later checks of the same request use it. A store write checked freshness three times more
+    (resolving, the hub's publish, the webhook deliveries). An install by this process drops
+    it (`ModelRegistry.invalidate`); one by another process is seen by the next request, as
+    if it had come a moment later."""
+    token = _REQUEST_REVISIONS.set({})
+    try:
+        yield
+    finally:
+        _REQUEST_REVISIONS.reset(token)
+
+
+def _forget_request_revision(using: str) -> None:
+    """This process moved the revision (or dropped its registry): read it again."""
+    held = _REQUEST_REVISIONS.get()
+    if held is not None:
+        held.pop(using, None)
+
+
+def request_revisions() -> dict[str, int] | None:
+    """The revisions read for the current request, when inside `one_revision_read`."""
+    return _REQUEST_REVISIONS.get()
 
 
 class ModelRegistry:
@@ -215,7 +264,12 @@ class ModelRegistry:
         """Reload from the stored manifests when the database revision moved (one query;
         none when the caller read `revision` in a query of its own)."""
         if revision is None:
-            revision = read_revision(self.using)
+            held = _REQUEST_REVISIONS.get()
+            revision = held.get(self.using) if held is not None else None
+            if revision is None:
+                revision = read_revision(self.using)
+                if held is not None:
+                    held[self.using] = revision
         if not force and revision == self._revision and self.hosted.generation == self._hosted_generation:
             return
         with self._lock:
@@ -225,6 +279,7 @@ class ModelRegistry:
                 self._names = self._index(self._addons)
 
     def invalidate(self) -> None:
+        _forget_request_revision(self.using)
         with self._lock:
             self._revision = None
 
