@@ -139,6 +139,34 @@ def test_authorization_header_token_and_session_cookie_authenticate(org, client)
     run(body)
 
 
+def test_socket_frames_skip_the_session_save_wrapper(org, client, monkeypatch):
+    """Channels' session wrapper saves a session only on `http.response.start`: a socket's
+    frames go straight to the server (through the wrapper they paid two lazy session reads
+    each), and the session still authenticates the socket."""
+    from channels.sessions import InstanceSessionWrapper
+
+    wrapped = []
+    original = InstanceSessionWrapper.send
+
+    async def recording(self, message):
+        wrapped.append(message["type"])
+        return await original(self, message)
+
+    monkeypatch.setattr(InstanceSessionWrapper, "send", recording)
+    client.force_login(org["alice"])
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    async def body():
+        comm = communicator("/api/ws", headers=[(b"cookie", cookie)])
+        assert (await comm.connect(timeout=5))[0]
+        await comm.send_to(text_data='{"type":"ping"}')
+        assert (await receive_json(comm))["type"] == "pong"
+        await comm.disconnect()
+
+    run(body)
+    assert wrapped == []
+
+
 def test_channel_of_another_tenant_closes_4403(org):
     async def body():
         comm = await connect(org["alice"], f"&channel=org:{org['t2']}")
