@@ -1,13 +1,14 @@
 """A list page's total, kept per SQLite connection while the database is unchanged
 (metacore.store.compiled.Statement.count): every write is counted on the next page, whoever
 makes it: the same connection, another connection of the same process, another server
-process."""
+process; a rolled-back write or savepoint and a schema change too. Outside a transaction only
+(`transaction=True` tests): inside one nothing is kept."""
 
 import threading
 import uuid
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from metacore.kernel import get_kernel
@@ -23,7 +24,7 @@ def total(status_and_body):
     return body["meta"]["total"]
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_an_unchanged_database_is_not_counted_twice_and_every_write_is_seen(desk):  # noqa: F811
     get_kernel().permissions.grant(desk["user"], ["desk.notes.create", "desk.notes.delete"])
     api = InProcess(desk["token"])
@@ -79,3 +80,41 @@ def test_a_write_in_one_server_process_is_counted_by_another(desk):  # noqa: F81
     finally:
         reader.terminate()
         writer.terminate()
+
+
+@pytest.mark.django_db
+def test_a_rolled_back_write_or_savepoint_is_not_counted(desk):  # noqa: F811
+    """Inside a transaction (this test's) a page is counted every time: a rollback moves none
+    of the counters."""
+    api = InProcess(desk["token"])
+    model = get_kernel().registry.resolve("desk.notes").model_class
+    for _ in range(2):
+        assert total(api.get(NOTES)) == 1
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), transaction.atomic():
+        model.objects.create(id=uuid.uuid4(), organization_id=desk["first"], title="undone")
+        assert total(api.get(NOTES)) == 2
+        raise Undo
+    assert total(api.get(NOTES)) == 1
+    savepoint = transaction.savepoint()
+    model.objects.create(id=uuid.uuid4(), organization_id=desk["first"], title="undone")
+    assert total(api.get(NOTES)) == 2
+    transaction.savepoint_rollback(savepoint)
+    assert total(api.get(NOTES)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_schema_change_alone_is_counted(desk):  # noqa: F811
+    """The table emptied by DDL on the same connection (no row written): `schema_version`."""
+    api = InProcess(desk["token"])
+    for _ in range(3):
+        assert total(api.get(NOTES)) == 1
+    table = get_kernel().registry.resolve("desk.notes").model_class._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE TABLE "emptied" AS SELECT * FROM "{table}" WHERE 0')
+        cursor.execute(f'DROP TABLE "{table}"')
+        cursor.execute(f'ALTER TABLE "emptied" RENAME TO "{table}"')
+    assert total(api.get(NOTES)) == 0

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 from store_support import ORG_A, client_for, ledger_manifest, make_user, ok, sample
 
 from metacore.kernel import get_kernel
@@ -115,3 +116,62 @@ def test_what_the_client_accepts_still_picks_the_renderer(alice, shop):
     assert alice.get(url, HTTP_ACCEPT="text/html")["Content-Type"].startswith("text/html")
     assert alice.get(url, {"format": "api"})["Content-Type"].startswith("text/html")
     assert alice.get(url, HTTP_ACCEPT="application/xml").status_code == 406
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's declared column types")
+def test_columns_declared_otherwise_than_django_would_read_as_the_orm_reads_them(ledger):
+    """A host model's table need not declare `datetime` and `bool` (sqlite3 then converts
+    nothing): the direct converters take text and 0/1 as the ORM's converters do."""
+    table = ledger._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sql FROM sqlite_master WHERE name = %s", [table])
+        ddl = cursor.fetchone()[0]
+        cursor.execute(f'DROP TABLE "{table}"')
+        cursor.execute(ddl.replace('"flag" bool', '"flag" integer').replace('"at" datetime', '"at" text'))
+        cursor.execute(
+            f'INSERT INTO "{table}" (id, organization_id, ref, at, flag) VALUES (%s, %s, %s, %s, %s)',
+            [uuid.uuid4().hex, ORG_A.hex, uuid.uuid4().hex, "2024-01-02 03:04:05", 1],
+        )
+    client = client_for(make_user("carol", ORG_A, perms=["ledger.entries.read"]))
+    listed = ok(client.get("/api/dynamic/ledger.entries"))["data"]
+    assert listed == through_the_orm(client, "/api/dynamic/ledger.entries")
+    assert (listed[0]["at"], listed[0]["flag"]) == ("2024-01-02T03:04:05+00:00", True)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's direct converters")
+def test_a_compiled_read_follows_a_changed_time_zone_setting(alice, shop):
+    fill(alice, shop, "countries", 1)
+    url = BASE + "countries"
+    ok(alice.get(url)), ok(alice.get(url))  # compiled under USE_TZ=True
+    with override_settings(USE_TZ=False):
+        compiled = ok(alice.get(url))["data"]
+        assert compiled == through_the_orm(alice, url)
+    assert compiled[0]["created_at"][-6:] != "+00:00"
+
+
+def test_the_store_renderer_writes_what_drf_writes():
+    """Byte for byte, on what answers carry: str subclasses (error details, safe strings, even
+    empty), datetimes, uuids, decimals, lazy text, JavaScript's line terminators."""
+    import datetime
+    import decimal
+
+    from django.utils.safestring import mark_safe
+    from django.utils.translation import gettext_lazy
+    from rest_framework.exceptions import ErrorDetail
+    from rest_framework.renderers import JSONRenderer as DRFRenderer
+
+    from metacore.api.renderers import JSONRenderer
+
+    data = {
+        "errors": {"code": [ErrorDetail(""), ErrorDetail("too long", code="max_length")]},
+        "safe": mark_safe(""),
+        "at": datetime.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.UTC),
+        "day": datetime.date(2024, 1, 2),
+        "id": uuid.UUID(int=5),
+        "amount": decimal.Decimal("1.50"),
+        "lazy": gettext_lazy("Not found."),
+        "text": "a\u2028b\u2029c é",
+        "big": 2**70,
+        "rows": [{"n": 1, "ok": True, "none": None, "f": 1.5}],
+    }
+    assert JSONRenderer().render(data) == DRFRenderer().render(data)

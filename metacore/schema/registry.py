@@ -182,29 +182,22 @@ def read_revision(using: str = DEFAULT_DB_ALIAS, column: str = "revision") -> in
     """A stored revision of `RegistryState` (the registry's, or `access_revision`): one
     primary-key read per request, so it is plain SQL (the ORM's query building would cost
     more than the read itself)."""
+    return read_revisions(using, (column,))[0]
+
+
+def read_revisions(
+    using: str = DEFAULT_DB_ALIAS, columns: tuple[str, ...] = ("revision", "access_revision")
+) -> tuple[int, ...]:
+    """Stored revisions of `RegistryState`, `columns` of them in one primary-key read."""
     from metacore.models import RegistryState
 
     connection = connections[using]
     qn = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {qn(column)} FROM {qn(RegistryState._meta.db_table)} WHERE {qn('id')} = 1")
+        selected = ", ".join(qn(column) for column in columns)
+        cursor.execute(f"SELECT {selected} FROM {qn(RegistryState._meta.db_table)} WHERE {qn('id')} = 1")
         row = cursor.fetchone()
-    return int(row[0]) if row else 0
-
-
-def read_revisions(using: str = DEFAULT_DB_ALIAS) -> tuple[int, int]:
-    """Both stored revisions, the registry's and `access_revision`, in one primary-key read."""
-    from metacore.models import RegistryState
-
-    connection = connections[using]
-    qn = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {qn('revision')}, {qn('access_revision')} FROM {qn(RegistryState._meta.db_table)}"
-            f" WHERE {qn('id')} = 1"
-        )
-        row = cursor.fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+    return tuple(int(value) for value in row) if row else (0,) * len(columns)
 
 
 #: Per database, the registry revision read for the current request (`one_revision_read`).
@@ -215,10 +208,11 @@ _REQUEST_REVISIONS: ContextVar[dict[str, int] | None] = ContextVar("metacore_req
 def one_revision_read() -> Iterator[None]:
     """Within it (one API request), the registry revision is read once per database, by the
     request's first freshness check or along with the access revision (`read_access_revision`);
-    later checks of the same request use it. A store write checked freshness three times more
-    (resolving, the hub's publish, the webhook deliveries). An install by this process drops
-    it (`ModelRegistry.invalidate`); one by another process is seen by the next request, as
-    if it had come a moment later."""
+    later checks of the same request use it while the registry is still at that revision. A
+    store write checked freshness three times more (resolving, the hub's publish, the webhook
+    deliveries). A revision this request moves (`bump_registry_revision`: an install, an
+    organization's first copy) is read again; one moved by another request or process is seen
+    by the next request, as if this one had come a moment earlier."""
     token = _REQUEST_REVISIONS.set({})
     try:
         yield
@@ -226,16 +220,16 @@ def one_revision_read() -> Iterator[None]:
         _REQUEST_REVISIONS.reset(token)
 
 
+def request_revisions() -> dict[str, int] | None:
+    """The registry revisions read for the current request, when inside `one_revision_read`."""
+    return _REQUEST_REVISIONS.get()
+
+
 def _forget_request_revision(using: str) -> None:
-    """This process moved the revision (or dropped its registry): read it again."""
-    held = _REQUEST_REVISIONS.get()
+    """This request moved the revision: read it again."""
+    held = request_revisions()
     if held is not None:
         held.pop(using, None)
-
-
-def request_revisions() -> dict[str, int] | None:
-    """The revisions read for the current request, when inside `one_revision_read`."""
-    return _REQUEST_REVISIONS.get()
 
 
 class ModelRegistry:
@@ -264,9 +258,11 @@ class ModelRegistry:
         """Reload from the stored manifests when the database revision moved (one query;
         none when the caller read `revision` in a query of its own)."""
         if revision is None:
-            held = _REQUEST_REVISIONS.get()
+            held = request_revisions()
             revision = held.get(self.using) if held is not None else None
-            if revision is None:
+            # A revision held by the request serves while the registry is at it; otherwise
+            # (not read yet, or another request of this process reloaded since) read it now.
+            if revision is None or revision != self._revision:
                 revision = read_revision(self.using)
                 if held is not None:
                     held[self.using] = revision
@@ -279,7 +275,6 @@ class ModelRegistry:
                 self._names = self._index(self._addons)
 
     def invalidate(self) -> None:
-        _forget_request_revision(self.using)
         with self._lock:
             self._revision = None
 

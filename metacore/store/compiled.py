@@ -21,10 +21,11 @@ import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Protocol
 
+from django.core.signals import setting_changed
 from django.db import connections
 from django.db.models import Model, QuerySet
 
-from metacore.schema.types import AS_STORED, ColumnType
+from metacore.schema.types import ColumnType
 
 #: A bound on the shapes kept per model (each sort order is one shape).
 SHAPES_PER_MODEL = 64
@@ -91,18 +92,20 @@ class Statement:
         return rows
 
     def count(self, using: str, params: Sequence[Any]) -> int:
-        """The COUNT's answer. On SQLite it is kept per connection and given again while the
-        database file is unchanged: `PRAGMA data_version` moves when another connection (any
-        process) commits, the connection's `total_changes` when it writes itself, and a
-        schema change makes a new model class, hence new statements. Counting is the one
-        cost of a list page that grows with the table."""
+        """The COUNT's answer. On SQLite, outside a transaction, it is kept per connection and
+        given again while the database file is unchanged: `data_version` moves when another
+        connection (any process) commits, `schema_version` on any schema change, the
+        connection's `total_changes` when it writes itself. Inside a transaction nothing is
+        kept or reused: a rollback undoes writes without moving any of the three. Counting is
+        the one cost of a list page that grows with the table."""
         connection = connections[using]
         with connection.cursor() as cursor:
-            if connection.vendor != "sqlite":
+            if connection.vendor != "sqlite" or connection.in_atomic_block:
                 cursor.execute(self.sql, params)
                 return int(cursor.fetchone()[0])
-            cursor.execute("PRAGMA data_version")
-            version = (cursor.fetchone()[0], connection.connection.total_changes)
+            cursor.execute(_SQLITE_VERSIONS)
+            data_version, schema_version = cursor.fetchone()
+            version = (data_version, schema_version, connection.connection.total_changes)
             counts, key = _sqlite_counts(connection), (self.sql, tuple(params))
             known = counts.get(key)
             if known is not None and known[0] == version:
@@ -115,7 +118,9 @@ class Statement:
         return total
 
 
-_Counts = dict[tuple[str, tuple[Any, ...]], tuple[tuple[int, int], int]]
+#: Both change counters of a SQLite database file in one statement.
+_SQLITE_VERSIONS = "SELECT (SELECT data_version FROM pragma_data_version()), (SELECT schema_version FROM pragma_schema_version())"
+_Counts = dict[tuple[str, tuple[Any, ...]], tuple[tuple[int, int, int], int]]
 
 
 def _sqlite_counts(connection: Any) -> _Counts:
@@ -130,10 +135,16 @@ def _sqlite_counts(connection: Any) -> _Counts:
 
 
 def _select_statement(
-    sql: str, names: tuple[str, ...], converters: Converters, using: str, json: JsonColumns | None
+    sql: str,
+    names: tuple[str, ...],
+    selected: Sequence[Any],
+    converters: Converters,
+    using: str,
+    json: JsonColumns | None,
 ) -> Statement:
-    """The statement for `names`; with `json`, its rows come out JSON-ready, each column
-    through its type's direct converter when the database has one."""
+    """The statement for `names` (`selected`: their expressions); with `json`, its rows come
+    out JSON-ready, each column through its type's direct converter when the database has one
+    and the field converts nothing itself (`from_db_value`)."""
     if json is None:
         return Statement(sql, names, converters)
     by_position = {position: (functions, expression) for position, functions, expression in converters}
@@ -144,9 +155,7 @@ def _select_statement(
     for position, name in enumerate(names):
         column_type = json.types[name]
         straight = column_type.json_from_db(connection)
-        if straight is AS_STORED:
-            continue
-        if straight is not None:
+        if straight is not None and not hasattr(selected[position].output_field, "from_db_value"):
             direct.append((position, straight))
             continue
         if position in by_position:
@@ -160,6 +169,20 @@ def prepared(model: type[Model], name: str, value: Any, using: str) -> Any:
     """`value` as an exact lookup on `model.name` sends it to the database."""
     field = model._meta.get_field(name)
     return field.get_db_prep_value(field.get_prep_value(value), connections[using], prepared=True)  # type: ignore[union-attr]
+
+
+#: Moves when a setting the statements' converters were chosen under changes (tests override
+#: them): statements compiled before are not used again.
+_settings_generation = 0
+
+
+def _settings_changed(setting: str, **kwargs: Any) -> None:
+    global _settings_generation
+    if setting in ("USE_TZ", "TIME_ZONE", "DATABASES"):
+        _settings_generation += 1
+
+
+setting_changed.connect(_settings_changed, dispatch_uid="metacore.store.compiled")
 
 
 class CompiledReads:
@@ -199,7 +222,7 @@ class CompiledReads:
         """`list(queryset().values(*names)[low:high])`, each row through `json` when given;
         `queryset()` (rows of `model` on `using`) is only built while the shape is not
         compiled, or not compilable."""
-        shapes, key = self._shapes(model), (using, shape)
+        shapes, key = self._shapes(model), (using, shape, json is not None, _settings_generation)
         if key not in shapes:
             compiler = queryset().values(*names).query.get_compiler(using=using)
             sql, compiled = compiler.as_sql()
@@ -210,7 +233,7 @@ class CompiledReads:
                     (position, functions, expression)
                     for position, (functions, expression) in compiler.get_converters(selected).items()
                 ]
-                statement = _select_statement(sql, names, converters, using, json)
+                statement = _select_statement(sql, names, selected, converters, using, json)
             self._keep(model, key, statement)
         statement = shapes.get(key)
         if statement is None:

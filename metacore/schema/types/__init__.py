@@ -12,7 +12,6 @@ import pkgutil
 from importlib import import_module
 
 from .base import (
-    AS_STORED,
     DESTRUCTIVE,
     EQUALITY_LOOKUPS,
     NEEDS_CHECK,
@@ -28,7 +27,6 @@ for _module in pkgutil.iter_modules(__path__):
     import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
-    "AS_STORED",
     "Alteration",
     "ColumnType",
     "ColumnTypeRegistry",

@@ -43,11 +43,6 @@ TEXT_LOOKUPS = EQUALITY_LOOKUPS + (
 )
 
 
-def AS_STORED(value: Any) -> Any:  # noqa: N802  # a constant, compared by identity
-    """`json_from_db`'s answer when the driver's value is already the JSON value."""
-    return value
-
-
 @dataclass(frozen=True)
 class Alteration:
     """What changing a column's type or its parameters means for an upgrade: words for the
@@ -184,8 +179,10 @@ class ColumnType:
     def json_from_db(self, connection: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
         """What `connection`'s driver returns for this type, straight to `to_json`'s result,
         without the field's converters and the Python value between them (a list page makes
-        hundreds of those); None: convert as the ORM does, then `to_json`. `AS_STORED`: the
-        driver's value already is the JSON value."""
+        hundreds of those); None: convert as the ORM does, then `to_json`. It must take every
+        value the ORM's converter takes (a host model's table may declare its columns
+        otherwise than Django would) and answer what `to_json` would; the store uses it only
+        for fields without `from_db_value`. A subclass overriding `to_json` gets None here."""
         return None
 
     def from_csv(self, text: str) -> Any:

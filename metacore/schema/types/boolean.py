@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import models
 from rest_framework import serializers
 
-from .base import AS_STORED, EQUALITY_LOOKUPS, ColumnType
+from .base import EQUALITY_LOOKUPS, ColumnType
 from .registry import register
 
 if TYPE_CHECKING:
@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 
 TRUE_WORDS = frozenset({"true", "t", "1", "yes", "y", "on"})
 FALSE_WORDS = frozenset({"false", "f", "0", "no", "n", "off"})
+
+
+def _sqlite_bool_json(value: Any) -> Any:
+    """As Django's SQLite converter: sqlite3 reads a `bool` column as True/False, an integer
+    column (a host's table) as 0/1."""
+    return bool(value) if value in (0, 1) else value
 
 
 @register
@@ -48,8 +54,9 @@ class BoolType(ColumnType):
         raise ValueError(f"{value!r} is not a boolean")
 
     def json_from_db(self, connection: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
-        # sqlite3 reads Django's `bool` columns as True/False (Django registers that converter).
-        return AS_STORED if connection.vendor == "sqlite" else None
+        if connection.vendor != "sqlite" or type(self).to_json is not BoolType.to_json:
+            return None
+        return _sqlite_bool_json
 
     def describe(self, column: Column | None = None) -> str:
         return "boolean"

@@ -49,7 +49,9 @@ class UUIDType(ColumnType):
         return None if value is None else str(value)
 
     def json_from_db(self, connection: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
-        return _sqlite_uuid_json if connection.vendor == "sqlite" else None
+        if connection.vendor != "sqlite" or type(self).to_json is not UUIDType.to_json:
+            return None
+        return _sqlite_uuid_json
 
     def default_fn_kwargs(self, default_fn: str, *, db_default: bool) -> dict[str, Any]:
         if default_fn != "uuid":

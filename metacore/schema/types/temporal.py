@@ -22,10 +22,13 @@ if TYPE_CHECKING:
     from metacore.manifest.model import Column
 
 
-def _utc_iso(value: dt.datetime | None) -> str | None:
-    """`make_aware(value, UTC).isoformat()` for a naive UTC datetime, without making one."""
-    if value is None:
-        return None
+def _utc_iso(value: Any) -> str | None:
+    """As Django's SQLite converter, then `isoformat()`: a naive datetime (sqlite3 reads
+    Django's `datetime` columns so) is UTC, given its offset without making an aware one; text
+    (a host table's column declared otherwise) is parsed first."""
+    if not isinstance(value, dt.datetime):
+        if value is None or (value := parse_datetime(value)) is None:
+            return None
     return value.isoformat() if value.tzinfo is not None else f"{value.isoformat()}+00:00"
 
 
@@ -104,9 +107,9 @@ class DateTimeType(_Temporal):
     def json_from_db(self, connection: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
         # sqlite3 reads Django's `datetime` columns as naive datetimes in the connection's
         # time zone, which the ORM then makes aware; in UTC that is appending the offset.
-        if connection.vendor == "sqlite" and settings.USE_TZ and connection.timezone is dt.UTC:
-            return _utc_iso
-        return None
+        if connection.vendor != "sqlite" or type(self).to_json is not DateTimeType.to_json:
+            return None
+        return _utc_iso if settings.USE_TZ and connection.timezone is dt.UTC else None
 
     def default_fn_kwargs(self, default_fn: str, *, db_default: bool) -> dict[str, Any]:
         if default_fn != "now":
