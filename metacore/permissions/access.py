@@ -27,18 +27,16 @@ from django.db.models import F, Model, Value
 from django.db.models.functions import Greatest
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from metacore.schema.registry import read_revision, read_revisions, request_revisions
+from metacore.schema.registry import read_revisions, request_revisions
 
 
 def read_access_revision(using: str = DEFAULT_DB_ALIAS) -> int:
-    """The stored access revision (one primary-key read per request); inside
-    `one_revision_read`, the registry's revision is read by the same query and kept for the
-    request."""
-    held = request_revisions()
-    if held is None:
-        return read_revision(using, "access_revision")
+    """The stored access revision (one primary-key read per request), read with the
+    registry's, which `one_revision_read` keeps for the rest of the request."""
     registry, access = read_revisions(using)
-    held.setdefault(using, registry)
+    held = request_revisions()
+    if held is not None:
+        held.setdefault(using, registry)
     return access
 
 

@@ -40,11 +40,15 @@ Convert = Callable[[Any], Any]
 
 
 class JsonColumns(Protocol):
-    """What a caller reading JSON-ready rows passes: each column's type, and how it turns a
-    `.values()` row JSON-ready (for the shapes the ORM runs)."""
+    """What a caller reading JSON-ready rows passes: each column's type, the `to_json` of the
+    columns whose type converts, and how it turns a `.values()` row JSON-ready (for the shapes
+    the ORM runs)."""
 
     @property
     def types(self) -> Mapping[str, ColumnType]: ...
+
+    @property
+    def converters(self) -> Sequence[tuple[str, Convert]]: ...
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -152,16 +156,16 @@ def _select_statement(
     kept: Converters = []
     direct: list[tuple[int, Convert]] = []
     to_json: list[tuple[int, Convert]] = []
+    to_json_of = dict(json.converters)
     for position, name in enumerate(names):
-        column_type = json.types[name]
-        straight = column_type.json_from_db(connection)
+        straight = json.types[name].json_from_db(connection)
         if straight is not None and not hasattr(selected[position].output_field, "from_db_value"):
             direct.append((position, straight))
             continue
         if position in by_position:
             kept.append((position, *by_position[position]))
-        if type(column_type).to_json is not ColumnType.to_json:
-            to_json.append((position, column_type.to_json))
+        if name in to_json_of:
+            to_json.append((position, to_json_of[name]))
     return Statement(sql, names, kept, direct, to_json)
 
 
