@@ -7,7 +7,11 @@ other writers may leave in a SQLite file: upper-case or dashed uuids, a datetime
 offset or with milliseconds only."""
 
 import json
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -175,3 +179,24 @@ def test_the_store_renderer_writes_what_drf_writes():
         "rows": [{"n": 1, "ok": True, "none": None, "f": 1.5}],
     }
     assert JSONRenderer().render(data) == DRFRenderer().render(data)
+
+
+def test_without_orjson_the_store_renders_with_drf():
+    """orjson is a declared dependency but only a speed-up: where it cannot be imported,
+    metacore imports and the store views keep DRF's renderer."""
+    code = (
+        "import sys; sys.modules['orjson'] = None\n"
+        "import django; django.setup()\n"
+        "from rest_framework.renderers import JSONRenderer\n"
+        "from metacore.api.store_views import StoreView\n"
+        "assert JSONRenderer in StoreView.renderer_classes, StoreView.renderer_classes\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "sandbox_project.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -13,23 +13,25 @@ hold them) is written as null, an Enum as its value.
 
 from typing import Any
 
-import orjson
 from rest_framework import renderers
 from rest_framework.negotiation import DefaultContentNegotiation
 
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+try:
+    import orjson
+except ImportError:  # a declared dependency, but only a speed-up: without it DRF's renderer answers
+    orjson = None  # type: ignore[assignment]
 
 
 class JSONRenderer(renderers.JSONRenderer):
     def render(
         self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
     ) -> bytes:
-        if data is None or not (self.compact and not self.ensure_ascii):
+        plain = data is not None and self.compact and not self.ensure_ascii
+        if not plain or self.get_indent(accepted_media_type or "", renderer_context or {}) is not None:
             return super().render(data, accepted_media_type, renderer_context)
-        if self.get_indent(accepted_media_type or "", renderer_context or {}) is not None:
-            return super().render(data, accepted_media_type, renderer_context)
+        options = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
         try:
-            encoded = orjson.dumps(data, default=self.encoder_class().default, option=_OPTIONS)
+            encoded = orjson.dumps(data, default=self.encoder_class().default, option=options)
         except (TypeError, orjson.JSONEncodeError):
             return super().render(data, accepted_media_type, renderer_context)
         # DRF escapes the two line terminators JavaScript does not allow in strings.
@@ -38,7 +40,10 @@ class JSONRenderer(renderers.JSONRenderer):
 
 def with_fast_json(classes: Any) -> list[Any]:
     """`classes` (a view's renderer classes) with DRF's JSON renderer replaced by this one; a
-    host's own JSON renderer, and the others (the browsable API), stay as they are."""
+    host's own JSON renderer, and the others (the browsable API), stay as they are. Without
+    orjson importable, `classes` as they are."""
+    if orjson is None:
+        return list(classes)
     return [JSONRenderer if cls is renderers.JSONRenderer else cls for cls in classes]
 
 
